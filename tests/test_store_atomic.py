@@ -1,0 +1,151 @@
+"""Atomic writes: whole new bytes or untouched old bytes, never a temp file left behind."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from toyfoundry.store import fsio
+from toyfoundry.store.atomic import dumps_canonical, remove_file, write_atomic, write_json_atomic
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def no_faults(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv(fsio.FAULT_ENV, raising=False)
+    fsio.reset_faults()
+    yield
+    fsio.reset_faults()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """A folder of our own, so listing it shows exactly what the writes left."""
+    path = tmp_path / "out"
+    path.mkdir()
+    return path
+
+
+def test_write_creates_parents_and_replaces(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b" / "out.json"
+    assert write_atomic(target, b"one\n") is True
+    assert target.read_bytes() == b"one\n"
+    assert write_atomic(target, b"two\n") is True
+    assert target.read_bytes() == b"two\n"
+    assert os.listdir(target.parent) == ["out.json"]
+
+
+def test_identical_bytes_leave_file_and_mtime_alone(tmp_path: Path) -> None:
+    target = tmp_path / "out.json"
+    write_atomic(target, b"same\n")
+    os.utime(target, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+    inode = target.stat().st_ino
+    assert write_atomic(target, b"same\n") is False
+    assert target.stat().st_mtime_ns == 1_000_000_000_000_000_000
+    assert target.stat().st_ino == inode
+    assert write_atomic(target, b"same but longer\n") is True
+    assert target.stat().st_mtime_ns != 1_000_000_000_000_000_000
+
+
+def test_dumps_canonical_is_sorted_indented_and_ends_in_newline() -> None:
+    class Model(BaseModel):
+        zeta: int
+        alpha: list[str]
+
+    expected = b'{\n  "alpha": [\n    "x"\n  ],\n  "zeta": 1\n}\n'
+    assert dumps_canonical({"zeta": 1, "alpha": ["x"]}) == expected
+    assert dumps_canonical(Model(zeta=1, alpha=["x"])) == expected
+
+
+def test_write_json_atomic_round_trip(tmp_path: Path) -> None:
+    target = tmp_path / "data.json"
+    assert write_json_atomic(target, {"b": 2, "a": 1}) is True
+    assert target.read_bytes() == b'{\n  "a": 1,\n  "b": 2\n}\n'
+    assert write_json_atomic(target, {"a": 1, "b": 2}) is False
+
+
+def test_remove_file_ignores_missing(tmp_path: Path) -> None:
+    target = tmp_path / "gone.json"
+    target.write_bytes(b"x")
+    assert remove_file(target) is True
+    assert not target.exists()
+    assert remove_file(target) is False
+    assert remove_file(tmp_path / "no" / "folder.json") is False
+
+
+FAULT_SCRIPT = """
+import sys
+from pathlib import Path
+from toyfoundry.store.atomic import write_atomic
+try:
+    write_atomic(Path(sys.argv[1]), b"new contents\\n")
+except OSError as err:
+    print(err.errno)
+    sys.exit(1)
+"""
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        ("enospc:write:1", errno.ENOSPC),
+        ("eio:fsync:1", errno.EIO),
+        ("enospc:replace:1", errno.ENOSPC),
+    ],
+)
+def test_injected_fault_keeps_old_file_and_leaves_no_temp(
+    folder: Path, fault: str, code: int
+) -> None:
+    target = folder / "out.json"
+    target.write_bytes(b"old contents\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), fsio.FAULT_ENV: fault}
+    result = subprocess.run(
+        [sys.executable, "-c", FAULT_SCRIPT, str(target)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.strip() == str(code)
+    assert target.read_bytes() == b"old contents\n"
+    assert os.listdir(folder) == ["out.json"]
+
+
+def test_fault_after_rename_still_raises(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The second fsync is the folder's: the new bytes are in place but not yet
+    # known durable, and the caller must hear about it.
+    target = folder / "out.json"
+    monkeypatch.setenv(fsio.FAULT_ENV, "eio:fsync:2")
+    fsio.reset_faults()
+    with pytest.raises(OSError) as caught:
+        write_atomic(target, b"new\n")
+    assert caught.value.errno == errno.EIO
+    assert os.listdir(folder) == ["out.json"]
+
+
+def test_nth_call_counts_per_operation(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(fsio.FAULT_ENV, "enospc:write:3")
+    fsio.reset_faults()
+    write_atomic(folder / "1.json", b"1")
+    write_atomic(folder / "2.json", b"2")
+    with pytest.raises(OSError) as caught:
+        write_atomic(folder / "3.json", b"3")
+    assert caught.value.errno == errno.ENOSPC
+    write_atomic(folder / "4.json", b"4")
+    assert sorted(os.listdir(folder)) == ["1.json", "2.json", "4.json"]
+
+
+def test_malformed_fault_spec_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(fsio.FAULT_ENV, "enospc:chmod:1")
+    fsio.reset_faults()
+    with pytest.raises(ValueError, match="operation must be one of"):
+        fsio.fsync(0)

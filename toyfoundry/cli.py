@@ -1,0 +1,133 @@
+"""The command line: a table of subcommands and one error handler; no foundry logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from toyfoundry import __version__
+from toyfoundry.errors import FoundryError, UsageError
+from toyfoundry.store.layout import Layout
+
+
+class Command(Protocol):
+    """A subcommand module: `add_arguments(parser)` and `run(args, layout) -> exit code`."""
+
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace, layout: Layout) -> int: ...
+
+
+#: name -> (module under toyfoundry.commands, one-line help); modules load only when run.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("validate", "check exchange files against the schemas and the foundry's rules"),
+    "schemas": ("schemas", "check or regenerate the committed JSON Schemas"),
+    "build": ("build", "run the doit graph (same as `doit` in the project folder)"),
+    "mint": ("mint", "mint one order's batch (the plan's forge_mint_alfa)"),
+    "ritual": ("ritual", "run one ritual (drill, parade, purge, promote) on an order"),
+    "checkpoint": ("checkpoint", "approve a phase: the human checkpoint before expansion"),
+    "review": ("review", "list quarantined Alfas and record review decisions"),
+    "doctrine": ("doctrine", "inspect and verify the doctrine archive"),
+    "loom": ("loom", "stitch telemetry into the quilt rollup (and exports with --export)"),
+    "lint-telemetry": ("lint_telemetry", "check every ledger line against its schema"),
+    "nightly": ("nightly", "lint, loom with exports, and the dashboard"),
+    "why": ("why", "trace an Alfa or order to its files, ledger lines and exports"),
+    "watch": ("watch", "watch exchange/ and rebuild what a change affects"),
+    "watch-exchange": ("watch_exchange", "record exchange artefacts addressed to a target"),
+    "watch-orders": ("watch_orders", "notify when the set of pending orders changes"),
+}
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _load(name: str) -> Command:
+    module = importlib.import_module(f"toyfoundry.commands.{COMMANDS[name][0]}")
+    return module  # type: ignore[return-value]
+
+
+def build_parser(selected: str | None) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="toyfoundry",
+        description="Toyfoundry: orders in exchange/ become minted, drilled and promoted Alfas.",
+    )
+    parser.add_argument("--version", action="version", version=f"toyfoundry {__version__}")
+    parser.add_argument(
+        "--root",
+        help="project folder holding exchange/ and .toyfoundry/ (default: $TOYFOUNDRY_ROOT or .)",
+    )
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        if name != selected:
+            subs.add_parser(name, help=COMMANDS[name][1], add_help=False)
+            continue
+        command = _load(name)
+        sub = subs.add_parser(name, help=COMMANDS[name][1], description=COMMANDS[name][1])
+        command.add_arguments(sub)
+    return parser
+
+
+def _selected(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the line, so only its module's arguments are built."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--root":
+            skip = True
+        elif not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def _log_crash() -> Path | None:
+    try:
+        folder = Layout.discover().logs_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "crash.log"
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(traceback.format_exc() + "\n")
+        return path
+    except OSError:
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, dispatch, and map every outcome to an exit code: 0 ok, 1 failed, 2 usage, 3 crash."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(_selected(argv))
+        args = parser.parse_args(argv)
+        if not args.command:
+            parser.print_help()
+            return EXIT_USAGE
+        layout = Layout.discover(args.root)
+        return _load(args.command).run(args, layout)
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except FoundryError as exc:
+        print(f"{exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except Exception as exc:
+        log = _log_crash()
+        where = f" (details in {log})" if log else ""
+        print(f"toyfoundry: unexpected error: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
+        return EXIT_CRASH

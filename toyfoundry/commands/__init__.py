@@ -1,0 +1,1 @@
+"""Subcommands: each parses its own arguments and returns an exit code."""

@@ -1,0 +1,27 @@
+"""`toyfoundry build [DOIT ARGS]`: the doit graph, for callers without the project's dodo.py."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from toyfoundry.store.layout import Layout
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "doit_args",
+        nargs=argparse.REMAINDER,
+        help="passed to doit as is (task names, `list`, `info TASK`, `clean`, ...)",
+    )
+
+
+def run(args: argparse.Namespace, layout: Layout) -> int:
+    from doit.cmd_base import ModuleTaskLoader
+    from doit.doit_cmd import DoitMain
+
+    from toyfoundry.graph import dodo
+
+    os.chdir(layout.root)
+    code: int = DoitMain(ModuleTaskLoader(dodo)).run(list(args.doit_args))
+    return code

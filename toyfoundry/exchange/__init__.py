@@ -1,0 +1,1 @@
+"""Reading the untrusted exchange: load files into models or into one-line problems."""

@@ -1,0 +1,227 @@
+"""Load exchange files into models or one-line problems; every exchange reader comes through here."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from toyfoundry.errors import FoundryError, Problem
+from toyfoundry.exchange import rules
+from toyfoundry.formats import schemas
+from toyfoundry.formats.models import Checkpoint, Order, Recipe, Report, Review, Settings
+from toyfoundry.store import safe_read
+from toyfoundry.store.layout import Layout, UnsafeIdError, check_order_id, check_phase, check_slug
+
+M = TypeVar("M", bound=BaseModel)
+
+#: Which format a file has, from the exchange folder it sits in.
+KIND_BY_FOLDER: dict[str, str] = {
+    "orders": "order",
+    "recipes": "recipe",
+    "checkpoints": "checkpoint",
+    "reviews": "review",
+    "reports": "report",
+}
+MODEL_BY_KIND: dict[str, type[BaseModel]] = {
+    "order": Order,
+    "recipe": Recipe,
+    "checkpoint": Checkpoint,
+    "review": Review,
+    "report": Report,
+}
+
+
+@dataclass
+class Loaded(Generic[M]):
+    """A model, or the problems that kept the file from becoming one."""
+
+    model: M | None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.model is not None and not self.problems
+
+    def require(self) -> M:
+        if self.model is None or self.problems:
+            raise FoundryError("", self.problems)
+        return self.model
+
+
+def display(layout: Layout, path: Path) -> str:
+    """A path as people should read it: relative to the project when inside it."""
+    try:
+        return str(path.absolute().relative_to(layout.root))
+    except ValueError:
+        return str(path)
+
+
+def kind_for(layout: Layout, path: Path) -> str | None:
+    """The format of an exchange file, from its folder; None for files outside the known folders."""
+    parent = path.absolute().parent
+    if parent.parent != layout.exchange.absolute():
+        return None
+    return KIND_BY_FOLDER.get(parent.name)
+
+
+def _reason(error: Any) -> str:
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return "is not a known field"
+    if kind == "missing":
+        return "is required"
+    message = str(error.get("msg", "is invalid"))
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    value = error.get("input")
+    if kind.endswith("_type") or kind in {"literal_error", "string_pattern_mismatch"}:
+        shown = repr(value)
+        message += f" (got {shown[:40]}{'...' if len(shown) > 40 else ''})"
+    return message
+
+
+def pydantic_problems(path: str, error: ValidationError) -> list[Problem]:
+    out = []
+    for item in error.errors(include_url=False):
+        loc = ".".join(str(p) for p in item.get("loc", ())) or "-"
+        out.append(Problem(path, loc, _reason(item)))
+    return out
+
+
+def schema_problems(kind: str, path: str, document: Any) -> list[Problem]:
+    return [Problem(path, f, m) for f, m in schemas.iter_errors(kind, document)]
+
+
+def settings(layout: Layout) -> Settings:
+    """Foundry settings from `[tool.toyfoundry]`; defaults when the project sets none."""
+    path = layout.settings_file
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise FoundryError(f"{display(layout, path)}: -: cannot be read: {exc}") from None
+    section = data.get("tool", {}).get("toyfoundry", {})
+    try:
+        return Settings.model_validate(section)
+    except ValidationError as exc:
+        problems = pydantic_problems(display(layout, path), exc)
+        raise FoundryError("", [Problem(p.path, f"tool.toyfoundry.{p.field}", p.reason) for p in problems]) from None
+
+
+class Exchange:
+    """One consistent read of the exchange: files are read once and remembered."""
+
+    def __init__(self, layout: Layout, *, schema_check: bool = False) -> None:
+        self.layout = layout
+        self.schema_check = schema_check
+        conf = settings(layout)
+        self.max_bytes = conf.max_file_bytes
+        self.max_depth = conf.max_depth
+        self.settings = conf
+        self._cache: dict[tuple[str, Path], Loaded[Any]] = {}
+
+    def read_document(self, path: Path) -> tuple[Any, list[Problem]]:
+        try:
+            data = safe_read.read_json(path, max_bytes=self.max_bytes, max_depth=self.max_depth)
+        except safe_read.ReadError as exc:
+            p = exc.problem
+            return None, [Problem(display(self.layout, path), p.field, p.reason)]
+        return data, []
+
+    def load(self, kind: str, path: Path) -> Loaded[Any]:
+        """A file of a known kind, through safe reading, the schema (optional), the model and rules."""
+        key = (kind, path)
+        if key not in self._cache:
+            self._cache[key] = self._load(kind, path)
+        return self._cache[key]
+
+    def _load(self, kind: str, path: Path) -> Loaded[Any]:
+        shown = display(self.layout, path)
+        data, problems = self.read_document(path)
+        if problems:
+            return Loaded(None, problems)
+        if not isinstance(data, dict):
+            return Loaded(None, [Problem(shown, "-", "must be a JSON object")])
+        if self.schema_check:
+            found = schema_problems(kind, shown, data)
+            if found:
+                return Loaded(None, found)
+        try:
+            model = MODEL_BY_KIND[kind].model_validate(data)
+        except ValidationError as exc:
+            return Loaded(None, pydantic_problems(shown, exc))
+        return Loaded(model, self._rules(kind, model, path))
+
+    def _rules(self, kind: str, model: Any, path: Path) -> list[Problem]:
+        shown = display(self.layout, path)
+        stem = path.name[: -len(".json")] if path.name.endswith(".json") else path.stem
+        if kind == "order":
+            recipe_problems = self._recipe_for(model.recipe, shown)
+            recipe = None if recipe_problems else self.recipe(model.recipe).model
+            return recipe_problems + rules.order_rules(model, shown, stem, recipe)
+        if kind == "recipe":
+            return rules.recipe_rules(model, shown, stem)
+        if kind == "checkpoint":
+            return rules.checkpoint_rules(model, shown, stem)
+        if kind == "review":
+            return rules.review_rules(model, shown, stem)
+        return []
+
+    def _recipe_for(self, recipe_id: str, shown: str) -> list[Problem]:
+        path = self.layout.recipe_file(recipe_id)
+        if not path.exists() and not path.is_symlink():
+            return [Problem(shown, "recipe", f"recipe {recipe_id!r} not found in exchange/recipes/")]
+        if not self.recipe(recipe_id).ok:
+            return [
+                Problem(
+                    shown,
+                    "recipe",
+                    f"recipe {recipe_id!r} is invalid (see {display(self.layout, path)})",
+                )
+            ]
+        return []
+
+    # --- typed accessors, ids checked before they become paths ---
+    def order(self, order_id: str) -> Loaded[Order]:
+        try:
+            path = self.layout.order_file(check_order_id(order_id))
+        except UnsafeIdError as exc:
+            return Loaded(None, [Problem(order_id[:80], "order_id", str(exc))])
+        if not path.exists() and not path.is_symlink():
+            return Loaded(None, [Problem(display(self.layout, path), "-", "does not exist")])
+        return self.load("order", path)
+
+    def recipe(self, recipe_id: str) -> Loaded[Recipe]:
+        try:
+            path = self.layout.recipe_file(check_slug(recipe_id))
+        except UnsafeIdError as exc:
+            return Loaded(None, [Problem(recipe_id[:80], "recipe_id", str(exc))])
+        return self.load("recipe", path)
+
+    def checkpoint(self, phase: str) -> Loaded[Checkpoint] | None:
+        """None when the phase has no checkpoint file (the order is then blocked)."""
+        path = self.layout.checkpoint_file(check_phase(phase))
+        if not path.exists() and not path.is_symlink():
+            return None
+        return self.load("checkpoint", path)
+
+    def review(self, order_id: str) -> Loaded[Review] | None:
+        """None when no review was written for the order."""
+        path = self.layout.review_file(check_order_id(order_id))
+        if not path.exists() and not path.is_symlink():
+            return None
+        return self.load("review", path)
+
+    def order_ids(self) -> list[str]:
+        """Ids of the order files whose names are valid order ids, in issue order."""
+        out = []
+        for path in safe_read.list_json(self.layout.orders_dir):
+            stem = path.name[: -len(".json")]
+            try:
+                out.append(check_order_id(stem))
+            except UnsafeIdError:
+                continue
+        return sorted(out)

@@ -1,0 +1,46 @@
+"""The schema validator: every exchange file checked by its folder's schema and the foundry's rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from toyfoundry.errors import Problem
+from toyfoundry.exchange.loader import Exchange, display, kind_for
+from toyfoundry.store import safe_read
+from toyfoundry.store.layout import Layout
+
+#: Exchange folders holding inputs the validator checks when no path is given.
+INPUT_FOLDERS = ("recipes", "checkpoints", "orders", "reviews")
+
+
+def exchange_files(layout: Layout) -> list[Path]:
+    """Every input file of the exchange, in a stable order (producers' temp files skipped)."""
+    files: list[Path] = []
+    for folder in INPUT_FOLDERS:
+        files += safe_read.list_json(layout.exchange / folder)
+    return files
+
+
+def validate_paths(layout: Layout, paths: list[Path], *, schema_check: bool = True) -> list[Problem]:
+    """Problems of the given files; a path outside the known exchange folders is itself a problem."""
+    exchange = Exchange(layout, schema_check=schema_check)
+    problems: list[Problem] = []
+    for path in paths:
+        shown = display(layout, path)
+        if safe_read.is_skipped_name(path.name):
+            continue
+        kind = kind_for(layout, path)
+        if kind is None:
+            problems.append(
+                Problem(shown, "-", "is not in a known exchange folder (orders, recipes, checkpoints, reviews, reports)")
+            )
+            continue
+        if not path.name.endswith(".json"):
+            problems.append(Problem(shown, "-", "exchange files must end in .json"))
+            continue
+        problems += exchange.load(kind, path).problems
+    return problems
+
+
+def validate_exchange(layout: Layout, *, schema_check: bool = True) -> list[Problem]:
+    return validate_paths(layout, exchange_files(layout), schema_check=schema_check)

@@ -1,0 +1,146 @@
+"""doit's dependency DB for the foundry: SQLite, one commit per finished task, under the lock.
+
+Why not doit's own backends: `json` and `dbm` keep the whole DB in memory and write it
+when the run ends, so a killed build forgets every task it finished, and two processes
+that meet overwrite each other's records. doit's `sqlite3` backend stores in SQLite but
+also only at the end. This backend commits a task's record the moment doit saves it
+(the `deps:` key is the last one `Dependency.save_success` writes), so a killed build
+resumes with only the unfinished tasks left. The file is plain SQLite holding JSON
+text: the same bytes on every machine and Python version, so a CI cache can carry it.
+
+The backend also holds the foundry lock from the moment doit opens the DB until it
+closes it, so every doit command that reads or writes state (run, list, info, forget,
+clean, auto) waits for a watcher or another build instead of colliding with it.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from toyfoundry.store.lock import FoundryLock
+
+#: The DB currently open in this process; the file checker shares its connection.
+_current: FoundryDB | None = None
+
+SCHEMA = """
+create table if not exists doit (task_id text primary key, task_data text not null);
+create table if not exists files (
+    path text primary key, mtime_ns integer not null, size integer not null,
+    inode integer not null, md5 text not null
+);
+"""
+
+
+def current() -> FoundryDB | None:
+    return _current
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=60.0)
+    conn.execute("pragma journal_mode=wal")
+    conn.execute("pragma synchronous=normal")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+class FoundryDB:
+    """A doit DB backend (`backend = "toyfoundry"`): SQLite, committed per task, lock held."""
+
+    desc = "SQLite, committed as each task finishes; holds the foundry lock (toyfoundry)"
+
+    def __init__(self, name: str, codec: Any, *, module_name: str | None = None) -> None:
+        global _current
+        self.name = name
+        self.codec = codec
+        path = Path(name)
+        self._lock = FoundryLock(path.parent / "lock", purpose=f"doit ({os.getpid()})")
+        self._lock.acquire()
+        try:
+            self._conn = _connect(path)
+        except sqlite3.DatabaseError as exc:
+            self._lock.release()
+            from doit.dependency import DatabaseException
+
+            raise DatabaseException(
+                f"dependency DB {name!r} is not a Toyfoundry SQLite DB ({exc}); "
+                "remove it to start afresh (every task will run once)"
+            ) from None
+        self._cache: dict[str, dict[str, Any]] = {}
+        self._dirty: set[str] = set()
+        _current = self
+
+    # --- doit's backend interface ---
+    def get(self, task_id: str, dependency: str) -> Any:
+        return self._task(task_id).get(dependency)
+
+    def _task(self, task_id: str) -> dict[str, Any]:
+        data = self._cache.get(task_id)
+        if data is None:
+            row = self._conn.execute(
+                "select task_data from doit where task_id = ?", (task_id,)
+            ).fetchone()
+            data = self.codec.decode(row[0]) if row else {}
+            self._cache[task_id] = data
+        return data
+
+    def set(self, task_id: str, dependency: str, value: Any) -> None:
+        self._task(task_id)[dependency] = value
+        self._dirty.add(task_id)
+        if dependency == "deps:" or dependency == "ignore:":
+            self._commit(task_id)
+
+    def _commit(self, task_id: str) -> None:
+        data = self.codec.encode(self._cache[task_id])
+        self._conn.execute("insert or replace into doit values (?, ?)", (task_id, data))
+        self._dirty.discard(task_id)
+
+    def in_(self, task_id: str) -> bool:
+        if self._cache.get(task_id):
+            return True
+        row = self._conn.execute("select 1 from doit where task_id = ?", (task_id,)).fetchone()
+        return row is not None
+
+    def dump(self) -> None:
+        """Flush what is left and close; doit calls this once when a command ends."""
+        global _current
+        try:
+            with self._conn:
+                for task_id in sorted(self._dirty):
+                    self._commit(task_id)
+            self._conn.close()
+        finally:
+            if _current is self:
+                _current = None
+            self._lock.release()
+
+    def remove(self, task_id: str) -> None:
+        self._cache.pop(task_id, None)
+        self._dirty.discard(task_id)
+        self._conn.execute("delete from doit where task_id = ?", (task_id,))
+
+    def remove_all(self) -> None:
+        self._cache.clear()
+        self._dirty.clear()
+        self._conn.execute("delete from doit")
+
+    # --- the file-hash cache shared with FoundryChecker ---
+    def cached_md5(self, path: str, st: os.stat_result) -> str | None:
+        row = self._conn.execute(
+            "select mtime_ns, size, inode, md5 from files where path = ?", (path,)
+        ).fetchone()
+        if row and (row[0], row[1], row[2]) == (st.st_mtime_ns, st.st_size, st.st_ino):
+            return str(row[3])
+        return None
+
+    def remember_md5(self, path: str, st: os.stat_result, md5: str) -> None:
+        self._conn.execute(
+            "insert or replace into files values (?, ?, ?, ?, ?)",
+            (path, st.st_mtime_ns, st.st_size, st.st_ino, md5),
+        )
+
+    def task_ids(self) -> list[str]:
+        return [r[0] for r in self._conn.execute("select task_id from doit order by task_id")]

@@ -1,0 +1,97 @@
+"""The build's progress for people: a live status line on a terminal, plain lines elsewhere."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from doit.reporter import ConsoleReporter
+
+
+class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
+    """doit reporter (`--reporter toyfoundry`, the default in pyproject): tasks done of total,
+    the current task, elapsed time and failures. Off a terminal it prints doit's usual
+    `.  task` / `-- task` lines, so logs and tests read the same as with `console`."""
+
+    desc = "progress line on a terminal, plain lines otherwise (toyfoundry)"
+
+    def __init__(self, outstream: TextIO, options: dict[str, Any]) -> None:
+        super().__init__(outstream, options)
+        self.tty = bool(getattr(outstream, "isatty", lambda: False)())
+        self.total = 0
+        self.done = 0
+        self.ran = 0
+        self.failed: list[str] = []
+        self.started = time.monotonic()
+        self._line = ""
+
+    def initialize(self, tasks: dict[str, Any], selected_tasks: list[str]) -> None:
+        self.total = sum(1 for t in tasks.values() if t.actions and not t.name.startswith("_"))
+        self.started = time.monotonic()
+
+    def _status(self, current: str) -> None:
+        elapsed = time.monotonic() - self.started
+        failed = f", {len(self.failed)} failed" if self.failed else ""
+        line = f"[{self.done}/{self.total}] {current}  {elapsed:5.1f}s{failed}"
+        pad = max(0, len(self._line) - len(line))
+        self.outstream.write("\r" + line + " " * pad)
+        self.outstream.flush()
+        self._line = line
+
+    def _clear(self) -> None:
+        if self._line:
+            self.outstream.write("\r" + " " * len(self._line) + "\r")
+            self._line = ""
+
+    def execute_task(self, task: Any) -> None:
+        if not task.actions or task.name.startswith("_"):
+            return
+        self.ran += 1
+        if self.tty:
+            self._status(task.name)
+        else:
+            super().execute_task(task)
+
+    def add_success(self, task: Any) -> None:
+        if task.actions and not task.name.startswith("_"):
+            self.done += 1
+
+    def skip_uptodate(self, task: Any) -> None:
+        if task.actions and not task.name.startswith("_"):
+            self.done += 1
+        if not self.tty:
+            super().skip_uptodate(task)
+
+    def add_failure(self, task: Any, fail: Any) -> None:
+        self.done += 1
+        self.failed.append(task.name)
+        if self.tty:
+            self._clear()
+            self.write(f"FAILED {task.name}: {fail.get_msg().strip().splitlines()[-1]}\n")
+        super().add_failure(task, fail)
+
+    def _write_failure(self, result: dict[str, Any], write_exception: bool = True) -> None:
+        exc = result["exception"]
+        name = exc.get_name()
+        message = exc.get_msg().strip()
+        if name == "TaskFailed":
+            # a user-level failure: its one-line problems were already printed by the task
+            self.write(f"{name} - taskid:{result['task'].name}\n")
+            return
+        self.write(f"{name} - taskid:{result['task'].name}\n{message}\n")
+
+    def complete_run(self) -> None:
+        if self.tty:
+            self._clear()
+            elapsed = time.monotonic() - self.started
+            failed = f", {len(self.failed)} failed: {' '.join(self.failed)}" if self.failed else ""
+            self.write(
+                f"toyfoundry: {self.ran} task(s) run, {self.total - self.ran} up to date"
+                f" of {self.total} in {elapsed:.1f}s{failed}\n"
+            )
+        super().complete_run()
+
+
+def is_tty(stream: TextIO = sys.stdout) -> bool:
+    return bool(getattr(stream, "isatty", lambda: False)())

@@ -1,0 +1,297 @@
+"""The doit task creators: orders -> mint -> rituals -> reports, then quilt, exports, dashboard.
+
+Wiring only: each action is a plain function of the layout and an order id from the
+forge or the telemetry rooms, callable and testable without doit. Paths are relative
+to the project folder (doit runs from the dodo's folder), so a relocated copy with its
+cached `.toyfoundry/` keeps every record valid.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from doit.exceptions import TaskFailed
+from doit.tools import config_changed
+
+from toyfoundry.errors import FoundryError
+from toyfoundry.graph import plan as planning
+from toyfoundry.graph.stages import fingerprint
+from toyfoundry.store.layout import Layout
+
+Task = dict[str, Any]
+
+
+@cache
+def _plan(root: str) -> planning.Plan:
+    return planning.scan(Layout(Path(root)))
+
+
+def current_plan() -> planning.Plan:
+    return _plan(os.getcwd())
+
+
+def rel(layout: Layout, path: Path) -> str:
+    return os.path.relpath(path, layout.root)
+
+
+def _guard(fn: Any, *args: Any) -> TaskFailed | None:
+    """Run an action; a user-level failure becomes one line, not a traceback."""
+    try:
+        fn(*args)
+    except FoundryError as exc:
+        print(str(exc), file=sys.stderr)
+        return TaskFailed(str(exc))
+    return None
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def mint_action(root: str, order_id: str, previous: str | None) -> TaskFailed | None:
+    from toyfoundry.forge.mint import mint_order
+
+    return _guard(lambda: mint_order(Layout(Path(root)), order_id, previous=previous))
+
+
+def rituals_action(root: str, order_id: str, previous: str | None) -> TaskFailed | None:
+    from toyfoundry.forge.rituals import run_rituals
+
+    return _guard(lambda: run_rituals(Layout(Path(root)), order_id, previous=previous))
+
+
+def report_action(root: str, order_id: str) -> TaskFailed | None:
+    """Write the order's report; a rejected order fails here, after its report is written."""
+    from toyfoundry.telemetry.reports import write_report
+
+    layout = Layout(Path(root))
+    failed = _guard(write_report, layout, order_id)
+    if failed is not None:
+        return failed
+    from toyfoundry.formats.models import MintArtefact
+
+    artefact = MintArtefact.model_validate_json(layout.mint_artefact(order_id).read_bytes())
+    if artefact.status == "rejected":
+        lines = [f"{p.path}: {p.field}: {p.reason}" for p in artefact.problems] or [
+            f"{rel(layout, layout.order_file(order_id))}: -: {artefact.reason}"
+        ]
+        for line in lines:
+            print(line, file=sys.stderr)
+        return TaskFailed(f"order {order_id} rejected: " + "; ".join(lines))
+    return None
+
+
+def quilt_action(root: str, changed: list[str]) -> TaskFailed | None:
+    from toyfoundry.telemetry.quilt import build_quilt
+
+    layout = Layout(Path(root))
+    orders = [n.order_id for n in _plan(root).orders]
+    return _guard(build_quilt, layout, orders, changed_orders(layout, changed))
+
+
+def export_action(root: str, changed: list[str]) -> TaskFailed | None:
+    from toyfoundry.telemetry.exports import build_exports
+
+    layout = Layout(Path(root))
+    orders = [n.order_id for n in _plan(root).orders]
+    return _guard(build_exports, layout, orders, changed_orders(layout, changed))
+
+
+def dashboard_action(root: str) -> TaskFailed | None:
+    from toyfoundry.telemetry.dashboard import build_dashboard
+
+    return _guard(build_dashboard, Layout(Path(root)))
+
+
+def validate_action(root: str) -> TaskFailed | None:
+    """The exchange's files that no order task reports on: recipes, checkpoints, reviews, odd names."""
+    from toyfoundry.exchange.validate import validate_exchange
+
+    layout = Layout(Path(root))
+    orders = {n.order_id for n in _plan(root).orders}
+    problems = [
+        p
+        for p in validate_exchange(layout, schema_check=False)
+        if not (p.path.startswith("exchange/orders/") and Path(p.path).stem in orders)
+    ]
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return TaskFailed(f"{len(problems)} problem(s) in the exchange")
+    return None
+
+
+def changed_orders(layout: Layout, changed: list[str]) -> set[str] | None:
+    """Orders whose build artefacts doit saw change; None means "assume all" (a full rebuild)."""
+    out: set[str] = set()
+    build = rel(layout, layout.build)
+    for path in changed:
+        parts = Path(path).parts
+        if len(parts) >= 3 and str(Path(*parts[:2])) == build:
+            out.add(parts[2])
+        elif parts and parts[0] != ".toyfoundry":
+            continue
+    return out if changed else None
+
+
+# --------------------------------------------------------------------------- task creators
+
+
+def _deps(layout: Layout, paths: list[Path]) -> list[str]:
+    """Present regular files as file deps; absent optional ones are left out on purpose.
+
+    doit re-runs a task whose set of file deps changed, so a review or checkpoint that
+    appears or disappears re-runs exactly the tasks that list it.
+    """
+    return [rel(layout, p) for p in paths if planning.classify(p) == "regular"]
+
+
+def _odd(layout: Layout, paths: list[Path]) -> list[str]:
+    """Inputs doit must not hash (links, FIFOs): tracked by what they are, not their bytes."""
+    out = []
+    for p in paths:
+        kind = planning.classify(p)
+        if kind not in ("regular", "missing"):
+            out.append(f"{rel(layout, p)}:{kind}")
+    return out
+
+
+def _chain_dep(layout: Layout, node: planning.OrderNode) -> list[str]:
+    return [rel(layout, layout.chain_file(node.previous))] if node.previous else []
+
+
+def task_mint() -> Iterator[Task]:
+    """Mint each order's batch under the diversity quotas and the validator hooks."""
+    plan = current_plan()
+    layout = plan.layout
+    code = fingerprint("mint")
+    for node in plan.orders:
+        inputs = [layout.order_file(node.order_id), layout.review_file(node.order_id)]
+        if node.recipe:
+            inputs.append(layout.recipe_file(node.recipe))
+        if node.phase:
+            inputs.append(layout.checkpoint_file(node.phase))
+        inputs += [layout.order_file(peer) for peer in node.sprint_peers]
+        yield {
+            "name": node.order_id,
+            "actions": [(mint_action, [str(layout.root), node.order_id, node.previous])],
+            "file_dep": _deps(layout, inputs) + _chain_dep(layout, node),
+            "targets": [rel(layout, layout.mint_artefact(node.order_id))],
+            "uptodate": [config_changed({"code": code, "odd": _odd(layout, inputs)})],
+            "clean": True,
+        }
+
+
+def task_rituals() -> Iterator[Task]:
+    """Run Drill, Parade, Purge and Promote as the order's phase asks; hand the chain on."""
+    plan = current_plan()
+    layout = plan.layout
+    code = fingerprint("rituals")
+    for node in plan.orders:
+        inputs = [layout.recipe_file(node.recipe)] if node.recipe else []
+        yield {
+            "name": node.order_id,
+            "actions": [(rituals_action, [str(layout.root), node.order_id, node.previous])],
+            "file_dep": [rel(layout, layout.mint_artefact(node.order_id))]
+            + _deps(layout, inputs)
+            + _chain_dep(layout, node),
+            "targets": [
+                rel(layout, layout.rituals_artefact(node.order_id)),
+                rel(layout, layout.chain_file(node.order_id)),
+            ],
+            "uptodate": [config_changed(code)],
+            "clean": True,
+        }
+
+
+def task_report() -> Iterator[Task]:
+    """Write each order's manufacturing report (JSON and Markdown) to exchange/reports/."""
+    plan = current_plan()
+    layout = plan.layout
+    code = fingerprint("report")
+    for node in plan.orders:
+        o = node.order_id
+        yield {
+            "name": o,
+            "actions": [(report_action, [str(layout.root), o])],
+            "file_dep": [
+                rel(layout, layout.mint_artefact(o)),
+                rel(layout, layout.rituals_artefact(o)),
+            ],
+            "targets": [rel(layout, layout.report_json(o)), rel(layout, layout.report_md(o))],
+            "uptodate": [config_changed(code)],
+            "clean": True,
+        }
+
+
+def _artefacts(plan: planning.Plan) -> list[str]:
+    layout = plan.layout
+    out = []
+    for node in plan.orders:
+        out.append(rel(layout, layout.mint_artefact(node.order_id)))
+        out.append(rel(layout, layout.rituals_artefact(node.order_id)))
+    return out
+
+
+def _ledgers(layout: Layout) -> list[str]:
+    return _deps(layout, [layout.mint_ledger, layout.ritual_ledger, layout.watcher_state])
+
+
+def task_quilt() -> Task:
+    """Stitch per-order summaries and ledger telemetry into quilt_rollup_all.json."""
+    plan = current_plan()
+    layout = plan.layout
+    orders = [n.order_id for n in plan.orders]
+    return {
+        "actions": [(quilt_action, [str(layout.root)])],
+        "file_dep": _artefacts(plan) + _ledgers(layout),
+        "targets": [rel(layout, layout.rollup)],
+        "uptodate": [config_changed({"code": fingerprint("quilt"), "orders": orders})],
+        "clean": True,
+    }
+
+
+def task_export() -> Task:
+    """Write the JSON/CSV datasets (per-order partitions, batches) and reports/summary.md."""
+    plan = current_plan()
+    layout = plan.layout
+    orders = [n.order_id for n in plan.orders]
+    return {
+        "actions": [(export_action, [str(layout.root)])],
+        "file_dep": [rel(layout, layout.rollup), *_artefacts(plan)],
+        "targets": [
+            rel(layout, layout.exports / "batches.csv"),
+            rel(layout, layout.exports / "batches.json"),
+            rel(layout, layout.summary_md),
+        ],
+        "uptodate": [config_changed({"code": fingerprint("export"), "orders": orders})],
+        "clean": True,
+    }
+
+
+def task_dashboard() -> Task:
+    """Draw the daily dashboard (self-contained HTML) from the quilt."""
+    layout = current_plan().layout
+    return {
+        "actions": [(dashboard_action, [str(layout.root)])],
+        "file_dep": [rel(layout, layout.rollup)],
+        "targets": [rel(layout, layout.dashboard)],
+        "uptodate": [config_changed(fingerprint("dashboard"))],
+        "clean": True,
+    }
+
+
+def task_validate() -> Task:
+    """Check recipes, checkpoints, reviews and stray files; fails (like a compiler) on problems."""
+    plan = current_plan()
+    layout = plan.layout
+    return {
+        "actions": [(validate_action, [str(layout.root)])],
+        "file_dep": [rel(layout, p) for p in plan.regular_inputs],
+        "uptodate": [config_changed({"code": fingerprint("validate"), "odd": plan.odd_inputs})],
+        "verbosity": 1,
+    }

@@ -1,0 +1,1 @@
+"""Durable state on disk: every path, atomic writes, ledgers, safe reads and the lock."""

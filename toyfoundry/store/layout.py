@@ -1,0 +1,212 @@
+"""Every path the foundry reads or writes, in one place, with ids checked before they touch a path."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+ORDER_ID_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{3}$")
+SLUG_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+ALFA_ID_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{3}\.a[0-9]{3}(r[0-9]{1,3})?$")
+PHASES = ("pilot", "expansion", "operational")
+#: Exchange folders the foundry writes to; everything else under exchange/ is input only.
+OWNED_EXCHANGE_AREAS = ("reports", "outbox")
+
+
+class UnsafeIdError(ValueError):
+    """An id failed its whitelist and must not become part of a path."""
+
+
+def check_order_id(value: str) -> str:
+    if not isinstance(value, str) or not ORDER_ID_RE.match(value):
+        raise UnsafeIdError(f"not an order id (YYYY-MM-DD-NNN): {value!r:.80}")
+    return value
+
+
+def check_slug(value: str) -> str:
+    if not isinstance(value, str) or not SLUG_RE.match(value):
+        raise UnsafeIdError(f"not a lower-case slug: {value!r:.80}")
+    return value
+
+
+def check_phase(value: str) -> str:
+    if value not in PHASES:
+        raise UnsafeIdError(f"not a phase ({', '.join(PHASES)}): {value!r:.80}")
+    return value
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The foundry's folders, rooted at the project folder that holds `exchange/` and `.toyfoundry/`."""
+
+    root: Path
+
+    @classmethod
+    def discover(cls, root: str | os.PathLike[str] | None = None) -> Layout:
+        """Root from the argument, else `$TOYFOUNDRY_ROOT`, else the working folder."""
+        chosen = root if root is not None else os.environ.get("TOYFOUNDRY_ROOT") or os.getcwd()
+        return cls(Path(chosen).absolute())
+
+    # --- the exchange (inputs, plus the areas the foundry owns) ---
+    @property
+    def exchange(self) -> Path:
+        return self.root / "exchange"
+
+    @property
+    def orders_dir(self) -> Path:
+        return self.exchange / "orders"
+
+    @property
+    def recipes_dir(self) -> Path:
+        return self.exchange / "recipes"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.exchange / "checkpoints"
+
+    @property
+    def reviews_dir(self) -> Path:
+        return self.exchange / "reviews"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.exchange / "reports"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.exchange / "outbox" / "toysoldiers"
+
+    def order_file(self, order_id: str) -> Path:
+        return self.orders_dir / f"{check_order_id(order_id)}.json"
+
+    def recipe_file(self, recipe_id: str) -> Path:
+        return self.recipes_dir / f"{check_slug(recipe_id)}.json"
+
+    def checkpoint_file(self, phase: str) -> Path:
+        return self.checkpoints_dir / f"{check_phase(phase)}.json"
+
+    def review_file(self, order_id: str) -> Path:
+        return self.reviews_dir / f"{check_order_id(order_id)}.json"
+
+    def report_json(self, order_id: str) -> Path:
+        return self.reports_dir / f"{check_order_id(order_id)}.json"
+
+    def report_md(self, order_id: str) -> Path:
+        return self.reports_dir / f"{check_order_id(order_id)}.md"
+
+    @property
+    def summary_md(self) -> Path:
+        return self.reports_dir / "summary.md"
+
+    def outbox_file(self, order_id: str) -> Path:
+        return self.outbox_dir / f"{check_order_id(order_id)}.json"
+
+    # --- the foundry's own state ---
+    @property
+    def state(self) -> Path:
+        return self.root / ".toyfoundry"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state / "lock"
+
+    @property
+    def dep_db(self) -> Path:
+        return self.state / "doit.sqlite"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state / "logs"
+
+    @property
+    def build(self) -> Path:
+        return self.state / "build"
+
+    def order_build(self, order_id: str) -> Path:
+        return self.build / check_order_id(order_id)
+
+    def mint_artefact(self, order_id: str) -> Path:
+        return self.order_build(order_id) / "mint.json"
+
+    def rituals_artefact(self, order_id: str) -> Path:
+        return self.order_build(order_id) / "rituals.json"
+
+    def chain_file(self, order_id: str) -> Path:
+        """What an order hands on to the next order of its recipe: cursor, history digest, pool."""
+        return self.order_build(order_id) / "chain.json"
+
+    def genesis_chain(self, recipe_id: str) -> Path:
+        """The chain the first order of a recipe starts from (empty history, empty pool)."""
+        return self.build / "_genesis" / f"{check_slug(recipe_id)}.json"
+
+    @property
+    def validation_file(self) -> Path:
+        return self.build / "validation.json"
+
+    @property
+    def doctrine(self) -> Path:
+        return self.state / "doctrine"
+
+    @property
+    def doctrine_index(self) -> Path:
+        return self.doctrine / "index.jsonl"
+
+    @property
+    def telemetry(self) -> Path:
+        return self.state / "telemetry"
+
+    @property
+    def mint_ledger(self) -> Path:
+        return self.telemetry / "forge_mint_alfa.jsonl"
+
+    @property
+    def ritual_ledger(self) -> Path:
+        return self.telemetry / "forge_rituals.jsonl"
+
+    @property
+    def watcher_state(self) -> Path:
+        return self.telemetry / "exchange_watcher_state.json"
+
+    @property
+    def order_watcher_state(self) -> Path:
+        return self.telemetry / "order_watcher_state.json"
+
+    @property
+    def quilt_dir(self) -> Path:
+        return self.telemetry / "quilt"
+
+    @property
+    def quilt_parts(self) -> Path:
+        """Per-order summaries, each made once per change of its order."""
+        return self.quilt_dir / "parts"
+
+    @property
+    def rollup(self) -> Path:
+        return self.quilt_dir / "quilt_rollup_all.json"
+
+    @property
+    def exports(self) -> Path:
+        return self.quilt_dir / "exports"
+
+    @property
+    def dashboard(self) -> Path:
+        return self.quilt_dir / "dashboard.html"
+
+    @property
+    def settings_file(self) -> Path:
+        return self.root / "pyproject.toml"
+
+    def is_owned_output(self, path: Path) -> bool:
+        """True for the foundry's own outputs: watchers must never react to these."""
+        try:
+            rel = path.absolute().relative_to(self.root)
+        except ValueError:
+            return False
+        parts = rel.parts
+        if not parts:
+            return False
+        if parts[0] == ".toyfoundry":
+            return True
+        return len(parts) >= 2 and parts[0] == "exchange" and parts[1] in OWNED_EXCHANGE_AREAS

@@ -1,0 +1,194 @@
+"""Append-only JSON Lines ledgers that survive killed writers and concurrent processes.
+
+Durability policy: one fsync per `append` call. Each call writes all of its
+lines in one `write` while holding an exclusive `flock`, then fsyncs before
+unlocking, so a record is on disk when `append` returns and two writers never
+interleave. Callers that log many records at once should pass them in one call.
+
+A writer killed in the middle of its `write` leaves a last line without its
+newline (a torn tail). The next writer, under the same lock, moves those bytes
+to `<ledger>.torn` (fsynced first), truncates the ledger back to its last
+newline and warns. Complete lines are never dropped, and the fragment is never
+glued to the next record. A crash between saving the fragment and truncating
+saves it again on the next repair: `.torn` may hold a fragment twice, never
+lose one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from pydantic import BaseModel
+
+from toyfoundry.store import fsio
+from toyfoundry.store.atomic import fsync_dir
+
+_READ_CHUNK = 1 << 20
+_TAIL_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True, slots=True)
+class TornTail:
+    """A fragment left by a killed writer, and where it was set aside."""
+
+    ledger: Path
+    offset: int
+    size: int
+    torn_file: Path
+
+    def __str__(self) -> str:
+        return (
+            f"{self.ledger}: torn last line ({self.size} bytes at offset {self.offset})"
+            f" moved to {self.torn_file}"
+        )
+
+
+def warn_torn(t: TornTail) -> None:
+    """Tell the user a torn tail was repaired: it means some process died mid-append."""
+    print(f"toyfoundry: warning: {t}", file=sys.stderr, flush=True)
+
+
+def _encode(record: Mapping[str, object] | BaseModel) -> bytes:
+    obj: object
+    if isinstance(record, BaseModel):
+        obj = record.model_dump(mode="json")
+    elif isinstance(record, dict):
+        obj = record
+    else:
+        obj = dict(record)
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def _after_last_newline(fd: int, size: int) -> int:
+    """Offset just past the last newline in the first `size` bytes (0 if there is none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - _TAIL_CHUNK)
+        chunk = os.pread(fd, end - start, start)
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            return start + cut + 1
+        end = start
+    return 0
+
+
+class Ledger:
+    """One JSON Lines ledger file: `append` whole records, `read` complete lines."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.torn_path = path.with_name(path.name + ".torn")
+
+    def append(self, records: Sequence[Mapping[str, object] | BaseModel]) -> None:
+        """Append `records` as one write and one fsync; repair a torn tail first."""
+        if not records:
+            return
+        data = b"".join(_encode(r) for r in records)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        torn: TornTail | None = None
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                torn = self._repair_locked(fd)
+                fsio.write_all(fd, data)
+                fsio.fsync(fd)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+        if torn is not None:
+            warn_torn(torn)
+
+    def repair(self) -> TornTail | None:
+        """Set a torn last line aside into `.torn`; None if the ledger is missing or whole."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                return self._repair_locked(fd)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def _repair_locked(self, wfd: int) -> TornTail | None:
+        """The repair itself; the caller holds the exclusive lock on `wfd`, open for writing."""
+        size = os.fstat(wfd).st_size
+        if size == 0:
+            return None
+        rfd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if os.pread(rfd, 1, size - 1) == b"\n":
+                return None
+            offset = _after_last_newline(rfd, size)
+            fragment = os.pread(rfd, size - offset, offset)
+        finally:
+            os.close(rfd)
+        self._save_fragment(offset, fragment)
+        os.ftruncate(wfd, offset)
+        fsio.fsync(wfd)
+        return TornTail(self.path, offset, len(fragment), self.torn_path)
+
+    def _save_fragment(self, offset: int, fragment: bytes) -> None:
+        note = {
+            "ledger": self.path.name,
+            "offset": offset,
+            "bytes": fragment.decode("utf-8", errors="backslashreplace"),
+            "found_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        }
+        line = orjson.dumps(note, option=orjson.OPT_SORT_KEYS) + b"\n"
+        fd = os.open(self.torn_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            size = os.fstat(fd).st_size
+            # A repair killed mid-write leaves `.torn` torn too; start on a fresh line.
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line
+            fsio.write_all(fd, line)
+            fsio.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(self.torn_path.parent)
+
+    def read(self) -> Iterator[tuple[int, bytes]]:
+        """Yield (1-based line number, line without its newline) for every complete line.
+
+        The end is fixed under a shared lock at the last newline, so no writer is
+        mid-append: bytes before it never change again (the ledger only grows and
+        repair only cuts after the last newline), and the rest is read unlocked.
+        """
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            try:
+                end = _after_last_newline(fd, os.fstat(fd).st_size)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            number = 0
+            pos = 0
+            carry = b""
+            while pos < end:
+                chunk = os.pread(fd, min(_READ_CHUNK, end - pos), pos)
+                if not chunk:
+                    break
+                pos += len(chunk)
+                lines = (carry + chunk).split(b"\n")
+                carry = lines.pop()
+                for line in lines:
+                    number += 1
+                    yield number, line
+        finally:
+            os.close(fd)

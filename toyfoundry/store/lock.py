@@ -1,0 +1,157 @@
+"""The foundry lock: one build at a time, so a watcher and a manual run never collide.
+
+An exclusive `flock` on `.toyfoundry/lock`. The holder writes `PID PURPOSE` into
+the file so a process that has to wait can say who it is waiting for. The lock
+is reentrant within a process (a counter per path), because a doit backend
+holds it from opening the dependency DB to closing it while the same process
+may take it again around a task. Releasing leaves the file in place: removing
+it would let a waiter and a newcomer lock two different files.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+
+@dataclass
+class _Held:
+    fd: int
+    count: int
+
+
+_registry_lock = threading.RLock()
+_held: dict[Path, _Held] = {}
+
+
+def _forget_after_fork() -> None:
+    # A forked child shares the parent's open file description; it must take
+    # the lock on its own descriptor instead of believing it already holds it.
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _print_wait(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock, from the `PID PURPOSE` text the holder wrote."""
+    try:
+        text = os.pread(fd, 256, 0).decode("utf-8", errors="replace")
+    except OSError:
+        text = ""
+    pid, _, purpose = text.strip().partition(" ")
+    purpose = "".join(c if c.isprintable() else "?" for c in purpose.strip())[:80]
+    if not pid.isdigit():
+        return "another process"
+    return f"pid {pid}: {purpose}" if purpose else f"pid {pid}"
+
+
+class FoundryLock:
+    """The foundry lock as an object, for holders whose span is not one `with` block."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        purpose: str = "build",
+        wait_message: Callable[[str], None] | None = None,
+    ) -> None:
+        self.path = path
+        self.purpose = purpose
+        self.wait_message = wait_message or _print_wait
+        self._key = path.absolute()
+        self._depth = 0
+
+    def acquire(self) -> None:
+        """Take the lock, saying whom we wait for if it is busy; nested calls just count."""
+        with _registry_lock:
+            held = _held.get(self._key)
+            if held is not None:
+                held.count += 1
+            else:
+                _held[self._key] = _Held(self._lock_file(), 1)
+            self._depth += 1
+
+    def _lock_file(self) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.wait_message(
+                    f"toyfoundry: waiting for the foundry lock (held by {_holder(fd)})"
+                )
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            note = f"{os.getpid()} {self.purpose}\n".encode()
+            # Advisory text for waiters, not durable state: no fsync, and a full
+            # disk must not stop a build that already holds the lock.
+            with suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, note, 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def release(self) -> None:
+        """Undo one `acquire`; the last one clears the holder note and unlocks."""
+        with _registry_lock:
+            if self._depth == 0:
+                raise RuntimeError(f"foundry lock {self.path} released more often than acquired")
+            self._depth -= 1
+            held = _held[self._key]
+            held.count -= 1
+            if held.count:
+                return
+            del _held[self._key]
+            try:
+                with suppress(OSError):
+                    os.ftruncate(held.fd, 0)
+                fcntl.flock(held.fd, fcntl.LOCK_UN)
+            finally:
+                os.close(held.fd)
+
+    @property
+    def held(self) -> bool:
+        """True while this object holds at least one acquisition."""
+        return self._depth > 0
+
+    def __enter__(self) -> FoundryLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+@contextmanager
+def foundry_lock(
+    path: Path,
+    *,
+    purpose: str = "build",
+    wait_message: Callable[[str], None] | None = None,
+) -> Iterator[None]:
+    """Hold the foundry lock for the `with` block (reentrant within this process)."""
+    lock = FoundryLock(path, purpose=purpose, wait_message=wait_message)
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()

@@ -1,0 +1,104 @@
+"""An order's build artefacts as the telemetry reads them: parsed once, digested to detect change."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from toyfoundry.errors import FoundryError
+from toyfoundry.formats.models import MintArtefact, RitualsArtefact
+from toyfoundry.store import safe_read
+from toyfoundry.store.layout import Layout, UnsafeIdError, check_order_id
+
+
+@dataclass(frozen=True)
+class OrderArtefacts:
+    """mint.json and (when the forge got that far) rituals.json of one order."""
+
+    order_id: str
+    mint: MintArtefact
+    rituals: RitualsArtefact | None
+    source: str
+
+    @property
+    def day(self) -> str:
+        return order_day(self.order_id)
+
+
+def order_day(order_id: str) -> str:
+    """The day an order belongs to: its id's date part, so grouping by day needs no clock."""
+    return order_id[:10]
+
+
+def source_digest(mint: bytes, rituals: bytes | None) -> str:
+    """sha256 over both files' bytes, each length-prefixed so no two pairs digest alike."""
+    digest = hashlib.sha256()
+    for part in (mint, rituals):
+        if part is None:
+            digest.update(b"-\n")
+        else:
+            digest.update(f"{len(part)}\n".encode())
+            digest.update(part)
+    return digest.hexdigest()
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise FoundryError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+
+
+def read_source(layout: Layout, order_id: str) -> tuple[bytes | None, bytes | None]:
+    """The raw bytes of mint.json and rituals.json (None for a missing file)."""
+    return _read(layout.mint_artefact(order_id)), _read(layout.rituals_artefact(order_id))
+
+
+def load(layout: Layout, order_id: str) -> OrderArtefacts:
+    """Both artefacts of `order_id`; a missing rituals.json means no ritual has run yet."""
+    mint_path = layout.mint_artefact(order_id)
+    mint_bytes, rituals_bytes = read_source(layout, order_id)
+    if mint_bytes is None:
+        raise FoundryError(f"{mint_path}: missing; the order has not been minted yet")
+    try:
+        mint = MintArtefact.model_validate_json(mint_bytes)
+    except ValidationError as exc:
+        raise FoundryError(f"{mint_path}: not a valid mint artefact: {_first(exc)}") from None
+    rituals = None
+    if rituals_bytes is not None:
+        path = layout.rituals_artefact(order_id)
+        try:
+            rituals = RitualsArtefact.model_validate_json(rituals_bytes)
+        except ValidationError as exc:
+            raise FoundryError(f"{path}: not a valid rituals artefact: {_first(exc)}") from None
+        if rituals.order_id != order_id:
+            raise FoundryError(f"{path}: belongs to order {rituals.order_id}, not {order_id}")
+    if mint.order_id != order_id:
+        raise FoundryError(f"{mint_path}: belongs to order {mint.order_id}, not {order_id}")
+    return OrderArtefacts(order_id, mint, rituals, source_digest(mint_bytes, rituals_bytes))
+
+
+def _first(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in error.get("loc", ())) or "-"
+    return f"{where}: {error.get('msg', 'invalid')}"
+
+
+def exchange_order_ids(layout: Layout) -> list[str]:
+    """Ids of the order files in the exchange, in issue order (names that are not ids are ignored)."""
+    out = []
+    for path in safe_read.list_json(layout.orders_dir):
+        try:
+            out.append(check_order_id(path.name[: -len(".json")]))
+        except UnsafeIdError:
+            continue
+    return sorted(out)
+
+
+def is_built(layout: Layout, order_id: str) -> bool:
+    return layout.mint_artefact(order_id).is_file()

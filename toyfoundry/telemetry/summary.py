@@ -1,0 +1,89 @@
+"""One order's batch summary, computed from its build artefacts alone (no ledgers, no clock)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable
+
+from toyfoundry.formats.models import AlfaResult, BatchSummary, Outcomes
+from toyfoundry.telemetry.artefacts import OrderArtefacts
+
+#: Width of a score histogram bin; a bin is keyed by its lower bound ("40" holds 40 <= s < 50).
+SCORE_BIN = 10
+_UNKNOWN = "unknown"
+
+
+def results_by_alfa(arts: OrderArtefacts) -> dict[str, AlfaResult]:
+    return {r.alfa_id: r for r in arts.rituals.results} if arts.rituals else {}
+
+
+def outcomes(arts: OrderArtefacts) -> Outcomes:
+    """What happened to the batch's Alfas.
+
+    `minted` counts every Alfa in mint.json; `quarantined` and `waived` come
+    from the validators' verdicts; the rest from the rituals' per-Alfa results
+    (only for Alfas of this batch): drilled = has a score, paraded = has a rank,
+    passed/failed = Drill's verdict, purged and promoted as flagged.
+    """
+    verdicts = Counter(a.outcome for a in arts.mint.alfas)
+    ids = {a.alfa_id for a in arts.mint.alfas}
+    results = [r for r in results_by_alfa(arts).values() if r.alfa_id in ids]
+    return Outcomes(
+        minted=len(arts.mint.alfas),
+        drilled=sum(r.score is not None for r in results),
+        paraded=sum(r.rank is not None for r in results),
+        passed=sum(r.passed is True for r in results),
+        failed=sum(r.passed is False for r in results),
+        purged=sum(r.purged for r in results),
+        promoted=sum(r.promoted for r in results),
+        quarantined=verdicts["quarantined"],
+        waived=verdicts["waived"],
+    )
+
+
+def defects(arts: OrderArtefacts) -> dict[str, int]:
+    ids = {a.alfa_id for a in arts.mint.alfas}
+    found = Counter(d for r in results_by_alfa(arts).values() if r.alfa_id in ids for d in r.defects)
+    return dict(sorted(found.items()))
+
+
+def score_bin(score: float) -> str:
+    return str(math.floor(score / SCORE_BIN) * SCORE_BIN)
+
+
+def score_histogram(scores: Iterable[float | None]) -> dict[str, int]:
+    found = Counter(score_bin(s) for s in scores if s is not None and math.isfinite(s))
+    return dict(sorted(found.items(), key=lambda kv: int(kv[0])))
+
+
+def summarize(arts: OrderArtefacts) -> BatchSummary:
+    """The order's quilt part: deterministic, so equal artefacts give equal bytes.
+
+    The status is mint.json's: the mint decides built, dry-run, blocked,
+    rejected or awaiting review, and the rituals only run on what it minted.
+    `telemetry` is left empty here; the rollup fills it from the ledgers.
+    """
+    mint = arts.mint
+    ids = {a.alfa_id for a in mint.alfas}
+    scores = [r.score for r in results_by_alfa(arts).values() if r.alfa_id in ids]
+    return BatchSummary(
+        order_id=arts.order_id,
+        recipe=mint.recipe,
+        phase=mint.phase,
+        day=arts.day,
+        status=mint.status,
+        reason=mint.reason,
+        dry_run=mint.dry_run,
+        outcomes=outcomes(arts),
+        defects=defects(arts),
+        target=mint.target,
+        achieved=mint.achieved,
+        score_histogram=score_histogram(scores),
+        source=arts.source,
+    )
+
+
+def group_key(value: str | None) -> str:
+    """The totals key of a phase or recipe; orders rejected before either was known group as unknown."""
+    return value if value else _UNKNOWN
