@@ -19,7 +19,6 @@ from toyfoundry.store.layout import Layout
 class Command(Protocol):
     """A subcommand module: `add_arguments(parser)` and `run(args, layout) -> exit code`."""
 
-
     def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
 
     def run(self, args: argparse.Namespace, layout: Layout) -> int: ...
@@ -54,7 +53,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _load(name: str) -> Command:
     module = importlib.import_module(f"toyfoundry.commands.{COMMANDS[name][0]}")
-    return module  # type: ignore[return-value]
+    return module  # type: ignore[return-value,unused-ignore]
 
 
 def build_parser(selected: str | None) -> argparse.ArgumentParser:

@@ -12,17 +12,23 @@ from toyfoundry.store.layout import Layout
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="*", type=Path, help="files to check (default: the whole exchange)")
+    parser.add_argument(
+        "paths", nargs="*", type=Path, help="files to check (default: the whole exchange)"
+    )
     parser.add_argument("--format", choices=("text", "json"), default="text")
 
 
 def run(args: argparse.Namespace, layout: Layout) -> int:
     if args.paths:
-        problems = validate_paths(layout, [p if p.is_absolute() else Path.cwd() / p for p in args.paths])
+        problems = validate_paths(
+            layout, [p if p.is_absolute() else Path.cwd() / p for p in args.paths]
+        )
     else:
         problems = validate_exchange(layout)
     if args.format == "json":
-        json.dump({"ok": not problems, "problems": [p.as_dict() for p in problems]}, sys.stdout, indent=2)
+        json.dump(
+            {"ok": not problems, "problems": [p.as_dict() for p in problems]}, sys.stdout, indent=2
+        )
         sys.stdout.write("\n")
     else:
         for problem in problems:

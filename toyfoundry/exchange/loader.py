@@ -108,7 +108,9 @@ def settings(layout: Layout) -> Settings:
         return Settings.model_validate(section)
     except ValidationError as exc:
         problems = pydantic_problems(display(layout, path), exc)
-        raise FoundryError("", [Problem(p.path, f"tool.toyfoundry.{p.field}", p.reason) for p in problems]) from None
+        raise FoundryError(
+            "", [Problem(p.path, f"tool.toyfoundry.{p.field}", p.reason) for p in problems]
+        ) from None
 
 
 class Exchange:
@@ -173,7 +175,9 @@ class Exchange:
     def _recipe_for(self, recipe_id: str, shown: str) -> list[Problem]:
         path = self.layout.recipe_file(recipe_id)
         if not path.exists() and not path.is_symlink():
-            return [Problem(shown, "recipe", f"recipe {recipe_id!r} not found in exchange/recipes/")]
+            return [
+                Problem(shown, "recipe", f"recipe {recipe_id!r} not found in exchange/recipes/")
+            ]
         if not self.recipe(recipe_id).ok:
             return [
                 Problem(

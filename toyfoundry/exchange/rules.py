@@ -5,9 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 from toyfoundry.errors import Problem
-from toyfoundry.formats.models import PHASE_CAPS, Checkpoint, Order, Recipe, Review
+from toyfoundry.formats.models import PHASE_CAPS, Checkpoint, FloatParam, Order, Recipe, Review
 from toyfoundry.formats.params import MAX_FLOAT_STEPS, MAX_SPACE, cardinality, describe, index_of
-from toyfoundry.formats.models import FloatParam
 
 
 def _date_ok(order_id: str) -> bool:
@@ -22,13 +21,17 @@ def order_rules(order: Order, path: str, stem: str, recipe: Recipe | None) -> li
     """Rules on a schema-valid order; `recipe` is None when the recipe is missing or invalid."""
     out = []
     if order.order_id != stem:
-        out.append(Problem(path, "order_id", f"is {order.order_id!r} but the file is named {stem!r}"))
+        out.append(
+            Problem(path, "order_id", f"is {order.order_id!r} but the file is named {stem!r}")
+        )
     if not _date_ok(order.order_id):
         out.append(Problem(path, "order_id", f"{order.order_id[:10]!r} is not a calendar date"))
     cap = PHASE_CAPS[order.phase]
     if order.batch_size > cap:
         out.append(
-            Problem(path, "batch_size", f"{order.batch_size} is over the {order.phase} cap of {cap}")
+            Problem(
+                path, "batch_size", f"{order.batch_size} is over the {order.phase} cap of {cap}"
+            )
         )
     if order.phase == "pilot" and not order.dry_run:
         out.append(Problem(path, "dry_run", "pilot orders must be dry runs (set dry_run: true)"))
@@ -74,7 +77,9 @@ def recipe_rules(recipe: Recipe, path: str, stem: str) -> list[Problem]:
         if n < 1:
             out.append(Problem(path, f"parameters.{name}", "has an empty range (max < min)"))
         if isinstance(spec, FloatParam) and n > MAX_FLOAT_STEPS:
-            out.append(Problem(path, f"parameters.{name}", f"has {n} steps, over {MAX_FLOAT_STEPS}"))
+            out.append(
+                Problem(path, f"parameters.{name}", f"has {n} steps, over {MAX_FLOAT_STEPS}")
+            )
         if len(set(getattr(spec, "values", []))) != len(getattr(spec, "values", [])):
             out.append(Problem(path, f"parameters.{name}.values", "lists a value more than once"))
         space *= max(n, 1)
@@ -88,7 +93,9 @@ def recipe_rules(recipe: Recipe, path: str, stem: str) -> list[Problem]:
         out += _params_rules(recipe, path, f"scoring.defects.{i}.when", dict(rule.when), False)
     for name in recipe.scoring.weights:
         if name not in recipe.parameters:
-            out.append(Problem(path, f"scoring.weights.{name}", "is not a parameter of this recipe"))
+            out.append(
+                Problem(path, f"scoring.weights.{name}", "is not a parameter of this recipe")
+            )
     if recipe.promote_score < recipe.pass_score:
         out.append(
             Problem(

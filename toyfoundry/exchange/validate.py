@@ -21,7 +21,9 @@ def exchange_files(layout: Layout) -> list[Path]:
     return files
 
 
-def validate_paths(layout: Layout, paths: list[Path], *, schema_check: bool = True) -> list[Problem]:
+def validate_paths(
+    layout: Layout, paths: list[Path], *, schema_check: bool = True
+) -> list[Problem]:
     """Problems of the given files; a path outside the known exchange folders is itself a problem."""
     exchange = Exchange(layout, schema_check=schema_check)
     problems: list[Problem] = []
@@ -32,7 +34,11 @@ def validate_paths(layout: Layout, paths: list[Path], *, schema_check: bool = Tr
         kind = kind_for(layout, path)
         if kind is None:
             problems.append(
-                Problem(shown, "-", "is not in a known exchange folder (orders, recipes, checkpoints, reviews, reports)")
+                Problem(
+                    shown,
+                    "-",
+                    "is not in a known exchange folder (orders, recipes, checkpoints, reviews, reports)",
+                )
             )
             continue
         if not path.name.endswith(".json"):

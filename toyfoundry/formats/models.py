@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 PHASE_CAPS: dict[str, int] = {"pilot": 12, "expansion": 48, "operational": 96}
 RITUALS: tuple[str, ...] = ("drill", "parade", "purge", "promote")
 #: The plan's default rituals per phase; pilot rituals run as stubs.
@@ -22,7 +22,8 @@ OrderId = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 ParamName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 AlfaId = Annotated[
-    str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{3}\.a[0-9]{3}(r[0-9]{1,3})?$")
+    str,
+    StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{3}\.a[0-9]{3}(r[0-9]{1,3})?$"),
 ]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Note = Annotated[str, StringConstraints(max_length=4000)]
@@ -116,8 +117,10 @@ class FloatParam(Strict):
 
 class EnumParam(Strict):
     kind: Literal["enum"]
-    values: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=64)]],
-                      Field(min_length=1, max_length=256)]
+    values: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=64)]],
+        Field(min_length=1, max_length=256),
+    ]
 
 
 ParamSpec = Annotated[IntParam | FloatParam | EnumParam, Field(discriminator="kind")]

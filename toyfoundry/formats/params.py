@@ -62,8 +62,10 @@ def describe(spec: ParamSpecT) -> str:
         return f"an integer from {spec.min} to {spec.max}"
     if isinstance(spec, FloatParam):
         return f"a number from {spec.min} to {spec.max} in steps of {spec.step}"
-    return "one of " + ", ".join(repr(v) for v in spec.values[:8]) + (
-        ", ..." if len(spec.values) > 8 else ""
+    return (
+        "one of "
+        + ", ".join(repr(v) for v in spec.values[:8])
+        + (", ..." if len(spec.values) > 8 else "")
     )
 
 

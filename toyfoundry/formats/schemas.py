@@ -14,7 +14,7 @@ from jsonschema.protocols import Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from toyfoundry.formats.models import SCHEMA_MODELS
+from toyfoundry.formats.models import SCHEMA_MODELS as SCHEMA_MODELS
 
 SCHEMA_BASE = "https://toyfoundry.dev/schemas/"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"

@@ -196,9 +196,11 @@ def task_rituals() -> Iterator[Task]:
         yield {
             "name": node.order_id,
             "actions": [(rituals_action, [str(layout.root), node.order_id, node.previous])],
-            "file_dep": [rel(layout, layout.mint_artefact(node.order_id))]
-            + _deps(layout, inputs)
-            + _chain_dep(layout, node),
+            "file_dep": [
+                rel(layout, layout.mint_artefact(node.order_id)),
+                *_deps(layout, inputs),
+                *_chain_dep(layout, node),
+            ],
             "targets": [
                 rel(layout, layout.rituals_artefact(node.order_id)),
                 rel(layout, layout.chain_file(node.order_id)),

@@ -1,4 +1,4 @@
-"""An order's build artefacts as the telemetry reads them: parsed once, digested to detect change."""
+"""An order's build artefacts as the telemetry reads them: parsed once, digested for change."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def _first(exc: ValidationError) -> str:
 
 
 def exchange_order_ids(layout: Layout) -> list[str]:
-    """Ids of the order files in the exchange, in issue order (names that are not ids are ignored)."""
+    """Ids of the order files in the exchange, in issue order; other names are ignored."""
     out = []
     for path in safe_read.list_json(layout.orders_dir):
         try:
@@ -98,6 +98,14 @@ def exchange_order_ids(layout: Layout) -> list[str]:
         except UnsafeIdError:
             continue
     return sorted(out)
+
+
+def display(layout: Layout, path: Path) -> str:
+    """A path as people should read it: relative to the project when inside it."""
+    try:
+        return str(path.absolute().relative_to(layout.root))
+    except ValueError:
+        return str(path)
 
 
 def is_built(layout: Layout, order_id: str) -> bool:

@@ -59,7 +59,7 @@ def _after_last_newline(fd: int, size: int) -> int:
 
 
 def extent(path: Path) -> Extent | None:
-    """The ledger's extent, measured under a shared lock so no writer is mid-append; None if absent."""
+    """The ledger's extent, measured under a shared lock (no writer mid-append); None if absent."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -73,6 +73,26 @@ def extent(path: Path) -> Extent | None:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def torn_fragments(ledger: Path) -> list[tuple[Path, int, str]]:
+    """(torn file, line, description) for each fragment a repair moved to `<ledger>.torn`."""
+    torn = ledger.with_name(ledger.name + ".torn")
+    try:
+        data = torn.read_bytes()
+    except FileNotFoundError:
+        return []
+    found = []
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            note = orjson.loads(line)
+            where = f" (was at byte {int(note['offset'])} of {note['ledger']})"
+        except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):
+            where = ""
+        found.append((torn, number, f"torn fragment set aside by a repair{where}"))
+    return found
 
 
 def read_prefix(path: Path, size: int) -> bytes:

@@ -44,7 +44,9 @@ def outcomes(arts: OrderArtefacts) -> Outcomes:
 
 def defects(arts: OrderArtefacts) -> dict[str, int]:
     ids = {a.alfa_id for a in arts.mint.alfas}
-    found = Counter(d for r in results_by_alfa(arts).values() if r.alfa_id in ids for d in r.defects)
+    found = Counter(
+        d for r in results_by_alfa(arts).values() if r.alfa_id in ids for d in r.defects
+    )
     return dict(sorted(found.items()))
 
 
@@ -85,5 +87,5 @@ def summarize(arts: OrderArtefacts) -> BatchSummary:
 
 
 def group_key(value: str | None) -> str:
-    """The totals key of a phase or recipe; orders rejected before either was known group as unknown."""
+    """Totals key of a phase or recipe; "unknown" for orders rejected before either was known."""
     return value if value else _UNKNOWN

@@ -1,0 +1,1 @@
+"""Toyfoundry's benchmark suite: workloads and measurements against reference graphs."""

@@ -1,0 +1,64 @@
+"""`python -m bench`: measure every figure against its reference and publish JSON and a table.
+
+python -m bench                      # N = 100 and 1,000 (about 15 minutes on 2 cores)
+python -m bench --n 100,1000 --big   # and the full-build figures at N = 5,000
+python -m bench --quick --n 6 --out /tmp/b --md /tmp/b/BENCHMARKS.md   # proves it works
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import publish
+from bench.runner import REPO
+from bench.suite import Figure, Measure, Options, results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--n", default="100,1000", help="comma-separated sizes (default 100,1000)")
+    parser.add_argument("--big", action="store_true", help="add the full build at N = 5,000")
+    parser.add_argument("--quick", action="store_true", help="fewest repeats: proves it runs")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "bench" / "results",
+        help="folder for <date>.json (default bench/results)",
+    )
+    parser.add_argument(
+        "--md",
+        type=Path,
+        default=REPO / "BENCHMARKS.md",
+        help="the Markdown file whose table is rewritten",
+    )
+    parser.add_argument("--work", type=Path, help="scratch folder (default: a temp folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.n.split(",") if s.strip()]
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="toyfoundry-bench-"))
+    opts = Options.for_run(work, args.quick)
+    started = time.monotonic()
+    figures: list[Figure] = []
+    try:
+        for n in sizes:
+            figures += Measure(n, opts).all()
+        if args.big:
+            figures += Measure(5000, opts).all(full_only=True)
+    finally:
+        if not args.keep and args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    doc = results(figures, started)
+    path = publish.write_json(doc, args.out)
+    publish.write_table(path, args.md)
+    print(f"wrote {path} and the table in {args.md}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

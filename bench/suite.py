@@ -1,0 +1,483 @@
+"""The measurements: each figure and its reference taken in the same run, so a ratio cancels the machine.
+
+Every wall time is `perf_counter` around a child process; peak memory is that child's
+own `ru_maxrss` (from `wait4`), with the child running alone. Repeated figures
+alternate ours and the reference round by round and keep the median.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import bare, watching, workload
+from bench.runner import REPO, Run, doit_cmd, run, run_until
+
+
+@dataclass
+class Figure:
+    """One row of the results: our value, its reference, their ratio, and the target if any."""
+
+    n: int
+    figure: str
+    value: float | None
+    unit: str
+    reference: str
+    reference_value: float | None
+    ratio: float | None = None
+    target: str | None = None
+    met: bool | None = None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.ratio is None and self.value is not None and self.reference_value:
+            self.ratio = self.value / self.reference_value
+
+
+@dataclass
+class Options:
+    """How much to repeat: `quick` proves the suite works (make test), the rest measures."""
+
+    work: Path
+    quick: bool = False
+    noop_repeats: int = 5
+    new_orders: int = 3
+    fresh_copies: int = 3
+    drops: int = 10
+    lint_repeats: int = 3
+    debounce: float = 0.1
+    watch_cmd: list[str] = field(default_factory=lambda: [sys.executable, "-m", "toyfoundry"])
+    log: Callable[[str], None] = print
+
+    @classmethod
+    def for_run(cls, work: Path, quick: bool) -> Options:
+        if quick:
+            return cls(
+                work, True, noop_repeats=1, new_orders=1, fresh_copies=1, drops=1, lint_repeats=1
+            )
+        return cls(work)
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def p90(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+
+
+def make_project(dest: Path, n: int) -> list[str]:
+    """W(n) plus the repo's pyproject and dodo: a project as a user has it."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    ids = workload.write(dest, n)
+    shutil.copy2(REPO / "pyproject.toml", dest / "pyproject.toml")
+    shutil.copy2(REPO / "dodo.py", dest / "dodo.py")
+    return ids
+
+
+def count_alfas(project: Path) -> int:
+    """Alfas the build minted (the mint artefacts of every batch that was not a dry run)."""
+    total = 0
+    for path in sorted((project / ".toyfoundry" / "build").glob("*/mint.json")):
+        doc = json.loads(path.read_bytes())
+        if not doc.get("dry_run"):
+            total += len(doc.get("alfas", []))
+    return total
+
+
+def doit(project: Path, *args: str) -> Run:
+    return run(doit_cmd(*args), project)
+
+
+def _noop(project: Path) -> Run:
+    done = doit(project).check()
+    if done.executed:
+        raise RuntimeError(f"not a no-op in {project}: ran {done.executed[:5]}")
+    return done
+
+
+class Measure:
+    """All figures at one N, in an order that keeps each measurement's state clean."""
+
+    def __init__(self, n: int, opts: Options) -> None:
+        self.n = n
+        self.opts = opts
+        self.root = opts.work / f"n{n}"
+        self.ours = self.root / "ours"
+        self.figures: list[Figure] = []
+        self.spec: dict[str, Any] = {}
+        self.bare: dict[str, Path] = {}
+        self.noop_median: float | None = None
+
+    def log(self, text: str) -> None:
+        self.opts.log(f"[N={self.n}] {text}")
+
+    def add(self, **kw: Any) -> None:
+        figure = Figure(n=self.n, **kw)
+        self.figures.append(figure)
+        shown = "n/a" if figure.value is None else f"{figure.value:.4g}"
+        ratio = "" if figure.ratio is None else f"  ratio {figure.ratio:.3g}"
+        self.log(f"{figure.figure}: {shown} {figure.unit}{ratio}  {figure.note}")
+
+    def failed(self, figures: list[str], exc: BaseException) -> None:
+        reason = str(exc).strip().splitlines()
+        note = "not measured: " + (reason[-1] if reason else type(exc).__name__)
+        for name in figures:
+            self.add(
+                figure=name,
+                value=None,
+                unit="",
+                reference="",
+                reference_value=None,
+                note=note[:300],
+            )
+
+    def attempt(self, figures: list[str], step: Callable[[], None]) -> None:
+        """One step; a failure marks its figures unmeasured and the suite moves on."""
+        try:
+            step()
+        except Exception as exc:  # a broken room must not hide the other figures
+            self.failed(figures, exc)
+
+    # ------------------------------------------------------------------ steps
+
+    def all(self, full_only: bool = False) -> list[Figure]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        built = self.full_build()
+        if not built:
+            return self.figures
+        if full_only:
+            return self.figures
+        self.attempt(["noop_wall"], self.noop)
+        self.attempt(["fresh_copy_tasks_executed", "fresh_copy_wall"], self.fresh_copy)
+        self.attempt(["lint_lines_per_s"], self.lint)
+        self.attempt(["watch_new_order_median", "watch_new_order_p90"], self.watch)
+        self.attempt(["new_order_wall"], self.new_order)
+        self.attempt(["killed_half_rerun_share"], self.killed_half)
+        return self.figures
+
+    def full_build(self) -> bool:
+        names = ["full_build_wall", "full_build_alfas_per_s", "full_build_peak_mb"]
+        self.log("full build (ours)")
+        make_project(self.ours, self.n)
+        try:
+            ours = doit(self.ours).check()
+            self.spec = bare.spec_of(self.ours)
+        except Exception as exc:
+            self.failed([*names, "noop_wall"], exc)
+            return False
+        refs: dict[str, Run] = {}
+        for backend in bare.BACKENDS:
+            self.log(f"full build (bare doit, {backend} backend)")
+            self.bare[backend] = bare.make(
+                self.ours, self.root / f"bare-{backend}", self.spec, backend
+            )
+            refs[backend] = doit(self.bare[backend]).check()
+        ref = refs["dbm"]
+        tasks = bare.tasks_in(self.spec)
+        shape = f"{tasks} tasks, {bare.file_deps_in(self.spec)} file deps"
+        alfas = count_alfas(self.ours)
+        self.add(
+            figure="full_build_wall",
+            value=ours.wall,
+            unit="s",
+            reference="bare doit graph (dbm), full build",
+            reference_value=ref.wall,
+            note=f"{shape}; {len(ours.executed)} tasks run; bare json {refs['json'].wall:.2f}"
+            f" s, bare toyfoundry DB {refs['toyfoundry'].wall:.2f} s",
+        )
+        self.add(
+            figure="full_build_alfas_per_s",
+            value=alfas / ours.wall,
+            unit="Alfas/s",
+            reference="Alfas / bare doit full build (our actions free)",
+            reference_value=alfas / ref.wall,
+            target=">= 20,000 Alfas/s",
+            met=alfas / ours.wall >= 20_000,
+            note=f"{alfas} Alfas",
+        )
+        self.add(
+            figure="full_build_peak_mb",
+            value=ours.maxrss_mb,
+            unit="MB",
+            reference="bare doit graph (dbm), full build, peak RSS",
+            reference_value=ref.maxrss_mb,
+            target="<= 300 MB at N = 5,000",
+            met=(ours.maxrss_mb <= 300) if self.n >= 5000 else None,
+        )
+        return True
+
+    def noop(self) -> None:
+        times: dict[str, list[float]] = {"ours": [], **{b: [] for b in self.bare}}
+        order = list(times)
+        for i in range(self.opts.noop_repeats):
+            # rotate who goes first each round so drift (cache, thermal) falls on everyone
+            for who in order[i % len(order) :] + order[: i % len(order)]:
+                project = self.ours if who == "ours" else self.bare[who]
+                times[who].append(_noop(project).wall)
+        ours = median(times["ours"])
+        self.noop_median = ours
+        reps = f"median of {self.opts.noop_repeats}"
+        self.add(
+            figure="noop_wall",
+            value=ours,
+            unit="s",
+            reference="bare doit graph, default dbm backend, no-op",
+            reference_value=median(times["dbm"]),
+            target="<= 1.1x reference",
+            note=reps,
+        )
+        self.figures[-1].met = self.figures[-1].ratio is not None and self.figures[-1].ratio <= 1.1
+        self.add(
+            figure="noop_wall_vs_json",
+            value=ours,
+            unit="s",
+            reference="bare doit graph, json backend, no-op",
+            reference_value=median(times["json"]),
+            note=reps,
+        )
+        self.add(
+            figure="noop_wall_vs_foundry_db",
+            value=ours,
+            unit="s",
+            reference="bare doit graph on our SQLite DB and checker, no-op",
+            reference_value=median(times["toyfoundry"]),
+            note=reps,
+        )
+
+    def fresh_copy(self) -> None:
+        executed: list[int] = []
+        first: list[float] = []
+        second: list[float] = []
+        noops: list[float] = []
+        for i in range(self.opts.fresh_copies):
+            copy = self.root / f"fresh-{i}"
+            if copy.exists():
+                shutil.rmtree(copy)
+            # copyfile, not copy2: every file gets a new mtime, as in a fresh CI checkout
+            shutil.copytree(self.ours, copy, copy_function=shutil.copyfile)
+            noops.append(_noop(self.ours).wall)
+            done = doit(copy).check()
+            executed.append(len(done.executed))
+            first.append(done.wall)
+            second.append(doit(copy).check().wall)
+            shutil.rmtree(copy)
+        reps = f"median of {self.opts.fresh_copies} copies"
+        tasks = bare.tasks_in(self.spec)
+        self.add(
+            figure="fresh_copy_tasks_executed",
+            value=float(median(executed)),
+            unit="tasks",
+            reference="tasks in the graph",
+            reference_value=float(tasks),
+            target="0 tasks",
+            met=max(executed) == 0,
+            note=reps,
+        )
+        noop = median(noops)
+        self.add(
+            figure="fresh_copy_wall",
+            value=median(first),
+            unit="s",
+            reference="our no-op",
+            reference_value=noop,
+            target="<= 2x reference",
+            note=f"{reps}; the run after it: {median(second):.2f} s",
+        )
+        self.figures[-1].met = self.figures[-1].ratio is not None and self.figures[-1].ratio <= 2
+
+    def lint(self) -> None:
+        probe = run(
+            [
+                sys.executable,
+                "-m",
+                "bench.probes",
+                "lint",
+                str(self.ours),
+                "--repeats",
+                str(self.opts.lint_repeats),
+            ],
+            self.ours,
+        ).check()
+        got = json.loads(probe.out)
+        wc = sum(
+            p.read_bytes().count(b"\n")
+            for p in (self.ours / ".toyfoundry" / "telemetry").glob("*.jsonl")
+        )
+        rate = got["lines"] / got["seconds"] if got["seconds"] else None
+        self.add(
+            figure="lint_lines_per_s",
+            value=rate,
+            unit="lines/s",
+            reference="orjson.loads of every ledger line (parse floor)",
+            reference_value=got["floor_lines"] / got["floor_seconds"],
+            target=">= 100,000 lines/s",
+            met=rate is not None and rate >= 100_000,
+            note=f"{got['lines']} lines checked (wc -l: {wc}), {got['bytes']} bytes, "
+            f"{got['findings']} findings, best of {self.opts.lint_repeats}",
+        )
+
+    def watch(self) -> None:
+        per = max(1, self.opts.drops // 2)
+        ours: list[float] = []
+        ref: list[float] = []
+        for who, cmd_of, sink in (
+            ("ours", self._our_watch_cmd, ours),
+            ("restart", lambda p: watching.restart_cmd(p, self.opts.debounce), ref),
+        ):
+            project = self.root / f"watch-{who}"
+            if project.exists():
+                shutil.rmtree(project)
+            shutil.copytree(self.ours, project)  # copy2: mtimes kept, a no-op to start from
+            self._watch_rounds(project, cmd_of(project), sink, 0, per)
+        # second round in the other order, so neither watcher always goes first
+        for who, cmd_of, sink in (
+            ("restart", lambda p: watching.restart_cmd(p, self.opts.debounce), ref),
+            ("ours", self._our_watch_cmd, ours),
+        ):
+            project = self.root / f"watch-{who}"
+            self._watch_rounds(project, cmd_of(project), sink, per, self.opts.drops - per)
+            shutil.rmtree(project)
+        note = f"{len(ours)} drops each, debounce {self.opts.debounce} s"
+        self.add(
+            figure="watch_new_order_median",
+            value=median(ours),
+            unit="s",
+            reference="watcher that restarts doit per event, median",
+            reference_value=median(ref),
+            target="<= 0.25 s and <= 0.3x reference",
+            note=note,
+        )
+        f = self.figures[-1]
+        f.met = bool(f.value is not None and f.value <= 0.25 and f.ratio and f.ratio <= 0.3)
+        self.add(
+            figure="watch_new_order_p90",
+            value=p90(ours),
+            unit="s",
+            reference="watcher that restarts doit per event, p90",
+            reference_value=p90(ref),
+            note=note,
+        )
+
+    def _our_watch_cmd(self, project: Path) -> list[str]:
+        return [*self.opts.watch_cmd, "--root", str(project), "watch"]
+
+    def _watch_rounds(
+        self, project: Path, cmd: list[str], sink: list[float], first: int, count: int
+    ) -> None:
+        if count <= 0:
+            return
+        self.log(f"watch: {count} drops with {' '.join(cmd[1:4])}")
+        session = watching.start(cmd, project)
+        try:
+            session.ready("ready", timeout=5)  # best effort; idle is what counts
+            watching.wait_idle(project, session, quiet=1.0)
+            for k in range(first, first + count):
+                sink.append(watching.drop(project, session, self.n, k))
+                watching.wait_idle(project, session)
+        finally:
+            watching.stop(session)
+
+    def new_order(self) -> None:
+        walls: list[float] = []
+        noops: list[float] = []
+        # orders the watchers used are on their own copies; ours continues from N
+        for k in range(self.opts.new_orders):
+            workload.extra(self.ours, self.n, k)
+            done = doit(self.ours).check()
+            walls.append(done.wall)
+            noops.append(_noop(self.ours).wall)
+        self.add(
+            figure="new_order_wall",
+            value=median(walls),
+            unit="s",
+            reference="our no-op right after",
+            reference_value=median(noops),
+            target="<= 1.5x reference",
+            note=f"median of {self.opts.new_orders}; ran {len(done.executed)} tasks",
+        )
+        f = self.figures[-1]
+        f.met = f.ratio is not None and f.ratio <= 1.5
+
+    def killed_half(self) -> None:
+        tasks = bare.tasks_in(self.spec)
+        project = self.root / "killed"
+        make_project(project, self.n)
+        ours = self._kill_and_resume(project, tasks)
+        ref_project = self.root / "killed-bare"
+        if ref_project.exists():
+            shutil.rmtree(ref_project)
+        bare.make(self.ours, ref_project, self.spec, "dbm")
+        # a short sleep per bare task, so "half" can be hit on a graph of trivial actions
+        ref = self._kill_and_resume(ref_project, tasks, {"BENCH_BARE_SLEEP": "0.002"})
+        shutil.rmtree(project)
+        shutil.rmtree(ref_project)
+        self.add(
+            figure="killed_half_rerun_share",
+            value=ours[0],
+            unit="%",
+            reference="bare doit graph (dbm) killed the same way",
+            reference_value=ref[0],
+            target="<= 5%",
+            met=ours[0] <= 5,
+            note=f"SIGKILL after {ours[1]} of {tasks} tasks finished; resume re-ran "
+            f"{ours[2]} of them ({ours[3]} run in all); bare re-ran {ref[2]} of "
+            f"{ref[1]}",
+        )
+
+    def _kill_and_resume(
+        self, project: Path, tasks: int, env: dict[str, str] | None = None
+    ) -> tuple[float, int, int, int]:
+        """SIGKILL a full build once half the tasks started; % of the finished ones the resume re-runs."""
+        half = tasks // 2
+        killed = run_until(doit_cmd(), project, lambda seen: len(seen) > half, env=env)
+        if not killed.killed:
+            raise RuntimeError("the build finished before it could be killed at half")
+        finished = set(killed.seen[:-1])  # the last one was still running when killed
+        resumed = run(doit_cmd(), project, env=env).check()
+        rerun = finished & set(resumed.executed)
+        return (
+            100.0 * len(rerun) / max(1, len(finished)),
+            len(finished),
+            len(rerun),
+            len(resumed.executed),
+        )
+
+
+def machine() -> dict[str, Any]:
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def results(figures: list[Figure], started: float) -> dict[str, Any]:
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
+        "seconds": round(time.monotonic() - started, 1),
+        "results": [asdict(f) for f in figures],
+    }

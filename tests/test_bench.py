@@ -1,0 +1,106 @@
+"""The benchmark suite works: a tiny run publishes every figure, and its references mirror our graph.
+
+No timing is asserted here: speed and memory are measured as ratios by `make bench`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import bare, workload
+from bench.suite import make_project
+from tests.conftest import REPO, doit
+
+FIGURES = {
+    "full_build_wall",
+    "full_build_alfas_per_s",
+    "full_build_peak_mb",
+    "noop_wall",
+    "noop_wall_vs_json",
+    "noop_wall_vs_foundry_db",
+    "new_order_wall",
+    "watch_new_order_median",
+    "watch_new_order_p90",
+    "fresh_copy_tasks_executed",
+    "fresh_copy_wall",
+    "killed_half_rerun_share",
+    "lint_lines_per_s",
+}
+FIELDS = {"n", "figure", "value", "unit", "reference", "reference_value", "ratio", "target", "met"}
+
+
+def test_workload_is_deterministic_and_extra_orders_continue_it(tmp_path: Path) -> None:
+    a = workload.write(tmp_path / "a", 8, seed=3)
+    b = workload.write(tmp_path / "b", 10, seed=3)
+    assert a == b[:8]
+    assert workload.extra(tmp_path / "a", 8, 1, seed=3) == b[9]
+    ours = (tmp_path / "a" / "exchange" / "orders" / f"{b[9]}.json").read_bytes()
+    assert ours == (tmp_path / "b" / "exchange" / "orders" / f"{b[9]}.json").read_bytes()
+    assert not list((tmp_path / "a" / "exchange" / "orders").glob(".*"))  # no temp file left
+    assert workload.alfas(10) == 3 * 48 + 4 * 96
+
+
+@pytest.mark.slow
+def test_bare_graph_mirrors_ours(tmp_path: Path) -> None:
+    """Same tasks with the same file deps on files of the same sizes; only the actions differ."""
+    ours = tmp_path / "ours"
+    make_project(ours, 6)
+    built = doit(ours)
+    assert built.code == 0, built.err
+    spec = bare.spec_of(ours)
+    mirror = bare.make(ours, tmp_path / "bare", spec, "dbm")
+    assert bare.spec_of(mirror)["creators"] == spec["creators"]
+    for rel in bare.paths_in(spec):
+        if (ours / rel).is_file():
+            assert (mirror / rel).stat().st_size == (ours / rel).stat().st_size
+    first, again = doit(mirror), doit(mirror)
+    assert first.code == 0 and again.code == 0
+    ran = {line for line in first.out.splitlines() if line.startswith(".  ")}
+    assert len(ran) == bare.tasks_in(spec)
+    assert not any(line.startswith(".  ") for line in again.out.splitlines())
+
+
+@pytest.mark.slow
+def test_quick_suite_publishes_every_figure(tmp_path: Path) -> None:
+    out, md = tmp_path / "results", tmp_path / "BENCHMARKS.md"
+    md.write_text(
+        "# Benchmarks\n\nprose above\n\n<!-- bench:table:start -->\nold\n"
+        "<!-- bench:table:end -->\n\nprose below\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = ["--quick", "--n", "6", "--out", out, "--md", md, "--work", tmp_path / "work"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [path] = out.glob("*.json")
+    doc = json.loads(path.read_text())
+    assert set(doc["machine"]) >= {"cpu", "cores", "python", "platform"}
+    rows = {r["figure"]: r for r in doc["results"]}
+    assert set(rows) == FIGURES
+    assert all(set(r) >= FIELDS and r["n"] == 6 for r in doc["results"])
+    watch_landed = importlib.util.find_spec("toyfoundry.commands.watch") is not None
+    for name, row in rows.items():
+        if name.startswith("watch_") and not watch_landed:
+            continue
+        assert row["value"] is not None, f"{name}: {row['note']}"
+        assert row["reference_value"] is not None, name
+    # facts, not timings: a fresh copy is checked, not rebuilt; a resumed build keeps its work
+    assert rows["fresh_copy_tasks_executed"]["value"] == 0
+    assert rows["killed_half_rerun_share"]["reference_value"] > 50
+    text = md.read_text()
+    assert text.startswith("# Benchmarks\n\nprose above") and text.endswith("prose below\n")
+    assert "old" not in text
+    assert sum(line.startswith("| 20") for line in text.splitlines()) == len(doc["results"])

@@ -1,0 +1,222 @@
+"""Rituals, the chain they hand on, the forge adapter's outbox and the doctrine archive."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from toyfoundry.cli import main
+from toyfoundry.forge.adapter import OutboxManifest
+from toyfoundry.forge.doctrine import DoctrineEntry, IndexLine, object_path, read_index
+from toyfoundry.forge.mint import mint_order
+from toyfoundry.forge.rituals import drill_score, run_rituals
+from toyfoundry.formats.models import (
+    Chain,
+    MintArtefact,
+    MintRecord,
+    Recipe,
+    RitualRecord,
+    RitualsArtefact,
+)
+from toyfoundry.store.layout import Layout
+
+SAMPLE = Path(__file__).resolve().parents[1] / "exchange"
+ORDERS = ["2025-10-12-005", "2025-10-20-011", "2025-10-27-014", "2025-10-28-002"]
+PILOT, EXPANSION, OPERATIONAL, BUNNY = ORDERS
+
+
+def make_project(root: Path) -> Layout:
+    for folder in ("recipes", "checkpoints", "orders"):
+        target = root / "exchange" / folder
+        target.mkdir(parents=True, exist_ok=True)
+        for path in sorted((SAMPLE / folder).glob("*.json")):
+            shutil.copy2(path, target / path.name)
+    return Layout(root)
+
+
+def cli(capsys: pytest.CaptureFixture[str], layout: Layout, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(["--root", str(layout.root), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def build(layout: Layout, *order_ids: str) -> None:
+    for order_id in order_ids:
+        mint_order(layout, order_id)
+        run_rituals(layout, order_id)
+
+
+def rituals_of(layout: Layout, order_id: str) -> RitualsArtefact:
+    return RitualsArtefact.model_validate_json(layout.rituals_artefact(order_id).read_bytes())
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> Layout:
+    layout = make_project(tmp_path)
+    build(layout, *ORDERS)
+    return layout
+
+
+def test_phase_defaults(built: Layout) -> None:
+    ran = {o: {r for r, v in rituals_of(built, o).rituals.items() if v.ran} for o in ORDERS}
+    assert ran[PILOT] == set()
+    assert all(v.stub for v in rituals_of(built, PILOT).rituals.values())
+    assert ran[EXPANSION] == {"drill", "parade"}
+    assert ran[OPERATIONAL] == {"drill", "parade", "purge", "promote"}
+    # Expansion drills and parades but promotes nothing: its chain's pool passes through.
+    assert Chain.model_validate_json(built.chain_file(EXPANSION).read_bytes()).pool == []
+    assert rituals_of(built, EXPANSION).promoted == []
+
+
+def test_drill_parade_purge_promote_do_what_they_say(built: Layout) -> None:
+    mint = MintArtefact.model_validate_json(built.mint_artefact(OPERATIONAL).read_bytes())
+    recipe = Recipe.model_validate_json((SAMPLE / "recipes" / "sprocket-scout.json").read_bytes())
+    art = rituals_of(built, OPERATIONAL)
+    results = {r.alfa_id: r for r in art.results}
+    eligible = [a for a in mint.alfas if a.outcome in ("passed", "waived")]
+    assert list(results) == [a.alfa_id for a in eligible]
+    for alfa in eligible:
+        r = results[alfa.alfa_id]
+        score, defects = drill_score(recipe, mint.seed or 0, alfa)
+        assert (r.score, r.defects) == (score, defects)
+        assert r.passed == (score >= recipe.pass_score and not defects)
+        assert r.purged == (not r.passed)
+        if r.purged:
+            assert r.purge_reason and (
+                "defect:" in r.purge_reason or "below pass_score" in r.purge_reason
+            )
+    ranks = sorted(results.values(), key=lambda r: r.rank or 0)
+    assert [r.rank for r in ranks] == list(range(1, len(ranks) + 1))
+    assert all((a.score or 0) >= (b.score or 0) for a, b in itertools.pairwise(ranks))
+    assert art.roster == [a for a in results if not results[a].purged]
+    promoted = [r for r in results.values() if r.promoted]
+    assert 0 < len(promoted) <= recipe.promotion.max_per_order
+    assert all(
+        r.passed and (r.score or 0) >= recipe.promote_score and not r.purged for r in promoted
+    )
+    chain = Chain.model_validate_json(built.chain_file(OPERATIONAL).read_bytes())
+    assert {e.alfa_id for e in chain.pool} == {r.alfa_id for r in promoted}
+    assert [e.score for e in chain.pool] == sorted((e.score for e in chain.pool), reverse=True)
+    outbox = json.loads(built.outbox_file(OPERATIONAL).read_text())
+    assert [a["alfa_id"] for a in outbox["alfas"]] == art.promoted
+    OutboxManifest.model_validate_json(built.outbox_file(OPERATIONAL).read_bytes())
+    first = outbox["alfas"][0]["params"]["chassis"]
+    assert first["definition"] == {"kind": "enum", "values": ["tin", "oak", "resin", "brass"]}
+    assert first["value"] in first["definition"]["values"]
+    assert outbox["recipe"]["version"] == "1.2.0"
+    assert not built.outbox_file(EXPANSION).exists()
+
+
+def test_one_ritual_at_a_time_matches_a_full_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    full = make_project(tmp_path / "full")
+    build(full, PILOT, EXPANSION, OPERATIONAL)
+    step = make_project(tmp_path / "step")
+    build(step, PILOT, EXPANSION)
+    mint_order(step, OPERATIONAL)
+    code, _, err = cli(capsys, step, "ritual", "parade", OPERATIONAL)
+    assert code == 1 and "parade needs drill first" in err
+    for ritual in ("drill", "parade", "purge"):
+        code, out, err = cli(capsys, step, "ritual", ritual, OPERATIONAL)
+        assert code == 0, err
+        assert f"{OPERATIONAL}: {ritual}: ran" in out
+    assert rituals_of(step, OPERATIONAL).promoted == []
+    code, _, _ = cli(capsys, step, "ritual", "promote", OPERATIONAL)
+    assert code == 0
+    for name in ("rituals.json", "chain.json"):
+        assert (step.order_build(OPERATIONAL) / name).read_bytes() == (
+            full.order_build(OPERATIONAL) / name
+        ).read_bytes()
+    assert step.outbox_file(OPERATIONAL).read_bytes() == full.outbox_file(OPERATIONAL).read_bytes()
+    # Re-running a single ritual keeps the others' results.
+    code, _, _ = cli(capsys, step, "ritual", "drill", OPERATIONAL)
+    assert rituals_of(step, OPERATIONAL) == rituals_of(full, OPERATIONAL)
+
+
+def test_rituals_refuse_a_stale_mint(built: Layout, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = built.recipe_file("sprocket-scout")
+    data = json.loads(recipe.read_text())
+    data["pass_score"] = 40.0
+    recipe.write_text(json.dumps(data))
+    before = built.rituals_artefact(OPERATIONAL).read_bytes()
+    code, _, err = cli(capsys, built, "ritual", "all", OPERATIONAL)
+    assert code == 1 and "exchange/recipes/sprocket-scout.json" in err and "toyfoundry mint" in err
+    assert built.rituals_artefact(OPERATIONAL).read_bytes() == before
+
+
+def test_rejected_and_unparseable_orders_pass_the_chain_on(built: Layout) -> None:
+    later, broken = "2025-11-03-001", "2025-11-03-002"
+    data = json.loads((SAMPLE / "orders" / f"{OPERATIONAL}.json").read_text())
+    data.update(order_id=later, batch_size=48, phase="pilot", dry_run=True)
+    built.order_file(later).write_text(json.dumps(data))
+    built.order_file(broken).write_text("{ nope")
+    assert mint_order(built, later).status == "rejected"
+    run_rituals(built, later)
+    assert built.chain_file(later).read_bytes() == built.chain_file(OPERATIONAL).read_bytes()
+    assert mint_order(built, broken).status == "rejected"
+    run_rituals(built, broken)
+    assert not built.chain_file(broken).exists()
+    records = [
+        RitualRecord.model_validate_json(x) for x in built.ritual_ledger.read_bytes().splitlines()
+    ]
+    assert {r.outcome for r in records if r.order_id in (later, broken)} == {"skipped"}
+
+
+def test_every_ledger_line_parses_against_its_schema(built: Layout) -> None:
+    mint_lines = built.mint_ledger.read_bytes().splitlines()
+    ritual_lines = built.ritual_ledger.read_bytes().splitlines()
+    assert len(mint_lines) == 12 + 48 + 96 + 96
+    assert len(ritual_lines) == 4 + 2 + 4 + 4
+    for line in mint_lines:
+        MintRecord.model_validate_json(line)
+    for line in ritual_lines:
+        record = RitualRecord.model_validate_json(line)
+        assert record.batch.recipe and record.batch.phase and record.batch.size
+    for line in built.doctrine_index.read_bytes().splitlines():
+        IndexLine.model_validate_json(line)
+
+
+# --------------------------------------------------------------------------- doctrine
+
+
+def test_doctrine_is_content_addressed_and_archiving_twice_is_a_no_op(built: Layout) -> None:
+    entries, problems = read_index(built)
+    assert not problems and entries
+    promoted = rituals_of(built, OPERATIONAL).promoted + rituals_of(built, BUNNY).promoted
+    assert sorted(e.alfa_id for e in entries) == sorted(promoted)
+    for entry in entries:
+        path = object_path(built, entry.sha256)
+        DoctrineEntry.model_validate_json(path.read_bytes())
+        assert not os.access(path, os.W_OK) or os.geteuid() == 0
+    index = built.doctrine_index.read_bytes()
+    run_rituals(built, OPERATIONAL)
+    run_rituals(built, OPERATIONAL, only="promote")
+    assert built.doctrine_index.read_bytes() == index
+
+
+def test_doctrine_verify_catches_tampered_and_missing_entries(
+    built: Layout, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = cli(capsys, built, "doctrine", "verify")
+    assert code == 0 and "entries verified" in out
+    code, out, _ = cli(capsys, built, "doctrine", "list")
+    assert code == 0 and len(out.splitlines()) == len(read_index(built)[0])
+    entries = read_index(built)[0]
+    tampered = object_path(built, entries[0].sha256)
+    tampered.chmod(0o644)
+    tampered.write_text(tampered.read_text().replace('"score": ', '"score": 1'))
+    object_path(built, entries[1].sha256).unlink()
+    code, _, err = cli(capsys, built, "doctrine", "verify")
+    assert code == 1
+    lines = err.strip().splitlines()
+    rel = str(tampered.relative_to(built.root))
+    assert any(line.startswith(f"{rel}: -: is tampered") for line in lines)
+    assert any("is missing" in line and entries[1].alfa_id in line for line in lines)
+    assert len(lines) == 2

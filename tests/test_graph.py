@@ -1,0 +1,286 @@
+"""The doit graph: tests count which tasks doit executed, as the minimality promise is stated."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, doit, executed, make_project
+from toyfoundry.store.layout import Layout
+
+SCOUT = ["2025-10-12-005", "2025-10-20-011", "2025-10-27-014"]
+BUNNY = ["2025-10-28-002"]
+GLOBAL = ["dashboard", "export", "quilt", "validate"]
+
+
+def per_order(*orders: str) -> list[str]:
+    return [f"{stage}:{o}" for o in orders for stage in ("mint", "rituals", "report")]
+
+
+def everything() -> list[str]:
+    return sorted(per_order(*SCOUT, *BUNNY) + GLOBAL)
+
+
+def build(layout: Layout, *args: str) -> list[str]:
+    result = doit(layout.root, *args)
+    assert result.code == 0, result.out + result.err
+    return executed(result.out)
+
+
+def artefact_bytes(layout: Layout) -> dict[str, bytes]:
+    """Every build artefact, report and export: what must be byte-identical between builds."""
+    out = {}
+    for base in (layout.build, layout.reports_dir, layout.exports, layout.outbox_dir):
+        if base.exists():
+            for path in sorted(base.rglob("*")):
+                if path.is_file() and "dashboards" not in path.parts:
+                    out[str(path.relative_to(layout.root))] = path.read_bytes()
+    return out
+
+
+def test_first_build_runs_all_then_nothing(project: Layout) -> None:
+    assert build(project) == everything()
+    assert build(project) == []
+    assert project.rollup.exists()
+    assert project.dashboard.exists()
+    assert project.report_md("2025-10-27-014").exists()
+
+
+def test_new_order_runs_only_its_chain_and_globals(project: Layout) -> None:
+    build(project)
+    doc = json.loads(project.order_file("2025-10-28-002").read_text())
+    doc.update(order_id="2025-10-29-001", seed=99)
+    project.order_file("2025-10-29-001").write_text(json.dumps(doc))
+    assert build(project) == sorted(per_order("2025-10-29-001") + GLOBAL)
+
+
+def test_editing_notes_stops_at_the_unchanged_chain(project: Layout) -> None:
+    build(project)
+    path = project.order_file("2025-10-20-011")
+    doc = json.loads(path.read_text())
+    doc["notes"] = "re-issued with a clarified note"
+    path.write_text(json.dumps(doc))
+    ran = build(project)
+    assert ran == sorted(per_order("2025-10-20-011") + GLOBAL)
+
+
+def test_editing_seed_cascades_down_the_recipe_only(project: Layout) -> None:
+    build(project)
+    path = project.order_file("2025-10-20-011")
+    doc = json.loads(path.read_text())
+    doc["seed"] = 12345
+    path.write_text(json.dumps(doc))
+    ran = build(project)
+    assert set(per_order("2025-10-20-011", "2025-10-27-014")) <= set(ran)
+    assert not set(per_order(*BUNNY, "2025-10-12-005")) & set(ran)
+
+
+def test_touching_inputs_without_changing_bytes(project: Layout) -> None:
+    build(project)
+    later = time.time() + 5
+    for path in project.exchange.rglob("*.json"):
+        os.utime(path, (later, later))
+    assert build(project) == []
+    assert build(project) == []
+
+
+def test_deleting_one_target_rebuilds_only_its_task(project: Layout) -> None:
+    build(project)
+    project.report_md("2025-10-27-014").unlink()
+    assert build(project) == ["report:2025-10-27-014"]
+    project.rituals_artefact("2025-10-28-002").unlink()
+    assert build(project) == ["rituals:2025-10-28-002"]
+
+
+def test_checkpoint_disappearing_and_returning(project: Layout) -> None:
+    build(project)
+    checkpoint = project.checkpoint_file("expansion")
+    saved = checkpoint.read_bytes()
+    checkpoint.unlink()
+    ran = build(project)
+    assert "mint:2025-10-20-011" in ran
+    assert not {"mint:2025-10-12-005", "mint:2025-10-28-002"} & set(ran)
+    report = json.loads(project.report_json("2025-10-20-011").read_text())
+    assert report["status"] == "blocked"
+    checkpoint.write_bytes(saved)
+    ran = build(project)
+    assert "mint:2025-10-20-011" in ran
+    report = json.loads(project.report_json("2025-10-20-011").read_text())
+    assert report["status"] == "built"
+
+
+def test_relocated_copy_with_cached_state_runs_nothing(project: Layout, tmp_path: Path) -> None:
+    build(project)
+    copy = tmp_path / "relocated"
+    shutil.copytree(project.root, copy, symlinks=True)  # copytree gives every file a new mtime
+    later = time.time() + 5
+    for path in copy.rglob("*"):
+        if path.is_file():
+            os.utime(path, (later, later))
+    assert build(Layout(copy)) == []
+    assert build(Layout(copy)) == []
+
+
+def test_clean_keeps_inputs_and_ledgers(project: Layout) -> None:
+    build(project)
+    ledgers = {p: p.read_bytes() for p in (project.mint_ledger, project.ritual_ledger)}
+    inputs = {
+        p: p.read_bytes() for p in project.exchange.rglob("*.json") if "reports" not in p.parts
+    }
+    result = doit(project.root, "clean")
+    assert result.code == 0, result.err
+    assert not project.mint_artefact("2025-10-27-014").exists()
+    assert not project.report_json("2025-10-27-014").exists()
+    for path, data in {**ledgers, **inputs}.items():
+        assert path.read_bytes() == data
+    assert build(project) == everything()
+
+
+def test_list_info_forget(project: Layout) -> None:
+    listing = doit(project.root, "list")
+    assert listing.code == 0, listing.err
+    names = {line.split()[0] for line in listing.out.splitlines() if line.strip()}
+    assert {"mint", "rituals", "report", "quilt", "export", "dashboard", "validate"} <= names
+    build(project)
+    path = project.order_file("2025-10-27-014")
+    path.write_text(path.read_text().replace("sprint 1", "sprint one"))
+    info = doit(project.root, "info", "mint:2025-10-27-014")
+    assert "exchange/orders/2025-10-27-014.json" in info.out
+    forget = doit(project.root, "forget", "report:2025-10-28-002")
+    assert forget.code == 0
+    assert "report:2025-10-28-002" in build(project)
+
+
+def test_one_order_chain_by_name(project: Layout) -> None:
+    ran = build(project, "mint:2025-10-27-014")
+    assert ran == [
+        "mint:2025-10-12-005",
+        "mint:2025-10-20-011",
+        "mint:2025-10-27-014",
+        "rituals:2025-10-12-005",
+        "rituals:2025-10-20-011",
+    ]
+
+
+def test_bad_order_does_not_stop_the_factory(project: Layout) -> None:
+    bad = project.orders_dir / "2025-10-30-001.json"
+    bad.write_text('{"schema_version": 1, "order_id": "2025-10-30-001", "phase": "operational"}')
+    result = doit(project.root)
+    assert result.code != 0
+    ran = executed(result.out)
+    assert set(everything()) <= set(ran)
+    assert "exchange/orders/2025-10-30-001.json: recipe: is required" in result.err
+    report = json.loads(project.report_json("2025-10-30-001").read_text())
+    assert report["status"] == "rejected"
+    assert project.rollup.exists()
+    assert "Traceback" not in result.out + result.err
+
+
+def test_blocked_order_is_not_a_failure(project: Layout) -> None:
+    project.checkpoint_file("operational").unlink()
+    result = doit(project.root)
+    assert result.code == 0, result.out + result.err
+    report = json.loads(project.report_json("2025-10-27-014").read_text())
+    assert report["status"] == "blocked"
+    assert "checkpoint" in report["reason"]
+
+
+def test_builds_are_byte_identical_across_folders(tmp_path: Path) -> None:
+    a = make_project(tmp_path / "a")
+    b = make_project(tmp_path / "b")
+    build(a)
+    build(b)
+    assert artefact_bytes(a) == artefact_bytes(b)
+    assert a.rollup.exists()
+
+
+def test_code_change_rebuilds_its_stage(project: Layout, tmp_path: Path) -> None:
+    """Editing the dashboard's module re-runs the dashboard only: code is a dependency."""
+    src = tmp_path / "src"
+    shutil.copytree(
+        REPO / "toyfoundry", src / "toyfoundry", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    env = {"PYTHONPATH": str(src)}
+
+    def run() -> list[str]:
+        result = doit(project.root, env=env)
+        assert result.code == 0, result.err
+        return executed(result.out)
+
+    run()
+    module = src / "toyfoundry" / "telemetry" / "dashboard.py"
+    module.write_text(module.read_text() + "\n# layout tweak\n")
+    assert run() == ["dashboard"]
+    module = src / "toyfoundry" / "forge" / "rituals.py"
+    module.write_text(module.read_text() + "\n# ritual tweak\n")
+    ran = run()
+    assert set(ran) >= {f"rituals:{o}" for o in SCOUT + BUNNY}
+    assert not any(name.startswith("mint:") for name in ran)
+
+
+def test_two_builders_at_once(project: Layout) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "doit"],
+            cwd=project.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    ran = [executed(out) for out, _ in outs]
+    assert sorted(ran[0] + ran[1]) == everything()
+    assert any("waiting for the foundry lock" in err for _, err in outs)
+    assert build(project) == []
+
+
+@pytest.mark.slow
+def test_killed_build_resumes_only_unfinished(tmp_path: Path) -> None:
+    from bench.workload import write
+
+    root = tmp_path / "w"
+    make_project(root, orders=False)
+    shutil.rmtree(root / "exchange")
+    write(root, 24)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "doit"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    started = []
+    for line in proc.stdout:
+        if line.startswith(".  "):
+            started.append(line[3:].strip())
+        if len(started) >= 40:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = build(Layout(root))
+    total = 24 * 3 + 4
+    finished_before = len(started) - 1  # the last one started may not have finished
+    assert len(resumed) <= total - finished_before + 1
+    assert len(resumed) < total
+    clean = tmp_path / "clean"
+    make_project(clean, orders=False)
+    shutil.rmtree(clean / "exchange")
+    write(clean, 24)
+    build(Layout(clean))
+    assert artefact_bytes(Layout(root)) == artefact_bytes(Layout(clean))

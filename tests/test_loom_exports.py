@@ -1,0 +1,118 @@
+"""Exports read back with the csv module and with DuckDB agree with the ledgers."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.test_loom_support import REPO, SAMPLE, ledger_lines, sample
+from toyfoundry.formats.models import AlfaRow, BatchRow, RitualEventRow
+from toyfoundry.store.layout import Layout
+from toyfoundry.telemetry import exports
+from toyfoundry.telemetry.loom import run_loom
+
+ORDERS = [s.order_id for s in SAMPLE]
+
+
+@pytest.fixture
+def exported(tmp_path: Path) -> Layout:
+    layout = sample(tmp_path / "p")
+    run_loom(layout, export=True, today="2025-10-28")
+    return layout
+
+
+def minted_alfas(layout: Layout) -> set[str]:
+    return {str(r["alfa_id"]) for r in ledger_lines(layout.mint_ledger) if r["alfa_id"]}
+
+
+def test_csv_and_jsonl_partitions_hold_the_same_rows(exported: Layout) -> None:
+    seen: set[str] = set()
+    for oid in ORDERS:
+        for dataset, model in (("alfas", AlfaRow), ("rituals", RitualEventRow)):
+            csv_path = exports.partition(exported, dataset, oid, "csv")
+            with csv_path.open(newline="", encoding="utf-8") as handle:
+                reader = csv.reader(handle)
+                header = next(reader)
+                rows = list(reader)
+            assert header == list(model.model_fields)
+            jsonl = [
+                orjson.loads(line)
+                for line in exports.partition(exported, dataset, oid, "jsonl")
+                .read_bytes()
+                .splitlines()
+            ]
+            assert len(jsonl) == len(rows)
+            for row, obj in zip(rows, jsonl, strict=True):
+                assert list(obj) == header
+                model.model_validate(obj)
+                for cell, value in zip(row, obj.values(), strict=True):
+                    expected = (
+                        ""
+                        if value is None
+                        else str(value).lower()
+                        if isinstance(value, bool)
+                        else str(value)
+                    )
+                    assert cell == expected
+            if dataset == "alfas":
+                seen.update(r[1] for r in rows)
+    assert seen == minted_alfas(exported)
+    assert b"\r" not in exports.partition(exported, "alfas", ORDERS[1], "csv").read_bytes()
+
+
+def test_batches_csv_and_json(exported: Layout) -> None:
+    with exports.batches_csv(exported).open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == list(BatchRow.model_fields)
+        rows = list(reader)
+    as_json = orjson.loads(exports.batches_json(exported).read_bytes())
+    assert [r["order_id"] for r in rows] == [r["order_id"] for r in as_json] == ORDERS
+    assert sum(int(r["minted"]) for r in rows) == len(minted_alfas(exported))
+    assert sum(r["minted"] for r in as_json) == len(minted_alfas(exported))
+
+
+def test_duckdb_reads_each_dataset_with_one_glob(exported: Layout) -> None:
+    duckdb = pytest.importorskip("duckdb", reason="duckdb is a test dependency: pip install duckdb")
+
+    def rows(sql: str) -> list[tuple[object, ...]]:
+        found: list[tuple[object, ...]] = duckdb.sql(sql).fetchall()
+        return found
+
+    base = exported.exports
+    alfas_csv = f"read_csv_auto('{base}/alfas/*.csv')"
+    minted = len(minted_alfas(exported))
+    assert rows(f"select count(*) from {alfas_csv}") == [(minted,)]
+    assert rows(f"select count(*) from read_json_auto('{base}/alfas/*.jsonl')") == [(minted,)]
+    ritual_lines = len(ledger_lines(exported.ritual_ledger))
+    assert rows(f"select count(*) from read_csv_auto('{base}/rituals/*.csv')") == [(ritual_lines,)]
+    per_order = rows(
+        f"select order_id, count(*), sum(promoted::int), count(score)"
+        f" from {alfas_csv} group by order_id order by order_id"
+    )
+    assert per_order == [
+        ("2025-10-12-005", 4, 0, 0),
+        ("2025-10-20-011", 8, 1, 8),
+        ("2025-10-27-014", 10, 2, 8),
+    ]
+    batches = rows(f"select sum(minted), sum(promoted) from read_csv_auto('{base}/batches.csv')")
+    assert batches == [(22, 3)]
+    types = {str(r[0]): str(r[1]) for r in rows(f"describe select * from {alfas_csv}")}
+    assert list(types) == list(AlfaRow.model_fields)
+    assert types["dry_run"] == "BOOLEAN" and types["score"] == "DOUBLE"
+
+
+def test_every_column_is_documented() -> None:
+    text = (REPO / "docs" / "exports.md").read_text(encoding="utf-8")
+    for title, model in (
+        ("alfas/<order_id>.csv", AlfaRow),
+        ("rituals/<order_id>.csv", RitualEventRow),
+        ("batches.csv", BatchRow),
+    ):
+        start = text.index(f"## `{title}")
+        section = text[start : text.find("\n## ", start + 1)]
+        documented = re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.M)
+        assert documented == list(model.model_fields), title

@@ -1,0 +1,349 @@
+"""The loom: quilt rollup, reports and partitions agree with the ledgers, and rebuild incrementally."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.test_loom_support import SAMPLE, Spec, append_raw, build, ledger_lines, sample
+from toyfoundry.formats import schemas
+from toyfoundry.formats.models import QuiltRollup, Report
+from toyfoundry.store.layout import Layout
+from toyfoundry.telemetry import exports, fingerprint, ledgers, parts, quilt, reports
+from toyfoundry.telemetry.loom import run_loom
+
+ORDERS = [s.order_id for s in SAMPLE]
+
+
+def rollup_of(layout: Layout) -> QuiltRollup:
+    return QuiltRollup.model_validate_json(layout.rollup.read_bytes())
+
+
+def mtimes(folder: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def from_ledgers(layout: Layout) -> dict[str, dict[str, int]]:
+    """Per order, straight from the ledger lines: Alfas minted, quarantined, promoted, runs."""
+    out: dict[str, dict[str, int]] = {}
+    alfas: dict[str, set[str]] = {}
+    quarantined: dict[str, set[str]] = {}
+    runs: dict[str, set[str]] = {}
+    for rec in ledger_lines(layout.mint_ledger):
+        oid = str(rec["order_id"])
+        runs.setdefault(oid, set()).add(str(rec["run_id"]))
+        if rec["alfa_id"]:
+            alfas.setdefault(oid, set()).add(str(rec["alfa_id"]))
+        if rec["outcome"] == "quarantined":
+            quarantined.setdefault(oid, set()).add(str(rec["alfa_id"]))
+    promoted: Counter[str] = Counter()
+    invocations: Counter[str] = Counter()
+    for rec in ledger_lines(layout.ritual_ledger):
+        oid = str(rec["order_id"])
+        invocations[oid] += 1
+        if rec["ritual"] == "promote":
+            counts: Any = rec["counts"]
+            promoted[oid] = counts.get("promoted", 0)
+    for oid in runs:
+        out[oid] = {
+            "minted": len(alfas.get(oid, ())),
+            "quarantined": len(quarantined.get(oid, ())),
+            "promoted": promoted[oid],
+            "runs": len(runs[oid]),
+            "rituals": invocations[oid],
+        }
+    return out
+
+
+def test_loom_export_totals_agree_three_ways(tmp_path: Path, run_cli: Any) -> None:
+    layout = sample(tmp_path / "p")
+    result = run_cli("--root", layout.root, "loom", "--export")
+    assert result.code == 0, result.err
+    assert "4 orders in the quilt, 4 rebuilt" in result.out
+    truth = from_ledgers(layout)
+    rollup = rollup_of(layout)
+    assert [b.order_id for b in rollup.batches] == ORDERS
+    with exports.batches_csv(layout).open(newline="") as handle:
+        batch_rows = {r["order_id"]: r for r in csv.DictReader(handle)}
+    for b in rollup.batches:
+        oid = b.order_id
+        report = Report.model_validate_json(layout.report_json(oid).read_bytes())
+        with exports.partition(layout, "alfas", oid, "csv").open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        want = truth[oid]
+        # minted: ledger == quilt == report == batches.csv == rows in the Alfa partition
+        assert b.outcomes.minted == report.outcomes.minted == want["minted"] == len(rows)
+        assert int(batch_rows[oid]["minted"]) == want["minted"]
+        quarantined = sum(r["validator"] == "quarantined" for r in rows)
+        assert b.outcomes.quarantined == len(report.awaiting_review) == quarantined
+        assert want["quarantined"] == quarantined == int(batch_rows[oid]["quarantined"])
+        promoted = sum(r["promoted"] == "true" for r in rows)
+        assert b.outcomes.promoted == len(report.promoted) == want["promoted"] == promoted
+        assert int(batch_rows[oid]["promoted"]) == promoted
+        assert b.telemetry.mint_attempts == want["runs"] == 1
+        assert b.telemetry.ritual_invocations == want["rituals"]
+        assert b.telemetry.last_attempt == "2025-10-12T10:00:00.000000Z"
+    totals = rollup.totals
+    assert totals.by_status == {"awaiting-review": 1, "blocked": 1, "built": 1, "dry-run": 1}
+    assert sum(o.minted for o in totals.by_day.values()) == sum(t["minted"] for t in truth.values())
+    assert totals.by_phase["operational"].minted == 10
+    assert totals.by_recipe["bolt-bunny"].minted == 0
+    assert rollup.skipped == []
+
+
+def test_summary_contents(tmp_path: Path) -> None:
+    layout = sample(tmp_path / "p")
+    run_loom(layout, export=True, today="2025-10-28")
+    by_id = {b.order_id: b for b in rollup_of(layout).batches}
+    b = by_id["2025-10-20-011"]
+    assert b.outcomes.model_dump() == {
+        "minted": 8,
+        "drilled": 8,
+        "paraded": 8,
+        "passed": 5,
+        "failed": 3,
+        "purged": 3,
+        "promoted": 1,
+        "quarantined": 0,
+        "waived": 0,
+    }
+    assert b.defects == {"gear-slip": 1, "leg-shear": 2}
+    assert b.status == "built" and b.day == "2025-10-20" and b.phase == "expansion"
+    assert sum(b.score_histogram.values()) == 8
+    waiting = by_id["2025-10-27-014"]
+    assert (waiting.status, waiting.outcomes.quarantined, waiting.outcomes.waived) == (
+        "awaiting-review",
+        2,
+        1,
+    )
+    blocked = by_id["2025-10-28-002"]
+    assert (blocked.status, blocked.reason, blocked.outcomes.minted) == (
+        "blocked",
+        "no operational checkpoint",
+        0,
+    )
+
+
+def test_outputs_match_their_schemas(tmp_path: Path) -> None:
+    layout = sample(tmp_path / "p")
+    run_loom(layout, export=True, today="2025-10-28")
+    docs: list[tuple[str, Any]] = [("quilt_rollup", orjson.loads(layout.rollup.read_bytes()))]
+    docs += [("report", orjson.loads(layout.report_json(o).read_bytes())) for o in ORDERS]
+    docs += [("batch_row", row) for row in orjson.loads(exports.batches_json(layout).read_bytes())]
+    for oid in ORDERS:
+        for dataset, kind in (("alfas", "alfa_row"), ("rituals", "ritual_event_row")):
+            path = exports.partition(layout, dataset, oid, "jsonl")
+            docs += [(kind, orjson.loads(line)) for line in path.read_bytes().splitlines()]
+    assert len(docs) > 30
+    for kind, doc in docs:
+        assert list(schemas.iter_errors(kind, doc)) == [], (kind, doc)
+
+
+def test_report_markdown_tells_people_what_to_do(tmp_path: Path) -> None:
+    layout = sample(tmp_path / "p")
+    run_loom(layout, export=True, today="2025-10-28")
+    waiting = layout.report_md("2025-10-27-014").read_text(encoding="utf-8")
+    assert "# Order 2025-10-27-014: awaiting-review" in waiting
+    assert (
+        "`toyfoundry review decide 2025-10-27-014 2025-10-27-014.a004 {waive|reroll|reject}"
+        " --by NAME`" in waiting
+    )
+    assert "## Promoted (2)" in waiting and "2025-10-27-014.a009" in waiting
+    assert "| novel |" in waiting and "| gear-slip | 1 |" in waiting
+    blocked = layout.report_md("2025-10-28-002").read_text(encoding="utf-8")
+    assert "- reason: no operational checkpoint" in blocked
+    summary = layout.summary_md.read_text(encoding="utf-8")
+    for oid in ORDERS:
+        assert f"[{oid}]({oid}.md)" in summary
+
+
+def test_outputs_are_byte_identical_and_rebuild_per_order(tmp_path: Path) -> None:
+    layout = sample(tmp_path / "p")
+    first = run_loom(layout, export=True, today="2025-10-28")
+    assert first.rebuilt == ORDERS
+    per_order = [layout.reports_dir, layout.quilt_parts, layout.exports / "alfas"]
+    before = {k: v for f in per_order for k, v in mtimes(f).items()}
+    again = run_loom(layout, export=True, today="2025-10-28")
+    assert again.rebuilt == []
+    assert {k: v for f in per_order for k, v in mtimes(f).items()} == before
+
+    # Touching an artefact without changing its bytes: hashed, found current, not rebuilt.
+    os.utime(layout.rituals_artefact("2025-10-12-005"), ns=(1, 1))
+    assert run_loom(layout, export=True, today="2025-10-28").rebuilt == []
+
+    # A changed order rewrites its own outputs and nobody else's.
+    build(layout, Spec("2025-10-20-011", phase="expansion", size=9, promoted=(8,)), run_id="run-b")
+    changed = run_loom(layout, export=True, today="2025-10-28")
+    assert changed.rebuilt == ["2025-10-20-011"]
+    after = {k: v for f in per_order for k, v in mtimes(f).items()}
+    moved = sorted(Path(k).name for k in after if after[k] != before.get(k))
+    assert moved == [
+        "2025-10-20-011.csv",
+        "2025-10-20-011.json",
+        "2025-10-20-011.json",
+        "2025-10-20-011.jsonl",
+        "2025-10-20-011.md",
+        "summary.md",
+    ]
+    b = {x.order_id: x for x in rollup_of(layout).batches}["2025-10-20-011"]
+    assert (b.outcomes.minted, b.telemetry.mint_attempts) == (9, 2)
+
+
+def test_part_is_deterministic_and_carries_its_source(tmp_path: Path) -> None:
+    layout = sample(tmp_path / "p")
+    summary = reports.build_order_outputs(layout, "2025-10-20-011")
+    part = parts.part_path(layout, "2025-10-20-011").read_bytes()
+    assert summary.telemetry.mint_attempts == 0 and b"last_attempt" in part
+    assert summary.source is not None and len(summary.source) == 64
+    other = sample(tmp_path / "q")
+    reports.build_order_outputs(other, "2025-10-20-011")
+    assert parts.part_path(other, "2025-10-20-011").read_bytes() == part
+    assert reports.is_current(layout, "2025-10-20-011")
+
+
+def test_ledgers_are_read_incrementally(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = sample(tmp_path / "p")
+    run_loom(layout)
+    index = orjson.loads(quilt.index_path(layout).read_bytes())["ledgers"]
+    assert index["forge_mint_alfa.jsonl"]["offset"] == layout.mint_ledger.stat().st_size
+    checked: list[bytes] = []
+    real = ledgers.check_line
+
+    def counting(kind: str, line: bytes) -> Any:
+        checked.append(line)
+        return real(kind, line)
+
+    monkeypatch.setattr(ledgers, "check_line", counting)
+    run_loom(layout)
+    assert checked == []
+    build(
+        layout,
+        Spec("2025-10-12-005", phase="pilot", status="dry-run", dry_run=True, size=4),
+        run_id="run-b",
+        time="2025-10-13T09:00:00+02:00",
+    )
+    run_loom(layout)
+    assert len(checked) == 4 + 4  # the new mint lines and the new ritual lines only
+    b = {x.order_id: x for x in rollup_of(layout).batches}["2025-10-12-005"]
+    assert b.telemetry.model_dump() == {
+        "mint_attempts": 2,
+        "ritual_invocations": 8,
+        "last_attempt": "2025-10-13T09:00:00+02:00",
+    }
+
+
+def test_a_replaced_ledger_is_rescanned(tmp_path: Path) -> None:
+    layout = sample(tmp_path / "p")
+    run_loom(layout)
+    old = layout.mint_ledger.read_bytes()
+    keep = [line for line in old.splitlines(keepends=True) if b"2025-10-20-011" in line]
+    # Larger than before, so an offset check alone would read on from the old offset.
+    new = b"".join(keep)
+    copies = 0
+    while len(new) <= len(old):
+        copies += 1
+        new += b"".join(line.replace(b"run-a", f"run-{copies}".encode()) for line in keep)
+    replacement = layout.mint_ledger.with_suffix(".new")
+    replacement.write_bytes(new)
+    os.replace(replacement, layout.mint_ledger)
+    run_loom(layout)
+    by_id = {b.order_id: b for b in rollup_of(layout).batches}
+    assert by_id["2025-10-20-011"].telemetry.mint_attempts == 1 + copies
+    assert by_id["2025-10-27-014"].telemetry.mint_attempts == 0
+
+
+def test_bad_ledger_lines_are_skipped_and_listed(tmp_path: Path, run_cli: Any) -> None:
+    layout = sample(tmp_path / "p")
+    good = layout.mint_ledger.read_bytes().splitlines()
+    n = len(good)
+    append_raw(layout.mint_ledger, b'{"kind": "teleport", "order_id": "2025-10-12-005"}\n')
+    ghost = orjson.loads(good[0])
+    ghost.update(order_id="2024-01-01-001", alfa_id="2024-01-01-001.a000")
+    append_raw(layout.mint_ledger, orjson.dumps(ghost) + b"\n")
+    append_raw(layout.mint_ledger, b'{"kind": "mint", "torn')
+    result = run_cli("--root", layout.root, "loom")
+    assert result.code == 0
+    shown = ".toyfoundry/telemetry/forge_mint_alfa.jsonl"
+    skipped = rollup_of(layout).skipped
+    assert skipped == [
+        f"{shown}:{n + 1}: unknown record type 'teleport'",
+        f"{shown}:{n + 2}: 1 record for order 2024-01-01-001, which is not in the exchange",
+        f"{shown}:{n + 3}: torn last line (22 bytes without a newline), not read",
+    ]
+    for line in skipped:
+        assert line in result.err
+    assert [b.order_id for b in rollup_of(layout).batches] == ORDERS
+    assert run_cli("--root", layout.root, "loom", "--strict").code == 1
+
+
+def test_torn_fragments_and_broken_artefacts_are_listed(tmp_path: Path) -> None:
+    layout = sample(tmp_path / "p")
+    torn = layout.mint_ledger.with_name("forge_mint_alfa.jsonl.torn")
+    torn.write_bytes(b'{"bytes": "{\\"ki", "ledger": "forge_mint_alfa.jsonl", "offset": 40}\n')
+    layout.rituals_artefact("2025-10-20-011").write_bytes(b"{not json")
+    result = run_loom(layout, export=True, today="2025-10-28")
+    assert any(
+        s.startswith(".toyfoundry/telemetry/forge_mint_alfa.jsonl.torn:1: torn fragment")
+        and "byte 40" in s
+        for s in result.skipped
+    )
+    assert any(
+        "2025-10-20-011/rituals.json: not a valid rituals artefact" in s for s in result.skipped
+    )
+    built = [b.order_id for b in rollup_of(layout).batches]
+    assert built == ["2025-10-12-005", "2025-10-27-014", "2025-10-28-002"]
+
+
+def test_missing_rituals_and_blocked_orders(tmp_path: Path) -> None:
+    layout = sample(tmp_path / "p")
+    assert not layout.rituals_artefact("2025-10-28-002").exists()
+    run_loom(layout, export=True, today="2025-10-28")
+    header = exports.partition(layout, "rituals", "2025-10-28-002", "csv").read_text()
+    assert header == "order_id,ritual,ran,stub,counts\n"
+    assert exports.partition(layout, "alfas", "2025-10-28-002", "jsonl").read_bytes() == b""
+    report = Report.model_validate_json(layout.report_json("2025-10-28-002").read_bytes())
+    assert report.rituals == {} and report.status == "blocked"
+    assert any("resolve the block" in step for step in report.next_steps)
+
+
+def test_deleted_order_loses_its_outputs(tmp_path: Path) -> None:
+    layout = sample(tmp_path / "p")
+    run_loom(layout, export=True, today="2025-10-28")
+    gone = "2025-10-20-011"
+    owned = reports.outputs_of(layout, gone)
+    assert all(p.exists() for p in owned)
+    layout.order_file(gone).unlink()
+    result = run_loom(layout, export=True, today="2025-10-28")
+    assert not any(p.exists() for p in owned)
+    assert result.exports is not None and len(result.exports.removed) == len(owned)
+    assert gone not in [b.order_id for b in rollup_of(layout).batches]
+    assert gone not in exports.batches_csv(layout).read_text()
+    assert any(
+        f"records for order {gone}, which is not in the exchange" in s for s in result.skipped
+    )
+
+
+def test_unbuilt_orders_are_listed_not_fatal(tmp_path: Path) -> None:
+    layout = sample(tmp_path / "p")
+    (layout.orders_dir / "2025-11-01-001.json").write_text("{}")
+    result = run_loom(layout)
+    assert result.orders[-1] == "2025-11-01-001" and "2025-11-01-001" not in result.built
+    assert any("parts/2025-11-01-001.json: missing" in s for s in result.skipped)
+
+
+def test_graph_entry_points(tmp_path: Path) -> None:
+    """The names the doit graph calls: build_quilt and write_report, build_exports with changes."""
+    layout = sample(tmp_path / "p")
+    summary = reports.write_report(layout, "2025-10-12-005")
+    assert summary.status == "dry-run"
+    rollup = quilt.build_quilt(layout, ORDERS, {"2025-10-20-011"})
+    assert [b.order_id for b in rollup.batches] == ORDERS  # missing parts were built too
+    done = exports.build_exports(layout, ORDERS, changed={"2025-10-20-011"})
+    assert exports.batches_csv(layout) in done.written
+    assert len(fingerprint()) == 64

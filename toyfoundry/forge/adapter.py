@@ -1,0 +1,118 @@
+"""The forge adapter's push: promoted Alfas, hydrated with their recipe pack, for toysoldiers.
+
+`exchange/outbox/toysoldiers/<order>.json` lists an order's promoted Alfas, best
+first, each parameter carrying its value and the recipe's definition of it, so
+the receiving system needs no recipe pack of its own. The file exists only while
+the order has promoted Alfas; it is written atomically and removed otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from toyfoundry.formats.models import (
+    SCHEMA_VERSION,
+    AlfaId,
+    AlfaResult,
+    OrderId,
+    ParamName,
+    ParamSpec,
+    ParamValue,
+    Recipe,
+    Sha256,
+    Share,
+    Strict,
+    Version,
+)
+from toyfoundry.store.atomic import remove_file, write_json_atomic
+from toyfoundry.store.layout import Layout
+
+
+class HydratedParam(Strict):
+    value: ParamValue
+    definition: ParamSpec
+
+
+class OutboxAlfa(Strict):
+    alfa_id: AlfaId
+    share: Share
+    parent_id: AlfaId | None
+    score: float
+    rank: int | None
+    doctrine: Sha256 | None
+    params: dict[ParamName, HydratedParam]
+
+
+class OutboxRecipe(Strict):
+    recipe_id: str
+    version: str
+    title: str
+    parameters: dict[ParamName, ParamSpec]
+
+
+class OutboxManifest(Strict):
+    """`exchange/outbox/toysoldiers/<order>.json`."""
+
+    schema_version: Version
+    order_id: OrderId
+    recipe: OutboxRecipe
+    alfas: list[OutboxAlfa]
+
+
+class Promoted(Strict):
+    """What the adapter needs of one promoted Alfa."""
+
+    alfa_id: AlfaId
+    share: Share
+    parent_id: AlfaId | None
+    params: dict[ParamName, ParamValue]
+    score: float
+
+
+def manifest(
+    order_id: str, recipe: Recipe, promoted: Iterable[Promoted], results: Mapping[str, AlfaResult]
+) -> OutboxManifest:
+    alfas = []
+    for p in promoted:
+        result = results.get(p.alfa_id)
+        alfas.append(
+            OutboxAlfa(
+                alfa_id=p.alfa_id,
+                share=p.share,
+                parent_id=p.parent_id,
+                score=p.score,
+                rank=result.rank if result else None,
+                doctrine=result.doctrine if result else None,
+                params={
+                    name: HydratedParam(value=value, definition=recipe.parameters[name])
+                    for name, value in p.params.items()
+                    if name in recipe.parameters
+                },
+            )
+        )
+    return OutboxManifest(
+        schema_version=SCHEMA_VERSION,
+        order_id=order_id,
+        recipe=OutboxRecipe(
+            recipe_id=recipe.recipe_id,
+            version=recipe.version,
+            title=recipe.title,
+            parameters=dict(recipe.parameters),
+        ),
+        alfas=alfas,
+    )
+
+
+def push(
+    layout: Layout,
+    order_id: str,
+    recipe: Recipe,
+    promoted: list[Promoted],
+    results: Mapping[str, AlfaResult],
+) -> None:
+    """Write the order's manifest when it promoted something; remove a stale one otherwise."""
+    path = layout.outbox_file(order_id)
+    if promoted:
+        write_json_atomic(path, manifest(order_id, recipe, promoted, results))
+    else:
+        remove_file(path)

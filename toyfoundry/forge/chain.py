@@ -1,0 +1,161 @@
+"""History and pool per recipe: what each order hands on to the next order of its recipe.
+
+The orders of one recipe form a chain in order-id order. Every order file that
+parses into an `Order` belongs to its recipe's chain, even when the foundry's
+rules then reject it (it passes the chain on unchanged); a file that does not
+parse belongs to no chain. Order k's rituals write `build/<k>/chain.json`, which
+order k+1's mint starts from, so each order depends on one small file instead of
+every earlier artefact. The first order of a recipe starts from a genesis chain
+computed from the recipe.
+
+If a recipe's parameter definitions change, its space key changes and the novel
+sequence starts again from position 0 (the pool and the history digest carry on):
+novelty is defined within one parameter space.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+import orjson
+from pydantic import ValidationError
+
+from toyfoundry.errors import FoundryError
+from toyfoundry.exchange.loader import Exchange, display
+from toyfoundry.forge.space import Space
+from toyfoundry.formats.models import SCHEMA_VERSION, Alfa, Chain, PoolEntry, Recipe
+from toyfoundry.store.layout import Layout
+
+
+class Auto(enum.Enum):
+    """Marks "find the previous order yourself" apart from None ("this order is the first")."""
+
+    AUTO = "auto"
+
+
+AUTO = Auto.AUTO
+#: A previous order id as the graph's plan knows it, None for a recipe's first order, or AUTO.
+Previous = str | None | Literal[Auto.AUTO]
+
+
+def resolve_previous(exchange: Exchange, order_id: str, previous: Previous) -> str | None:
+    return previous_order(exchange, order_id) if previous is AUTO else previous
+
+
+def previous_order(exchange: Exchange, order_id: str) -> str | None:
+    """The chain member before `order_id` in its recipe's chain; None for the first or a non-member."""
+    loaded = exchange.order(order_id)
+    if loaded.model is None:
+        return None
+    recipe = loaded.model.recipe
+    for other in reversed(exchange.order_ids()):
+        if other >= order_id:
+            continue
+        model = exchange.order(other).model
+        if model is not None and model.recipe == recipe:
+            return other
+    return None
+
+
+def genesis(recipe_id: str, space: str) -> Chain:
+    """The chain before a recipe's first order: nothing drawn, nothing promoted."""
+    history = hashlib.sha256(f"genesis\n{recipe_id}\n{space}".encode()).hexdigest()
+    return Chain(
+        schema_version=SCHEMA_VERSION,
+        recipe=recipe_id,
+        space=space,
+        cursor=0,
+        history=history,
+        orders=0,
+    )
+
+
+def orphan_space(recipe_id: str) -> str:
+    """A stand-in space key for a recipe that cannot be loaded (its orders pass a chain on anyway)."""
+    return hashlib.sha256(f"unknown recipe\n{recipe_id}".encode()).hexdigest()
+
+
+def read_chain(layout: Layout, order_id: str) -> Chain:
+    """The chain an order left; a missing or unreadable file is a foundry failure, not bad input."""
+    path = layout.chain_file(order_id)
+    try:
+        return Chain.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        raise FoundryError(
+            f"{display(layout, path)}: -: order {order_id} has not handed on its chain yet;"
+            f" build it first (`toyfoundry build`, or `toyfoundry ritual all {order_id}`)"
+        ) from None
+    except (OSError, ValidationError, ValueError) as exc:
+        raise FoundryError(f"{display(layout, path)}: -: cannot be read: {exc}") from None
+
+
+def start_chain(
+    layout: Layout,
+    exchange: Exchange,
+    order_id: str,
+    recipe_id: str,
+    space: str,
+    previous: Previous = AUTO,
+) -> tuple[Chain, str | None]:
+    """The chain an order starts from, and the previous order it came from (None: genesis)."""
+    previous = resolve_previous(exchange, order_id, previous)
+    if previous is None:
+        return genesis(recipe_id, space), None
+    return read_chain(layout, previous), previous
+
+
+def start_position(chain: Chain, space: str) -> tuple[int, list[int]]:
+    """Cursor and skip list of the novel sequence: reset when the recipe's space changed."""
+    if chain.space != space:
+        return 0, []
+    return chain.cursor, list(chain.skip)
+
+
+def canonical_params(params: object) -> bytes:
+    return orjson.dumps(params, option=orjson.OPT_SORT_KEYS)
+
+
+def advance(prev: Chain, space: Space, order_id: str, alfas: Sequence[Alfa]) -> Chain:
+    """The chain after an order that minted for real: cursor, skip and history move on.
+
+    The cursor moves past every novel draw (its sequence position plus one); a
+    carryover at or beyond the new cursor joins `skip`, so it is never drawn as
+    novel later. Baselines move nothing: novel draws skip them by value.
+    """
+    cursor, skip_list = start_position(prev, space.key)
+    novel = [space.position(a.params) for a in alfas if a.share == "novel"]
+    drawn = [p for p in novel if p is not None]
+    new_cursor = max([cursor, *(p + 1 for p in drawn)])
+    skip = {p for p in skip_list if p >= new_cursor}
+    for alfa in alfas:
+        if alfa.share == "carryover":
+            position = space.position(alfa.params)
+            if position is not None and position >= new_cursor:
+                skip.add(position)
+    digest = hashlib.sha256()
+    digest.update(prev.history.encode() + b"\n" + order_id.encode() + b"\n")
+    digest.update(canonical_params([[a.alfa_id, a.params] for a in alfas]))
+    return Chain(
+        schema_version=SCHEMA_VERSION,
+        recipe=prev.recipe,
+        space=space.key,
+        cursor=new_cursor,
+        skip=sorted(skip),
+        history=digest.hexdigest(),
+        orders=prev.orders + 1,
+        last_order=order_id,
+        pool=list(prev.pool),
+    )
+
+
+def merge_pool(
+    pool: Iterable[PoolEntry], promoted: Iterable[PoolEntry], recipe: Recipe
+) -> list[PoolEntry]:
+    """The pool after a promotion: best first by (-score, alfa id), at most the recipe's limit."""
+    merged = {e.alfa_id: e for e in pool}
+    merged.update((e.alfa_id, e) for e in promoted)
+    ranked = sorted(merged.values(), key=lambda e: (-e.score, e.alfa_id))
+    return ranked[: recipe.promotion.pool_limit]

@@ -1,0 +1,158 @@
+"""The doctrine archive: long-term, content-addressed, immutable storage of promoted Alfas.
+
+Each promoted Alfa becomes one object: its canonical JSON (sorted keys, two-space
+indent, trailing newline) stored at `.toyfoundry/doctrine/objects/<h[:2]>/<h>.json`
+where h is the sha256 of exactly those bytes, made read-only. Objects never
+change: archiving the same Alfa again (same content, same hash) writes nothing.
+`index.jsonl` is an append-only ledger with one line per object, saying which
+Alfa and order it holds and when it was archived. `verify` re-hashes every
+indexed object and reports missing, tampered and unindexed ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from toyfoundry.errors import Problem
+from toyfoundry.exchange.loader import display
+from toyfoundry.formats.models import (
+    AlfaId,
+    OrderId,
+    ParamName,
+    ParamValue,
+    Sha256,
+    Share,
+    Strict,
+    Timestamp,
+    Version,
+)
+from toyfoundry.store.atomic import dumps_canonical, write_atomic
+from toyfoundry.store.layout import Layout
+from toyfoundry.store.ledger import Ledger
+from toyfoundry.store.runid import utc_now
+
+
+class DoctrineEntry(Strict):
+    """One archived Alfa: everything needed to remake and judge it, and nothing time-dependent."""
+
+    schema_version: Version
+    alfa_id: AlfaId
+    order_id: OrderId
+    recipe: str
+    recipe_version: str
+    params: dict[ParamName, ParamValue]
+    share: Share
+    parent_id: AlfaId | None = None
+    score: float
+
+
+class IndexLine(Strict):
+    """One line of `doctrine/index.jsonl`."""
+
+    schema_version: Version
+    sha256: Sha256
+    alfa_id: AlfaId
+    order_id: OrderId
+    recipe: str
+    score: float
+    archived_at: Timestamp
+
+
+def digest_of(entry: DoctrineEntry) -> str:
+    return hashlib.sha256(dumps_canonical(entry)).hexdigest()
+
+
+def objects_dir(layout: Layout) -> Path:
+    return layout.doctrine / "objects"
+
+
+def object_path(layout: Layout, digest: str) -> Path:
+    return objects_dir(layout) / digest[:2] / f"{digest}.json"
+
+
+def read_index(layout: Layout) -> tuple[list[IndexLine], list[Problem]]:
+    """The index's entries, and a problem for each line that does not parse."""
+    shown = display(layout, layout.doctrine_index)
+    entries, problems = [], []
+    for number, line in Ledger(layout.doctrine_index).read():
+        try:
+            entries.append(IndexLine.model_validate_json(line))
+        except (ValidationError, ValueError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else "is invalid"
+            problems.append(Problem(shown, f"line {number}", f"is not an index entry: {reason}"))
+    return entries, problems
+
+
+def archive(layout: Layout, entries: Iterable[DoctrineEntry]) -> list[str]:
+    """Store each entry (a no-op for one already archived); its content hash, in order."""
+    indexed = {e.sha256 for e in read_index(layout)[0]}
+    digests, lines = [], []
+    for entry in entries:
+        data = dumps_canonical(entry)
+        digest = hashlib.sha256(data).hexdigest()
+        digests.append(digest)
+        path = object_path(layout, digest)
+        if not path.exists() and not path.is_symlink():
+            write_atomic(path, data)
+            os.chmod(path, 0o444)
+        if digest not in indexed:
+            indexed.add(digest)
+            lines.append(
+                IndexLine(
+                    schema_version=1,
+                    sha256=digest,
+                    alfa_id=entry.alfa_id,
+                    order_id=entry.order_id,
+                    recipe=entry.recipe,
+                    score=entry.score,
+                    archived_at=utc_now(),
+                )
+            )
+    Ledger(layout.doctrine_index).append(lines)
+    return digests
+
+
+def verify(layout: Layout) -> tuple[int, list[Problem]]:
+    """(entries checked, problems): every indexed object present and matching its hash."""
+    entries, problems = read_index(layout)
+    known: set[str] = set()
+    for line in entries:
+        known.add(line.sha256)
+        path = object_path(layout, line.sha256)
+        shown = display(layout, path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            problems.append(
+                Problem(shown, "-", f"is missing (the index holds {line.alfa_id} there)")
+            )
+            continue
+        except OSError as exc:
+            problems.append(Problem(shown, "-", f"cannot be read: {exc.strerror or exc}"))
+            continue
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != line.sha256:
+            problems.append(
+                Problem(shown, "-", f"is tampered: its content hashes to {actual}, not its name")
+            )
+            continue
+        try:
+            entry = DoctrineEntry.model_validate_json(data)
+        except (ValidationError, ValueError):
+            problems.append(Problem(shown, "-", "is not a doctrine entry"))
+            continue
+        if entry.alfa_id != line.alfa_id:
+            problems.append(
+                Problem(shown, "alfa_id", f"is {entry.alfa_id} but the index says {line.alfa_id}")
+            )
+    folder = objects_dir(layout)
+    if folder.is_dir():
+        for path in sorted(folder.rglob("*.json")):
+            if path.stem not in known:
+                problems.append(Problem(display(layout, path), "-", "is not in the doctrine index"))
+    return len(entries), problems

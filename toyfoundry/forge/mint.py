@@ -1,0 +1,701 @@
+"""Mint an order's batch under the diversity quotas: the plan's forge_mint_alfa.
+
+A batch has three shares, in slot order: novel slots first, then carryover, then
+baseline. Counts: carryover = floor(n * c) when the recipe's promotion pool is
+non-empty (else 0), baseline = floor(n * b), novel = the rest, so novel never
+drops below its share (at least 60%).
+
+- novel: the next positions of the recipe's novel sequence (see `space`) from the
+  chain's cursor, skipping positions already minted as carryover and the
+  recipe's baselines: never minted by an earlier order nor earlier in the batch;
+- carryover: slot j mutates pool entry j mod len(pool) (pool order: best first).
+  The first parameter always changes; each further one, up to `max_changes`,
+  changes with probability `rate` (the order's mutation settings, else the
+  recipe's); the new value is drawn uniformly from the rest of its domain;
+- baseline: slot j repeats the recipe's baseline j mod len(baselines).
+
+Randomness comes only from generators seeded by sha256 of the order's seed and a
+purpose, so the same order, recipe, review, checkpoint and chain give the same
+bytes. Each Alfa then passes the validator hooks; a failure is quarantined until
+a human review decides it (`exchange/reviews/<order>.json`, decisions applied in
+file order): waive keeps it as minted, reject empties its slot, reroll draws a
+replacement `<alfa>r<k>` for the slot (novel: the next unseen permutation of the
+sequence; carryover: a fresh mutation of the same parent from a generator seeded
+by the order seed and the rerolled Alfa's id; baseline: the next baseline) and
+validates it again.
+
+`achieved` counts the slots the batch fills (passed, waived or still quarantined
+Alfas); a slot emptied by a reject decision is not counted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import ValidationError
+
+from toyfoundry.errors import FoundryError, Problem
+from toyfoundry.exchange.loader import Exchange, display
+from toyfoundry.forge import chain as chains
+from toyfoundry.forge.space import Params, Space
+from toyfoundry.forge.validators import Validators, load_plugins, matches
+from toyfoundry.formats.models import (
+    SCHEMA_VERSION,
+    Alfa,
+    Chain,
+    MintArtefact,
+    MintRecord,
+    Mutation,
+    Order,
+    OrderStatus,
+    ParamValue,
+    ProblemModel,
+    Recipe,
+    Review,
+    Share,
+    ShareCounts,
+)
+from toyfoundry.formats.params import cardinality, index_of, value_at
+from toyfoundry.store import safe_read
+from toyfoundry.store.atomic import write_json_atomic
+from toyfoundry.store.layout import Layout, UnsafeIdError, check_order_id
+from toyfoundry.store.ledger import Ledger
+from toyfoundry.store.runid import run_id, utc_now
+
+Outcome = Literal["passed", "quarantined", "waived", "rerolled", "rejected"]
+LEDGER_OUTCOME: dict[str, str] = {
+    "passed": "minted",
+    "quarantined": "quarantined",
+    "waived": "waived",
+    "rerolled": "rerolled",
+    "rejected": "rejected-by-review",
+}
+_EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class MintInputs:
+    """The files one order's mint reads, for the graph's file dependencies."""
+
+    present: list[Path]
+    optional: list[Path]
+    chain: Path | None
+
+
+class Refused(Exception):
+    """An order that is blocked or rejected: it gets an artefact with the reason, not a batch."""
+
+    def __init__(self, status: OrderStatus, reason: str, problems: Sequence[Problem] = ()) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.problems = list(problems)
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def rng(seed: int, *purpose: str) -> random.Random:
+    """A generator seeded by sha256 of the order's seed and a purpose: never global state."""
+    text = "\n".join([str(seed), *purpose]).encode()
+    return random.Random(int.from_bytes(hashlib.sha256(text).digest(), "big"))
+
+
+def plan_shares(
+    batch_size: int, shares: tuple[float, float, float], pool_nonempty: bool
+) -> ShareCounts:
+    """Slot counts per share: they sum to the batch size and novel gets every rounding remainder."""
+    _, carry, base = shares
+    carryover = math.floor(batch_size * carry + _EPSILON) if pool_nonempty else 0
+    baseline = math.floor(batch_size * base + _EPSILON)
+    return ShareCounts(
+        novel=batch_size - carryover - baseline, carryover=carryover, baseline=baseline
+    )
+
+
+def _below(gen: random.Random, n: int) -> int:
+    """A draw from [0, n) built on `random()` alone: the one method Python keeps stable across
+    versions for a given seed (`randrange` and `sample` may change), so cached artefacts
+    stay reproducible on a newer interpreter."""
+    return min(int(gen.random() * n), n - 1)
+
+
+def mutate(
+    params: Mapping[str, ParamValue], recipe: Recipe, mutation: Mutation, gen: random.Random
+) -> Params:
+    """A carryover child: 1..max_changes parameters moved to another value of their domain."""
+    out = dict(params)
+    names = [n for n, spec in recipe.parameters.items() if cardinality(spec) > 1]
+    if not names:
+        return out
+    changes = 1
+    while changes < min(mutation.max_changes, len(names)) and gen.random() < mutation.rate:
+        changes += 1
+    for _ in range(changes):
+        name = names.pop(_below(gen, len(names)))
+        spec = recipe.parameters[name]
+        size = cardinality(spec)
+        current = index_of(spec, out[name]) if name in out else None
+        if current is None:
+            choice = _below(gen, size)
+        else:
+            choice = _below(gen, size - 1)
+            choice += choice >= current
+        out[name] = value_at(spec, choice)
+    order = [*recipe.parameters, *sorted(set(out) - set(recipe.parameters))]
+    return {n: out[n] for n in order if n in out}
+
+
+def alfa_id(order_id: str, slot: int, reroll: int = 0) -> str:
+    return f"{order_id}.a{slot:03d}" + (f"r{reroll}" if reroll else "")
+
+
+def sprint_of(order_id: str) -> str:
+    """The sprint of an order: the ISO week of its date, like `2025-W44`."""
+    year, week, _ = dt.date.fromisoformat(order_id[:10]).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def _sprint_orders(exchange: Exchange, order_id: str) -> list[str]:
+    try:
+        sprint = sprint_of(order_id)
+    except ValueError:
+        return []
+    out = []
+    for other in exchange.order_ids():
+        try:
+            if sprint_of(other) == sprint:
+                out.append(other)
+        except ValueError:
+            continue
+    return out
+
+
+def experimental_block(exchange: Exchange, order: Order, order_id: str) -> str | None:
+    """Why an experimental order is over its sprint's quota, or None when it fits.
+
+    The sprint's Alfas are the batch sizes of its valid, non-dry-run orders of every
+    recipe. Experimental orders take the quota in order-id order; one that does
+    not fit is blocked and takes nothing.
+    """
+    total = 0
+    experimental: list[tuple[str, int]] = []
+    for other in _sprint_orders(exchange, order_id):
+        loaded = exchange.order(other)
+        model = loaded.model
+        if not loaded.ok or model is None or model.dry_run or model.phase == "pilot":
+            continue
+        total += model.batch_size
+        recipe = exchange.recipe(model.recipe).model
+        if recipe is not None and recipe.experimental:
+            experimental.append((other, model.batch_size))
+    quota = exchange.settings.experimental_quota
+    allowed = math.floor(quota * total + _EPSILON)
+    used = 0
+    for other, size in experimental:
+        fits = used + size <= allowed
+        if other == order_id:
+            if fits:
+                return None
+            return (
+                f"experimental quota: sprint {sprint_of(order_id)} has {total} Alfas and"
+                f" {quota:.0%} allows {allowed} experimental; earlier experimental orders"
+                f" took {used}, this order needs {size}"
+            )
+        if fits:
+            used += size
+    return None
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def mint_inputs(
+    layout: Layout, exchange: Exchange, order_id: str, *, previous: chains.Previous = chains.AUTO
+) -> MintInputs:
+    """The files `mint_order` reads: file deps, optional files (may be absent), the previous chain.
+
+    `previous` is the previous order of the recipe's chain when the caller already
+    knows it (the graph's plan); by default it is looked up.
+    """
+    order_path = layout.order_file(order_id)
+    present = [order_path]
+    optional: list[Path] = []
+    order = exchange.order(order_id).model
+    if order is None:
+        return MintInputs(present, optional, None)
+    recipe_path = layout.recipe_file(order.recipe)
+    if recipe_path.exists() or recipe_path.is_symlink():
+        present.append(recipe_path)
+    if order.phase != "pilot":
+        optional.append(layout.checkpoint_file(order.phase))
+    optional.append(layout.review_file(order_id))
+    recipe = exchange.recipe(order.recipe).model
+    if recipe is not None and recipe.experimental:
+        for other in _sprint_orders(exchange, order_id):
+            path = layout.order_file(other)
+            if path not in present:
+                present.append(path)
+            model = exchange.order(other).model
+            if model is not None:
+                other_recipe = layout.recipe_file(model.recipe)
+                if other_recipe not in present and (
+                    other_recipe.exists() or other_recipe.is_symlink()
+                ):
+                    present.append(other_recipe)
+        optional.append(layout.settings_file)
+    before = chains.resolve_previous(exchange, order_id, previous)
+    return MintInputs(present, optional, layout.chain_file(before) if before else None)
+
+
+def file_digest(path: Path, max_bytes: int | None = None) -> str | None:
+    """sha256 of a file's bytes; None when it is absent or not a readable regular file."""
+    try:
+        return hashlib.sha256(safe_read.read_bytes(path, max_bytes=max_bytes)).hexdigest()
+    except safe_read.ReadError:
+        return None
+
+
+def input_digests(
+    layout: Layout, inputs: MintInputs, max_bytes: int | None = None
+) -> dict[str, str | None]:
+    paths = [*inputs.present, *inputs.optional, *([inputs.chain] if inputs.chain else [])]
+    return {display(layout, p): file_digest(p, max_bytes) for p in paths}
+
+
+# --------------------------------------------------------------------------- composing a batch
+
+
+@dataclass
+class _Draft:
+    alfa_id: str
+    slot: int
+    params: Params
+    share: Share
+    parent_id: str | None
+    outcome: Outcome = "passed"
+    reasons: list[str] = field(default_factory=list)
+
+    def freeze(self) -> Alfa:
+        return Alfa(
+            alfa_id=self.alfa_id,
+            slot=self.slot,
+            params=self.params,
+            share=self.share,
+            parent_id=self.parent_id,
+            outcome=self.outcome,
+            reasons=self.reasons,
+        )
+
+
+class _Sequence:
+    """The unseen part of the novel sequence, consumed draw by draw."""
+
+    def __init__(
+        self, space: Space, cursor: int, skip: Sequence[int], baselines: list[Params]
+    ) -> None:
+        self.space = space
+        self.cursor = cursor
+        self.skip = set(skip)
+        self.baseline_index = {i for i in (space.index(b) for b in baselines) if i is not None}
+        self.baseline_position = {space.permutation.position(i) for i in self.baseline_index}
+
+    def unseen(self) -> int:
+        ahead = {p for p in self.skip | self.baseline_position if p >= self.cursor}
+        return self.space.size - self.cursor - len(ahead)
+
+    def draw(self) -> Params | None:
+        while self.cursor < self.space.size:
+            position = self.cursor
+            self.cursor += 1
+            if position in self.skip:
+                continue
+            index = self.space.at(position)
+            if index in self.baseline_index:
+                continue
+            return self.space.params(index)
+        return None
+
+    def note_carryover(self, params: Params) -> None:
+        position = self.space.position(params)
+        if position is not None and position >= self.cursor:
+            self.skip.add(position)
+
+
+def _canonical(params: Mapping[str, ParamValue]) -> bytes:
+    return chains.canonical_params(dict(params))
+
+
+class _Batch:
+    """One order's batch while it is composed, validated and reviewed."""
+
+    def __init__(self, order: Order, order_id: str, recipe: Recipe, chain: Chain) -> None:
+        self.order = order
+        self.order_id = order_id
+        self.recipe = recipe
+        self.chain = chain
+        self.space = Space(recipe)
+        cursor, skip = chains.start_position(chain, self.space.key)
+        self.baselines = [dict(b) for b in recipe.baselines]
+        self.sequence = _Sequence(self.space, cursor, skip, self.baselines)
+        self.validators = Validators(recipe, load_plugins())
+        self.mutation = order.mutation or recipe.mutation
+        self.slots: list[list[_Draft]] = []
+        self.target = plan_shares(order.batch_size, order.shares(), bool(chain.pool))
+
+    def _validate(self, draft: _Draft) -> None:
+        draft.reasons = self.validators.check(
+            draft.alfa_id, draft.share, draft.params, _canonical(draft.params)
+        )
+        draft.outcome = "quarantined" if draft.reasons else "passed"
+
+    def compose(self, order_path: str) -> None:
+        needed = self.target.novel
+        unseen = self.sequence.unseen()
+        if unseen < needed:
+            raise Refused(
+                "rejected",
+                f"recipe {self.recipe.recipe_id} has too few unseen permutations",
+                [
+                    Problem(
+                        order_path,
+                        "batch_size",
+                        f"recipe {self.recipe.recipe_id} has {unseen} unseen permutations,"
+                        f" order needs {needed}",
+                    )
+                ],
+            )
+        seed = self.order.seed
+        slot = 0
+        for _ in range(self.target.novel):
+            params = self.sequence.draw()
+            if params is None:  # unseen() said there were enough; a bug if not
+                raise FoundryError(f"order {self.order_id}: the novel sequence ran out early")
+            self._add(_Draft(alfa_id(self.order_id, slot), slot, params, "novel", None))
+            slot += 1
+        pool = self.chain.pool
+        for j in range(self.target.carryover):
+            parent = pool[j % len(pool)]
+            new_id = alfa_id(self.order_id, slot)
+            params = mutate(
+                parent.params, self.recipe, self.mutation, rng(seed, "carryover", new_id)
+            )
+            self.sequence.note_carryover(params)
+            self._add(_Draft(new_id, slot, params, "carryover", parent.alfa_id))
+            slot += 1
+        for j in range(self.target.baseline):
+            params = dict(self.baselines[j % len(self.baselines)])
+            self._add(_Draft(alfa_id(self.order_id, slot), slot, params, "baseline", None))
+            slot += 1
+
+    def _add(self, draft: _Draft) -> None:
+        self._validate(draft)
+        self.slots.append([draft])
+
+    def apply_review(self, review: Review, review_path: str) -> None:
+        """Apply each decision, in file order, to the quarantined Alfa it names."""
+        heads = {chain[-1].alfa_id: chain for chain in self.slots}
+        for number, decision in enumerate(review.decisions):
+            chain = heads.get(decision.alfa_id)
+            if chain is None or chain[-1].outcome != "quarantined":
+                raise Refused(
+                    "rejected",
+                    "the review names an Alfa that is not quarantined",
+                    [
+                        Problem(
+                            review_path,
+                            f"decisions.{number}.alfa_id",
+                            f"{decision.alfa_id!r} is not a quarantined Alfa of order {self.order_id}",
+                        )
+                    ],
+                )
+            current = chain[-1]
+            if decision.decision == "waive":
+                current.outcome = "waived"
+            elif decision.decision == "reject":
+                current.outcome = "rejected"
+            else:
+                current.outcome = "rerolled"
+                replacement = self._reroll(current, len(chain), review_path, number)
+                chain.append(replacement)
+                del heads[current.alfa_id]
+                heads[replacement.alfa_id] = chain
+
+    def _reroll(self, current: _Draft, k: int, review_path: str, number: int) -> _Draft:
+        new_id = alfa_id(self.order_id, current.slot, k)
+        if current.share == "novel":
+            params = self.sequence.draw()
+            if params is None:
+                raise Refused(
+                    "rejected",
+                    "no unseen permutation is left for a reroll",
+                    [
+                        Problem(
+                            review_path,
+                            f"decisions.{number}.decision",
+                            f"recipe {self.recipe.recipe_id} has no unseen permutation left"
+                            f" to reroll {current.alfa_id}",
+                        )
+                    ],
+                )
+        elif current.share == "carryover":
+            parent = next(e for e in self.chain.pool if e.alfa_id == current.parent_id)
+            gen = rng(self.order.seed, current.alfa_id, "reroll")
+            params = mutate(parent.params, self.recipe, self.mutation, gen)
+            self.sequence.note_carryover(params)
+        else:
+            first_baseline = self.target.novel + self.target.carryover
+            params = dict(self.baselines[(current.slot - first_baseline + k) % len(self.baselines)])
+        draft = _Draft(new_id, current.slot, params, current.share, current.parent_id)
+        self._validate(draft)
+        return draft
+
+    def alfas(self) -> list[Alfa]:
+        return [draft.freeze() for chain in self.slots for draft in chain]
+
+    def achieved(self) -> ShareCounts:
+        counts = {"novel": 0, "carryover": 0, "baseline": 0}
+        for chain in self.slots:
+            if chain[-1].outcome != "rejected":
+                counts[chain[-1].share] += 1
+        return ShareCounts(**counts)
+
+
+# --------------------------------------------------------------------------- the mint
+
+
+def _recipe_coherence(recipe: Recipe, path: str) -> list[Problem]:
+    """Rules the loader leaves to the forge: a baseline must not be forbidden by its own recipe."""
+    out = []
+    for i, baseline in enumerate(recipe.baselines):
+        for j, combination in enumerate(recipe.forbidden):
+            if matches(baseline, combination):
+                out.append(Problem(path, f"baselines.{i}", f"matches forbidden combination {j}"))
+    return out
+
+
+def _problem_models(problems: Sequence[Problem]) -> list[ProblemModel]:
+    seen: set[Problem] = set()
+    out = []
+    for p in problems:
+        if p not in seen:
+            seen.add(p)
+            out.append(ProblemModel(path=p.path, field=p.field, reason=p.reason))
+    return out
+
+
+@dataclass
+class _Context:
+    """What is known about an order so far, for the artefact of a refused order."""
+
+    order: Order | None = None
+    recipe: Recipe | None = None
+    dry_run: bool = False
+    target: ShareCounts = field(default_factory=ShareCounts)
+
+
+def _compose(
+    layout: Layout,
+    exchange: Exchange,
+    order_id: str,
+    force_dry_run: bool,
+    ctx: _Context,
+    previous: str | None,
+) -> _Batch:
+    loaded = exchange.order(order_id)
+    order = loaded.model
+    ctx.dry_run = force_dry_run
+    if order is None:
+        raise Refused("rejected", "the order file is invalid", loaded.problems)
+    ctx.order = order
+    ctx.dry_run = force_dry_run or order.dry_run or order.phase == "pilot"
+    recipe_path = layout.recipe_file(order.recipe)
+    recipe_loaded = exchange.recipe(order.recipe)
+    if loaded.problems:
+        # The order only says its recipe is invalid; the recipe's own lines say where.
+        shown_recipe = recipe_path.exists() and not recipe_loaded.ok
+        extra = recipe_loaded.problems if shown_recipe else []
+        raise Refused("rejected", "the order is invalid", loaded.problems + extra)
+    recipe = recipe_loaded.require()
+    ctx.recipe = recipe
+    coherence = _recipe_coherence(recipe, display(layout, recipe_path))
+    if coherence:
+        raise Refused("rejected", f"recipe {recipe.recipe_id} is incoherent", coherence)
+    space = Space(recipe)
+    chain, _ = chains.start_chain(layout, exchange, order_id, recipe.recipe_id, space.key, previous)
+    batch = _Batch(order, order_id, recipe, chain)
+    ctx.target = batch.target
+    if order.phase != "pilot":
+        checkpoint = exchange.checkpoint(order.phase)
+        shown = display(layout, layout.checkpoint_file(order.phase))
+        if checkpoint is None:
+            raise Refused(
+                "blocked",
+                f"the {order.phase} phase needs its human checkpoint {shown}"
+                f" (toyfoundry checkpoint approve {order.phase} --by NAME)",
+            )
+        if not checkpoint.ok:
+            raise Refused(
+                "rejected", f"the {order.phase} checkpoint is invalid", checkpoint.problems
+            )
+    if recipe.experimental and not ctx.dry_run:
+        blocked = experimental_block(exchange, order, order_id)
+        if blocked:
+            raise Refused("blocked", blocked)
+    review = exchange.review(order_id)
+    if review is not None and not review.ok:
+        raise Refused("rejected", "the order's review is invalid", review.problems)
+    batch.compose(display(layout, layout.order_file(order_id)))
+    if review is not None and review.model is not None:
+        batch.apply_review(review.model, display(layout, layout.review_file(order_id)))
+    return batch
+
+
+def mint_order(
+    layout: Layout,
+    order_id: str,
+    *,
+    exchange: Exchange | None = None,
+    force_dry_run: bool = False,
+    previous: chains.Previous = chains.AUTO,
+) -> MintArtefact:
+    """Mint one order: write `build/<order>/mint.json` and log every attempt to the mint ledger.
+
+    Blocked and rejected orders return normally with their status; only an
+    unknown order id or a foundry failure raises. With `force_dry_run` (the
+    CLI's `--dry-run`) everything is computed and logged with `dry_run: true`,
+    but no artefact is written, so the order's build is left as it was.
+    `previous`: the previous order of the recipe's chain, when the caller knows it.
+    """
+    ex = exchange or Exchange(layout)
+    try:
+        path = layout.order_file(check_order_id(order_id))
+    except UnsafeIdError as exc:
+        raise FoundryError("", [Problem(order_id[:80], "order_id", str(exc))]) from None
+    if not path.exists() and not path.is_symlink():
+        raise FoundryError("", [Problem(display(layout, path), "-", "no such order")])
+    before = chains.resolve_previous(ex, order_id, previous)
+    inputs = mint_inputs(layout, ex, order_id, previous=before)
+    ctx = _Context()
+    try:
+        batch = _compose(layout, ex, order_id, force_dry_run, ctx, before)
+    except Refused as refused:
+        artefact = _refused_artefact(order_id, ctx, refused)
+    else:
+        artefact = _built_artefact(order_id, ctx, batch)
+    artefact = artefact.model_copy(update={"inputs": input_digests(layout, inputs, ex.max_bytes)})
+    if not force_dry_run:
+        write_json_atomic(layout.mint_artefact(order_id), artefact)
+    Ledger(layout.mint_ledger).append(mint_records(artefact))
+    return artefact
+
+
+def _refused_artefact(order_id: str, ctx: _Context, refused: Refused) -> MintArtefact:
+    order, recipe = ctx.order, ctx.recipe
+    return MintArtefact(
+        schema_version=SCHEMA_VERSION,
+        order_id=order_id,
+        recipe=order.recipe if order else None,
+        recipe_version=recipe.version if recipe else None,
+        phase=order.phase if order else None,
+        status=refused.status,
+        reason=refused.reason,
+        dry_run=ctx.dry_run,
+        seed=order.seed if order else None,
+        batch_size=order.batch_size if order else 0,
+        target=ctx.target,
+        achieved=ShareCounts(),
+        problems=_problem_models(refused.problems),
+    )
+
+
+def _built_artefact(order_id: str, ctx: _Context, batch: _Batch) -> MintArtefact:
+    alfas = batch.alfas()
+    waiting = sum(1 for chain in batch.slots if chain[-1].outcome == "quarantined")
+    empty = sum(1 for chain in batch.slots if chain[-1].outcome == "rejected")
+    status: OrderStatus
+    if ctx.dry_run:
+        status, reason = "dry-run", "dry run: nothing enters the roster, the pool or the doctrine"
+    elif waiting:
+        status, reason = "awaiting-review", f"{waiting} quarantined Alfa(s) await review"
+    else:
+        status, reason = "built", ""
+    if empty:
+        reason = "; ".join(filter(None, [reason, f"{empty} slot(s) left empty by review"]))
+    return MintArtefact(
+        schema_version=SCHEMA_VERSION,
+        order_id=order_id,
+        recipe=batch.recipe.recipe_id,
+        recipe_version=batch.recipe.version,
+        phase=batch.order.phase,
+        status=status,
+        reason=reason,
+        dry_run=ctx.dry_run,
+        seed=batch.order.seed,
+        batch_size=batch.order.batch_size,
+        target=batch.target,
+        achieved=batch.achieved(),
+        alfas=alfas,
+    )
+
+
+def mint_records(artefact: MintArtefact) -> list[MintRecord]:
+    """The mint ledger lines of one attempt: one per Alfa, or one for a refused order."""
+    common = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "mint",
+        "run_id": run_id(),
+        "time": utc_now(),
+        "order_id": artefact.order_id,
+        "seed": artefact.seed,
+        "recipe": artefact.recipe,
+        "recipe_version": artefact.recipe_version,
+        "dry_run": artefact.dry_run,
+    }
+    if artefact.status in ("blocked", "rejected"):
+        reasons = [
+            artefact.reason,
+            *(f"{p.path}: {p.field}: {p.reason}" for p in artefact.problems),
+        ]
+        return [
+            MintRecord.model_validate(
+                {
+                    **common,
+                    "alfa_id": None,
+                    "outcome": artefact.status,
+                    "reasons": [r for r in reasons if r],
+                }
+            )
+        ]
+    return [
+        MintRecord.model_validate(
+            {
+                **common,
+                "alfa_id": a.alfa_id,
+                "share": a.share,
+                "outcome": LEDGER_OUTCOME[a.outcome],
+                "reasons": a.reasons,
+            }
+        )
+        for a in artefact.alfas
+    ]
+
+
+def read_mint(layout: Layout, order_id: str) -> MintArtefact | None:
+    """The order's mint artefact, or None when it was never minted."""
+    path = layout.mint_artefact(order_id)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        return MintArtefact.model_validate_json(data)
+    except (ValidationError, ValueError) as exc:
+        raise FoundryError(f"{display(layout, path)}: -: cannot be read: {exc}") from None

@@ -1,0 +1,428 @@
+"""The four rituals on a minted batch: Drill, Parade, Purge, Promote; and the chain it hands on.
+
+- Drill scores each Alfa in the roster (passed or waived by the validators):
+  the recipe's `scoring.base`, plus the weight of each parameter value, plus
+  noise uniform in [-noise, +noise] from sha256 of the order's seed and the Alfa
+  id; each defect rule the parameters match gives a defect. An Alfa passes when
+  its score >= `pass_score` and it has no defect.
+- Parade ranks the drilled Alfas by score (ties by id) and records the line-up.
+- Purge removes failed and defective Alfas from the roster, each with its reason.
+- Promote: an Alfa is promoted when it passed Drill, its score >= the recipe's
+  `promote_score`, and Purge (if the order runs it) kept it. At most the recipe's
+  `promotion.max_per_order` are promoted, best first. They enter the promotion
+  pool (best `promotion.pool_limit` entries of the recipe, the carryover parents
+  of later orders), the doctrine archive, and the forge adapter's outbox
+  `exchange/outbox/toysoldiers/<order>.json`, hydrated with the recipe's
+  parameter definitions. All three criteria live in the recipe pack.
+
+Phases (the plan's defaults, `Order.effective_rituals`): pilot orders are dry
+runs, so their rituals run as stubs: logged with `dry_run: true`, nothing
+changes. Expansion orders run Drill and Parade unless the order lists more;
+operational orders run all four. Parade, Purge and Promote need Drill's scores,
+so a full run adds Drill when an order lists one of them without it.
+
+One ritual at a time (`only=`, the CLI's `toyfoundry ritual NAME ORDER`) updates
+`rituals.json` ritual by ritual: everything is deterministic, so the earlier
+rituals' results are recomputed and must equal the recorded ones (otherwise the
+artefact is stale and the prerequisite ritual must run again first).
+
+Whatever happens, the order hands on a chain (`build/<order>/chain.json`): dry-run,
+blocked and rejected orders pass the previous chain on byte for byte, so the
+graph's early cutoff stops there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from toyfoundry.errors import FoundryError, Problem
+from toyfoundry.exchange.loader import Exchange, display
+from toyfoundry.forge import adapter, doctrine
+from toyfoundry.forge import chain as chains
+from toyfoundry.forge.mint import input_digests, mint_inputs, read_mint
+from toyfoundry.forge.space import Space, space_key
+from toyfoundry.forge.validators import matches
+from toyfoundry.formats.models import (
+    RITUALS,
+    SCHEMA_VERSION,
+    Alfa,
+    AlfaResult,
+    BatchMeta,
+    Chain,
+    FloatParam,
+    MintArtefact,
+    ParamValue,
+    PoolEntry,
+    Recipe,
+    Ritual,
+    RitualOutcome,
+    RitualRecord,
+    RitualsArtefact,
+)
+from toyfoundry.formats.params import value_key
+from toyfoundry.store.atomic import dumps_canonical, remove_file, write_atomic, write_json_atomic
+from toyfoundry.store.layout import Layout, UnsafeIdError, check_order_id
+from toyfoundry.store.ledger import Ledger
+from toyfoundry.store.runid import run_id, utc_now
+
+#: What each ritual needs to have run before it.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "drill": (),
+    "parade": ("drill",),
+    "purge": ("drill",),
+    "promote": ("drill",),
+}
+ROSTER_OUTCOMES = ("passed", "waived")
+
+
+# --------------------------------------------------------------------------- pure scoring
+
+
+def noise(seed: int, alfa_id: str, amplitude: float) -> float:
+    """Deterministic noise in [-amplitude, +amplitude] from the order's seed and the Alfa id."""
+    digest = hashlib.sha256(f"{seed}\ndrill\n{alfa_id}".encode()).digest()
+    unit = int.from_bytes(digest[:8], "big") / 2**64
+    return amplitude * (2.0 * unit - 1.0)
+
+
+def _weight_table(recipe: Recipe) -> dict[str, dict[str, float]]:
+    """Weights by canonical value key, so "3" and "3.0" name the same float step."""
+    table: dict[str, dict[str, float]] = {}
+    for name, weights in recipe.scoring.weights.items():
+        spec = recipe.parameters.get(name)
+        row: dict[str, float] = {}
+        for key, weight in weights.items():
+            if isinstance(spec, FloatParam):
+                with contextlib.suppress(ValueError):
+                    key = value_key(float(key))
+            row[key] = weight
+        table[name] = row
+    return table
+
+
+def _key(recipe: Recipe, name: str, value: ParamValue) -> str:
+    if isinstance(recipe.parameters.get(name), FloatParam) and not isinstance(value, str):
+        return value_key(float(value))
+    return value_key(value)
+
+
+def drill_score(recipe: Recipe, seed: int, alfa: Alfa) -> tuple[float, list[str]]:
+    """(score, defects) of one Alfa, from the recipe's scoring data."""
+    table = _weight_table(recipe)
+    score = recipe.scoring.base
+    for name, value in alfa.params.items():
+        score += table.get(name, {}).get(_key(recipe, name, value), 0.0)
+    score += noise(seed, alfa.alfa_id, recipe.scoring.noise)
+    defects = [rule.defect for rule in recipe.scoring.defects if matches(alfa.params, rule.when)]
+    return round(score, 6), sorted(set(defects))
+
+
+@dataclass
+class Computed:
+    """The rituals' results for one set of rituals that ran, before anything is written."""
+
+    artefact: RitualsArtefact
+    promoted: list[doctrine.DoctrineEntry] = field(default_factory=list)
+    pool: list[PoolEntry] = field(default_factory=list)
+
+
+def compute(
+    mint: MintArtefact, recipe: Recipe, previous_pool: Iterable[PoolEntry], ran: set[str]
+) -> Computed:
+    """The results of the rituals in `ran` on a really minted batch (a pure function)."""
+    seed = mint.seed or 0
+    roster_alfas = [a for a in mint.alfas if a.outcome in ROSTER_OUTCOMES]
+    rows: dict[str, dict[str, Any]] = {a.alfa_id: {"alfa_id": a.alfa_id} for a in roster_alfas}
+    outcomes = {r: RitualOutcome(ran=False, stub=False) for r in RITUALS}
+    if "drill" in ran:
+        for alfa in roster_alfas:
+            score, defects = drill_score(recipe, seed, alfa)
+            passed = score >= recipe.pass_score and not defects
+            rows[alfa.alfa_id].update(score=score, passed=passed, defects=defects)
+        drilled = list(rows.values())
+        outcomes["drill"] = RitualOutcome(
+            ran=True,
+            stub=False,
+            counts={
+                "drilled": len(drilled),
+                "passed": sum(1 for r in drilled if r["passed"]),
+                "failed": sum(1 for r in drilled if not r["passed"]),
+                "defective": sum(1 for r in drilled if r["defects"]),
+            },
+        )
+    ranked = sorted(rows.values(), key=lambda r: (-r.get("score", 0.0), r["alfa_id"]))
+    if "parade" in ran:
+        for rank, row in enumerate(ranked, start=1):
+            row["rank"] = rank
+        outcomes["parade"] = RitualOutcome(ran=True, stub=False, counts={"ranked": len(ranked)})
+    if "purge" in ran:
+        for row in rows.values():
+            if row["defects"]:
+                row.update(purged=True, purge_reason="defect: " + ", ".join(row["defects"]))
+            elif not row["passed"]:
+                row.update(
+                    purged=True,
+                    purge_reason=f"score {row['score']} below pass_score {recipe.pass_score}",
+                )
+        purged = sum(1 for r in rows.values() if r.get("purged"))
+        outcomes["purge"] = RitualOutcome(
+            ran=True, stub=False, counts={"purged": purged, "kept": len(rows) - purged}
+        )
+    roster = [a.alfa_id for a in roster_alfas if not rows[a.alfa_id].get("purged")]
+    promoted: list[doctrine.DoctrineEntry] = []
+    pool = list(previous_pool)
+    if "promote" in ran:
+        by_id = {a.alfa_id: a for a in roster_alfas}
+        candidates = [
+            r
+            for r in ranked
+            if r["passed"] and r["score"] >= recipe.promote_score and not r.get("purged")
+        ][: recipe.promotion.max_per_order]
+        for row in candidates:
+            alfa = by_id[row["alfa_id"]]
+            entry = doctrine.DoctrineEntry(
+                schema_version=SCHEMA_VERSION,
+                alfa_id=alfa.alfa_id,
+                order_id=mint.order_id,
+                recipe=recipe.recipe_id,
+                recipe_version=recipe.version,
+                params=alfa.params,
+                share=alfa.share,
+                parent_id=alfa.parent_id,
+                score=row["score"],
+            )
+            promoted.append(entry)
+            row.update(promoted=True, doctrine=doctrine.digest_of(entry))
+        new_entries = [
+            PoolEntry(alfa_id=e.alfa_id, order_id=e.order_id, params=e.params, score=e.score)
+            for e in promoted
+        ]
+        pool = chains.merge_pool(pool, new_entries, recipe)
+        outcomes["promote"] = RitualOutcome(
+            ran=True, stub=False, counts={"promoted": len(promoted), "pool": len(pool)}
+        )
+    artefact = RitualsArtefact(
+        schema_version=SCHEMA_VERSION,
+        order_id=mint.order_id,
+        status=mint.status,
+        dry_run=False,
+        rituals=cast(dict[Ritual, RitualOutcome], outcomes),
+        results=[AlfaResult.model_validate(rows[a.alfa_id]) for a in roster_alfas],
+        roster=roster,
+        promoted=[e.alfa_id for e in promoted],
+    )
+    return Computed(artefact, promoted, pool)
+
+
+# --------------------------------------------------------------------------- running them
+
+
+def _stub_artefact(
+    mint: MintArtefact, selected: Iterable[str], stub: bool, dry_run: bool
+) -> RitualsArtefact:
+    chosen = set(selected)
+    counts = {"alfas": len(mint.alfas)} if stub else {}
+    outcomes = {
+        r: RitualOutcome(ran=False, stub=stub and r in chosen, counts=counts if r in chosen else {})
+        for r in RITUALS
+    }
+    return RitualsArtefact(
+        schema_version=SCHEMA_VERSION,
+        order_id=mint.order_id,
+        status=mint.status,
+        dry_run=dry_run,
+        rituals=cast(dict[Ritual, RitualOutcome], outcomes),
+    )
+
+
+def _closure(rituals: Iterable[str]) -> list[str]:
+    chosen = set(rituals)
+    for ritual in list(chosen):
+        chosen.update(NEEDS[ritual])
+    return [r for r in RITUALS if r in chosen]
+
+
+def _records(
+    mint: MintArtefact, artefact: RitualsArtefact, invoked: Iterable[str], outcome: str
+) -> list[RitualRecord]:
+    batch = BatchMeta(size=mint.batch_size, phase=mint.phase, recipe=mint.recipe)
+    now, rid = utc_now(), run_id()
+    return [
+        RitualRecord.model_validate(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "kind": "ritual",
+                "run_id": rid,
+                "time": now,
+                "ritual": ritual,
+                "order_id": mint.order_id,
+                "dry_run": artefact.dry_run,
+                "batch": batch,
+                "counts": artefact.rituals[cast(Ritual, ritual)].counts,
+                "outcome": outcome,
+            }
+        )
+        for ritual in invoked
+    ]
+
+
+def _check_fresh(
+    layout: Layout, exchange: Exchange, mint: MintArtefact, previous: str | None
+) -> None:
+    """Refuse to run rituals on a mint artefact older than its inputs (the CLI's safety net)."""
+    inputs = mint_inputs(layout, exchange, mint.order_id, previous=previous)
+    current = input_digests(layout, inputs, exchange.max_bytes)
+    if current != mint.inputs:
+        changed = sorted(
+            k for k in set(current) | set(mint.inputs) if current.get(k) != mint.inputs.get(k)
+        )
+        shown = display(layout, layout.mint_artefact(mint.order_id))
+        raise FoundryError(
+            f"{shown}: inputs: is older than {', '.join(changed)};"
+            f" run `toyfoundry mint {mint.order_id}` first"
+        )
+
+
+@dataclass
+class _Previous:
+    """The chain an order starts from, as bytes to pass on untouched and as a model."""
+
+    chain: Chain
+    data: bytes
+
+
+def _previous(
+    layout: Layout, exchange: Exchange, order_id: str, previous: str | None
+) -> _Previous | None:
+    """None for an order that belongs to no chain (its file does not parse)."""
+    order = exchange.order(order_id).model
+    if order is None:
+        return None
+    if previous is not None:
+        chain = chains.read_chain(layout, previous)
+        return _Previous(chain, layout.chain_file(previous).read_bytes())
+    recipe = exchange.recipe(order.recipe).model
+    key = space_key(recipe) if recipe is not None else chains.orphan_space(order.recipe)
+    chain = chains.genesis(order.recipe, key)
+    return _Previous(chain, dumps_canonical(chain))
+
+
+def _load_recorded(layout: Layout, order_id: str) -> RitualsArtefact | None:
+    try:
+        return RitualsArtefact.model_validate_json(layout.rituals_artefact(order_id).read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def _ran_before(
+    recorded: RitualsArtefact | None, mint: MintArtefact, recipe: Recipe, pool: list[PoolEntry]
+) -> set[str]:
+    """The rituals the recorded artefact shows as run, if recomputing them gives the same bytes."""
+    if recorded is None or recorded.order_id != mint.order_id or recorded.dry_run:
+        return set()
+    ran: set[str] = {r for r, o in recorded.rituals.items() if o.ran}
+    if compute(mint, recipe, pool, ran).artefact != recorded:
+        return set()
+    return ran
+
+
+def run_rituals(
+    layout: Layout,
+    order_id: str,
+    *,
+    only: str | None = None,
+    exchange: Exchange | None = None,
+    force_dry_run: bool = False,
+    previous: chains.Previous = chains.AUTO,
+) -> RitualsArtefact:
+    """Run the order's rituals (or just `only`) on its minted batch and hand on its chain.
+
+    Writes `rituals.json`, `chain.json`, doctrine objects and the outbox manifest,
+    and appends one ritual-ledger line per ritual invoked. With `force_dry_run`
+    the rituals run as logged stubs and nothing is written but the ledger.
+    `previous`: the previous order of the recipe's chain, when the caller knows it.
+    """
+    ex = exchange or Exchange(layout)
+    try:
+        check_order_id(order_id)
+    except UnsafeIdError as exc:
+        raise FoundryError("", [Problem(order_id[:80], "order_id", str(exc))]) from None
+    if only is not None and only not in RITUALS:
+        raise FoundryError(f"unknown ritual {only!r}: one of {', '.join(RITUALS)}")
+    mint = read_mint(layout, order_id)
+    if mint is None:
+        shown = display(layout, layout.mint_artefact(order_id))
+        raise FoundryError(
+            f"{shown}: -: order {order_id} is not minted yet; run `toyfoundry mint {order_id}`"
+        )
+    before = chains.resolve_previous(ex, order_id, previous)
+    _check_fresh(layout, ex, mint, before)
+    order = ex.order(order_id).model
+    effective = order.effective_rituals() if order is not None else RITUALS
+    selected = [only] if only is not None else _closure(effective)
+    start = _previous(layout, ex, order_id, before)
+    ledger = Ledger(layout.ritual_ledger)
+
+    if mint.status in ("blocked", "rejected") or mint.dry_run or force_dry_run:
+        stub = mint.status not in ("blocked", "rejected")
+        artefact = _stub_artefact(mint, selected, stub, mint.dry_run or force_dry_run)
+        outcome = "stub" if stub else "blocked" if mint.status == "blocked" else "skipped"
+        if not force_dry_run:
+            write_json_atomic(layout.rituals_artefact(order_id), artefact)
+            _pass_on(layout, order_id, start)
+            remove_file(layout.outbox_file(order_id))
+        ledger.append(_records(mint, artefact, selected, outcome))
+        return artefact
+
+    recipe = ex.recipe(mint.recipe or "").require()
+    if start is None:  # a minted order always parses; a changed file is caught by _check_fresh
+        raise FoundryError(f"order {order_id} belongs to no chain")
+    if only is None:
+        ran = set(selected)
+    else:
+        ran = _ran_before(_load_recorded(layout, order_id), mint, recipe, start.chain.pool)
+        needs = list(NEEDS[only])
+        if only == "promote" and "purge" in effective:
+            needs.append("purge")
+        missing = [r for r in needs if r not in ran]
+        if missing:
+            raise FoundryError(
+                f"{only} needs {' and '.join(missing)} first:"
+                f" run `toyfoundry ritual {missing[0]} {order_id}`"
+            )
+        ran.add(only)
+    computed = compute(mint, recipe, start.chain.pool, ran)
+    artefact = computed.artefact
+    if computed.promoted:
+        doctrine.archive(layout, computed.promoted)
+    write_json_atomic(layout.rituals_artefact(order_id), artefact)
+    advanced = chains.advance(start.chain, Space(recipe), order_id, mint.alfas)
+    write_json_atomic(
+        layout.chain_file(order_id), advanced.model_copy(update={"pool": computed.pool})
+    )
+    promoted = [
+        adapter.Promoted(
+            alfa_id=e.alfa_id, share=e.share, parent_id=e.parent_id, params=e.params, score=e.score
+        )
+        for e in computed.promoted
+    ]
+    results = {r.alfa_id: r for r in artefact.results}
+    adapter.push(layout, order_id, recipe, promoted, results)
+    ledger.append(_records(mint, artefact, selected, "ok"))
+    return artefact
+
+
+def _pass_on(layout: Layout, order_id: str, previous: _Previous | None) -> None:
+    """Hand on the previous chain byte for byte; an order in no chain hands on nothing."""
+    if previous is None:
+        remove_file(layout.chain_file(order_id))
+    else:
+        write_atomic(layout.chain_file(order_id), previous.data)
+
+
+def counts_line(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "-"

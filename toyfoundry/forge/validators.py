@@ -1,0 +1,167 @@
+"""Validator hooks, the plan's safety budget: every minted Alfa passes all of them or is quarantined.
+
+Built-in hooks, in this order:
+
+- `bounds`: every recipe parameter is present, with a value in its domain, and nothing else;
+- `forbidden`: the parameters match none of the recipe's forbidden combinations;
+- `duplicate`: no earlier novel or carryover Alfa of the same batch has the same parameters.
+  Baselines are exempt: they repeat the recipe's canonical patterns on purpose
+  (regression coverage), so a batch may hold a baseline several times.
+
+Plugins. Another installed distribution adds a hook by declaring an entry point in
+the group `toyfoundry.validators`, e.g. in its pyproject.toml::
+
+    [project.entry-points."toyfoundry.validators"]
+    no-red-brass = "my_package.hooks:no_red_brass"
+
+The entry point loads a callable `(params, recipe) -> Iterable[str]`: `params`
+maps each parameter name to its value (int, float or str), `recipe` is the
+`toyfoundry.formats.models.Recipe`. It returns the reasons the Alfa fails, and
+nothing when it passes. It must be deterministic (mint artefacts are
+byte-for-byte reproducible) and must not write anything. Plugins run after the
+built-in hooks, sorted by entry-point name; their reasons are prefixed with the
+entry-point name. A plugin that raises fails the Alfa with the exception as
+reason; a plugin that cannot even be loaded stops the mint (a safety hook is
+never skipped silently). Installing, removing or upgrading a plugin changes
+`toyfoundry.forge.fingerprint()`, so the graph re-mints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+
+from toyfoundry.errors import FoundryError
+from toyfoundry.formats.models import ParamValue, Recipe
+from toyfoundry.formats.params import describe, index_of, value_key
+
+GROUP = "toyfoundry.validators"
+Hook = Callable[[Mapping[str, ParamValue], Recipe], Iterable[str]]
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """A loaded plugin hook and where it came from."""
+
+    name: str
+    distribution: str
+    version: str
+    hook: Hook
+
+
+def _entry_points() -> list[EntryPoint]:
+    return sorted(entry_points(group=GROUP), key=lambda ep: (ep.name, ep.value))
+
+
+def plugin_signatures() -> list[str]:
+    """`name=value dist==version` of each registered plugin, without importing any of them."""
+    out = []
+    for ep in _entry_points():
+        dist = ep.dist
+        label = f"{dist.name}=={dist.version}" if dist is not None else "?"
+        out.append(f"{ep.name}={ep.value} {label}")
+    return out
+
+
+def plugin_fingerprint() -> str:
+    """sha256 over `plugin_signatures()`: changes when a plugin is installed, removed or upgraded."""
+    text = "\n".join(plugin_signatures())
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_plugins() -> list[Plugin]:
+    """Every registered plugin hook, loaded; a plugin that fails to load stops the mint."""
+    plugins = []
+    for ep in _entry_points():
+        try:
+            hook = ep.load()
+        except Exception as exc:
+            raise FoundryError(
+                f"validator plugin {ep.name!r} ({ep.value}) cannot be loaded:"
+                f" {type(exc).__name__}: {exc}"
+            ) from None
+        if not callable(hook):
+            raise FoundryError(f"validator plugin {ep.name!r} ({ep.value}) is not callable")
+        dist = ep.dist
+        plugins.append(
+            Plugin(
+                ep.name,
+                dist.name if dist is not None else "?",
+                dist.version if dist is not None else "?",
+                hook,
+            )
+        )
+    return plugins
+
+
+def same_value(a: ParamValue, b: ParamValue) -> bool:
+    """Equal as recipe values: 2 and 2.0 are the same float step, "2" is not."""
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    return value_key(float(a)) == value_key(float(b))
+
+
+def matches(params: Mapping[str, ParamValue], partial: Mapping[str, ParamValue]) -> bool:
+    """True when `params` has every value of the partial set (a forbidden combination, a defect rule)."""
+    return all(name in params and same_value(params[name], v) for name, v in partial.items())
+
+
+def check_bounds(params: Mapping[str, ParamValue], recipe: Recipe) -> list[str]:
+    out = []
+    for name, spec in recipe.parameters.items():
+        if name not in params:
+            out.append(f"bounds: {name} is missing")
+        elif index_of(spec, params[name]) is None:
+            out.append(f"bounds: {name}: {params[name]!r} is not {describe(spec)}")
+    out += [
+        f"bounds: {name} is not a parameter of the recipe"
+        for name in params
+        if name not in recipe.parameters
+    ]
+    return out
+
+
+def check_forbidden(params: Mapping[str, ParamValue], recipe: Recipe) -> list[str]:
+    out = []
+    for number, combination in enumerate(recipe.forbidden):
+        if matches(params, combination):
+            shown = ", ".join(f"{k}={v}" for k, v in combination.items())
+            out.append(f"forbidden: matches forbidden combination {number} ({shown})")
+    return out
+
+
+def run_plugins(
+    plugins: Iterable[Plugin], params: Mapping[str, ParamValue], recipe: Recipe
+) -> list[str]:
+    out = []
+    for plugin in plugins:
+        try:
+            reasons = [str(r) for r in plugin.hook(dict(params), recipe)]
+        except Exception as exc:
+            reasons = [f"raised {type(exc).__name__}: {exc}"]
+        out += [f"{plugin.name}: {' '.join(r.split())}" for r in reasons]
+    return out
+
+
+class Validators:
+    """All hooks for one batch; remembers the novel and carryover parameter sets it has seen."""
+
+    def __init__(self, recipe: Recipe, plugins: Iterable[Plugin]) -> None:
+        self.recipe = recipe
+        self.plugins = list(plugins)
+        self._seen: dict[bytes, str] = {}
+
+    def check(
+        self, alfa_id: str, share: str, params: Mapping[str, ParamValue], key: bytes
+    ) -> list[str]:
+        """Every hook's reasons for one Alfa (empty: it passes); `key` is its canonical params."""
+        reasons = check_bounds(params, self.recipe) + check_forbidden(params, self.recipe)
+        if share != "baseline":
+            earlier = self._seen.get(key)
+            if earlier is not None:
+                reasons.append(f"duplicate: same parameters as {earlier}")
+            else:
+                self._seen[key] = alfa_id
+        return reasons + run_plugins(self.plugins, params, self.recipe)

@@ -1,0 +1,245 @@
+"""Datasets for downstream ingestion: per-order partitions of Alfas and ritual events, and batches.
+
+Every dataset is CSV (header row, columns in the row model's field order,
+`\\n` line ends) with a JSON Lines twin holding the same rows. Partitions are
+one file per order, so a change to one order rewrites only its files and
+DuckDB, pandas or Spark read the whole set with one glob
+(`exports/alfas/*.csv`). An order without rows still gets a header-only CSV
+and an empty JSON Lines file: every built order has its partition. The
+columns are documented in docs/exports.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from toyfoundry.errors import FoundryError
+from toyfoundry.formats.models import (
+    RITUALS,
+    AlfaRow,
+    BatchRow,
+    BatchSummary,
+    QuiltRollup,
+    RitualEventRow,
+)
+from toyfoundry.store.atomic import remove_file, write_atomic
+from toyfoundry.store.layout import ORDER_ID_RE, Layout, check_order_id
+from toyfoundry.telemetry import render
+from toyfoundry.telemetry.artefacts import OrderArtefacts
+from toyfoundry.telemetry.summary import results_by_alfa
+
+DATASETS = ("alfas", "rituals")
+FORMATS = ("csv", "jsonl")
+
+
+def partition(layout: Layout, dataset: str, order_id: str, fmt: str) -> Path:
+    """`exports/<dataset>/<order_id>.<fmt>`, the id checked before it becomes a path."""
+    if dataset not in DATASETS or fmt not in FORMATS:
+        raise ValueError(f"unknown partition {dataset}/{fmt}")
+    return layout.exports / dataset / f"{check_order_id(order_id)}.{fmt}"
+
+
+def batches_csv(layout: Layout) -> Path:
+    return layout.exports / "batches.csv"
+
+
+def batches_json(layout: Layout) -> Path:
+    return layout.exports / "batches.json"
+
+
+def _list(items: Iterable[str]) -> str:
+    return ";".join(items)
+
+
+def _compact(value: object) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def alfa_rows(arts: OrderArtefacts) -> list[AlfaRow]:
+    """The consolidated per-Alfa view: the mint's record joined with every ritual result."""
+    mint = arts.mint
+    if mint.alfas and mint.phase is None:
+        raise FoundryError(f"mint.json of {arts.order_id}: has Alfas but no phase")
+    results = results_by_alfa(arts)
+    rows = []
+    for alfa in mint.alfas:
+        result = results.get(alfa.alfa_id)
+        rows.append(
+            AlfaRow(
+                order_id=arts.order_id,
+                alfa_id=alfa.alfa_id,
+                recipe=mint.recipe or "",
+                recipe_version=mint.recipe_version or "",
+                phase=mint.phase or "pilot",
+                day=arts.day,
+                slot=alfa.slot,
+                share=alfa.share,
+                parent_id=alfa.parent_id or "",
+                params=_compact(alfa.params),
+                validator=alfa.outcome,
+                reasons=_list(alfa.reasons),
+                dry_run=mint.dry_run,
+                score=result.score if result else None,
+                passed=result.passed if result else None,
+                defects=_list(result.defects) if result else "",
+                rank=result.rank if result else None,
+                purged=result.purged if result else False,
+                purge_reason=(result.purge_reason or "") if result else "",
+                promoted=result.promoted if result else False,
+                doctrine=(result.doctrine or "") if result else "",
+            )
+        )
+    return rows
+
+
+def ritual_rows(arts: OrderArtefacts) -> list[RitualEventRow]:
+    """One row per ritual the order's rituals.json mentions, in ritual order."""
+    if arts.rituals is None:
+        return []
+    done = arts.rituals.rituals
+    return [
+        RitualEventRow(
+            order_id=arts.order_id,
+            ritual=name,
+            ran=done[name].ran,
+            stub=done[name].stub,
+            counts=_compact(done[name].counts),
+        )
+        for name in RITUALS
+        if name in done
+    ]
+
+
+def batch_row(summary: BatchSummary) -> BatchRow:
+    o, a = summary.outcomes, summary.achieved
+    return BatchRow(
+        order_id=summary.order_id,
+        recipe=summary.recipe or "",
+        phase=summary.phase or "",
+        day=summary.day,
+        status=summary.status,
+        dry_run=summary.dry_run,
+        minted=o.minted,
+        passed=o.passed,
+        failed=o.failed,
+        purged=o.purged,
+        promoted=o.promoted,
+        quarantined=o.quarantined,
+        waived=o.waived,
+        novel=a.novel,
+        carryover=a.carryover,
+        baseline=a.baseline,
+        reason=summary.reason,
+    )
+
+
+def _cell(value: object) -> str:
+    """CSV text of a value: empty for null, lower-case booleans (as in the JSON twin)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def csv_bytes(model: type[BaseModel], rows: Sequence[BaseModel]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    columns = list(model.model_fields)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(getattr(row, c)) for c in columns])
+    return buffer.getvalue().encode("utf-8")
+
+
+def jsonl_bytes(rows: Sequence[BaseModel]) -> bytes:
+    """One object per line, keys in column order (orjson keeps the model's field order)."""
+    return b"".join(orjson.dumps(r.model_dump(mode="json")) + b"\n" for r in rows)
+
+
+def write_partitions(layout: Layout, arts: OrderArtefacts) -> list[Path]:
+    """Write the order's four partition files; returns those whose bytes changed."""
+    written = []
+    for dataset, model, rows in (
+        ("alfas", AlfaRow, alfa_rows(arts)),
+        ("rituals", RitualEventRow, ritual_rows(arts)),
+    ):
+        for fmt, data in (("csv", csv_bytes(model, rows)), ("jsonl", jsonl_bytes(rows))):
+            path = partition(layout, dataset, arts.order_id, fmt)
+            if write_atomic(path, data):
+                written.append(path)
+    return written
+
+
+def read_rollup(layout: Layout) -> QuiltRollup:
+    try:
+        return QuiltRollup.model_validate_json(layout.rollup.read_bytes())
+    except FileNotFoundError:
+        raise FoundryError(f"{layout.rollup}: missing; run `toyfoundry loom` first") from None
+    except ValidationError as exc:
+        raise FoundryError(
+            f"{layout.rollup}: not a valid rollup ({exc.error_count()} errors)"
+        ) from None
+
+
+@dataclass
+class ExportsResult:
+    written: list[Path] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)
+
+
+def build_exports(
+    layout: Layout, order_ids: Iterable[str], changed: Iterable[str] | None = None
+) -> ExportsResult:
+    """batches.csv/.json and summary.md from the rollup; drop outputs of orders no longer listed.
+
+    Reads only the rollup (O(orders)): the partitions were written per order by
+    `reports.build_order_outputs` when that order changed, so `changed` (what
+    the graph saw change) needs no work here and is accepted for its call.
+    """
+    keep = set(order_ids)
+    rollup = read_rollup(layout)
+    rows = [batch_row(b) for b in rollup.batches if b.order_id in keep]
+    result = ExportsResult()
+    json_rows = [r.model_dump(mode="json") for r in rows]
+    for path, data in (
+        (batches_csv(layout), csv_bytes(BatchRow, rows)),
+        (batches_json(layout), orjson.dumps(json_rows, option=orjson.OPT_INDENT_2) + b"\n"),
+        (layout.summary_md, render.summary_md(rollup, keep).encode("utf-8")),
+    ):
+        if write_atomic(path, data):
+            result.written.append(path)
+    result.removed = remove_stale(layout, keep)
+    return result
+
+
+def stale_outputs(layout: Layout, keep: set[str]) -> list[Path]:
+    """Per-order outputs (partitions, reports, quilt parts) of orders not in `keep`."""
+    places: list[tuple[Path, tuple[str, ...]]] = [(layout.exports / d, FORMATS) for d in DATASETS]
+    places += [(layout.reports_dir, ("json", "md")), (layout.quilt_parts, ("json",))]
+    found = []
+    for folder, suffixes in places:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            stem, dot, suffix = path.name.rpartition(".")
+            if dot and suffix in suffixes and ORDER_ID_RE.match(stem) and stem not in keep:
+                found.append(path)
+    return found
+
+
+def remove_stale(layout: Layout, keep: set[str]) -> list[Path]:
+    removed = []
+    for path in stale_outputs(layout, keep):
+        if remove_file(path):
+            removed.append(path)
+    return removed

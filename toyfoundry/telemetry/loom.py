@@ -1,0 +1,116 @@
+"""The loom: per-order outputs for the orders that changed, then the rollup, exports and dashboard.
+
+This is what `toyfoundry loom` runs outside the doit graph; the graph calls the
+same functions as separate tasks. Which orders changed is decided cheaply:
+`quilt/loom_state.json` remembers each order's artefact file stats (inode,
+size, mtime) and the telemetry fingerprint. An order whose stats match and
+whose outputs all exist is not even read; one whose stats moved is hashed and
+rebuilt only if the digest differs from its part's `source`. New code (another
+fingerprint) rebuilds every order once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from toyfoundry.errors import FoundryError
+from toyfoundry.formats.models import QuiltRollup
+from toyfoundry.store.atomic import remove_file, write_json_atomic
+from toyfoundry.store.layout import Layout
+from toyfoundry.telemetry import artefacts, dashboard, exports, fingerprint, quilt, reports
+from toyfoundry.telemetry.parts import part_path
+
+STATE_VERSION = 1
+Stat = list[int] | None
+
+
+def state_path(layout: Layout) -> Path:
+    return layout.quilt_dir / "loom_state.json"
+
+
+@dataclass
+class LoomResult:
+    orders: list[str]
+    built: list[str] = field(default_factory=list)
+    rebuilt: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    rollup: QuiltRollup | None = None
+    exports: exports.ExportsResult | None = None
+    dashboard: list[Path] = field(default_factory=list)
+
+
+def _stat(path: Path) -> Stat:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return [info.st_ino, info.st_size, info.st_mtime_ns]
+
+
+def _load_state(layout: Layout, code: str) -> dict[str, Any]:
+    try:
+        data = orjson.loads(state_path(layout).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    ok = isinstance(data, dict) and data.get("version") == STATE_VERSION
+    if not ok or data.get("fingerprint") != code or not isinstance(data.get("orders"), dict):
+        return {}
+    orders: dict[str, Any] = data["orders"]
+    return orders
+
+
+def _outputs_exist(layout: Layout, order_id: str) -> bool:
+    return all(p.is_file() for p in reports.outputs_of(layout, order_id))
+
+
+def refresh_order(
+    layout: Layout, order_id: str, known: dict[str, Any] | None
+) -> tuple[bool, dict[str, Any]]:
+    """Rebuild one order's outputs if its artefacts changed; (rebuilt?, its new state entry)."""
+    stats = [_stat(layout.mint_artefact(order_id)), _stat(layout.rituals_artefact(order_id))]
+    have_outputs = _outputs_exist(layout, order_id)
+    if known and known.get("stats") == stats and have_outputs:
+        return False, known
+    if known is not None and reports.is_current(layout, order_id):
+        return False, {"stats": stats}
+    reports.build_order_outputs(layout, order_id)
+    return True, {"stats": stats}
+
+
+def run_loom(layout: Layout, *, export: bool = False, today: str | None = None) -> LoomResult:
+    """Stitch the quilt; with `export`, also the exports, summary.md and the dashboard.
+
+    An order whose artefacts cannot be read is listed in `skipped` and left out
+    of the rollup (its stale part is removed), and the other orders still build.
+    The caller holds the foundry lock.
+    """
+    code = fingerprint()
+    previous = _load_state(layout, code)
+    result = LoomResult(orders=artefacts.exchange_order_ids(layout))
+    state: dict[str, Any] = {}
+    for oid in result.orders:
+        if not artefacts.is_built(layout, oid):
+            continue
+        result.built.append(oid)
+        try:
+            rebuilt, state[oid] = refresh_order(layout, oid, previous.get(oid))
+        except FoundryError as exc:
+            result.skipped.append(f"{exc}")
+            remove_file(part_path(layout, oid))
+            continue
+        if rebuilt:
+            result.rebuilt.append(oid)
+    result.rollup = quilt.build_rollup(layout, result.orders)
+    result.skipped += result.rollup.skipped
+    write_json_atomic(
+        state_path(layout), {"version": STATE_VERSION, "fingerprint": code, "orders": state}
+    )
+    if export:
+        result.exports = exports.build_exports(layout, result.orders)
+        result.dashboard = dashboard.build_dashboard(layout, today)
+    return result

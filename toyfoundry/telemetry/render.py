@@ -1,0 +1,153 @@
+"""Markdown for people: one page per order and a summary across orders, from the same models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from toyfoundry.formats.models import (
+    RITUALS,
+    Outcomes,
+    ProblemModel,
+    QuiltRollup,
+    Report,
+    ShareCounts,
+)
+
+SHARES = ("novel", "carryover", "baseline")
+OUTCOME_COLUMNS = tuple(Outcomes.model_fields)
+REVIEW_COMMAND = "toyfoundry review decide {order} {alfa} {{waive|reroll|reject}} --by NAME"
+
+
+def cell(value: object) -> str:
+    """A value safe inside a Markdown table cell: no pipes, no line breaks."""
+    text = "" if value is None else str(value)
+    return " ".join(text.replace("|", "\\|").split())
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return out
+
+
+def percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.0f}%" if whole else "-"
+
+
+def shares_table(target: ShareCounts, achieved: ShareCounts) -> list[str]:
+    t_all = sum(getattr(target, s) for s in SHARES)
+    a_all = sum(getattr(achieved, s) for s in SHARES)
+    rows = [
+        (
+            s,
+            getattr(target, s),
+            percent(getattr(target, s), t_all),
+            getattr(achieved, s),
+            percent(getattr(achieved, s), a_all),
+        )
+        for s in SHARES
+    ]
+    return table(("share", "planned", "planned %", "achieved", "achieved %"), rows)
+
+
+def report_md(report: Report, problems: Sequence[ProblemModel] = ()) -> str:
+    """The human form of `exchange/reports/<order>.json`."""
+    r = report
+    lines = [f"# Order {r.order_id}: {r.status}", ""]
+    dry = "yes" if r.dry_run else "no"
+    lines.append(f"- recipe: {r.recipe or '-'}; phase: {r.phase or '-'}; dry run: {dry}")
+    if r.reason:
+        lines.append(f"- {'reason' if r.status in ('blocked', 'rejected') else 'note'}: {r.reason}")
+    lines += ["", "## Quotas (planned against achieved)", "", *shares_table(r.target, r.achieved)]
+    o = r.outcomes
+    lines += ["", "## Outcomes", ""]
+    lines += table(OUTCOME_COLUMNS, [[getattr(o, c) for c in OUTCOME_COLUMNS]])
+    if r.rituals:
+        lines += ["", "## Rituals", ""]
+        rows = []
+        for name in RITUALS:
+            if name in r.rituals:
+                got = r.rituals[name]
+                counts = ", ".join(f"{k} {v}" for k, v in sorted(got.counts.items()))
+                state = "stub" if got.stub else ("ran" if got.ran else "not run")
+                rows.append((name, state, counts or "-"))
+        lines += table(("ritual", "state", "counts"), rows)
+    if r.defects:
+        lines += ["", "## Defects", ""]
+        lines += table(("defect", "Alfas"), sorted(r.defects.items()))
+    if problems:
+        lines += ["", "## Problems", ""]
+        lines += [f"- `{cell(p.path)}`: {cell(p.field)}: {cell(p.reason)}" for p in problems]
+    if r.awaiting_review:
+        lines += ["", f"## Awaiting review ({len(r.awaiting_review)})", ""]
+        lines += ["Decide each quarantined Alfa (the review file re-mints exactly these):", ""]
+        for item in r.awaiting_review:
+            why = "; ".join(item.reasons) or "no reason recorded"
+            lines.append(f"- {item.alfa_id}: {cell(why)}")
+            lines.append(f"  `{REVIEW_COMMAND.format(order=r.order_id, alfa=item.alfa_id)}`")
+    if r.promoted:
+        lines += ["", f"## Promoted ({len(r.promoted)})", ""]
+        lines += [f"- {alfa}" for alfa in r.promoted]
+    if r.next_steps:
+        lines += ["", "## Next steps", ""]
+        lines += [f"- {step}" for step in r.next_steps]
+    return "\n".join(lines) + "\n"
+
+
+def summary_md(rollup: QuiltRollup, keep: set[str] | None = None) -> str:
+    """`exchange/reports/summary.md`: every order on one page, then the foundry totals.
+
+    Built from the deterministic part of the rollup only (no attempt counts or
+    times), so it changes only when an order's outcome changes.
+    """
+    batches = [b for b in rollup.batches if keep is None or b.order_id in keep]
+    lines = ["# Toyfoundry: all orders", ""]
+    if not batches:
+        return "\n".join([*lines, "No orders have been built yet."]) + "\n"
+    header = (
+        "order",
+        "recipe",
+        "phase",
+        "status",
+        "minted",
+        "passed",
+        "failed",
+        "purged",
+        "promoted",
+        "quarantined",
+        "novel / carryover / baseline",
+        "reason",
+    )
+    rows = []
+    for b in batches:
+        o, a = b.outcomes, b.achieved
+        rows.append(
+            (
+                f"[{b.order_id}]({b.order_id}.md)",
+                b.recipe or "-",
+                b.phase or "-",
+                b.status,
+                o.minted,
+                o.passed,
+                o.failed,
+                o.purged,
+                o.promoted,
+                o.quarantined,
+                f"{a.novel} / {a.carryover} / {a.baseline}",
+                b.reason,
+            )
+        )
+    lines += table(header, rows)
+    counts: dict[str, int] = {}
+    for b in batches:
+        counts[b.status] = counts.get(b.status, 0) + 1
+    lines += ["", "## Orders by status", ""]
+    lines += table(("status", "orders"), sorted(counts.items()))
+    waiting = [b for b in batches if b.status == "awaiting-review"]
+    if waiting:
+        lines += ["", "## Awaiting review", ""]
+        lines += [
+            f"- [{b.order_id}]({b.order_id}.md): {b.outcomes.quarantined} quarantined Alfas"
+            for b in waiting
+        ]
+    return "\n".join(lines) + "\n"

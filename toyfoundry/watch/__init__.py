@@ -1,0 +1,1 @@
+"""The watchers: filesystem events in (as hints), debounced rescans, graph runs out."""

@@ -1,0 +1,490 @@
+"""`toyfoundry watch`: a warm process that rebuilds only what a change in exchange/ affects.
+
+Unlike `doit auto`, which restarts doit and re-checks the whole graph for every
+event, the watcher keeps what it knows between events: a snapshot of every
+exchange input (path -> size, mtime, sha256) and the last plan. Each cycle
+rescans the inputs (events are only hints), turns the differences into the tasks
+they affect, and runs doit in-process on just those, under the foundry lock.
+A new order X selects mint, rituals and report of X and of the later orders of
+its recipe (doit's early cutoff skips those whose inputs did not change) plus
+the global tasks; a recipe selects all its orders, a checkpoint all orders of
+its phase, a review its order and the later ones, a deleted order the later
+ones. The global tasks list every order's artefacts as file deps, so doit still
+checks (stats) those, but rebuilds nothing it does not have to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TextIO
+
+from toyfoundry.errors import FoundryError
+from toyfoundry.exchange.loader import settings
+from toyfoundry.exchange.validate import INPUT_FOLDERS
+from toyfoundry.graph import plan as planning
+from toyfoundry.store import safe_read
+from toyfoundry.store.layout import Layout
+from toyfoundry.store.lock import FoundryLock
+from toyfoundry.watch.observer import (
+    Change,
+    Clock,
+    EventSource,
+    Hints,
+    ScanResult,
+    StableScanner,
+    WatchdogSource,
+    WatchRoot,
+)
+
+#: Per-order stages and global tasks of the graph, in the order the line lists them.
+ORDER_STAGES = ("mint", "rituals", "report")
+GLOBAL_TASKS = ("quilt", "export", "dashboard", "validate")
+
+Dodo = ModuleType | Mapping[str, Any]
+
+
+# --------------------------------------------------------------------------- doit in-process
+
+
+class Tally:
+    """A doit reporter that prints nothing and keeps count; the watcher prints one line instead.
+
+    Failures the task did not explain itself (crashes, setup errors) go to `err`
+    in full; a `TaskFailed` already printed its one-line problems.
+    """
+
+    desc = "counts tasks for the watchers; prints only crashes"
+
+    def __init__(self, err: TextIO | None = None) -> None:
+        self.err = err
+        self.total = 0
+        self.ran: list[str] = []
+        self.uptodate: list[str] = []
+        self.failed: list[str] = []
+
+    @staticmethod
+    def _counts(task: Any) -> bool:
+        return bool(task.actions) and not task.name.startswith("_")
+
+    def _print(self, text: str) -> None:
+        stream = self.err or sys.stderr
+        stream.write(text.rstrip("\n") + "\n")
+        stream.flush()
+
+    def initialize(self, tasks: Mapping[str, Any], selected_tasks: Sequence[str]) -> None:
+        self.total = sum(1 for t in tasks.values() if self._counts(t))
+
+    def get_status(self, task: Any) -> None:
+        return None
+
+    def execute_task(self, task: Any) -> None:
+        if self._counts(task):
+            self.ran.append(task.name)
+
+    def add_failure(self, task: Any, fail: Any) -> None:
+        self.failed.append(task.name)
+        name = fail.get_name()
+        if name not in ("TaskFailed", "UnmetDependency"):
+            self._print(f"{name} - taskid:{task.name}\n{fail.get_msg().rstrip()}")
+
+    def add_success(self, task: Any) -> None:
+        return None
+
+    def skip_uptodate(self, task: Any) -> None:
+        if self._counts(task):
+            self.uptodate.append(task.name)
+
+    def skip_ignore(self, task: Any) -> None:
+        return None
+
+    def cleanup_error(self, exception: Any) -> None:
+        self._print(f"cleanup error: {exception.get_msg().rstrip()}")
+
+    def runtime_error(self, msg: str) -> None:
+        self._print(f"doit: {msg.rstrip()}")
+
+    def teardown_task(self, task: Any) -> None:
+        return None
+
+    def complete_run(self) -> None:
+        return None
+
+
+@dataclass
+class GraphRun:
+    """One in-process doit run: what was asked for, what ran, what failed, and doit's exit code."""
+
+    code: int
+    selected: list[str] | None
+    total: int
+    ran: list[str]
+    uptodate: list[str]
+    failed: list[str]
+    seconds: float
+
+
+def namespace(dodo: Dodo | None) -> dict[str, Any]:
+    """The task module's names as doit's loader sees them; None is Toyfoundry's own graph."""
+    if dodo is None:
+        from toyfoundry.graph import dodo as graph_dodo
+
+        dodo = graph_dodo
+    return dict(vars(dodo)) if isinstance(dodo, ModuleType) else dict(dodo)
+
+
+def run_graph(
+    layout: Layout,
+    tasks: Sequence[str] | None = None,
+    *,
+    dodo: Dodo | None = None,
+    err: TextIO | None = None,
+) -> GraphRun:
+    """Run doit in this process from the project folder: `tasks`, or the default tasks if None."""
+    from doit.cmd_base import ModuleTaskLoader
+    from doit.doit_cmd import DoitMain
+
+    from toyfoundry.graph import backend
+
+    tally = Tally(err)
+    names = namespace(dodo)
+    names["DOIT_CONFIG"] = {**(names.get("DOIT_CONFIG") or {}), "reporter": tally}
+    started = time.perf_counter()
+    with contextlib.chdir(layout.root):
+        try:
+            code = int(DoitMain(ModuleTaskLoader(names)).run(["run", *(tasks or [])]))
+        finally:
+            # doit leaves its DB open when it fails before running (an unknown task name,
+            # a bad dodo); in a long-lived process that would keep the foundry lock for ever
+            leaked = backend.current()
+            if leaked is not None:
+                leaked.dump()
+    return GraphRun(
+        code=code,
+        selected=None if tasks is None else list(tasks),
+        total=tally.total,
+        ran=tally.ran,
+        uptodate=tally.uptodate,
+        failed=tally.failed,
+        seconds=time.perf_counter() - started,
+    )
+
+
+# --------------------------------------------------------------------------- what a change affects
+
+
+def _later(plan: planning.Plan, recipe: str, after: str | None) -> set[str]:
+    return {
+        n.order_id
+        for n in plan.orders
+        if n.recipe == recipe and (after is None or n.order_id > after)
+    }
+
+
+def affected_orders(
+    layout: Layout,
+    changes: Iterable[Change],
+    old: planning.Plan | None,
+    new: planning.Plan,
+) -> set[str]:
+    """Orders of the new plan whose tasks a set of input changes may make stale."""
+    new_nodes = {n.order_id: n for n in new.orders}
+    old_nodes = {n.order_id: n for n in old.orders} if old is not None else {}
+    out: set[str] = set()
+    touched: set[str] = set()
+    for change in changes:
+        try:
+            folder, name = change.path.relative_to(layout.exchange).parts[-2:]
+        except ValueError:
+            continue
+        stem = name.removesuffix(".json")
+        if folder == "orders":
+            touched.add(stem)
+            if stem in new_nodes:
+                out.add(stem)
+            # an edited order may have moved between recipes: both chains are affected
+            for node in (old_nodes.get(stem), new_nodes.get(stem)):
+                if node is not None and node.recipe:
+                    out |= _later(new, node.recipe, stem)
+        elif folder == "recipes":
+            out |= _later(new, stem, None)
+        elif folder == "checkpoints":
+            out |= {n.order_id for n in new.orders if n.phase == stem}
+        elif folder == "reviews":
+            node = new_nodes.get(stem)
+            if node is not None:
+                out.add(stem)
+                if node.recipe:
+                    out |= _later(new, node.recipe, stem)
+    # experimental orders read their sprint peers' order files (the sprint quota)
+    grown = True
+    while grown:
+        grown = False
+        for node in new.orders:
+            if node.order_id not in out and set(node.sprint_peers) & (out | touched):
+                out.add(node.order_id)
+                if node.recipe:
+                    out |= _later(new, node.recipe, node.order_id)
+                grown = True
+    return out & set(new_nodes)
+
+
+def affected_tasks(
+    layout: Layout,
+    changes: Iterable[Change],
+    old: planning.Plan | None,
+    new: planning.Plan,
+    names: Mapping[str, Any],
+) -> list[str]:
+    """Task names to run for `changes`: the affected orders' stages, then the global tasks."""
+    orders = sorted(affected_orders(layout, changes, old, new))
+    stages = [s for s in ORDER_STAGES if f"task_{s}" in names]
+    selected = [f"{stage}:{order}" for order in orders for stage in stages]
+    return selected + [g for g in GLOBAL_TASKS if f"task_{g}" in names]
+
+
+# --------------------------------------------------------------------------- one cycle
+
+
+@dataclass
+class CycleResult:
+    """What one cycle saw and did; `started`/`finished` are `time.monotonic()` readings."""
+
+    trigger: str
+    started: float
+    finished: float = 0.0
+    changes: list[Change] = field(default_factory=list)
+    pending: list[Path] = field(default_factory=list)
+    deferred: bool = False
+    full: bool = False
+    build: GraphRun | None = None
+    retry_after: float | None = None
+    error: str | None = None
+
+    @property
+    def built(self) -> bool:
+        return self.build is not None
+
+
+def _short(items: Sequence[str], limit: int) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def describe(layout: Layout, result: CycleResult) -> str:
+    """The one line a rebuild prints: what changed, what was rebuilt, how long it took."""
+    changes = [
+        f"{os.path.relpath(c.path, layout.exchange)} {c.what}"
+        for c in sorted(result.changes, key=lambda c: c.path)
+    ]
+    if result.full:
+        what = f"start ({len(changes)} input(s))"
+    else:
+        what = _short(changes, 3) or "no input change"
+    build = result.build
+    if build is None:
+        return f"watch: {what}"
+    seconds = result.finished - result.started
+    if build.ran:
+        done = f"rebuilt {len(build.ran)} of {build.total} task(s): {_short(build.ran, 8)}"
+    else:
+        done = f"all {build.total} task(s) up to date"
+    line = f"watch: {what} -> {done} in {seconds:.2f}s"
+    if build.failed:
+        line += f"; FAILED {_short(build.failed, 8)}"
+    elif build.code not in (0, 1):
+        line += f"; doit exit code {build.code}"
+    return line
+
+
+# --------------------------------------------------------------------------- the watcher
+
+
+class GraphWatcher:
+    """The foundry's graph watcher: drive it with `run_cycle()` or run its loop with `run()`.
+
+    `on_cycle` is called after every cycle (with or without a build) with its
+    `CycleResult`; benchmarks time write-to-report latency from it. `source`
+    makes the event source pluggable (a `ScriptedSource` in tests); by default
+    it is watchdog's native observer on `exchange/`.
+    """
+
+    def __init__(
+        self,
+        layout: Layout,
+        *,
+        dodo: Dodo | None = None,
+        source: EventSource | None = None,
+        quiet: float = 0.3,
+        max_delay: float = 3.0,
+        settle: float = 2.0,
+        rescan: float = 10.0,
+        max_pending: float = 30.0,
+        initial_build: bool = True,
+        on_cycle: Callable[[CycleResult], None] | None = None,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.layout = layout
+        self.dodo = dodo
+        self.source: EventSource = source or WatchdogSource()
+        self.rescan = rescan
+        self.max_pending = max_pending
+        self.initial_build = initial_build
+        self.on_cycle = on_cycle
+        self.out = out
+        self.err = err
+        self.clock = clock
+        conf = settings(layout)
+        self.scanner = StableScanner(
+            quiet=quiet,
+            settle=settle,
+            check="json",
+            max_bytes=conf.max_file_bytes,
+            max_depth=conf.max_depth,
+            clock=clock,
+        )
+        self.hints = Hints(quiet=quiet, max_delay=max_delay, accept=self.relevant, clock=clock)
+        self.lock = FoundryLock(layout.lock_file, purpose="toyfoundry watch", wait_message=self._say)
+        self.cycles = 0
+        self.builds = 0
+        self._plan: planning.Plan | None = None
+        self._unbuilt: list[Change] = []
+        self._first_scan = True
+        self._full = False
+        self._deferred_since: float | None = None
+
+    # --- output ---
+    def _say(self, line: str) -> None:
+        stream = self.out or sys.stdout
+        stream.write(line + "\n")
+        stream.flush()
+
+    def _warn(self, line: str) -> None:
+        stream = self.err or sys.stderr
+        stream.write(line + "\n")
+        stream.flush()
+
+    # --- what is watched ---
+    def relevant(self, path: Path) -> bool:
+        """True for paths that can change the graph's inputs; never the foundry's own outputs."""
+        try:
+            parts = path.relative_to(self.layout.exchange).parts
+        except ValueError:
+            return False
+        if not parts:
+            return True
+        if parts[0] not in INPUT_FOLDERS or self.layout.is_owned_output(path):
+            return False
+        return len(parts) == 1 or not safe_read.is_skipped_name(path.name)
+
+    def inputs(self) -> list[Path]:
+        """Every input file the graph reads (the same listing the graph's plan uses)."""
+        found: list[Path] = []
+        for folder in INPUT_FOLDERS:
+            try:
+                found += safe_read.list_json(self.layout.exchange / folder)
+            except safe_read.ReadError:
+                continue
+        return found
+
+    # --- cycles ---
+    def run_cycle(self, trigger: str = "rescan") -> CycleResult:
+        """Rescan the inputs and rebuild what changed; defers while an input is still being written."""
+        self.cycles += 1
+        result = CycleResult(trigger=trigger, started=self.clock())
+        scan = self.scanner.scan(self.inputs())
+        if self._first_scan:
+            self._first_scan = False
+            self._full = self.initial_build
+            if not self.initial_build:
+                # the state at start is the baseline, not a change
+                scan = ScanResult([], scan.pending, scan.retry_after)
+        self._unbuilt += scan.changes
+        result.changes = list(self._unbuilt)
+        result.pending = scan.pending
+        result.retry_after = scan.retry_after
+        if not (self._unbuilt or self._full):
+            return self._finish(result)
+        if scan.pending:
+            # the graph would read a half-written file: wait, but not for ever
+            if self._deferred_since is None:
+                self._deferred_since = result.started
+                names = ", ".join(os.path.relpath(p, self.layout.exchange) for p in scan.pending)
+                self._say(f"watch: waiting for {names} to be complete")
+            if result.started - self._deferred_since < self.max_pending:
+                result.deferred = True
+                return self._finish(result)
+        result.full = self._full
+        result.build = self._build(self._full)
+        self._unbuilt = []
+        self._full = False
+        self._deferred_since = None
+        return self._finish(result)
+
+    def _build(self, full: bool) -> GraphRun | None:
+        from toyfoundry.graph import tasks
+
+        with self.lock, contextlib.chdir(self.layout.root):
+            tasks._plan.cache_clear()
+            plan = tasks.current_plan()
+            selected: list[str] | None = None
+            if not full:
+                names = namespace(self.dodo)
+                selected = affected_tasks(self.layout, self._unbuilt, self._plan, plan, names)
+                if not selected:
+                    self._plan = plan
+                    return None
+            run = run_graph(self.layout, selected, dodo=self.dodo, err=self.err)
+            self._plan = plan
+        self.builds += 1
+        return run
+
+    def _finish(self, result: CycleResult) -> CycleResult:
+        result.finished = self.clock()
+        if result.build is not None:
+            self._say(describe(self.layout, result))
+        if self.on_cycle is not None:
+            self.on_cycle(result)
+        return result
+
+    def _safe_cycle(self, trigger: str) -> CycleResult:
+        try:
+            return self.run_cycle(trigger)
+        except (FoundryError, OSError, Exception) as exc:
+            # a watcher reports and keeps watching; the next cycle starts from a fresh scan
+            self._warn(f"watch: cycle failed: {type(exc).__name__}: {exc}")
+            result = CycleResult(trigger=trigger, started=self.clock(), error=str(exc))
+            result.retry_after = self.rescan
+            return self._finish(result)
+
+    # --- the loop ---
+    def run(self) -> int:
+        """Watch until `stop()` or Ctrl-C (and SIGTERM under `stop_on_signals`); returns 0."""
+        self.source.start([WatchRoot(self.layout.exchange)], self.hints.notify)
+        try:
+            result = self._safe_cycle("start")
+            while not self.hints.stopped:
+                deadline = self.clock() + self.rescan
+                if result.retry_after is not None:
+                    deadline = min(deadline, self.clock() + result.retry_after)
+                batch = self.hints.next_batch(deadline)
+                if self.hints.stopped:
+                    break
+                result = self._safe_cycle("event" if batch else "rescan")
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.source.stop()
+        return 0
+
+    def stop(self) -> None:
+        """Make `run()` return after the current cycle (callable from any thread)."""
+        self.hints.stop()

@@ -1,0 +1,471 @@
+"""What every watcher shares: event sources, debounced hints, and scans that read only complete files.
+
+Events are hints, never the truth: inotify queues overflow, editors replace files
+in odd ways, and a network filesystem may send nothing at all. So a watcher turns
+each debounced batch of hints (and a periodic timer) into a rescan, and the
+rescan compares what is on disk with what it remembers. A file enters that memory
+only once it is complete: unchanged (size, mtime, inode) for a quiet period and,
+for JSON, parsing; a file that still does not parse after a longer settle period
+is taken as it is, so a bad file gets reported instead of waited on for ever.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import FrameType
+from typing import Literal, Protocol
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from toyfoundry.store import safe_read
+
+Notify = Callable[[Path | None], None]
+Clock = Callable[[], float]
+
+#: watchdog event types that can mean new bytes; opens and reads (our own scans) are not news.
+_CHANGE_EVENTS = frozenset({"created", "modified", "deleted", "moved", "closed"})
+#: A hint inbox holds at most this many paths; past it, one "anything changed" hint stands for all.
+_MAX_HINTS = 10_000
+_CHUNK = 1 << 16
+
+
+# --------------------------------------------------------------------------- event sources
+
+
+@dataclass(frozen=True)
+class WatchRoot:
+    """A folder to watch; `recursive=False` sees only its direct entries."""
+
+    path: Path
+    recursive: bool = True
+
+
+class EventSource(Protocol):
+    """Where change hints come from. A hint is a path, or None for "anything may have changed"."""
+
+    def start(self, roots: Sequence[WatchRoot], notify: Notify) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class _Forward(FileSystemEventHandler):
+    """Passes the paths of watchdog's change events on as hints."""
+
+    def __init__(self, notify: Notify) -> None:
+        super().__init__()
+        self._notify = notify
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type not in _CHANGE_EVENTS:
+            return
+        for raw in (event.src_path, event.dest_path):
+            if raw:
+                self._notify(Path(os.fsdecode(raw)))
+
+
+class WatchdogSource:
+    """Real filesystem events through watchdog's `Observer` (inotify on Linux), or its poller.
+
+    A root that does not exist yet is waited for: its nearest existing ancestor is
+    watched, and the root is scheduled (and announced as a hint) once it appears.
+    """
+
+    def __init__(self, *, polling: bool = False, poll_interval: float = 1.0) -> None:
+        self.polling = polling
+        self.poll_interval = poll_interval
+        self._observer: BaseObserver | None = None
+        self._notify: Notify | None = None
+        self._missing: list[WatchRoot] = []
+        self._scheduled: set[tuple[Path, bool]] = set()
+        self._lock = threading.RLock()
+
+    def start(self, roots: Sequence[WatchRoot], notify: Notify) -> None:
+        observer: BaseObserver = (
+            PollingObserver(timeout=self.poll_interval) if self.polling else Observer()
+        )
+        observer.daemon = True
+        self._observer = observer
+        self._notify = notify
+        with self._lock:
+            for root in roots:
+                self._schedule(root)
+        observer.start()
+
+    def _watch(self, path: Path, recursive: bool, notify: Notify) -> None:
+        key = (path, recursive)
+        if key in self._scheduled or self._observer is None:
+            return
+        try:
+            self._observer.schedule(_Forward(notify), str(path), recursive=recursive)
+        except OSError:
+            # gone between the check and the watch; the periodic rescan still covers it
+            return
+        self._scheduled.add(key)
+
+    def _schedule(self, root: WatchRoot) -> None:
+        if root.path.is_dir():
+            self._watch(root.path, root.recursive, self._hint)
+            return
+        self._missing.append(root)
+        parent = root.path.parent
+        while not parent.is_dir() and parent != parent.parent:
+            parent = parent.parent
+        self._watch(parent, False, self._appeared)
+
+    def _hint(self, path: Path | None) -> None:
+        if self._notify is not None:
+            self._notify(path)
+
+    def _appeared(self, path: Path | None) -> None:
+        with self._lock:
+            waiting, self._missing = self._missing, []
+            for root in waiting:
+                self._schedule(root)
+                if root not in self._missing:
+                    self._hint(root.path)
+
+    def stop(self) -> None:
+        observer, self._observer = self._observer, None
+        self._notify = None
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout=5)
+
+
+class ScriptedSource:
+    """An event source a test drives by hand: `emit(path)` delivers a hint as an observer would."""
+
+    def __init__(self) -> None:
+        self.roots: list[WatchRoot] = []
+        self.started = threading.Event()
+        self._notify: Notify | None = None
+
+    def start(self, roots: Sequence[WatchRoot], notify: Notify) -> None:
+        self.roots = list(roots)
+        self._notify = notify
+        self.started.set()
+
+    def stop(self) -> None:
+        self._notify = None
+
+    def emit(self, path: Path | None = None) -> None:
+        if self._notify is not None:
+            self._notify(path)
+
+
+# --------------------------------------------------------------------------- debounce
+
+
+class Hints:
+    """A thread-safe inbox of change hints, handed out in debounced batches.
+
+    A batch closes after `quiet` seconds without a new hint, or `max_delay` seconds
+    after its first hint, whichever comes first: a burst becomes one rescan, and a
+    steady trickle still gets one every `max_delay` seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        quiet: float,
+        max_delay: float,
+        accept: Callable[[Path], bool] | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.quiet = quiet
+        self.max_delay = max(max_delay, quiet)
+        self.accept = accept
+        self.clock = clock
+        self._cond = threading.Condition()
+        self._paths: list[Path | None] = []
+        self._first = 0.0
+        self._last = 0.0
+        self._stopped = False
+
+    def notify(self, path: Path | None) -> None:
+        """Record a hint (from any thread); paths the filter rejects are dropped here."""
+        if path is not None and self.accept is not None and not self.accept(path):
+            return
+        with self._cond:
+            now = self.clock()
+            if not self._paths:
+                self._first = now
+            self._last = now
+            if len(self._paths) < _MAX_HINTS:
+                self._paths.append(path)
+            else:
+                self._paths[-1] = None
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def next_batch(self, deadline: float | None = None) -> list[Path | None]:
+        """Wait for hints, then for a quiet spell; [] when `deadline` (a clock time) passes first."""
+        with self._cond:
+            while not self._paths and not self._stopped:
+                timeout = None if deadline is None else deadline - self.clock()
+                if timeout is not None and timeout <= 0:
+                    return []
+                self._cond.wait(timeout)
+            while not self._stopped:
+                wake = min(self._last + self.quiet, self._first + self.max_delay)
+                remaining = wake - self.clock()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            batch, self._paths = self._paths, []
+            return batch
+
+
+# --------------------------------------------------------------------------- stable scans
+
+Kind = Literal["regular", "symlink", "fifo", "directory", "special"]
+Check = Literal["json", "bytes"]
+
+
+def _kind(mode: int) -> Kind:
+    if stat.S_ISREG(mode):
+        return "regular"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    return "special"
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What a watcher remembers of a file: enough to see a change without reading it again."""
+
+    kind: Kind
+    size: int
+    mtime_ns: int
+    inode: int
+    sha256: str | None = None
+
+    @classmethod
+    def of(cls, st: os.stat_result, sha256: str | None = None) -> FileState:
+        return cls(_kind(st.st_mode), st.st_size, st.st_mtime_ns, st.st_ino, sha256)
+
+    def same_stat(self, other: FileState) -> bool:
+        return (self.kind, self.size, self.mtime_ns, self.inode) == (
+            other.kind,
+            other.size,
+            other.mtime_ns,
+            other.inode,
+        )
+
+    def same_content(self, other: FileState) -> bool:
+        if self.kind != other.kind:
+            return False
+        if self.kind != "regular" or self.sha256 is None or other.sha256 is None:
+            return self.same_stat(other)
+        return self.sha256 == other.sha256
+
+
+@dataclass(frozen=True)
+class Change:
+    """One file that is new, different or gone since the last scan that saw it complete."""
+
+    path: Path
+    what: Literal["added", "changed", "removed"]
+    old: FileState | None
+    new: FileState | None
+
+
+@dataclass
+class ScanResult:
+    changes: list[Change] = field(default_factory=list)
+    #: files seen changing but not yet complete: they are neither read nor remembered
+    pending: list[Path] = field(default_factory=list)
+    #: seconds until the earliest pending file could be complete; None when nothing is pending
+    retry_after: float | None = None
+
+
+@dataclass
+class _Pending:
+    state: FileState
+    since: float
+
+
+def sha256_file(path: Path) -> tuple[str, os.stat_result]:
+    """sha256 of a regular file, streamed (no size limit), never following a link or opening a FIFO."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path} is not a regular file")
+        digest = hashlib.sha256()
+        while chunk := os.read(fd, _CHUNK):
+            digest.update(chunk)
+        return digest.hexdigest(), st
+    finally:
+        os.close(fd)
+
+
+class StableScanner:
+    """Remembers a set of files between scans and reads each one only once it is complete.
+
+    `check="json"` reads through `safe_read` (bounded, strict) and wants the bytes
+    to parse; `check="bytes"` streams any regular file. Links, FIFOs and other odd
+    entries are never opened: they are remembered by what they are.
+    """
+
+    def __init__(
+        self,
+        *,
+        quiet: float,
+        settle: float,
+        check: Check = "json",
+        max_bytes: int | None = None,
+        max_depth: int | None = None,
+        clock: Clock = time.monotonic,
+        wall_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.quiet = quiet
+        self.settle = max(settle, quiet)
+        self.check = check
+        self.max_bytes = max_bytes
+        self.max_depth = max_depth
+        self.clock = clock
+        self.wall_ns = wall_ns
+        self.snapshot: dict[Path, FileState] = {}
+        self._pending: dict[Path, _Pending] = {}
+
+    def scan(self, present: Iterable[Path]) -> ScanResult:
+        """Compare the files that exist now with the snapshot; complete ones update it."""
+        result = ScanResult()
+        now = self.clock()
+        seen: set[Path] = set()
+        waits: list[float] = []
+        for path in present:
+            seen.add(path)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                seen.discard(path)
+                continue
+            except OSError:
+                continue
+            observed = FileState.of(st)
+            old = self.snapshot.get(path)
+            if old is not None and old.same_stat(observed):
+                self._pending.pop(path, None)
+                continue
+            ready, wait = self._examine(path, observed, now)
+            if ready is None:
+                result.pending.append(path)
+                waits.append(wait)
+                continue
+            self._pending.pop(path, None)
+            self.snapshot[path] = ready
+            if old is None:
+                result.changes.append(Change(path, "added", None, ready))
+            elif not old.same_content(ready):
+                result.changes.append(Change(path, "changed", old, ready))
+        for path in [p for p in self.snapshot if p not in seen]:
+            old = self.snapshot.pop(path)
+            result.changes.append(Change(path, "removed", old, None))
+        for path in [p for p in self._pending if p not in seen]:
+            del self._pending[path]
+        if waits:
+            result.retry_after = max(0.05, min(waits))
+        return result
+
+    def _examine(self, path: Path, observed: FileState, now: float) -> tuple[FileState | None, float]:
+        """(state, 0) when complete; (None, seconds to wait) while it may still be written."""
+        if observed.kind != "regular":
+            # renames and link creation are atomic: there is nothing to wait for
+            return observed, 0.0
+        pending = self._pending.get(path)
+        if pending is None or not pending.state.same_stat(observed):
+            pending = _Pending(observed, now)
+            self._pending[path] = pending
+        age = (self.wall_ns() - observed.mtime_ns) / 1e9
+        steady = max(age, now - pending.since)
+        if steady < self.quiet:
+            return None, self.quiet - steady
+        sha, ok, after = self._read(path)
+        if after is None or not after.same_stat(observed):
+            # written to while we read: start the quiet period again
+            self._pending.pop(path, None)
+            return None, self.quiet
+        if ok or steady >= self.settle:
+            return replace(after, sha256=sha), 0.0
+        return None, self.settle - steady
+
+    def _read(self, path: Path) -> tuple[str | None, bool, FileState | None]:
+        """(sha256 or None, whether the check passed, the state right after reading)."""
+        sha: str | None = None
+        ok = False
+        if self.check == "bytes":
+            try:
+                sha, _ = sha256_file(path)
+                ok = True
+            except OSError:
+                pass
+        else:
+            try:
+                data = safe_read.read_bytes(path, max_bytes=self.max_bytes)
+            except safe_read.ReadError:
+                data = None
+            if data is not None:
+                sha = hashlib.sha256(data).hexdigest()
+                try:
+                    safe_read.parse_json(data, source=str(path), max_depth=self.max_depth)
+                    ok = True
+                except safe_read.ReadError:
+                    pass
+        try:
+            after = FileState.of(os.lstat(path))
+        except OSError:
+            return sha, ok, None
+        return sha, ok, after
+
+    @property
+    def pending(self) -> list[Path]:
+        return sorted(self._pending)
+
+
+# --------------------------------------------------------------------------- signals
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C (KeyboardInterrupt) inside the block, so watchers unwind cleanly.
+
+    Only the main thread may set handlers; elsewhere this is a no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
