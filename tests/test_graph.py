@@ -72,11 +72,12 @@ def test_editing_notes_stops_at_the_unchanged_chain(project: Layout) -> None:
     assert ran == sorted(per_order("2025-10-20-011") + GLOBAL)
 
 
-def test_editing_seed_cascades_down_the_recipe_only(project: Layout) -> None:
+def test_editing_batch_size_cascades_down_the_recipe_only(project: Layout) -> None:
+    """A smaller batch consumes less of the novel sequence: the next order's chain input changes."""
     build(project)
     path = project.order_file("2025-10-20-011")
     doc = json.loads(path.read_text())
-    doc["seed"] = 12345
+    doc["batch_size"] = 40
     path.write_text(json.dumps(doc))
     ran = build(project)
     assert set(per_order("2025-10-20-011", "2025-10-27-014")) <= set(ran)
@@ -114,7 +115,7 @@ def test_checkpoint_disappearing_and_returning(project: Layout) -> None:
     ran = build(project)
     assert "mint:2025-10-20-011" in ran
     report = json.loads(project.report_json("2025-10-20-011").read_text())
-    assert report["status"] == "built"
+    assert report["status"] in ("built", "awaiting-review")
 
 
 def test_relocated_copy_with_cached_state_runs_nothing(project: Layout, tmp_path: Path) -> None:

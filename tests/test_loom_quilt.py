@@ -296,6 +296,7 @@ def test_torn_fragments_and_broken_artefacts_are_listed(tmp_path: Path) -> None:
     assert any(
         "2025-10-20-011/rituals.json: not a valid rituals artefact" in s for s in result.skipped
     )
+    assert rollup_of(layout).skipped == result.skipped
     built = [b.order_id for b in rollup_of(layout).batches]
     assert built == ["2025-10-12-005", "2025-10-27-014", "2025-10-28-002"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import stat
 from dataclasses import dataclass, field
@@ -10,6 +9,7 @@ from pathlib import Path
 
 from toyfoundry.exchange.loader import Exchange
 from toyfoundry.exchange.validate import INPUT_FOLDERS
+from toyfoundry.forge.mint import mint_inputs
 from toyfoundry.store import safe_read
 from toyfoundry.store.layout import Layout
 
@@ -22,8 +22,7 @@ class OrderNode:
     recipe: str | None
     phase: str | None
     previous: str | None
-    experimental: bool = False
-    sprint_peers: tuple[str, ...] = ()
+    mint_inputs: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -40,14 +39,6 @@ class Plan:
             if node.order_id == order_id:
                 return node
         raise KeyError(order_id)
-
-
-def iso_week(order_id: str) -> str | None:
-    try:
-        year, week, _ = dt.date.fromisoformat(order_id[:10]).isocalendar()
-    except ValueError:
-        return None
-    return f"{year}-W{week:02d}"
 
 
 def classify(path: Path) -> str:
@@ -77,29 +68,20 @@ def scan(layout: Layout) -> Plan:
             else:
                 plan.odd_inputs.append((str(path.relative_to(layout.root)), kind))
     last_of_recipe: dict[str, str] = {}
-    loaded = []
     for order_id in exchange.order_ids():
-        result = exchange.order(order_id)
-        model = result.model
+        model = exchange.order(order_id).model
         recipe = model.recipe if model is not None else None
-        phase = model.phase if model is not None else None
-        experimental = False
-        if recipe is not None:
-            rec = exchange.recipe(recipe).model
-            experimental = bool(rec is not None and rec.experimental)
         previous = last_of_recipe.get(recipe) if recipe else None
         if recipe:
             last_of_recipe[recipe] = order_id
-        loaded.append((order_id, recipe, phase, previous, experimental))
-    weeks: dict[str, list[str]] = {}
-    for order_id, *_ in loaded:
-        week = iso_week(order_id)
-        if week:
-            weeks.setdefault(week, []).append(order_id)
-    for order_id, recipe, phase, previous, experimental in loaded:
-        peers: tuple[str, ...] = ()
-        if experimental:
-            week = iso_week(order_id)
-            peers = tuple(o for o in weeks.get(week or "", []) if o != order_id)
-        plan.orders.append(OrderNode(order_id, recipe, phase, previous, experimental, peers))
+        inputs = mint_inputs(layout, exchange, order_id, previous=previous)
+        plan.orders.append(
+            OrderNode(
+                order_id,
+                recipe,
+                model.phase if model is not None else None,
+                previous,
+                (*inputs.present, *inputs.optional),
+            )
+        )
     return plan

@@ -21,8 +21,6 @@ COMMON = ("formats", "store", "exchange", "errors.py", "__init__.py")
 
 #: Stage -> the package-relative modules (files or folders) its artefacts depend on.
 STAGE_SOURCES: dict[str, tuple[str, ...]] = {
-    "mint": ("forge",),
-    "rituals": ("forge",),
     "report": ("telemetry",),
     "quilt": ("telemetry",),
     "export": ("telemetry",),
@@ -40,14 +38,16 @@ def _files(entry: str) -> list[Path]:
 
 @cache
 def fingerprint(stage: str) -> str:
-    """sha256 over the version and the stage's source, by package-relative path."""
+    """sha256 over the version and the stage's source, by package-relative path.
+
+    The forge knows its own stages best (mint also covers the validator plugins)."""
+    if stage in ("mint", "rituals"):
+        from toyfoundry import forge
+
+        return forge.fingerprint(stage)
     digest = hashlib.sha256(f"toyfoundry {toyfoundry.__version__}\n".encode())
     for entry in (*COMMON, *STAGE_SOURCES[stage]):
         for path in _files(entry):
             digest.update(str(path.relative_to(PACKAGE)).encode() + b"\0")
             digest.update(path.read_bytes())
-    if stage == "mint":
-        from toyfoundry.forge.validators import plugin_fingerprint
-
-        digest.update(plugin_fingerprint().encode())
     return digest.hexdigest()

@@ -170,12 +170,7 @@ def task_mint() -> Iterator[Task]:
     layout = plan.layout
     code = fingerprint("mint")
     for node in plan.orders:
-        inputs = [layout.order_file(node.order_id), layout.review_file(node.order_id)]
-        if node.recipe:
-            inputs.append(layout.recipe_file(node.recipe))
-        if node.phase:
-            inputs.append(layout.checkpoint_file(node.phase))
-        inputs += [layout.order_file(peer) for peer in node.sprint_peers]
+        inputs = list(node.mint_inputs)
         yield {
             "name": node.order_id,
             "actions": [(mint_action, [str(layout.root), node.order_id, node.previous])],
@@ -239,8 +234,12 @@ def _artefacts(plan: planning.Plan) -> list[str]:
     return out
 
 
-def _ledgers(layout: Layout) -> list[str]:
-    return _deps(layout, [layout.mint_ledger, layout.ritual_ledger, layout.watcher_state])
+def _ledgers(plan: planning.Plan) -> list[str]:
+    """The ledgers, always listed once there are orders: every mint and ritual task appends
+    to them before the quilt is checked, so they exist by then and the dep set is stable."""
+    layout = plan.layout
+    ledgers = [layout.mint_ledger, layout.ritual_ledger] if plan.orders else []
+    return [rel(layout, p) for p in ledgers] + _deps(layout, [layout.watcher_state])
 
 
 def task_quilt() -> Task:
@@ -250,7 +249,7 @@ def task_quilt() -> Task:
     orders = [n.order_id for n in plan.orders]
     return {
         "actions": [(quilt_action, [str(layout.root)])],
-        "file_dep": _artefacts(plan) + _ledgers(layout),
+        "file_dep": _artefacts(plan) + _ledgers(plan),
         "targets": [rel(layout, layout.rollup)],
         "uptodate": [config_changed({"code": fingerprint("quilt"), "orders": orders})],
         "clean": True,

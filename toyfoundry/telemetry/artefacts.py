@@ -64,14 +64,18 @@ def load(layout: Layout, order_id: str) -> OrderArtefacts:
     mint_path = layout.mint_artefact(order_id)
     mint_bytes, rituals_bytes = read_source(layout, order_id)
     if mint_bytes is None:
-        raise FoundryError(f"{mint_path}: missing; the order has not been minted yet")
+        raise FoundryError(
+            f"{display(layout, mint_path)}: missing; the order has not been minted yet"
+        )
     try:
         mint = MintArtefact.model_validate_json(mint_bytes)
     except ValidationError as exc:
-        raise FoundryError(f"{mint_path}: not a valid mint artefact: {_first(exc)}") from None
+        raise FoundryError(
+            f"{display(layout, mint_path)}: not a valid mint artefact: {_first(exc)}"
+        ) from None
     rituals = None
     if rituals_bytes is not None:
-        path = layout.rituals_artefact(order_id)
+        path = display(layout, layout.rituals_artefact(order_id))
         try:
             rituals = RitualsArtefact.model_validate_json(rituals_bytes)
         except ValidationError as exc:
@@ -79,7 +83,9 @@ def load(layout: Layout, order_id: str) -> OrderArtefacts:
         if rituals.order_id != order_id:
             raise FoundryError(f"{path}: belongs to order {rituals.order_id}, not {order_id}")
     if mint.order_id != order_id:
-        raise FoundryError(f"{mint_path}: belongs to order {mint.order_id}, not {order_id}")
+        raise FoundryError(
+            f"{display(layout, mint_path)}: belongs to order {mint.order_id}, not {order_id}"
+        )
     return OrderArtefacts(order_id, mint, rituals, source_digest(mint_bytes, rituals_bytes))
 
 

@@ -32,7 +32,7 @@ from toyfoundry.formats.models import (
 from toyfoundry.store.atomic import remove_file, write_atomic
 from toyfoundry.store.layout import ORDER_ID_RE, Layout, check_order_id
 from toyfoundry.telemetry import render
-from toyfoundry.telemetry.artefacts import OrderArtefacts
+from toyfoundry.telemetry.artefacts import OrderArtefacts, display
 from toyfoundry.telemetry.summary import results_by_alfa
 
 DATASETS = ("alfas", "rituals")
@@ -181,14 +181,13 @@ def write_partitions(layout: Layout, arts: OrderArtefacts) -> list[Path]:
 
 
 def read_rollup(layout: Layout) -> QuiltRollup:
+    shown = display(layout, layout.rollup)
     try:
         return QuiltRollup.model_validate_json(layout.rollup.read_bytes())
     except FileNotFoundError:
-        raise FoundryError(f"{layout.rollup}: missing; run `toyfoundry loom` first") from None
+        raise FoundryError(f"{shown}: missing; run `toyfoundry loom` first") from None
     except ValidationError as exc:
-        raise FoundryError(
-            f"{layout.rollup}: not a valid rollup ({exc.error_count()} errors)"
-        ) from None
+        raise FoundryError(f"{shown}: not a valid rollup ({exc.error_count()} errors)") from None
 
 
 @dataclass

@@ -93,6 +93,7 @@ def run_loom(layout: Layout, *, export: bool = False, today: str | None = None) 
     previous = _load_state(layout, code)
     result = LoomResult(orders=artefacts.exchange_order_ids(layout))
     state: dict[str, Any] = {}
+    problems = []
     for oid in result.orders:
         if not artefacts.is_built(layout, oid):
             continue
@@ -100,13 +101,13 @@ def run_loom(layout: Layout, *, export: bool = False, today: str | None = None) 
         try:
             rebuilt, state[oid] = refresh_order(layout, oid, previous.get(oid))
         except FoundryError as exc:
-            result.skipped.append(f"{exc}")
+            problems.append(str(exc))
             remove_file(part_path(layout, oid))
             continue
         if rebuilt:
             result.rebuilt.append(oid)
-    result.rollup = quilt.build_rollup(layout, result.orders)
-    result.skipped += result.rollup.skipped
+    result.rollup = quilt.build_rollup(layout, result.orders, problems=problems)
+    result.skipped = list(result.rollup.skipped)
     write_json_atomic(
         state_path(layout), {"version": STATE_VERSION, "fingerprint": code, "orders": state}
     )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -259,21 +259,21 @@ def build_quilt(
         except FoundryError as exc:
             problems.append(str(exc))
             remove_file(part_path(layout, oid))
-    rollup = build_rollup(layout, ids)
-    if problems:
-        rollup = rollup.model_copy(update={"skipped": problems + rollup.skipped})
-        write_json_atomic(layout.rollup, rollup)
-    return rollup
+    return build_rollup(layout, ids, problems=problems)
 
 
-def build_rollup(layout: Layout, order_ids: Iterable[str]) -> QuiltRollup:
+def build_rollup(
+    layout: Layout, order_ids: Iterable[str], *, problems: Sequence[str] = ()
+) -> QuiltRollup:
     """Assemble the rollup from the parts of `order_ids` and the ledgers' new lines, and write it.
 
     Records for orders not in `order_ids` (an order file deleted from the
     exchange) are skipped and listed, one line per ledger and order.
+    `problems` are the caller's own skips (orders whose artefacts it could not
+    read), listed first.
     """
     ids = sorted(set(order_ids))
-    skipped: list[str] = []
+    skipped: list[str] = list(problems)
     parts: list[BatchSummary] = []
     for oid in ids:
         part, problem = read_part(layout, oid)

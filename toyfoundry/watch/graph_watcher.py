@@ -16,6 +16,8 @@ checks (stats) those, but rebuilds nothing it does not have to.
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import os
 import sys
 import time
@@ -137,6 +139,22 @@ def namespace(dodo: Dodo | None) -> dict[str, Any]:
 
         dodo = graph_dodo
     return dict(vars(dodo)) if isinstance(dodo, ModuleType) else dict(dodo)
+
+
+def load_dodo(spec: str) -> ModuleType:
+    """A task module from a `.py` file path or an importable module name."""
+    if spec.endswith(".py"):
+        path = Path(spec).absolute()
+        found = importlib.util.spec_from_file_location(f"_toyfoundry_dodo_{path.stem}", path)
+        if found is None or found.loader is None:
+            raise FoundryError(f"{spec}: -: cannot be loaded as a task module")
+        module = importlib.util.module_from_spec(found)
+        found.loader.exec_module(module)
+        return module
+    try:
+        return importlib.import_module(spec)
+    except ImportError as exc:
+        raise FoundryError(f"{spec}: -: cannot be imported: {exc}") from None
 
 
 def run_graph(
@@ -283,10 +301,9 @@ def describe(layout: Layout, result: CycleResult) -> str:
         f"{os.path.relpath(c.path, layout.exchange)} {c.what}"
         for c in sorted(result.changes, key=lambda c: c.path)
     ]
+    what = _short(changes, 3) or "no input change"
     if result.full:
         what = f"start ({len(changes)} input(s))"
-    else:
-        what = _short(changes, 3) or "no input change"
     build = result.build
     if build is None:
         return f"watch: {what}"
@@ -458,7 +475,7 @@ class GraphWatcher:
     def _safe_cycle(self, trigger: str) -> CycleResult:
         try:
             return self.run_cycle(trigger)
-        except (FoundryError, OSError, Exception) as exc:
+        except Exception as exc:
             # a watcher reports and keeps watching; the next cycle starts from a fresh scan
             self._warn(f"watch: cycle failed: {type(exc).__name__}: {exc}")
             result = CycleResult(trigger=trigger, started=self.clock(), error=str(exc))
