@@ -52,7 +52,8 @@ class Options:
     fresh_copies: int = 3
     drops: int = 10
     lint_repeats: int = 3
-    debounce: float = 0.1
+    #: both watchers debounce alike: `toyfoundry watch`'s default quiet period
+    debounce: float = 0.3
     watch_cmd: list[str] = field(default_factory=lambda: [sys.executable, "-m", "toyfoundry"])
     log: Callable[[str], None] = print
 
@@ -328,27 +329,28 @@ class Measure:
         )
 
     def watch(self) -> None:
+        """Alternate our watcher and the restart-per-event one, same debounce, same new orders."""
+        q = self.opts.debounce
+        ours_cmd = [*self.opts.watch_cmd, "--root", "{p}", "watch", "--quiet-period", str(q)]
+        ref_cmd = [sys.executable, "-m", "bench.restart_watcher", "{p}", "--debounce", str(q)]
+        watchers = {"ours": (ours_cmd, "watch: start"), "restart": (ref_cmd, "ready")}
+        drops: dict[str, list[float]] = {"ours": [], "restart": []}
         per = max(1, self.opts.drops // 2)
-        ours: list[float] = []
-        ref: list[float] = []
-        for who, cmd_of, sink in (
-            ("ours", self._our_watch_cmd, ours),
-            ("restart", lambda p: watching.restart_cmd(p, self.opts.debounce), ref),
-        ):
-            project = self.root / f"watch-{who}"
-            if project.exists():
-                shutil.rmtree(project)
-            shutil.copytree(self.ours, project)  # copy2: mtimes kept, a no-op to start from
-            self._watch_rounds(project, cmd_of(project), sink, 0, per)
-        # second round in the other order, so neither watcher always goes first
-        for who, cmd_of, sink in (
-            ("restart", lambda p: watching.restart_cmd(p, self.opts.debounce), ref),
-            ("ours", self._our_watch_cmd, ours),
-        ):
-            project = self.root / f"watch-{who}"
-            self._watch_rounds(project, cmd_of(project), sink, per, self.opts.drops - per)
-            shutil.rmtree(project)
-        note = f"{len(ours)} drops each, debounce {self.opts.debounce} s"
+        rounds = [("ours", "restart", 0, per), ("restart", "ours", per, self.opts.drops - per)]
+        for first, second, k, count in rounds:
+            for who in (first, second):
+                if count <= 0:
+                    continue
+                project = self.root / f"watch-{who}"
+                if not project.exists():
+                    shutil.copytree(self.ours, project)  # copy2: mtimes kept, a no-op to start
+                cmd, ready = watchers[who]
+                cmd = [part.replace("{p}", str(project)) for part in cmd]
+                drops[who] += self._watch_drops(project, cmd, ready, k, count)
+        for who in drops:
+            shutil.rmtree(self.root / f"watch-{who}", ignore_errors=True)
+        ours, ref = drops["ours"], drops["restart"]
+        note = f"{len(ours)} drops each; both debounce {q} s (our default quiet period)"
         self.add(
             figure="watch_new_order_median",
             value=median(ours),
@@ -369,22 +371,20 @@ class Measure:
             note=note,
         )
 
-    def _our_watch_cmd(self, project: Path) -> list[str]:
-        return [*self.opts.watch_cmd, "--root", str(project), "watch"]
-
-    def _watch_rounds(
-        self, project: Path, cmd: list[str], sink: list[float], first: int, count: int
-    ) -> None:
-        if count <= 0:
-            return
-        self.log(f"watch: {count} drops with {' '.join(cmd[1:4])}")
+    def _watch_drops(
+        self, project: Path, cmd: list[str], ready: str, first: int, count: int
+    ) -> list[float]:
+        self.log(f"watch: {count} drops, {' '.join(cmd[2:])}")
         session = watching.start(cmd, project)
         try:
-            session.ready("ready", timeout=5)  # best effort; idle is what counts
-            watching.wait_idle(project, session, quiet=1.0)
+            if not session.ready(ready, timeout=600):
+                raise RuntimeError(f"watcher never said {ready!r}: {session.lines[-3:]}")
+            watching.wait_idle(project, session)
+            out = []
             for k in range(first, first + count):
-                sink.append(watching.drop(project, session, self.n, k))
+                out.append(watching.drop(project, session, self.n, k))
                 watching.wait_idle(project, session)
+            return out
         finally:
             watching.stop(session)
 

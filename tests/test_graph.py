@@ -98,7 +98,9 @@ def test_deleting_one_target_rebuilds_only_its_task(project: Layout) -> None:
     project.report_md("2025-10-27-014").unlink()
     assert build(project) == ["report:2025-10-27-014"]
     project.rituals_artefact("2025-10-28-002").unlink()
-    assert build(project) == ["rituals:2025-10-28-002"]
+    # the re-run rituals come out byte-identical (the report stays up to date), but the
+    # attempt is recorded in the ritual ledger, whose counts the quilt and its readers show
+    assert build(project) == ["dashboard", "export", "quilt", "rituals:2025-10-28-002"]
 
 
 def test_checkpoint_disappearing_and_returning(project: Layout) -> None:
@@ -142,7 +144,8 @@ def test_clean_keeps_inputs_and_ledgers(project: Layout) -> None:
     assert not project.report_json("2025-10-27-014").exists()
     for path, data in {**ledgers, **inputs}.items():
         assert path.read_bytes() == data
-    assert build(project) == everything()
+    # validate writes nothing, so there is nothing to clean and it stays up to date
+    assert build(project) == [t for t in everything() if t != "validate"]
 
 
 def test_list_info_forget(project: Layout) -> None:

@@ -1,13 +1,16 @@
-"""Code as a dependency: a fingerprint per stage over the source that makes its artefacts.
+"""Code as a dependency: a fingerprint per stage over exactly the source that makes its artefacts.
 
 doit notices changed input files, not changed actions. Each task therefore carries a
 `config_changed` over its stage's fingerprint: the package version plus the bytes of
-the modules that produce that stage's outputs. Editing a module re-runs exactly the
-stages built from it, and early cutoff stops the cascade where the bytes come out equal.
+every package module its action can reach, found by following `toyfoundry.*` imports
+from the stage's entry module (imports inside functions included). Editing a module
+re-runs exactly the stages built from it; early cutoff then stops the cascade where
+the bytes come out equal. Mint also covers the installed validator plugins.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 from functools import cache
 from pathlib import Path
@@ -16,38 +19,76 @@ import toyfoundry
 
 PACKAGE = Path(toyfoundry.__file__).resolve().parent
 
-#: Modules every stage reads or writes through.
-COMMON = ("formats", "store", "exchange", "errors.py", "__init__.py")
-
-#: Stage -> the package-relative modules (files or folders) its artefacts depend on.
-STAGE_SOURCES: dict[str, tuple[str, ...]] = {
-    "report": ("telemetry",),
-    "quilt": ("telemetry",),
-    "export": ("telemetry",),
-    "dashboard": ("telemetry",),
-    "validate": (),
+#: Stage -> the module its task's action calls into.
+STAGE_ENTRY: dict[str, str] = {
+    "mint": "toyfoundry.forge.mint",
+    "rituals": "toyfoundry.forge.rituals",
+    "report": "toyfoundry.telemetry.reports",
+    "quilt": "toyfoundry.telemetry.quilt",
+    "export": "toyfoundry.telemetry.exports",
+    "dashboard": "toyfoundry.telemetry.dashboard",
+    "validate": "toyfoundry.exchange.validate",
 }
 
 
-def _files(entry: str) -> list[Path]:
-    path = PACKAGE / entry
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*.py") if "__pycache__" not in p.parts)
-    return [path] if path.exists() else []
+def _source(module: str) -> Path | None:
+    parts = module.split(".")[1:]
+    base = PACKAGE.joinpath(*parts)
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    return None
+
+
+def _imports(module: str, path: Path) -> set[str]:
+    """The `toyfoundry.*` modules a module imports, with each package on the way."""
+    found: set[str] = set()
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        for name in names:
+            if name == "toyfoundry" or name.startswith("toyfoundry."):
+                parts = name.split(".")
+                found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return found
+
+
+@cache
+def closure(entry: str) -> tuple[Path, ...]:
+    """Every package source file reachable from `entry` by imports, sorted."""
+    seen: dict[str, Path] = {}
+    todo = [entry]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        path = _source(module)
+        if path is None:
+            continue
+        seen[module] = path
+        todo.extend(_imports(module, path) - seen.keys())
+    return tuple(sorted(set(seen.values())))
 
 
 @cache
 def fingerprint(stage: str) -> str:
-    """sha256 over the version and the stage's source, by package-relative path.
-
-    The forge knows its own stages best (mint also covers the validator plugins)."""
-    if stage in ("mint", "rituals"):
-        from toyfoundry import forge
-
-        return forge.fingerprint(stage)
+    """sha256 over the version and the source the stage's action can reach."""
     digest = hashlib.sha256(f"toyfoundry {toyfoundry.__version__}\n".encode())
-    for entry in (*COMMON, *STAGE_SOURCES[stage]):
-        for path in _files(entry):
-            digest.update(str(path.relative_to(PACKAGE)).encode() + b"\0")
-            digest.update(path.read_bytes())
+    for path in closure(STAGE_ENTRY[stage]):
+        data = path.read_bytes()
+        digest.update(f"{path.relative_to(PACKAGE)}\0{len(data)}\0".encode())
+        digest.update(data)
+    if stage == "mint":
+        from toyfoundry.forge.validators import plugin_fingerprint
+
+        digest.update(plugin_fingerprint().encode())
     return digest.hexdigest()

@@ -66,10 +66,10 @@ def rituals_action(root: str, order_id: str, previous: str | None) -> TaskFailed
 
 def report_action(root: str, order_id: str) -> TaskFailed | None:
     """Write the order's report; a rejected order fails here, after its report is written."""
-    from toyfoundry.telemetry.reports import write_report
+    from toyfoundry.telemetry.reports import build_order_outputs
 
     layout = Layout(Path(root))
-    failed = _guard(write_report, layout, order_id)
+    failed = _guard(build_order_outputs, layout, order_id)
     if failed is not None:
         return failed
     from toyfoundry.formats.models import MintArtefact
@@ -206,7 +206,9 @@ def task_rituals() -> Iterator[Task]:
 
 
 def task_report() -> Iterator[Task]:
-    """Write each order's manufacturing report (JSON and Markdown) to exchange/reports/."""
+    """Write each order's manufacturing report, quilt summary and export partitions."""
+    from toyfoundry.telemetry.reports import outputs_of
+
     plan = current_plan()
     layout = plan.layout
     code = fingerprint("report")
@@ -219,7 +221,7 @@ def task_report() -> Iterator[Task]:
                 rel(layout, layout.mint_artefact(o)),
                 rel(layout, layout.rituals_artefact(o)),
             ],
-            "targets": [rel(layout, layout.report_json(o)), rel(layout, layout.report_md(o))],
+            "targets": [rel(layout, p) for p in outputs_of(layout, o)],
             "uptodate": [config_changed(code)],
             "clean": True,
         }
