@@ -288,3 +288,80 @@ def test_killed_build_resumes_only_unfinished(tmp_path: Path) -> None:
     write(clean, 24)
     build(Layout(clean))
     assert artefact_bytes(Layout(root)) == artefact_bytes(Layout(clean))
+
+
+def _in_process(root: Path, *args: str) -> int:
+    from doit.cmd_base import ModuleTaskLoader
+    from doit.doit_cmd import DoitMain
+
+    from toyfoundry.graph import dodo, tasks
+
+    tasks._plan.cache_clear()
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        return int(DoitMain(ModuleTaskLoader(dodo), config_filenames=()).run(list(args)))
+    finally:
+        os.chdir(cwd)
+
+
+def test_relocated_copy_hashes_each_file_once(
+    project: Layout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a cache restore, the first run hashes the inputs once; the next hashes nothing."""
+    from toyfoundry.graph import checker
+
+    build(project)
+    copy = tmp_path / "restored"
+    shutil.copytree(project.root, copy, symlinks=True)
+    later = time.time() + 5
+    for path in copy.rglob("*"):
+        if path.is_file():
+            os.utime(path, (later, later))
+    hashed: list[str] = []
+    real = checker.get_file_md5
+
+    def counting(path: str) -> str:
+        hashed.append(path)
+        return str(real(path))
+
+    monkeypatch.setattr(checker, "get_file_md5", counting)
+    assert _in_process(copy, "--reporter", "zero") == 0
+    first = list(hashed)
+    assert first
+    assert len(first) == len(set(first)), "a file was hashed twice in one run"
+    hashed.clear()
+    assert _in_process(copy, "--reporter", "zero") == 0
+    assert hashed == []
+
+
+def test_progress_on_a_terminal(project: Layout) -> None:
+    """On a terminal the reporter shows tasks done of total and ends with a summary line."""
+    import pty
+
+    primary, secondary = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "doit"],
+        cwd=project.root,
+        env=env,
+        stdout=secondary,
+        stderr=secondary,
+        stdin=subprocess.DEVNULL,
+    )
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            data = os.read(primary, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=120)
+    os.close(primary)
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0, screen
+    assert "[0/16] mint:" in screen or "/16] mint:" in screen
+    assert "toyfoundry: 16 task(s) run, 0 up to date of 16" in screen

@@ -1,0 +1,64 @@
+"""The command line's contract: help, version, and the exit codes 0 / 1 / 2 / 3."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+from toyfoundry import __version__
+
+
+def test_module_and_version() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "toyfoundry", "--version"],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"toyfoundry {__version__}"
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from toyfoundry.cli import COMMANDS, main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for name in COMMANDS:
+        assert name in out
+
+
+def test_no_command_is_a_usage_error(run_cli: Any) -> None:
+    assert run_cli().code == 2
+
+
+def test_unknown_command_is_a_usage_error(run_cli: Any) -> None:
+    result = run_cli("frobnicate")
+    assert result.code == 2
+    assert "invalid choice" in result.err
+
+
+def test_unexpected_error_exits_3_with_a_log(
+    run_cli: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import toyfoundry.commands.validate as validate
+
+    def boom(*_: object, **__: object) -> int:
+        raise RuntimeError("the press jammed")
+
+    monkeypatch.setattr(validate, "run", boom)
+    monkeypatch.setenv("TOYFOUNDRY_ROOT", str(tmp_path))
+    result = run_cli("validate")
+    assert result.code == 3
+    assert "unexpected error: RuntimeError: the press jammed" in result.err
+    log = tmp_path / ".toyfoundry" / "logs" / "crash.log"
+    assert f"details in {log}" in result.err
+    assert "Traceback" in log.read_text()
+    assert "Traceback" not in result.err
