@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,31 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from toyfoundry.cli import main
+from tests.support import build, cli, load, make_project, write_json
 from toyfoundry.forge.mint import mint_order, plan_shares
 from toyfoundry.forge.rituals import run_rituals
-from toyfoundry.formats.models import MintArtefact, MintRecord, RitualRecord
+from toyfoundry.formats.models import MintRecord, RitualRecord
 from toyfoundry.store.layout import Layout
 
 SAMPLE = Path(__file__).resolve().parents[1] / "exchange"
 SAMPLE_ORDERS = ["2025-10-12-005", "2025-10-20-011", "2025-10-27-014", "2025-10-28-002"]
-
-
-def make_project(root: Path, *, orders: bool = True) -> Layout:
-    """A project with the sample recipes and checkpoints (and orders) copied in."""
-    for folder in ("recipes", "checkpoints", "orders"):
-        target = root / "exchange" / folder
-        target.mkdir(parents=True, exist_ok=True)
-        if folder == "orders" and not orders:
-            continue
-        for path in sorted((SAMPLE / folder).glob("*.json")):
-            shutil.copy2(path, target / path.name)
-    return Layout(root)
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def order(layout: Layout, order_id: str, **fields: Any) -> None:
@@ -51,23 +33,6 @@ def order(layout: Layout, order_id: str, **fields: Any) -> None:
     }
     data.update(fields)
     write_json(layout.order_file(order_id), data)
-
-
-def build(layout: Layout, *order_ids: str) -> None:
-    for order_id in order_ids:
-        mint_order(layout, order_id)
-        run_rituals(layout, order_id)
-
-
-def cli(capsys: pytest.CaptureFixture[str], layout: Layout, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(["--root", str(layout.root), *args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def load(layout: Layout, order_id: str) -> MintArtefact:
-    return MintArtefact.model_validate_json(layout.mint_artefact(order_id).read_bytes())
 
 
 # --------------------------------------------------------------------------- shares

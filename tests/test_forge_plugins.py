@@ -11,23 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import make_project
 from toyfoundry.forge import fingerprint
 from toyfoundry.forge.mint import mint_order
 from toyfoundry.formats.models import MintArtefact, MintRecord
-from toyfoundry.store.layout import Layout
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "exchange"
 PILOT = "2025-10-12-005"
-
-
-def make_project(root: Path) -> Layout:
-    for folder in ("recipes", "checkpoints", "orders"):
-        target = root / "exchange" / folder
-        target.mkdir(parents=True, exist_ok=True)
-        for path in sorted((SAMPLE / folder).glob("*.json")):
-            shutil.copy2(path, target / path.name)
-    return Layout(root)
 
 
 def install_plugin(site: Path, module: str, body: str, entry: str = "hook") -> None:

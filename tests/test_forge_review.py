@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from toyfoundry.cli import main
+from tests.support import cli, load, make_project
 from toyfoundry.forge import mint as mint_module
 from toyfoundry.forge.mint import mint_order
 from toyfoundry.forge.rituals import run_rituals
@@ -21,26 +20,6 @@ from toyfoundry.store.layout import Layout
 SAMPLE = Path(__file__).resolve().parents[1] / "exchange"
 PILOT, EXPANSION, OPERATIONAL = "2025-10-12-005", "2025-10-20-011", "2025-10-27-014"
 HELD = f"{EXPANSION}.a036"  # legs=5, paint=white: forbidden by sprocket-scout
-
-
-def make_project(root: Path) -> Layout:
-    for folder in ("recipes", "checkpoints", "orders"):
-        target = root / "exchange" / folder
-        target.mkdir(parents=True, exist_ok=True)
-        for path in sorted((SAMPLE / folder).glob("*.json")):
-            shutil.copy2(path, target / path.name)
-    return Layout(root)
-
-
-def cli(capsys: pytest.CaptureFixture[str], layout: Layout, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(["--root", str(layout.root), *args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def load(layout: Layout, order_id: str) -> MintArtefact:
-    return MintArtefact.model_validate_json(layout.mint_artefact(order_id).read_bytes())
 
 
 def by_id(artefact: MintArtefact) -> dict[str, Alfa]:

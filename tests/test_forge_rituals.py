@@ -5,12 +5,11 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from toyfoundry.cli import main
+from tests.support import build, cli, make_project
 from toyfoundry.forge.adapter import OutboxManifest
 from toyfoundry.forge.doctrine import DoctrineEntry, IndexLine, object_path, read_index
 from toyfoundry.forge.mint import mint_order
@@ -28,28 +27,6 @@ from toyfoundry.store.layout import Layout
 SAMPLE = Path(__file__).resolve().parents[1] / "exchange"
 ORDERS = ["2025-10-12-005", "2025-10-20-011", "2025-10-27-014", "2025-10-28-002"]
 PILOT, EXPANSION, OPERATIONAL, BUNNY = ORDERS
-
-
-def make_project(root: Path) -> Layout:
-    for folder in ("recipes", "checkpoints", "orders"):
-        target = root / "exchange" / folder
-        target.mkdir(parents=True, exist_ok=True)
-        for path in sorted((SAMPLE / folder).glob("*.json")):
-            shutil.copy2(path, target / path.name)
-    return Layout(root)
-
-
-def cli(capsys: pytest.CaptureFixture[str], layout: Layout, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(["--root", str(layout.root), *args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def build(layout: Layout, *order_ids: str) -> None:
-    for order_id in order_ids:
-        mint_order(layout, order_id)
-        run_rituals(layout, order_id)
 
 
 def rituals_of(layout: Layout, order_id: str) -> RitualsArtefact:
