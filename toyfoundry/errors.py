@@ -5,6 +5,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def _escape(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte of a file name that is not UTF-8 (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return char.encode("unicode_escape").decode("ascii")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters and undecodable bytes escaped.
+
+    File names and keys come from the untrusted exchange: a newline would split
+    one problem into two lines (or forge one), a terminal escape would rewrite
+    the screen, and a lone surrogate cannot even be printed to a UTF-8 stream.
+    """
+    return text if text.isprintable() else "".join(map(_escape_if_needed, text))
+
+
+def _escape_if_needed(char: str) -> str:
+    return char if char.isprintable() else _escape(char)
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One thing wrong with one file: printed as a single `PATH: FIELD: REASON` line."""
@@ -15,7 +36,7 @@ class Problem:
 
     def __str__(self) -> str:
         reason = " ".join(self.reason.split())
-        return f"{self.path}: {self.field or '-'}: {reason}"
+        return f"{printable(self.path)}: {printable(self.field or '-')}: {printable(reason)}"
 
     def as_dict(self) -> dict[str, str]:
         return {"path": self.path, "field": self.field, "reason": self.reason}

@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import orjson
 from pydantic import ValidationError
 
 from toyfoundry.errors import Problem
@@ -88,9 +89,40 @@ def read_index(layout: Layout) -> tuple[list[IndexLine], list[Problem]]:
     return entries, problems
 
 
+#: index path -> (inode, bytes consumed, digests seen): the index is read once per process
+#: and then only its new tail, so archiving stays O(new entries), not O(history).
+_seen: dict[Path, tuple[int, int, set[str]]] = {}
+
+
+def indexed_digests(layout: Layout) -> set[str]:
+    """The digests the index holds; lines that do not parse are left to `verify` to report."""
+    path = layout.doctrine_index
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        _seen.pop(path, None)
+        return set()
+    inode, offset, known = _seen.get(path, (st.st_ino, 0, set()))
+    if inode != st.st_ino or st.st_size < offset:
+        offset, known = 0, set()
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        data = handle.read()
+    end = data.rfind(b"\n") + 1
+    for line in data[:end].splitlines():
+        try:
+            digest = orjson.loads(line).get("sha256")
+        except (orjson.JSONDecodeError, AttributeError):
+            continue
+        if isinstance(digest, str):
+            known.add(digest)
+    _seen[path] = (st.st_ino, offset + end, known)
+    return known
+
+
 def archive(layout: Layout, entries: Iterable[DoctrineEntry]) -> list[str]:
     """Store each entry (a no-op for one already archived); its content hash, in order."""
-    indexed = {e.sha256 for e in read_index(layout)[0]}
+    indexed = set(indexed_digests(layout))
     digests, lines = [], []
     for entry in entries:
         data = dumps_canonical(entry)

@@ -29,8 +29,10 @@ never skipped silently). Installing, removing or upgrading a plugin changes
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 
 from toyfoundry.errors import FoundryError
@@ -52,7 +54,13 @@ class Plugin:
 
 
 def _entry_points() -> list[EntryPoint]:
-    return sorted(entry_points(group=GROUP), key=lambda ep: (ep.name, ep.value))
+    return list(_entry_points_on(tuple(sys.path)))
+
+
+@cache
+def _entry_points_on(search_path: tuple[str, ...]) -> tuple[EntryPoint, ...]:
+    """Scanning installed distributions costs milliseconds; do it once per import path."""
+    return tuple(sorted(entry_points(group=GROUP), key=lambda ep: (ep.name, ep.value)))
 
 
 def plugin_signatures() -> list[str]:

@@ -71,6 +71,7 @@ class FoundryDB:
             ) from None
         self._cache: dict[str, dict[str, Any]] = {}
         self._dirty: set[str] = set()
+        self._loaded = False
         _current = self
 
     # --- doit's backend interface ---
@@ -78,13 +79,14 @@ class FoundryDB:
         return self._task(task_id).get(dependency)
 
     def _task(self, task_id: str) -> dict[str, Any]:
+        if not self._loaded:
+            # one query for every record: doit asks about each task anyway
+            for tid, text in self._conn.execute("select task_id, task_data from doit"):
+                self._cache.setdefault(tid, self.codec.decode(text))
+            self._loaded = True
         data = self._cache.get(task_id)
         if data is None:
-            row = self._conn.execute(
-                "select task_data from doit where task_id = ?", (task_id,)
-            ).fetchone()
-            data = self.codec.decode(row[0]) if row else {}
-            self._cache[task_id] = data
+            data = self._cache[task_id] = {}
         return data
 
     def set(self, task_id: str, dependency: str, value: Any) -> None:
@@ -99,10 +101,7 @@ class FoundryDB:
         self._dirty.discard(task_id)
 
     def in_(self, task_id: str) -> bool:
-        if self._cache.get(task_id):
-            return True
-        row = self._conn.execute("select 1 from doit where task_id = ?", (task_id,)).fetchone()
-        return row is not None
+        return bool(self._task(task_id))
 
     def dump(self) -> None:
         """Flush what is left and close; doit calls this once when a command ends."""

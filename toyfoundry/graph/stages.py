@@ -10,8 +10,8 @@ the bytes come out equal. Mint also covers the installed validator plugins.
 
 from __future__ import annotations
 
-import ast
 import hashlib
+import re
 from functools import cache
 from pathlib import Path
 
@@ -41,25 +41,34 @@ def _source(module: str) -> Path | None:
     return None
 
 
-def _imports(module: str, path: Path) -> set[str]:
-    """The `toyfoundry.*` modules a module imports, with each package on the way."""
+_IMPORT = re.compile(
+    r"^[ \t]*(?:from[ \t]+(toyfoundry(?:\.\w+)*)[ \t]+import[ \t]+(\([^)]*\)|[\w \t,]+)"
+    r"|import[ \t]+(toyfoundry(?:\.\w+)*))",
+    re.MULTILINE,
+)
+
+
+@cache
+def _imports(module: str, path: Path) -> frozenset[str]:
+    """The `toyfoundry.*` modules a module imports (at any depth), with each package on the way.
+
+    A regular expression over the source, not an AST walk: the package imports only
+    absolutely, and this runs on every doit invocation.
+    """
     found: set[str] = set()
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
-        names: list[str] = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*anchor, *([base] if base else [])])
-            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
-        for name in names:
-            if name == "toyfoundry" or name.startswith("toyfoundry."):
-                parts = name.split(".")
-                found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-    return found
+    for match in _IMPORT.finditer(path.read_text(encoding="utf-8")):
+        base, names, plain = match.groups()
+        candidates = [plain] if plain else [base]
+        if names:
+            candidates += [
+                f"{base}.{n.split()[0]}"  # `name as alias` -> name
+                for n in names.replace("(", " ").replace(")", " ").split(",")
+                if n.strip()
+            ]
+        for name in candidates:
+            parts = name.split(".")
+            found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return frozenset(found)
 
 
 @cache

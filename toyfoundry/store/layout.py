@@ -20,13 +20,14 @@ class UnsafeIdError(ValueError):
 
 
 def check_order_id(value: str) -> str:
-    if not isinstance(value, str) or not ORDER_ID_RE.match(value):
+    # fullmatch, not match: `$` also matches before a trailing newline ("X\n.json").
+    if not isinstance(value, str) or not ORDER_ID_RE.fullmatch(value):
         raise UnsafeIdError(f"not an order id (YYYY-MM-DD-NNN): {value!r:.80}")
     return value
 
 
 def check_slug(value: str) -> str:
-    if not isinstance(value, str) or not SLUG_RE.match(value):
+    if not isinstance(value, str) or not SLUG_RE.fullmatch(value):
         raise UnsafeIdError(f"not a lower-case slug: {value!r:.80}")
     return value
 
