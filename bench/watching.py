@@ -123,7 +123,7 @@ def fresh(project: Path, order_id: str) -> bool:
     return report.exists() and part.exists()
 
 
-def drop(project: Path, session: Session, n: int, k: int, timeout: float = 600) -> float:
+def drop(project: Path, session: Session, n: int, k: int, timeout: float = 120) -> float:
     """Write order n + k and return the seconds until its report and exports are fresh."""
     started = time.perf_counter()
     order_id = workload.extra(project, n, k)
@@ -132,7 +132,8 @@ def drop(project: Path, session: Session, n: int, k: int, timeout: float = 600) 
         if session.proc.poll() is not None:
             raise session.exited()
         if time.perf_counter() > deadline:
-            raise TimeoutError(f"order {order_id} never came out fresh")
+            said = " | ".join(line.strip() for line in session.lines[-3:])
+            raise TimeoutError(f"order {order_id} never came out fresh; the watcher said: {said}")
         time.sleep(POLL)
     return time.perf_counter() - started
 

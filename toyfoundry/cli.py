@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from toyfoundry import __version__
-from toyfoundry.errors import FoundryError, UsageError
+from toyfoundry.errors import FoundryError, UsageError, os_error_line
 from toyfoundry.store.layout import Layout
 
 
@@ -91,9 +91,9 @@ def _selected(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _log_crash() -> Path | None:
+def _log_crash(root: str | None) -> Path | None:
     try:
-        folder = Layout.discover().logs_dir
+        folder = Layout.discover(root).logs_dir
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "crash.log"
         with path.open("a", encoding="utf-8") as handle:
@@ -106,9 +106,11 @@ def _log_crash() -> Path | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, dispatch, and map every outcome to an exit code: 0 ok, 1 failed, 2 usage, 3 crash."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    root: str | None = None  # the project given by --root: its .toyfoundry/ gets the crash log
     try:
         parser = build_parser(_selected(argv))
         args = parser.parse_args(argv)
+        root = args.root
         if not args.command:
             parser.print_help()
             return EXIT_USAGE
@@ -125,8 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
+    except OSError as exc:
+        print(os_error_line(exc), file=sys.stderr)
+        return EXIT_FAILED
     except Exception as exc:
-        log = _log_crash()
+        log = _log_crash(root)
         where = f" (details in {log})" if log else ""
         print(f"toyfoundry: unexpected error: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
         return EXIT_CRASH

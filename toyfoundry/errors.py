@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 
 def _escape(char: str) -> str:
-    code = ord(char)
-    if 0xDC80 <= code <= 0xDCFF:  # a byte of a file name that is not UTF-8 (surrogateescape)
-        return f"\\x{code - 0xDC00:02x}"
+    if char.isprintable():
+        return char
+    if 0xDC80 <= ord(char) <= 0xDCFF:  # a byte of a file name that is not UTF-8 (surrogateescape)
+        return f"\\x{ord(char) - 0xDC00:02x}"
     return char.encode("unicode_escape").decode("ascii")
 
 
 def printable(text: str) -> str:
     """`text` with control characters and undecodable bytes escaped.
 
-    File names and keys come from the untrusted exchange: a newline would split
-    one problem into two lines (or forge one), a terminal escape would rewrite
-    the screen, and a lone surrogate cannot even be printed to a UTF-8 stream.
+    Names and keys come from the untrusted exchange: a newline would split one
+    problem into two lines (or forge one), a terminal escape would rewrite the
+    screen, and a lone surrogate cannot even be printed to a strict UTF-8 stream.
     """
-    return text if text.isprintable() else "".join(map(_escape_if_needed, text))
-
-
-def _escape_if_needed(char: str) -> str:
-    return char if char.isprintable() else _escape(char)
+    return text if text.isprintable() else "".join(map(_escape, text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +62,14 @@ class ExchangeError(FoundryError):
 
 class UsageError(Exception):
     """The command line itself was wrong: exit 2."""
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for a failure of the system under us (full disk, I/O error): not a bug, not a log.
+
+    A failed fsync or write is never retried in the same process; the next run
+    starts over from the last durable state.
+    """
+    name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+    where = f": {printable(str(exc.filename))}" if exc.filename else ""
+    return f"toyfoundry: error: {name}: {exc.strerror or exc}{where}"

@@ -67,12 +67,15 @@ def run(args: argparse.Namespace, layout: Layout) -> int:
         rescan=args.rescan,
         initial_build=not args.no_initial_build,
     )
-    print(
-        f"watch: watching {layout.exchange} (quiet {args.quiet_period:g}s,"
-        f" rescan every {args.rescan:g}s); Ctrl-C to stop",
-        flush=True,
-    )
     with stop_on_signals():
-        code = watcher.run()
-    print(f"watch: stopped after {watcher.builds} build(s)", flush=True)
+        try:
+            print(
+                f"watch: watching {layout.exchange} (quiet {args.quiet_period:g}s,"
+                f" rescan every {args.rescan:g}s); Ctrl-C to stop",
+                flush=True,
+            )
+            code = watcher.run()
+            print(f"watch: stopped after {watcher.builds} build(s)", flush=True)
+        except KeyboardInterrupt:
+            code = 0
     return code

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -17,6 +20,9 @@ from toyfoundry.store import safe_read
 from toyfoundry.store.layout import Layout, UnsafeIdError, check_order_id, check_phase, check_slug
 
 M = TypeVar("M", bound=BaseModel)
+
+#: Problems listed per file; the rest are counted in one more line.
+MAX_PROBLEMS = 20
 
 #: Which format a file has, from the exchange folder it sits in.
 KIND_BY_FOLDER: dict[str, str] = {
@@ -84,16 +90,29 @@ def _reason(error: Any) -> str:
     return message
 
 
-def pydantic_problems(path: str, error: ValidationError) -> list[Problem]:
-    out = []
-    for item in error.errors(include_url=False):
-        loc = ".".join(str(p) for p in item.get("loc", ())) or "-"
-        out.append(Problem(path, loc, _reason(item)))
+def _capped(path: str, problems: Iterator[Problem]) -> list[Problem]:
+    """At most MAX_PROBLEMS lines per file: a 1 MiB file of unknown keys must not become
+    60,000 lines in every artefact, report and ledger record that carries its problems."""
+    out = list(islice(problems, MAX_PROBLEMS))
+    more = sum(1 for _ in problems)
+    if more:
+        out.append(Problem(path, "-", f"{more} more problem(s) not listed"))
     return out
 
 
+def pydantic_problems(path: str, error: ValidationError) -> list[Problem]:
+    items = error.errors(include_url=False)
+    return _capped(
+        path,
+        (
+            Problem(path, ".".join(str(p) for p in item.get("loc", ())) or "-", _reason(item))
+            for item in items
+        ),
+    )
+
+
 def schema_problems(kind: str, path: str, document: Any) -> list[Problem]:
-    return [Problem(path, f, m) for f, m in schemas.iter_errors(kind, document)]
+    return _capped(path, (Problem(path, f, m) for f, m in schemas.iter_errors(kind, document)))
 
 
 def settings(layout: Layout) -> Settings:
@@ -124,10 +143,15 @@ class Exchange:
         self.max_depth = conf.max_depth
         self.settings = conf
         self._cache: dict[tuple[str, Path], Loaded[Any]] = {}
+        #: sha256 of the bytes each file had when this read took them: what a build used,
+        #: even if the file changes before anyone hashes it again.
+        self.digests: dict[Path, str] = {}
 
     def read_document(self, path: Path) -> tuple[Any, list[Problem]]:
         try:
-            data = safe_read.read_json(path, max_bytes=self.max_bytes, max_depth=self.max_depth)
+            raw = safe_read.read_bytes(path, max_bytes=self.max_bytes)
+            self.digests[path] = hashlib.sha256(raw).hexdigest()
+            data = safe_read.parse_json(raw, source=str(path), max_depth=self.max_depth)
         except safe_read.ReadError as exc:
             p = exc.problem
             return None, [Problem(display(self.layout, path), p.field, p.reason)]
@@ -169,7 +193,8 @@ class Exchange:
         if kind == "checkpoint":
             return rules.checkpoint_rules(model, shown, stem)
         if kind == "review":
-            return rules.review_rules(model, shown, stem)
+            order = self.order(model.order_id).model
+            return rules.review_rules(model, shown, stem, order.batch_size if order else None)
         return []
 
     def _recipe_for(self, recipe_id: str, shown: str) -> list[Problem]:

@@ -113,7 +113,10 @@ def checkpoint_rules(checkpoint: Checkpoint, path: str, stem: str) -> list[Probl
     return []
 
 
-def review_rules(review: Review, path: str, stem: str) -> list[Problem]:
+def review_rules(
+    review: Review, path: str, stem: str, batch_size: int | None = None
+) -> list[Problem]:
+    """`batch_size`: of the reviewed order when it loads, so a slot past the batch is caught here."""
     out = []
     if review.order_id != stem:
         out.append(
@@ -127,6 +130,15 @@ def review_rules(review: Review, path: str, stem: str) -> list[Problem]:
                     path,
                     f"decisions.{i}.alfa_id",
                     f"{decision.alfa_id!r} is not an Alfa of order {review.order_id}",
+                )
+            )
+        elif batch_size is not None and int(decision.alfa_id.split(".a")[1][:3]) >= batch_size:
+            out.append(
+                Problem(
+                    path,
+                    f"decisions.{i}.alfa_id",
+                    f"{decision.alfa_id!r} is not an Alfa of order {review.order_id}"
+                    f" (its batch has {batch_size} slots)",
                 )
             )
         if decision.alfa_id in seen:

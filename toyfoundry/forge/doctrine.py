@@ -131,6 +131,8 @@ def archive(layout: Layout, entries: Iterable[DoctrineEntry]) -> list[str]:
         path = object_path(layout, digest)
         if not path.exists() and not path.is_symlink():
             write_atomic(path, data)
+        if not path.is_symlink() and path.stat().st_mode & 0o222:
+            # also when a killed archive renamed the object in but never made it read-only
             os.chmod(path, 0o444)
         if digest not in indexed:
             indexed.add(digest)

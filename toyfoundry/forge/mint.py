@@ -264,10 +264,15 @@ def file_digest(path: Path, max_bytes: int | None = None) -> str | None:
 
 
 def input_digests(
-    layout: Layout, inputs: MintInputs, max_bytes: int | None = None
+    layout: Layout,
+    inputs: MintInputs,
+    max_bytes: int | None = None,
+    exchange: Exchange | None = None,
 ) -> dict[str, str | None]:
+    """Digests of the inputs as `exchange` read them (the bytes a mint used), else as they are."""
     paths = [*inputs.present, *inputs.optional, *([inputs.chain] if inputs.chain else [])]
-    return {display(layout, p): file_digest(p, max_bytes) for p in paths}
+    read = exchange.digests if exchange is not None else {}
+    return {display(layout, p): read.get(p) or file_digest(p, max_bytes) for p in paths}
 
 
 # --------------------------------------------------------------------------- composing a batch
@@ -590,7 +595,8 @@ def mint_order(
         artefact = _refused_artefact(order_id, ctx, refused)
     else:
         artefact = _built_artefact(order_id, ctx, batch)
-    artefact = artefact.model_copy(update={"inputs": input_digests(layout, inputs, ex.max_bytes)})
+    digests = input_digests(layout, inputs, ex.max_bytes, ex)
+    artefact = artefact.model_copy(update={"inputs": digests})
     if not force_dry_run:
         write_json_atomic(layout.mint_artefact(order_id), artefact)
     Ledger(layout.mint_ledger).append(mint_records(artefact))

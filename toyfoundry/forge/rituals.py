@@ -43,7 +43,7 @@ from toyfoundry.errors import FoundryError, Problem
 from toyfoundry.exchange.loader import Exchange, display
 from toyfoundry.forge import adapter, doctrine
 from toyfoundry.forge import chain as chains
-from toyfoundry.forge.mint import input_digests, mint_inputs, read_mint
+from toyfoundry.forge.mint import input_digests, mint_inputs, mint_order, read_mint
 from toyfoundry.forge.space import Space, space_key
 from toyfoundry.forge.validators import matches
 from toyfoundry.formats.models import (
@@ -270,21 +270,15 @@ def _records(
     ]
 
 
-def _check_fresh(
+def _stale_inputs(
     layout: Layout, exchange: Exchange, mint: MintArtefact, previous: str | None
-) -> None:
-    """Refuse to run rituals on a mint artefact older than its inputs (the CLI's safety net)."""
+) -> list[str]:
+    """The inputs that changed since the mint artefact was made from them (none: it is fresh)."""
     inputs = mint_inputs(layout, exchange, mint.order_id, previous=previous)
-    current = input_digests(layout, inputs, exchange.max_bytes)
-    if current != mint.inputs:
-        changed = sorted(
-            k for k in set(current) | set(mint.inputs) if current.get(k) != mint.inputs.get(k)
-        )
-        shown = display(layout, layout.mint_artefact(mint.order_id))
-        raise FoundryError(
-            f"{shown}: inputs: is older than {', '.join(changed)};"
-            f" run `toyfoundry mint {mint.order_id}` first"
-        )
+    current = input_digests(layout, inputs, exchange.max_bytes, exchange)
+    return sorted(
+        k for k in set(current) | set(mint.inputs) if current.get(k) != mint.inputs.get(k)
+    )
 
 
 @dataclass
@@ -338,6 +332,7 @@ def run_rituals(
     exchange: Exchange | None = None,
     force_dry_run: bool = False,
     previous: chains.Previous = chains.AUTO,
+    remint_stale: bool = False,
 ) -> RitualsArtefact:
     """Run the order's rituals (or just `only`) on its minted batch and hand on its chain.
 
@@ -345,6 +340,10 @@ def run_rituals(
     and appends one ritual-ledger line per ritual invoked. With `force_dry_run`
     the rituals run as logged stubs and nothing is written but the ledger.
     `previous`: the previous order of the recipe's chain, when the caller knows it.
+    A mint artefact older than its inputs is refused (the CLI's safety net), or,
+    with `remint_stale` (the graph), minted again first: an input written while
+    the build ran may already be recorded by doit as minted (it hashes file deps
+    after the task), so refusing would fail every later build too.
     """
     ex = exchange or Exchange(layout)
     try:
@@ -360,7 +359,16 @@ def run_rituals(
             f"{shown}: -: order {order_id} is not minted yet; run `toyfoundry mint {order_id}`"
         )
     before = chains.resolve_previous(ex, order_id, previous)
-    _check_fresh(layout, ex, mint, before)
+    stale = _stale_inputs(layout, ex, mint, before)
+    if stale and remint_stale:
+        ex = Exchange(layout)
+        mint = mint_order(layout, order_id, exchange=ex, previous=before)
+    elif stale:
+        shown = display(layout, layout.mint_artefact(order_id))
+        raise FoundryError(
+            f"{shown}: inputs: is older than {', '.join(stale)};"
+            f" run `toyfoundry mint {order_id}` first"
+        )
     order = ex.order(order_id).model
     effective = order.effective_rituals() if order is not None else RITUALS
     selected = [only] if only is not None else _closure(effective)
@@ -379,7 +387,7 @@ def run_rituals(
         return artefact
 
     recipe = ex.recipe(mint.recipe or "").require()
-    if start is None:  # a minted order always parses; a changed file is caught by _check_fresh
+    if start is None:  # a minted order always parses; a changed file is caught by _stale_inputs
         raise FoundryError(f"order {order_id} belongs to no chain")
     if only is None:
         ran = set(selected)

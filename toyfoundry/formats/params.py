@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 from toyfoundry.formats.models import EnumParam, FloatParam, IntParam, ParamValue
 
@@ -15,7 +16,12 @@ MAX_FLOAT_STEPS = 1_000_000
 def float_count(spec: FloatParam) -> int:
     if spec.max < spec.min:
         return 0
-    return math.floor((spec.max - spec.min) / spec.step + 1e-9) + 1
+    steps = (spec.max - spec.min) / spec.step
+    if not math.isfinite(steps):
+        # a range wider than a float can hold (say -1e308 to 1e308): count it exactly; it is
+        # enormous, and the recipe rules refuse it by that count
+        return math.floor((Fraction(spec.max) - Fraction(spec.min)) / Fraction(spec.step)) + 1
+    return math.floor(steps + 1e-9) + 1
 
 
 def cardinality(spec: ParamSpecT) -> int:
@@ -47,6 +53,8 @@ def index_of(spec: ParamSpecT, value: ParamValue) -> int | None:
         if not math.isfinite(value) or value < spec.min - 1e-9 or value > spec.max + 1e-9:
             return None
         position = (value - spec.min) / spec.step
+        if not math.isfinite(position):
+            return None
         nearest = round(position)
         return nearest if abs(position - nearest) < 1e-6 else None
     if not isinstance(value, str):

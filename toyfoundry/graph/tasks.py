@@ -18,7 +18,7 @@ from typing import Any
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from toyfoundry.errors import FoundryError
+from toyfoundry.errors import FoundryError, Problem, os_error_line
 from toyfoundry.graph import plan as planning
 from toyfoundry.graph.stages import fingerprint
 from toyfoundry.store.layout import Layout
@@ -40,12 +40,15 @@ def rel(layout: Layout, path: Path) -> str:
 
 
 def _guard(fn: Any, *args: Any) -> TaskFailed | None:
-    """Run an action; a user-level failure becomes one line, not a traceback."""
+    """Run an action; a user-level or storage failure becomes one line, not a traceback."""
     try:
         fn(*args)
     except FoundryError as exc:
         print(str(exc), file=sys.stderr)
         return TaskFailed(str(exc))
+    except OSError as exc:
+        print(os_error_line(exc), file=sys.stderr)
+        return TaskFailed(os_error_line(exc))
     return None
 
 
@@ -61,7 +64,9 @@ def mint_action(root: str, order_id: str, previous: str | None) -> TaskFailed | 
 def rituals_action(root: str, order_id: str, previous: str | None) -> TaskFailed | None:
     from toyfoundry.forge.rituals import run_rituals
 
-    return _guard(lambda: run_rituals(Layout(Path(root)), order_id, previous=previous))
+    return _guard(
+        lambda: run_rituals(Layout(Path(root)), order_id, previous=previous, remint_stale=True)
+    )
 
 
 def report_action(root: str, order_id: str) -> TaskFailed | None:
@@ -76,8 +81,8 @@ def report_action(root: str, order_id: str) -> TaskFailed | None:
 
     artefact = MintArtefact.model_validate_json(layout.mint_artefact(order_id).read_bytes())
     if artefact.status == "rejected":
-        lines = [f"{p.path}: {p.field}: {p.reason}" for p in artefact.problems] or [
-            f"{rel(layout, layout.order_file(order_id))}: -: {artefact.reason}"
+        lines = [str(Problem(p.path, p.field, p.reason)) for p in artefact.problems] or [
+            str(Problem(rel(layout, layout.order_file(order_id)), "-", artefact.reason))
         ]
         for line in lines:
             print(line, file=sys.stderr)
@@ -198,7 +203,8 @@ def task_rituals() -> Iterator[Task]:
             ],
             "targets": [
                 rel(layout, layout.rituals_artefact(node.order_id)),
-                rel(layout, layout.chain_file(node.order_id)),
+                # an order whose file does not parse is in no chain and hands on no chain.json
+                *([rel(layout, layout.chain_file(node.order_id))] if node.recipe else []),
             ],
             "uptodate": [config_changed(code)],
             "clean": True,

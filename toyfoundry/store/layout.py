@@ -7,9 +7,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-ORDER_ID_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{3}$")
-SLUG_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-ALFA_ID_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{3}\.a[0-9]{3}(r[0-9]{1,3})?$")
+# `\Z`, not `$`: in Python `$` also matches before a trailing newline, and a file named
+# "2025-10-12-005\n.json" must not pass for an order id.
+ORDER_ID_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{3}\Z")
+SLUG_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
+ALFA_ID_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{3}\.a[0-9]{3}(r[0-9]{1,3})?\Z")
 PHASES = ("pilot", "expansion", "operational")
 #: Exchange folders the foundry writes to; everything else under exchange/ is input only.
 OWNED_EXCHANGE_AREAS = ("reports", "outbox")
@@ -20,14 +22,13 @@ class UnsafeIdError(ValueError):
 
 
 def check_order_id(value: str) -> str:
-    # fullmatch, not match: `$` also matches before a trailing newline ("X\n.json").
-    if not isinstance(value, str) or not ORDER_ID_RE.fullmatch(value):
+    if not isinstance(value, str) or not ORDER_ID_RE.match(value):
         raise UnsafeIdError(f"not an order id (YYYY-MM-DD-NNN): {value!r:.80}")
     return value
 
 
 def check_slug(value: str) -> str:
-    if not isinstance(value, str) or not SLUG_RE.fullmatch(value):
+    if not isinstance(value, str) or not SLUG_RE.match(value):
         raise UnsafeIdError(f"not a lower-case slug: {value!r:.80}")
     return value
 

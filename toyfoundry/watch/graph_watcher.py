@@ -197,59 +197,50 @@ def run_graph(
 # --------------------------------------------------------------------------- what a change affects
 
 
-def _later(plan: planning.Plan, recipe: str, after: str | None) -> set[str]:
-    return {
-        n.order_id
-        for n in plan.orders
-        if n.recipe == recipe and (after is None or n.order_id > after)
-    }
-
-
 def affected_orders(
     layout: Layout,
     changes: Iterable[Change],
     old: planning.Plan | None,
     new: planning.Plan,
 ) -> set[str]:
-    """Orders of the new plan whose tasks a set of input changes may make stale."""
+    """Orders of the new plan whose tasks a set of input changes may make stale.
+
+    An order is affected when a changed file is one its mint reads (the plan's
+    `mint_inputs`: its order file, recipe, checkpoint, review, sprint peers), and
+    then so are the later orders of its recipe, which chain on it. The folder
+    rules cover files an order no longer lists (a deleted order or review).
+    """
     new_nodes = {n.order_id: n for n in new.orders}
     old_nodes = {n.order_id: n for n in old.orders} if old is not None else {}
+    paths = {c.path for c in changes}
     out: set[str] = set()
-    touched: set[str] = set()
-    for change in changes:
+
+    def chain_from(order_id: str, recipe: str | None) -> None:
+        if order_id in new_nodes:
+            out.add(order_id)
+        if recipe:
+            out.update(
+                n.order_id for n in new.orders if n.recipe == recipe and n.order_id > order_id
+            )
+
+    for node in new.orders:
+        if paths.intersection(getattr(node, "mint_inputs", ())):
+            chain_from(node.order_id, node.recipe)
+    for path in paths:
         try:
-            folder, name = change.path.relative_to(layout.exchange).parts[-2:]
+            folder, name = path.relative_to(layout.exchange).parts[-2:]
         except ValueError:
             continue
         stem = name.removesuffix(".json")
-        if folder == "orders":
-            touched.add(stem)
-            if stem in new_nodes:
-                out.add(stem)
+        if folder in ("orders", "reviews"):
             # an edited order may have moved between recipes: both chains are affected
-            for node in (old_nodes.get(stem), new_nodes.get(stem)):
-                if node is not None and node.recipe:
-                    out |= _later(new, node.recipe, stem)
+            for known in (old_nodes.get(stem), new_nodes.get(stem)):
+                if known is not None:
+                    chain_from(stem, known.recipe)
         elif folder == "recipes":
-            out |= _later(new, stem, None)
+            out.update(n.order_id for n in new.orders if n.recipe == stem)
         elif folder == "checkpoints":
-            out |= {n.order_id for n in new.orders if n.phase == stem}
-        elif folder == "reviews":
-            node = new_nodes.get(stem)
-            if node is not None:
-                out.add(stem)
-                if node.recipe:
-                    out |= _later(new, node.recipe, stem)
-    # experimental orders read their sprint peers' order files (the sprint quota)
-    grown = True
-    while grown:
-        grown = False
-        for node in new.orders:
-            if node.order_id not in out and set(node.sprint_peers) & (out | touched):
-                out.add(node.order_id)
-                if node.recipe:
-                    out |= _later(new, node.recipe, node.order_id)
-                grown = True
+            out.update(n.order_id for n in new.orders if n.phase == stem)
     return out & set(new_nodes)
 
 
@@ -349,7 +340,8 @@ class GraphWatcher:
         err: TextIO | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
-        self.layout = layout
+        # the graph's plan names files from the resolved working folder: compare like with like
+        self.layout = layout = Layout(layout.root.resolve())
         self.dodo = dodo
         self.source: EventSource = source or WatchdogSource()
         self.rescan = rescan
@@ -369,7 +361,9 @@ class GraphWatcher:
             clock=clock,
         )
         self.hints = Hints(quiet=quiet, max_delay=max_delay, accept=self.relevant, clock=clock)
-        self.lock = FoundryLock(layout.lock_file, purpose="toyfoundry watch", wait_message=self._say)
+        self.lock = FoundryLock(
+            layout.lock_file, purpose="toyfoundry watch", wait_message=self._say
+        )
         self.cycles = 0
         self.builds = 0
         self._plan: planning.Plan | None = None

@@ -393,7 +393,9 @@ class StableScanner:
             result.retry_after = max(0.05, min(waits))
         return result
 
-    def _examine(self, path: Path, observed: FileState, now: float) -> tuple[FileState | None, float]:
+    def _examine(
+        self, path: Path, observed: FileState, now: float
+    ) -> tuple[FileState | None, float]:
         """(state, 0) when complete; (None, seconds to wait) while it may still be written."""
         if observed.kind != "regular":
             # renames and link creation are atomic: there is nothing to wait for

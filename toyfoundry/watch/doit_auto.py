@@ -1,0 +1,438 @@
+"""`doit auto [TASK ...]`: re-run doit tasks whenever their inputs change, on watchdog.
+
+doit's own `auto` moved to the doit-auto1 plugin, built on pyinotify, which no
+longer imports on Python 3.12+. This command takes its place for any dodo.py
+project once Toyfoundry is installed (entry point group `doit.COMMAND`).
+
+Like the original, each cycle runs in a forked child and the parent never loads
+the tasks: every cycle imports the dodo afresh, so a new input file that adds
+tasks (a new order) is in the next task list, and no module cache of one run
+leaks into the next. The child runs the tasks, prints one line, then watches
+the folders of the selected tasks' file deps (so a new file in them is seen),
+the folders a task lists in `watch`, and the dodo file itself. It ignores the
+tasks' targets, the dependency DB, hidden and temporary names, and the
+`--ignore` patterns (by default the foundry's own outputs). After a quiet
+period without events it reports what changed to the parent and exits, and the
+parent starts the next cycle. A periodic rescan catches events that never came.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from doit.cmd_base import DoitCmdBase, tasks_and_deps_iter
+from doit.cmd_run import Run
+from doit.exceptions import InvalidCommand, InvalidDodoFile, InvalidTask
+
+from toyfoundry.store.safe_read import is_skipped_name
+from toyfoundry.watch.observer import Hints, WatchdogSource, WatchRoot, stop_on_signals
+
+#: The foundry's own outputs; harmless in other projects, and replaceable with `--ignore`.
+DEFAULT_IGNORE = [".toyfoundry/*", "exchange/reports/*", "exchange/outbox/*"]
+#: A file's mtime comes from the kernel's coarse clock, which may lag `time.time_ns()` this much.
+_CLOCK_SLACK_NS = 20_000_000
+_SHOWN = 3
+
+opt_quiet = {
+    "name": "quiet_period",
+    "short": "",
+    "long": "quiet-period",
+    "type": float,
+    "default": 0.2,
+    "help": "re-run once no change came for this many seconds [default: %(default)s]",
+}
+opt_max_delay = {
+    "name": "max_delay",
+    "short": "",
+    "long": "max-delay",
+    "type": float,
+    "default": 2.0,
+    "help": "re-run at the latest this many seconds after the first change [default: %(default)s]",
+}
+opt_rescan = {
+    "name": "rescan",
+    "short": "",
+    "long": "rescan",
+    "type": float,
+    "default": 5.0,
+    "help": "compare the watched files this often, in case an event was missed "
+    "[default: %(default)s]",
+}
+opt_ignore = {
+    "name": "ignore",
+    "short": "",
+    "long": "ignore",
+    "type": list,
+    "default": DEFAULT_IGNORE,
+    "help": "comma-separated patterns (relative to the dodo folder, `*` spans folders) "
+    "whose changes never trigger a run [default: %(default)s]",
+}
+opt_success = {
+    "name": "success_callback",
+    "short": "",
+    "long": "success",
+    "type": str,
+    "default": "",
+    "help": "shell command to run after a cycle whose tasks all succeeded",
+}
+opt_failure = {
+    "name": "failure_callback",
+    "short": "",
+    "long": "failure",
+    "type": str,
+    "default": "",
+    "help": "shell command to run after a cycle with a failed task",
+}
+
+
+Entry = tuple[int, int, int] | None
+#: How an entry of a watched folder that is no file dep is remembered: only that it exists.
+_PRESENT: Entry = (0, 0, 0)
+
+
+def _stat_key(path: Path) -> Entry:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def _names(folders: Iterable[Path]) -> dict[Path, set[str]]:
+    out = {}
+    for folder in folders:
+        try:
+            out[folder] = set(os.listdir(folder))
+        except OSError:
+            out[folder] = set()
+    return out
+
+
+@dataclass
+class WatchSet:
+    """What one cycle watches, and which paths under it never count as a change.
+
+    A file dep counts when it changes at all; another entry of a file dep's folder
+    counts only when it appears or disappears (a new input file), so a log file
+    that merely grows next to the inputs does not start a run.
+    """
+
+    root: Path
+    files: set[Path] = field(default_factory=set)
+    folders: set[Path] = field(default_factory=set)
+    trees: set[Path] = field(default_factory=set)
+    targets: set[Path] = field(default_factory=set)
+    dep_file: Path | None = None
+    ignore: Sequence[str] = ()
+    baseline: dict[Path, Entry] = field(default_factory=dict)
+
+    def add_file(self, path: Path, *, folder: bool = True) -> None:
+        if self.ignored(path):
+            return
+        self.files.add(path)
+        if folder:
+            self.folders.add(path.parent)
+
+    def dirs(self) -> set[Path]:
+        return self.folders | {f.parent for f in self.files}
+
+    def ignored(self, path: Path) -> bool:
+        if is_skipped_name(path.name) or "__pycache__" in path.parts or path in self.targets:
+            return True
+        if self.dep_file is not None and str(path).startswith(str(self.dep_file)):
+            return True
+        try:
+            rel = path.relative_to(self.root).as_posix()
+        except ValueError:
+            return False
+        return any(fnmatch.fnmatchcase(rel, pattern) for pattern in self.ignore)
+
+    def relevant(self, path: Path) -> bool:
+        """A change here may change the task list or a task's inputs."""
+        if self.ignored(path) or path in self.folders or path in self.trees:
+            # a folder's own "modified" event also fires for ignored entries (targets)
+            return False
+        if path in self.files:
+            return True
+        if path.parent in self.folders:
+            return (path in self.baseline) != os.path.lexists(path)
+        return any(path.is_relative_to(tree) for tree in self.trees)
+
+    def roots(self) -> list[WatchRoot]:
+        return [WatchRoot(f, recursive=False) for f in sorted(self.dirs())] + [
+            WatchRoot(t, recursive=True) for t in sorted(self.trees)
+        ]
+
+    def listing(self) -> dict[Path, Entry]:
+        """File deps by (mtime, size, inode), other entries by presence: compared on rescans."""
+        seen: dict[Path, Entry] = {p: _stat_key(p) for p in self.files}
+        for folder, names in _names(self.folders).items():
+            for name in names:
+                path = folder / name
+                if path not in seen and not self.ignored(path):
+                    seen[path] = _PRESENT
+        return seen
+
+    def changed_since(self, started_ns: int, before: Mapping[Path, set[str]]) -> list[Path]:
+        """What changed while the tasks ran: file deps written since `started_ns`, and
+        entries that appeared in or left a folder listed in `before`."""
+        limit = started_ns - _CLOCK_SLACK_NS
+        out = [p for p in self.files if (key := _stat_key(p)) is not None and key[0] >= limit]
+        for folder, names in _names(f for f in self.folders if f in before).items():
+            for name in names ^ before[folder]:
+                if not self.ignored(folder / name):
+                    out.append(folder / name)
+        return sorted(set(out))
+
+    def describe(self) -> str:
+        trees = f" and {len(self.trees)} tree(s)" if self.trees else ""
+        return f"watching {len(self.files)} file(s) in {len(self.dirs())} folder(s){trees}"
+
+
+def _shown(root: Path, paths: Sequence[str]) -> str:
+    if not paths or paths == ["?"]:
+        return "a change"
+    names = []
+    for raw in paths[:_SHOWN]:
+        try:
+            names.append(os.path.relpath(raw, root))
+        except ValueError:
+            names.append(raw)
+    more = f" (+{len(paths) - _SHOWN} more)" if len(paths) > _SHOWN else ""
+    return ", ".join(names) + more
+
+
+@dataclass
+class CycleOutcome:
+    code: int
+    watch: WatchSet | None
+    ran: int = 0
+    total: int = 0
+    seconds: float = 0.0
+    error: str = ""
+
+
+class Auto(DoitCmdBase):  # type: ignore[misc]
+    """doit command plugin: `doit auto [TASK ...]`."""
+
+    name = "auto"
+    doc_purpose = "automatically execute tasks when a dependency changes"
+    doc_usage = "[TASK ...]"
+    doc_description = (
+        "Runs the tasks, then watches the folders of their file dependencies and runs them\n"
+        "again after each change (the task list is reloaded every cycle, so new input\n"
+        "files are picked up). Takes `run`'s options; config from [tool.doit.commands.run]\n"
+        "applies, overridden by [tool.doit.commands.auto]. Stop with Ctrl-C or SIGTERM."
+    )
+    execute_tasks = True
+    cmd_options = (
+        *Run.cmd_options,
+        opt_quiet,
+        opt_max_delay,
+        opt_rescan,
+        opt_ignore,
+        opt_success,
+        opt_failure,
+    )
+
+    def __init__(self, task_loader: Any = None, cmds: Any = None, **kwargs: Any) -> None:
+        config = dict(kwargs.pop("config", None) or {})
+        # `auto` runs `run`: the run command's settings apply unless auto's own override them
+        config["auto"] = {**config.get("run", {}), **config.get("auto", {})}
+        super().__init__(task_loader=task_loader, cmds=cmds, config=config, **kwargs)
+        self.cmds = cmds
+
+    # --- the parent: a loop of children ---
+    def execute(self, params: Any, args: list[str]) -> int:
+        """Loop: one forked child per cycle, until Ctrl-C or SIGTERM (exit 0)."""
+        context = multiprocessing.get_context("fork")
+        cycle = 0
+        changed: list[str] = []
+        previous: tuple[list[str], list[str]] = ([], [])
+        child: Any = None
+        with stop_on_signals():
+            try:
+                while True:
+                    cycle += 1
+                    reader, writer = context.Pipe(duplex=False)
+                    child = context.Process(
+                        target=self._child,
+                        args=(params, args, cycle, changed, previous, writer),
+                        name=f"doit-auto-{cycle}",
+                    )
+                    child.start()
+                    writer.close()
+                    message = self._receive(reader, child)
+                    child.join()
+                    reader.close()
+                    if message is None:
+                        print(
+                            f"doit auto: cycle {cycle} ended unexpectedly"
+                            f" (exit code {child.exitcode}); restarting",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        if cycle == 1:
+                            return 3
+                        time.sleep(1.0)
+                        continue
+                    if message[0] == "fatal":
+                        return int(message[1])
+                    if message[0] == "stopped":
+                        return 0
+                    changed, previous = message[1], (message[2], message[3])
+            except KeyboardInterrupt:
+                self._stop(child)
+                return 0
+
+    @staticmethod
+    def _receive(reader: Connection, child: Any) -> tuple[Any, ...] | None:
+        while True:
+            ready = wait([reader, child.sentinel])
+            if reader in ready:
+                try:
+                    message: tuple[Any, ...] = reader.recv()
+                except EOFError:
+                    return None
+                return message
+            if not child.is_alive() and not reader.poll():
+                return None
+
+    @staticmethod
+    def _stop(child: Any) -> None:
+        if child is None or not child.is_alive():
+            return
+        child.terminate()
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+            child.join()
+
+    # --- the child: run once, watch, report the change ---
+    def _child(
+        self,
+        params: Any,
+        args: list[str],
+        cycle: int,
+        changed: list[str],
+        previous: tuple[list[str], list[str]],
+        conn: Connection,
+    ) -> None:
+        try:
+            started_ns = time.time_ns()
+            before = _names(Path(f) for f in previous[1])
+            outcome = self._run_once(params, args)
+            root = Path.cwd()
+            reason = "start" if cycle == 1 else f"after {_shown(root, changed)}"
+            watch = outcome.watch
+            if watch is None:
+                print(f"doit auto: cycle {cycle} ({reason}): {outcome.error}", file=sys.stderr)
+                if cycle == 1:
+                    conn.send(("fatal", outcome.code))
+                    return
+                watch = WatchSet(root, ignore=params["ignore"])
+                watch.files.update(Path(f) for f in previous[0])
+                watch.folders.update(Path(f) for f in previous[1])
+            else:
+                status = "ok" if outcome.code == 0 else f"FAILED (exit {outcome.code})"
+                print(
+                    f"doit auto: cycle {cycle} ({reason}): ran {outcome.ran} of"
+                    f" {outcome.total} task(s) in {outcome.seconds:.2f}s, {status};"
+                    f" {watch.describe()}",
+                    flush=True,
+                )
+                self._callback(params, outcome.code)
+            sys.stdout.flush()
+            paths = self._wait(params, watch, started_ns, before)
+            files, folders = sorted(map(str, watch.files)), sorted(map(str, watch.folders))
+            conn.send(("changed", paths, files, folders))
+        except KeyboardInterrupt:
+            conn.send(("stopped",))
+        finally:
+            conn.close()
+
+    def _run_once(self, params: Any, args: list[str]) -> CycleOutcome:
+        runner = Run(task_loader=self.loader, config=self.config, bin_name=self.bin_name)
+        defaults, _ = runner.cmdparser.parse([])
+        params.add_defaults(defaults)
+        started = time.perf_counter()
+        try:
+            code = int(runner.execute(params, args))
+        except (InvalidCommand, InvalidDodoFile, InvalidTask) as exc:
+            return CycleOutcome(3, None, error=f"ERROR: {exc}")
+        except Exception as exc:
+            # a dodo that fails to import (a syntax error mid-edit) must not end the watch
+            return CycleOutcome(3, None, error=f"could not load tasks: {type(exc).__name__}: {exc}")
+        seconds = time.perf_counter() - started
+        control = runner.control
+        selected = list(tasks_and_deps_iter(control.tasks, control.selected_tasks))
+        root = Path.cwd()
+        watch = WatchSet(
+            root,
+            targets={root / t for t in control.targets},
+            dep_file=(root / params["dep_file"]),
+            ignore=params["ignore"],
+        )
+        for task in selected:
+            for dep in task.file_dep:
+                watch.add_file(root / dep)
+            for entry in task.watch:
+                path = root / entry
+                if path.is_dir():
+                    watch.trees.add(path)
+                else:
+                    watch.add_file(path)
+        dodo = self.loader.namespace.get("__file__") if self.loader.namespace else None
+        if isinstance(dodo, str):
+            watch.add_file(Path(dodo).absolute(), folder=False)
+        with_actions = [t for t in selected if t.actions]
+        ran = sum(1 for t in with_actions if t.executed)
+        return CycleOutcome(code, watch, ran, len(with_actions), seconds)
+
+    @staticmethod
+    def _callback(params: Any, code: int) -> None:
+        command = params["success_callback"] if code == 0 else params["failure_callback"]
+        if command:
+            subprocess.call(command, shell=True)
+
+    @staticmethod
+    def _wait(
+        params: Any, watch: WatchSet, started_ns: int, before: Mapping[Path, set[str]]
+    ) -> list[str]:
+        """Block until a relevant change has settled; the changed paths (or "?" if unknown)."""
+        hints = Hints(
+            quiet=params["quiet_period"], max_delay=params["max_delay"], accept=watch.relevant
+        )
+        watch.baseline = start = watch.listing()
+        source = WatchdogSource()
+        source.start(watch.roots(), hints.notify)
+        try:
+            early = watch.changed_since(started_ns, before)
+            if early:
+                # changed while the tasks ran: let the writer finish, then go again
+                hints.notify(None)
+                return _paths(early + [p for p in hints.next_batch() if p is not None])
+            while True:
+                batch = hints.next_batch(time.monotonic() + params["rescan"])
+                if batch:
+                    return _paths(p for p in batch if p is not None) or ["?"]
+                now = watch.listing()
+                moved = [p for p in now.keys() | start.keys() if now.get(p) != start.get(p)]
+                if moved:
+                    return _paths(moved)
+        finally:
+            source.stop()
+
+
+def _paths(paths: Iterable[Path]) -> list[str]:
+    return sorted({str(p) for p in paths})
