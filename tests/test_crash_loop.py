@@ -107,7 +107,7 @@ def ledger_records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def check_ledgers(layout: Layout, stderr: str) -> dict[str, int]:
+def check_ledgers(layout: Layout) -> dict[str, int]:
     """Lines parse, torn fragments are set aside and reported, no record is duplicated."""
     mint = ledger_records(layout.mint_ledger)
     rituals = ledger_records(layout.ritual_ledger)
@@ -130,15 +130,17 @@ def check_ledgers(layout: Layout, stderr: str) -> dict[str, int]:
         if not torn.exists():
             continue
         shown = str(torn.relative_to(layout.root))
-        assert f"moved to {torn}" in stderr, f"the repair of {ledger.name} was not reported"
         for number, line in enumerate(torn.read_bytes().split(b"\n"), 1):
             if not line.strip():
                 continue
             torn_lines += 1
             note = json.loads(line)
             assert note["ledger"] == ledger.name and note["bytes"], note
-            if ledger != layout.doctrine_index:  # the quilt lists the telemetry ledgers' fragments
-                assert any(s.startswith(f"{shown}:{number}: ") for s in rollup["skipped"]), shown
+            # The repair warns on stderr, but the repairing process may itself be killed
+            # before it prints; the quilt lists the telemetry ledgers' fragments every time.
+            if ledger == layout.doctrine_index:
+                continue
+            assert any(s.startswith(f"{shown}:{number}: ") for s in rollup["skipped"]), shown
     return {"mint records": len(mint), "ritual records": len(rituals), "torn": torn_lines}
 
 
@@ -170,7 +172,7 @@ def test_killed_builds_finish_as_if_never_killed(tmp_path: Path) -> None:
     again = doit(layout.root)
     assert again.code == 0 and executed(again.out) == [], f"{context}\n{again.out}"
 
-    check_ledgers(layout, stderr)
+    check_ledgers(layout)
     ours, theirs = outputs(layout), outputs(reference)
     assert sorted(ours) == sorted(theirs), context
     differ = [name for name in ours if ours[name] != theirs[name]]

@@ -10,6 +10,7 @@ must then mint or be refused with a reason, never crash. The long form
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -68,12 +69,19 @@ extreme_floats = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_f
 )
 
 
+dated_order_ids = st.builds(
+    lambda day, n: f"{day.isoformat()}-{n:03d}",
+    st.dates(dt.date(2025, 1, 1), dt.date(2026, 12, 31)),
+    st.integers(0, 999),
+)
+
+
 @st.composite
 def orders(draw: st.DrawFn, recipe: str | None = None) -> dict[str, Any]:
     phase = draw(st.sampled_from(sorted(PHASE_CAPS)))
     doc: dict[str, Any] = {
         "schema_version": 1,
-        "order_id": draw(order_ids),
+        "order_id": draw(dated_order_ids if recipe else order_ids),
         "phase": phase,
         "recipe": recipe or draw(st.sampled_from(["bolt-bunny", "sprocket-scout", "marble-mech"])),
         "batch_size": draw(st.integers(1, PHASE_CAPS[phase])),
@@ -100,16 +108,25 @@ def orders(draw: st.DrawFn, recipe: str | None = None) -> dict[str, Any]:
 
 
 @st.composite
-def param_specs(draw: st.DrawFn) -> dict[str, Any]:
+def param_specs(draw: st.DrawFn, sane: bool = False) -> dict[str, Any]:
+    """A parameter's domain; `sane` keeps it within what the recipe rules accept."""
     kind = draw(st.sampled_from(["int", "float", "enum"]))
     if kind == "int":
-        low = draw(st.integers(-(2**40), 2**40))
-        return {"kind": "int", "min": low, "max": low + draw(st.integers(-1, 50))}
+        first = draw(st.integers(-(2**40), 2**40))
+        return {
+            "kind": "int",
+            "min": first,
+            "max": first + draw(st.integers(0 if sane else -1, 50)),
+        }
+    if kind == "float" and sane:
+        low = draw(st.floats(-1e6, 1e6))
+        step = draw(st.sampled_from([0.001, 0.1, 0.25, 1.0, 7.5]))
+        top = low + step * draw(st.integers(0, 2000))
+        return {"kind": "float", "min": low, "max": top, "step": step}
     if kind == "float":
-        low = draw(extreme_floats)
         return {
             "kind": "float",
-            "min": low,
+            "min": draw(extreme_floats),
             "max": draw(extreme_floats),
             "step": draw(extreme_floats),
         }
@@ -124,8 +141,8 @@ def first_value(spec: dict[str, Any]) -> Any:
 
 
 @st.composite
-def recipes(draw: st.DrawFn, recipe_id: str | None = None) -> dict[str, Any]:
-    params = draw(st.dictionaries(names, param_specs(), min_size=1, max_size=4))
+def recipes(draw: st.DrawFn, recipe_id: str | None = None, sane: bool = False) -> dict[str, Any]:
+    params = draw(st.dictionaries(names, param_specs(sane), min_size=1, max_size=4))
     baseline = {name: first_value(spec) for name, spec in params.items()}
     weights = {
         name: {str(first_value(spec)): draw(st.floats(-10, 10))}
@@ -136,11 +153,11 @@ def recipes(draw: st.DrawFn, recipe_id: str | None = None) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "schema_version": 1,
         "recipe_id": recipe_id or draw(slugs),
-        "version": draw(st.sampled_from(["1", "1.2", "1.2.3", "v1"])),
+        "version": draw(st.sampled_from(["1", "1.2.3"] if sane else ["1", "1.2", "v1"])),
         "experimental": draw(st.booleans()),
         "parameters": params,
         "baselines": [baseline],
-        "forbidden": draw(st.lists(st.just(baseline), max_size=1)),
+        "forbidden": [] if sane else draw(st.lists(st.just(baseline), max_size=1)),
         "scoring": {
             "base": draw(st.floats(-100, 100)),
             "weights": weights,
@@ -192,7 +209,7 @@ DOCS = {"order": orders(), "recipe": recipes(), "checkpoint": checkpoints(), "re
 @st.composite
 def near(draw: st.DrawFn, doc: dict[str, Any]) -> dict[str, Any]:
     """`doc` with one field dropped, retyped, added or nested somewhere inside it."""
-    out = json.loads(json.dumps(doc))
+    out: dict[str, Any] = json.loads(json.dumps(doc))
     target = out
     while draw(st.booleans()):
         inner = [v for v in target.values() if isinstance(v, dict) and v]
@@ -295,7 +312,7 @@ def test_any_bytes_are_a_model_or_problems(fuzz_project: Layout, data: bytes) ->
 
 @st.composite
 def recipe_and_order(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
-    recipe = draw(recipes(recipe_id="fuzz-recipe"))
+    recipe = draw(recipes(recipe_id="fuzz-recipe", sane=draw(st.integers(0, 3)) > 0))
     order = draw(orders(recipe="fuzz-recipe"))
     return recipe, order
 

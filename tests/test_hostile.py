@@ -294,8 +294,8 @@ def order_outputs(layout: Layout, order_id: str) -> dict[str, bytes]:
     return {str(p.relative_to(layout.root)): p.read_bytes() for p in paths}
 
 
-def regular_file_deps(db: Path, root: Path) -> tuple[list[str], list[str]]:
-    """(paths doit hashed, file deps it recorded) from the dependency DB, for exchange inputs."""
+def recorded_inputs(db: Path) -> tuple[list[str], list[str]]:
+    """(exchange files doit hashed, exchange file deps it recorded), from the dependency DB."""
     conn = sqlite3.connect(db)
     try:
         hashed = [r[0] for r in conn.execute("select path from files")]
@@ -305,6 +305,32 @@ def regular_file_deps(db: Path, root: Path) -> tuple[list[str], list[str]]:
     finally:
         conn.close()
     return [p for p in hashed if p.startswith("exchange/")], recorded
+
+
+def graph_file_deps(layout: Layout) -> list[str]:
+    """Every file dep the graph declares, loaded in a fresh process as doit would load it."""
+    script = (
+        "import json\n"
+        "from toyfoundry.graph import dodo\n"
+        "deps = []\n"
+        "for name in dir(dodo):\n"
+        "    if name.startswith('task_'):\n"
+        "        made = getattr(dodo, name)()\n"
+        "        for task in [made] if isinstance(made, dict) else made:\n"
+        "            deps += task.get('file_dep', [])\n"
+        "print(json.dumps(deps))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=layout.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        errors="surrogateescape",
+    )
+    assert proc.returncode == 0, proc.stderr
+    return list(json.loads(proc.stdout))
 
 
 # --------------------------------------------------------------------------- tests
@@ -378,37 +404,11 @@ def test_hostile_files_beside_good_orders(tmp_path: Path) -> None:
         for p in corpus.placed.values()
         if not stat.S_ISREG(os.lstat(p).st_mode)
     ]
-    hashed, recorded = regular_file_deps(layout.dep_db, layout.root)
+    hashed, recorded = recorded_inputs(layout.dep_db)
     assert not set(odd) & (set(hashed) | set(recorded) | set(deps)), "doit touched a link or FIFO"
     for dep in deps:
         if dep.startswith("exchange/"):
             assert stat.S_ISREG(os.lstat(layout.root / dep).st_mode), dep
-
-
-def graph_file_deps(layout: Layout) -> list[str]:
-    """Every file dep the graph declares, loaded in a fresh process as doit would load it."""
-    script = (
-        "import json, os\n"
-        "from toyfoundry.graph import dodo\n"
-        "deps = []\n"
-        "for name in dir(dodo):\n"
-        "    if name.startswith('task_'):\n"
-        "        made = getattr(dodo, name)()\n"
-        "        for task in [made] if isinstance(made, dict) else made:\n"
-        "            deps += task.get('file_dep', [])\n"
-        "print(json.dumps(deps))\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=layout.root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        errors="surrogateescape",
-    )
-    assert proc.returncode == 0, proc.stderr
-    return list(json.loads(proc.stdout))
 
 
 @pytest.mark.parametrize(

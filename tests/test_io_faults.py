@@ -70,7 +70,7 @@ def plan(counts: dict[str, int], *, sparse: bool) -> Iterator[tuple[str, int, st
     or in the sparse quick form the first, middle and last call of each operation."""
     for op in OPERATIONS:
         total = counts.get(op, 0)
-        numbers = range(1, total + 1)
+        numbers = list(range(1, total + 1))
         if sparse:
             numbers = sorted({1, (total + 1) // 2, total} - {0})
         for n in numbers:

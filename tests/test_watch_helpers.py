@@ -240,3 +240,11 @@ def wait_for(probe: Callable[[], T], timeout: float = 20.0, interval: float = 0.
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {probe}")
         time.sleep(interval)
+
+
+def stays(probe: Callable[[], bool], seconds: float, interval: float = 0.02) -> None:
+    """Assert `probe` holds throughout `seconds`: the bounded form of "nothing happens"."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert probe(), f"{probe} stopped holding"
+        time.sleep(interval)

@@ -101,14 +101,11 @@ def _capped(path: str, problems: Iterator[Problem]) -> list[Problem]:
 
 
 def pydantic_problems(path: str, error: ValidationError) -> list[Problem]:
-    items = error.errors(include_url=False)
-    return _capped(
-        path,
-        (
-            Problem(path, ".".join(str(p) for p in item.get("loc", ())) or "-", _reason(item))
-            for item in items
-        ),
+    problems = (
+        Problem(path, ".".join(str(p) for p in item.get("loc", ())) or "-", _reason(item))
+        for item in error.errors(include_url=False)
     )
+    return _capped(path, problems)
 
 
 def schema_problems(kind: str, path: str, document: Any) -> list[Problem]:
@@ -116,8 +113,29 @@ def schema_problems(kind: str, path: str, document: Any) -> list[Problem]:
 
 
 def settings(layout: Layout) -> Settings:
-    """Foundry settings from `[tool.toyfoundry]`; defaults when the project sets none."""
+    """Foundry settings from `[tool.toyfoundry]`; defaults when the project sets none.
+
+    Every mint reads them, so the parsed result is kept while the file's size and
+    mtime stay the same (a TOML parse costs about a millisecond).
+    """
     path = layout.settings_file
+    try:
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    except OSError:
+        key = (str(path), -1, -1, -1)
+    cached = _settings_cache.get(key[0])
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    result = _read_settings(layout, path)
+    _settings_cache[key[0]] = (key, result)
+    return result
+
+
+_settings_cache: dict[str, tuple[tuple[str, int, int, int], Settings]] = {}
+
+
+def _read_settings(layout: Layout, path: Path) -> Settings:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

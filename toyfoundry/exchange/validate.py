@@ -7,10 +7,7 @@ from pathlib import Path
 from toyfoundry.errors import Problem
 from toyfoundry.exchange.loader import Exchange, display, kind_for
 from toyfoundry.store import safe_read
-from toyfoundry.store.layout import Layout
-
-#: Exchange folders holding inputs the validator checks when no path is given.
-INPUT_FOLDERS = ("recipes", "checkpoints", "orders", "reviews")
+from toyfoundry.store.layout import INPUT_FOLDERS, Layout
 
 
 def exchange_files(layout: Layout) -> list[Path]:

@@ -41,7 +41,7 @@ def fingerprint(stage: str | None = None) -> str:
     rituals does not re-mint) and, for mint, each registered `toyfoundry.validators`
     entry point with its distribution name and version (plugins are not imported).
     """
-    from toyfoundry.forge.validators import plugin_fingerprint
+    from toyfoundry.forge.plugins import plugin_fingerprint
 
     if stage is not None and stage not in STAGE_MODULES:
         raise ValueError(f"unknown forge stage {stage!r}: one of {', '.join(STAGE_MODULES)}")

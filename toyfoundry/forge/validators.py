@@ -28,18 +28,15 @@ never skipped silently). Installing, removing or upgrading a plugin changes
 
 from __future__ import annotations
 
-import hashlib
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache
-from importlib.metadata import EntryPoint, entry_points
 
 from toyfoundry.errors import FoundryError
+from toyfoundry.forge.plugins import GROUP as GROUP
+from toyfoundry.forge.plugins import registered
 from toyfoundry.formats.models import ParamValue, Recipe
 from toyfoundry.formats.params import describe, index_of, value_key
 
-GROUP = "toyfoundry.validators"
 Hook = Callable[[Mapping[str, ParamValue], Recipe], Iterable[str]]
 
 
@@ -53,36 +50,10 @@ class Plugin:
     hook: Hook
 
 
-def _entry_points() -> list[EntryPoint]:
-    return list(_entry_points_on(tuple(sys.path)))
-
-
-@cache
-def _entry_points_on(search_path: tuple[str, ...]) -> tuple[EntryPoint, ...]:
-    """Scanning installed distributions costs milliseconds; do it once per import path."""
-    return tuple(sorted(entry_points(group=GROUP), key=lambda ep: (ep.name, ep.value)))
-
-
-def plugin_signatures() -> list[str]:
-    """`name=value dist==version` of each registered plugin, without importing any of them."""
-    out = []
-    for ep in _entry_points():
-        dist = ep.dist
-        label = f"{dist.name}=={dist.version}" if dist is not None else "?"
-        out.append(f"{ep.name}={ep.value} {label}")
-    return out
-
-
-def plugin_fingerprint() -> str:
-    """sha256 over `plugin_signatures()`: changes when a plugin is installed, removed or upgraded."""
-    text = "\n".join(plugin_signatures())
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def load_plugins() -> list[Plugin]:
     """Every registered plugin hook, loaded; a plugin that fails to load stops the mint."""
     plugins = []
-    for ep in _entry_points():
+    for ep in registered():
         try:
             hook = ep.load()
         except Exception as exc:

@@ -20,6 +20,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from toyfoundry.store.lock import FoundryLock
 
 #: The DB currently open in this process; the file checker shares its connection.
@@ -27,11 +29,24 @@ _current: FoundryDB | None = None
 
 SCHEMA = """
 create table if not exists doit (task_id text primary key, task_data text not null);
+create table if not exists meta (key text primary key, value text not null);
 create table if not exists files (
     path text primary key, mtime_ns integer not null, size integer not null,
     inode integer not null, md5 text not null
 );
 """
+
+
+def _decode(text: str) -> Any:
+    """JSON text, as doit's own codec writes it, parsed by orjson (several times faster)."""
+    return orjson.loads(text)
+
+
+def _encode(data: Any, codec: Any) -> str:
+    try:
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # a value only doit's codec knows how to write
+        return str(codec.encode(data))
 
 
 def current() -> FoundryDB | None:
@@ -82,7 +97,7 @@ class FoundryDB:
         if not self._loaded:
             # one query for every record: doit asks about each task anyway
             for tid, text in self._conn.execute("select task_id, task_data from doit"):
-                self._cache.setdefault(tid, self.codec.decode(text))
+                self._cache.setdefault(tid, _decode(text))
             self._loaded = True
         data = self._cache.get(task_id)
         if data is None:
@@ -96,7 +111,7 @@ class FoundryDB:
             self._commit(task_id)
 
     def _commit(self, task_id: str) -> None:
-        data = self.codec.encode(self._cache[task_id])
+        data = _encode(self._cache[task_id], self.codec)
         self._conn.execute("insert or replace into doit values (?, ?)", (task_id, data))
         self._dirty.discard(task_id)
 
@@ -139,6 +154,16 @@ class FoundryDB:
         self._conn.execute(
             "insert or replace into files values (?, ?, ?, ?, ?)",
             (path, st.st_mtime_ns, st.st_size, st.st_ino, md5),
+        )
+
+    # --- small cached facts of the foundry's own (the graph's plan) ---
+    def get_meta(self, key: str) -> Any:
+        row = self._conn.execute("select value from meta where key = ?", (key,)).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    def put_meta(self, key: str, value: Any) -> None:
+        self._conn.execute(
+            "insert or replace into meta values (?, ?)", (key, orjson.dumps(value).decode())
         )
 
     def task_ids(self) -> list[str]:

@@ -1,17 +1,26 @@
-"""One cheap scan of the exchange that the graph is drawn from: orders, their recipes and chains."""
+"""The exchange as the graph sees it: orders, their recipes and chains, and the input files.
+
+Drawing the graph needs one look at every order (its recipe and phase decide its
+chain and its inputs). Parsing a thousand orders through the models on every `doit`
+costs more than checking the whole graph, so the plan is kept in the dependency DB
+under a signature of everything it was read from: the name, type, size, mtime and
+inode of every exchange input and of the settings file, plus the code that draws
+it. A no-op run stats the files and reuses the plan; any change re-reads it all.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from toyfoundry.exchange.loader import Exchange
-from toyfoundry.exchange.validate import INPUT_FOLDERS
-from toyfoundry.forge.mint import mint_inputs
+import orjson
+
 from toyfoundry.store import safe_read
-from toyfoundry.store.layout import Layout
+from toyfoundry.store.layout import INPUT_FOLDERS, Layout
 
 
 @dataclass(frozen=True)
@@ -41,32 +50,64 @@ class Plan:
         raise KeyError(order_id)
 
 
-def classify(path: Path) -> str:
-    """`regular` for a plain file doit may hash; otherwise what it is (never followed or read)."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return "missing"
-    if stat.S_ISREG(st.st_mode):
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
         return "regular"
-    if stat.S_ISLNK(st.st_mode):
+    if stat.S_ISLNK(mode):
         return "symlink"
-    if stat.S_ISFIFO(st.st_mode):
+    if stat.S_ISFIFO(mode):
         return "fifo"
     return "special"
 
 
-def scan(layout: Layout) -> Plan:
+def classify(path: Path) -> str:
+    """`regular` for a plain file doit may hash; otherwise what it is (never followed or read)."""
+    try:
+        return _kind(os.lstat(path).st_mode)
+    except OSError:
+        return "missing"
+
+
+Listing = list[tuple[str, str, int, int, int]]
+
+
+def listing(layout: Layout) -> Listing:
+    """(relative path, kind, size, mtime_ns, inode) of every input the plan is read from."""
+    out: Listing = []
+    paths = [p for folder in INPUT_FOLDERS for p in safe_read.list_json(layout.exchange / folder)]
+    for path in [*paths, layout.settings_file]:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        rel = str(path.relative_to(layout.root))
+        out.append((rel, _kind(st.st_mode), st.st_size, st.st_mtime_ns, st.st_ino))
+    return out
+
+
+def signature(files: Listing) -> str:
+    from toyfoundry.graph.stages import fingerprint
+
+    digest = hashlib.sha256(fingerprint("plan").encode())
+    digest.update(orjson.dumps(files))
+    return digest.hexdigest()
+
+
+def scan(layout: Layout, files: Listing | None = None) -> Plan:
     """Read every order once (safely) and link each to the previous order of its recipe."""
+    from toyfoundry.exchange.loader import Exchange
+    from toyfoundry.forge.mint import mint_inputs
+
+    files = listing(layout) if files is None else files
     exchange = Exchange(layout)
     plan = Plan(layout)
-    for folder in INPUT_FOLDERS:
-        for path in safe_read.list_json(layout.exchange / folder):
-            kind = classify(path)
-            if kind == "regular":
-                plan.regular_inputs.append(path)
-            else:
-                plan.odd_inputs.append((str(path.relative_to(layout.root)), kind))
+    for rel, kind, *_ in files:
+        if not rel.startswith("exchange/"):
+            continue
+        if kind == "regular":
+            plan.regular_inputs.append(layout.root / rel)
+        else:
+            plan.odd_inputs.append((rel, kind))
     last_of_recipe: dict[str, str] = {}
     for order_id in exchange.order_ids():
         model = exchange.order(order_id).model
@@ -84,4 +125,52 @@ def scan(layout: Layout) -> Plan:
                 (*inputs.present, *inputs.optional),
             )
         )
+    return plan
+
+
+def _encode(plan: Plan) -> dict[str, Any]:
+    root = plan.layout.root
+    return {
+        "orders": [
+            [
+                n.order_id,
+                n.recipe,
+                n.phase,
+                n.previous,
+                [str(p.relative_to(root)) for p in n.mint_inputs],
+            ]
+            for n in plan.orders
+        ],
+        "regular": [str(p.relative_to(root)) for p in plan.regular_inputs],
+        "odd": plan.odd_inputs,
+    }
+
+
+def _decode(layout: Layout, data: dict[str, Any]) -> Plan:
+    root = layout.root
+    return Plan(
+        layout,
+        [
+            OrderNode(o, r, ph, prev, tuple(root / p for p in inputs))
+            for o, r, ph, prev, inputs in data["orders"]
+        ],
+        [root / p for p in data["regular"]],
+        [(a, b) for a, b in data["odd"]],
+    )
+
+
+def load(layout: Layout) -> Plan:
+    """The plan, from the dependency DB when nothing it was read from has changed."""
+    from toyfoundry.graph import backend
+
+    files = listing(layout)
+    db = backend.current()
+    key = signature(files)
+    if db is not None:
+        cached = db.get_meta("plan")
+        if cached is not None and cached.get("signature") == key:
+            return _decode(layout, cached["plan"])
+    plan = scan(layout, files)
+    if db is not None:
+        db.put_meta("plan", {"signature": key, "plan": _encode(plan)})
     return plan

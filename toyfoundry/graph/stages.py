@@ -28,6 +28,7 @@ STAGE_ENTRY: dict[str, str] = {
     "export": "toyfoundry.telemetry.exports",
     "dashboard": "toyfoundry.telemetry.dashboard",
     "validate": "toyfoundry.exchange.validate",
+    "plan": "toyfoundry.graph.plan",
 }
 
 
@@ -97,7 +98,7 @@ def fingerprint(stage: str) -> str:
         digest.update(f"{path.relative_to(PACKAGE)}\0{len(data)}\0".encode())
         digest.update(data)
     if stage == "mint":
-        from toyfoundry.forge.validators import plugin_fingerprint
+        from toyfoundry.forge.plugins import plugin_fingerprint
 
         digest.update(plugin_fingerprint().encode())
     return digest.hexdigest()

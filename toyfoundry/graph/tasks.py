@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from doit.tools import config_changed
 from toyfoundry.errors import FoundryError, Problem, os_error_line
 from toyfoundry.graph import plan as planning
 from toyfoundry.graph.stages import fingerprint
+from toyfoundry.store.atomic import grouped_folder_syncs, write_atomic
 from toyfoundry.store.layout import Layout
 
 Task = dict[str, Any]
@@ -28,7 +30,7 @@ Task = dict[str, Any]
 
 @cache
 def _plan(root: str) -> planning.Plan:
-    return planning.scan(Layout(Path(root)))
+    return planning.load(Layout(Path(root)))
 
 
 def current_plan() -> planning.Plan:
@@ -36,13 +38,53 @@ def current_plan() -> planning.Plan:
 
 
 def rel(layout: Layout, path: Path) -> str:
+    """A path as doit should record it: relative to the project, so a relocated copy matches."""
+    text = str(path)
+    root = str(layout.root)
+    if text.startswith(root) and text[len(root) : len(root) + 1] == "/":
+        return text[len(root) + 1 :]
     return os.path.relpath(path, layout.root)
+
+
+@dataclass(frozen=True)
+class OrderFiles:
+    """An order's build artefacts as doit records them (project-relative strings)."""
+
+    mint: str
+    rituals: str
+    chain: str
+    outputs: tuple[str, ...]
+
+
+@cache
+def order_files(layout: Layout, order_id: str) -> OrderFiles:
+    """Made once per order and process: several tasks name the same files."""
+    from toyfoundry.telemetry.reports import outputs_of
+
+    return OrderFiles(
+        rel(layout, layout.mint_artefact(order_id)),
+        rel(layout, layout.rituals_artefact(order_id)),
+        rel(layout, layout.chain_file(order_id)),
+        tuple(rel(layout, p) for p in outputs_of(layout, order_id)),
+    )
+
+
+def code_dep(layout: Layout, stage: str) -> str:
+    """The stage's code fingerprint as a file dep: a stamp rewritten only when the code changes.
+
+    A file rather than an `uptodate` callable: doit inspects every callable's signature
+    on every run, which costs more than the stat of one small file per task.
+    """
+    path = layout.state / "code" / f"{stage}.sha256"
+    write_atomic(path, f"{fingerprint(stage)}\n".encode())
+    return rel(layout, path)
 
 
 def _guard(fn: Any, *args: Any) -> TaskFailed | None:
     """Run an action; a user-level or storage failure becomes one line, not a traceback."""
     try:
-        fn(*args)
+        with grouped_folder_syncs():
+            fn(*args)
     except FoundryError as exc:
         print(str(exc), file=sys.stderr)
         return TaskFailed(str(exc))
@@ -155,6 +197,11 @@ def _deps(layout: Layout, paths: list[Path]) -> list[str]:
     return [rel(layout, p) for p in paths if planning.classify(p) == "regular"]
 
 
+def _odd_uptodate(odd: list[Any]) -> list[Any]:
+    """Links and FIFOs are tracked by what they are; most exchanges have none, so no callable."""
+    return [config_changed({"odd": odd})] if odd else []
+
+
 def _odd(layout: Layout, paths: list[Path]) -> list[str]:
     """Inputs doit must not hash (links, FIFOs): tracked by what they are, not their bytes."""
     out = []
@@ -166,22 +213,22 @@ def _odd(layout: Layout, paths: list[Path]) -> list[str]:
 
 
 def _chain_dep(layout: Layout, node: planning.OrderNode) -> list[str]:
-    return [rel(layout, layout.chain_file(node.previous))] if node.previous else []
+    return [order_files(layout, node.previous).chain] if node.previous else []
 
 
 def task_mint() -> Iterator[Task]:
     """Mint each order's batch under the diversity quotas and the validator hooks."""
     plan = current_plan()
     layout = plan.layout
-    code = fingerprint("mint")
+    code = code_dep(layout, "mint")
     for node in plan.orders:
         inputs = list(node.mint_inputs)
         yield {
             "name": node.order_id,
             "actions": [(mint_action, [str(layout.root), node.order_id, node.previous])],
-            "file_dep": _deps(layout, inputs) + _chain_dep(layout, node),
-            "targets": [rel(layout, layout.mint_artefact(node.order_id))],
-            "uptodate": [config_changed({"code": code, "odd": _odd(layout, inputs)})],
+            "file_dep": [*_deps(layout, inputs), *_chain_dep(layout, node), code],
+            "targets": [order_files(layout, node.order_id).mint],
+            "uptodate": _odd_uptodate(_odd(layout, inputs)),
             "clean": True,
         }
 
@@ -190,55 +237,53 @@ def task_rituals() -> Iterator[Task]:
     """Run Drill, Parade, Purge and Promote as the order's phase asks; hand the chain on."""
     plan = current_plan()
     layout = plan.layout
-    code = fingerprint("rituals")
+    code = code_dep(layout, "rituals")
     for node in plan.orders:
         inputs = [layout.recipe_file(node.recipe)] if node.recipe else []
         yield {
             "name": node.order_id,
             "actions": [(rituals_action, [str(layout.root), node.order_id, node.previous])],
             "file_dep": [
-                rel(layout, layout.mint_artefact(node.order_id)),
+                order_files(layout, node.order_id).mint,
                 *_deps(layout, inputs),
                 *_chain_dep(layout, node),
+                code,
             ],
             "targets": [
-                rel(layout, layout.rituals_artefact(node.order_id)),
+                order_files(layout, node.order_id).rituals,
                 # an order whose file does not parse is in no chain and hands on no chain.json
-                *([rel(layout, layout.chain_file(node.order_id))] if node.recipe else []),
+                *([order_files(layout, node.order_id).chain] if node.recipe else []),
             ],
-            "uptodate": [config_changed(code)],
             "clean": True,
         }
 
 
 def task_report() -> Iterator[Task]:
     """Write each order's manufacturing report, quilt summary and export partitions."""
-    from toyfoundry.telemetry.reports import outputs_of
-
     plan = current_plan()
     layout = plan.layout
-    code = fingerprint("report")
+    code = code_dep(layout, "report")
     for node in plan.orders:
         o = node.order_id
         yield {
             "name": o,
             "actions": [(report_action, [str(layout.root), o])],
             "file_dep": [
-                rel(layout, layout.mint_artefact(o)),
-                rel(layout, layout.rituals_artefact(o)),
+                order_files(layout, o).mint,
+                order_files(layout, o).rituals,
+                code,
             ],
-            "targets": [rel(layout, p) for p in outputs_of(layout, o)],
-            "uptodate": [config_changed(code)],
+            "targets": list(order_files(layout, o).outputs),
             "clean": True,
         }
 
 
 def _artefacts(plan: planning.Plan) -> list[str]:
     layout = plan.layout
-    out = []
+    out: list[str] = []
     for node in plan.orders:
-        out.append(rel(layout, layout.mint_artefact(node.order_id)))
-        out.append(rel(layout, layout.rituals_artefact(node.order_id)))
+        files = order_files(layout, node.order_id)
+        out += (files.mint, files.rituals)
     return out
 
 
@@ -254,12 +299,11 @@ def task_quilt() -> Task:
     """Stitch per-order summaries and ledger telemetry into quilt_rollup_all.json."""
     plan = current_plan()
     layout = plan.layout
-    orders = [n.order_id for n in plan.orders]
     return {
         "actions": [(quilt_action, [str(layout.root)])],
-        "file_dep": _artefacts(plan) + _ledgers(plan),
+        # an order added or removed changes this list, which re-runs the quilt
+        "file_dep": [*_artefacts(plan), *_ledgers(plan), code_dep(layout, "quilt")],
         "targets": [rel(layout, layout.rollup)],
-        "uptodate": [config_changed({"code": fingerprint("quilt"), "orders": orders})],
         "clean": True,
     }
 
@@ -268,16 +312,14 @@ def task_export() -> Task:
     """Write the JSON/CSV datasets (per-order partitions, batches) and reports/summary.md."""
     plan = current_plan()
     layout = plan.layout
-    orders = [n.order_id for n in plan.orders]
     return {
         "actions": [(export_action, [str(layout.root)])],
-        "file_dep": [rel(layout, layout.rollup), *_artefacts(plan)],
+        "file_dep": [rel(layout, layout.rollup), *_artefacts(plan), code_dep(layout, "export")],
         "targets": [
             rel(layout, layout.exports / "batches.csv"),
             rel(layout, layout.exports / "batches.json"),
             rel(layout, layout.summary_md),
         ],
-        "uptodate": [config_changed({"code": fingerprint("export"), "orders": orders})],
         "clean": True,
     }
 
@@ -287,9 +329,8 @@ def task_dashboard() -> Task:
     layout = current_plan().layout
     return {
         "actions": [(dashboard_action, [str(layout.root)])],
-        "file_dep": [rel(layout, layout.rollup)],
+        "file_dep": [rel(layout, layout.rollup), code_dep(layout, "dashboard")],
         "targets": [rel(layout, layout.dashboard)],
-        "uptodate": [config_changed(fingerprint("dashboard"))],
         "clean": True,
     }
 
@@ -300,7 +341,7 @@ def task_validate() -> Task:
     layout = plan.layout
     return {
         "actions": [(validate_action, [str(layout.root)])],
-        "file_dep": [rel(layout, p) for p in plan.regular_inputs],
-        "uptodate": [config_changed({"code": fingerprint("validate"), "odd": plan.odd_inputs})],
+        "file_dep": [*(rel(layout, p) for p in plan.regular_inputs), code_dep(layout, "validate")],
+        "uptodate": _odd_uptodate(plan.odd_inputs),
         "verbosity": 1,
     }

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import orjson
-from pydantic import BaseModel
 
 from toyfoundry.store import fsio
 
@@ -15,8 +17,42 @@ _CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2
 _temp_serial = itertools.count()
 
 
+#: Folders whose fsync waits for the end of the current `grouped_folder_syncs` block.
+_pending: ContextVar[set[Path] | None] = ContextVar("toyfoundry_pending_dir_syncs", default=None)
+
+
+@contextmanager
+def grouped_folder_syncs() -> Iterator[None]:
+    """Fsync each folder written in the block once, when the block ends.
+
+    A task that writes seven files into four folders then pays four folder fsyncs,
+    not seven. Every file is still fsynced before its rename, and every folder
+    before the block returns, so a caller that records success afterwards (doit's
+    DB, after the action) never records an artefact that is not durable yet.
+    """
+    if _pending.get() is not None:
+        yield
+        return
+    folders: set[Path] = set()
+    token = _pending.set(folders)
+    try:
+        yield
+    finally:
+        _pending.reset(token)
+        for folder in sorted(folders):
+            _fsync_folder(folder)
+
+
 def fsync_dir(folder: Path) -> None:
     """Make a rename or unlink in `folder` durable: the entry lives in the folder, not the file."""
+    pending = _pending.get()
+    if pending is not None:
+        pending.add(folder)
+        return
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fsio.fsync(fd)
@@ -63,7 +99,7 @@ def write_atomic(path: Path, data: bytes) -> bool:
 
 def dumps_canonical(obj: object) -> bytes:
     """Sorted keys, two-space indent, trailing newline: equal data gives equal bytes."""
-    if isinstance(obj, BaseModel):
+    if hasattr(obj, "model_dump"):
         obj = obj.model_dump(mode="json")
     return orjson.dumps(obj, option=_CANONICAL) + b"\n"
 

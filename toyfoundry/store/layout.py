@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 # `\Z`, not `$`: in Python `$` also matches before a trailing newline, and a file named
@@ -13,6 +14,8 @@ ORDER_ID_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{3}\Z")
 SLUG_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
 ALFA_ID_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{3}\.a[0-9]{3}(r[0-9]{1,3})?\Z")
 PHASES = ("pilot", "expansion", "operational")
+#: Exchange folders holding inputs from other systems and people, in the order they are read.
+INPUT_FOLDERS = ("recipes", "checkpoints", "orders", "reviews")
 #: Exchange folders the foundry writes to; everything else under exchange/ is input only.
 OWNED_EXCHANGE_AREAS = ("reports", "outbox")
 
@@ -52,31 +55,31 @@ class Layout:
         return cls(Path(chosen).absolute())
 
     # --- the exchange (inputs, plus the areas the foundry owns) ---
-    @property
+    @cached_property
     def exchange(self) -> Path:
         return self.root / "exchange"
 
-    @property
+    @cached_property
     def orders_dir(self) -> Path:
         return self.exchange / "orders"
 
-    @property
+    @cached_property
     def recipes_dir(self) -> Path:
         return self.exchange / "recipes"
 
-    @property
+    @cached_property
     def checkpoints_dir(self) -> Path:
         return self.exchange / "checkpoints"
 
-    @property
+    @cached_property
     def reviews_dir(self) -> Path:
         return self.exchange / "reviews"
 
-    @property
+    @cached_property
     def reports_dir(self) -> Path:
         return self.exchange / "reports"
 
-    @property
+    @cached_property
     def outbox_dir(self) -> Path:
         return self.exchange / "outbox" / "toysoldiers"
 
@@ -98,7 +101,7 @@ class Layout:
     def report_md(self, order_id: str) -> Path:
         return self.reports_dir / f"{check_order_id(order_id)}.md"
 
-    @property
+    @cached_property
     def summary_md(self) -> Path:
         return self.reports_dir / "summary.md"
 
@@ -106,23 +109,23 @@ class Layout:
         return self.outbox_dir / f"{check_order_id(order_id)}.json"
 
     # --- the foundry's own state ---
-    @property
+    @cached_property
     def state(self) -> Path:
         return self.root / ".toyfoundry"
 
-    @property
+    @cached_property
     def lock_file(self) -> Path:
         return self.state / "lock"
 
-    @property
+    @cached_property
     def dep_db(self) -> Path:
         return self.state / "doit.sqlite"
 
-    @property
+    @cached_property
     def logs_dir(self) -> Path:
         return self.state / "logs"
 
-    @property
+    @cached_property
     def build(self) -> Path:
         return self.state / "build"
 
@@ -143,60 +146,60 @@ class Layout:
         """The chain the first order of a recipe starts from (empty history, empty pool)."""
         return self.build / "_genesis" / f"{check_slug(recipe_id)}.json"
 
-    @property
+    @cached_property
     def validation_file(self) -> Path:
         return self.build / "validation.json"
 
-    @property
+    @cached_property
     def doctrine(self) -> Path:
         return self.state / "doctrine"
 
-    @property
+    @cached_property
     def doctrine_index(self) -> Path:
         return self.doctrine / "index.jsonl"
 
-    @property
+    @cached_property
     def telemetry(self) -> Path:
         return self.state / "telemetry"
 
-    @property
+    @cached_property
     def mint_ledger(self) -> Path:
         return self.telemetry / "forge_mint_alfa.jsonl"
 
-    @property
+    @cached_property
     def ritual_ledger(self) -> Path:
         return self.telemetry / "forge_rituals.jsonl"
 
-    @property
+    @cached_property
     def watcher_state(self) -> Path:
         return self.telemetry / "exchange_watcher_state.json"
 
-    @property
+    @cached_property
     def order_watcher_state(self) -> Path:
         return self.telemetry / "order_watcher_state.json"
 
-    @property
+    @cached_property
     def quilt_dir(self) -> Path:
         return self.telemetry / "quilt"
 
-    @property
+    @cached_property
     def quilt_parts(self) -> Path:
         """Per-order summaries, each made once per change of its order."""
         return self.quilt_dir / "parts"
 
-    @property
+    @cached_property
     def rollup(self) -> Path:
         return self.quilt_dir / "quilt_rollup_all.json"
 
-    @property
+    @cached_property
     def exports(self) -> Path:
         return self.quilt_dir / "exports"
 
-    @property
+    @cached_property
     def dashboard(self) -> Path:
         return self.quilt_dir / "dashboard.html"
 
-    @property
+    @cached_property
     def settings_file(self) -> Path:
         return self.root / "pyproject.toml"
 

@@ -23,12 +23,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
-from pydantic import BaseModel
 
 from toyfoundry.store import fsio
 from toyfoundry.store.atomic import fsync_dir
+
+if TYPE_CHECKING:  # pydantic is heavy to import; the store only duck-types models
+    from pydantic import BaseModel
 
 _READ_CHUNK = 1 << 20
 _TAIL_CHUNK = 1 << 16
@@ -57,7 +60,7 @@ def warn_torn(t: TornTail) -> None:
 
 def _encode(record: Mapping[str, object] | BaseModel) -> bytes:
     obj: object
-    if isinstance(record, BaseModel):
+    if hasattr(record, "model_dump"):
         obj = record.model_dump(mode="json")
     elif isinstance(record, dict):
         obj = record

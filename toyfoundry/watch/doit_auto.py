@@ -100,6 +100,13 @@ Entry = tuple[int, int, int] | None
 _PRESENT: Entry = (0, 0, 0)
 
 
+#: `run`'s options, with doit's old `auto` default of printing only the tasks that ran.
+_RUN_OPTIONS = tuple(
+    {**opt, "default": "executed-only"} if opt["name"] == "reporter" else opt
+    for opt in Run.cmd_options
+)
+
+
 def _stat_key(path: Path) -> Entry:
     try:
         st = os.stat(path)
@@ -236,7 +243,7 @@ class Auto(DoitCmdBase):  # type: ignore[misc]
     )
     execute_tasks = True
     cmd_options = (
-        *Run.cmd_options,
+        *_RUN_OPTIONS,
         opt_quiet,
         opt_max_delay,
         opt_rescan,

@@ -125,10 +125,8 @@ class ExchangeWatcher:
         self.out = out
         self.scanner = StableScanner(quiet=quiet, settle=quiet, check="bytes")
         self.hints = Hints(quiet=quiet, max_delay=max(5.0, quiet), accept=self.relevant)
-        # our own lock, not the foundry's: this never waits for a build
-        self.lock = FoundryLock(
-            layout.telemetry / ".exchange_watcher.lock", purpose=f"watch-exchange {target}"
-        )
+        # the state is a file dep of the quilt: a scheduled run waits for a build, never races it
+        self.lock = FoundryLock(layout.lock_file, purpose=f"watch-exchange {target}")
 
     def relevant(self, path: Path) -> bool:
         try:

@@ -20,8 +20,10 @@ import importlib
 import importlib.util
 import os
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -29,10 +31,9 @@ from typing import Any, TextIO
 
 from toyfoundry.errors import FoundryError
 from toyfoundry.exchange.loader import settings
-from toyfoundry.exchange.validate import INPUT_FOLDERS
 from toyfoundry.graph import plan as planning
 from toyfoundry.store import safe_read
-from toyfoundry.store.layout import Layout
+from toyfoundry.store.layout import INPUT_FOLDERS, Layout
 from toyfoundry.store.lock import FoundryLock
 from toyfoundry.watch.observer import (
     Change,
@@ -280,6 +281,11 @@ class CycleResult:
     def built(self) -> bool:
         return self.build is not None
 
+    @property
+    def ran(self) -> list[str]:
+        """Tasks this cycle executed ([] when it did not build)."""
+        return list(self.build.ran) if self.build is not None else []
+
 
 def _short(items: Sequence[str], limit: int) -> str:
     shown = ", ".join(items[:limit])
@@ -320,7 +326,8 @@ class GraphWatcher:
     `on_cycle` is called after every cycle (with or without a build) with its
     `CycleResult`; benchmarks time write-to-report latency from it. `source`
     makes the event source pluggable (a `ScriptedSource` in tests); by default
-    it is watchdog's native observer on `exchange/`.
+    it is watchdog's native observer on `exchange/`. doit runs from the project
+    folder, so a build changes the process's working folder while it runs.
     """
 
     def __init__(
@@ -365,6 +372,10 @@ class GraphWatcher:
             layout.lock_file, purpose="toyfoundry watch", wait_message=self._say
         )
         self.cycles = 0
+        #: cycles finished so far: the mark `wait_for_cycle` counts from
+        self.finished = 0
+        self._done = threading.Condition()
+        self._recent: deque[tuple[int, CycleResult]] = deque(maxlen=1024)
         self.builds = 0
         self._plan: planning.Plan | None = None
         self._unbuilt: list[Change] = []
@@ -428,8 +439,8 @@ class GraphWatcher:
             # the graph would read a half-written file: wait, but not for ever
             if self._deferred_since is None:
                 self._deferred_since = result.started
-                names = ", ".join(os.path.relpath(p, self.layout.exchange) for p in scan.pending)
-                self._say(f"watch: waiting for {names} to be complete")
+                names = [os.path.relpath(p, self.layout.exchange) for p in scan.pending]
+                self._say(f"watch: waiting for {_short(names, 3)} to be complete")
             if result.started - self._deferred_since < self.max_pending:
                 result.deferred = True
                 return self._finish(result)
@@ -462,9 +473,49 @@ class GraphWatcher:
         result.finished = self.clock()
         if result.build is not None:
             self._say(describe(self.layout, result))
+        with self._done:
+            self.finished += 1
+            self._recent.append((self.finished, result))
+            self._done.notify_all()
         if self.on_cycle is not None:
             self.on_cycle(result)
         return result
+
+    def wait_for_cycle(
+        self,
+        predicate: Callable[[CycleResult], bool],
+        *,
+        after: int,
+        timeout: float,
+    ) -> CycleResult:
+        """The first cycle finished after mark `after` (a `finished` count) that satisfies
+        `predicate`; raises TimeoutError. Take the mark before writing, so no cycle is missed:
+
+            mark = watcher.finished
+            write_order(...)
+            result = watcher.wait_for_cycle(lambda r: "report:X" in r.ran, after=mark, timeout=60)
+        """
+        deadline = time.monotonic() + timeout
+        with self._done:
+            while True:
+                for seq, result in self._recent:
+                    if seq > after and predicate(result):
+                        return result
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no matching watch cycle within {timeout}s")
+                self._done.wait(remaining)
+
+    @contextlib.contextmanager
+    def background(self) -> Iterator[GraphWatcher]:
+        """Run the loop in a thread for the `with` block (benchmarks, tests); stops it at the end."""
+        thread = threading.Thread(target=self.run, name="toyfoundry-watch", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+            thread.join()
 
     def _safe_cycle(self, trigger: str) -> CycleResult:
         try:

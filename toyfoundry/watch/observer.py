@@ -134,7 +134,8 @@ class WatchdogSource:
             for root in waiting:
                 self._schedule(root)
                 if root not in self._missing:
-                    self._hint(root.path)
+                    # everything under the new root is new: let the watcher rescan
+                    self._hint(None)
 
     def stop(self) -> None:
         observer, self._observer = self._observer, None
@@ -455,9 +456,11 @@ class StableScanner:
 
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C (KeyboardInterrupt) inside the block, so watchers unwind cleanly.
+    """SIGINT and SIGTERM raise KeyboardInterrupt inside the block, so watchers unwind cleanly.
 
-    Only the main thread may set handlers; elsewhere this is a no-op.
+    SIGINT is set explicitly because a process started in the background of a
+    script inherits it ignored. Only the main thread may set handlers; elsewhere
+    this is a no-op.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -466,8 +469,9 @@ def stop_on_signals() -> Iterator[None]:
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

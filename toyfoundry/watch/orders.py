@@ -200,6 +200,7 @@ class OrderWatcher:
         notify: Callable[[str, str], None] | None = None,
         dodo: Any = None,
         source: EventSource | None = None,
+        quiet: float = 1.0,
         out: TextIO | None = None,
     ) -> None:
         self.layout = layout
@@ -208,7 +209,7 @@ class OrderWatcher:
         self.dodo = dodo
         self.source = source
         self.out = out
-        self.hints = Hints(quiet=1.0, max_delay=5.0, accept=self.relevant)
+        self.hints = Hints(quiet=quiet, max_delay=max(5.0, quiet), accept=self.relevant)
         self.lock = FoundryLock(layout.lock_file, purpose="watch-orders")
 
     def relevant(self, path: Path) -> bool:

@@ -1,0 +1,148 @@
+"""`doit auto` from the installed entry point: re-runs on changes, reloads tasks, exits cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.test_watch_helpers import drop, stays, wait_for
+
+DODO = '''
+from pathlib import Path
+
+DOIT_CONFIG = {"backend": "json", "dep_file": ".doit.json", "verbosity": 2}
+
+
+def concat(targets):
+    parts = [p.read_text() for p in sorted(Path("src").glob("*.txt"))]
+    Path(targets[0]).parent.mkdir(exist_ok=True)
+    Path(targets[0]).write_text("".join(parts))
+
+
+def task_concat():
+    """Concatenate src/*.txt into out/all.txt: the task list follows the folder."""
+    return {
+        "actions": [concat],
+        "file_dep": [str(p) for p in sorted(Path("src").glob("*.txt"))],
+        "targets": ["out/all.txt"],
+    }
+'''
+
+
+class Auto:
+    """`python -m doit auto` in a project folder, with its output collected as it comes."""
+
+    def __init__(self, root: Path, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "doit", "auto", "--quiet-period", "0.1", *args],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdin=subprocess.DEVNULL,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def cycles(self) -> list[str]:
+        return [line for line in list(self.lines) if line.startswith("doit auto: cycle")]
+
+    def wait_cycles(self, count: int) -> list[str]:
+        return wait_for(lambda: len(self.cycles()) >= count and self.cycles(), timeout=20)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        self._reader.join(5)
+        return code
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    (root / "src").mkdir(parents=True)
+    (root / "dodo.py").write_text(DODO)
+    (root / "src" / "a.txt").write_text("a\n")
+    return root
+
+
+@pytest.fixture
+def auto(project: Path) -> Iterator[Auto]:
+    running = Auto(project)
+    yield running
+    if running.proc.poll() is None:
+        running.proc.kill()
+        running.proc.wait()
+
+
+def output(project: Path) -> str:
+    path = project / "out" / "all.txt"
+    return path.read_text() if path.exists() else ""
+
+
+def test_reruns_on_change_and_picks_up_a_new_input(auto: Auto, project: Path) -> None:
+    first = auto.wait_cycles(1)[0]
+    assert "cycle 1 (start): ran 1 of 1 task(s)" in first
+    assert output(project) == "a\n"
+    drop(project / "src" / "a.txt", b"a2\n")
+    wait_for(lambda: output(project) == "a2\n")
+    # a new file in a watched folder: the reloaded dodo makes it a new file dep
+    drop(project / "src" / "b.txt", b"b\n")
+    wait_for(lambda: output(project) == "a2\nb\n")
+    cycles = auto.wait_cycles(3)
+    assert "after src/b.txt" in cycles[2] and "watching 3 file(s)" in cycles[2]
+    assert auto.stop() == 0
+
+
+def test_its_own_outputs_and_unrelated_writes_start_no_cycle(auto: Auto, project: Path) -> None:
+    auto.wait_cycles(1)
+    # a log growing next to the dodo, the DB and the targets are not inputs
+    (project / "run.log").write_text("x")
+    with (project / "run.log").open("a") as log:
+        log.write("more")
+    (project / "out" / "all.txt").write_text("tampered\n")
+    stays(lambda: len(auto.cycles()) == 1, seconds=1.0)
+    assert auto.stop(signal.SIGINT) == 0
+
+
+def test_a_broken_dodo_is_reported_and_the_fix_is_picked_up(auto: Auto, project: Path) -> None:
+    auto.wait_cycles(1)
+    (project / "dodo.py").write_text(DODO + "\nthis is not python\n")
+    wait_for(lambda: any("could not load tasks" in line for line in auto.lines), timeout=20)
+    (project / "dodo.py").write_text(DODO)
+    drop(project / "src" / "c.txt", b"c\n")
+    wait_for(lambda: output(project) == "a\nc\n")
+    assert auto.stop() == 0
+
+
+def test_is_listed_by_doit_help(project: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "doit", "help", "auto"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--quiet-period" in proc.stdout and "--ignore" in proc.stdout
