@@ -271,7 +271,7 @@ def _cli(root: Path, dodo: Path, env: dict[str, str]) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+        env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONFAULTHANDLER": "1", **env},
         stdin=subprocess.DEVNULL,
     )
 
@@ -299,7 +299,13 @@ def test_a_signal_mid_build_exits_0_and_releases_the_lock(
         assert proc.poll() is None, proc.communicate()
         assert not _lock_is_free(light_project)
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=20)
+        try:
+            out, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            # where it hangs: faulthandler dumps every thread's stack on SIGABRT
+            proc.send_signal(signal.SIGABRT)
+            out, err = proc.communicate(timeout=20)
+            raise AssertionError(f"no exit 20s after {sig.name}:\n{err}") from None
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -156,15 +156,13 @@ def dashboard_action(root: str) -> TaskFailed | None:
 
 def validate_action(root: str) -> TaskFailed | None:
     """The exchange's files that no order task reports on: recipes, checkpoints, reviews, odd names."""
-    from toyfoundry.exchange.validate import validate_exchange
+    from toyfoundry.exchange.validate import exchange_files, validate_paths
 
     layout = Layout(Path(root))
-    orders = {n.order_id for n in _plan(root).orders}
-    problems = [
-        p
-        for p in validate_exchange(layout, schema_check=False)
-        if not (p.path.startswith("exchange/orders/") and Path(p.path).stem in orders)
-    ]
+    # each order the graph knows is reported by its own report task: do not read it twice
+    known = {layout.order_file(n.order_id) for n in _plan(root).orders}
+    files = [p for p in exchange_files(layout) if p not in known]
+    problems = validate_paths(layout, files, schema_check=False)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:

@@ -233,6 +233,7 @@ def render(rollup: QuiltRollup) -> str:
             div_id=f"chart-{name}",
             config=_CONFIG,
             default_height="420px",
+            validate=False,
         )
         charts.append(f'<section class="chart" data-chart="{name}">{div}</section>')
     days = sorted({b.day for b in batches})

@@ -515,7 +515,7 @@ class GraphWatcher:
             yield self
         finally:
             self.stop()
-            thread.join()
+            thread.join(60)
 
     def _safe_cycle(self, trigger: str) -> CycleResult:
         try:

@@ -137,12 +137,21 @@ class WatchdogSource:
                     # everything under the new root is new: let the watcher rescan
                     self._hint(None)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the observer; a shutdown stuck inside watchdog is abandoned after `timeout`."""
         observer, self._observer = self._observer, None
         self._notify = None
-        if observer is not None:
+        if observer is None:
+            return
+
+        def shut() -> None:
             observer.stop()
-            observer.join(timeout=5)
+            observer.join(timeout)
+
+        # its threads are daemons: one left behind cannot keep the process alive
+        stopper = threading.Thread(target=shut, name="watchdog-stop", daemon=True)
+        stopper.start()
+        stopper.join(timeout)
 
 
 class ScriptedSource:
