@@ -28,7 +28,7 @@ from tests.test_watch_helpers import (
     write_light_dodo,
 )
 from toyfoundry.store.layout import Layout
-from toyfoundry.watch.graph_watcher import CycleResult, GraphWatcher
+from toyfoundry.watch.graph_watcher import CycleResult, GraphWatcher, run_graph
 from toyfoundry.watch.observer import ScriptedSource
 
 GLOBAL = ["dashboard", "export", "quilt", "validate"]
@@ -225,6 +225,25 @@ def test_each_input_kind_selects_its_orders(light_project: Layout, light: Module
     # a deleted order: the later orders of its recipe
     layout.order_file(scout[1]).unlink()
     assert selected() == sorted(chain(scout[2]) + GLOBAL)
+
+
+def test_without_an_initial_build_the_start_is_the_baseline(
+    light_project: Layout, light: ModuleType
+) -> None:
+    layout = light_project
+    scout = ["2025-11-03-001", "2025-11-04-001", "2025-11-05-001"]
+    for n, order_id in enumerate(scout):
+        drop_order(layout, order_id, seed=n)
+    assert run_graph(layout, dodo=light).code == 0
+    watcher = GraphWatcher(
+        layout, dodo=light, source=ScriptedSource(), quiet=0.0, settle=0.0, initial_build=False
+    )
+    first = watcher.run_cycle()
+    assert first.build is None and first.changes == []
+    layout.order_file(scout[1]).unlink()
+    deleted = watcher.run_cycle()
+    assert deleted.build is not None
+    assert sorted(deleted.build.selected or []) == sorted(chain(scout[2]) + GLOBAL)
 
 
 def _real_graph_ready() -> bool:

@@ -157,14 +157,12 @@ class FoundryDB:
         )
 
     # --- small cached facts of the foundry's own (the graph's plan) ---
-    def get_meta(self, key: str) -> Any:
+    def get_meta(self, key: str) -> str | None:
         row = self._conn.execute("select value from meta where key = ?", (key,)).fetchone()
-        return orjson.loads(row[0]) if row else None
+        return str(row[0]) if row else None
 
-    def put_meta(self, key: str, value: Any) -> None:
-        self._conn.execute(
-            "insert or replace into meta values (?, ?)", (key, orjson.dumps(value).decode())
-        )
+    def put_meta(self, key: str, text: str) -> None:
+        self._conn.execute("insert or replace into meta values (?, ?)", (key, text))
 
     def task_ids(self) -> list[str]:
         return [r[0] for r in self._conn.execute("select task_id from doit order by task_id")]

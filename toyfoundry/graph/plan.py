@@ -11,13 +11,12 @@ it. A no-op run stats the files and reuses the plan; any change re-reads it all.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from toyfoundry.store import safe_read
 from toyfoundry.store.layout import INPUT_FOLDERS, Layout
@@ -85,11 +84,17 @@ def listing(layout: Layout) -> Listing:
     return out
 
 
+def _json(data: object) -> str:
+    """Stdlib JSON: file names from the exchange may hold bytes that are not UTF-8
+    (kept as surrogate escapes), which it writes as `\\udcxx` and reads back intact."""
+    return json.dumps(data, separators=(",", ":"))
+
+
 def signature(files: Listing) -> str:
     from toyfoundry.graph.stages import fingerprint
 
     digest = hashlib.sha256(fingerprint("plan").encode())
-    digest.update(orjson.dumps(files))
+    digest.update(_json(files).encode("ascii"))
     return digest.hexdigest()
 
 
@@ -167,10 +172,11 @@ def load(layout: Layout) -> Plan:
     db = backend.current()
     key = signature(files)
     if db is not None:
-        cached = db.get_meta("plan")
+        text = db.get_meta("plan")
+        cached = json.loads(text) if text else None
         if cached is not None and cached.get("signature") == key:
             return _decode(layout, cached["plan"])
     plan = scan(layout, files)
     if db is not None:
-        db.put_meta("plan", {"signature": key, "plan": _encode(plan)})
+        db.put_meta("plan", _json({"signature": key, "plan": _encode(plan)}))
     return plan

@@ -23,7 +23,7 @@ from toyfoundry.errors import FoundryError, Problem, os_error_line
 from toyfoundry.graph import plan as planning
 from toyfoundry.graph.stages import fingerprint
 from toyfoundry.store.atomic import grouped_folder_syncs, write_atomic
-from toyfoundry.store.layout import Layout
+from toyfoundry.store.layout import INPUT_FOLDERS, Layout
 
 Task = dict[str, Any]
 
@@ -341,5 +341,7 @@ def task_validate() -> Task:
         "actions": [(validate_action, [str(layout.root)])],
         "file_dep": [*(rel(layout, p) for p in plan.regular_inputs), code_dep(layout, "validate")],
         "uptodate": _odd_uptodate(plan.odd_inputs),
+        # `doit auto` watches these folders too, so a first file in an empty one is seen
+        "watch": [rel(layout, layout.exchange / folder) for folder in INPUT_FOLDERS],
         "verbosity": 1,
     }

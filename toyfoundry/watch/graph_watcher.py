@@ -429,6 +429,7 @@ class GraphWatcher:
             if not self.initial_build:
                 # the state at start is the baseline, not a change
                 scan = ScanResult([], scan.pending, scan.retry_after)
+                self._plan = self._current_plan()
         self._unbuilt += scan.changes
         result.changes = list(self._unbuilt)
         result.pending = scan.pending
@@ -451,12 +452,17 @@ class GraphWatcher:
         self._deferred_since = None
         return self._finish(result)
 
-    def _build(self, full: bool) -> GraphRun | None:
+    def _current_plan(self) -> planning.Plan:
+        """A fresh plan, from the same cache the graph's task creators read in this cycle."""
         from toyfoundry.graph import tasks
 
-        with self.lock, contextlib.chdir(self.layout.root):
+        with contextlib.chdir(self.layout.root):
             tasks._plan.cache_clear()
-            plan = tasks.current_plan()
+            return tasks.current_plan()
+
+    def _build(self, full: bool) -> GraphRun | None:
+        with self.lock, contextlib.chdir(self.layout.root):
+            plan = self._current_plan()
             selected: list[str] | None = None
             if not full:
                 names = namespace(self.dodo)
