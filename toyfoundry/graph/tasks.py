@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from doit.exceptions import TaskFailed
+from doit.exceptions import InvalidDodoFile, TaskFailed
 from doit.tools import config_changed
 
 from toyfoundry.errors import FoundryError, Problem, os_error_line
@@ -76,7 +76,12 @@ def code_dep(layout: Layout, stage: str) -> str:
     on every run, which costs more than the stat of one small file per task.
     """
     path = layout.state / "code" / f"{stage}.sha256"
-    write_atomic(path, f"{fingerprint(stage)}\n".encode())
+    try:
+        write_atomic(path, f"{fingerprint(stage)}\n".encode())
+    except OSError as exc:
+        # written while doit loads the graph, where any exception prints as a traceback;
+        # a full disk or an I/O error is not a bug: say it in one line
+        raise InvalidDodoFile(os_error_line(exc)) from None
     return rel(layout, path)
 
 
