@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.util
 import os
 import re
 import shlex
@@ -13,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from tests.conftest import make_project
 from tests.test_loom_quilt import from_ledgers
@@ -97,8 +95,6 @@ def test_documented_nightly_lines_run(tmp_path: Path) -> None:
 
 
 def test_documented_watcher_lines_run(tmp_path: Path) -> None:
-    if importlib.util.find_spec("toyfoundry.commands.watch_exchange") is None:
-        pytest.skip("toyfoundry watch-exchange is not implemented in this checkout yet")
     layout = sample(tmp_path / "srv")
     cli_shim(layout.root / ".venv" / "bin")
     watchers = [(label, c, f) for label, c, f in documented_commands() if "watch" in str(c)]
@@ -178,11 +174,9 @@ def test_why_refuses_unknown_and_bad_ids(tmp_path: Path, run_cli: Any) -> None:
 
 def test_loom_on_the_sample_exchange_built_by_the_forge(tmp_path: Path, run_cli: Any) -> None:
     """End to end on the shipped sample: the real forge's artefacts and ledgers, then the loom."""
-    try:
-        from toyfoundry.forge.mint import mint_order
-        from toyfoundry.forge.rituals import run_rituals
-    except ImportError as exc:
-        pytest.skip(f"the forge is not complete in this checkout: {exc}")
+    from toyfoundry.forge.mint import mint_order
+    from toyfoundry.forge.rituals import run_rituals
+
     layout: Layout = make_project(tmp_path / "project")
     orders = sorted(p.stem for p in layout.orders_dir.glob("*.json"))
     for oid in orders:

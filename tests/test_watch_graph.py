@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import importlib
 import json
 import os
 import signal
@@ -246,20 +245,6 @@ def test_without_an_initial_build_the_start_is_the_baseline(
     assert sorted(deleted.build.selected or []) == sorted(chain(scout[2]) + GLOBAL)
 
 
-def _real_graph_ready() -> bool:
-    try:
-        from toyfoundry.graph.stages import fingerprint
-
-        for stage in ("mint", "rituals", "report", "quilt"):
-            fingerprint(stage)
-        importlib.import_module("toyfoundry.forge.rituals")
-        importlib.import_module("toyfoundry.telemetry.reports")
-    except Exception:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _real_graph_ready(), reason="the forge/telemetry rooms have not landed")
 def test_end_to_end_with_the_real_graph(tmp_path: Path) -> None:
     layout = make_project(tmp_path / "project")
     watcher = GraphWatcher(layout, quiet=0.15, rescan=30)
