@@ -59,13 +59,11 @@ class OrderFiles:
 @cache
 def order_files(layout: Layout, order_id: str) -> OrderFiles:
     """Made once per order and process: several tasks name the same files."""
-    from toyfoundry.telemetry.reports import outputs_of
-
     return OrderFiles(
         rel(layout, layout.mint_artefact(order_id)),
         rel(layout, layout.rituals_artefact(order_id)),
         rel(layout, layout.chain_file(order_id)),
-        tuple(rel(layout, p) for p in outputs_of(layout, order_id)),
+        tuple(rel(layout, p) for p in layout.order_outputs(order_id)),
     )
 
 

@@ -16,6 +16,9 @@ ALFA_ID_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{3}\.a[0-9]{3}(r[0-9]
 PHASES = ("pilot", "expansion", "operational")
 #: Exchange folders holding inputs from other systems and people, in the order they are read.
 INPUT_FOLDERS = ("recipes", "checkpoints", "orders", "reviews")
+#: The per-order export partitions: `exports/<dataset>/<order_id>.<format>`.
+EXPORT_DATASETS = ("alfas", "rituals")
+EXPORT_FORMATS = ("csv", "jsonl")
 #: Exchange folders the foundry writes to; everything else under exchange/ is input only.
 OWNED_EXCHANGE_AREAS = ("reports", "outbox")
 
@@ -186,6 +189,24 @@ class Layout:
     def quilt_parts(self) -> Path:
         """Per-order summaries, each made once per change of its order."""
         return self.quilt_dir / "parts"
+
+    def quilt_part(self, order_id: str) -> Path:
+        return self.quilt_parts / f"{check_order_id(order_id)}.json"
+
+    def partition(self, dataset: str, order_id: str, fmt: str) -> Path:
+        """`exports/<dataset>/<order_id>.<fmt>`, the id checked before it becomes a path."""
+        if dataset not in EXPORT_DATASETS or fmt not in EXPORT_FORMATS:
+            raise ValueError(f"unknown partition {dataset}/{fmt}")
+        return self.exports / dataset / f"{check_order_id(order_id)}.{fmt}"
+
+    def order_outputs(self, order_id: str) -> list[Path]:
+        """What an order's report task writes: its report, its quilt part, its partitions."""
+        return [
+            self.report_json(order_id),
+            self.report_md(order_id),
+            self.quilt_part(order_id),
+            *(self.partition(d, order_id, f) for d in EXPORT_DATASETS for f in EXPORT_FORMATS),
+        ]
 
     @cached_property
     def rollup(self) -> Path:

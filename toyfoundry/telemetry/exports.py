@@ -30,20 +30,23 @@ from toyfoundry.formats.models import (
     RitualEventRow,
 )
 from toyfoundry.store.atomic import remove_file, write_atomic
-from toyfoundry.store.layout import ORDER_ID_RE, Layout, check_order_id
+from toyfoundry.store.layout import (
+    EXPORT_DATASETS,
+    EXPORT_FORMATS,
+    ORDER_ID_RE,
+    Layout,
+)
 from toyfoundry.telemetry import render
 from toyfoundry.telemetry.artefacts import OrderArtefacts, display
 from toyfoundry.telemetry.summary import results_by_alfa
 
-DATASETS = ("alfas", "rituals")
-FORMATS = ("csv", "jsonl")
+DATASETS = EXPORT_DATASETS
+FORMATS = EXPORT_FORMATS
 
 
 def partition(layout: Layout, dataset: str, order_id: str, fmt: str) -> Path:
     """`exports/<dataset>/<order_id>.<fmt>`, the id checked before it becomes a path."""
-    if dataset not in DATASETS or fmt not in FORMATS:
-        raise ValueError(f"unknown partition {dataset}/{fmt}")
-    return layout.exports / dataset / f"{check_order_id(order_id)}.{fmt}"
+    return layout.partition(dataset, order_id, fmt)
 
 
 def batches_csv(layout: Layout) -> Path:

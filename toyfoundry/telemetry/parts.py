@@ -7,12 +7,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from toyfoundry.formats.models import BatchSummary
-from toyfoundry.store.layout import Layout, check_order_id
+from toyfoundry.store.layout import Layout
 from toyfoundry.telemetry.artefacts import display
 
 
 def part_path(layout: Layout, order_id: str) -> Path:
-    return layout.quilt_parts / f"{check_order_id(order_id)}.json"
+    return layout.quilt_part(order_id)
 
 
 def read_part(layout: Layout, order_id: str) -> tuple[BatchSummary | None, str | None]:

@@ -109,12 +109,4 @@ def is_current(layout: Layout, order_id: str) -> bool:
 
 def outputs_of(layout: Layout, order_id: str) -> list[Path]:
     """Every file `build_order_outputs` writes for `order_id`."""
-    paths = [
-        layout.report_json(order_id),
-        layout.report_md(order_id),
-        part_path(layout, order_id),
-    ]
-    paths += [
-        exports.partition(layout, d, order_id, f) for d in exports.DATASETS for f in exports.FORMATS
-    ]
-    return paths
+    return layout.order_outputs(order_id)
