@@ -15,6 +15,7 @@ clean, auto) waits for a watcher or another build instead of colliding with it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from pathlib import Path
@@ -87,6 +88,7 @@ class FoundryDB:
         self._cache: dict[str, dict[str, Any]] = {}
         self._dirty: set[str] = set()
         self._loaded = False
+        self._files: dict[str, tuple[int, int, int, str]] | None = None
         _current = self
 
     # --- doit's backend interface ---
@@ -143,18 +145,26 @@ class FoundryDB:
 
     # --- the file-hash cache shared with FoundryChecker ---
     def cached_md5(self, path: str, st: os.stat_result) -> str | None:
-        row = self._conn.execute(
-            "select mtime_ns, size, inode, md5 from files where path = ?", (path,)
-        ).fetchone()
-        if row and (row[0], row[1], row[2]) == (st.st_mtime_ns, st.st_size, st.st_ino):
+        if self._files is None:
+            # one query for the whole cache: the plan's signature asks about every input
+            self._files = {
+                row[0]: (row[1], row[2], row[3], row[4])
+                for row in self._conn.execute("select path, mtime_ns, size, inode, md5 from files")
+            }
+        row = self._files.get(path)
+        if row and row[:3] == (st.st_mtime_ns, st.st_size, st.st_ino):
             return str(row[3])
         return None
 
     def remember_md5(self, path: str, st: os.stat_result, md5: str) -> None:
-        self._conn.execute(
-            "insert or replace into files values (?, ?, ?, ?, ?)",
-            (path, st.st_mtime_ns, st.st_size, st.st_ino, md5),
-        )
+        if self._files is not None:
+            self._files[path] = (st.st_mtime_ns, st.st_size, st.st_ino, md5)
+        # a file name that is not UTF-8 cannot be a key: it is hashed again next run
+        with contextlib.suppress(UnicodeEncodeError):
+            self._conn.execute(
+                "insert or replace into files values (?, ?, ?, ?, ?)",
+                (path, st.st_mtime_ns, st.st_size, st.st_ino, md5),
+            )
 
     # --- small cached facts of the foundry's own (the graph's plan) ---
     def get_meta(self, key: str) -> str | None:

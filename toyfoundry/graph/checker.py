@@ -17,16 +17,18 @@ from doit.dependency import MD5Checker, get_file_md5
 from toyfoundry.graph import backend
 
 
-def file_md5(path: str, st: os.stat_result | None = None) -> str:
+def file_md5(path: str, st: os.stat_result | None = None, *, key: str | None = None) -> str:
+    """md5 of a file, computed once per (mtime, size, inode); `key` is how doit names it."""
     st = st or os.stat(path)
+    key = key or path
     db = backend.current()
     if db is not None:
-        known = db.cached_md5(path, st)
+        known = db.cached_md5(key, st)
         if known is not None:
             return known
     md5: str = get_file_md5(path)
     if db is not None:
-        db.remember_md5(path, st, md5)
+        db.remember_md5(key, st, md5)
     return md5
 
 

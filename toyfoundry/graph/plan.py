@@ -3,9 +3,10 @@
 Drawing the graph needs one look at every order (its recipe and phase decide its
 chain and its inputs). Parsing a thousand orders through the models on every `doit`
 costs more than checking the whole graph, so the plan is kept in the dependency DB
-under a signature of everything it was read from: the name, type, size, mtime and
-inode of every exchange input and of the settings file, plus the code that draws
-it. A no-op run stats the files and reuses the plan; any change re-reads it all.
+under a signature of everything it was read from: the name, type, size and content
+hash of every exchange input and of the settings file, plus the code that draws
+it. The hashes come from the checker's cache (one per mtime, size and inode), so a
+no-op run stats the files and reuses the plan; any change re-reads it all.
 """
 
 from __future__ import annotations
@@ -67,11 +68,19 @@ def classify(path: Path) -> str:
         return "missing"
 
 
-Listing = list[tuple[str, str, int, int, int]]
+Listing = list[tuple[str, str, int, str]]
 
 
 def listing(layout: Layout) -> Listing:
-    """(relative path, kind, size, mtime_ns, inode) of every input the plan is read from."""
+    """(relative path, kind, size, content) of every input the plan is read from.
+
+    Content is the md5 doit's checker keeps for the file (computed once per mtime,
+    size and inode, and shared with the checker), so a copy of the project with new
+    mtimes and inodes (a CI checkout with a restored cache) still matches its plan.
+    Links and other odd entries are not read: their kind, mtime and inode stand in.
+    """
+    from toyfoundry.graph.checker import file_md5
+
     out: Listing = []
     paths = [p for folder in INPUT_FOLDERS for p in safe_read.list_json(layout.exchange / folder)]
     for path in [*paths, layout.settings_file]:
@@ -80,7 +89,15 @@ def listing(layout: Layout) -> Listing:
         except OSError:
             continue
         rel = str(path.relative_to(layout.root))
-        out.append((rel, _kind(st.st_mode), st.st_size, st.st_mtime_ns, st.st_ino))
+        kind = _kind(st.st_mode)
+        if kind == "regular":
+            try:
+                content = file_md5(str(path), st, key=rel)
+            except OSError:
+                content = f"unreadable {st.st_mtime_ns} {st.st_ino}"
+        else:
+            content = f"{st.st_mtime_ns} {st.st_ino}"
+        out.append((rel, kind, st.st_size, content))
     return out
 
 
