@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,20 +49,10 @@ class Plan:
         raise KeyError(order_id)
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISREG(mode):
-        return "regular"
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    if stat.S_ISFIFO(mode):
-        return "fifo"
-    return "special"
-
-
 def classify(path: Path) -> str:
     """`regular` for a plain file doit may hash; otherwise what it is (never followed or read)."""
     try:
-        return _kind(os.lstat(path).st_mode)
+        return safe_read.file_kind(os.lstat(path).st_mode)
     except OSError:
         return "missing"
 
@@ -89,7 +78,7 @@ def listing(layout: Layout) -> Listing:
         except OSError:
             continue
         rel = str(path.relative_to(layout.root))
-        kind = _kind(st.st_mode)
+        kind = safe_read.file_kind(st.st_mode)
         if kind == "regular":
             try:
                 content = file_md5(str(path), st, key=rel)

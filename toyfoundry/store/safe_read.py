@@ -18,7 +18,7 @@ import re
 import stat
 from itertools import accumulate, repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from toyfoundry.errors import FoundryError, Problem
 
@@ -60,6 +60,22 @@ def _limit(explicit: int | None, env: str, default: int) -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise FoundryError(f"{env}: expected a positive integer, got {raw!r:.40}")
     return int(raw)
+
+
+FileKind = Literal["regular", "symlink", "fifo", "directory", "special"]
+
+
+def file_kind(mode: int) -> FileKind:
+    """What an `lstat` mode is, in the words the graph and the watchers track entries by."""
+    if stat.S_ISREG(mode):
+        return "regular"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    return "special"
 
 
 def _kind(mode: int) -> str | None:

@@ -30,6 +30,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from toyfoundry.store import safe_read
+from toyfoundry.store.safe_read import FileKind, file_kind
 
 Notify = Callable[[Path | None], None]
 Clock = Callable[[], float]
@@ -248,20 +249,8 @@ class Hints:
 
 # --------------------------------------------------------------------------- stable scans
 
-Kind = Literal["regular", "symlink", "fifo", "directory", "special"]
+Kind = FileKind
 Check = Literal["json", "bytes"]
-
-
-def _kind(mode: int) -> Kind:
-    if stat.S_ISREG(mode):
-        return "regular"
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    if stat.S_ISFIFO(mode):
-        return "fifo"
-    if stat.S_ISDIR(mode):
-        return "directory"
-    return "special"
 
 
 @dataclass(frozen=True)
@@ -276,7 +265,7 @@ class FileState:
 
     @classmethod
     def of(cls, st: os.stat_result, sha256: str | None = None) -> FileState:
-        return cls(_kind(st.st_mode), st.st_size, st.st_mtime_ns, st.st_ino, sha256)
+        return cls(file_kind(st.st_mode), st.st_size, st.st_mtime_ns, st.st_ino, sha256)
 
     def same_stat(self, other: FileState) -> bool:
         return (self.kind, self.size, self.mtime_ns, self.inode) == (
