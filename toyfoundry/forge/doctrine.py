@@ -34,7 +34,7 @@ from toyfoundry.formats.models import (
 )
 from toyfoundry.store.atomic import dumps_canonical, write_atomic
 from toyfoundry.store.layout import Layout
-from toyfoundry.store.ledger import Ledger
+from toyfoundry.store.ledger import Ledger, extent, lines
 from toyfoundry.store.runid import utc_now
 
 
@@ -97,26 +97,21 @@ _seen: dict[Path, tuple[int, int, set[str]]] = {}
 def indexed_digests(layout: Layout) -> set[str]:
     """The digests the index holds; lines that do not parse are left to `verify` to report."""
     path = layout.doctrine_index
-    try:
-        st = path.stat()
-    except FileNotFoundError:
+    found = extent(path)
+    if found is None:
         _seen.pop(path, None)
         return set()
-    inode, offset, known = _seen.get(path, (st.st_ino, 0, set()))
-    if inode != st.st_ino or st.st_size < offset:
+    inode, offset, known = _seen.get(path, (found.inode, 0, set()))
+    if inode != found.inode or found.end < offset:
         offset, known = 0, set()
-    with path.open("rb") as handle:
-        handle.seek(offset)
-        data = handle.read()
-    end = data.rfind(b"\n") + 1
-    for line in data[:end].splitlines():
+    for _number, line in lines(path, offset, found.end):
         try:
             digest = orjson.loads(line).get("sha256")
         except (orjson.JSONDecodeError, AttributeError):
             continue
         if isinstance(digest, str):
             known.add(digest)
-    _seen[path] = (st.st_ino, offset + end, known)
+    _seen[path] = (found.inode, found.end, known)
     return known
 
 

@@ -164,34 +164,66 @@ class Ledger:
         fsync_dir(self.torn_path.parent)
 
     def read(self) -> Iterator[tuple[int, bytes]]:
-        """Yield (1-based line number, line without its newline) for every complete line.
+        """Yield (1-based line number, line without its newline) for every complete line."""
+        found = extent(self.path)
+        if found is not None:
+            yield from lines(self.path, 0, found.end)
 
-        The end is fixed under a shared lock at the last newline, so no writer is
-        mid-append: bytes before it never change again (the ledger only grows and
-        repair only cuts after the last newline), and the rest is read unlocked.
-        """
+
+@dataclass(frozen=True, slots=True)
+class Extent:
+    """Where a ledger's complete lines end, and its size: `size > end` means a torn last line."""
+
+    inode: int
+    end: int
+    size: int
+
+    @property
+    def torn(self) -> bool:
+        return self.size > self.end
+
+
+def extent(path: Path) -> Extent | None:
+    """The ledger's extent, measured under a shared lock (no writer mid-append); None if absent."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            try:
-                end = _after_last_newline(fd, os.fstat(fd).st_size)
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            number = 0
-            pos = 0
-            carry = b""
-            while pos < end:
-                chunk = os.pread(fd, min(_READ_CHUNK, end - pos), pos)
-                if not chunk:
-                    break
-                pos += len(chunk)
-                lines = (carry + chunk).split(b"\n")
-                carry = lines.pop()
-                for line in lines:
-                    number += 1
-                    yield number, line
+            info = os.fstat(fd)
+            return Extent(info.st_ino, _after_last_newline(fd, info.st_size), info.st_size)
         finally:
-            os.close(fd)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def lines(path: Path, start: int, end: int, first_line: int = 1) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) for the complete lines in bytes [start, end), numbered from `first_line`.
+
+    Bytes before a measured end never change (the ledger only grows, and repair
+    only cuts after the last newline), so they are read without the lock, in big
+    chunks: readers start where they left off instead of re-reading history.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        number = first_line - 1
+        pos = start
+        carry = b""
+        while pos < end:
+            chunk = os.pread(fd, min(_READ_CHUNK, end - pos), pos)
+            if not chunk:
+                break
+            pos += len(chunk)
+            parts = (carry + chunk).split(b"\n")
+            carry = parts.pop()
+            for line in parts:
+                number += 1
+                yield number, line
+    finally:
+        os.close(fd)

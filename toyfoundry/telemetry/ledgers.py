@@ -7,10 +7,6 @@ are a torn write from a killed process, or one still being written.
 
 from __future__ import annotations
 
-import fcntl
-import os
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,60 +15,20 @@ from pydantic import BaseModel, ValidationError
 
 from toyfoundry.formats.models import SCHEMA_VERSION, MintRecord, RitualRecord
 from toyfoundry.store.layout import Layout
+from toyfoundry.store.ledger import Extent as Extent
+from toyfoundry.store.ledger import extent as extent
+from toyfoundry.store.ledger import lines as lines
 
 Record = MintRecord | RitualRecord
 MODELS: dict[str, type[MintRecord] | type[RitualRecord]] = {
     "mint": MintRecord,
     "ritual": RitualRecord,
 }
-_CHUNK = 1 << 20
-_TAIL = 1 << 16
 
 
 def ledgers(layout: Layout) -> list[tuple[Path, str]]:
     """Each ledger with the record kind its lines must have."""
     return [(layout.mint_ledger, "mint"), (layout.ritual_ledger, "ritual")]
-
-
-@dataclass(frozen=True)
-class Extent:
-    """Where a ledger's complete lines end, and its size: `size > end` means a torn last line."""
-
-    inode: int
-    end: int
-    size: int
-
-    @property
-    def torn(self) -> bool:
-        return self.size > self.end
-
-
-def _after_last_newline(fd: int, size: int) -> int:
-    end = size
-    while end > 0:
-        start = max(0, end - _TAIL)
-        cut = os.pread(fd, end - start, start).rfind(b"\n")
-        if cut >= 0:
-            return start + cut + 1
-        end = start
-    return 0
-
-
-def extent(path: Path) -> Extent | None:
-    """The ledger's extent, measured under a shared lock (no writer mid-append); None if absent."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        try:
-            info = os.fstat(fd)
-            return Extent(info.st_ino, _after_last_newline(fd, info.st_size), info.st_size)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
 
 
 def torn_fragments(ledger: Path) -> list[tuple[Path, int, str]]:
@@ -98,34 +54,6 @@ def torn_fragments(ledger: Path) -> list[tuple[Path, int, str]]:
 def read_prefix(path: Path, size: int) -> bytes:
     with path.open("rb") as handle:
         return handle.read(size)
-
-
-def lines(path: Path, start: int, end: int, first_line: int = 1) -> Iterator[tuple[int, bytes]]:
-    """(line number, line) for the complete lines in bytes [start, end), numbered from `first_line`.
-
-    Bytes before a measured end never change (ledgers only grow, and repair only
-    cuts after the last newline), so they are read without the lock.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return
-    try:
-        number = first_line - 1
-        pos = start
-        carry = b""
-        while pos < end:
-            chunk = os.pread(fd, min(_CHUNK, end - pos), pos)
-            if not chunk:
-                break
-            pos += len(chunk)
-            parts = (carry + chunk).split(b"\n")
-            carry = parts.pop()
-            for line in parts:
-                number += 1
-                yield number, line
-    finally:
-        os.close(fd)
 
 
 def check_line(kind: str, line: bytes) -> tuple[Record | None, str | None]:
