@@ -173,6 +173,3 @@ class FoundryDB:
 
     def put_meta(self, key: str, text: str) -> None:
         self._conn.execute("insert or replace into meta values (?, ?)", (key, text))
-
-    def task_ids(self) -> list[str]:
-        return [r[0] for r in self._conn.execute("select task_id from doit order by task_id")]

@@ -42,12 +42,6 @@ class Plan:
     regular_inputs: list[Path] = field(default_factory=list)
     odd_inputs: list[tuple[str, str]] = field(default_factory=list)
 
-    def node(self, order_id: str) -> OrderNode:
-        for node in self.orders:
-            if node.order_id == order_id:
-                return node
-        raise KeyError(order_id)
-
 
 def classify(path: Path) -> str:
     """`regular` for a plain file doit may hash; otherwise what it is (never followed or read)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any, TextIO
 
@@ -91,7 +90,3 @@ class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
                 f" of {self.total} in {elapsed:.1f}s{failed}\n"
             )
         super().complete_run()
-
-
-def is_tty(stream: TextIO = sys.stdout) -> bool:
-    return bool(getattr(stream, "isatty", lambda: False)())

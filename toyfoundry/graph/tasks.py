@@ -181,8 +181,6 @@ def changed_orders(layout: Layout, changed: list[str]) -> set[str] | None:
         parts = Path(path).parts
         if len(parts) >= 3 and str(Path(*parts[:2])) == build:
             out.add(parts[2])
-        elif parts and parts[0] != ".toyfoundry":
-            continue
     return out if changed else None
 
 

@@ -145,14 +145,6 @@ class Layout:
         """What an order hands on to the next order of its recipe: cursor, history digest, pool."""
         return self.order_build(order_id) / "chain.json"
 
-    def genesis_chain(self, recipe_id: str) -> Path:
-        """The chain the first order of a recipe starts from (empty history, empty pool)."""
-        return self.build / "_genesis" / f"{check_slug(recipe_id)}.json"
-
-    @cached_property
-    def validation_file(self) -> Path:
-        return self.build / "validation.json"
-
     @cached_property
     def doctrine(self) -> Path:
         return self.state / "doctrine"
