@@ -179,7 +179,7 @@ def task_validate():
     plan = current_plan()
     return {
         "actions": [lambda: None],
-        "file_dep": [rel(plan.layout, p) for p in plan.regular_inputs],
+        "file_dep": list(plan.regular_inputs),
     }
 '''
 

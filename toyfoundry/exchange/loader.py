@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from toyfoundry.errors import FoundryError, Problem
 from toyfoundry.exchange import rules
+from toyfoundry.forge.inputs import OrderFacts
 from toyfoundry.formats import schemas
 from toyfoundry.formats.models import Checkpoint, Order, Recipe, Report, Review, Settings
 from toyfoundry.store import safe_read
@@ -261,6 +262,15 @@ class Exchange:
         if not path.exists() and not path.is_symlink():
             return None
         return self.load("review", path)
+
+    # --- the view the mint's input list reads (toyfoundry.forge.inputs.InputView) ---
+    def order_facts(self, order_id: str) -> OrderFacts | None:
+        model = self.order(order_id).model
+        return None if model is None else OrderFacts(model.recipe, model.phase)
+
+    def recipe_experimental(self, recipe_id: str) -> bool:
+        model = self.recipe(recipe_id).model
+        return model is not None and model.experimental
 
     def order_ids(self) -> list[str]:
         """Ids of the order files whose names are valid order ids, in issue order."""

@@ -30,7 +30,6 @@ Alfas); a slot emptied by a reject decision is not counted.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import math
 import random
@@ -44,6 +43,7 @@ from pydantic import ValidationError
 from toyfoundry.errors import FoundryError, Problem
 from toyfoundry.exchange.loader import Exchange, display
 from toyfoundry.forge import chain as chains
+from toyfoundry.forge.inputs import MintInputs, mint_input_paths, sprint_of, sprint_orders
 from toyfoundry.forge.space import Params, Space
 from toyfoundry.forge.validators import Validators, load_plugins, matches
 from toyfoundry.formats.models import (
@@ -78,15 +78,6 @@ LEDGER_OUTCOME: dict[str, str] = {
     "rejected": "rejected-by-review",
 }
 _EPSILON = 1e-9
-
-
-@dataclass(frozen=True)
-class MintInputs:
-    """The files one order's mint reads, for the graph's file dependencies."""
-
-    present: list[Path]
-    optional: list[Path]
-    chain: Path | None
 
 
 class Refused(Exception):
@@ -157,27 +148,6 @@ def alfa_id(order_id: str, slot: int, reroll: int = 0) -> str:
     return f"{order_id}.a{slot:03d}" + (f"r{reroll}" if reroll else "")
 
 
-def sprint_of(order_id: str) -> str:
-    """The sprint of an order: the ISO week of its date, like `2025-W44`."""
-    year, week, _ = dt.date.fromisoformat(order_id[:10]).isocalendar()
-    return f"{year}-W{week:02d}"
-
-
-def _sprint_orders(exchange: Exchange, order_id: str) -> list[str]:
-    try:
-        sprint = sprint_of(order_id)
-    except ValueError:
-        return []
-    out = []
-    for other in exchange.order_ids():
-        try:
-            if sprint_of(other) == sprint:
-                out.append(other)
-        except ValueError:
-            continue
-    return out
-
-
 def experimental_block(exchange: Exchange, order: Order, order_id: str) -> str | None:
     """Why an experimental order is over its sprint's quota, or None when it fits.
 
@@ -187,7 +157,7 @@ def experimental_block(exchange: Exchange, order: Order, order_id: str) -> str |
     """
     total = 0
     experimental: list[tuple[str, int]] = []
-    for other in _sprint_orders(exchange, order_id):
+    for other in sprint_orders(exchange, order_id):
         loaded = exchange.order(other)
         model = loaded.model
         if not loaded.ok or model is None or model.dry_run or model.phase == "pilot":
@@ -220,39 +190,10 @@ def experimental_block(exchange: Exchange, order: Order, order_id: str) -> str |
 def mint_inputs(
     layout: Layout, exchange: Exchange, order_id: str, *, previous: chains.Previous = chains.AUTO
 ) -> MintInputs:
-    """The files `mint_order` reads: file deps, optional files (may be absent), the previous chain.
-
-    `previous` is the previous order of the recipe's chain when the caller already
-    knows it (the graph's plan); by default it is looked up.
-    """
-    order_path = layout.order_file(order_id)
-    present = [order_path]
-    optional: list[Path] = []
-    order = exchange.order(order_id).model
-    if order is None:
-        return MintInputs(present, optional, None)
-    recipe_path = layout.recipe_file(order.recipe)
-    if recipe_path.exists() or recipe_path.is_symlink():
-        present.append(recipe_path)
-    if order.phase != "pilot":
-        optional.append(layout.checkpoint_file(order.phase))
-    optional.append(layout.review_file(order_id))
-    recipe = exchange.recipe(order.recipe).model
-    if recipe is not None and recipe.experimental:
-        for other in _sprint_orders(exchange, order_id):
-            path = layout.order_file(other)
-            if path not in present:
-                present.append(path)
-            model = exchange.order(other).model
-            if model is not None:
-                other_recipe = layout.recipe_file(model.recipe)
-                if other_recipe not in present and (
-                    other_recipe.exists() or other_recipe.is_symlink()
-                ):
-                    present.append(other_recipe)
-        optional.append(layout.settings_file)
+    """The files `mint_order` reads; `previous` is the previous order of the recipe's chain
+    when the caller already knows it (the graph's plan), by default it is looked up."""
     before = chains.resolve_previous(exchange, order_id, previous)
-    return MintInputs(present, optional, layout.chain_file(before) if before else None)
+    return mint_input_paths(layout, exchange, order_id, before)
 
 
 def file_digest(path: Path, max_bytes: int | None = None) -> str | None:

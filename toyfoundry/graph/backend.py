@@ -87,23 +87,27 @@ class FoundryDB:
             ) from None
         self._cache: dict[str, dict[str, Any]] = {}
         self._dirty: set[str] = set()
-        self._loaded = False
+        self._raw: dict[str, str] | None = None
         self._files: dict[str, tuple[int, int, int, str]] | None = None
         _current = self
 
     # --- doit's backend interface ---
     def get(self, task_id: str, dependency: str) -> Any:
-        return self._task(task_id).get(dependency)
-
-    def _task(self, task_id: str) -> dict[str, Any]:
-        if not self._loaded:
-            # one query for every record: doit asks about each task anyway
-            for tid, text in self._conn.execute("select task_id, task_data from doit"):
-                self._cache.setdefault(tid, _decode(text))
-            self._loaded = True
         data = self._cache.get(task_id)
         if data is None:
-            data = self._cache[task_id] = {}
+            data = self._task(task_id)
+        return data.get(dependency)
+
+    def _task(self, task_id: str) -> dict[str, Any]:
+        data = self._cache.get(task_id)
+        if data is not None:
+            return data
+        if self._raw is None:
+            # one query for every record, each decoded when first asked for: a no-op asks
+            # about every task, a watcher's rebuild about a few
+            self._raw = dict(self._conn.execute("select task_id, task_data from doit"))
+        text = self._raw.pop(task_id, None)
+        data = self._cache[task_id] = _decode(text) if text is not None else {}
         return data
 
     def set(self, task_id: str, dependency: str, value: Any) -> None:
@@ -135,11 +139,14 @@ class FoundryDB:
 
     def remove(self, task_id: str) -> None:
         self._cache.pop(task_id, None)
+        if self._raw is not None:
+            self._raw.pop(task_id, None)
         self._dirty.discard(task_id)
         self._conn.execute("delete from doit where task_id = ?", (task_id,))
 
     def remove_all(self) -> None:
         self._cache.clear()
+        self._raw = {}
         self._dirty.clear()
         self._conn.execute("delete from doit")
 

@@ -14,5 +14,7 @@ DOIT_CONFIG: dict[str, Any] = {
     "reporter": FoundryReporter,
     # a bad order must not stop the factory: every other order still builds
     "continue": True,
-    "default_tasks": ["mint", "rituals", "report", "quilt", "export", "dashboard", "validate"],
+    # report first: doit then creates each order's mint, rituals and report together, in
+    # issue order, so the chains never make it walk a recipe's whole history at once
+    "default_tasks": ["report", "rituals", "mint", "quilt", "export", "dashboard", "validate"],
 }

@@ -1,12 +1,21 @@
 """The exchange as the graph sees it: orders, their recipes and chains, and the input files.
 
 Drawing the graph needs one look at every order (its recipe and phase decide its
-chain and its inputs). Parsing a thousand orders through the models on every `doit`
-costs more than checking the whole graph, so the plan is kept in the dependency DB
-under a signature of everything it was read from: the name, type, size and content
-hash of every exchange input and of the settings file, plus the code that draws
-it. The hashes come from the checker's cache (one per mtime, size and inode), so a
-no-op run stats the files and reuses the plan; any change re-reads it all.
+chain and its inputs). Parsing a thousand orders through the models on every
+`doit` costs more than checking the whole graph, so the plan is kept in the
+dependency DB with two keys over everything it was read from (every exchange
+input and the settings file, plus the code that draws it):
+
+- the *stat key* (name, type, size, mtime, inode): a no-op run stats the files
+  and reuses the plan without hashing or parsing anything;
+- the *content key* (name, type, size, content hash from the checker's cache):
+  a copy of the project with new mtimes and inodes (a CI checkout with a
+  restored cache) still matches its plan.
+
+When neither matches, the plan is drawn again, but only the files whose bytes
+changed are parsed: the few facts the plan takes from each order (recipe and
+phase) and recipe (experimental or not) are remembered per content hash. A new
+order therefore costs one parse, not a thousand.
 """
 
 from __future__ import annotations
@@ -15,22 +24,46 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from toyfoundry.forge.inputs import InputView, OrderFacts, mint_input_paths
 from toyfoundry.store import safe_read
-from toyfoundry.store.layout import INPUT_FOLDERS, Layout
+from toyfoundry.store.layout import INPUT_FOLDERS, Layout, UnsafeIdError, check_order_id
+
+if TYPE_CHECKING:
+    from toyfoundry.exchange.loader import Exchange
+
+#: Bumped when the cached record's shape changes.
+RECORD_VERSION = 2
 
 
 @dataclass(frozen=True)
 class OrderNode:
-    """An order as the graph sees it: where it sits in its recipe's chain and what it reads."""
+    """An order as the graph sees it: its place in its recipe's chain, what it reads, what it makes.
+
+    Paths are project-relative strings, as doit records them.
+    """
 
     order_id: str
     recipe: str | None
     phase: str | None
     previous: str | None
-    mint_inputs: tuple[Path, ...] = ()
+    #: every file the mint reads, present or optional (a review that may appear)
+    inputs: tuple[str, ...] = ()
+    #: the inputs that are regular files now: the mint task's file deps
+    deps: tuple[str, ...] = ()
+    #: inputs that are links, FIFOs and the like, as `path:kind` (never hashed)
+    odd: tuple[str, ...] = ()
+    #: the order's own recipe file when it is a regular file (the rituals read it too)
+    recipe_dep: tuple[str, ...] = ()
+    mint: str = ""
+    rituals: str = ""
+    chain: str = ""
+    #: what the order's report task writes
+    outputs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -39,11 +72,15 @@ class Plan:
 
     layout: Layout
     orders: list[OrderNode] = field(default_factory=list)
-    regular_inputs: list[Path] = field(default_factory=list)
+    regular_inputs: list[str] = field(default_factory=list)
     odd_inputs: list[tuple[str, str]] = field(default_factory=list)
 
+    @cached_property
+    def by_id(self) -> dict[str, OrderNode]:
+        return {n.order_id: n for n in self.orders}
 
-def classify(path: Path) -> str:
+
+def classify(path: str | os.PathLike[str]) -> str:
     """`regular` for a plain file doit may hash; otherwise what it is (never followed or read)."""
     try:
         return safe_read.file_kind(os.lstat(path).st_mode)
@@ -51,116 +88,245 @@ def classify(path: Path) -> str:
         return "missing"
 
 
-Listing = list[tuple[str, str, int, str]]
+@dataclass(frozen=True)
+class Entry:
+    """One input as the plan saw it: its lstat, and its content once someone asked for it."""
+
+    rel: str
+    kind: str
+    st: os.stat_result
 
 
-def listing(layout: Layout) -> Listing:
-    """(relative path, kind, size, content) of every input the plan is read from.
-
-    Content is the md5 doit's checker keeps for the file (computed once per mtime,
-    size and inode, and shared with the checker), so a copy of the project with new
-    mtimes and inodes (a CI checkout with a restored cache) still matches its plan.
-    Links and other odd entries are not read: their kind, mtime and inode stand in.
-    """
-    from toyfoundry.graph.checker import file_md5
-
-    out: Listing = []
+def scan_inputs(layout: Layout) -> list[Entry]:
+    """Every input the plan is read from: the exchange's input folders and the settings file."""
+    out: list[Entry] = []
+    root = str(layout.root)
     paths = [p for folder in INPUT_FOLDERS for p in safe_read.list_json(layout.exchange / folder)]
     for path in [*paths, layout.settings_file]:
         try:
             st = os.lstat(path)
         except OSError:
             continue
-        rel = str(path.relative_to(layout.root))
-        kind = safe_read.file_kind(st.st_mode)
-        if kind == "regular":
-            try:
-                content = file_md5(str(path), st, key=rel)
-            except OSError:
-                content = f"unreadable {st.st_mtime_ns} {st.st_ino}"
-        else:
-            content = f"{st.st_mtime_ns} {st.st_ino}"
-        out.append((rel, kind, st.st_size, content))
+        text = str(path)
+        rel = text[len(root) + 1 :] if text.startswith(root + "/") else os.path.relpath(text, root)
+        out.append(Entry(rel, safe_read.file_kind(st.st_mode), st))
     return out
 
 
-def _json(data: object) -> str:
-    """Stdlib JSON: file names from the exchange may hold bytes that are not UTF-8
-    (kept as surrogate escapes), which it writes as `\\udcxx` and reads back intact."""
-    return json.dumps(data, separators=(",", ":"))
+def content_of(layout: Layout, entry: Entry) -> str:
+    """The md5 doit's checker keeps for the file (computed once per mtime, size and inode, and
+    shared with the checker); links and other odd entries are not read: kind, mtime and
+    inode stand in."""
+    from toyfoundry.graph.checker import file_md5
+
+    st = entry.st
+    if entry.kind == "regular":
+        try:
+            return file_md5(str(layout.root / entry.rel), st, key=entry.rel)
+        except OSError:
+            return f"unreadable {st.st_mtime_ns} {st.st_ino}"
+    return f"{st.st_mtime_ns} {st.st_ino}"
 
 
-def signature(files: Listing) -> str:
+def _dumps(data: object) -> bytes:
+    """orjson, or the stdlib for file names that are not UTF-8 (kept as surrogate escapes,
+    which it writes as `\\udcxx` and reads back intact)."""
+    try:
+        return orjson.dumps(data)
+    except TypeError:
+        return json.dumps(data, separators=(",", ":")).encode("ascii")
+
+
+def _loads(text: str | bytes) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+def _key(*parts: object) -> str:
     from toyfoundry.graph.stages import fingerprint
 
     digest = hashlib.sha256(fingerprint("plan").encode())
-    digest.update(_json(files).encode("ascii"))
+    digest.update(f"{RECORD_VERSION}".encode())
+    for part in parts:
+        digest.update(_dumps(part))
     return digest.hexdigest()
 
 
-def scan(layout: Layout, files: Listing | None = None) -> Plan:
-    """Read every order once (safely) and link each to the previous order of its recipe."""
-    from toyfoundry.exchange.loader import Exchange
-    from toyfoundry.forge.mint import mint_inputs
+def stat_key(entries: list[Entry]) -> str:
+    return _key([(e.rel, e.kind, e.st.st_size, e.st.st_mtime_ns, e.st.st_ino) for e in entries])
 
-    files = listing(layout) if files is None else files
-    exchange = Exchange(layout)
+
+def content_key(entries: list[Entry], contents: list[str]) -> str:
+    return _key([(e.rel, e.kind, e.st.st_size, c) for e, c in zip(entries, contents, strict=True)])
+
+
+# --------------------------------------------------------------------------- drawing the plan
+
+#: A file's facts as remembered: [content, facts] where facts is [recipe, phase] or None for
+#: an order, a bool (experimental) for a recipe.
+Facts = dict[str, list[Any]]
+
+
+class FactsView(InputView):
+    """The exchange as the input list needs it, answered from remembered facts where the file's
+    bytes are unchanged and from a real read (models and all) where they are not."""
+
+    def __init__(self, layout: Layout, contents: dict[str, str], known: Facts) -> None:
+        self.layout = layout
+        self.contents = contents
+        self.known = known
+        self.facts: Facts = {}
+        self._exchange: Exchange | None = None
+        self._ids = sorted(
+            stem
+            for rel in contents
+            if rel.startswith("exchange/orders/") and _is_order_id(stem := _stem(rel))
+        )
+
+    @property
+    def exchange(self) -> Exchange:
+        if self._exchange is None:
+            from toyfoundry.exchange.loader import Exchange
+
+            self._exchange = Exchange(self.layout)
+        return self._exchange
+
+    def _fact(self, rel: str, read: Any) -> Any:
+        content = self.contents.get(rel)
+        if content is None:  # not an input file (missing): ask the exchange, remember nothing
+            return read()
+        old = self.known.get(rel)
+        value = old[1] if old is not None and old[0] == content else read()
+        self.facts[rel] = [content, value]
+        return value
+
+    def order_ids(self) -> list[str]:
+        return list(self._ids)
+
+    def order_facts(self, order_id: str) -> OrderFacts | None:
+        rel = f"exchange/orders/{order_id}.json"
+
+        def read() -> list[str] | None:
+            facts = self.exchange.order_facts(order_id)
+            return None if facts is None else [facts.recipe, facts.phase]
+
+        value = self._fact(rel, read)
+        return None if value is None else OrderFacts(value[0], value[1])
+
+    def recipe_experimental(self, recipe_id: str) -> bool:
+        rel = f"exchange/recipes/{recipe_id}.json"
+        return bool(self._fact(rel, lambda: self.exchange.recipe_experimental(recipe_id)))
+
+
+def _stem(rel: str) -> str:
+    return rel.rsplit("/", 1)[-1].removesuffix(".json")
+
+
+def _is_order_id(stem: str) -> bool:
+    try:
+        check_order_id(stem)
+    except UnsafeIdError:
+        return False
+    return True
+
+
+def _rel(layout: Layout, path: os.PathLike[str] | str) -> str:
+    """Project-relative, as doit records paths (a prefix cut: this runs for every input)."""
+    text, root = os.fspath(path), str(layout.root)
+    if text.startswith(root) and text[len(root) : len(root) + 1] == "/":
+        return text[len(root) + 1 :]
+    return os.path.relpath(text, root)
+
+
+def _outputs(layout: Layout, order_id: str) -> tuple[str, str, str, tuple[str, ...]]:
+    return (
+        _rel(layout, layout.mint_artefact(order_id)),
+        _rel(layout, layout.rituals_artefact(order_id)),
+        _rel(layout, layout.chain_file(order_id)),
+        tuple(_rel(layout, p) for p in layout.order_outputs(order_id)),
+    )
+
+
+def draw(
+    layout: Layout,
+    entries: list[Entry],
+    contents: list[str],
+    known: Facts | None = None,
+    old: Plan | None = None,
+) -> tuple[Plan, Facts]:
+    """The plan from the inputs, parsing only files whose content is not in `known`;
+    the facts it used, to remember for next time."""
+    view = FactsView(
+        layout, {e.rel: c for e, c in zip(entries, contents, strict=True)}, known or {}
+    )
+    kinds = {e.rel: e.kind for e in entries}
     plan = Plan(layout)
-    for rel, kind, *_ in files:
-        if not rel.startswith("exchange/"):
+    for e in entries:
+        if not e.rel.startswith("exchange/"):
             continue
-        if kind == "regular":
-            plan.regular_inputs.append(layout.root / rel)
+        if e.kind == "regular":
+            plan.regular_inputs.append(e.rel)
         else:
-            plan.odd_inputs.append((rel, kind))
+            plan.odd_inputs.append((e.rel, e.kind))
+    made = old.by_id if old is not None else {}
     last_of_recipe: dict[str, str] = {}
-    for order_id in exchange.order_ids():
-        model = exchange.order(order_id).model
-        recipe = model.recipe if model is not None else None
+    for order_id in view.order_ids():
+        facts = view.order_facts(order_id)
+        recipe = facts.recipe if facts is not None else None
         previous = last_of_recipe.get(recipe) if recipe else None
         if recipe:
             last_of_recipe[recipe] = order_id
-        inputs = mint_inputs(layout, exchange, order_id, previous=previous)
+        found = mint_input_paths(layout, view, order_id, previous)
+        inputs = tuple(_rel(layout, p) for p in (*found.present, *found.optional))
+        own = _rel(layout, layout.recipe_file(recipe)) if recipe else None
+        before = made.get(order_id)
+        files = (
+            (before.mint, before.rituals, before.chain, before.outputs)
+            if before is not None
+            else _outputs(layout, order_id)
+        )
         plan.orders.append(
             OrderNode(
                 order_id,
                 recipe,
-                model.phase if model is not None else None,
+                facts.phase if facts is not None else None,
                 previous,
-                (*inputs.present, *inputs.optional),
+                inputs,
+                tuple(p for p in inputs if kinds.get(p) == "regular"),
+                tuple(f"{p}:{kinds[p]}" for p in inputs if kinds.get(p, "regular") != "regular"),
+                (own,) if own is not None and kinds.get(own) == "regular" else (),
+                *files,
             )
         )
-    return plan
+    return plan, view.facts
 
 
-def _encode(plan: Plan) -> dict[str, Any]:
-    root = plan.layout.root
-    return {
-        "orders": [
-            [
-                n.order_id,
-                n.recipe,
-                n.phase,
-                n.previous,
-                [str(p.relative_to(root)) for p in n.mint_inputs],
-            ]
-            for n in plan.orders
-        ],
-        "regular": [str(p.relative_to(root)) for p in plan.regular_inputs],
-        "odd": plan.odd_inputs,
-    }
+def scan(layout: Layout) -> Plan:
+    """Read every input afresh (no cache): the plan as the exchange is now."""
+    entries = scan_inputs(layout)
+    return draw(layout, entries, [content_of(layout, e) for e in entries])[0]
 
 
-def _decode(layout: Layout, data: dict[str, Any]) -> Plan:
-    root = layout.root
+# --------------------------------------------------------------------------- the cached record
+
+
+def _encode(plan: Plan) -> list[Any]:
+    return [[list(vars(n).values()) for n in plan.orders], plan.regular_inputs, plan.odd_inputs]
+
+
+def _tuples(row: list[Any]) -> list[Any]:
+    return [tuple(v) if isinstance(v, list) else v for v in row]
+
+
+def _decode(layout: Layout, data: list[Any]) -> Plan:
+    orders, regular, odd = data
     return Plan(
         layout,
-        [
-            OrderNode(o, r, ph, prev, tuple(root / p for p in inputs))
-            for o, r, ph, prev, inputs in data["orders"]
-        ],
-        [root / p for p in data["regular"]],
-        [(a, b) for a, b in data["odd"]],
+        [OrderNode(*_tuples(row)) for row in orders],
+        list(regular),
+        [(a, b) for a, b in odd],
     )
 
 
@@ -168,15 +334,50 @@ def load(layout: Layout) -> Plan:
     """The plan, from the dependency DB when nothing it was read from has changed."""
     from toyfoundry.graph import backend
 
-    files = listing(layout)
+    entries = scan_inputs(layout)
+    fast = stat_key(entries)
     db = backend.current()
-    key = signature(files)
+    record: dict[str, Any] | None = None
     if db is not None:
         text = db.get_meta("plan")
-        cached = json.loads(text) if text else None
-        if cached is not None and cached.get("signature") == key:
-            return _decode(layout, cached["plan"])
-    plan = scan(layout, files)
+        try:
+            record = _loads(text) if text else None
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
+            record = None
+        if record is not None and record.get("stat") == fast:
+            return _decode(layout, record["plan"])
+    contents = [content_of(layout, e) for e in entries]
+    slow = content_key(entries, contents)
+    if record is not None and record.get("content") == slow:
+        plan = _decode(layout, record["plan"])
+        facts: Facts = record["facts"]
+    else:
+        old = _decode(layout, record["plan"]) if record is not None else None
+        known: Facts = record["facts"] if record is not None else {}
+        if record is not None and record.get("settings") != _settings(entries, contents):
+            known = {}  # the size and depth limits decide what parses
+        plan, facts = draw(layout, entries, contents, known, old)
     if db is not None:
-        db.put_meta("plan", _json({"signature": key, "plan": _encode(plan)}))
+        db.put_meta(
+            "plan",
+            _dumps(
+                {
+                    "version": RECORD_VERSION,
+                    "stat": fast,
+                    "content": slow,
+                    "settings": _settings(entries, contents),
+                    "facts": facts,
+                    "plan": _encode(plan),
+                }
+            ).decode(),
+        )
     return plan
+
+
+def _settings(entries: list[Entry], contents: list[str]) -> str | None:
+    for e, c in zip(entries, contents, strict=True):
+        if not e.rel.startswith("exchange/"):
+            return c
+    return None

@@ -8,6 +8,12 @@ from typing import Any, TextIO
 from doit.reporter import ConsoleReporter
 
 
+def _counted(task: Any) -> bool:
+    """A task with actions of its own (not a group); `_actions` is the raw list, because
+    `Task.actions` builds an action object per entry, for every task, on every run."""
+    return bool(task._actions) and not task.name.startswith("_")
+
+
 class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
     """doit reporter (`--reporter toyfoundry`, the default in pyproject): tasks done of total,
     the current task, elapsed time and failures. Off a terminal it prints doit's usual
@@ -26,7 +32,7 @@ class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
         self._line = ""
 
     def initialize(self, tasks: dict[str, Any], selected_tasks: list[str]) -> None:
-        self.total = sum(1 for t in tasks.values() if t.actions and not t.name.startswith("_"))
+        self.total = sum(1 for t in tasks.values() if _counted(t))
         self.started = time.monotonic()
 
     def _status(self, current: str) -> None:
@@ -44,7 +50,7 @@ class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
             self._line = ""
 
     def execute_task(self, task: Any) -> None:
-        if not task.actions or task.name.startswith("_"):
+        if not _counted(task):
             return
         self.ran += 1
         if self.tty:
@@ -53,11 +59,11 @@ class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
             super().execute_task(task)
 
     def add_success(self, task: Any) -> None:
-        if task.actions and not task.name.startswith("_"):
+        if _counted(task):
             self.done += 1
 
     def skip_uptodate(self, task: Any) -> None:
-        if task.actions and not task.name.startswith("_"):
+        if _counted(task):
             self.done += 1
         if not self.tty:
             super().skip_uptodate(task)

@@ -1,17 +1,21 @@
 """Code as a dependency: a fingerprint per stage over exactly the source that makes its artefacts.
 
-doit notices changed input files, not changed actions. Each task therefore carries a
-`config_changed` over its stage's fingerprint: the package version plus the bytes of
-every package module its action can reach, found by following `toyfoundry.*` imports
-from the stage's entry module (imports inside functions included). Editing a module
-re-runs exactly the stages built from it; early cutoff then stops the cascade where
-the bytes come out equal. Mint also covers the installed validator plugins.
+doit notices changed input files, not changed actions. Each task therefore lists its
+stage's code stamp (`.toyfoundry/code/<stage>.sha256`) as a file dep, holding the
+stage's fingerprint: the package version plus the bytes of every package module its
+action can reach, found by following `toyfoundry.*` imports from the stage's entry
+module (imports inside functions included). Editing a module re-runs exactly the
+stages built from it; early cutoff then stops the cascade where the bytes come out
+equal. Mint also covers the installed validator plugins.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -89,8 +93,7 @@ def closure(entry: str) -> tuple[Path, ...]:
     return tuple(sorted(set(seen.values())))
 
 
-@cache
-def fingerprint(stage: str) -> str:
+def _compute(stage: str) -> str:
     """sha256 over the version and the source the stage's action can reach."""
     digest = hashlib.sha256(f"toyfoundry {toyfoundry.__version__}\n".encode())
     for path in closure(STAGE_ENTRY[stage]):
@@ -102,3 +105,54 @@ def fingerprint(stage: str) -> str:
 
         digest.update(plugin_fingerprint().encode())
     return digest.hexdigest()
+
+
+def _code_key() -> str:
+    """What the fingerprints are computed from, by stat: every package source file, and each
+    import path folder (installing, upgrading or removing a distribution, a validator plugin
+    among them, changes its folder's listing and so its mtime)."""
+    digest = hashlib.sha256(f"toyfoundry {toyfoundry.__version__}\n".encode())
+    for folder, dirs, files in sorted(os.walk(PACKAGE)):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            if name.endswith(".py"):
+                st = os.stat(os.path.join(folder, name))
+                digest.update(f"{folder}/{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    for entry in sys.path:
+        try:
+            st = os.stat(entry or ".")
+        except OSError:
+            continue
+        digest.update(f"{entry}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode())
+    return digest.hexdigest()
+
+
+@cache
+def fingerprints() -> dict[str, str]:
+    """Every stage's fingerprint, kept in the dependency DB while the sources' stats hold.
+
+    Reading the sources, following their imports and scanning the installed
+    distributions for plugins costs more than the rest of a no-op's own work, and
+    runs on every doit invocation; a stat of each source file and import folder
+    says whether anything could have changed.
+    """
+    from toyfoundry.graph import backend
+
+    db = backend.current()
+    key = _code_key() if db is not None else ""
+    if db is not None:
+        text = db.get_meta("code")
+        record = json.loads(text) if text else None
+        if isinstance(record, dict) and record.get("key") == key:
+            cached = record.get("fingerprints")
+            if isinstance(cached, dict) and set(cached) == set(STAGE_ENTRY):
+                return {str(k): str(v) for k, v in cached.items()}
+    out = {stage: _compute(stage) for stage in STAGE_ENTRY}
+    if db is not None:
+        db.put_meta("code", json.dumps({"key": key, "fingerprints": out}, sort_keys=True))
+    return out
+
+
+def fingerprint(stage: str) -> str:
+    """The stage's fingerprint: what its task's code stamp holds."""
+    return fingerprints()[stage]

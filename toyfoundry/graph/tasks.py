@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -44,27 +43,6 @@ def rel(layout: Layout, path: Path) -> str:
     if text.startswith(root) and text[len(root) : len(root) + 1] == "/":
         return text[len(root) + 1 :]
     return os.path.relpath(path, layout.root)
-
-
-@dataclass(frozen=True)
-class OrderFiles:
-    """An order's build artefacts as doit records them (project-relative strings)."""
-
-    mint: str
-    rituals: str
-    chain: str
-    outputs: tuple[str, ...]
-
-
-@cache
-def order_files(layout: Layout, order_id: str) -> OrderFiles:
-    """Made once per order and process: several tasks name the same files."""
-    return OrderFiles(
-        rel(layout, layout.mint_artefact(order_id)),
-        rel(layout, layout.rituals_artefact(order_id)),
-        rel(layout, layout.chain_file(order_id)),
-        tuple(rel(layout, p) for p in layout.order_outputs(order_id)),
-    )
 
 
 def code_dep(layout: Layout, stage: str) -> str:
@@ -190,44 +168,36 @@ def changed_orders(layout: Layout, changed: list[str]) -> set[str] | None:
 def _deps(layout: Layout, paths: list[Path]) -> list[str]:
     """Present regular files as file deps; absent optional ones are left out on purpose.
 
-    doit re-runs a task whose set of file deps changed, so a review or checkpoint that
-    appears or disappears re-runs exactly the tasks that list it.
+    doit re-runs a task whose set of file deps changed, so a file that appears or
+    disappears re-runs exactly the tasks that list it.
     """
     return [rel(layout, p) for p in paths if planning.classify(p) == "regular"]
 
 
-def _odd_uptodate(odd: list[Any]) -> list[Any]:
+def _odd_uptodate(odd: Sequence[Any]) -> list[Any]:
     """Links and FIFOs are tracked by what they are; most exchanges have none, so no callable."""
-    return [config_changed({"odd": odd})] if odd else []
-
-
-def _odd(layout: Layout, paths: list[Path]) -> list[str]:
-    """Inputs doit must not hash (links, FIFOs): tracked by what they are, not their bytes."""
-    out = []
-    for p in paths:
-        kind = planning.classify(p)
-        if kind not in ("regular", "missing"):
-            out.append(f"{rel(layout, p)}:{kind}")
-    return out
-
-
-def _chain_dep(layout: Layout, node: planning.OrderNode) -> list[str]:
-    return [order_files(layout, node.previous).chain] if node.previous else []
+    return [config_changed({"odd": list(odd)})] if odd else []
 
 
 def task_mint() -> Iterator[Task]:
-    """Mint each order's batch under the diversity quotas and the validator hooks."""
+    """Mint each order's batch under the diversity quotas and the validator hooks.
+
+    Its inputs are the files the mint reads that are regular files now (an absent
+    review or checkpoint is left out on purpose: doit re-runs a task whose set of
+    file deps changed, so one that appears re-runs exactly the orders that read it).
+    """
     plan = current_plan()
-    layout = plan.layout
-    code = code_dep(layout, "mint")
+    root = str(plan.layout.root)
+    code = code_dep(plan.layout, "mint")
+    nodes = plan.by_id
     for node in plan.orders:
-        inputs = list(node.mint_inputs)
+        chain = [nodes[node.previous].chain] if node.previous else []
         yield {
             "name": node.order_id,
-            "actions": [(mint_action, [str(layout.root), node.order_id, node.previous])],
-            "file_dep": [*_deps(layout, inputs), *_chain_dep(layout, node), code],
-            "targets": [order_files(layout, node.order_id).mint],
-            "uptodate": _odd_uptodate(_odd(layout, inputs)),
+            "actions": [(mint_action, [root, node.order_id, node.previous])],
+            "file_dep": [*node.deps, *chain, code],
+            "targets": [node.mint],
+            "uptodate": _odd_uptodate(node.odd),
             "clean": True,
         }
 
@@ -235,23 +205,19 @@ def task_mint() -> Iterator[Task]:
 def task_rituals() -> Iterator[Task]:
     """Run Drill, Parade, Purge and Promote as the order's phase asks; hand the chain on."""
     plan = current_plan()
-    layout = plan.layout
-    code = code_dep(layout, "rituals")
+    root = str(plan.layout.root)
+    code = code_dep(plan.layout, "rituals")
+    nodes = plan.by_id
     for node in plan.orders:
-        inputs = [layout.recipe_file(node.recipe)] if node.recipe else []
+        chain = [nodes[node.previous].chain] if node.previous else []
         yield {
             "name": node.order_id,
-            "actions": [(rituals_action, [str(layout.root), node.order_id, node.previous])],
-            "file_dep": [
-                order_files(layout, node.order_id).mint,
-                *_deps(layout, inputs),
-                *_chain_dep(layout, node),
-                code,
-            ],
+            "actions": [(rituals_action, [root, node.order_id, node.previous])],
+            "file_dep": [node.mint, *node.recipe_dep, *chain, code],
             "targets": [
-                order_files(layout, node.order_id).rituals,
+                node.rituals,
                 # an order whose file does not parse is in no chain and hands on no chain.json
-                *([order_files(layout, node.order_id).chain] if node.recipe else []),
+                *([node.chain] if node.recipe else []),
             ],
             "clean": True,
         }
@@ -260,29 +226,22 @@ def task_rituals() -> Iterator[Task]:
 def task_report() -> Iterator[Task]:
     """Write each order's manufacturing report, quilt summary and export partitions."""
     plan = current_plan()
-    layout = plan.layout
-    code = code_dep(layout, "report")
+    root = str(plan.layout.root)
+    code = code_dep(plan.layout, "report")
     for node in plan.orders:
-        o = node.order_id
         yield {
-            "name": o,
-            "actions": [(report_action, [str(layout.root), o])],
-            "file_dep": [
-                order_files(layout, o).mint,
-                order_files(layout, o).rituals,
-                code,
-            ],
-            "targets": list(order_files(layout, o).outputs),
+            "name": node.order_id,
+            "actions": [(report_action, [root, node.order_id])],
+            "file_dep": [node.mint, node.rituals, code],
+            "targets": list(node.outputs),
             "clean": True,
         }
 
 
 def _artefacts(plan: planning.Plan) -> list[str]:
-    layout = plan.layout
     out: list[str] = []
     for node in plan.orders:
-        files = order_files(layout, node.order_id)
-        out += (files.mint, files.rituals)
+        out += (node.mint, node.rituals)
     return out
 
 
@@ -340,7 +299,7 @@ def task_validate() -> Task:
     layout = plan.layout
     return {
         "actions": [(validate_action, [str(layout.root)])],
-        "file_dep": [*(rel(layout, p) for p in plan.regular_inputs), code_dep(layout, "validate")],
+        "file_dep": [*plan.regular_inputs, code_dep(layout, "validate")],
         "uptodate": _odd_uptodate(plan.odd_inputs),
         # `doit auto` watches these folders too, so a first file in an empty one is seen
         "watch": [rel(layout, layout.exchange / folder) for folder in INPUT_FOLDERS],

@@ -74,7 +74,8 @@ class Tally:
 
     @staticmethod
     def _counts(task: Any) -> bool:
-        return bool(task.actions) and not task.name.startswith("_")
+        # `_actions`, the raw list: `Task.actions` builds action objects for every task
+        return bool(task._actions) and not task.name.startswith("_")
 
     def _print(self, text: str) -> None:
         stream = self.err or sys.stderr
@@ -207,13 +208,14 @@ def affected_orders(
     """Orders of the new plan whose tasks a set of input changes may make stale.
 
     An order is affected when a changed file is one its mint reads (the plan's
-    `mint_inputs`: its order file, recipe, checkpoint, review, sprint peers), and
+    `inputs`: its order file, recipe, checkpoint, review, sprint peers), and
     then so are the later orders of its recipe, which chain on it. The folder
     rules cover files an order no longer lists (a deleted order or review).
     """
     new_nodes = {n.order_id: n for n in new.orders}
     old_nodes = {n.order_id: n for n in old.orders} if old is not None else {}
     paths = {c.path for c in changes}
+    rels = {os.path.relpath(p, layout.root) for p in paths}
     out: set[str] = set()
 
     def chain_from(order_id: str, recipe: str | None) -> None:
@@ -225,7 +227,7 @@ def affected_orders(
             )
 
     for node in new.orders:
-        if paths.intersection(getattr(node, "mint_inputs", ())):
+        if rels.intersection(node.inputs):
             chain_from(node.order_id, node.recipe)
     for path in paths:
         try:

@@ -1,0 +1,127 @@
+"""The graph's plan: the cached record answers exactly what a fresh read of the exchange would,
+and a change re-reads only the files whose bytes changed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_project
+from toyfoundry.exchange import loader
+from toyfoundry.graph import backend, plan
+from toyfoundry.store.layout import Layout
+
+
+@contextmanager
+def db(layout: Layout) -> Iterator[backend.FoundryDB]:
+    opened = backend.FoundryDB(str(layout.dep_db), None)
+    try:
+        yield opened
+    finally:
+        opened.dump()
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """File names the exchange loader parses."""
+    seen: list[str] = []
+    original = loader.Exchange._load
+
+    def counting(self: loader.Exchange, kind: str, path: Path) -> object:
+        seen.append(path.name)
+        return original(self, kind, path)
+
+    monkeypatch.setattr(loader.Exchange, "_load", counting)
+    return seen
+
+
+def cached(layout: Layout) -> plan.Plan:
+    with db(layout):
+        return plan.load(layout)
+
+
+def same(a: plan.Plan, b: plan.Plan) -> None:
+    assert a.orders == b.orders
+    assert a.regular_inputs == b.regular_inputs
+    assert a.odd_inputs == b.odd_inputs
+
+
+def test_cached_plan_equals_a_fresh_read_through_changes(tmp_path: Path, reads: list[str]) -> None:
+    layout = make_project(tmp_path / "p")
+    same(cached(layout), plan.scan(layout))
+    orders = layout.exchange / "orders"
+
+    # a new order of an existing recipe: that order file parsed (and the recipe its rules
+    # check), every other order remembered
+    doc = json.loads((orders / "2025-10-28-002.json").read_text())
+    doc.update(order_id="2025-10-29-001", seed=99)
+    (orders / "2025-10-29-001.json").write_text(json.dumps(doc))
+    reads.clear()
+    after = cached(layout)
+    assert sorted(reads) == ["2025-10-29-001.json", "bolt-bunny.json"], reads
+    same(after, plan.scan(layout))
+    new = after.by_id["2025-10-29-001"]
+    assert new.previous == "2025-10-28-002" and new.recipe == "bolt-bunny"
+
+    # a review appears: it becomes a dep of its order only
+    review = layout.exchange / "reviews" / "2025-10-29-001.json"
+    review.write_text("{}")
+    same(cached(layout), plan.scan(layout))
+    assert str(review.relative_to(layout.root)) in cached(layout).by_id["2025-10-29-001"].deps
+
+    # a recipe turned experimental: its orders read their sprint's orders and the settings
+    recipe = layout.exchange / "recipes" / "bolt-bunny.json"
+    data = json.loads(recipe.read_text())
+    data["experimental"] = True
+    recipe.write_text(json.dumps(data))
+    reads.clear()
+    after = cached(layout)
+    same(after, plan.scan(layout))
+    assert "pyproject.toml" in after.by_id["2025-10-29-001"].deps
+
+    # an order replaced by a link and a broken order: neither parses, both are tracked
+    os.unlink(orders / "2025-10-29-001.json")
+    os.symlink(orders / "2025-10-28-002.json", orders / "2025-10-29-001.json")
+    (orders / "2025-10-30-001.json").write_text("{not json")
+    after = cached(layout)
+    same(after, plan.scan(layout))
+    assert after.by_id["2025-10-29-001"].odd == ("exchange/orders/2025-10-29-001.json:symlink",)
+    assert after.by_id["2025-10-30-001"].recipe is None
+
+
+def test_unchanged_exchange_parses_nothing(tmp_path: Path, reads: list[str]) -> None:
+    layout = make_project(tmp_path / "p")
+    first = cached(layout)
+    reads.clear()
+    same(cached(layout), first)
+    assert reads == []
+
+
+def test_copy_with_new_mtimes_reuses_the_plan_by_content(tmp_path: Path, reads: list[str]) -> None:
+    layout = make_project(tmp_path / "p")
+    first = cached(layout)
+    copy = Layout(tmp_path / "copy")
+    shutil.copytree(layout.root, copy.root)  # new inodes; touch every input too
+    for path in (copy.root / "exchange").rglob("*.json"):
+        os.utime(path, ns=(1, 1))
+    reads.clear()
+    again = cached(copy)
+    assert reads == []
+    same(again, first)
+
+
+def test_settings_change_forgets_the_facts(tmp_path: Path, reads: list[str]) -> None:
+    """The size and depth limits decide which files parse, so new settings re-read everything."""
+    layout = make_project(tmp_path / "p")
+    cached(layout)
+    settings = layout.settings_file
+    settings.write_text(settings.read_text() + "\n# edited\n")
+    reads.clear()
+    same(cached(layout), plan.scan(layout))
+    assert sum(r.endswith(".json") for r in reads) >= 4
