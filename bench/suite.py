@@ -70,7 +70,7 @@ class Options:
     drops: int = 10
     lint_repeats: int = 3
     #: both watchers debounce alike: `toyfoundry watch`'s default quiet period
-    debounce: float = 0.3
+    debounce: float = 0.05
     watch_cmd: list[str] = field(default_factory=lambda: [sys.executable, "-m", "toyfoundry"])
     log: Callable[[str], None] = print
 

@@ -82,18 +82,41 @@ def scanner(clock: FakeClock, wall: list[int], **kwargs: float) -> StableScanner
     )
 
 
-def test_a_young_file_waits_for_its_quiet_period(tmp_path: Path) -> None:
+def test_a_young_json_file_is_taken_once_it_parses(tmp_path: Path) -> None:
+    """JSON needs no quiet spell: a document cut short never parses."""
     clock, path = FakeClock(), tmp_path / "a.json"
     path.write_text('{"a": 1}')
     wall = [path.stat().st_mtime_ns]
+    first = scanner(clock, wall).scan([path])
+    assert [c.what for c in first.changes] == ["added"] and first.pending == []
+
+
+def test_a_young_file_that_does_not_parse_waits_for_its_quiet_period(tmp_path: Path) -> None:
+    clock, path = FakeClock(), tmp_path / "a.json"
+    path.write_text('{"a": ')
+    wall = [path.stat().st_mtime_ns]
     scan = scanner(clock, wall)
+    first = scan.scan([path])
+    assert first.changes == [] and first.pending == [path]
+    assert first.retry_after is not None and 0 < first.retry_after <= 0.5
+    path.write_text('{"a": 1}')
+    wall[0] = path.stat().st_mtime_ns
+    second = scan.scan([path])
+    assert [c.what for c in second.changes] == ["added"] and second.pending == []
+    assert scan.snapshot[path].sha256 is not None
+
+
+def test_a_young_file_of_any_bytes_waits_for_its_quiet_period(tmp_path: Path) -> None:
+    clock, path = FakeClock(), tmp_path / "a.bin"
+    path.write_bytes(b"\x00\x01")
+    wall = [path.stat().st_mtime_ns]
+    scan = StableScanner(quiet=0.5, settle=2.0, check="bytes", clock=clock, wall_ns=lambda: wall[0])
     first = scan.scan([path])
     assert first.changes == [] and first.pending == [path]
     assert first.retry_after is not None and 0 < first.retry_after <= 0.5
     clock.now += 0.6
     second = scan.scan([path])
     assert [c.what for c in second.changes] == ["added"] and second.pending == []
-    assert scan.snapshot[path].sha256 is not None
 
 
 def test_an_old_file_is_read_at_once(tmp_path: Path) -> None:

@@ -11,9 +11,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quiet-period",
         type=float,
-        default=0.3,
+        default=0.05,
         metavar="SECONDS",
-        help="rebuild once no event came for this long (default: 0.3)",
+        help="rebuild once no event came for this long (default: 0.05); JSON files are read"
+        " as soon as they parse, other files once unchanged this long",
     )
     parser.add_argument(
         "--max-delay",

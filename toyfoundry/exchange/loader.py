@@ -15,7 +15,6 @@ from pydantic import BaseModel, ValidationError
 from toyfoundry.errors import FoundryError, Problem
 from toyfoundry.exchange import rules
 from toyfoundry.forge.inputs import OrderFacts
-from toyfoundry.formats import schemas
 from toyfoundry.formats.models import Checkpoint, Order, Recipe, Report, Review, Settings
 from toyfoundry.store import safe_read
 from toyfoundry.store.layout import Layout, UnsafeIdError, check_order_id, check_phase, check_slug
@@ -110,6 +109,10 @@ def pydantic_problems(path: str, error: ValidationError) -> list[Problem]:
 
 
 def schema_problems(kind: str, path: str, document: Any) -> list[Problem]:
+    # imported here: jsonschema costs more to import than a graph change costs to draw,
+    # and only `validate` checks documents against the schemas
+    from toyfoundry.formats import schemas
+
     return _capped(path, (Problem(path, f, m) for f, m in schemas.iter_errors(kind, document)))
 
 

@@ -19,6 +19,8 @@ INPUT_FOLDERS = ("recipes", "checkpoints", "orders", "reviews")
 #: The per-order export partitions: `exports/<dataset>/<order_id>.<format>`.
 EXPORT_DATASETS = ("alfas", "rituals")
 EXPORT_FORMATS = ("csv", "jsonl")
+#: The telemetry ledgers (under `.toyfoundry/telemetry/`): append-only, never rewritten.
+LEDGER_NAMES = ("forge_mint_alfa.jsonl", "forge_rituals.jsonl")
 #: Exchange folders the foundry writes to; everything else under exchange/ is input only.
 OWNED_EXCHANGE_AREAS = ("reports", "outbox")
 
@@ -159,11 +161,11 @@ class Layout:
 
     @cached_property
     def mint_ledger(self) -> Path:
-        return self.telemetry / "forge_mint_alfa.jsonl"
+        return self.telemetry / LEDGER_NAMES[0]
 
     @cached_property
     def ritual_ledger(self) -> Path:
-        return self.telemetry / "forge_rituals.jsonl"
+        return self.telemetry / LEDGER_NAMES[1]
 
     @cached_property
     def watcher_state(self) -> Path:

@@ -261,6 +261,25 @@ def affected_tasks(
     return selected + [g for g in GLOBAL_TASKS if f"task_{g}" in names]
 
 
+def focus_orders(layout: Layout, plan: planning.Plan, selected: Iterable[str]) -> set[str]:
+    """The orders doit must see to run `selected`: their own, and, going back along each
+    recipe's chain, every earlier order whose artefacts are missing (doit builds those
+    first; an order whose artefacts exist is to its followers just a set of files)."""
+    nodes = plan.by_id
+    out = {name.partition(":")[2] for name in selected if ":" in name} & nodes.keys()
+    for order_id in sorted(out):
+        node = nodes[order_id]
+        while node.previous is not None and node.previous not in out:
+            before = nodes[node.previous]
+            if all(
+                os.path.exists(layout.root / p) for p in (before.mint, before.rituals, before.chain)
+            ):
+                break
+            out.add(before.order_id)
+            node = before
+    return out
+
+
 # --------------------------------------------------------------------------- one cycle
 
 
@@ -338,7 +357,7 @@ class GraphWatcher:
         *,
         dodo: Dodo | None = None,
         source: EventSource | None = None,
-        quiet: float = 0.3,
+        quiet: float = 0.05,
         max_delay: float = 3.0,
         settle: float = 2.0,
         rescan: float = 10.0,
@@ -456,11 +475,19 @@ class GraphWatcher:
 
     def _current_plan(self) -> planning.Plan:
         """A fresh plan, from the same cache the graph's task creators read in this cycle."""
-        from toyfoundry.graph import tasks
+        from toyfoundry.graph import backend, tasks
 
         with contextlib.chdir(self.layout.root):
             tasks._plan.cache_clear()
-            return tasks.current_plan()
+            if self.dodo is not None:
+                return tasks.current_plan()
+            # with the dependency DB open, as doit has it: the plan's record and the file
+            # hashes kept there make a cycle parse only the files that changed
+            db = backend.FoundryDB(str(self.layout.dep_db), None)
+            try:
+                return tasks.current_plan()
+            finally:
+                db.dump()
 
     def _build(self, full: bool) -> GraphRun | None:
         with self.lock, contextlib.chdir(self.layout.root):
@@ -472,7 +499,13 @@ class GraphWatcher:
                 if not selected:
                     self._plan = plan
                     return None
-            run = run_graph(self.layout, selected, dodo=self.dodo, err=self.err)
+            if self.dodo is None and selected is not None:
+                from toyfoundry.graph import tasks
+
+                with tasks.focus(focus_orders(self.layout, plan, selected)):
+                    run = run_graph(self.layout, selected, dodo=self.dodo, err=self.err)
+            else:
+                run = run_graph(self.layout, selected, dodo=self.dodo, err=self.err)
             self._plan = plan
         self.builds += 1
         return run

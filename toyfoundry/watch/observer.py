@@ -4,9 +4,10 @@ Events are hints, never the truth: inotify queues overflow, editors replace file
 in odd ways, and a network filesystem may send nothing at all. So a watcher turns
 each debounced batch of hints (and a periodic timer) into a rescan, and the
 rescan compares what is on disk with what it remembers. A file enters that memory
-only once it is complete: unchanged (size, mtime, inode) for a quiet period and,
-for JSON, parsing; a file that still does not parse after a longer settle period
-is taken as it is, so a bad file gets reported instead of waited on for ever.
+only once it is complete: a JSON file once it parses (unchanged while it was read),
+any other file once unchanged (size, mtime, inode) for a quiet period; a JSON
+file that still does not parse after a longer settle period is taken as it is,
+so a bad file gets reported instead of waited on for ever.
 """
 
 from __future__ import annotations
@@ -405,8 +406,10 @@ class StableScanner:
             self._pending[path] = pending
         age = (self.wall_ns() - observed.mtime_ns) / 1e9
         steady = max(age, now - pending.since)
-        if steady < self.quiet:
+        if steady < self.quiet and self.check != "json":
             return None, self.quiet - steady
+        # JSON needs no quiet spell: a document cut short never parses (an object ends with
+        # its last byte), so one that parses, unchanged while it was read, is complete
         sha, ok, after = self._read(path)
         if after is None or not after.same_stat(observed):
             # written to while we read: start the quiet period again
@@ -414,6 +417,8 @@ class StableScanner:
             return None, self.quiet
         if ok or steady >= self.settle:
             return replace(after, sha256=sha), 0.0
+        if steady < self.quiet:
+            return None, self.quiet - steady
         return None, self.settle - steady
 
     def _read(self, path: Path) -> tuple[str | None, bool, FileState | None]:
