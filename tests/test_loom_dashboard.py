@@ -1,19 +1,28 @@
-"""The dashboard: self-contained, deterministic, and every chart drawn in a real browser."""
+"""The dashboard: self-contained, deterministic, light to import, and every chart drawn in a real browser."""
 
 from __future__ import annotations
 
+import html
+import importlib.util
+import os
 import re
 import shutil
 import struct
 import subprocess
+import sys
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
-from tests.test_loom_support import sample
+from tests.test_loom_support import REPO, sample
+from toyfoundry.errors import FoundryError
+from toyfoundry.formats.models import Outcomes, QuiltRollup
 from toyfoundry.store.layout import Layout
-from toyfoundry.telemetry import dashboard
+from toyfoundry.telemetry import dashboard, render, summary
 from toyfoundry.telemetry.loom import run_loom
 
 BROWSER_FLAGS = [
@@ -35,11 +44,18 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Layout:
     return layout
 
 
+def _plotly_js() -> str:
+    spec = importlib.util.find_spec("plotly")
+    assert spec is not None and spec.origin is not None
+    return (Path(spec.origin).parent / "package_data" / "plotly.min.js").read_text("utf-8")
+
+
 def test_dashboard_is_self_contained_and_deterministic(built: Layout) -> None:
     page = built.dashboard.read_text(encoding="utf-8")
     assert re.search(r"<script[^>]+src=", page) is None
     assert "<link" not in page and "@import" not in page
-    assert page.count("window.PlotlyConfig") == 1  # plotly.js embedded exactly once
+    assert page.count(_plotly_js()) == 1  # plotly.js embedded exactly once
+    assert page.count("</script>") == 2  # plotly.js, then the figures
     ids = re.findall(r'<div id="(chart-[a-z-]+)" class="plotly-graph-div"', page)
     assert ids == [f"chart-{name}" for name in dashboard.CHARTS]
     copy = dashboard.dashboards_dir(built) / "2025-10-28.html"
@@ -80,16 +96,64 @@ def _png_byte_variety(data: bytes) -> int:
     return len(set(zlib.decompress(idat)))
 
 
+def _dump_dom(browser: str, url: str, profile: Path) -> str:
+    """The page's DOM after its scripts ran (virtual time, so no waiting on a real clock)."""
+    return subprocess.run(
+        [
+            browser,
+            *BROWSER_FLAGS,
+            "--virtual-time-budget=5000",
+            f"--user-data-dir={profile}",
+            "--dump-dom",
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+
+
+def _drawn_charts(dom: str) -> dict[str, str]:
+    """Each chart's drawn markup, by chart name; a chart plotly did not draw is left out."""
+    found = {}
+    for piece in re.split(r'(?=<section class="chart")', dom)[1:]:
+        drawn = re.match(
+            r'<section class="chart" data-chart="([a-z-]+)">'
+            r'<div id="chart-\1" class="plotly-graph-div js-plotly-plot"',
+            piece,
+        )
+        if drawn:
+            found[drawn.group(1)] = piece[: piece.find("</section>")]
+    return found
+
+
+def _expected_marks(figure: dict[str, Any]) -> tuple[int, list[str]]:
+    """How many bars, markers or slices a figure draws, and the labels it must show."""
+    marks, labels = 0, [figure["layout"]["title"]["text"]]
+    for trace in figure["data"]:
+        if trace["type"] == "pie":
+            marks += len(trace["values"])
+            labels += trace["labels"]
+        else:
+            marks += len(trace["y"])
+            categories = trace["y"] if trace["type"] == "funnel" else trace["x"]
+            labels += [str(c) for c in categories]
+    labels += [note["text"] for note in figure["layout"].get("annotations", [])]
+    return marks, labels
+
+
 def test_every_chart_renders_in_headless_chromium(built: Layout, tmp_path: Path) -> None:
     browser = _browser()
     if browser is None:
         pytest.skip("chromium not installed (apt-get install chromium); .ci/run installs it")
     url = built.dashboard.absolute().as_uri()
     shot = tmp_path / "dashboard.png"
-    common = [browser, *BROWSER_FLAGS, "--virtual-time-budget=5000"]
     subprocess.run(
         [
-            *common,
+            browser,
+            *BROWSER_FLAGS,
+            "--virtual-time-budget=5000",
             f"--user-data-dir={tmp_path / 'profile-1'}",
             f"--screenshot={shot}",
             "--window-size=1400,3000",
@@ -100,16 +164,239 @@ def test_every_chart_renders_in_headless_chromium(built: Layout, tmp_path: Path)
         timeout=120,
     )
     assert _png_byte_variety(shot.read_bytes()) > 64, "the screenshot is blank"
-    dom = subprocess.run(
-        [*common, f"--user-data-dir={tmp_path / 'profile-2'}", "--dump-dom", url],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
-    drawn = re.findall(r'<div id="(chart-[a-z-]+)" class="plotly-graph-div js-plotly-plot"', dom)
-    assert drawn == [f"chart-{name}" for name in dashboard.CHARTS]
-    pieces = re.split(r'<div id="chart-[a-z-]+"', dom)[1:]
-    assert len(pieces) == len(dashboard.CHARTS)
-    for name, piece in zip(dashboard.CHARTS, pieces, strict=True):
+    charts = _drawn_charts(_dump_dom(browser, url, tmp_path / "profile-2"))
+    assert list(charts) == list(dashboard.CHARTS)
+    figures: dict[str, Any] = dashboard.figures(dashboard.load_rollup(built))
+    for name, piece in charts.items():
         assert 'class="main-svg"' in piece, f"chart {name} has no SVG"
+        # Every bar, funnel stage, target marker and pie slice is drawn, with its labels.
+        marks, labels = _expected_marks(figures[name])
+        drawn = piece.count('class="point"') + piece.count('class="slice"')
+        assert drawn == marks > 0, f"chart {name}: {drawn} marks drawn, {marks} expected"
+        shown = {html.unescape(t) for t in re.findall(r'data-unformatted="([^"]*)"', piece)}
+        missing = [label for label in labels if label not in shown]
+        assert not missing, f"chart {name} does not show {missing}"
+
+
+def test_a_dashboard_without_orders_still_draws_every_chart(tmp_path: Path) -> None:
+    browser = _browser()
+    if browser is None:
+        pytest.skip("chromium not installed (apt-get install chromium); .ci/run installs it")
+    layout = Layout(tmp_path / "p")
+    layout.rollup.parent.mkdir(parents=True)
+    layout.rollup.write_bytes(orjson.dumps(_rollup()))
+    dashboard.build_dashboard(layout, "2025-10-12")
+    url = layout.dashboard.absolute().as_uri()
+    charts = _drawn_charts(_dump_dom(browser, url, tmp_path / "profile"))
+    assert list(charts) == list(dashboard.CHARTS)
+    assert "no orders yet" in layout.dashboard.read_text(encoding="utf-8")
+    assert 'data-unformatted="no defects recorded"' in charts["defects"]
+    assert 'data-unformatted="no Alfa has been scored yet"' in charts["scores"]
+
+
+def test_the_page_draws_the_figures_of_its_rollup(built: Layout) -> None:
+    page = built.dashboard.read_text(encoding="utf-8")
+    figures = dashboard.figures(dashboard.load_rollup(built))
+    drawn = re.findall(r'^draw\("chart-([a-z-]+)", (.*)\);$', page, flags=re.MULTILINE)
+    assert [name for name, _ in drawn] == list(dashboard.CHARTS)
+    for name, figure in drawn:
+        assert orjson.loads(figure) == orjson.loads(orjson.dumps(figures[name]))
+    # The sample's totals, as the charts show them.
+    funnel = figures["funnel"]["data"]
+    assert funnel == [
+        {
+            "type": "funnel",
+            "y": ["Minted", "Drill (scored)", "Parade (ranked)", "Purge (kept)", "Promote"],
+            "x": [22, 16, 16, 11, 3],
+            "textinfo": "value",
+        }
+    ]
+    status = figures["status"]["data"][0]
+    assert (status["labels"], status["values"]) == (
+        ["awaiting-review", "blocked", "built", "dry-run"],
+        [1, 1, 1, 1],
+    )
+    assert figures["defects"]["data"][0]["x"] == ["gear-slip", "leg-shear"]
+
+
+def test_the_dashboard_reads_the_rollup_as_its_format_defines_it(built: Layout) -> None:
+    data = built.rollup.read_bytes()
+    model = QuiltRollup.model_validate_json(data)
+    view = dashboard.parse_rollup(data)
+    assert view.skipped == len(model.skipped)
+    assert len(view.batches) == len(model.batches) > 0
+    for seen, b in zip(view.batches, model.batches, strict=True):
+        assert (seen.order_id, seen.recipe, seen.phase, seen.day, seen.status) == (
+            b.order_id,
+            b.recipe,
+            b.phase,
+            b.day,
+            b.status,
+        )
+        assert [getattr(seen, k) for k in dashboard.OUTCOMES] == [
+            getattr(b.outcomes, k) for k in dashboard.OUTCOMES
+        ]
+        assert seen.target == tuple(getattr(b.target, s) for s in dashboard.SHARES)
+        assert seen.achieved == tuple(getattr(b.achieved, s) for s in dashboard.SHARES)
+        assert seen.defects == b.defects
+        assert seen.score_histogram == {int(k): v for k, v in b.score_histogram.items()}
+        assert (seen.mint_attempts, seen.ritual_invocations, seen.last_attempt) == (
+            b.telemetry.mint_attempts,
+            b.telemetry.ritual_invocations,
+            b.telemetry.last_attempt,
+        )
+
+
+def test_the_dashboard_constants_match_the_quilt() -> None:
+    """The dashboard keeps its own copies, to stay off the models' import; they must agree."""
+    assert dashboard.SHARES == render.SHARES
+    assert dashboard.SCORE_BIN == summary.SCORE_BIN
+    assert set(dashboard.OUTCOMES) <= set(Outcomes.model_fields)
+    assert dashboard.PHASES[-1] == summary.group_key(None)
+
+
+def test_building_the_dashboard_imports_neither_plotly_nor_pydantic(
+    built: Layout, tmp_path: Path
+) -> None:
+    """A fresh process, another hash seed: the same bytes, and no heavy imports on the way."""
+    out = tmp_path / "page.html"
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from toyfoundry.store.layout import Layout\n"
+        "from toyfoundry.telemetry import dashboard\n"
+        "page = dashboard.render(dashboard.load_rollup(Layout(Path(sys.argv[1]))))\n"
+        "Path(sys.argv[2]).write_bytes(page)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('plotly', 'pydantic')))\n"
+    )
+    for seed in ("1", "2"):
+        run = subprocess.run(
+            [sys.executable, "-c", code, str(built.root), str(out)],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": seed},
+            timeout=60,
+        )
+        assert run.stdout.strip() == "[]"
+        assert out.read_bytes() == built.dashboard.read_bytes()
+
+
+def _minimal_batch() -> dict[str, Any]:
+    """A batch with every optional field left out: valid, all counts 0."""
+    return {
+        "order_id": "2025-10-12-001",
+        "recipe": None,
+        "phase": None,
+        "day": "2025-10-12",
+        "status": "rejected",
+        "dry_run": False,
+        "outcomes": {},
+        "target": {},
+        "achieved": {},
+    }
+
+
+def _rollup(*batches: dict[str, Any]) -> dict[str, Any]:
+    return {"schema_version": 1, "batches": list(batches), "totals": {}}
+
+
+def test_optional_rollup_fields_take_the_formats_defaults(tmp_path: Path) -> None:
+    data = orjson.dumps(_rollup(_minimal_batch()))
+    QuiltRollup.model_validate_json(data)  # valid in the format
+    (batch,) = dashboard.parse_rollup(data).batches
+    assert (batch.minted, batch.target, batch.defects, batch.score_histogram) == (
+        0,
+        (0, 0, 0),
+        {},
+        {},
+    )
+    assert (batch.mint_attempts, batch.last_attempt) == (0, None)
+    layout = Layout(tmp_path)
+    layout.rollup.parent.mkdir(parents=True)
+    layout.rollup.write_bytes(data)
+    assert dashboard.build_dashboard(layout, "2025-10-12") == [
+        layout.dashboard,
+        dashboard.dashboards_dir(layout) / "2025-10-12.html",
+    ]
+    page = layout.dashboard.read_text(encoding="utf-8")
+    assert "no defects recorded" in page and "no Alfa has been scored yet" in page
+
+
+def _set(path: str, value: object) -> Callable[[dict[str, Any]], None]:
+    """Set a field of the first batch, e.g. `outcomes.minted`."""
+
+    def change(doc: dict[str, Any]) -> None:
+        target = doc["batches"][0]
+        *parents, last = path.split(".")
+        for key in parents:
+            target = target[key]
+        target[last] = value
+
+    return change
+
+
+MALFORMED: list[tuple[bytes | Callable[[dict[str, Any]], None], str]] = [
+    (b"{not json", "not JSON: "),
+    (b"[]", "the file: not an object"),
+    (lambda doc: doc.update(schema_version=2), "schema_version: not 1"),
+    (lambda doc: doc.update(schema_version=True), "schema_version: not 1"),
+    (lambda doc: doc.pop("batches"), "batches: not a list"),
+    (lambda doc: doc.update(skipped="x"), "skipped: not a list"),
+    (lambda doc: doc["batches"].append(7), "batches[1]: not an object"),
+    (_set("order_id", 7), "batches[0].order_id: not a string"),
+    (_set("phase", ["pilot"]), "batches[0].phase: not a string or null"),
+    (_set("outcomes", None), "batches[0].outcomes: not an object"),
+    (_set("outcomes.minted", -1), "batches[0].outcomes.minted: not a count"),
+    (_set("outcomes.minted", True), "batches[0].outcomes.minted: not a count"),
+    (_set("outcomes.drilled", 1.5), "batches[0].outcomes.drilled: not a count"),
+    (_set("target.novel", "6"), "batches[0].target.novel: not a count"),
+    (_set("defects", {"gear-slip": "2"}), "batches[0].defects: a value is not a count"),
+    (_set("score_histogram", {"forty": 1}), "batches[0].score_histogram: a bin is not a number"),
+    (_set("telemetry", {"last_attempt": 5}), "batches[0].telemetry.last_attempt: not a string"),
+    (_set("telemetry", {"mint_attempts": None}), "batches[0].telemetry.mint_attempts: not a count"),
+]
+
+
+@pytest.mark.parametrize(("change", "problem"), MALFORMED)
+def test_a_malformed_rollup_fails_with_one_line(
+    tmp_path: Path, change: bytes | Callable[[dict[str, Any]], None], problem: str
+) -> None:
+    layout = Layout(tmp_path)
+    layout.rollup.parent.mkdir(parents=True)
+    if isinstance(change, bytes):
+        data = change
+    else:
+        doc = _rollup(_minimal_batch())
+        change(doc)
+        data = orjson.dumps(doc)
+    layout.rollup.write_bytes(data)
+    with pytest.raises(FoundryError) as caught:
+        dashboard.build_dashboard(layout, "2025-10-12")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(
+        ".toyfoundry/telemetry/quilt/quilt_rollup_all.json: not a valid rollup ("
+    )
+    assert problem in message
+    assert not layout.dashboard.exists()
+
+
+def test_a_missing_rollup_says_what_to_run(tmp_path: Path) -> None:
+    with pytest.raises(FoundryError, match="missing; run `toyfoundry loom` first"):
+        dashboard.build_dashboard(Layout(tmp_path), "2025-10-12")
+
+
+def test_names_from_the_exchange_cannot_break_out_of_the_page(tmp_path: Path) -> None:
+    hostile = "</script><img src=x onerror=alert(1)>\u2028&amp;"
+    batch = _minimal_batch() | {"recipe": hostile, "status": hostile, "defects": {hostile: 1}}
+    data = orjson.dumps(_rollup(batch))
+    page = dashboard.render(dashboard.parse_rollup(data)).decode("utf-8")
+    assert page.count("</script>") == 2
+    assert "<img" not in page
+    figures = page[page.rindex("<script>") :]
+    assert "\u2028" not in figures  # a line separator, escaped in the JSON of the script
+    assert f"<td>{html.escape(hostile)}</td>" in page  # the orders table, escaped as HTML
+    drawn = re.search(r'^draw\("chart-defects", (.*)\);$', page, flags=re.MULTILINE)
+    assert drawn is not None
+    assert orjson.loads(drawn.group(1))["data"][0]["x"] == [hostile]  # JSON gives it back intact

@@ -6,7 +6,8 @@ stage's fingerprint: the package version plus the bytes of every package module 
 action can reach, found by following `toyfoundry.*` imports from the stage's entry
 module (imports inside functions included). Editing a module re-runs exactly the
 stages built from it; early cutoff then stops the cascade where the bytes come out
-equal. Mint also covers the installed validator plugins.
+equal. Mint also covers the installed validator plugins, the dashboard the plotly
+release whose plotly.js it embeds.
 """
 
 from __future__ import annotations
@@ -104,6 +105,14 @@ def _compute(stage: str) -> str:
         from toyfoundry.forge.plugins import plugin_fingerprint
 
         digest.update(plugin_fingerprint().encode())
+    if stage == "dashboard":
+        # the page embeds the plotly package's plotly.js and template: an upgrade redraws it
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            digest.update(f"plotly {version('plotly')}".encode())
+        except PackageNotFoundError:
+            digest.update(b"plotly absent")
     return digest.hexdigest()
 
 

@@ -1,177 +1,500 @@
 """The daily dashboard for High Command: one self-contained HTML file of plotly charts.
 
-Made from the rollup alone (O(orders)). Self-contained means no network fetch
-when the file is opened (it is mailed, archived and opened offline): the first
-figure embeds plotly.js (`include_plotlyjs=True`) and the others reuse it
-(`False`), so the library is in the file exactly once instead of once per
-chart. Each chart gets a fixed `div_id`, because plotly otherwise names its
-divs with random uuids and the same rollup would give different bytes every
-run; with fixed ids `write_atomic` leaves an unchanged dashboard untouched.
-The dated copy in `exports/dashboards/<day>.html` keeps one snapshot per day.
+Made from the rollup alone (O(orders)), and re-made after every new order, so
+it is kept cheap. Each chart is written here as a plain plotly.js figure (a
+`data` list and a `layout` dict, serialized with orjson) and drawn in the
+browser by `Plotly.newPlot`. Python's plotly figure classes are not used:
+importing them, validating each figure and expanding its template would cost
+some 0.3 s per run at a thousand orders, only to produce the same JSON. The
+plotly package still supplies the page's JavaScript: the bundled
+`plotly.min.js` and the `plotly_white` template are read from its package data
+by path, without importing it. The rollup is not loaded through its pydantic
+model either (importing the models alone costs more than drawing the page);
+orjson reads it into the few fields the charts need, each one checked, so a
+malformed rollup fails with a one-line `FoundryError`.
+
+Self-contained means no network fetch when the file is opened (it is mailed,
+archived and opened offline): plotly.js is embedded exactly once, then the
+template once, then the six figures. Every part is deterministic: fixed div
+ids, JSON with sorted keys, no clock. So the same rollup (with the same plotly
+package) gives the same bytes, and `write_atomic` leaves an unchanged
+dashboard untouched. Names from the exchange are escaped as HTML in the
+orders table and as JSON (`<`, `>`, `&` too) inside the script. The dated copy
+in `exports/dashboards/<day>.html` keeps one snapshot per day.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import html
+import importlib.util
+import mmap
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
-import plotly.graph_objects as go
-import plotly.io as pio
+import orjson
 
-from toyfoundry.formats.models import BatchSummary, QuiltRollup, ShareCounts
+from toyfoundry.errors import FoundryError
 from toyfoundry.store.atomic import write_atomic
 from toyfoundry.store.layout import Layout
-from toyfoundry.telemetry.exports import read_rollup
-from toyfoundry.telemetry.render import SHARES
-from toyfoundry.telemetry.summary import SCORE_BIN, group_key
 
 #: The chart ids, in page order; the browser test counts these.
 CHARTS = ("alfas-per-day", "funnel", "defects", "diversity", "scores", "status")
 PLAN_SHARES = {"novel": 0.6, "carryover": 0.2, "baseline": 0.2}
+#: The diversity shares, as in `telemetry.render.SHARES`.
+SHARES = ("novel", "carryover", "baseline")
+#: Width of a score histogram bin, as in `telemetry.summary.SCORE_BIN`; keys are lower bounds.
+SCORE_BIN = 10
+#: The phases in stacking order; "unknown" groups orders rejected before their phase was
+#: known, as `telemetry.summary.group_key` does.
+UNKNOWN = "unknown"
+PHASES = ("pilot", "expansion", "operational", UNKNOWN)
+TEMPLATE = "plotly_white"
+HEIGHT = 420
 _CONFIG = {"displaylogo": False, "responsive": True}
+
+#: A plotly.js trace, and a figure: {"data": [trace, ...], "layout": {...}}.
+Trace = dict[str, object]
+Figure = dict[str, object]
 
 
 def dashboards_dir(layout: Layout) -> Path:
     return layout.exports / "dashboards"
 
 
-def _layout(fig: go.Figure, title: str, **extra: object) -> go.Figure:
-    fig.update_layout(
-        title={"text": title},
-        template="plotly_white",
-        height=420,
-        margin={"l": 60, "r": 30, "t": 60, "b": 60},
-        **extra,
+# -- the rollup, as the charts see it ---------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Batch:
+    """The fields of one rollup batch summary that the dashboard draws.
+
+    `target` and `achieved` are share counts in `SHARES` order.
+    """
+
+    order_id: str
+    recipe: str | None
+    phase: str | None
+    day: str
+    status: str
+    minted: int
+    drilled: int
+    paraded: int
+    purged: int
+    promoted: int
+    quarantined: int
+    defects: dict[str, int]
+    target: tuple[int, int, int]
+    achieved: tuple[int, int, int]
+    score_histogram: dict[int, int]
+    mint_attempts: int
+    ritual_invocations: int
+    last_attempt: str | None
+
+
+@dataclass(slots=True)
+class Rollup:
+    """What the dashboard draws from the rollup: its batches and how many entries it skipped."""
+
+    batches: list[Batch]
+    skipped: int
+
+
+#: The outcome counts that the charts and the table use, in `Batch` order.
+OUTCOMES = ("minted", "drilled", "paraded", "purged", "promoted", "quarantined")
+
+
+class _Malformed(ValueError):
+    """One thing wrong with the rollup, located like `batches[3].outcomes.minted: not a count`."""
+
+
+def _object(value: object, where: str) -> dict[str, object]:
+    if type(value) is not dict:
+        raise _Malformed(f"{where}: not an object")
+    return value
+
+
+def _counts_of(value: object, names: tuple[str, ...], where: str) -> list[int]:
+    """The named counts of an object; an absent count is 0, as the rollup's format defaults it."""
+    obj = _object(value, where)
+    found = []
+    for name in names:
+        count = obj.get(name, 0)
+        if type(count) is not int or count < 0:
+            raise _Malformed(f"{where}.{name}: not a count")
+        found.append(count)
+    return found
+
+
+def _counts(value: object, where: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for key, count in _object(value, where).items():
+        if type(count) is not int or count < 0:
+            raise _Malformed(f"{where}: a value is not a count")
+        counts[key] = count
+    return counts
+
+
+def _histogram(value: object, where: str) -> dict[int, int]:
+    counts = _counts(value, where)
+    try:
+        return {int(key): count for key, count in counts.items()}
+    except ValueError:
+        raise _Malformed(f"{where}: a bin is not a number") from None
+
+
+def _text(obj: dict[str, object], key: str) -> str:
+    value = obj.get(key)
+    if type(value) is not str:
+        raise _Malformed(f".{key}: not a string")
+    return value
+
+
+def _optional_text(obj: dict[str, object], key: str) -> str | None:
+    value = obj.get(key)
+    if value is not None and type(value) is not str:
+        raise _Malformed(f".{key}: not a string or null")
+    return value
+
+
+def _batch(value: object) -> Batch:
+    """One batch; a problem's location is relative to the batch (`.outcomes.minted: ...`)."""
+    obj = _object(value, "")
+    minted, drilled, paraded, purged, promoted, quarantined = _counts_of(
+        obj.get("outcomes"), OUTCOMES, ".outcomes"
     )
-    return fig
+    novel, carryover, baseline = _counts_of(obj.get("target"), SHARES, ".target")
+    a_novel, a_carryover, a_baseline = _counts_of(obj.get("achieved"), SHARES, ".achieved")
+    telemetry = _object(obj.get("telemetry", {}), ".telemetry")
+    attempts, invocations = _counts_of(
+        telemetry, ("mint_attempts", "ritual_invocations"), ".telemetry"
+    )
+    try:
+        last_attempt = _optional_text(telemetry, "last_attempt")
+    except _Malformed as exc:
+        raise _Malformed(f".telemetry{exc}") from None
+    return Batch(
+        order_id=_text(obj, "order_id"),
+        recipe=_optional_text(obj, "recipe"),
+        phase=_optional_text(obj, "phase"),
+        day=_text(obj, "day"),
+        status=_text(obj, "status"),
+        minted=minted,
+        drilled=drilled,
+        paraded=paraded,
+        purged=purged,
+        promoted=promoted,
+        quarantined=quarantined,
+        defects=_counts(obj.get("defects", {}), ".defects"),
+        target=(novel, carryover, baseline),
+        achieved=(a_novel, a_carryover, a_baseline),
+        score_histogram=_histogram(obj.get("score_histogram", {}), ".score_histogram"),
+        mint_attempts=attempts,
+        ritual_invocations=invocations,
+        last_attempt=last_attempt,
+    )
 
 
-def alfas_per_day(batches: list[BatchSummary]) -> go.Figure:
+def parse_rollup(data: bytes) -> Rollup:
+    """The charts' view of `quilt_rollup_all.json`; `ValueError` (one line) if it is malformed."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {' '.join(str(exc).split())}") from None
+    doc = _object(doc, "the file")
+    version = doc.get("schema_version")
+    if type(version) is not int or version != 1:
+        raise _Malformed("schema_version: not 1")
+    items = doc.get("batches")
+    if type(items) is not list:
+        raise _Malformed("batches: not a list")
+    skipped = doc.get("skipped", [])
+    if type(skipped) is not list:
+        raise _Malformed("skipped: not a list")
+    batches = []
+    for number, item in enumerate(items):
+        try:
+            batches.append(_batch(item))
+        except _Malformed as exc:
+            raise _Malformed(f"batches[{number}]{exc}") from None
+    return Rollup(batches, len(skipped))
+
+
+def _shown(layout: Layout, path: Path) -> str:
+    """A path as people should read it: relative to the project when inside it."""
+    try:
+        return str(path.absolute().relative_to(layout.root))
+    except ValueError:
+        return str(path)
+
+
+def load_rollup(layout: Layout) -> Rollup:
+    shown = _shown(layout, layout.rollup)
+    try:
+        data = layout.rollup.read_bytes()
+    except FileNotFoundError:
+        raise FoundryError(f"{shown}: missing; run `toyfoundry loom` first") from None
+    except OSError as exc:
+        raise FoundryError(f"{shown}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        return parse_rollup(data)
+    except ValueError as exc:
+        raise FoundryError(f"{shown}: not a valid rollup ({exc})") from None
+
+
+# -- the charts ------------------------------------------------------------------------------
+
+
+def _figure(data: list[Trace], title: str, **layout: object) -> Figure:
+    """A figure with the dashboard's common layout; the template is added in the page."""
+    return {
+        "data": data,
+        "layout": {
+            "title": {"text": title},
+            "height": HEIGHT,
+            "margin": {"l": 60, "r": 30, "t": 60, "b": 60},
+            **layout,
+        },
+    }
+
+
+def _centred_note(text: str) -> dict[str, object]:
+    return {"text": text, "showarrow": False, "x": 0.5, "y": 0.5}
+
+
+def alfas_per_day(batches: list[Batch]) -> Figure:
     days = sorted({b.day for b in batches})
-    fig = go.Figure()
-    for phase in ("pilot", "expansion", "operational", "unknown"):
+    traces: list[Trace] = []
+    for phase in PHASES:
         per_day = Counter[str]()
         for b in batches:
-            if group_key(b.phase) == phase:
-                per_day[b.day] += b.outcomes.minted
+            if (b.phase or UNKNOWN) == phase:
+                per_day[b.day] += b.minted
         if per_day:
-            fig.add_trace(go.Bar(name=phase, x=days, y=[per_day[d] for d in days]))
-    return _layout(
-        fig, "Alfas minted per day and phase", barmode="stack", xaxis={"type": "category"}
+            traces.append(
+                {"type": "bar", "name": phase, "x": days, "y": [per_day[d] for d in days]}
+            )
+    return _figure(
+        traces, "Alfas minted per day and phase", barmode="stack", xaxis={"type": "category"}
     )
 
 
-def funnel(batches: list[BatchSummary]) -> go.Figure:
-    outcomes = [b.outcomes for b in batches]
+def funnel(batches: list[Batch]) -> Figure:
     stages = {
-        "Minted": sum(o.minted for o in outcomes),
-        "Drill (scored)": sum(o.drilled for o in outcomes),
-        "Parade (ranked)": sum(o.paraded for o in outcomes),
-        "Purge (kept)": sum(max(o.drilled - o.purged, 0) for o in outcomes),
-        "Promote": sum(o.promoted for o in outcomes),
+        "Minted": sum(b.minted for b in batches),
+        "Drill (scored)": sum(b.drilled for b in batches),
+        "Parade (ranked)": sum(b.paraded for b in batches),
+        "Purge (kept)": sum(max(b.drilled - b.purged, 0) for b in batches),
+        "Promote": sum(b.promoted for b in batches),
     }
-    fig = go.Figure(go.Funnel(y=list(stages), x=list(stages.values()), textinfo="value"))
-    return _layout(fig, "Drill → Parade → Purge → Promote")
+    trace: Trace = {
+        "type": "funnel",
+        "y": list(stages),
+        "x": list(stages.values()),
+        "textinfo": "value",
+    }
+    return _figure([trace], "Drill → Parade → Purge → Promote")
 
 
-def defects(batches: list[BatchSummary]) -> go.Figure:
+def defects(batches: list[Batch]) -> Figure:
     found = Counter[str]()
     for b in batches:
         found.update(b.defects)
     kinds = sorted(found, key=lambda k: (-found[k], k))
-    fig = go.Figure(go.Bar(x=kinds, y=[found[k] for k in kinds], marker_color="#c0392b"))
-    if not kinds:
-        fig.add_annotation(text="no defects recorded", showarrow=False, x=0.5, y=0.5)
-    return _layout(fig, "Defects by kind")
+    trace: Trace = {
+        "type": "bar",
+        "x": kinds,
+        "y": [found[k] for k in kinds],
+        "marker": {"color": "#c0392b"},
+    }
+    extra = {} if kinds else {"annotations": [_centred_note("no defects recorded")]}
+    return _figure([trace], "Defects by kind", **extra)
 
 
-def _share_percent(counts: ShareCounts, share: str) -> float | None:
-    whole = counts.novel + counts.carryover + counts.baseline
-    return round(100 * getattr(counts, share) / whole, 1) if whole else None
-
-
-def diversity(batches: list[BatchSummary]) -> go.Figure:
+def diversity(batches: list[Batch]) -> Figure:
     """Achieved shares stacked to 100% per batch, against the plan's 60/20/20 and each batch's target.
 
     Stacked, the plan is two lines: novel must reach 60%, novel plus carryover
     80%. A batch's own target differs when its pool was empty (carryover goes
     to novel) or the order overrides the shares, so its boundaries are markers.
+    Percentages have one decimal; a batch without any Alfa is left out.
     """
-    built = [b for b in batches if b.achieved.novel + b.achieved.carryover + b.achieved.baseline]
-    orders = [b.order_id for b in built]
-    fig = go.Figure()
+    orders: list[str] = []
+    achieved: tuple[list[float], list[float], list[float]] = ([], [], [])
+    novel: list[float | None] = []
+    novel_carryover: list[float | None] = []
+    for b in batches:
+        whole = sum(b.achieved)
+        if not whole:
+            continue
+        orders.append(b.order_id)
+        for column, count in zip(achieved, b.achieved, strict=True):
+            column.append(round(100 * count / whole, 1))
+        planned = sum(b.target)
+        if planned:
+            first = round(100 * b.target[0] / planned, 1)
+            novel.append(first)
+            novel_carryover.append(round(first + round(100 * b.target[1] / planned, 1), 1))
+        else:
+            novel.append(None)
+            novel_carryover.append(None)
     colours = {"novel": "#2e86de", "carryover": "#10ac84", "baseline": "#f39c12"}
-    for share in SHARES:
-        fig.add_trace(
-            go.Bar(
-                name=f"{share} achieved",
-                x=orders,
-                y=[_share_percent(b.achieved, share) for b in built],
-                marker_color=colours[share],
-            )
-        )
-    for label, upto in (("novel", ("novel",)), ("novel + carryover", ("novel", "carryover"))):
-        bounds = []
-        for b in built:
-            parts = [_share_percent(b.target, s) for s in upto]
-            bounds.append(None if None in parts else round(sum(p or 0.0 for p in parts), 1))
-        fig.add_trace(
-            go.Scatter(
-                name=f"target: {label}",
-                x=orders,
-                y=bounds,
-                mode="markers",
-                marker={
+    traces: list[Trace] = [
+        {
+            "type": "bar",
+            "name": f"{share} achieved",
+            "x": orders,
+            "y": column,
+            "marker": {"color": colours[share]},
+        }
+        for share, column in zip(SHARES, achieved, strict=True)
+    ]
+    for label, bounds in (("novel", novel), ("novel + carryover", novel_carryover)):
+        traces.append(
+            {
+                "type": "scatter",
+                "name": f"target: {label}",
+                "x": orders,
+                "y": bounds,
+                "mode": "markers",
+                "marker": {
                     "symbol": "line-ew-open",
                     "size": 40,
                     "color": "#222",
                     "line": {"width": 3},
                 },
-            )
+            }
         )
+    shapes: list[dict[str, object]] = []
+    notes: list[dict[str, object]] = []
     plan = 0.0
     for share in ("novel", "carryover"):
         plan += PLAN_SHARES[share]
-        fig.add_hline(
-            y=round(100 * plan),
-            line_dash="dot",
-            line_color="#555",
-            annotation_text=f"plan: {'novel' if share == 'novel' else 'novel + carryover'}"
-            f" {100 * plan:.0f}%",
-            annotation_position="top left",
+        level = round(100 * plan)
+        label = "novel" if share == "novel" else "novel + carryover"
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "x domain",
+                "yref": "y",
+                "x0": 0,
+                "x1": 1,
+                "y0": level,
+                "y1": level,
+                "line": {"color": "#555", "dash": "dot"},
+            }
         )
-    return _layout(
-        fig,
+        notes.append(
+            {
+                "text": f"plan: {label} {100 * plan:.0f}%",
+                "showarrow": False,
+                "xref": "x domain",
+                "yref": "y",
+                "x": 0,
+                "y": level,
+                "xanchor": "left",
+                "yanchor": "bottom",
+            }
+        )
+    return _figure(
+        traces,
         "Diversity shares per batch against the 60/20/20 targets",
         barmode="stack",
         xaxis={"type": "category"},
         yaxis={"title": {"text": "% of batch"}, "range": [0, 100]},
+        shapes=shapes,
+        annotations=notes,
     )
 
 
-def scores(batches: list[BatchSummary]) -> go.Figure:
+def scores(batches: list[Batch]) -> Figure:
     found = Counter[int]()
     for b in batches:
-        for key, count in b.score_histogram.items():
-            found[int(key)] += count
+        found.update(b.score_histogram)
     bins = sorted(found)
-    labels = [f"{lo}–{lo + SCORE_BIN}" for lo in bins]
-    fig = go.Figure(go.Bar(x=labels, y=[found[lo] for lo in bins], marker_color="#8e44ad"))
-    if not bins:
-        fig.add_annotation(text="no Alfa has been scored yet", showarrow=False, x=0.5, y=0.5)
-    return _layout(fig, "Drill score distribution", xaxis={"title": {"text": "score"}})
+    trace: Trace = {
+        "type": "bar",
+        "x": [f"{lo}–{lo + SCORE_BIN}" for lo in bins],
+        "y": [found[lo] for lo in bins],
+        "marker": {"color": "#8e44ad"},
+    }
+    extra = {} if bins else {"annotations": [_centred_note("no Alfa has been scored yet")]}
+    return _figure([trace], "Drill score distribution", xaxis={"title": {"text": "score"}}, **extra)
 
 
-def status(batches: list[BatchSummary]) -> go.Figure:
+def status(batches: list[Batch]) -> Figure:
     found = Counter(b.status for b in batches)
     names = sorted(found)
-    fig = go.Figure(go.Pie(labels=names, values=[found[n] for n in names], sort=False, hole=0.4))
-    return _layout(fig, "Orders by status")
+    trace: Trace = {
+        "type": "pie",
+        "labels": names,
+        "values": [found[n] for n in names],
+        "sort": False,
+        "hole": 0.4,
+    }
+    return _figure([trace], "Orders by status")
 
 
-def _orders_table(batches: list[BatchSummary]) -> str:
+def figures(rollup: Rollup) -> dict[str, Figure]:
+    """Every chart's figure, keyed by chart id in page order."""
+    batches = rollup.batches
+    drawn = (alfas_per_day, funnel, defects, diversity, scores, status)
+    return {name: draw(batches) for name, draw in zip(CHARTS, drawn, strict=True)}
+
+
+# -- the page --------------------------------------------------------------------------------
+
+
+def _plotly_file(*parts: str) -> Path:
+    """A file of the installed plotly package's data, found without importing plotly."""
+    spec = importlib.util.find_spec("plotly")
+    if spec is None or not spec.submodule_search_locations:
+        raise FoundryError("dashboard: the plotly package is not installed (pip install plotly)")
+    return Path(next(iter(spec.submodule_search_locations)), "package_data", *parts)
+
+
+def _cannot_read(path: Path, exc: OSError | ValueError) -> FoundryError:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return FoundryError(f"dashboard: cannot read {path} ({reason})")
+
+
+def _template() -> bytes:
+    """The plotly template every chart uses, as script JSON."""
+    path = _plotly_file("templates", f"{TEMPLATE}.json")
+    try:
+        return _script_json(orjson.loads(path.read_bytes()))
+    except OSError as exc:
+        raise _cannot_read(path, exc) from None
+    except orjson.JSONDecodeError:
+        raise FoundryError(f"dashboard: {path}: not a plotly template (not JSON)") from None
+
+
+def _around_plotly_js(before: bytes, after: bytes) -> bytes:
+    """`before`, plotly.js, `after`: the bundle is mapped, not read, to copy its 5 MB only once."""
+    path = _plotly_file("plotly.min.js")
+    try:
+        with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as js:
+            return b"".join((before, js, after))
+    except (OSError, ValueError) as exc:  # ValueError: an empty file cannot be mapped
+        raise _cannot_read(path, exc) from None
+
+
+def _script_json(value: object) -> bytes:
+    """JSON that is safe inside a <script> element: `<`, `>` and `&` are escaped in strings."""
+    data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    for char, escape in (
+        (b"<", rb"\u003c"),
+        (b">", rb"\u003e"),
+        (b"&", rb"\u0026"),
+        ("\u2028".encode(), rb"\u2028"),
+        ("\u2029".encode(), rb"\u2029"),
+    ):
+        data = data.replace(char, escape)
+    return data
+
+
+def _orders_table(batches: list[Batch]) -> str:
     head = (
         "order",
         "recipe",
@@ -184,22 +507,15 @@ def _orders_table(batches: list[BatchSummary]) -> str:
         "ritual runs",
         "last attempt",
     )
-    rows = []
-    for b in batches:
-        cells = (
-            b.order_id,
-            b.recipe or "-",
-            b.phase or "-",
-            b.status,
-            b.outcomes.minted,
-            b.outcomes.promoted,
-            b.outcomes.quarantined,
-            b.telemetry.mint_attempts,
-            b.telemetry.ritual_invocations,
-            b.telemetry.last_attempt or "-",
-        )
-        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    esc = html.escape
+    rows = [
+        f"<tr><td>{esc(b.order_id)}</td><td>{esc(b.recipe or '-')}</td>"
+        f"<td>{esc(b.phase or '-')}</td><td>{esc(b.status)}</td><td>{b.minted}</td>"
+        f"<td>{b.promoted}</td><td>{b.quarantined}</td><td>{b.mint_attempts}</td>"
+        f"<td>{b.ritual_invocations}</td><td>{esc(b.last_attempt or '-')}</td></tr>"
+        for b in batches
+    ]
+    header = "".join(f"<th>{esc(h)}</th>" for h in head)
     return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
@@ -211,57 +527,60 @@ table { border-collapse: collapse; margin: 16px 0; font-size: 14px; }
 td, th { border: 1px solid #ddd; padding: 4px 8px; text-align: left; }
 """
 
+# Runs after plotly.js, inside a function so that nothing but `Plotly` is global.
+# Every figure gets the shared template and config; a chart that fails to draw
+# is logged and does not stop the others. The figures follow as `draw(...)` calls.
+_DRAW = b"""(function () {
+const config = %s;
+const template = %s;
+function draw(id, figure) {
+  figure.layout.template = template;
+  try {
+    Plotly.newPlot(id, figure.data, figure.layout, config);
+  } catch (error) {
+    console.error("chart " + id + ": " + error);
+  }
+}
+"""
 
-def render(rollup: QuiltRollup) -> str:
-    """The dashboard page; equal rollups give equal text."""
+
+def render(rollup: Rollup) -> bytes:
+    """The dashboard page as UTF-8; equal rollups (and the same plotly package) give equal bytes."""
     batches = rollup.batches
-    figures = [
-        alfas_per_day(batches),
-        funnel(batches),
-        defects(batches),
-        diversity(batches),
-        scores(batches),
-        status(batches),
-    ]
-    charts = []
-    for number, (name, fig) in enumerate(zip(CHARTS, figures, strict=True)):
-        div = pio.to_html(
-            fig,
-            full_html=False,
-            include_plotlyjs=number == 0,
-            include_mathjax=False,
-            div_id=f"chart-{name}",
-            config=_CONFIG,
-            default_height="420px",
-            validate=False,
-        )
-        charts.append(f'<section class="chart" data-chart="{name}">{div}</section>')
     days = sorted({b.day for b in batches})
     span = f"{days[0]} to {days[-1]}" if days else "no orders yet"
-    skipped = len(rollup.skipped)
+    skipped = rollup.skipped
     note = f"; {skipped} ledger or part entries skipped (see the rollup)" if skipped else ""
-    return (
+    style = f"height:{HEIGHT}px; width:100%;"
+    sections = "\n".join(
+        f'<section class="chart" data-chart="{name}">'
+        f'<div id="chart-{name}" class="plotly-graph-div" style="{style}"></div></section>'
+        for name in CHARTS
+    )
+    page = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         "<title>Toyfoundry dashboard</title>\n"
         f"<style>{_STYLE}</style>\n</head>\n<body>\n"
         "<h1>Toyfoundry dashboard</h1>\n"
         f'<p class="sub">{len(batches)} orders, {html.escape(span)}{html.escape(note)}</p>\n'
-        + "\n".join(charts)
-        + "\n<h2>Orders</h2>\n"
-        + _orders_table(batches)
-        + "\n</body>\n</html>\n"
-    )
+        f"{sections}\n<h2>Orders</h2>\n{_orders_table(batches)}\n"
+    ).encode()
+    script = [_DRAW % (_script_json(_CONFIG), _template())]
+    for name, figure in figures(rollup).items():
+        script.append(b'draw("chart-%s", %s);\n' % (name.encode(), _script_json(figure)))
+    script.append(b"})();\n</script>\n</body>\n</html>\n")
+    return _around_plotly_js(page + b"<script>\n", b"\n</script>\n<script>\n" + b"".join(script))
 
 
 def build_dashboard(layout: Layout, today: str | None = None) -> list[Path]:
     """Write `quilt/dashboard.html` and today's copy (UTC day); returns the files that changed."""
-    page = render(read_rollup(layout)).encode("utf-8")
     # Parsed, not trusted: the day becomes part of a path.
     day = (
         dt.date.fromisoformat(today).isoformat()
         if today
         else dt.datetime.now(dt.UTC).date().isoformat()
     )
+    page = render(load_rollup(layout))
     written = []
     for path in (layout.dashboard, dashboards_dir(layout) / f"{day}.html"):
         if write_atomic(path, page):
