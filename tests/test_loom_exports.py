@@ -10,9 +10,10 @@ import orjson
 import pytest
 
 from tests.test_loom_support import REPO, SAMPLE, ledger_lines, sample
+from toyfoundry.errors import FoundryError
 from toyfoundry.formats.models import AlfaRow, BatchRow, RitualEventRow
 from toyfoundry.store.layout import Layout
-from toyfoundry.telemetry import exports
+from toyfoundry.telemetry import exports, parts, render
 from toyfoundry.telemetry.loom import run_loom
 
 ORDERS = [s.order_id for s in SAMPLE]
@@ -116,3 +117,75 @@ def test_every_column_is_documented() -> None:
         section = text[start : text.find("\n## ", start + 1)]
         documented = re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.M)
         assert documented == list(model.model_fields), title
+
+
+def test_batch_records_are_batch_rows(exported: Layout) -> None:
+    """The plain rows give the bytes the BatchRow model path gives, in csv and in json."""
+    batches = exports.read_rollup_data(exported)["batches"]
+    records = [exports.batch_record(b) for b in batches]
+    rows = [BatchRow.model_validate(r) for r in records]
+    assert [list(r) for r in records] == [list(BatchRow.model_fields)] * len(records)
+    assert [r.model_dump(mode="json") for r in rows] == records
+    assert exports.batches_csv_bytes(records) == exports.csv_bytes(BatchRow, rows)
+    assert exports.batches_csv(exported).read_bytes() == exports.csv_bytes(BatchRow, rows)
+    as_json = orjson.dumps([r.model_dump(mode="json") for r in rows], option=orjson.OPT_INDENT_2)
+    assert exports.batches_json(exported).read_bytes() == as_json + b"\n"
+
+
+def test_an_untrusted_rollup_is_validated_and_gives_the_same_bytes(exported: Layout) -> None:
+    outputs = [exports.batches_csv(exported), exports.batches_json(exported), exported.summary_md]
+    before = [p.read_bytes() for p in outputs]
+    parts.state_path(exported).unlink()  # no record: the rollup is validated by its model
+    for p in outputs:
+        p.unlink()
+    exports.build_exports(exported, ORDERS)
+    assert [p.read_bytes() for p in outputs] == before
+    exported.rollup.write_bytes(b'{"schema_version": 1, "batches": [{}], "totals": {}}')
+    with pytest.raises(FoundryError, match="not a valid rollup"):
+        exports.build_exports(exported, ORDERS)
+
+
+def test_stale_outputs_are_found_by_name(exported: Layout) -> None:
+    stray = [
+        exports.partition(exported, "alfas", "2024-01-01-002", "jsonl"),
+        exports.partition(exported, "alfas", "2024-01-01-001", "csv"),
+        exported.report_md("2024-01-01-001"),
+        parts.part_path(exported, "2024-01-01-001"),
+    ]
+    kept = [
+        exported.exports / "alfas" / "notes.txt",
+        exported.exports / "alfas" / "2024-01-01-001.txt",
+        exported.reports_dir / "2024-01-01-001",
+        exported.quilt_parts / "2024-01-01-001.md",
+    ]
+    for path in stray + kept:
+        path.write_text("x")
+    done = exports.build_exports(exported, ORDERS)
+    assert done.removed == [stray[1], stray[0], stray[2], stray[3]]
+    assert not any(p.exists() for p in stray) and all(p.exists() for p in kept)
+    assert exports.stale_outputs(exported, set(ORDERS)) == []
+    assert len(exports.stale_outputs(exported, set(ORDERS[1:]))) == 7  # the first order's files
+
+
+def test_summary_rows_are_escaped_like_any_table(exported: Layout) -> None:
+    batches = exports.read_rollup_data(exported)["batches"]
+    batches[0]["reason"] = "a | b\n  c\t"
+    batches[1]["recipe"] = None
+    assert render.summary_md([]).endswith("\n\nNo orders have been built yet.\n")
+    rows = [
+        (
+            f"[{b['order_id']}]({b['order_id']}.md)",
+            b["recipe"] or "-",
+            b["phase"] or "-",
+            b["status"],
+            *(b["outcomes"][k] for k in ("minted", "passed", "failed", "purged", "promoted")),
+            b["outcomes"]["quarantined"],
+            f"{b['achieved']['novel']} / {b['achieved']['carryover']} / {b['achieved']['baseline']}",
+            b["reason"],
+        )
+        for b in batches
+    ]
+    page = render.summary_md(batches).splitlines()
+    table = render.table(page[2].strip("| ").split(" | "), rows)
+    assert page[2 : 2 + len(table)] == table
+    assert "| a \\| b c |" in page[2 + 2]

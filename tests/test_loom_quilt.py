@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,8 @@ import pytest
 
 from tests.test_loom_support import SAMPLE, Spec, append_raw, build, ledger_lines, sample
 from toyfoundry.formats import schemas
-from toyfoundry.formats.models import QuiltRollup, Report
+from toyfoundry.formats.models import Outcomes, QuiltRollup, Report
+from toyfoundry.store.atomic import dumps_canonical
 from toyfoundry.store.layout import Layout
 from toyfoundry.telemetry import exports, fingerprint, ledgers, parts, quilt, reports
 from toyfoundry.telemetry.loom import run_loom
@@ -343,8 +346,142 @@ def test_graph_entry_points(tmp_path: Path) -> None:
     layout = sample(tmp_path / "p")
     summary = reports.write_report(layout, "2025-10-12-005")
     assert summary.status == "dry-run"
-    rollup = quilt.build_quilt(layout, ORDERS, {"2025-10-20-011"})
-    assert [b.order_id for b in rollup.batches] == ORDERS  # missing parts were built too
+    stitched = quilt.build_quilt(layout, ORDERS, {"2025-10-20-011"})
+    assert stitched.order_ids == ORDERS  # missing parts were built too
+    assert not stitched.reused  # no previous rollup to start from
     done = exports.build_exports(layout, ORDERS, changed={"2025-10-20-011"})
     assert exports.batches_csv(layout) in done.written
     assert len(fingerprint()) == 64
+
+
+# --------------------------------------------------------------------------- incremental rollup
+
+
+def from_scratch(layout: Layout, order_ids: list[str], where: Path) -> bytes:
+    """The rollup a full build writes for the same inputs, in a copy with no quilt state."""
+    shutil.copytree(layout.root, where)
+    copy = Layout(where)
+    for name in ("quilt_rollup_all.json", "ledger_index.json", "rollup_state.json"):
+        (copy.quilt_dir / name).unlink(missing_ok=True)
+    assert not quilt.build_quilt(copy, order_ids).reused
+    return copy.rollup.read_bytes()
+
+
+def check_incremental(
+    layout: Layout, order_ids: list[str], changed: set[str], where: Path
+) -> quilt.Stitched:
+    """Stitch with `changed`, and check the bytes are those of a full build from scratch."""
+    stitched = quilt.build_quilt(layout, order_ids, changed)
+    written = layout.rollup.read_bytes()
+    assert written == from_scratch(layout, order_ids, where)
+    # the plain-data bytes are the model's canonical bytes: what the pydantic path wrote
+    model = QuiltRollup.model_validate_json(written)
+    assert dumps_canonical(model) == written == dumps_canonical(stitched.model())
+    return stitched
+
+
+def test_incremental_rollup_is_byte_identical_to_a_full_one(tmp_path: Path) -> None:
+    layout = sample(tmp_path / "p")
+    ids = list(ORDERS)
+    assert not quilt.build_quilt(layout, ids).reused
+
+    # nothing changed: nothing read, the previous rollup is the base
+    same = check_incremental(layout, ids, set(), tmp_path / "s0")
+    assert same.reused and same.read == []
+
+    # one order changed: only its part is read
+    build(layout, Spec("2025-10-20-011", phase="expansion", size=9, promoted=(8,)), run_id="run-b")
+    one = check_incremental(layout, ids, {"2025-10-20-011"}, tmp_path / "s1")
+    assert one.reused and one.read == ["2025-10-20-011"]
+    batch = {b["order_id"]: b for b in one.document["batches"]}["2025-10-20-011"]
+    assert batch["outcomes"]["minted"] == 9 and batch["telemetry"]["mint_attempts"] == 2
+
+    # an order removed: dropped, its ledger records listed as skipped, no part read
+    layout.order_file("2025-10-27-014").unlink()
+    ids.remove("2025-10-27-014")
+    gone = check_incremental(layout, ids, set(), tmp_path / "s2")
+    assert gone.read == [] and gone.order_ids == ids
+    assert any("for order 2025-10-27-014, which is not in the exchange" in s for s in gone.skipped)
+
+    # an order added
+    build(layout, Spec("2025-10-29-001", size=3, failed=(1,)))
+    ids.append("2025-10-29-001")
+    new = check_incremental(layout, ids, {"2025-10-29-001"}, tmp_path / "s3")
+    assert new.read == ["2025-10-29-001"] and new.order_ids == ids
+
+    # only the ledgers moved (a re-run with identical artefacts): telemetry follows them
+    build(layout, Spec("2025-10-29-001", size=3, failed=(1,)), run_id="run-c")
+    again = check_incremental(layout, ids, set(), tmp_path / "s4")
+    assert again.read == []
+    batch = {b["order_id"]: b for b in again.document["batches"]}["2025-10-29-001"]
+    assert batch["telemetry"]["mint_attempts"] == 2
+
+
+def test_a_part_rewritten_behind_the_graphs_back_is_read(tmp_path: Path) -> None:
+    layout = sample(tmp_path / "p")
+    quilt.build_quilt(layout, ORDERS)
+    path = parts.part_path(layout, "2025-10-12-005")
+    doc = orjson.loads(path.read_bytes())
+    doc["reason"] = "edited by hand"
+    path.write_bytes(dumps_canonical(doc))
+    stitched = check_incremental(layout, ORDERS, set(), tmp_path / "s")
+    assert stitched.reused and stitched.read == ["2025-10-12-005"]
+    assert "edited by hand" in layout.rollup.read_text()
+
+
+def test_totals_agree_with_the_model_sums(tmp_path: Path) -> None:
+    layout = sample(tmp_path / "p")
+    model = quilt.build_quilt(layout, ORDERS).model()
+    for name, key in (("by_phase", "phase"), ("by_recipe", "recipe"), ("by_day", "day")):
+        want: dict[str, dict[str, int]] = {}
+        for b in model.batches:
+            group = getattr(b, key) or "unknown"
+            into = want.setdefault(group, dict.fromkeys(Outcomes.model_fields, 0))
+            for field, value in b.outcomes.model_dump().items():
+                into[field] += value
+        got = {k: v.model_dump() for k, v in getattr(model.totals, name).items()}
+        assert got == want, name
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "rollup missing",
+        "rollup not json",
+        "rollup edited",
+        "record missing",
+        "record not json",
+        "record from other code",
+        "trusted but malformed",
+    ],
+)
+def test_a_bad_previous_rollup_falls_back_to_a_full_build(tmp_path: Path, damage: str) -> None:
+    layout = sample(tmp_path / "p")
+    quilt.build_quilt(layout, ORDERS)
+    record_path = parts.state_path(layout)
+    record = orjson.loads(record_path.read_bytes())
+    if damage == "rollup missing":
+        layout.rollup.unlink()
+    elif damage == "rollup not json":
+        layout.rollup.write_bytes(b'{"batches": [')
+    elif damage == "rollup edited":
+        doc = orjson.loads(layout.rollup.read_bytes())
+        doc["batches"][0]["outcomes"]["minted"] = 99
+        layout.rollup.write_bytes(dumps_canonical(doc))
+    elif damage == "record missing":
+        record_path.unlink()
+    elif damage == "record not json":
+        record_path.write_bytes(b"\x00garbage")
+    elif damage == "record from other code":
+        record["code"] = "0" * 64
+        record_path.write_bytes(orjson.dumps(record))
+    else:
+        # bytes the record vouches for, but not a rollup this code writes
+        bad = b'{"batches": [1, {"order_id": 5}, {"order_id": "2025-10-12-005"}]}'
+        layout.rollup.write_bytes(bad)
+        record["rollup"] = hashlib.sha256(bad).hexdigest()
+        record_path.write_bytes(orjson.dumps(record))
+    stitched = check_incremental(layout, ORDERS, set(), tmp_path / "s")
+    assert stitched.read == ORDERS
+    assert stitched.reused == (damage == "trusted but malformed")
+    assert orjson.loads(layout.rollup.read_bytes())["batches"][0]["outcomes"]["minted"] != 99

@@ -176,15 +176,20 @@ def validate_action(root: str) -> TaskFailed | None:
     return None
 
 
-def changed_orders(layout: Layout, changed: list[str]) -> set[str] | None:
-    """Orders whose build artefacts doit saw change; None means "assume all" (a full rebuild)."""
+def changed_orders(layout: Layout, changed: list[str]) -> set[str]:
+    """Orders whose build artefacts doit saw change.
+
+    Empty when only the set of deps changed (an order was removed): the quilt then
+    drops what is no longer listed. Its own record (the previous rollup's hash and
+    each part's identity) decides when that is not enough and it rebuilds in full.
+    """
     out: set[str] = set()
     build = rel(layout, layout.build)
     for path in changed:
         parts = Path(path).parts
         if len(parts) >= 3 and str(Path(*parts[:2])) == build:
             out.add(parts[2])
-    return out if changed else None
+    return out
 
 
 # --------------------------------------------------------------------------- task creators

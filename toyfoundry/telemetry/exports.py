@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+import operator
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -25,7 +28,6 @@ from toyfoundry.formats.models import (
     RITUALS,
     AlfaRow,
     BatchRow,
-    BatchSummary,
     QuiltRollup,
     RitualEventRow,
 )
@@ -38,10 +40,13 @@ from toyfoundry.store.layout import (
 )
 from toyfoundry.telemetry import render
 from toyfoundry.telemetry.artefacts import OrderArtefacts, display
+from toyfoundry.telemetry.parts import load_rollup
 from toyfoundry.telemetry.summary import results_by_alfa
 
 DATASETS = EXPORT_DATASETS
 FORMATS = EXPORT_FORMATS
+BATCH_COLUMNS = list(BatchRow.model_fields)
+_batch_values = operator.itemgetter(*BATCH_COLUMNS)
 
 
 def partition(layout: Layout, dataset: str, order_id: str, fmt: str) -> Path:
@@ -120,27 +125,28 @@ def ritual_rows(arts: OrderArtefacts) -> list[RitualEventRow]:
     ]
 
 
-def batch_row(summary: BatchSummary) -> BatchRow:
-    o, a = summary.outcomes, summary.achieved
-    return BatchRow(
-        order_id=summary.order_id,
-        recipe=summary.recipe or "",
-        phase=summary.phase or "",
-        day=summary.day,
-        status=summary.status,
-        dry_run=summary.dry_run,
-        minted=o.minted,
-        passed=o.passed,
-        failed=o.failed,
-        purged=o.purged,
-        promoted=o.promoted,
-        quarantined=o.quarantined,
-        waived=o.waived,
-        novel=a.novel,
-        carryover=a.carryover,
-        baseline=a.baseline,
-        reason=summary.reason,
-    )
+def batch_record(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """A BatchRow as plain data (columns in the model's order) from a batch as the rollup holds it."""
+    o, a = summary["outcomes"], summary["achieved"]
+    return {
+        "order_id": summary["order_id"],
+        "recipe": summary["recipe"] or "",
+        "phase": summary["phase"] or "",
+        "day": summary["day"],
+        "status": summary["status"],
+        "dry_run": summary["dry_run"],
+        "minted": o["minted"],
+        "passed": o["passed"],
+        "failed": o["failed"],
+        "purged": o["purged"],
+        "promoted": o["promoted"],
+        "quarantined": o["quarantined"],
+        "waived": o["waived"],
+        "novel": a["novel"],
+        "carryover": a["carryover"],
+        "baseline": a["baseline"],
+        "reason": summary["reason"],
+    }
 
 
 def _cell(value: object) -> str:
@@ -193,6 +199,14 @@ def read_rollup(layout: Layout) -> QuiltRollup:
         raise FoundryError(f"{shown}: not a valid rollup ({exc.error_count()} errors)") from None
 
 
+def read_rollup_data(layout: Layout) -> dict[str, Any]:
+    """The rollup as plain data: as is when it holds the bytes the quilt recorded, else validated."""
+    stored = load_rollup(layout)
+    if stored is not None:
+        return stored.document
+    return read_rollup(layout).model_dump(mode="json")
+
+
 @dataclass
 class ExportsResult:
     written: list[Path] = field(default_factory=list)
@@ -204,19 +218,21 @@ def build_exports(
 ) -> ExportsResult:
     """batches.csv/.json and summary.md from the rollup; drop outputs of orders no longer listed.
 
-    Reads only the rollup (O(orders)): the partitions were written per order by
-    `reports.build_order_outputs` when that order changed, so `changed` (what
-    the graph saw change) needs no work here and is accepted for its call.
+    Reads only the rollup (O(orders)), as plain data: the partitions were
+    written per order by `reports.build_order_outputs` when that order changed,
+    so `changed` (what the graph saw change) needs no work here and is accepted
+    for its call. The rollup the quilt just wrote is trusted without
+    validating it again (see `parts`); the three files are made from plain
+    values into the bytes the BatchRow model would give.
     """
     keep = set(order_ids)
-    rollup = read_rollup(layout)
-    rows = [batch_row(b) for b in rollup.batches if b.order_id in keep]
+    batches = [b for b in read_rollup_data(layout)["batches"] if b["order_id"] in keep]
+    records = [batch_record(b) for b in batches]
     result = ExportsResult()
-    json_rows = [r.model_dump(mode="json") for r in rows]
     for path, data in (
-        (batches_csv(layout), csv_bytes(BatchRow, rows)),
-        (batches_json(layout), orjson.dumps(json_rows, option=orjson.OPT_INDENT_2) + b"\n"),
-        (layout.summary_md, render.summary_md(rollup, keep).encode("utf-8")),
+        (batches_csv(layout), batches_csv_bytes(records)),
+        (batches_json(layout), orjson.dumps(records, option=orjson.OPT_INDENT_2) + b"\n"),
+        (layout.summary_md, render.summary_md(batches).encode("utf-8")),
     ):
         if write_atomic(path, data):
             result.written.append(path)
@@ -224,18 +240,45 @@ def build_exports(
     return result
 
 
+def batches_csv_bytes(records: Sequence[Mapping[str, Any]]) -> bytes:
+    """`csv_bytes(BatchRow, rows)` for plain rows.
+
+    The csv module writes numbers and text as `_cell` would; `dry_run` is the
+    one boolean, and no column can be null.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(BATCH_COLUMNS)
+    flag = BATCH_COLUMNS.index("dry_run")
+    lines = []
+    for record in records:
+        line = list(_batch_values(record))
+        line[flag] = "true" if line[flag] else "false"
+        lines.append(line)
+    writer.writerows(lines)
+    return buffer.getvalue().encode("utf-8")
+
+
 def stale_outputs(layout: Layout, keep: set[str]) -> list[Path]:
-    """Per-order outputs (partitions, reports, quilt parts) of orders not in `keep`."""
+    """Per-order outputs (partitions, reports, quilt parts) of orders not in `keep`.
+
+    One listing of names per folder: a kept order's file costs a set lookup,
+    and only the (usually no) stale names are checked, sorted and made paths.
+    """
     places: list[tuple[Path, tuple[str, ...]]] = [(layout.exports / d, FORMATS) for d in DATASETS]
     places += [(layout.reports_dir, ("json", "md")), (layout.quilt_parts, ("json",))]
     found = []
     for folder, suffixes in places:
-        if not folder.is_dir():
+        try:
+            names = os.listdir(folder)
+        except (FileNotFoundError, NotADirectoryError):
             continue
-        for path in sorted(folder.iterdir()):
-            stem, dot, suffix = path.name.rpartition(".")
-            if dot and suffix in suffixes and ORDER_ID_RE.match(stem) and stem not in keep:
-                found.append(path)
+        stale = []
+        for name in names:
+            stem, dot, suffix = name.rpartition(".")
+            if stem not in keep and dot and suffix in suffixes and ORDER_ID_RE.match(stem):
+                stale.append(name)
+        found += [folder / name for name in sorted(stale)]
     return found
 
 

@@ -11,13 +11,24 @@ keeps, per ledger, the byte offset and line count consumed, the file's
 identity (inode, and a sha256 of its first bytes up to 4 KiB), the per-order
 stats so far and the lines skipped so far. A run reads only the bytes after
 the offset; a ledger that shrank, was replaced or rewritten is rescanned from 0.
+
+The parts are read incrementally too. Reading and validating every part was
+most of a run's cost, and the graph knows which orders changed, so a run
+given `changed` starts from the previous rollup (when its bytes are
+those recorded in `quilt/rollup_state.json`, see `parts`) and reads only the
+parts of changed orders and parts whose file identity moved. Batches, totals
+and skip lines are then made by the same code as on a full build, from plain
+data, so an incremental rollup is byte for byte the one a full build writes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Sequence
+import operator
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +42,34 @@ from toyfoundry.formats.models import (
     MintRecord,
     Outcomes,
     QuiltRollup,
-    Totals,
     WatcherState,
 )
 from toyfoundry.store.atomic import remove_file, write_json_atomic
-from toyfoundry.store.layout import Layout
+from toyfoundry.store.layout import ORDER_ID_RE, Layout
 from toyfoundry.telemetry import artefacts, ledgers, reports
 from toyfoundry.telemetry.artefacts import display
-from toyfoundry.telemetry.parts import part_path, read_part
+from toyfoundry.telemetry.parts import (
+    Stat,
+    Stored,
+    code_digest,
+    load_rollup,
+    part_path,
+    read_part_data,
+    stat_of,
+    write_rollup,
+)
 from toyfoundry.telemetry.summary import group_key
 
 INDEX_VERSION = 1
 HEAD_BYTES = 4096
 #: Skipped lines kept per ledger; beyond this only a count, so garbage cannot bloat the index.
 MAX_SKIPPED = 1000
+#: A batch's `telemetry` for an order no ledger mentions.
+NO_ATTEMPTS: dict[str, Any] = AttemptStats().model_dump(mode="json")
+OUTCOMES = tuple(Outcomes.model_fields)
+_outcome_values = operator.itemgetter(*OUTCOMES)
+#: The keys every batch the rollup holds has; a carried-over batch without them is read again.
+_BATCH_KEYS = frozenset(BatchSummary.model_fields)
 
 
 def index_path(layout: Layout) -> Path:
@@ -177,49 +202,50 @@ def torn_notes(layout: Layout, ledger: Path) -> list[str]:
     ]
 
 
-def attempt_stats(index: dict[str, dict[str, Any]]) -> dict[str, AttemptStats]:
-    """Per order: distinct mint runs, ritual invocations, and the last attempt in either ledger."""
+def attempt_stats(index: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per order: distinct mint runs, ritual invocations, and the last attempt in either ledger.
+
+    Each as the plain data of an AttemptStats: what a batch's `telemetry` holds.
+    """
     merged: dict[str, dict[str, Any]] = {}
     for state in index.values():
+        ritual = state["kind"] == "ritual"
         for oid, stats in state["orders"].items():
-            into = merged.setdefault(oid, {"runs": 0, "rituals": 0, "last": None})
+            into = merged.get(oid)
+            if into is None:
+                into = merged[oid] = dict(NO_ATTEMPTS)
             if stats["runs"]:
-                into["runs"] += len(stats["runs"])
-            if state["kind"] == "ritual":
-                into["rituals"] += stats["records"]
-            into["last"] = later(into["last"], stats["last_attempt"])
-    return {
-        oid: AttemptStats(
-            mint_attempts=m["runs"], ritual_invocations=m["rituals"], last_attempt=m["last"]
-        )
-        for oid, m in merged.items()
+                into["mint_attempts"] += len(stats["runs"])
+            if ritual:
+                into["ritual_invocations"] += stats["records"]
+            into["last_attempt"] = later(into["last_attempt"], stats["last_attempt"])
+    return merged
+
+
+def totals(batches: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Outcome sums per phase, recipe and day, and order counts per status, as Totals data."""
+    groups: dict[str, dict[str, list[tuple[int, ...]]]] = {
+        "by_phase": {},
+        "by_recipe": {},
+        "by_day": {},
     }
-
-
-def _sum(items: Iterable[Outcomes]) -> Outcomes:
-    totals = dict.fromkeys(Outcomes.model_fields, 0)
-    for item in items:
-        for name in totals:
-            totals[name] += getattr(item, name)
-    return Outcomes(**totals)
-
-
-def totals(batches: list[BatchSummary]) -> Totals:
-    """Outcome sums per phase, recipe and day, and order counts per status."""
-    groups: dict[str, dict[str, list[Outcomes]]] = {"phase": {}, "recipe": {}, "day": {}}
+    phase, recipe, day = groups.values()
     status: dict[str, int] = {}
     for b in batches:
-        groups["phase"].setdefault(group_key(b.phase), []).append(b.outcomes)
-        groups["recipe"].setdefault(group_key(b.recipe), []).append(b.outcomes)
-        groups["day"].setdefault(b.day, []).append(b.outcomes)
-        status[b.status] = status.get(b.status, 0) + 1
-    by = {k: {key: _sum(v) for key, v in sorted(g.items())} for k, g in groups.items()}
-    return Totals(
-        by_phase=by["phase"],
-        by_recipe=by["recipe"],
-        by_day=by["day"],
-        by_status=dict(sorted(status.items())),
-    )
+        row = _outcome_values(b["outcomes"])
+        phase.setdefault(group_key(b["phase"]), []).append(row)
+        recipe.setdefault(group_key(b["recipe"]), []).append(row)
+        day.setdefault(b["day"], []).append(row)
+        status[b["status"]] = status.get(b["status"], 0) + 1
+    out: dict[str, Any] = {
+        name: {
+            key: dict(zip(OUTCOMES, map(sum, zip(*rows, strict=True)), strict=True))
+            for key, rows in sorted(group.items())
+        }
+        for name, group in groups.items()
+    }
+    out["by_status"] = dict(sorted(status.items()))
+    return out
 
 
 def _watcher_notes(layout: Layout) -> list[str]:
@@ -235,23 +261,49 @@ def _watcher_notes(layout: Layout) -> list[str]:
     return []
 
 
+@dataclass(frozen=True)
+class Stitched:
+    """What one quilt run wrote: the rollup as plain data, and which parts it had to read."""
+
+    document: dict[str, Any]
+    #: Orders whose part was read and validated in this run (all of them on a full build).
+    read: list[str]
+    #: True when the previous rollup was the base, False on a full build.
+    reused: bool
+
+    @property
+    def skipped(self) -> list[str]:
+        found: list[str] = self.document["skipped"]
+        return found
+
+    @property
+    def order_ids(self) -> list[str]:
+        return [b["order_id"] for b in self.document["batches"]]
+
+    def model(self) -> QuiltRollup:
+        return QuiltRollup.model_validate(self.document)
+
+
 def build_quilt(
     layout: Layout, order_ids: Iterable[str], changed: Iterable[str] | None = None
-) -> QuiltRollup:
-    """Bring the parts of `changed` orders (None: all) up to date, then build the rollup.
+) -> Stitched:
+    """Bring the parts of `changed` orders (None: all) up to date, then stitch the rollup.
 
     The graph's report task normally wrote the parts already; this only
     rebuilds an order whose part is missing or was made from other artefacts.
     An order whose artefacts cannot be read loses its part and is listed as
-    skipped, and the rest still builds.
+    skipped, and the rest still builds. With `changed` given, the previous
+    rollup is the base (see `stitch`); None rebuilds it from every part.
     """
     ids = list(order_ids)
-    wanted = set(ids) if changed is None else set(changed)
+    fresh = None if changed is None else set(changed)
+    wanted = set(ids) if fresh is None else fresh
+    have = _part_ids(layout)
     problems = []
     for oid in ids:
-        if not artefacts.is_built(layout, oid):
+        if oid not in wanted and oid in have:
             continue
-        if oid not in wanted and part_path(layout, oid).is_file():
+        if not artefacts.is_built(layout, oid):
             continue
         try:
             if not reports.is_current(layout, oid):
@@ -259,13 +311,41 @@ def build_quilt(
         except FoundryError as exc:
             problems.append(str(exc))
             remove_file(part_path(layout, oid))
-    return build_rollup(layout, ids, problems=problems)
+    return stitch(layout, ids, problems=problems, changed=fresh)
+
+
+def _part_ids(layout: Layout) -> set[str]:
+    """Order ids that have a part file, from one listing of `quilt/parts/`."""
+    try:
+        names = os.listdir(layout.quilt_parts)
+    except FileNotFoundError:
+        return set()
+    return {name[:-5] for name in names if name.endswith(".json")}
 
 
 def build_rollup(
     layout: Layout, order_ids: Iterable[str], *, problems: Sequence[str] = ()
 ) -> QuiltRollup:
+    """Rebuild the rollup from every part of `order_ids` and write it; returns it validated."""
+    return stitch(layout, order_ids, problems=problems).model()
+
+
+def stitch(
+    layout: Layout,
+    order_ids: Iterable[str],
+    *,
+    problems: Sequence[str] = (),
+    changed: Iterable[str] | None = None,
+) -> Stitched:
     """Assemble the rollup from the parts of `order_ids` and the ledgers' new lines, and write it.
+
+    With `changed` None every part is read and validated. Otherwise the
+    previous rollup is the base when `parts.load_rollup` trusts it: a batch is
+    carried over when its order is not in `changed` and its part still has the
+    identity (inode, size, mtime) recorded when it was read, and every other
+    part is read. Either way the batches, totals and skip lines are made by the
+    same code from the same values, so both give the same bytes. Every batch's
+    `telemetry` comes from the ledger index.
 
     Records for orders not in `order_ids` (an order file deleted from the
     exchange) are skipped and listed, one line per ledger and order.
@@ -273,17 +353,62 @@ def build_rollup(
     read), listed first.
     """
     ids = sorted(set(order_ids))
+    code = code_digest()
+    stored = None if changed is None else load_rollup(layout, code)
+    base, known = _base(stored)
+    fresh = set(changed or ())
+    folder = os.fspath(layout.quilt_parts)
     skipped: list[str] = list(problems)
-    parts: list[BatchSummary] = []
+    batches: list[dict[str, Any]] = []
+    seen: dict[str, Stat] = {}
+    read: list[str] = []
     for oid in ids:
-        part, problem = read_part(layout, oid)
-        if part is None:
-            skipped.append(problem or f"{oid}: no summary")
-        else:
-            parts.append(part)
+        stat = stat_of(f"{folder}/{oid}.json") if ORDER_ID_RE.match(oid) else None
+        batch = base.get(oid)
+        if batch is None or stat is None or oid in fresh or known.get(oid) != stat:
+            read.append(oid)
+            batch, problem = read_part_data(layout, oid)
+            if batch is None:
+                skipped.append(problem or f"{oid}: no summary")
+                continue
+        if stat is not None:
+            seen[oid] = stat
+        batches.append(batch)
     index, notes = update_index(layout)
     stats = attempt_stats(index)
-    known = set(ids)
+    for batch in batches:
+        batch["telemetry"] = stats.get(batch["order_id"]) or dict(NO_ATTEMPTS)
+    skipped += _ledger_skips(layout, index, set(ids))
+    skipped += notes + _watcher_notes(layout)
+    document = {
+        "schema_version": 1,
+        "batches": batches,
+        "totals": totals(batches),
+        "skipped": skipped,
+    }
+    write_rollup(layout, document, seen, code)
+    return Stitched(document, read, stored is not None)
+
+
+def _base(stored: Stored | None) -> tuple[dict[str, dict[str, Any]], dict[str, Stat]]:
+    """The previous rollup's batches by order and the part identities they were read at.
+
+    Only batches that look like the ones this code writes are kept; anything
+    else is read again from its part.
+    """
+    if stored is None:
+        return {}, {}
+    base: dict[str, dict[str, Any]] = {}
+    for batch in stored.document["batches"]:
+        oid = batch.get("order_id") if isinstance(batch, dict) else None
+        if isinstance(oid, str) and _BATCH_KEYS.issubset(batch):
+            base[oid] = batch
+    return base, stored.parts
+
+
+def _ledger_skips(layout: Layout, index: dict[str, dict[str, Any]], known: set[str]) -> list[str]:
+    """Each ledger's bad lines, then its records for orders not in `known`."""
+    skipped: list[str] = []
     for path, _kind in ledgers.ledgers(layout):
         state = index.get(path.name)
         if state is None:
@@ -299,10 +424,4 @@ def build_rollup(
                     f"{shown}:{s['first_line']}: {n} record{'s' if n > 1 else ''} for order {oid},"
                     " which is not in the exchange"
                 )
-    skipped += notes + _watcher_notes(layout)
-    batches = [
-        p.model_copy(update={"telemetry": stats.get(p.order_id, AttemptStats())}) for p in parts
-    ]
-    rollup = QuiltRollup(schema_version=1, batches=batches, totals=totals(batches), skipped=skipped)
-    write_json_atomic(layout.rollup, rollup)
-    return rollup
+    return skipped

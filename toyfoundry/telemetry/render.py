@@ -1,14 +1,14 @@
-"""Markdown for people: one page per order and a summary across orders, from the same models."""
+"""Markdown for people: one page per order (from its report) and a summary across orders."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from toyfoundry.formats.models import (
     RITUALS,
     Outcomes,
     ProblemModel,
-    QuiltRollup,
     Report,
     ShareCounts,
 )
@@ -94,13 +94,15 @@ def report_md(report: Report, problems: Sequence[ProblemModel] = ()) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary_md(rollup: QuiltRollup, keep: set[str] | None = None) -> str:
+def summary_md(batches: Sequence[Mapping[str, Any]]) -> str:
     """`exchange/reports/summary.md`: every order on one page, then the foundry totals.
 
-    Built from the deterministic part of the rollup only (no attempt counts or
-    times), so it changes only when an order's outcome changes.
+    Built from the deterministic part of the rollup's batches (plain data, as
+    the rollup holds them) only: no attempt counts or times, so it changes only
+    when an order's outcome changes. Order ids and numbers need no escaping,
+    and the few distinct texts (recipes, phases, statuses, reasons) are
+    escaped once each.
     """
-    batches = [b for b in rollup.batches if keep is None or b.order_id in keep]
     lines = ["# Toyfoundry: all orders", ""]
     if not batches:
         return "\n".join([*lines, "No orders have been built yet."]) + "\n"
@@ -118,36 +120,42 @@ def summary_md(rollup: QuiltRollup, keep: set[str] | None = None) -> str:
         "novel / carryover / baseline",
         "reason",
     )
-    rows = []
-    for b in batches:
-        o, a = b.outcomes, b.achieved
-        rows.append(
-            (
-                f"[{b.order_id}]({b.order_id}.md)",
-                b.recipe or "-",
-                b.phase or "-",
-                b.status,
-                o.minted,
-                o.passed,
-                o.failed,
-                o.purged,
-                o.promoted,
-                o.quarantined,
-                f"{a.novel} / {a.carryover} / {a.baseline}",
-                b.reason,
-            )
-        )
-    lines += table(header, rows)
+    escaped: dict[str, str] = {}
+
+    def text(value: str) -> str:
+        found = escaped.get(value)
+        if found is None:
+            found = escaped[value] = cell(value)
+        return found
+
+    lines += table(header, [])
     counts: dict[str, int] = {}
     for b in batches:
-        counts[b.status] = counts.get(b.status, 0) + 1
+        o, a, oid, status = b["outcomes"], b["achieved"], b["order_id"], b["status"]
+        counts[status] = counts.get(status, 0) + 1
+        row = (
+            f"[{oid}]({oid}.md)",
+            text(b["recipe"] or "-"),
+            text(b["phase"] or "-"),
+            text(status),
+            str(o["minted"]),
+            str(o["passed"]),
+            str(o["failed"]),
+            str(o["purged"]),
+            str(o["promoted"]),
+            str(o["quarantined"]),
+            f"{a['novel']} / {a['carryover']} / {a['baseline']}",
+            text(b["reason"]),
+        )
+        lines.append("| " + " | ".join(row) + " |")
     lines += ["", "## Orders by status", ""]
     lines += table(("status", "orders"), sorted(counts.items()))
-    waiting = [b for b in batches if b.status == "awaiting-review"]
+    waiting = [b for b in batches if b["status"] == "awaiting-review"]
     if waiting:
         lines += ["", "## Awaiting review", ""]
         lines += [
-            f"- [{b.order_id}]({b.order_id}.md): {b.outcomes.quarantined} quarantined Alfas"
+            f"- [{b['order_id']}]({b['order_id']}.md):"
+            f" {b['outcomes']['quarantined']} quarantined Alfas"
             for b in waiting
         ]
     return "\n".join(lines) + "\n"
