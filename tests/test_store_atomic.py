@@ -13,7 +13,13 @@ import pytest
 from pydantic import BaseModel
 
 from toyfoundry.store import fsio
-from toyfoundry.store.atomic import dumps_canonical, remove_file, write_atomic, write_json_atomic
+from toyfoundry.store.atomic import (
+    dumps_canonical,
+    remove_file,
+    write_atomic,
+    write_json_atomic,
+    write_many_atomic,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,3 +155,57 @@ def test_malformed_fault_spec_is_an_error(monkeypatch: pytest.MonkeyPatch) -> No
     fsio.reset_faults()
     with pytest.raises(ValueError, match="operation must be one of"):
         fsio.fsync(0)
+
+
+def test_write_many_writes_each_changed_file_once(tmp_path: Path) -> None:
+    same = tmp_path / "same.json"
+    write_atomic(same, b"same\n")
+    os.utime(same, ns=(1_000_000_000, 1_000_000_000))
+    items = [
+        (tmp_path / "x" / "a.json", b"a\n"),
+        (same, b"same\n"),
+        (tmp_path / "y" / "z" / "b.json", b"b\n"),
+    ]
+    assert write_many_atomic(items) == [items[0][0], items[2][0]]
+    assert [p.read_bytes() for p, _ in items] == [b"a\n", b"same\n", b"b\n"]
+    assert same.stat().st_mtime_ns == 1_000_000_000
+    assert write_many_atomic(items) == []
+    assert sorted(os.listdir(tmp_path)) == ["_cwd", "same.json", "x", "y"]
+
+
+def test_write_many_can_create_read_only_files(tmp_path: Path) -> None:
+    target = tmp_path / "objects" / "ab" / "abcd.json"
+    write_many_atomic([(target, b"{}\n")], mode=0o444)
+    assert target.stat().st_mode & 0o777 == 0o444
+
+
+@pytest.mark.parametrize("fault", ["eio:write:2", "eio:fsync:1", "enospc:replace:2"])
+def test_write_many_fault_leaves_old_or_new_and_no_temp(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    a, b, c = folder / "a.json", folder / "b.json", folder / "c.json"
+    write_atomic(a, b"old a\n")
+    monkeypatch.setenv(fsio.FAULT_ENV, fault)
+    fsio.reset_faults()
+    with pytest.raises(OSError):
+        write_many_atomic([(a, b"new a\n"), (b, b"new b\n"), (c, b"new c\n")])
+    # every target holds its old bytes or its new ones; no temp file is left behind
+    assert a.read_bytes() in (b"old a\n", b"new a\n")
+    for path, new in ((b, b"new b\n"), (c, b"new c\n")):
+        assert not path.exists() or path.read_bytes() == new
+    assert all(not name.endswith(".tmp") for name in os.listdir(folder))
+    if fault != "enospc:replace:2":
+        assert sorted(os.listdir(folder)) == ["a.json"] and a.read_bytes() == b"old a\n"
+
+
+def test_fsync_many_flushes_files_on_several_folders(tmp_path: Path) -> None:
+    fds = []
+    try:
+        for name in ("a", "b", "c"):
+            fds.append(os.open(tmp_path / name, os.O_WRONLY | os.O_CREAT, 0o644))
+            os.write(fds[-1], b"x")
+        fsio.fsync_many(fds)
+        fsio.fsync_many([])
+    finally:
+        for fd in fds:
+            os.close(fd)

@@ -32,7 +32,7 @@ from toyfoundry.formats.models import (
     Timestamp,
     Version,
 )
-from toyfoundry.store.atomic import dumps_canonical, write_atomic
+from toyfoundry.store.atomic import dumps_canonical, write_many_atomic
 from toyfoundry.store.layout import Layout
 from toyfoundry.store.ledger import Ledger, extent, lines
 from toyfoundry.store.runid import utc_now
@@ -118,16 +118,16 @@ def indexed_digests(layout: Layout) -> set[str]:
 def archive(layout: Layout, entries: Iterable[DoctrineEntry]) -> list[str]:
     """Store each entry (a no-op for one already archived); its content hash, in order."""
     indexed = set(indexed_digests(layout))
-    digests, lines = [], []
+    digests, lines, objects = [], [], {}
     for entry in entries:
         data = dumps_canonical(entry)
         digest = hashlib.sha256(data).hexdigest()
         digests.append(digest)
         path = object_path(layout, digest)
         if not path.exists() and not path.is_symlink():
-            write_atomic(path, data)
-        if not path.is_symlink() and path.stat().st_mode & 0o222:
-            # also when a killed archive renamed the object in but never made it read-only
+            objects[path] = data
+        elif not path.is_symlink() and path.stat().st_mode & 0o222:
+            # a killed archive may have renamed the object in but never made it read-only
             os.chmod(path, 0o444)
         if digest not in indexed:
             indexed.add(digest)
@@ -142,6 +142,8 @@ def archive(layout: Layout, entries: Iterable[DoctrineEntry]) -> list[str]:
                     archived_at=utc_now(),
                 )
             )
+    # created read-only, all flushed at once, before the index says they exist
+    write_many_atomic(sorted(objects.items()), mode=0o444)
     Ledger(layout.doctrine_index).append(lines)
     return digests
 

@@ -64,7 +64,13 @@ from toyfoundry.formats.models import (
     RitualsArtefact,
 )
 from toyfoundry.formats.params import value_key
-from toyfoundry.store.atomic import dumps_canonical, remove_file, write_atomic, write_json_atomic
+from toyfoundry.store.atomic import (
+    dumps_canonical,
+    remove_file,
+    write_atomic,
+    write_json_atomic,
+    write_many_atomic,
+)
 from toyfoundry.store.layout import Layout, UnsafeIdError, check_order_id
 from toyfoundry.store.ledger import Ledger
 from toyfoundry.store.runid import run_id, utc_now
@@ -407,10 +413,15 @@ def run_rituals(
     artefact = computed.artefact
     if computed.promoted:
         doctrine.archive(layout, computed.promoted)
-    write_json_atomic(layout.rituals_artefact(order_id), artefact)
     advanced = chains.advance(start.chain, Space(recipe), order_id, mint.alfas)
-    write_json_atomic(
-        layout.chain_file(order_id), advanced.model_copy(update={"pool": computed.pool})
+    write_many_atomic(
+        [
+            (layout.rituals_artefact(order_id), dumps_canonical(artefact)),
+            (
+                layout.chain_file(order_id),
+                dumps_canonical(advanced.model_copy(update={"pool": computed.pool})),
+            ),
+        ]
     )
     promoted = [
         adapter.Promoted(

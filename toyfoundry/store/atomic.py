@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -25,10 +25,11 @@ _pending: ContextVar[set[Path] | None] = ContextVar("toyfoundry_pending_dir_sync
 def grouped_folder_syncs() -> Iterator[None]:
     """Fsync each folder written in the block once, when the block ends.
 
-    A task that writes seven files into four folders then pays four folder fsyncs,
-    not seven. Every file is still fsynced before its rename, and every folder
-    before the block returns, so a caller that records success afterwards (doit's
-    DB, after the action) never records an artefact that is not durable yet.
+    A task that writes seven files into four folders then pays one flush of the
+    four folders (a `syncfs` where Linux has it), not seven fsyncs. Every file's
+    data is still durable before its rename, and every folder before the block
+    returns, so a caller that records success afterwards (doit's DB, after the
+    action) never records an artefact that is not durable yet.
     """
     if _pending.get() is not None:
         yield
@@ -39,8 +40,7 @@ def grouped_folder_syncs() -> Iterator[None]:
         yield
     finally:
         _pending.reset(token)
-        for folder in sorted(folders):
-            _fsync_folder(folder)
+        _fsync_folders(sorted(folders))
 
 
 def fsync_dir(folder: Path) -> None:
@@ -53,11 +53,23 @@ def fsync_dir(folder: Path) -> None:
 
 
 def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    _fsync_folders([folder])
+
+
+def _fsync_folders(folders: list[Path]) -> None:
+    """Make the folders' entries durable: one fsync for one folder, one `syncfs` for several
+    (see `fsio.fsync_many`); a folder removed meanwhile has nothing left to make durable."""
+    fds: list[int] = []
     try:
-        fsio.fsync(fd)
+        for folder in folders:
+            try:
+                fds.append(os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+            except FileNotFoundError:
+                continue
+        fsio.fsync_many(fds)
     finally:
-        os.close(fd)
+        for fd in fds:
+            os.close(fd)
 
 
 def _same_bytes(path: Path, data: bytes) -> bool:
@@ -69,32 +81,60 @@ def _same_bytes(path: Path, data: bytes) -> bool:
         return False
 
 
-def write_atomic(path: Path, data: bytes) -> bool:
+def _open_temp(path: Path, mode: int) -> tuple[Path, int]:
+    """A fresh temp file next to `path`; its folder is made only when the open says it is
+    missing (a mkdir per write costs a syscall on every artefact of every build)."""
+    folder = path.parent
+    temp = folder / f".{path.name}.{os.getpid()}.{next(_temp_serial)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        return temp, os.open(temp, flags, mode)
+    except FileNotFoundError:
+        folder.mkdir(parents=True, exist_ok=True)
+        return temp, os.open(temp, flags, mode)
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o666) -> bool:
     """Write `data` to `path` atomically; False, file untouched, if it already holds them.
 
     Leaving an identical file alone keeps its mtime, so doit's md5 checker can
     skip re-hashing it and watchers see no event.
     """
-    if _same_bytes(path, data):
-        return False
-    folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    temp = folder / f".{path.name}.{os.getpid()}.{next(_temp_serial)}.tmp"
-    fd = -1
+    return bool(write_many_atomic([(path, data)], mode=mode))
+
+
+def write_many_atomic(items: Iterable[tuple[Path, bytes]], *, mode: int = 0o666) -> list[Path]:
+    """Write several files atomically; the ones that changed, in order.
+
+    Each file is written to a temp file in its folder, all temp files are flushed
+    to stable storage, and only then is each renamed over its target, so a crash
+    leaves every target old or new, never torn, as with one fsync per file. The
+    flush is `fsio.fsync_many`: one `syncfs` for the set where Linux has it, which
+    costs about a third of an fsync per file for a task's handful of outputs.
+    A file that already holds its bytes is left alone (its mtime kept).
+    """
+    todo = [(path, data) for path, data in items if not _same_bytes(path, data)]
+    opened: list[tuple[Path, Path, int]] = []
+    open_fds: list[int] = []
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-        fsio.write_all(fd, data)
-        fsio.fsync(fd)
-        os.close(fd)
-        fd = -1
-        fsio.replace(temp, path)
-        fsync_dir(folder)
+        for path, data in todo:
+            temp, fd = _open_temp(path, mode)
+            opened.append((path, temp, fd))
+            open_fds.append(fd)
+            fsio.write_all(fd, data)
+        fsio.fsync_many(open_fds)
+        while open_fds:
+            os.close(open_fds.pop())
+        for path, temp, _ in opened:
+            fsio.replace(temp, path)
+            fsync_dir(path.parent)
     except BaseException:
-        if fd >= 0:
+        for fd in open_fds:
             os.close(fd)
-        temp.unlink(missing_ok=True)
+        for _, temp, _ in opened:
+            temp.unlink(missing_ok=True)
         raise
-    return True
+    return [path for path, _ in todo]
 
 
 def dumps_canonical(obj: object) -> bytes:

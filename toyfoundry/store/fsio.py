@@ -1,10 +1,11 @@
 """The store's durable syscalls (write, fsync, rename) behind one seam for fault injection.
 
 Every write, fsync and rename of durable state goes through `write_all`, `fsync`
-and `replace`. Setting `TOYFOUNDRY_FAULT` makes the Nth call (1-based, counted
-per process) of one operation fail, e.g. `enospc:write:3`, `eio:fsync:1` or
-`enospc:replace:2`; several faults may be joined with commas. The variable is
-read once, on first use; `reset_faults()` forgets it and the call counts.
+(or `fsync_many`, which flushes a set of files with one `syncfs`) and `replace`.
+Setting `TOYFOUNDRY_FAULT` makes the Nth call (1-based, counted per process) of
+one operation fail, e.g. `enospc:write:3`, `eio:fsync:1` or `enospc:replace:2`;
+several faults may be joined with commas. The variable is read once, on first
+use; `reset_faults()` forgets it and the call counts.
 
 A failed fsync is fatal and is never retried: after a failed fsync the kernel
 may already have dropped the dirty pages, so a retry that succeeds proves
@@ -13,10 +14,14 @@ nothing (the PostgreSQL "fsyncgate" lesson). Callers let the error propagate.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+import sys
 import threading
 from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import cast
 
 FAULT_ENV = "TOYFOUNDRY_FAULT"
 OPERATIONS = ("write", "fsync", "replace")
@@ -83,6 +88,44 @@ def fsync(fd: int) -> None:
     """Flush `fd` to stable storage; an error here is fatal to the caller, never retried."""
     _check("fsync")
     os.fsync(fd)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """libc's `syncfs(2)` (Linux), or None where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    function.restype = ctypes.c_int
+    return cast(Callable[[int], int], function)
+
+
+_syncfs = _load_syncfs()
+
+
+def fsync_many(fds: Sequence[int]) -> None:
+    """Flush several files at once: one `syncfs` per filesystem where the platform has it
+    (a single journal commit instead of one per file), otherwise an fsync of each.
+
+    Counted and failed as one `fsync` per flush call for fault injection; like
+    `fsync`, an error is fatal and never retried.
+    """
+    if len(fds) <= 1 or _syncfs is None:
+        for fd in fds:
+            fsync(fd)
+        return
+    devices: dict[int, int] = {}
+    for fd in fds:
+        devices.setdefault(os.fstat(fd).st_dev, fd)
+    for fd in devices.values():
+        _check("fsync")
+        if _syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"syncfs: {os.strerror(code)}")
 
 
 def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:

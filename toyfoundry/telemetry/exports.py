@@ -31,7 +31,7 @@ from toyfoundry.formats.models import (
     QuiltRollup,
     RitualEventRow,
 )
-from toyfoundry.store.atomic import remove_file, write_atomic
+from toyfoundry.store.atomic import remove_file, write_atomic, write_many_atomic
 from toyfoundry.store.layout import (
     EXPORT_DATASETS,
     EXPORT_FORMATS,
@@ -175,18 +175,21 @@ def jsonl_bytes(rows: Sequence[BaseModel]) -> bytes:
     return b"".join(orjson.dumps(r.model_dump(mode="json")) + b"\n" for r in rows)
 
 
-def write_partitions(layout: Layout, arts: OrderArtefacts) -> list[Path]:
-    """Write the order's four partition files; returns those whose bytes changed."""
-    written = []
+def partition_files(layout: Layout, arts: OrderArtefacts) -> list[tuple[Path, bytes]]:
+    """The order's four partition files and their bytes."""
+    out = []
     for dataset, model, rows in (
         ("alfas", AlfaRow, alfa_rows(arts)),
         ("rituals", RitualEventRow, ritual_rows(arts)),
     ):
         for fmt, data in (("csv", csv_bytes(model, rows)), ("jsonl", jsonl_bytes(rows))):
-            path = partition(layout, dataset, arts.order_id, fmt)
-            if write_atomic(path, data):
-                written.append(path)
-    return written
+            out.append((partition(layout, dataset, arts.order_id, fmt), data))
+    return out
+
+
+def write_partitions(layout: Layout, arts: OrderArtefacts) -> list[Path]:
+    """Write the order's four partition files; returns those whose bytes changed."""
+    return write_many_atomic(partition_files(layout, arts))
 
 
 def read_rollup(layout: Layout) -> QuiltRollup:

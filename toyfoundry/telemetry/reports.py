@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from toyfoundry.formats.models import AwaitingReview, BatchSummary, Report
-from toyfoundry.store.atomic import dumps_canonical, write_atomic
+from toyfoundry.store.atomic import dumps_canonical, write_many_atomic
 from toyfoundry.store.layout import Layout
 from toyfoundry.telemetry import artefacts, exports, render
 from toyfoundry.telemetry.artefacts import OrderArtefacts
@@ -72,15 +72,15 @@ def write_order_outputs(layout: Layout, arts: OrderArtefacts) -> tuple[BatchSumm
     summary = summarize(arts)
     report = build_report(arts, summary)
     oid = arts.order_id
-    written = []
-    for path, data in (
-        (layout.report_json(oid), dumps_canonical(report)),
-        (layout.report_md(oid), render.report_md(report, arts.mint.problems).encode("utf-8")),
-        (part_path(layout, oid), dumps_canonical(summary)),
-    ):
-        if write_atomic(path, data):
-            written.append(path)
-    written += exports.write_partitions(layout, arts)
+    # one flush for the order's seven files (see `write_many_atomic`)
+    written = write_many_atomic(
+        [
+            (layout.report_json(oid), dumps_canonical(report)),
+            (layout.report_md(oid), render.report_md(report, arts.mint.problems).encode("utf-8")),
+            (part_path(layout, oid), dumps_canonical(summary)),
+            *exports.partition_files(layout, arts),
+        ]
+    )
     return summary, written
 
 
