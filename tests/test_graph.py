@@ -19,6 +19,8 @@ from toyfoundry.store.layout import Layout
 SCOUT = ["2025-10-12-005", "2025-10-20-011", "2025-10-27-014"]
 BUNNY = ["2025-10-28-002"]
 GLOBAL = ["dashboard", "export", "quilt", "validate"]
+#: what an order's change re-runs besides its chain (validate reads no order without a review)
+ROLLUP = ["dashboard", "export", "quilt"]
 
 
 def per_order(*orders: str) -> list[str]:
@@ -59,7 +61,7 @@ def test_new_order_runs_only_its_chain_and_globals(project: Layout) -> None:
     doc = json.loads(project.order_file("2025-10-28-002").read_text())
     doc.update(order_id="2025-10-29-001", seed=99)
     project.order_file("2025-10-29-001").write_text(json.dumps(doc))
-    assert build(project) == sorted(per_order("2025-10-29-001") + GLOBAL)
+    assert build(project) == sorted(per_order("2025-10-29-001") + ROLLUP)
 
 
 def test_editing_notes_stops_at_the_unchanged_chain(project: Layout) -> None:
@@ -69,7 +71,23 @@ def test_editing_notes_stops_at_the_unchanged_chain(project: Layout) -> None:
     doc["notes"] = "re-issued with a clarified note"
     path.write_text(json.dumps(doc))
     ran = build(project)
-    assert ran == sorted(per_order("2025-10-20-011") + GLOBAL)
+    assert ran == sorted(per_order("2025-10-20-011") + ROLLUP)
+
+
+def test_an_order_with_a_review_is_validated_again_when_it_changes(project: Layout) -> None:
+    """A review is checked against its order's batch size, so validate reads that order."""
+    build(project)
+    review = project.review_file("2025-10-20-011")
+    review.write_text(
+        json.dumps({"schema_version": 1, "order_id": "2025-10-20-011", "decisions": []})
+    )
+    assert "validate" in build(project)
+    assert build(project) == []  # validate passed: nothing left to run
+    path = project.order_file("2025-10-20-011")
+    doc = json.loads(path.read_text())
+    doc["notes"] = "re-issued with a clarified note"
+    path.write_text(json.dumps(doc))
+    assert "validate" in build(project)
 
 
 def test_editing_batch_size_cascades_down_the_recipe_only(project: Layout) -> None:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from toyfoundry.exchange.loader import Exchange
 
 #: Bumped when the cached record's shape changes.
-RECORD_VERSION = 2
+RECORD_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class OrderNode:
     odd: tuple[str, ...] = ()
     #: the order's own recipe file when it is a regular file (the rituals read it too)
     recipe_dep: tuple[str, ...] = ()
+    #: whether its recipe is experimental (its mint then reads its sprint's orders)
+    experimental: bool = False
     mint: str = ""
     rituals: str = ""
     chain: str = ""
@@ -272,16 +274,31 @@ def draw(
             plan.odd_inputs.append((e.rel, e.kind))
     made = old.by_id if old is not None else {}
     last_of_recipe: dict[str, str] = {}
+    recipe_files: dict[str, str] = {}
     for order_id in view.order_ids():
         facts = view.order_facts(order_id)
         recipe = facts.recipe if facts is not None else None
         previous = last_of_recipe.get(recipe) if recipe else None
         if recipe:
             last_of_recipe[recipe] = order_id
-        found = mint_input_paths(layout, view, order_id, previous)
-        inputs = tuple(_rel(layout, p) for p in (*found.present, *found.optional))
-        own = _rel(layout, layout.recipe_file(recipe)) if recipe else None
+        if recipe and recipe not in recipe_files:
+            recipe_files[recipe] = _rel(layout, layout.recipe_file(recipe))
+        own = recipe_files[recipe] if recipe else None
+        experimental = bool(recipe) and view.recipe_experimental(recipe or "")
         before = made.get(order_id)
+        if (
+            before is not None
+            and not experimental
+            and not before.experimental
+            and (before.recipe, before.phase) == (recipe, facts.phase if facts else None)
+            and (own in kinds) == (own in before.inputs)
+        ):
+            # the inputs of an order outside the experimental quota are a function of its
+            # id, recipe, phase and whether the recipe file is there: unchanged, reuse them
+            inputs = before.inputs
+        else:
+            found = mint_input_paths(layout, view, order_id, previous)
+            inputs = tuple(_rel(layout, p) for p in (*found.present, *found.optional))
         files = (
             (before.mint, before.rituals, before.chain, before.outputs)
             if before is not None
@@ -297,6 +314,7 @@ def draw(
                 tuple(p for p in inputs if kinds.get(p) == "regular"),
                 tuple(f"{p}:{kinds[p]}" for p in inputs if kinds.get(p, "regular") != "regular"),
                 (own,) if own is not None and kinds.get(own) == "regular" else (),
+                experimental,
                 *files,
             )
         )

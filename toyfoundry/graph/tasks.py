@@ -323,13 +323,24 @@ def task_dashboard() -> Task:
     }
 
 
+def _validated(plan: planning.Plan) -> list[str]:
+    """The inputs `validate` reads: every regular input but the orders (each order's own
+    task reports on it), except an order a review names (a review is checked against
+    its order's batch size)."""
+    reviewed = {
+        p.rsplit("/", 1)[-1] for p in plan.regular_inputs if p.startswith("exchange/reviews/")
+    }
+    orders = {n.inputs[0] for n in plan.orders if n.inputs}
+    return [p for p in plan.regular_inputs if p not in orders or p.rsplit("/", 1)[-1] in reviewed]
+
+
 def task_validate() -> Task:
     """Check recipes, checkpoints, reviews and stray files; fails (like a compiler) on problems."""
     plan = current_plan()
     layout = plan.layout
     return {
         "actions": [(validate_action, [str(layout.root)])],
-        "file_dep": [*plan.regular_inputs, code_dep(layout, "validate")],
+        "file_dep": [*_validated(plan), code_dep(layout, "validate")],
         "uptodate": _odd_uptodate(plan.odd_inputs),
         # `doit auto` watches these folders too, so a first file in an empty one is seen
         "watch": [rel(layout, layout.exchange / folder) for folder in INPUT_FOLDERS],
