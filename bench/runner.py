@@ -48,6 +48,9 @@ def executed(output: str) -> list[str]:
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The product under test is this tree, whatever is installed; output unbuffered for streaming."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOYFOUNDRY_")}
+    # as installed: Python keeps compiled bytecode, for our package and the bare graph alike;
+    # without it every run would compile the package's modules from source again
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + path if path else "")
     env["PYTHONUNBUFFERED"] = "1"

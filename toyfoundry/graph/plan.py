@@ -124,7 +124,7 @@ def content_of(layout: Layout, entry: Entry) -> str:
     st = entry.st
     if entry.kind == "regular":
         try:
-            return file_md5(str(layout.root / entry.rel), st, key=entry.rel)
+            return file_md5(os.path.join(layout.root, entry.rel), st, key=entry.rel)
         except OSError:
             return f"unreadable {st.st_mtime_ns} {st.st_ino}"
     return f"{st.st_mtime_ns} {st.st_ino}"
