@@ -337,13 +337,13 @@ def test_relocated_copy_hashes_each_file_once(
         if path.is_file():
             os.utime(path, (later, later))
     hashed: list[str] = []
-    real = checker.get_file_md5
+    real = checker.whole_hash
 
     def counting(path: str) -> str:
         hashed.append(path)
         return str(real(path))
 
-    monkeypatch.setattr(checker, "get_file_md5", counting)
+    monkeypatch.setattr(checker, "whole_hash", counting)
     assert _in_process(copy, "--reporter", "zero") == 0
     first = list(hashed)
     assert first

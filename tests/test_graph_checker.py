@@ -1,4 +1,4 @@
-"""The file checker's digests: whole-file md5 for inputs, size+head+tail for the ledgers."""
+"""The file checker's digests: whole-file sha256 for inputs, size+head+tail for the ledgers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from toyfoundry.graph.checker import SAMPLE, file_md5, is_ledger, sampled_md5
+from toyfoundry.graph.checker import SAMPLE, file_hash, is_ledger, sampled_hash
 
 
 def test_ledgers_are_recognised_by_place_and_name() -> None:
@@ -22,28 +22,45 @@ def test_sampled_digest_follows_appends_and_survives_a_copy(tmp_path: Path) -> N
     lines = [f'{{"n": {i}}}\n'.encode() for i in range(20_000)]
     ledger.write_bytes(b"".join(lines))
     assert ledger.stat().st_size > 3 * SAMPLE
-    first = sampled_md5(str(ledger), ledger.stat().st_size)
+    first = sampled_hash(str(ledger), ledger.stat().st_size)
     with ledger.open("ab") as f:
         f.write(b'{"n": "more"}\n')
-    grown = sampled_md5(str(ledger), ledger.stat().st_size)
+    grown = sampled_hash(str(ledger), ledger.stat().st_size)
     assert grown != first
     copy = tmp_path / "copy" / ".toyfoundry" / "telemetry" / "forge_mint_alfa.jsonl"
     copy.parent.mkdir(parents=True)
     shutil.copyfile(ledger, copy)
     os.utime(copy, ns=(1, 1))
-    assert sampled_md5(str(copy), copy.stat().st_size) == grown
-    # file_md5 picks the sampled digest for a ledger and the whole-file md5 elsewhere
+    assert sampled_hash(str(copy), copy.stat().st_size) == grown
+    # file_hash picks the sampled digest for a ledger and the whole-file hash elsewhere
     os.chdir(tmp_path)
     key = ".toyfoundry/telemetry/forge_mint_alfa.jsonl"
-    assert file_md5(key, key=key) == grown
+    assert file_hash(key, key=key) == grown
     other = tmp_path / "plain.jsonl"
     shutil.copyfile(ledger, other)
-    assert file_md5(str(other)) != grown
+    assert file_hash(str(other)) != grown
 
 
 def test_small_ledger_digest_covers_every_byte(tmp_path: Path) -> None:
     ledger = tmp_path / "forge_rituals.jsonl"
     ledger.write_bytes(b'{"a": 1}\n')
-    before = sampled_md5(str(ledger), ledger.stat().st_size)
+    before = sampled_hash(str(ledger), ledger.stat().st_size)
     ledger.write_bytes(b'{"a": 2}\n')
-    assert sampled_md5(str(ledger), ledger.stat().st_size) != before
+    assert sampled_hash(str(ledger), ledger.stat().st_size) != before
+
+
+def test_states_recorded_with_md5_still_match(tmp_path: Path) -> None:
+    """A DB written before the checker moved to sha256 holds md5 digests: unchanged bytes
+    under a new mtime are still unchanged."""
+    import hashlib
+
+    from toyfoundry.graph.checker import FoundryChecker
+
+    path = tmp_path / "order.json"
+    path.write_bytes(b'{"a": 1}\n')
+    st = path.stat()
+    legacy = (st.st_mtime - 10, st.st_size, hashlib.md5(b'{"a": 1}\n').hexdigest())
+    checker = FoundryChecker()
+    assert checker.check_modified(str(path), st, legacy) is False
+    path.write_bytes(b'{"a": 2}\n')
+    assert checker.check_modified(str(path), path.stat(), legacy) is True

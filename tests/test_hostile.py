@@ -298,7 +298,7 @@ def recorded_inputs(db: Path) -> tuple[list[str], list[str]]:
     """(exchange files doit hashed, exchange file deps it recorded), from the dependency DB."""
     conn = sqlite3.connect(db)
     try:
-        hashed = [r[0] for r in conn.execute("select path from files")]
+        hashed = [r[0] for r in conn.execute("select path from hashes")]
         recorded: list[str] = []
         for (data,) in conn.execute("select task_data from doit"):
             recorded += [k for k in json.loads(data) if k.startswith("exchange/")]

@@ -31,9 +31,9 @@ _current: FoundryDB | None = None
 SCHEMA = """
 create table if not exists doit (task_id text primary key, task_data text not null);
 create table if not exists meta (key text primary key, value text not null);
-create table if not exists files (
+create table if not exists hashes (
     path text primary key, mtime_ns integer not null, size integer not null,
-    inode integer not null, md5 text not null
+    inode integer not null, digest text not null
 );
 """
 
@@ -48,6 +48,12 @@ def _encode(data: Any, codec: Any) -> str:
         return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
     except TypeError:  # a value only doit's codec knows how to write
         return str(codec.encode(data))
+
+
+#: Hash-cache lookups answered one query each before the whole table is loaded.
+_POINT_LOOKUPS = 64
+#: Remembered hashes are written to the DB in one transaction per this many.
+_HASH_BATCH = 512
 
 
 def current() -> FoundryDB | None:
@@ -88,7 +94,9 @@ class FoundryDB:
         self._cache: dict[str, dict[str, Any]] = {}
         self._dirty: set[str] = set()
         self._raw: dict[str, str] | None = None
-        self._files: dict[str, tuple[int, int, int, str]] | None = None
+        self._hashes: dict[str, tuple[int, int, int, str]] | None = None
+        self._new_hashes: dict[str, tuple[int, int, int, str]] = {}
+        self._lookups = 0
         _current = self
 
     # --- doit's backend interface ---
@@ -131,6 +139,7 @@ class FoundryDB:
             with self._conn:
                 for task_id in sorted(self._dirty):
                     self._commit(task_id)
+            self._write_hashes()
             self._conn.close()
         finally:
             if _current is self:
@@ -150,28 +159,57 @@ class FoundryDB:
         self._dirty.clear()
         self._conn.execute("delete from doit")
 
-    # --- the file-hash cache shared with FoundryChecker ---
-    def cached_md5(self, path: str, st: os.stat_result) -> str | None:
-        if self._files is None:
-            # one query for the whole cache: the plan's signature asks about every input
-            self._files = {
-                row[0]: (row[1], row[2], row[3], row[4])
-                for row in self._conn.execute("select path, mtime_ns, size, inode, md5 from files")
-            }
-        row = self._files.get(path)
+    # --- the file-hash cache shared with FoundryChecker (and the plan's content key) ---
+    def cached_hash(self, path: str, st: os.stat_result) -> str | None:
+        if self._hashes is None and self._lookups < _POINT_LOOKUPS:
+            # a few files (one new order): ask for each; many (a fresh copy): load them all
+            self._lookups += 1
+            found = (
+                self._new_hashes.get(path)
+                or self._conn.execute(
+                    "select mtime_ns, size, inode, digest from hashes where path = ?", (path,)
+                ).fetchone()
+            )
+            row = tuple(found) if found else None
+        else:
+            if self._hashes is None:
+                self._hashes = {
+                    r[0]: (r[1], r[2], r[3], r[4])
+                    for r in self._conn.execute(
+                        "select path, mtime_ns, size, inode, digest from hashes"
+                    )
+                }
+                self._hashes.update(self._new_hashes)
+            row = self._hashes.get(path)
         if row and row[:3] == (st.st_mtime_ns, st.st_size, st.st_ino):
             return str(row[3])
         return None
 
-    def remember_md5(self, path: str, st: os.stat_result, md5: str) -> None:
-        if self._files is not None:
-            self._files[path] = (st.st_mtime_ns, st.st_size, st.st_ino, md5)
-        # a file name that is not UTF-8 cannot be a key: it is hashed again next run
-        with contextlib.suppress(UnicodeEncodeError):
-            self._conn.execute(
-                "insert or replace into files values (?, ?, ?, ?, ?)",
-                (path, st.st_mtime_ns, st.st_size, st.st_ino, md5),
-            )
+    def remember_hash(self, path: str, st: os.stat_result, digest: str) -> None:
+        """Kept in memory and written in batches: the cache is worth one transaction, not
+        one per file (a restored cache remembers thousands)."""
+        row = (st.st_mtime_ns, st.st_size, st.st_ino, digest)
+        if self._hashes is not None:
+            self._hashes[path] = row
+        self._new_hashes[path] = row
+        if len(self._new_hashes) >= _HASH_BATCH:
+            self._write_hashes()
+
+    def _write_hashes(self) -> None:
+        if not self._new_hashes:
+            return
+        rows = [(path, *row) for path, row in sorted(self._new_hashes.items())]
+        self._new_hashes.clear()
+        self._conn.execute("begin")
+        try:
+            for row in rows:
+                # a file name that is not UTF-8 cannot be a key: it is hashed again next run
+                with contextlib.suppress(UnicodeEncodeError):
+                    self._conn.execute("insert or replace into hashes values (?, ?, ?, ?, ?)", row)
+            self._conn.execute("commit")
+        except BaseException:
+            self._conn.execute("rollback")
+            raise
 
     # --- small cached facts of the foundry's own (the graph's plan) ---
     def get_meta(self, key: str) -> str | None:

@@ -10,7 +10,8 @@ input and the settings file, plus the code that draws it):
   and reuses the plan without hashing or parsing anything;
 - the *content key* (name, type, size, content hash from the checker's cache):
   a copy of the project with new mtimes and inodes (a CI checkout with a
-  restored cache) still matches its plan.
+  restored cache) still matches its plan, and then the build artefacts doit is
+  about to re-hash are hashed first, on every core (`prehash`).
 
 When neither matches, the plan is drawn again, but only the files whose bytes
 changed are parsed: the few facts the plan takes from each order (recipe and
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -35,9 +37,10 @@ from toyfoundry.store.layout import INPUT_FOLDERS, Layout, UnsafeIdError, check_
 
 if TYPE_CHECKING:
     from toyfoundry.exchange.loader import Exchange
+    from toyfoundry.graph.backend import FoundryDB
 
 #: Bumped when the cached record's shape changes.
-RECORD_VERSION = 3
+RECORD_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -116,18 +119,25 @@ def scan_inputs(layout: Layout) -> list[Entry]:
 
 
 def content_of(layout: Layout, entry: Entry) -> str:
-    """The md5 doit's checker keeps for the file (computed once per mtime, size and inode, and
+    """The hash doit's checker keeps for the file (computed once per mtime, size and inode, and
     shared with the checker); links and other odd entries are not read: kind, mtime and
     inode stand in."""
-    from toyfoundry.graph.checker import file_md5
+    from toyfoundry.graph.checker import file_hash
 
     st = entry.st
     if entry.kind == "regular":
         try:
-            return file_md5(os.path.join(layout.root, entry.rel), st, key=entry.rel)
+            return file_hash(os.path.join(layout.root, entry.rel), st, key=entry.rel)
         except OSError:
             return f"unreadable {st.st_mtime_ns} {st.st_ino}"
     return f"{st.st_mtime_ns} {st.st_ino}"
+
+
+def _content(layout: Layout, entry: Entry, recorded: list[Any] | None) -> str:
+    st = entry.st
+    if recorded is not None and recorded[:3] == [st.st_size, st.st_mtime_ns, st.st_ino]:
+        return str(recorded[3])
+    return content_of(layout, entry)
 
 
 def _dumps(data: object) -> bytes:
@@ -366,11 +376,16 @@ def load(layout: Layout) -> Plan:
             record = None
         if record is not None and record.get("stat") == fast:
             return _decode(layout, record["plan"])
-    contents = [content_of(layout, e) for e in entries]
+    # an input whose stats are the ones recorded keeps its recorded content: after a new
+    # order only that order's file is looked up, not every input's hash
+    seen: dict[str, list[Any]] = record.get("inputs", {}) if record is not None else {}
+    contents = [_content(layout, e, seen.get(e.rel)) for e in entries]
     slow = content_key(entries, contents)
     if record is not None and record.get("content") == slow:
         plan = _decode(layout, record["plan"])
         facts: Facts = record["facts"]
+        if db is not None:
+            prehash(db, layout, plan)
     else:
         old = _decode(layout, record["plan"]) if record is not None else None
         known: Facts = record["facts"] if record is not None else {}
@@ -387,11 +402,43 @@ def load(layout: Layout) -> Plan:
                     "content": slow,
                     "settings": _settings(entries, contents),
                     "facts": facts,
+                    "inputs": {
+                        e.rel: [e.st.st_size, e.st.st_mtime_ns, e.st.st_ino, c]
+                        for e, c in zip(entries, contents, strict=True)
+                    },
                     "plan": _encode(plan),
                 }
             ).decode(),
         )
     return plan
+
+
+def prehash(db: FoundryDB, layout: Layout, plan: Plan) -> None:
+    """Hash the orders' build artefacts on every core, before doit checks them one by one.
+
+    Same bytes under new stats is what a restored cache looks like (a CI checkout
+    gives every file a new mtime and inode): doit is about to re-hash every build
+    artefact, one at a time. Hashing releases the GIL, so a thread per core does the
+    same work in a fraction of the time, and the checker then finds each hash in
+    the DB. Files already hashed for their current stats are skipped.
+    """
+    from toyfoundry.graph.checker import whole_hash
+
+    todo: list[tuple[str, os.stat_result]] = []
+    for node in plan.orders:
+        for rel in (node.mint, node.rituals, node.chain):
+            try:
+                st = os.stat(os.path.join(layout.root, rel))
+            except OSError:
+                continue
+            if db.cached_hash(rel, st) is None:
+                todo.append((rel, st))
+    if len(todo) < 64:
+        return  # not worth the threads; the checker hashes these as it goes
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        hashes = pool.map(lambda item: whole_hash(os.path.join(layout.root, item[0])), todo)
+        for (rel, st), digest in zip(todo, hashes, strict=True):
+            db.remember_hash(rel, st, digest)
 
 
 def _settings(entries: list[Entry], contents: list[str]) -> str | None:

@@ -97,7 +97,7 @@ def _open_temp(path: Path, mode: int) -> tuple[Path, int]:
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o666) -> bool:
     """Write `data` to `path` atomically; False, file untouched, if it already holds them.
 
-    Leaving an identical file alone keeps its mtime, so doit's md5 checker can
+    Leaving an identical file alone keeps its mtime, so doit's content checker can
     skip re-hashing it and watchers see no event.
     """
     return bool(write_many_atomic([(path, data)], mode=mode))
