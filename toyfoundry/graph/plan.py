@@ -191,10 +191,12 @@ class FactsView(InputView):
         self.known = known
         self.facts: Facts = {}
         self._exchange: Exchange | None = None
+        self._orders = _rel(layout, layout.orders_dir) + "/"
+        self._recipes = _rel(layout, layout.recipes_dir) + "/"
         self._ids = sorted(
             stem
             for rel in contents
-            if rel.startswith("exchange/orders/") and _is_order_id(stem := _stem(rel))
+            if rel.startswith(self._orders) and _is_order_id(stem := _stem(rel))
         )
 
     @property
@@ -218,7 +220,7 @@ class FactsView(InputView):
         return list(self._ids)
 
     def order_facts(self, order_id: str) -> OrderFacts | None:
-        rel = f"exchange/orders/{order_id}.json"
+        rel = f"{self._orders}{order_id}.json"
 
         def read() -> list[str] | None:
             facts = self.exchange.order_facts(order_id)
@@ -228,7 +230,7 @@ class FactsView(InputView):
         return None if value is None else OrderFacts(value[0], value[1])
 
     def recipe_experimental(self, recipe_id: str) -> bool:
-        rel = f"exchange/recipes/{recipe_id}.json"
+        rel = f"{self._recipes}{recipe_id}.json"
         return bool(self._fact(rel, lambda: self.exchange.recipe_experimental(recipe_id)))
 
 
