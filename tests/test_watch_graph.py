@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -265,6 +266,33 @@ def test_end_to_end_with_the_real_graph(tmp_path: Path) -> None:
         assert second.finished - written < 30
         builds = watcher.builds
         stays(lambda: watcher.builds == builds, seconds=1.0)
+
+
+def test_the_watcher_hands_doit_only_the_affected_orders(tmp_path: Path) -> None:
+    """doit sees the affected orders' tasks and the global ones, not the whole graph;
+    an earlier order of the chain whose artefacts are missing is drawn too, and built."""
+    from toyfoundry.graph import backend, tasks
+    from toyfoundry.watch.graph_watcher import focus_orders
+
+    layout = make_project(tmp_path / "project")
+    assert run_graph(layout).code in (0, 1)
+    with contextlib.chdir(layout.root):
+        db = backend.FoundryDB(str(layout.dep_db), None)
+        try:
+            tasks._plan.cache_clear()
+            plan = tasks.current_plan()
+        finally:
+            db.dump()
+    last = "2025-10-27-014"  # sprocket-scout, after 2025-10-20-011 in the chain
+    before = plan.by_id[last].previous
+    assert before is not None
+    assert focus_orders(layout, plan, [f"mint:{last}", "quilt"]) == {last}
+    (layout.root / plan.by_id[before].chain).unlink()
+    assert focus_orders(layout, plan, [f"mint:{last}", "quilt"]) == {last, before}
+    with tasks.focus({last, before}):
+        run = run_graph(layout, [f"report:{last}", "quilt"])
+    assert run.total == 2 * 3 + 4, run  # two orders' three tasks, the four global ones
+    assert f"rituals:{before}" in run.ran and (layout.root / plan.by_id[before].chain).exists()
 
 
 def _cli(root: Path, dodo: Path, env: dict[str, str]) -> subprocess.Popen[str]:
