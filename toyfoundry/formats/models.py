@@ -365,6 +365,17 @@ class WatcherState(Strict):
     artefacts: list[SeenArtefact] = []
 
 
+PendingKind = Literal["new", "stale", "blocked", "awaiting-review"]
+
+
+class OrderWatcherState(Strict):
+    """`order_watcher_state.json`: the pending orders as last announced."""
+
+    schema_version: Literal[1]
+    updated_at: Timestamp
+    pending: Annotated[dict[OrderId, PendingKind], Field(max_length=100_000)]
+
+
 class Outcomes(Strict):
     minted: Count = 0
     drilled: Count = 0
@@ -520,6 +531,7 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "mint_record": MintRecord,
     "ritual_record": RitualRecord,
     "watcher_state": WatcherState,
+    "order_watcher_state": OrderWatcherState,
     "quilt_rollup": QuiltRollup,
     "alfa_row": AlfaRow,
     "ritual_event_row": RitualEventRow,

@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal, TextIO
+from typing import Any, TextIO
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from toyfoundry.exchange.loader import Exchange
-from toyfoundry.formats.models import OrderId, Timestamp
+from toyfoundry.formats.models import OrderWatcherState, PendingKind
 from toyfoundry.store import safe_read
 from toyfoundry.store.atomic import write_json_atomic
 from toyfoundry.store.layout import Layout
@@ -33,18 +33,7 @@ from toyfoundry.store.lock import FoundryLock
 from toyfoundry.store.runid import utc_now
 from toyfoundry.watch.observer import EventSource, Hints, WatchdogSource, WatchRoot
 
-PendingKind = Literal["new", "stale", "blocked", "awaiting-review"]
 _ARTEFACT_MAX_BYTES = 64 << 20
-
-
-class OrderWatcherState(BaseModel):
-    """`order_watcher_state.json`: the pending orders as last announced."""
-
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-    schema_version: Literal[1]
-    updated_at: Timestamp
-    pending: Annotated[dict[OrderId, PendingKind], Field(max_length=100_000)]
 
 
 @dataclass(frozen=True)
