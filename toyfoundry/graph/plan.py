@@ -437,10 +437,17 @@ def prehash(db: FoundryDB, layout: Layout, plan: Plan) -> None:
                 todo.append((rel, st))
     if len(todo) < 64:
         return  # not worth the threads; the checker hashes these as it goes
+
+    def digest(item: tuple[str, os.stat_result]) -> str | None:
+        try:
+            return whole_hash(os.path.join(layout.root, item[0]))
+        except OSError:  # gone or unreadable meanwhile: the checker will say so itself
+            return None
+
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        hashes = pool.map(lambda item: whole_hash(os.path.join(layout.root, item[0])), todo)
-        for (rel, st), digest in zip(todo, hashes, strict=True):
-            db.remember_hash(rel, st, digest)
+        for (rel, st), found in zip(todo, pool.map(digest, todo), strict=True):
+            if found is not None:
+                db.remember_hash(rel, st, found)
 
 
 def _settings(entries: list[Entry], contents: list[str]) -> str | None:
