@@ -72,3 +72,55 @@ def test_space_key_depends_on_parameter_definitions_and_order() -> None:
     assert space_key(a) == space_key(
         recipe(x={"kind": "int", "min": 0, "max": 3}, y={"kind": "enum", "values": ["p", "q"]})
     )
+
+
+def _reference_at(key: bytes, size: int, position: int) -> int:
+    """The keyed permutation written out round by round, with nothing remembered."""
+    import hashlib
+
+    bits = max(2, (size - 1).bit_length())
+    bits += bits % 2
+    half = bits // 2
+    mask = (1 << half) - 1
+
+    def encrypt(x: int) -> int:
+        left, right = x >> half, x & mask
+        for number in range(6):
+            h = hashlib.sha256(key + bytes((number,)) + right.to_bytes(8, "big"))
+            left, right = right, left ^ (int.from_bytes(h.digest()[:8], "big") & mask)
+        return (left << half) | right
+
+    x = encrypt(position)
+    while x >= size:
+        x = encrypt(x)
+    return x
+
+
+@given(size=st.integers(min_value=1, max_value=300), key=st.binary(min_size=1, max_size=8))
+@settings(max_examples=30, deadline=None)
+def test_remembered_answers_equal_the_rounds(size: int, key: bytes) -> None:
+    perm = Permutation(key, size)
+    expected = [_reference_at(key, size, p) for p in range(size)]
+    assert [perm.at(p) for p in range(size)] == expected
+    assert [perm.at(p) for p in range(size)] == expected  # remembered
+    fresh = Permutation(key, size)
+    assert [fresh.position(e) for e in expected] == list(range(size))
+    assert [fresh.at(p) for p in range(size)] == expected  # remembered by `position`
+
+
+def test_spaces_of_one_recipe_share_answers_and_keep_types_apart() -> None:
+    r = recipe(
+        n={"kind": "int", "min": -2, "max": 3},
+        x={"kind": "float", "min": -1.0, "max": 1.0, "step": 0.5},
+        c={"kind": "enum", "values": ["a", "b"]},
+    )
+    first, second = Space(r), Space(r)
+    assert first.permutation is second.permutation
+    for index in range(first.size):
+        params = first.params(index)
+        assert second.index(params) == index
+        assert second.params(index) == params
+    assert first.index({"n": 1, "x": 0.5, "c": "a"}) is not None
+    assert first.index({"n": 1.0, "x": 0.5, "c": "a"}) is None  # 1.0 is not an integer value
+    assert first.index({"n": 1, "x": -0.0, "c": "a"}) == first.index({"n": 1, "x": 0.0, "c": "a"})
+    assert first.index({"n": True, "x": 0.5, "c": "a"}) is None

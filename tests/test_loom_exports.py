@@ -189,3 +189,18 @@ def test_summary_rows_are_escaped_like_any_table(exported: Layout) -> None:
     table = render.table(page[2].strip("| ").split(" | "), rows)
     assert page[2 : 2 + len(table)] == table
     assert "| a \\| b c |" in page[2 + 2]
+
+
+def test_partitions_are_the_row_models_bytes(exported: Layout) -> None:
+    from toyfoundry.telemetry import artefacts
+
+    for oid in ORDERS:
+        arts = artefacts.load(exported, oid)
+        alfas, rituals = exports.alfa_rows(arts), exports.ritual_rows(arts)
+        expected = [
+            exports.csv_bytes(AlfaRow, alfas),
+            exports.jsonl_bytes(alfas),
+            exports.csv_bytes(RitualEventRow, rituals),
+            exports.jsonl_bytes(rituals),
+        ]
+        assert [data for _, data in exports.partition_files(exported, arts)] == expected

@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Literal
 
 import orjson
@@ -80,9 +81,22 @@ def orphan_space(recipe_id: str) -> str:
 
 def read_chain(layout: Layout, order_id: str) -> Chain:
     """The chain an order left; a missing or unreadable file is a foundry failure, not bad input."""
+    return read_chain_data(layout, order_id)[0]
+
+
+def read_chain_data(layout: Layout, order_id: str) -> tuple[Chain, bytes]:
+    """`read_chain`, and the file's bytes.
+
+    The next order's mint and rituals both read the chain: bytes already
+    validated in this process give back the same (immutable) model.
+    """
     path = layout.chain_file(order_id)
     try:
-        return Chain.model_validate_json(path.read_bytes())
+        data = path.read_bytes()
+        known = _validated.get(path)
+        if known is not None and known[0] == data:
+            return known[1], data
+        chain = Chain.model_validate_json(data)
     except FileNotFoundError:
         raise FoundryError(
             f"{display(layout, path)}: -: order {order_id} has not handed on its chain yet;"
@@ -90,6 +104,14 @@ def read_chain(layout: Layout, order_id: str) -> Chain:
         ) from None
     except (OSError, ValidationError, ValueError) as exc:
         raise FoundryError(f"{display(layout, path)}: -: cannot be read: {exc}") from None
+    if len(_validated) >= 64:
+        _validated.clear()
+    _validated[path] = (data, chain)
+    return chain, data
+
+
+#: chain file -> (bytes, the model validated from them), for the chains read most recently
+_validated: dict[Path, tuple[bytes, Chain]] = {}
 
 
 def start_chain(

@@ -36,7 +36,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -282,12 +282,14 @@ def _canonical(params: Mapping[str, ParamValue]) -> bytes:
 class _Batch:
     """One order's batch while it is composed, validated and reviewed."""
 
-    def __init__(self, order: Order, order_id: str, recipe: Recipe, chain: Chain) -> None:
+    def __init__(
+        self, order: Order, order_id: str, recipe: Recipe, chain: Chain, space: Space | None = None
+    ) -> None:
         self.order = order
         self.order_id = order_id
         self.recipe = recipe
         self.chain = chain
-        self.space = Space(recipe)
+        self.space = space if space is not None else Space(recipe)
         cursor, skip = chains.start_position(chain, self.space.key)
         self.baselines = [dict(b) for b in recipe.baselines]
         self.sequence = _Sequence(self.space, cursor, skip, self.baselines)
@@ -476,7 +478,7 @@ def _compose(
         raise Refused("rejected", f"recipe {recipe.recipe_id} is incoherent", coherence)
     space = Space(recipe)
     chain, _ = chains.start_chain(layout, exchange, order_id, recipe.recipe_id, space.key, previous)
-    batch = _Batch(order, order_id, recipe, chain)
+    batch = _Batch(order, order_id, recipe, chain, space)
     ctx.target = batch.target
     if order.phase != "pilot":
         checkpoint = exchange.checkpoint(order.phase)
@@ -540,7 +542,7 @@ def mint_order(
     artefact = artefact.model_copy(update={"inputs": digests})
     if not force_dry_run:
         write_json_atomic(layout.mint_artefact(order_id), artefact)
-    Ledger(layout.mint_ledger).append(mint_records(artefact))
+    Ledger(layout.mint_ledger).append(mint_record_data(artefact))
     return artefact
 
 
@@ -595,7 +597,16 @@ def _built_artefact(order_id: str, ctx: _Context, batch: _Batch) -> MintArtefact
 
 def mint_records(artefact: MintArtefact) -> list[MintRecord]:
     """The mint ledger lines of one attempt: one per Alfa, or one for a refused order."""
-    common = {
+    return [MintRecord.model_validate(record) for record in mint_record_data(artefact)]
+
+
+def mint_record_data(artefact: MintArtefact) -> list[dict[str, Any]]:
+    """`mint_records` as the plain data the ledger writes, every field present.
+
+    Made of the artefact's validated values, the run id and the time, so the
+    ledger needs no model per line.
+    """
+    common: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "kind": "mint",
         "run_id": run_id(),
@@ -612,25 +623,22 @@ def mint_records(artefact: MintArtefact) -> list[MintRecord]:
             *(f"{p.path}: {p.field}: {p.reason}" for p in artefact.problems),
         ]
         return [
-            MintRecord.model_validate(
-                {
-                    **common,
-                    "alfa_id": None,
-                    "outcome": artefact.status,
-                    "reasons": [r for r in reasons if r],
-                }
-            )
-        ]
-    return [
-        MintRecord.model_validate(
             {
                 **common,
-                "alfa_id": a.alfa_id,
-                "share": a.share,
-                "outcome": LEDGER_OUTCOME[a.outcome],
-                "reasons": a.reasons,
+                "alfa_id": None,
+                "share": None,
+                "outcome": artefact.status,
+                "reasons": [r for r in reasons if r],
             }
-        )
+        ]
+    return [
+        {
+            **common,
+            "alfa_id": a.alfa_id,
+            "share": a.share,
+            "outcome": LEDGER_OUTCOME[a.outcome],
+            "reasons": list(a.reasons),
+        }
         for a in artefact.alfas
     ]
 

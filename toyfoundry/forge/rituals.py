@@ -45,13 +45,12 @@ from toyfoundry.forge import adapter, doctrine
 from toyfoundry.forge import chain as chains
 from toyfoundry.forge.mint import input_digests, mint_inputs, mint_order, read_mint
 from toyfoundry.forge.space import Space, space_key
-from toyfoundry.forge.validators import matches
+from toyfoundry.forge.validators import Partial
 from toyfoundry.formats.models import (
     RITUALS,
     SCHEMA_VERSION,
     Alfa,
     AlfaResult,
-    BatchMeta,
     Chain,
     FloatParam,
     MintArtefact,
@@ -60,10 +59,9 @@ from toyfoundry.formats.models import (
     Recipe,
     Ritual,
     RitualOutcome,
-    RitualRecord,
     RitualsArtefact,
 )
-from toyfoundry.formats.params import value_key
+from toyfoundry.formats.params import number_key, value_key
 from toyfoundry.store.atomic import (
     dumps_canonical,
     remove_file,
@@ -110,21 +108,43 @@ def _weight_table(recipe: Recipe) -> dict[str, dict[str, float]]:
     return table
 
 
-def _key(recipe: Recipe, name: str, value: ParamValue) -> str:
-    if isinstance(recipe.parameters.get(name), FloatParam) and not isinstance(value, str):
-        return value_key(float(value))
-    return value_key(value)
+class _Scorer:
+    """Drill's scoring data of one recipe, prepared once for every Alfa of a batch."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        self.base = recipe.scoring.base
+        self.amplitude = recipe.scoring.noise
+        self.table = _weight_table(recipe)
+        self.floats = {n for n, s in recipe.parameters.items() if isinstance(s, FloatParam)}
+        self.rules = [(rule.defect, Partial(rule.when)) for rule in recipe.scoring.defects]
+        # by name, type and value, since 1 == 1.0 (zero floats are never kept: 0.0 == -0.0)
+        self._weights: dict[tuple[str, type, ParamValue], float] = {}
+
+    def _weight(self, name: str, value: ParamValue) -> float:
+        key = (
+            value_key(value)
+            if isinstance(value, str) or name not in self.floats
+            else number_key(value)
+        )
+        weight = self.table.get(name, {}).get(key, 0.0)
+        if not (value.__class__ is float and value == 0.0):
+            self._weights[(name, value.__class__, value)] = weight
+        return weight
+
+    def score(self, seed: int, alfa: Alfa) -> tuple[float, list[str]]:
+        score = self.base
+        weights = self._weights
+        for name, value in alfa.params.items():
+            weight = weights.get((name, value.__class__, value))
+            score += self._weight(name, value) if weight is None else weight
+        score += noise(seed, alfa.alfa_id, self.amplitude)
+        defects = [defect for defect, when in self.rules if when.matches(alfa.params)]
+        return round(score, 6), sorted(set(defects))
 
 
 def drill_score(recipe: Recipe, seed: int, alfa: Alfa) -> tuple[float, list[str]]:
     """(score, defects) of one Alfa, from the recipe's scoring data."""
-    table = _weight_table(recipe)
-    score = recipe.scoring.base
-    for name, value in alfa.params.items():
-        score += table.get(name, {}).get(_key(recipe, name, value), 0.0)
-    score += noise(seed, alfa.alfa_id, recipe.scoring.noise)
-    defects = [rule.defect for rule in recipe.scoring.defects if matches(alfa.params, rule.when)]
-    return round(score, 6), sorted(set(defects))
+    return _Scorer(recipe).score(seed, alfa)
 
 
 @dataclass
@@ -145,8 +165,9 @@ def compute(
     rows: dict[str, dict[str, Any]] = {a.alfa_id: {"alfa_id": a.alfa_id} for a in roster_alfas}
     outcomes = {r: RitualOutcome(ran=False, stub=False) for r in RITUALS}
     if "drill" in ran:
+        scorer = _Scorer(recipe)
         for alfa in roster_alfas:
-            score, defects = drill_score(recipe, seed, alfa)
+            score, defects = scorer.score(seed, alfa)
             passed = score >= recipe.pass_score and not defects
             rows[alfa.alfa_id].update(score=score, passed=passed, defects=defects)
         drilled = list(rows.values())
@@ -254,24 +275,23 @@ def _closure(rituals: Iterable[str]) -> list[str]:
 
 def _records(
     mint: MintArtefact, artefact: RitualsArtefact, invoked: Iterable[str], outcome: str
-) -> list[RitualRecord]:
-    batch = BatchMeta(size=mint.batch_size, phase=mint.phase, recipe=mint.recipe)
+) -> list[dict[str, Any]]:
+    """The ritual ledger lines, as the plain data of `RitualRecord`s (every field present)."""
+    batch = {"size": mint.batch_size, "phase": mint.phase, "recipe": mint.recipe}
     now, rid = utc_now(), run_id()
     return [
-        RitualRecord.model_validate(
-            {
-                "schema_version": SCHEMA_VERSION,
-                "kind": "ritual",
-                "run_id": rid,
-                "time": now,
-                "ritual": ritual,
-                "order_id": mint.order_id,
-                "dry_run": artefact.dry_run,
-                "batch": batch,
-                "counts": artefact.rituals[cast(Ritual, ritual)].counts,
-                "outcome": outcome,
-            }
-        )
+        {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "ritual",
+            "run_id": rid,
+            "time": now,
+            "ritual": ritual,
+            "order_id": mint.order_id,
+            "dry_run": artefact.dry_run,
+            "batch": dict(batch),
+            "counts": dict(artefact.rituals[cast(Ritual, ritual)].counts),
+            "outcome": outcome,
+        }
         for ritual in invoked
     ]
 
@@ -303,8 +323,8 @@ def _previous(
     if order is None:
         return None
     if previous is not None:
-        chain = chains.read_chain(layout, previous)
-        return _Previous(chain, layout.chain_file(previous).read_bytes())
+        chain, data = chains.read_chain_data(layout, previous)
+        return _Previous(chain, data)
     recipe = exchange.recipe(order.recipe).model
     key = space_key(recipe) if recipe is not None else chains.orphan_space(order.recipe)
     chain = chains.genesis(order.recipe, key)

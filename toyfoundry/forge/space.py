@@ -22,9 +22,11 @@ from functools import cached_property
 import orjson
 
 from toyfoundry.formats.models import ParamValue, Recipe
-from toyfoundry.formats.params import cardinality, index_of, value_at
+from toyfoundry.formats.params import cardinality, domain_of
 
 ROUNDS = 6
+#: Most (position, element) pairs a permutation remembers; then it starts afresh.
+MEMO_LIMIT = 1 << 16
 Params = dict[str, ParamValue]
 
 
@@ -36,7 +38,12 @@ def space_key(recipe: Recipe) -> str:
 
 
 class Permutation:
-    """A keyed bijection of [0, size): Feistel rounds on 2^bits, cycle-walked into range."""
+    """A keyed bijection of [0, size): Feistel rounds on 2^bits, cycle-walked into range.
+
+    Pairs already computed are remembered both ways (up to `MEMO_LIMIT` of them), so
+    the position of an element `at` gave costs no rounds: the rituals and the chain
+    ask for the positions the mint just drew.
+    """
 
     def __init__(self, key: bytes, size: int) -> None:
         if size < 1:
@@ -46,42 +53,80 @@ class Permutation:
         bits += bits % 2
         self.half = bits // 2
         self.mask = (1 << self.half) - 1
-        self._keyed = hashlib.sha256(key)
-
-    def _round(self, number: int, value: int) -> int:
-        h = self._keyed.copy()
-        h.update(bytes((number,)) + value.to_bytes(8, "big"))
-        return int.from_bytes(h.digest()[:8], "big") & self.mask
+        # round r of value v: the first 8 bytes of sha256(key, r, v as 8 bytes), masked;
+        # the hash state after key and r is kept, so a round only hashes its value
+        keyed = hashlib.sha256(key)
+        self._rounds = []
+        for number in range(ROUNDS):
+            h = keyed.copy()
+            h.update(bytes((number,)))
+            self._rounds.append(h)
+        self._element: dict[int, int] = {}
+        self._position: dict[int, int] = {}
 
     def _encrypt(self, x: int) -> int:
-        left, right = x >> self.half, x & self.mask
-        for number in range(ROUNDS):
-            left, right = right, left ^ self._round(number, right)
-        return (left << self.half) | right
+        half, mask, rounds = self.half, self.mask, self._rounds
+        left, right = x >> half, x & mask
+        for h in rounds:
+            h = h.copy()
+            h.update(right.to_bytes(8, "big"))
+            left, right = right, left ^ (int.from_bytes(h.digest()[:8], "big") & mask)
+        return (left << half) | right
 
     def _decrypt(self, x: int) -> int:
-        left, right = x >> self.half, x & self.mask
-        for number in reversed(range(ROUNDS)):
-            left, right = right ^ self._round(number, left), left
-        return (left << self.half) | right
+        half, mask, rounds = self.half, self.mask, self._rounds
+        left, right = x >> half, x & mask
+        for h in reversed(rounds):
+            h = h.copy()
+            h.update(left.to_bytes(8, "big"))
+            left, right = right ^ (int.from_bytes(h.digest()[:8], "big") & mask), left
+        return (left << half) | right
+
+    def _remember(self, position: int, element: int) -> None:
+        if len(self._element) >= MEMO_LIMIT:
+            self._element.clear()
+            self._position.clear()
+        self._element[position] = element
+        self._position[element] = position
 
     def at(self, position: int) -> int:
         """The element at `position` of the sequence."""
         if not 0 <= position < self.size:
             raise IndexError(position)
+        x = self._element.get(position)
+        if x is not None:
+            return x
         x = self._encrypt(position)
         while x >= self.size:
             x = self._encrypt(x)
+        self._remember(position, x)
         return x
 
     def position(self, element: int) -> int:
         """Where `element` sits in the sequence: the inverse of `at`."""
         if not 0 <= element < self.size:
             raise IndexError(element)
+        x = self._position.get(element)
+        if x is not None:
+            return x
         x = self._decrypt(element)
         while x >= self.size:
             x = self._decrypt(x)
+        self._remember(x, element)
         return x
+
+
+def permutation(key: str, size: int) -> Permutation:
+    """The permutation of a space key and size, shared by every `Space` of this process."""
+    found = _permutations.get((key, size))
+    if found is None:
+        if len(_permutations) >= 64:
+            _permutations.clear()
+        found = _permutations[(key, size)] = Permutation(bytes.fromhex(key), size)
+    return found
+
+
+_permutations: dict[tuple[str, int], Permutation] = {}
 
 
 class Space:
@@ -92,6 +137,7 @@ class Space:
         self.names = list(recipe.parameters)
         self.specs = [recipe.parameters[n] for n in self.names]
         self.radices = [cardinality(s) for s in self.specs]
+        self.domains = [domain_of(s) for s in self.specs]
         size = 1
         for radix in self.radices:
             size *= radix
@@ -100,7 +146,7 @@ class Space:
 
     @cached_property
     def permutation(self) -> Permutation:
-        return Permutation(bytes.fromhex(self.key), self.size)
+        return permutation(self.key, self.size)
 
     def params(self, index: int) -> Params:
         """The parameter set of an index."""
@@ -109,15 +155,18 @@ class Space:
             index, digit = divmod(index, radix)
             digits.append(digit)
         digits.reverse()
-        return {n: value_at(s, d) for n, s, d in zip(self.names, self.specs, digits, strict=True)}
+        return {
+            n: domain.value_at(d)
+            for n, domain, d in zip(self.names, self.domains, digits, strict=True)
+        }
 
     def index(self, params: Mapping[str, ParamValue]) -> int | None:
         """The index of a complete, in-bounds parameter set; None for anything else."""
         if set(params) != set(self.names):
             return None
         index = 0
-        for name, spec, radix in zip(self.names, self.specs, self.radices, strict=True):
-            digit = index_of(spec, params[name])
+        for name, domain, radix in zip(self.names, self.domains, self.radices, strict=True):
+            digit = domain.index_of(params[name])
             if digit is None:
                 return None
             index = index * radix + digit

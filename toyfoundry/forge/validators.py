@@ -35,7 +35,7 @@ from toyfoundry.errors import FoundryError
 from toyfoundry.forge.plugins import GROUP as GROUP
 from toyfoundry.forge.plugins import registered
 from toyfoundry.formats.models import ParamValue, Recipe
-from toyfoundry.formats.params import describe, index_of, value_key
+from toyfoundry.formats.params import Domain, describe, domain_of, index_of, number_key, value_key
 
 Hook = Callable[[Mapping[str, ParamValue], Recipe], Iterable[str]]
 
@@ -87,12 +87,47 @@ def matches(params: Mapping[str, ParamValue], partial: Mapping[str, ParamValue])
     return all(name in params and same_value(params[name], v) for name, v in partial.items())
 
 
-def check_bounds(params: Mapping[str, ParamValue], recipe: Recipe) -> list[str]:
+class Partial:
+    """A partial parameter set prepared for many `matches` calls: its values' keys computed once."""
+
+    def __init__(self, partial: Mapping[str, ParamValue]) -> None:
+        self.partial = partial
+        self.items: list[tuple[str, str | None, str]] | None
+        try:
+            self.items = [
+                (name, v, "") if isinstance(v, str) else (name, None, number_key(v))
+                for name, v in partial.items()
+            ]
+        except (OverflowError, ValueError):
+            self.items = None  # `matches` says what such a value does
+
+    def matches(self, params: Mapping[str, ParamValue]) -> bool:
+        """`matches(params, partial)`."""
+        if self.items is None:
+            return matches(params, self.partial)
+        for name, text, key in self.items:
+            if name not in params:
+                return False
+            value = params[name]
+            if text is not None:
+                if value != text:
+                    return False
+            elif isinstance(value, str) or number_key(value) != key:
+                return False
+        return True
+
+
+def check_bounds(
+    params: Mapping[str, ParamValue], recipe: Recipe, domains: Mapping[str, Domain] | None = None
+) -> list[str]:
+    """Every parameter present and in its domain; `domains`: the recipe's, by name, if at hand."""
     out = []
     for name, spec in recipe.parameters.items():
         if name not in params:
             out.append(f"bounds: {name} is missing")
-        elif index_of(spec, params[name]) is None:
+        elif (
+            domains[name].index_of(params[name]) if domains else index_of(spec, params[name])
+        ) is None:
             out.append(f"bounds: {name}: {params[name]!r} is not {describe(spec)}")
     out += [
         f"bounds: {name} is not a parameter of the recipe"
@@ -102,11 +137,15 @@ def check_bounds(params: Mapping[str, ParamValue], recipe: Recipe) -> list[str]:
     return out
 
 
-def check_forbidden(params: Mapping[str, ParamValue], recipe: Recipe) -> list[str]:
+def check_forbidden(
+    params: Mapping[str, ParamValue], recipe: Recipe, prepared: Iterable[Partial] | None = None
+) -> list[str]:
+    """No forbidden combination matched; `prepared`: the combinations as `Partial`s, if at hand."""
     out = []
-    for number, combination in enumerate(recipe.forbidden):
-        if matches(params, combination):
-            shown = ", ".join(f"{k}={v}" for k, v in combination.items())
+    partials = prepared if prepared is not None else map(Partial, recipe.forbidden)
+    for number, partial in enumerate(partials):
+        if partial.matches(params):
+            shown = ", ".join(f"{k}={v}" for k, v in partial.partial.items())
             out.append(f"forbidden: matches forbidden combination {number} ({shown})")
     return out
 
@@ -131,12 +170,16 @@ class Validators:
         self.recipe = recipe
         self.plugins = list(plugins)
         self._seen: dict[bytes, str] = {}
+        self._forbidden = [Partial(c) for c in recipe.forbidden]
+        self._domains = {name: domain_of(spec) for name, spec in recipe.parameters.items()}
 
     def check(
         self, alfa_id: str, share: str, params: Mapping[str, ParamValue], key: bytes
     ) -> list[str]:
         """Every hook's reasons for one Alfa (empty: it passes); `key` is its canonical params."""
-        reasons = check_bounds(params, self.recipe) + check_forbidden(params, self.recipe)
+        reasons = check_bounds(params, self.recipe, self._domains) + check_forbidden(
+            params, self.recipe, self._forbidden
+        )
         if share != "baseline":
             earlier = self._seen.get(key)
             if earlier is not None:

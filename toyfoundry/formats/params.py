@@ -65,6 +65,56 @@ def index_of(spec: ParamSpecT, value: ParamValue) -> int | None:
         return None
 
 
+class Domain:
+    """`value_at` and `index_of` of one domain, remembering what they have answered."""
+
+    #: Most answers remembered each way; a domain past it answers without remembering more.
+    LIMIT = 4096
+
+    def __init__(self, spec: ParamSpecT) -> None:
+        self.spec = spec
+        self._values: dict[int, ParamValue] = {}
+        self._indexes: dict[tuple[type, ParamValue], int | None] = {}
+
+    def value_at(self, index: int) -> ParamValue:
+        found = self._values.get(index)
+        if found is None:
+            found = value_at(self.spec, index)
+            if len(self._values) < self.LIMIT:
+                self._values[index] = found
+        return found
+
+    def index_of(self, value: ParamValue) -> int | None:
+        # keyed by type as well, since 1 == 1.0; 0.0 and -0.0 are equal keys, so zero is not kept
+        if value.__class__ is float and value == 0.0:
+            return index_of(self.spec, value)
+        key = (value.__class__, value)
+        try:
+            return self._indexes[key]
+        except KeyError:
+            pass
+        except TypeError:  # not a hashable value: no domain holds it, `index_of` says so
+            return index_of(self.spec, value)
+        found = index_of(self.spec, value)
+        if len(self._indexes) < self.LIMIT:
+            self._indexes[key] = found
+        return found
+
+
+def domain_of(spec: ParamSpecT) -> Domain:
+    """The `Domain` of a parameter definition, shared by every equal definition in this process."""
+    key = (type(spec).__name__, spec.model_dump_json())
+    found = _domains.get(key)
+    if found is None:
+        if len(_domains) >= 256:
+            _domains.clear()
+        found = _domains[key] = Domain(spec)
+    return found
+
+
+_domains: dict[tuple[str, str], Domain] = {}
+
+
 def describe(spec: ParamSpecT) -> str:
     if isinstance(spec, IntParam):
         return f"an integer from {spec.min} to {spec.max}"
@@ -82,3 +132,21 @@ def value_key(value: ParamValue) -> str:
     if isinstance(value, float):
         return repr(round(value, 9))
     return str(value)
+
+
+def number_key(value: int | float) -> str:
+    """`value_key(float(value))`, remembered: the key of a number taken as a float step."""
+    # keyed by type as well, since 1 == 1.0; 0.0 and -0.0 are equal keys, so zero is not kept
+    if value.__class__ is float and value == 0.0:
+        return value_key(float(value))
+    key = (value.__class__, value)
+    found = _number_keys.get(key)
+    if found is None:
+        found = value_key(float(value))
+        if len(_number_keys) >= 4096:
+            _number_keys.clear()
+        _number_keys[key] = found
+    return found
+
+
+_number_keys: dict[tuple[type, int | float], str] = {}

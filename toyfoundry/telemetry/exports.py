@@ -70,58 +70,76 @@ def _compact(value: object) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def alfa_rows(arts: OrderArtefacts) -> list[AlfaRow]:
-    """The consolidated per-Alfa view: the mint's record joined with every ritual result."""
+ALFA_COLUMNS = list(AlfaRow.model_fields)
+RITUAL_COLUMNS = list(RitualEventRow.model_fields)
+
+
+def alfa_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
+    """`alfa_rows` as plain values in column order: the artefacts are valid, so the rows are."""
     mint = arts.mint
     if mint.alfas and mint.phase is None:
         raise FoundryError(f"mint.json of {arts.order_id}: has Alfas but no phase")
     results = results_by_alfa(arts)
-    rows = []
+    order_id, day, dry_run = arts.order_id, arts.day, mint.dry_run
+    recipe, version, phase = mint.recipe or "", mint.recipe_version or "", mint.phase or "pilot"
+    rows: list[tuple[Any, ...]] = []
     for alfa in mint.alfas:
-        result = results.get(alfa.alfa_id)
-        rows.append(
-            AlfaRow(
-                order_id=arts.order_id,
-                alfa_id=alfa.alfa_id,
-                recipe=mint.recipe or "",
-                recipe_version=mint.recipe_version or "",
-                phase=mint.phase or "pilot",
-                day=arts.day,
-                slot=alfa.slot,
-                share=alfa.share,
-                parent_id=alfa.parent_id or "",
-                params=_compact(alfa.params),
-                validator=alfa.outcome,
-                reasons=_list(alfa.reasons),
-                dry_run=mint.dry_run,
-                score=result.score if result else None,
-                passed=result.passed if result else None,
-                defects=_list(result.defects) if result else "",
-                rank=result.rank if result else None,
-                purged=result.purged if result else False,
-                purge_reason=(result.purge_reason or "") if result else "",
-                promoted=result.promoted if result else False,
-                doctrine=(result.doctrine or "") if result else "",
-            )
+        head = (
+            order_id,
+            alfa.alfa_id,
+            recipe,
+            version,
+            phase,
+            day,
+            alfa.slot,
+            alfa.share,
+            alfa.parent_id or "",
+            _compact(alfa.params),
+            alfa.outcome,
+            _list(alfa.reasons),
+            dry_run,
         )
+        result = results.get(alfa.alfa_id)
+        if result is None:
+            rows.append((*head, None, None, "", None, False, "", False, ""))
+        else:
+            rows.append(
+                (
+                    *head,
+                    result.score,
+                    result.passed,
+                    _list(result.defects),
+                    result.rank,
+                    result.purged,
+                    result.purge_reason or "",
+                    result.promoted,
+                    result.doctrine or "",
+                )
+            )
     return rows
 
 
-def ritual_rows(arts: OrderArtefacts) -> list[RitualEventRow]:
-    """One row per ritual the order's rituals.json mentions, in ritual order."""
+def alfa_rows(arts: OrderArtefacts) -> list[AlfaRow]:
+    """The consolidated per-Alfa view: the mint's record joined with every ritual result."""
+    return [AlfaRow(**dict(zip(ALFA_COLUMNS, row, strict=True))) for row in alfa_values(arts)]
+
+
+def ritual_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
+    """`ritual_rows` as plain values in column order."""
     if arts.rituals is None:
         return []
     done = arts.rituals.rituals
     return [
-        RitualEventRow(
-            order_id=arts.order_id,
-            ritual=name,
-            ran=done[name].ran,
-            stub=done[name].stub,
-            counts=_compact(done[name].counts),
-        )
+        (arts.order_id, name, done[name].ran, done[name].stub, _compact(done[name].counts))
         for name in RITUALS
         if name in done
+    ]
+
+
+def ritual_rows(arts: OrderArtefacts) -> list[RitualEventRow]:
+    """One row per ritual the order's rituals.json mentions, in ritual order."""
+    return [
+        RitualEventRow(**dict(zip(RITUAL_COLUMNS, row, strict=True))) for row in ritual_values(arts)
     ]
 
 
@@ -175,14 +193,39 @@ def jsonl_bytes(rows: Sequence[BaseModel]) -> bytes:
     return b"".join(orjson.dumps(r.model_dump(mode="json")) + b"\n" for r in rows)
 
 
+def values_csv_bytes(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
+    """`csv_bytes` for plain rows in column order.
+
+    The csv module writes text and numbers as `_cell` would (floats by `repr`), so
+    only nulls and booleans are turned into text first.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(
+        ["" if v is None else ("true" if v else "false") if v.__class__ is bool else v for v in row]
+        for row in rows
+    )
+    return buffer.getvalue().encode("utf-8")
+
+
+def values_jsonl_bytes(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
+    """`jsonl_bytes` for plain rows in column order."""
+    return b"".join(orjson.dumps(dict(zip(columns, row, strict=True))) + b"\n" for row in rows)
+
+
 def partition_files(layout: Layout, arts: OrderArtefacts) -> list[tuple[Path, bytes]]:
-    """The order's four partition files and their bytes."""
+    """The order's four partition files and their bytes (as `csv_bytes` and `jsonl_bytes` of
+    `alfa_rows` and `ritual_rows` would give them)."""
     out = []
-    for dataset, model, rows in (
-        ("alfas", AlfaRow, alfa_rows(arts)),
-        ("rituals", RitualEventRow, ritual_rows(arts)),
+    for dataset, columns, rows in (
+        ("alfas", ALFA_COLUMNS, alfa_values(arts)),
+        ("rituals", RITUAL_COLUMNS, ritual_values(arts)),
     ):
-        for fmt, data in (("csv", csv_bytes(model, rows)), ("jsonl", jsonl_bytes(rows))):
+        for fmt, data in (
+            ("csv", values_csv_bytes(columns, rows)),
+            ("jsonl", values_jsonl_bytes(columns, rows)),
+        ):
             out.append((partition(layout, dataset, arts.order_id, fmt), data))
     return out
 

@@ -26,9 +26,17 @@ def outcomes(arts: OrderArtefacts) -> Outcomes:
     (only for Alfas of this batch): drilled = has a score, paraded = has a rank,
     passed/failed = Drill's verdict, purged and promoted as flagged.
     """
-    verdicts = Counter(a.outcome for a in arts.mint.alfas)
+    return _outcomes(arts, _batch_results(arts))
+
+
+def _batch_results(arts: OrderArtefacts) -> list[AlfaResult]:
+    """The rituals' results for Alfas of this batch."""
     ids = {a.alfa_id for a in arts.mint.alfas}
-    results = [r for r in results_by_alfa(arts).values() if r.alfa_id in ids]
+    return [r for r in results_by_alfa(arts).values() if r.alfa_id in ids]
+
+
+def _outcomes(arts: OrderArtefacts, results: list[AlfaResult]) -> Outcomes:
+    verdicts = Counter(a.outcome for a in arts.mint.alfas)
     return Outcomes(
         minted=len(arts.mint.alfas),
         drilled=sum(r.score is not None for r in results),
@@ -43,10 +51,11 @@ def outcomes(arts: OrderArtefacts) -> Outcomes:
 
 
 def defects(arts: OrderArtefacts) -> dict[str, int]:
-    ids = {a.alfa_id for a in arts.mint.alfas}
-    found = Counter(
-        d for r in results_by_alfa(arts).values() if r.alfa_id in ids for d in r.defects
-    )
+    return _defects(_batch_results(arts))
+
+
+def _defects(results: list[AlfaResult]) -> dict[str, int]:
+    found = Counter(d for r in results for d in r.defects)
     return dict(sorted(found.items()))
 
 
@@ -67,8 +76,7 @@ def summarize(arts: OrderArtefacts) -> BatchSummary:
     `telemetry` is left empty here; the rollup fills it from the ledgers.
     """
     mint = arts.mint
-    ids = {a.alfa_id for a in mint.alfas}
-    scores = [r.score for r in results_by_alfa(arts).values() if r.alfa_id in ids]
+    results = _batch_results(arts)
     return BatchSummary(
         order_id=arts.order_id,
         recipe=mint.recipe,
@@ -77,11 +85,11 @@ def summarize(arts: OrderArtefacts) -> BatchSummary:
         status=mint.status,
         reason=mint.reason,
         dry_run=mint.dry_run,
-        outcomes=outcomes(arts),
-        defects=defects(arts),
+        outcomes=_outcomes(arts, results),
+        defects=_defects(results),
         target=mint.target,
         achieved=mint.achieved,
-        score_histogram=score_histogram(scores),
+        score_histogram=score_histogram(r.score for r in results),
         source=arts.source,
     )
 
