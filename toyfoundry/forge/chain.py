@@ -104,14 +104,16 @@ def read_chain_data(layout: Layout, order_id: str) -> tuple[Chain, bytes]:
         ) from None
     except (OSError, ValidationError, ValueError) as exc:
         raise FoundryError(f"{display(layout, path)}: -: cannot be read: {exc}") from None
-    if len(_validated) >= 64:
+    if len(_validated) >= _REMEMBERED:
         _validated.clear()
     _validated[path] = (data, chain)
     return chain, data
 
 
-#: chain file -> (bytes, the model validated from them), for the chains read most recently
+#: chain file -> (bytes, the model validated from them), for the chains read most recently;
+#: a few suffice (an order's mint and rituals read the same one, recipes interleave)
 _validated: dict[Path, tuple[bytes, Chain]] = {}
+_REMEMBERED = 8
 
 
 def start_chain(

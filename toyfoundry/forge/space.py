@@ -25,8 +25,9 @@ from toyfoundry.formats.models import ParamValue, Recipe
 from toyfoundry.formats.params import cardinality, domain_of
 
 ROUNDS = 6
-#: Most (position, element) pairs a permutation remembers; then it starts afresh.
-MEMO_LIMIT = 1 << 16
+#: Most (position, element) pairs a permutation remembers, then it starts afresh: enough
+#: for the rituals to find what the mint of the same order drew, a few hundred pairs.
+MEMO_LIMIT = 1 << 12
 Params = dict[str, ParamValue]
 
 
