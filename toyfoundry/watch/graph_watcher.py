@@ -482,8 +482,14 @@ class GraphWatcher:
             if self.dodo is not None:
                 return tasks.current_plan()
             # with the dependency DB open, as doit has it: the plan's record and the file
-            # hashes kept there make a cycle parse only the files that changed
-            db = backend.FoundryDB(str(self.layout.dep_db), None)
+            # hashes kept there make a cycle parse only the files that changed (a DB that
+            # cannot be opened is left for doit's run to report)
+            from doit.dependency import DatabaseException
+
+            try:
+                db = backend.FoundryDB(str(self.layout.dep_db), None)
+            except (DatabaseException, OSError):
+                return tasks.current_plan()
             try:
                 return tasks.current_plan()
             finally:
