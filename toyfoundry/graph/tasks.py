@@ -122,9 +122,12 @@ def report_action(root: str, order_id: str) -> TaskFailed | None:
     from toyfoundry.telemetry.reports import build_order_outputs
 
     layout = Layout(Path(root))
-    failed = _guard(build_order_outputs, layout, order_id)
+    summaries: list[Any] = []
+    failed = _guard(lambda: summaries.append(build_order_outputs(layout, order_id)))
     if failed is not None:
         return failed
+    if summaries[0].status != "rejected":  # the summary's status is mint.json's
+        return None
     from toyfoundry.formats.models import MintArtefact
 
     artefact = MintArtefact.model_validate_json(layout.mint_artefact(order_id).read_bytes())
