@@ -127,7 +127,8 @@ def archive(layout: Layout, entries: Iterable[DoctrineEntry]) -> list[str]:
         if not path.exists() and not path.is_symlink():
             objects[path] = data
         elif not path.is_symlink() and path.stat().st_mode & 0o222:
-            # a killed archive may have renamed the object in but never made it read-only
+            # objects are created read-only; one left writable (an older archive, or a hand
+            # edit of its mode) is made read-only again
             os.chmod(path, 0o444)
         if digest not in indexed:
             indexed.add(digest)
