@@ -125,9 +125,10 @@ def write_many_atomic(items: Iterable[tuple[Path, bytes]], *, mode: int = 0o666)
         fsio.fsync_many(open_fds)
         while open_fds:
             os.close(open_fds.pop())
-        for path, temp, _ in opened:
-            fsio.replace(temp, path)
-            fsync_dir(path.parent)
+        with grouped_folder_syncs():  # each folder once, here or at the caller's block end
+            for path, temp, _ in opened:
+                fsio.replace(temp, path)
+                fsync_dir(path.parent)
     except BaseException:
         for fd in open_fds:
             os.close(fd)
