@@ -191,8 +191,8 @@ class FactsView(InputView):
         self.known = known
         self.facts: Facts = {}
         self._exchange: Exchange | None = None
-        self._orders = _rel(layout, layout.orders_dir) + "/"
-        self._recipes = _rel(layout, layout.recipes_dir) + "/"
+        self._orders = rel(layout, layout.orders_dir) + "/"
+        self._recipes = rel(layout, layout.recipes_dir) + "/"
         self._ids = sorted(
             stem
             for rel in contents
@@ -246,8 +246,11 @@ def _is_order_id(stem: str) -> bool:
     return True
 
 
-def _rel(layout: Layout, path: os.PathLike[str] | str) -> str:
-    """Project-relative, as doit records paths (a prefix cut: this runs for every input)."""
+def rel(layout: Layout, path: os.PathLike[str] | str) -> str:
+    """A path as doit records it: relative to the project, so a relocated copy matches.
+
+    A prefix cut where it can (this runs for every input of every order), `relpath` else.
+    """
     text, root = os.fspath(path), str(layout.root)
     if text.startswith(root) and text[len(root) : len(root) + 1] == "/":
         return text[len(root) + 1 :]
@@ -256,10 +259,10 @@ def _rel(layout: Layout, path: os.PathLike[str] | str) -> str:
 
 def _outputs(layout: Layout, order_id: str) -> tuple[str, str, str, tuple[str, ...]]:
     return (
-        _rel(layout, layout.mint_artefact(order_id)),
-        _rel(layout, layout.rituals_artefact(order_id)),
-        _rel(layout, layout.chain_file(order_id)),
-        tuple(_rel(layout, p) for p in layout.order_outputs(order_id)),
+        rel(layout, layout.mint_artefact(order_id)),
+        rel(layout, layout.rituals_artefact(order_id)),
+        rel(layout, layout.chain_file(order_id)),
+        tuple(rel(layout, p) for p in layout.order_outputs(order_id)),
     )
 
 
@@ -294,7 +297,7 @@ def draw(
         if recipe:
             last_of_recipe[recipe] = order_id
         if recipe and recipe not in recipe_files:
-            recipe_files[recipe] = _rel(layout, layout.recipe_file(recipe))
+            recipe_files[recipe] = rel(layout, layout.recipe_file(recipe))
         own = recipe_files[recipe] if recipe else None
         experimental = bool(recipe) and view.recipe_experimental(recipe or "")
         before = made.get(order_id)
@@ -310,7 +313,7 @@ def draw(
             inputs = before.inputs
         else:
             found = mint_input_paths(layout, view, order_id, previous)
-            inputs = tuple(_rel(layout, p) for p in (*found.present, *found.optional))
+            inputs = tuple(rel(layout, p) for p in (*found.present, *found.optional))
         files = (
             (before.mint, before.rituals, before.chain, before.outputs)
             if before is not None

@@ -8,7 +8,7 @@ from typing import Any, TextIO
 from doit.reporter import ConsoleReporter
 
 
-def _counted(task: Any) -> bool:
+def counted(task: Any) -> bool:
     """A task with actions of its own (not a group); `_actions` is the raw list, because
     `Task.actions` builds an action object per entry, for every task, on every run."""
     return bool(task._actions) and not task.name.startswith("_")
@@ -32,7 +32,7 @@ class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
         self._line = ""
 
     def initialize(self, tasks: dict[str, Any], selected_tasks: list[str]) -> None:
-        self.total = sum(1 for t in tasks.values() if _counted(t))
+        self.total = sum(1 for t in tasks.values() if counted(t))
         self.started = time.monotonic()
 
     def _status(self, current: str) -> None:
@@ -50,7 +50,7 @@ class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
             self._line = ""
 
     def execute_task(self, task: Any) -> None:
-        if not _counted(task):
+        if not counted(task):
             return
         self.ran += 1
         if self.tty:
@@ -59,11 +59,11 @@ class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
             super().execute_task(task)
 
     def add_success(self, task: Any) -> None:
-        if _counted(task):
+        if counted(task):
             self.done += 1
 
     def skip_uptodate(self, task: Any) -> None:
-        if _counted(task):
+        if counted(task):
             self.done += 1
         if not self.tty:
             super().skip_uptodate(task)

@@ -21,6 +21,7 @@ from doit.tools import config_changed
 
 from toyfoundry.errors import FoundryError, Problem, os_error_line
 from toyfoundry.graph import plan as planning
+from toyfoundry.graph.plan import rel
 from toyfoundry.graph.stages import fingerprint
 from toyfoundry.store.atomic import grouped_folder_syncs, write_atomic
 from toyfoundry.store.layout import INPUT_FOLDERS, Layout
@@ -59,15 +60,6 @@ def _plan(root: str) -> planning.Plan:
 
 def current_plan() -> planning.Plan:
     return _plan(os.getcwd())
-
-
-def rel(layout: Layout, path: Path) -> str:
-    """A path as doit should record it: relative to the project, so a relocated copy matches."""
-    text = str(path)
-    root = str(layout.root)
-    if text.startswith(root) and text[len(root) : len(root) + 1] == "/":
-        return text[len(root) + 1 :]
-    return os.path.relpath(path, layout.root)
 
 
 def code_dep(layout: Layout, stage: str) -> str:

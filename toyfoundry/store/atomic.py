@@ -49,10 +49,6 @@ def fsync_dir(folder: Path) -> None:
     if pending is not None:
         pending.add(folder)
         return
-    _fsync_folder(folder)
-
-
-def _fsync_folder(folder: Path) -> None:
     _fsync_folders([folder])
 
 
@@ -114,25 +110,25 @@ def write_many_atomic(items: Iterable[tuple[Path, bytes]], *, mode: int = 0o666)
     A file that already holds its bytes is left alone (its mtime kept).
     """
     todo = [(path, data) for path, data in items if not _same_bytes(path, data)]
-    opened: list[tuple[Path, Path, int]] = []
+    temps: list[Path] = []
     open_fds: list[int] = []
     try:
         for path, data in todo:
             temp, fd = _open_temp(path, mode)
-            opened.append((path, temp, fd))
+            temps.append(temp)
             open_fds.append(fd)
             fsio.write_all(fd, data)
         fsio.fsync_many(open_fds)
         while open_fds:
             os.close(open_fds.pop())
         with grouped_folder_syncs():  # each folder once, here or at the caller's block end
-            for path, temp, _ in opened:
+            for (path, _), temp in zip(todo, temps, strict=True):
                 fsio.replace(temp, path)
                 fsync_dir(path.parent)
     except BaseException:
         for fd in open_fds:
             os.close(fd)
-        for _, temp, _ in opened:
+        for temp in temps:
             temp.unlink(missing_ok=True)
         raise
     return [path for path, _ in todo]

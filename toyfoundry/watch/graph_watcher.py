@@ -32,6 +32,7 @@ from typing import Any, TextIO
 from toyfoundry.errors import FoundryError
 from toyfoundry.exchange.loader import settings
 from toyfoundry.graph import plan as planning
+from toyfoundry.graph.reporter import counted
 from toyfoundry.store import safe_read
 from toyfoundry.store.layout import INPUT_FOLDERS, Layout
 from toyfoundry.store.lock import FoundryLock
@@ -72,10 +73,7 @@ class Tally:
         self.uptodate: list[str] = []
         self.failed: list[str] = []
 
-    @staticmethod
-    def _counts(task: Any) -> bool:
-        # `_actions`, the raw list: `Task.actions` builds action objects for every task
-        return bool(task._actions) and not task.name.startswith("_")
+    _counts = staticmethod(counted)
 
     def _print(self, text: str) -> None:
         stream = self.err or sys.stderr
