@@ -178,6 +178,30 @@ def test_doctrine_is_content_addressed_and_archiving_twice_is_a_no_op(built: Lay
     assert built.doctrine_index.read_bytes() == index
 
 
+def test_archive_indexes_each_object_once_and_repairs_a_lost_line(built: Layout) -> None:
+    from toyfoundry.forge import doctrine
+
+    entries, _ = read_index(built)
+    objects = [
+        DoctrineEntry.model_validate_json(object_path(built, e.sha256).read_bytes())
+        for e in entries[:3]
+    ]
+    fresh = objects[0].model_copy(update={"score": objects[0].score + 1})
+    before = len(entries)
+    # stored and indexed: nothing new; a new entry twice in one call: one object, one line
+    doctrine.archive(built, [*objects, fresh, fresh])
+    after, _ = read_index(built)
+    assert len(after) == before + 1 and after[-1].sha256 == doctrine.digest_of(fresh)
+    # an object stored but never indexed (a crash between the two): indexed on the next call
+    lost = objects[1].model_copy(update={"score": objects[1].score + 2})
+    digest = doctrine.digest_of(lost)
+    object_path(built, digest).parent.mkdir(parents=True, exist_ok=True)
+    object_path(built, digest).write_bytes(doctrine.dumps_canonical(lost))
+    doctrine.archive(built, [lost])
+    final, problems = read_index(built)
+    assert not problems and [e.sha256 for e in final[len(after) :]] == [digest]
+
+
 def test_doctrine_verify_catches_tampered_and_missing_entries(
     built: Layout, capsys: pytest.CaptureFixture[str]
 ) -> None:

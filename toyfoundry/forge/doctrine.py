@@ -116,33 +116,45 @@ def indexed_digests(layout: Layout) -> set[str]:
 
 
 def archive(layout: Layout, entries: Iterable[DoctrineEntry]) -> list[str]:
-    """Store each entry (a no-op for one already archived); its content hash, in order."""
-    indexed = set(indexed_digests(layout))
-    digests, lines, objects = [], [], {}
+    """Store each entry (a no-op for one already archived); its content hash, in order.
+
+    The index is read only when an object is already stored: its line is appended after
+    its object is flushed, so an object not yet stored has no line to find, and a new
+    order's Alfas (every one new) cost no read of the whole index. (An object deleted by
+    hand is stored again and indexed again; a second line for a digest is harmless.)
+    """
+    digests: list[str] = []
+    objects: dict[Path, bytes] = {}
+    first: dict[str, tuple[DoctrineEntry, bool]] = {}  # digest -> (entry, stored before)
     for entry in entries:
         data = dumps_canonical(entry)
         digest = hashlib.sha256(data).hexdigest()
         digests.append(digest)
+        if digest in first:
+            continue
         path = object_path(layout, digest)
-        if not path.exists() and not path.is_symlink():
+        stored = path.exists() or path.is_symlink()
+        if not stored:
             objects[path] = data
         elif not path.is_symlink() and path.stat().st_mode & 0o222:
             # objects are created read-only; one left writable (an older archive, or a hand
             # edit of its mode) is made read-only again
             os.chmod(path, 0o444)
-        if digest not in indexed:
-            indexed.add(digest)
-            lines.append(
-                IndexLine(
-                    schema_version=1,
-                    sha256=digest,
-                    alfa_id=entry.alfa_id,
-                    order_id=entry.order_id,
-                    recipe=entry.recipe,
-                    score=entry.score,
-                    archived_at=utc_now(),
-                )
-            )
+        first[digest] = (entry, stored)
+    indexed = indexed_digests(layout) if any(s for _, s in first.values()) else set()
+    lines = [
+        IndexLine(
+            schema_version=1,
+            sha256=digest,
+            alfa_id=entry.alfa_id,
+            order_id=entry.order_id,
+            recipe=entry.recipe,
+            score=entry.score,
+            archived_at=utc_now(),
+        )
+        for digest, (entry, stored) in first.items()
+        if not stored or digest not in indexed
+    ]
     # created read-only, all flushed at once, before the index says they exist
     write_many_atomic(sorted(objects.items()), mode=0o444)
     Ledger(layout.doctrine_index).append(lines)
