@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import sys
 from dataclasses import dataclass
 
 
@@ -73,3 +74,13 @@ def os_error_line(exc: OSError) -> str:
     name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
     where = f": {printable(str(exc.filename))}" if exc.filename else ""
     return f"toyfoundry: error: {name}: {exc.strerror or exc}{where}"
+
+
+def say(text: str) -> None:
+    """Write `text` and its newline to stderr in one write, flushed.
+
+    The workers of a parallel build share the stream; `print` writes the newline
+    separately, which lets two workers' lines run into one.
+    """
+    sys.stderr.write(f"{text}\n")
+    sys.stderr.flush()

@@ -110,11 +110,7 @@ class FoundryDB:
         data = self._cache.get(task_id)
         if data is not None:
             return data
-        if self._raw is None:
-            # one query for every record, each decoded when first asked for: a no-op asks
-            # about every task, a watcher's rebuild about a few
-            self._raw = dict(self._conn.execute("select task_id, task_data from doit"))
-        text = self._raw.pop(task_id, None)
+        text = self._records().pop(task_id, None)
         data = self._cache[task_id] = _decode(text) if text is not None else {}
         return data
 
@@ -131,6 +127,19 @@ class FoundryDB:
 
     def in_(self, task_id: str) -> bool:
         return bool(self._task(task_id))
+
+    def recorded(self, task_id: str) -> bool:
+        """`in_` without decoding the record (the run command asks about every task)."""
+        if task_id in self._cache:
+            return bool(self._cache[task_id])
+        return task_id in self._records()
+
+    def _records(self) -> dict[str, str]:
+        """Every record's undecoded text, read with one query: a no-op asks about every
+        task, a watcher's rebuild about a few, and each is decoded when first asked for."""
+        if self._raw is None:
+            self._raw = dict(self._conn.execute("select task_id, task_data from doit"))
+        return self._raw
 
     def dump(self) -> None:
         """Flush what is left and close; doit calls this once when a command ends."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 from doit.exceptions import InvalidDodoFile, TaskFailed
 from doit.tools import config_changed
 
-from toyfoundry.errors import FoundryError, Problem, os_error_line
+from toyfoundry.errors import FoundryError, Problem, os_error_line, say
 from toyfoundry.graph import plan as planning
 from toyfoundry.graph.plan import rel
 from toyfoundry.graph.stages import fingerprint
@@ -84,10 +83,10 @@ def _guard(fn: Any, *args: Any) -> TaskFailed | None:
         with grouped_folder_syncs():
             fn(*args)
     except FoundryError as exc:
-        print(str(exc), file=sys.stderr)
+        say(str(exc))
         return TaskFailed(str(exc))
     except OSError as exc:
-        print(os_error_line(exc), file=sys.stderr)
+        say(os_error_line(exc))
         return TaskFailed(os_error_line(exc))
     return None
 
@@ -128,7 +127,7 @@ def report_action(root: str, order_id: str) -> TaskFailed | None:
             str(Problem(rel(layout, layout.order_file(order_id)), "-", artefact.reason))
         ]
         for line in lines:
-            print(line, file=sys.stderr)
+            say(line)
         return TaskFailed(f"order {order_id} rejected: " + "; ".join(lines))
     return None
 
@@ -165,7 +164,7 @@ def validate_action(root: str) -> TaskFailed | None:
     files = [p for p in exchange_files(layout) if p not in known]
     problems = validate_paths(layout, files, schema_check=False)
     for problem in problems:
-        print(problem, file=sys.stderr)
+        say(str(problem))
     if problems:
         return TaskFailed(f"{len(problems)} problem(s) in the exchange")
     return None

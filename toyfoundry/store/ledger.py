@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from toyfoundry.errors import say
 from toyfoundry.store import fsio
 from toyfoundry.store.atomic import fsync_dir
 
@@ -55,7 +55,7 @@ class TornTail:
 
 def warn_torn(t: TornTail) -> None:
     """Tell the user a torn tail was repaired: it means some process died mid-append."""
-    print(f"toyfoundry: warning: {t}", file=sys.stderr, flush=True)
+    say(f"toyfoundry: warning: {t}")
 
 
 def _encode(record: Mapping[str, object] | BaseModel) -> bytes:

@@ -1,0 +1,174 @@
+"""The `run` command's process policy: parallel for big builds, serial for small ones, workers
+that die with the build, the collector restored, and no interpreter teardown for the CLI."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from toyfoundry.graph import run as run_command
+
+PYPROJECT = """\
+[tool.doit]
+dep_file = ".toyfoundry/doit.sqlite"
+backend = "toyfoundry"
+
+[tool.doit.plugins.backend]
+toyfoundry = "toyfoundry.graph.backend:FoundryDB"
+
+[tool.doit.plugins.command]
+run = "toyfoundry.graph.run:FoundryRun"
+"""
+
+#: Each task writes the pid of the process that ran it (and sleeps a moment when asked, so
+#: that a build can be killed while its workers are busy); TEARDOWN says whether the
+#: interpreter was torn down.
+DODO = """\
+import atexit, os, sys, time
+
+atexit.register(lambda: print("TEARDOWN", flush=True))
+COUNT = int(os.environ.get("TASKS", "30"))
+PAUSE = float(os.environ.get("PAUSE", "0"))
+
+
+def work(target):
+    with open(target, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(PAUSE)
+    if os.environ.get("FAIL") == os.path.basename(target):
+        return False
+
+
+def task_work():
+    for i in range(COUNT):
+        target = f"out/{i:03}.pid"
+        yield {
+            "name": str(i),
+            "actions": [(work, [target])],
+            "file_dep": ["in.txt"],
+            "targets": [target],
+        }
+"""
+
+
+def _project(root: Path) -> Path:
+    (root / "out").mkdir(parents=True)
+    (root / "in.txt").write_text("input\n")
+    (root / "pyproject.toml").write_text(PYPROJECT)
+    (root / "dodo.py").write_text(textwrap.dedent(DODO))
+    return root
+
+
+def _doit(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "doit", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _pids(root: Path) -> set[str]:
+    return {p.read_text() for p in (root / "out").glob("*.pid")}
+
+
+two_cores = pytest.mark.skipif(run_command.cores() < 2, reason="needs two cores")
+
+
+@two_cores
+def test_a_first_build_of_many_tasks_runs_on_every_core(tmp_path: Path) -> None:
+    root = _project(tmp_path / "p")
+    done = _doit(root)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(".  work:") == 30
+    assert len(_pids(root)) >= 2  # forked workers, not the doit process alone
+    again = _doit(root)
+    assert again.returncode == 0 and ".  work:" not in again.stdout
+
+
+def test_a_few_new_tasks_run_serially(tmp_path: Path) -> None:
+    root = _project(tmp_path / "p")
+    done = _doit(root, TASKS=str(run_command.PARALLEL_AT - 1))
+    assert done.returncode == 0, done.stderr
+    assert len(_pids(root)) == 1
+
+
+def test_dash_n_zero_forces_a_serial_build(tmp_path: Path) -> None:
+    root = _project(tmp_path / "p")
+    done = _doit(root, "-n", "0")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(".  work:") == 30
+    assert len(_pids(root)) == 1
+
+
+def test_the_cli_skips_teardown_and_keeps_the_exit_code(tmp_path: Path) -> None:
+    root = _project(tmp_path / "p")
+    done = _doit(root, TASKS="3")
+    assert done.returncode == 0
+    assert "TEARDOWN" not in done.stdout  # the process ended without tearing down
+    failed = _doit(root, "-a", TASKS="3", FAIL="001.pid")
+    assert failed.returncode == 1  # doit's code for a failed task, as without the shortcut
+    assert "TEARDOWN" not in failed.stdout
+    listed = _doit(root, "list", TASKS="3")  # other commands end as usual
+    assert listed.returncode == 0 and "TEARDOWN" in listed.stdout
+
+
+def test_whole_process_is_false_in_process() -> None:
+    assert not run_command.whole_process()  # pytest is the process here: it must carry on
+
+
+def test_the_collector_is_restored() -> None:
+    before = gc.get_threshold()
+    with run_command.quiet_collector():
+        assert gc.get_threshold()[0] == run_command.GC_THRESHOLD
+        gc.freeze()
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+@two_cores
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux")
+def test_workers_die_with_a_killed_build(tmp_path: Path) -> None:
+    root = _project(tmp_path / "p")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "doit"],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(REPO), "PAUSE": "2"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while len(_pids(root)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = {int(pid) for pid in _pids(root) if pid}
+    assert len(workers) >= 2, "the build never ran two workers"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        alive = {pid for pid in alive if _alive(pid)}
+        time.sleep(0.05)
+    assert not alive, f"workers outlived the build: {sorted(alive)}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][:1] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
