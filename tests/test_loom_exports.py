@@ -204,3 +204,17 @@ def test_partitions_are_the_row_models_bytes(exported: Layout) -> None:
             exports.jsonl_bytes(rituals),
         ]
         assert [data for _, data in exports.partition_files(exported, arts)] == expected
+
+
+def test_rollup_data_is_the_callers_own(exported: Layout) -> None:
+    """The parsed rollup is shared in-process (see `parts`): a caller's change stays its own."""
+    outputs = [exports.batches_csv(exported), exports.batches_json(exported), exported.summary_md]
+    before = [p.read_bytes() for p in outputs]
+    mine = exports.read_rollup_data(exported)
+    mine["batches"][0]["status"] = "changed by the caller"
+    mine["batches"].pop()
+    assert exports.read_rollup_data(exported) != mine
+    for p in outputs:
+        p.unlink()
+    exports.build_exports(exported, ORDERS)
+    assert [p.read_bytes() for p in outputs] == before

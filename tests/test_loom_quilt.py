@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import os
@@ -485,3 +486,56 @@ def test_a_bad_previous_rollup_falls_back_to_a_full_build(tmp_path: Path, damage
     assert stitched.read == ORDERS
     assert stitched.reused == (damage == "trusted but malformed")
     assert orjson.loads(layout.rollup.read_bytes())["batches"][0]["outcomes"]["minted"] != 99
+
+
+# --------------------------------------------------------------------------- rollup shared in-process
+
+
+def test_readers_in_one_process_share_the_rollup_the_quilt_wrote(tmp_path: Path) -> None:
+    layout = sample(tmp_path / "p")
+    stitched = quilt.build_quilt(layout, ORDERS)
+    stored = parts.load_rollup(layout)
+    assert stored is not None and stored.document is stitched.document  # not parsed again
+    assert stitched.document == orjson.loads(layout.rollup.read_bytes())  # the bytes, as data
+
+
+def test_a_rollup_edited_in_place_is_read_again_whatever_its_stat_says(tmp_path: Path) -> None:
+    """Same inode, same size, same mtime (as a coarse clock gives): other bytes all the same."""
+    layout = sample(tmp_path / "p")
+    quilt.build_quilt(layout, ORDERS)
+    before = os.stat(layout.rollup)
+    data = layout.rollup.read_bytes()
+    edited = data.replace(b'"carryover": 0', b'"carryover": 1', 1)
+    assert edited != data and len(edited) == len(data)
+    with layout.rollup.open("r+b") as handle:
+        handle.write(edited)
+    os.utime(layout.rollup, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(layout.rollup)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )
+    assert parts.load_rollup(layout) is None  # the record vouches for other bytes
+    # a record that vouches for the edited bytes: they are parsed, not the remembered ones served
+    record_path = parts.state_path(layout)
+    record = orjson.loads(record_path.read_bytes())
+    record["rollup"] = hashlib.sha256(edited).hexdigest()
+    record_path.write_bytes(orjson.dumps(record))
+    stored = parts.load_rollup(layout)
+    assert stored is not None and stored.document == orjson.loads(edited)
+
+
+def test_stitching_again_in_one_process_leaves_the_earlier_document_alone(tmp_path: Path) -> None:
+    """The watcher stitches in one long process: the next run starts from the shared document."""
+    layout = sample(tmp_path / "p")
+    first = quilt.build_quilt(layout, ORDERS)
+    kept = copy.deepcopy(first.document)
+    # a re-run with identical artefacts: the batch is carried over, its telemetry moves
+    build(layout, SAMPLE[0], run_id="run-b")
+    second = check_incremental(layout, ORDERS, set(), tmp_path / "s")
+    assert second.reused and second.read == []
+    assert first.document == kept
+    assert first.document["batches"][0]["telemetry"]["mint_attempts"] == 1
+    assert second.document["batches"][0]["telemetry"]["mint_attempts"] == 2
+    assert second.document == orjson.loads(layout.rollup.read_bytes())

@@ -11,6 +11,7 @@ columns are documented in docs/exports.md.
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import operator
@@ -31,7 +32,7 @@ from toyfoundry.formats.models import (
     QuiltRollup,
     RitualEventRow,
 )
-from toyfoundry.store.atomic import remove_file, write_atomic, write_many_atomic
+from toyfoundry.store.atomic import remove_file, write_many_atomic
 from toyfoundry.store.layout import (
     EXPORT_DATASETS,
     EXPORT_FORMATS,
@@ -245,11 +246,23 @@ def read_rollup(layout: Layout) -> QuiltRollup:
         raise FoundryError(f"{shown}: not a valid rollup ({exc.error_count()} errors)") from None
 
 
-def read_rollup_data(layout: Layout) -> dict[str, Any]:
-    """The rollup as plain data: as is when it holds the bytes the quilt recorded, else validated."""
+def _rollup_batches(layout: Layout) -> list[dict[str, Any]]:
+    """The rollup's batches as plain data, read only: as is when it holds the bytes the quilt
+    recorded (shared with the other readers in this process), else validated."""
     stored = load_rollup(layout)
     if stored is not None:
-        return stored.document
+        batches: list[dict[str, Any]] = stored.document["batches"]
+        return batches
+    batches = read_rollup(layout).model_dump(mode="json")["batches"]
+    return batches
+
+
+def read_rollup_data(layout: Layout) -> dict[str, Any]:
+    """The rollup as plain data of the caller's own: as is when it holds the bytes the quilt
+    recorded, else validated."""
+    stored = load_rollup(layout)
+    if stored is not None:
+        return copy.deepcopy(stored.document)  # the parsed rollup is shared: see `parts`
     return read_rollup(layout).model_dump(mode="json")
 
 
@@ -268,20 +281,22 @@ def build_exports(
     written per order by `reports.build_order_outputs` when that order changed,
     so `changed` (what the graph saw change) needs no work here and is accepted
     for its call. The rollup the quilt just wrote is trusted without
-    validating it again (see `parts`); the three files are made from plain
-    values into the bytes the BatchRow model would give.
+    validating it again, and in the quilt's process without parsing it again
+    (see `parts`); the three files are made from plain values into the bytes
+    the BatchRow model would give.
     """
     keep = set(order_ids)
-    batches = [b for b in read_rollup_data(layout)["batches"] if b["order_id"] in keep]
+    batches = [b for b in _rollup_batches(layout) if b["order_id"] in keep]
     records = [batch_record(b) for b in batches]
     result = ExportsResult()
-    for path, data in (
-        (batches_csv(layout), batches_csv_bytes(records)),
-        (batches_json(layout), orjson.dumps(records, option=orjson.OPT_INDENT_2) + b"\n"),
-        (layout.summary_md, render.summary_md(batches).encode("utf-8")),
-    ):
-        if write_atomic(path, data):
-            result.written.append(path)
+    # the three files in one batch: one flush for the set (see `write_many_atomic`)
+    result.written = write_many_atomic(
+        [
+            (batches_csv(layout), batches_csv_bytes(records)),
+            (batches_json(layout), orjson.dumps(records, option=orjson.OPT_INDENT_2) + b"\n"),
+            (layout.summary_md, render.summary_md(batches).encode("utf-8")),
+        ]
+    )
     result.removed = remove_stale(layout, keep)
     return result
 

@@ -9,9 +9,18 @@ Next to the rollup, `quilt/rollup_state.json` records the sha256 of the
 rollup bytes last written, the code that wrote them, and the file identity
 (inode, size, mtime) of each part the rollup holds. While the rollup still
 has those bytes it is trusted as is: the quilt reuses its batches and only
-re-reads parts whose identity moved, and the exports skip re-validating it.
-Anything else (no record, other bytes, other code) means the rollup is read
-the slow way: parts validated one by one, the rollup by its model.
+re-reads parts whose identity moved, the exports skip re-validating it, and
+the dashboard skips its field-by-field checks. Anything else (no record,
+other bytes, other code) means the rollup is read the slow way: parts
+validated one by one, the rollup by its model or the dashboard's checks.
+
+The quilt, the exports and the dashboard run one after another in one doit
+process, and each wants the rollup the quilt just wrote. The last rollup this
+process wrote or trusted is kept with the bytes of both files, so the next
+reader compares bytes (a read and a memcmp) instead of hashing and parsing a
+megabyte again; a file edited or replaced meanwhile differs and is read anew.
+The dashboard reads the rollup through here too and must stay off pydantic
+(see `dashboard`), so the models are imported only where a part is validated.
 """
 
 from __future__ import annotations
@@ -20,17 +29,19 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydantic import ValidationError
 
-import toyfoundry.formats.models as models
-from toyfoundry.formats.models import BatchSummary
+import toyfoundry.formats
 from toyfoundry.store.atomic import dumps_canonical, write_atomic
 from toyfoundry.store.layout import Layout
 from toyfoundry.telemetry import fingerprint
-from toyfoundry.telemetry.artefacts import display
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from toyfoundry.formats.models import BatchSummary
 
 STATE_VERSION = 1
 #: A part's identity on disk: inode, size, mtime (ns). A rewrite renames a new file into place.
@@ -45,7 +56,14 @@ def state_path(layout: Layout) -> Path:
     return layout.quilt_dir / "rollup_state.json"
 
 
+#: The formats' source, part of `code_digest`; found by path so that importing this module
+#: does not import the models (and pydantic).
+MODELS_SOURCE = Path(toyfoundry.formats.__file__).with_name("models.py")
+
+
 def _missing(layout: Layout, path: Path, order_id: str) -> str:
+    from toyfoundry.telemetry.artefacts import display
+
     return (
         f"{display(layout, path)}: missing: order {order_id} has no summary"
         " (not built yet, or its build artefacts could not be read)"
@@ -53,11 +71,17 @@ def _missing(layout: Layout, path: Path, order_id: str) -> str:
 
 
 def _invalid(layout: Layout, path: Path, exc: ValidationError) -> str:
+    from toyfoundry.telemetry.artefacts import display
+
     return f"{display(layout, path)}: not a valid batch summary ({exc.error_count()} errors)"
 
 
 def read_part(layout: Layout, order_id: str) -> tuple[BatchSummary | None, str | None]:
     """The order's part, or why there is none (as a skip line)."""
+    from pydantic import ValidationError
+
+    from toyfoundry.formats.models import BatchSummary
+
     path = part_path(layout, order_id)
     try:
         return BatchSummary.model_validate_json(path.read_bytes()), None
@@ -73,44 +97,99 @@ def read_part_data(layout: Layout, order_id: str) -> tuple[dict[str, Any] | None
     return (None, problem) if part is None else (part.model_dump(mode="json"), None)
 
 
-def stat_of(path: str) -> Stat | None:
+def part_stats(layout: Layout, order_ids: list[str]) -> dict[str, Stat]:
+    """The identity of each of these orders' parts that exists, by order id.
+
+    Each looked up by name in the open parts folder: a thousand stats walk
+    one name each rather than the whole path.
+    """
     try:
-        info = os.stat(path)
+        folder = os.open(layout.quilt_parts, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
-        return None
-    return [info.st_ino, info.st_size, info.st_mtime_ns]
+        return {}
+    found: dict[str, Stat] = {}
+    try:
+        for oid in order_ids:
+            try:
+                info = os.stat(f"{oid}.json", dir_fd=folder)
+            except OSError:
+                continue
+            found[oid] = [info.st_ino, info.st_size, info.st_mtime_ns]
+    finally:
+        os.close(folder)
+    return found
 
 
 def code_digest() -> str:
     """The telemetry code and the formats the rollup was made with: other code, other rollup."""
     digest = hashlib.sha256(fingerprint().encode())
-    digest.update(Path(models.__file__).read_bytes())
+    digest.update(MODELS_SOURCE.read_bytes())
     return digest.hexdigest()
 
 
 @dataclass(frozen=True)
 class Stored:
-    """The rollup on disk, trusted: the bytes the record describes, parsed."""
+    """The rollup on disk, trusted: the bytes the record describes, parsed.
+
+    Shared by every reader in this process (see `load_rollup`): read it, never change it.
+    """
 
     document: dict[str, Any]
     parts: dict[str, Stat]
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """A rollup this process wrote or trusted: where, the bytes of it and of its record."""
+
+    rollup: Path
+    data: bytes
+    record: bytes
+    code: str
+    stored: Stored
+
+
+#: The last rollup written or trusted here; one slot, as a process serves one project.
+_last: list[_Seen] = []
+
+
+def _remember(seen: _Seen) -> None:
+    _last[:] = [seen]
+
+
+def _recall(rollup: Path, data: bytes, record: bytes, code: str) -> Stored | None:
+    """The parsed rollup when these are the very bytes (rollup and record) last seen here."""
+    for seen in _last:
+        if (seen.rollup, seen.code, seen.record, seen.data) == (rollup, code, record, data):
+            return seen.stored
+    return None
+
+
 def load_rollup(layout: Layout, code: str | None = None) -> Stored | None:
     """The rollup as plain data if it holds the bytes this code recorded writing; else None.
 
-    Never raises for a missing, unreadable or malformed rollup or record: the
-    caller then takes the slow path, which says what is wrong.
+    Bytes equal to those this process last wrote or trusted are not hashed or
+    parsed again: the document is shared (see `Stored`). Never raises for a
+    missing, unreadable or malformed rollup or record: the caller then takes
+    the slow path, which says what is wrong.
     """
     try:
-        record = orjson.loads(state_path(layout).read_bytes())
+        raw = state_path(layout).read_bytes()
         data = layout.rollup.read_bytes()
-    except (OSError, orjson.JSONDecodeError):
+    except OSError:
+        return None
+    code = code or code_digest()
+    known = _recall(layout.rollup, data, raw, code)
+    if known is not None:
+        return known
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
         return None
     if not isinstance(record, dict) or record.get("version") != STATE_VERSION:
         return None
     found = record.get("parts")
-    if not isinstance(found, dict) or record.get("code") != (code or code_digest()):
+    if not isinstance(found, dict) or record.get("code") != code:
         return None
     if record.get("rollup") != hashlib.sha256(data).hexdigest():
         return None
@@ -120,7 +199,9 @@ def load_rollup(layout: Layout, code: str | None = None) -> Stored | None:
         return None
     if not isinstance(document, dict) or not isinstance(document.get("batches"), list):
         return None
-    return Stored(document, found)
+    stored = Stored(document, found)
+    _remember(_Seen(layout.rollup, data, raw, code, stored))
+    return stored
 
 
 def write_rollup(
@@ -130,6 +211,8 @@ def write_rollup(
 
     The rollup goes first: a crash in between leaves a record that no longer
     matches, so the next run rebuilds from the parts instead of trusting it.
+    `document` is then what `load_rollup` hands the next reader in this
+    process, so the caller must not change it afterwards.
     """
     data = dumps_canonical(document)
     changed = write_atomic(layout.rollup, data)
@@ -139,5 +222,7 @@ def write_rollup(
         "rollup": hashlib.sha256(data).hexdigest(),
         "parts": parts,
     }
-    write_atomic(state_path(layout), orjson.dumps(record, option=orjson.OPT_SORT_KEYS) + b"\n")
+    raw = orjson.dumps(record, option=orjson.OPT_SORT_KEYS) + b"\n"
+    write_atomic(state_path(layout), raw)
+    _remember(_Seen(layout.rollup, data, raw, code, Stored(document, parts)))
     return changed

@@ -54,8 +54,8 @@ from toyfoundry.telemetry.parts import (
     code_digest,
     load_rollup,
     part_path,
+    part_stats,
     read_part_data,
-    stat_of,
     write_rollup,
 )
 from toyfoundry.telemetry.summary import group_key
@@ -265,6 +265,7 @@ def _watcher_notes(layout: Layout) -> list[str]:
 class Stitched:
     """What one quilt run wrote: the rollup as plain data, and which parts it had to read."""
 
+    #: Shared with later readers of the rollup in this process (`parts.load_rollup`): read only.
     document: dict[str, Any]
     #: Orders whose part was read and validated in this run (all of them on a full build).
     read: list[str]
@@ -357,13 +358,13 @@ def stitch(
     stored = None if changed is None else load_rollup(layout, code)
     base, known = _base(stored)
     fresh = set(changed or ())
-    folder = os.fspath(layout.quilt_parts)
+    stats_now = part_stats(layout, [oid for oid in ids if ORDER_ID_RE.match(oid)])
     skipped: list[str] = list(problems)
     batches: list[dict[str, Any]] = []
     seen: dict[str, Stat] = {}
     read: list[str] = []
     for oid in ids:
-        stat = stat_of(f"{folder}/{oid}.json") if ORDER_ID_RE.match(oid) else None
+        stat = stats_now.get(oid)
         batch = base.get(oid)
         if batch is None or stat is None or oid in fresh or known.get(oid) != stat:
             read.append(oid)
@@ -376,8 +377,12 @@ def stitch(
         batches.append(batch)
     index, notes = update_index(layout)
     stats = attempt_stats(index)
-    for batch in batches:
-        batch["telemetry"] = stats.get(batch["order_id"]) or dict(NO_ATTEMPTS)
+    # a carried-over batch belongs to the previous document, which other readers in this
+    # process may share (see `parts.load_rollup`): one whose telemetry moved is copied
+    for number, batch in enumerate(batches):
+        telemetry = stats.get(batch["order_id"]) or dict(NO_ATTEMPTS)
+        if batch["telemetry"] != telemetry:
+            batches[number] = {**batch, "telemetry": telemetry}
     skipped += _ledger_skips(layout, index, set(ids))
     skipped += notes + _watcher_notes(layout)
     document = {
