@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import html
 import importlib.util
 import os
@@ -18,11 +19,11 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.test_loom_support import REPO, sample
+from tests.test_loom_support import REPO, SAMPLE, Spec, build, sample
 from toyfoundry.errors import FoundryError
 from toyfoundry.formats.models import Outcomes, QuiltRollup
 from toyfoundry.store.layout import Layout
-from toyfoundry.telemetry import dashboard, render, summary
+from toyfoundry.telemetry import dashboard, parts, quilt, render, summary
 from toyfoundry.telemetry.loom import run_loom
 
 BROWSER_FLAGS = [
@@ -400,3 +401,84 @@ def test_names_from_the_exchange_cannot_break_out_of_the_page(tmp_path: Path) ->
     drawn = re.search(r'^draw\("chart-defects", (.*)\);$', page, flags=re.MULTILINE)
     assert drawn is not None
     assert orjson.loads(drawn.group(1))["data"][0]["x"] == [hostile]  # JSON gives it back intact
+
+
+# --------------------------------------------------------------------------- vouched rollups, dated copies
+
+
+def test_a_vouched_rollup_is_drawn_as_the_checked_one(built: Layout) -> None:
+    vouched = dashboard._vouched(built)
+    assert vouched is not None  # the loom's record vouches for the rollup
+    assert vouched == dashboard.parse_rollup(built.rollup.read_bytes())
+
+
+def test_a_rollup_edited_by_hand_is_checked_again(tmp_path: Path) -> None:
+    layout = sample(tmp_path / "p")
+    run_loom(layout, export=True, today="2025-10-28")
+    doc = orjson.loads(layout.rollup.read_bytes())
+    doc["batches"][0]["outcomes"]["minted"] = -1
+    layout.rollup.write_bytes(orjson.dumps(doc))
+    assert dashboard._vouched(layout) is None
+    with pytest.raises(FoundryError, match=r"batches\[0\]\.outcomes\.minted: not a count"):
+        dashboard.build_dashboard(layout, "2025-10-28")
+
+
+def test_a_vouched_rollup_the_charts_cannot_read_fails_with_one_line(tmp_path: Path) -> None:
+    """A part may name a score bin that is no number (the format allows any key); the quilt
+    vouches for the rollup, and the dashboard still says what is wrong, as without a record."""
+    layout = sample(tmp_path / "p")
+    run_loom(layout)
+    path = parts.part_path(layout, "2025-10-20-011")
+    part = orjson.loads(path.read_bytes())
+    part["score_histogram"] = {"forty": 1}
+    path.write_bytes(orjson.dumps(part))
+    quilt.build_quilt(layout, [s.order_id for s in SAMPLE], set())  # reads the edited part
+    assert parts.load_rollup(layout) is not None
+    with pytest.raises(FoundryError, match="score_histogram: a bin is not a number"):
+        dashboard.build_dashboard(layout, "2025-10-28")
+
+
+def test_the_dated_copy_is_a_second_name_for_the_page(tmp_path: Path) -> None:
+    layout = sample(tmp_path / "p")
+    run_loom(layout, export=True, today="2025-10-28")
+    copy = dashboard.dashboards_dir(layout) / "2025-10-28.html"
+    assert os.path.samefile(copy, layout.dashboard)
+    first = copy.read_bytes()
+    # a new order: a new page, and today's copy follows it; yesterday's keeps its page
+    build(layout, Spec("2025-10-29-001", size=3, failed=(1,)))
+    run_loom(layout)
+    assert dashboard.build_dashboard(layout, "2025-10-29") == [
+        layout.dashboard,
+        dashboard.dashboards_dir(layout) / "2025-10-29.html",
+    ]
+    assert copy.read_bytes() == first != layout.dashboard.read_bytes()
+    assert copy.stat().st_nlink == 1
+    today = dashboard.dashboards_dir(layout) / "2025-10-29.html"
+    assert os.path.samefile(today, layout.dashboard)
+    assert dashboard.build_dashboard(layout, "2025-10-29") == []  # nothing to do twice
+    # a copy with the page's bytes under its own inode is left as it is
+    today.unlink()
+    today.write_bytes(layout.dashboard.read_bytes())
+    assert dashboard.build_dashboard(layout, "2025-10-29") == []
+    assert not os.path.samefile(today, layout.dashboard)
+
+
+def test_without_hard_links_the_dated_copy_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(src: object, dst: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)
+    layout = sample(tmp_path / "p")
+    run_loom(layout)
+    copy = dashboard.dashboards_dir(layout) / "2025-10-28.html"
+    assert dashboard.build_dashboard(layout, "2025-10-28") == [layout.dashboard, copy]
+    assert copy.read_bytes() == layout.dashboard.read_bytes()
+    assert not os.path.samefile(copy, layout.dashboard)
+    assert not [p for p in copy.parent.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+@pytest.mark.parametrize("text", ["plain", "", "</script>&amp;\"'<>", "\u2028 ünïcode ' \""])
+def test_escaping_is_html_escape(text: str) -> None:
+    assert dashboard._escape(text) == html.escape(text)

@@ -9,9 +9,12 @@ some 0.3 s per run at a thousand orders, only to produce the same JSON. The
 plotly package still supplies the page's JavaScript: the bundled
 `plotly.min.js` and the `plotly_white` template are read from its package data
 by path, without importing it. The rollup is not loaded through its pydantic
-model either (importing the models alone costs more than drawing the page);
-orjson reads it into the few fields the charts need, each one checked, so a
-malformed rollup fails with a one-line `FoundryError`.
+model either (importing the models alone costs more than drawing the page).
+When `quilt/rollup_state.json` vouches for its bytes, the quilt made it from
+validated parts, and its parse is shared with the quilt and the exports in the
+same process (see `parts`), so the charts take its fields as they are.
+Otherwise orjson reads it into the few fields the charts need, each one
+checked, so a malformed or hand-edited rollup fails with a one-line `FoundryError`.
 
 Self-contained means no network fetch when the file is opened (it is mailed,
 archived and opened offline): plotly.js is embedded exactly once, then the
@@ -20,24 +23,28 @@ ids, JSON with sorted keys, no clock. So the same rollup (with the same plotly
 package) gives the same bytes, and `write_atomic` leaves an unchanged
 dashboard untouched. Names from the exchange are escaped as HTML in the
 orders table and as JSON (`<`, `>`, `&` too) inside the script. The dated copy
-in `exports/dashboards/<day>.html` keeps one snapshot per day.
+in `exports/dashboards/<day>.html` keeps one snapshot per day: a second name
+for the page's file, so the 5 MB page is written once per run, not twice.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import html
 import importlib.util
 import mmap
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from toyfoundry.errors import FoundryError
-from toyfoundry.store.atomic import write_atomic
+from toyfoundry.store import fsio
+from toyfoundry.store.atomic import fsync_dir, write_atomic
 from toyfoundry.store.layout import Layout
+from toyfoundry.telemetry.parts import load_rollup as vouched_rollup
 
 #: The chart ids, in page order; the browser test counts these.
 CHARTS = ("alfas-per-day", "funnel", "defects", "diversity", "scores", "status")
@@ -229,7 +236,60 @@ def _shown(layout: Layout, path: Path) -> str:
         return str(path)
 
 
+def _vouched_batch(b: dict[str, Any]) -> Batch:
+    """`_batch` without its checks, for a batch of a rollup the quilt's record vouches for.
+
+    Such a batch is a BatchSummary's plain data: every field present and typed.
+    Only a score bin that is not a number fails here (ValueError), as in `_batch`.
+    """
+    o, t, a, tel = b["outcomes"], b["target"], b["achieved"], b["telemetry"]
+    return Batch(
+        order_id=b["order_id"],
+        recipe=b["recipe"],
+        phase=b["phase"],
+        day=b["day"],
+        status=b["status"],
+        minted=o["minted"],
+        drilled=o["drilled"],
+        paraded=o["paraded"],
+        purged=o["purged"],
+        promoted=o["promoted"],
+        quarantined=o["quarantined"],
+        defects=dict(b["defects"]),
+        target=(t["novel"], t["carryover"], t["baseline"]),
+        achieved=(a["novel"], a["carryover"], a["baseline"]),
+        score_histogram={int(key): count for key, count in b["score_histogram"].items()},
+        mint_attempts=tel["mint_attempts"],
+        ritual_invocations=tel["ritual_invocations"],
+        last_attempt=tel["last_attempt"],
+    )
+
+
+def _vouched(layout: Layout) -> Rollup | None:
+    """The charts' view of the rollup when `rollup_state.json` vouches for its bytes, else None.
+
+    Those bytes are what the quilt wrote from validated parts, and the quilt's
+    own parse is shared within the process (see `parts`), so their batches are
+    taken as they are, not checked field by field. Anything unexpected
+    (a score bin that is not a number) leaves it to `parse_rollup` to say what.
+    """
+    stored = vouched_rollup(layout)
+    if stored is None:
+        return None
+    document = stored.document
+    try:
+        return Rollup(
+            [_vouched_batch(b) for b in document["batches"]], len(document.get("skipped", []))
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
 def load_rollup(layout: Layout) -> Rollup:
+    """The charts' view of the rollup: as vouched for by the quilt's record, else checked."""
+    vouched = _vouched(layout)
+    if vouched is not None:
+        return vouched
     shown = _shown(layout, layout.rollup)
     try:
         data = layout.rollup.read_bytes()
@@ -298,9 +358,10 @@ def funnel(batches: list[Batch]) -> Figure:
 
 
 def defects(batches: list[Batch]) -> Figure:
-    found = Counter[str]()
+    found: dict[str, int] = {}
     for b in batches:
-        found.update(b.defects)
+        for kind, count in b.defects.items():
+            found[kind] = found.get(kind, 0) + count
     kinds = sorted(found, key=lambda k: (-found[k], k))
     trace: Trace = {
         "type": "bar",
@@ -310,6 +371,15 @@ def defects(batches: list[Batch]) -> Figure:
     }
     extra = {} if kinds else {"annotations": [_centred_note("no defects recorded")]}
     return _figure([trace], "Defects by kind", **extra)
+
+
+def _boundaries(target: tuple[int, int, int]) -> tuple[float | None, float | None]:
+    """A target's novel and novel + carryover boundaries in percent (one decimal), if planned."""
+    planned = sum(target)
+    if not planned:
+        return None, None
+    first = round(100 * target[0] / planned, 1)
+    return first, round(first + round(100 * target[1] / planned, 1), 1)
 
 
 def diversity(batches: list[Batch]) -> Figure:
@@ -324,21 +394,26 @@ def diversity(batches: list[Batch]) -> Figure:
     achieved: tuple[list[float], list[float], list[float]] = ([], [], [])
     novel: list[float | None] = []
     novel_carryover: list[float | None] = []
+    # most batches share a few share counts: each distinct one is worked out once
+    percents: dict[tuple[int, int, int], tuple[float, ...]] = {}
+    boundaries: dict[tuple[int, int, int], tuple[float | None, float | None]] = {}
     for b in batches:
-        whole = sum(b.achieved)
-        if not whole:
+        row = percents.get(b.achieved)
+        if row is None:
+            whole = sum(b.achieved)
+            row = percents[b.achieved] = (
+                tuple(round(100 * count / whole, 1) for count in b.achieved) if whole else ()
+            )
+        if not row:
             continue
         orders.append(b.order_id)
-        for column, count in zip(achieved, b.achieved, strict=True):
-            column.append(round(100 * count / whole, 1))
-        planned = sum(b.target)
-        if planned:
-            first = round(100 * b.target[0] / planned, 1)
-            novel.append(first)
-            novel_carryover.append(round(first + round(100 * b.target[1] / planned, 1), 1))
-        else:
-            novel.append(None)
-            novel_carryover.append(None)
+        for column, percent in zip(achieved, row, strict=True):
+            column.append(percent)
+        marks = boundaries.get(b.target)
+        if marks is None:
+            marks = boundaries[b.target] = _boundaries(b.target)
+        novel.append(marks[0])
+        novel_carryover.append(marks[1])
     colours = {"novel": "#2e86de", "carryover": "#10ac84", "baseline": "#f39c12"}
     traces: list[Trace] = [
         {
@@ -409,9 +484,10 @@ def diversity(batches: list[Batch]) -> Figure:
 
 
 def scores(batches: list[Batch]) -> Figure:
-    found = Counter[int]()
+    found: dict[int, int] = {}
     for b in batches:
-        found.update(b.score_histogram)
+        for lo, count in b.score_histogram.items():
+            found[lo] = found.get(lo, 0) + count
     bins = sorted(found)
     trace: Trace = {
         "type": "bar",
@@ -494,6 +570,17 @@ def _script_json(value: object) -> bytes:
     return data
 
 
+def _escape(text: str) -> str:
+    """`html.escape(text)`, without importing `html` (and its table of entities) for it."""
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("'", "&#x27;")
+    )
+
+
 def _orders_table(batches: list[Batch]) -> str:
     head = (
         "order",
@@ -507,10 +594,19 @@ def _orders_table(batches: list[Batch]) -> str:
         "ritual runs",
         "last attempt",
     )
-    esc = html.escape
+    esc = _escape
+    known: dict[str, str] = {}
+
+    def text(value: str) -> str:
+        """`esc`, once per distinct value: recipes, phases and statuses repeat on every row."""
+        found = known.get(value)
+        if found is None:
+            found = known[value] = esc(value)
+        return found
+
     rows = [
-        f"<tr><td>{esc(b.order_id)}</td><td>{esc(b.recipe or '-')}</td>"
-        f"<td>{esc(b.phase or '-')}</td><td>{esc(b.status)}</td><td>{b.minted}</td>"
+        f"<tr><td>{esc(b.order_id)}</td><td>{text(b.recipe or '-')}</td>"
+        f"<td>{text(b.phase or '-')}</td><td>{text(b.status)}</td><td>{b.minted}</td>"
         f"<td>{b.promoted}</td><td>{b.quarantined}</td><td>{b.mint_attempts}</td>"
         f"<td>{b.ritual_invocations}</td><td>{esc(b.last_attempt or '-')}</td></tr>"
         for b in batches
@@ -562,7 +658,7 @@ def render(rollup: Rollup) -> bytes:
         "<title>Toyfoundry dashboard</title>\n"
         f"<style>{_STYLE}</style>\n</head>\n<body>\n"
         "<h1>Toyfoundry dashboard</h1>\n"
-        f'<p class="sub">{len(batches)} orders, {html.escape(span)}{html.escape(note)}</p>\n'
+        f'<p class="sub">{len(batches)} orders, {_escape(span)}{_escape(note)}</p>\n'
         f"{sections}\n<h2>Orders</h2>\n{_orders_table(batches)}\n"
     ).encode()
     script = [_DRAW % (_script_json(_CONFIG), _template())]
@@ -570,6 +666,48 @@ def render(rollup: Rollup) -> bytes:
         script.append(b'draw("chart-%s", %s);\n' % (name.encode(), _script_json(figure)))
     script.append(b"})();\n</script>\n</body>\n</html>\n")
     return _around_plotly_js(page + b"<script>\n", b"\n</script>\n<script>\n" + b"".join(script))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _dated_copy(page_path: Path, page: bytes, copy: Path) -> bool:
+    """Make `copy` hold the page that `page_path` holds; True if `copy` changed.
+
+    The copy is a second name for the page's file (a hard link made under a
+    temp name and renamed into place), not a second 5 MB write. Neither name is
+    ever written in place (`write_atomic` renames a new file over the old), so
+    the two cannot drift apart; the next page written leaves the copy with the
+    old file. Where no link can be made (another filesystem, no hard links),
+    the bytes are written.
+    """
+    if _same_file(page_path, copy):
+        return False
+    try:
+        if copy.stat().st_size == len(page) and copy.read_bytes() == page:
+            return False  # a copy with the same bytes stays untouched, as `write_atomic` leaves it
+    except OSError:
+        pass
+    temp = copy.with_name(f".{copy.name}.{os.getpid()}.link.tmp")
+    try:
+        try:
+            os.link(page_path, temp)
+        except FileNotFoundError:
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            os.link(page_path, temp)
+    except OSError:
+        return write_atomic(copy, page)
+    try:
+        fsio.replace(temp, copy)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    fsync_dir(copy.parent)
+    return True
 
 
 def build_dashboard(layout: Layout, today: str | None = None) -> list[Path]:
@@ -581,8 +719,8 @@ def build_dashboard(layout: Layout, today: str | None = None) -> list[Path]:
         else dt.datetime.now(dt.UTC).date().isoformat()
     )
     page = render(load_rollup(layout))
-    written = []
-    for path in (layout.dashboard, dashboards_dir(layout) / f"{day}.html"):
-        if write_atomic(path, page):
-            written.append(path)
+    written = [layout.dashboard] if write_atomic(layout.dashboard, page) else []
+    copy = dashboards_dir(layout) / f"{day}.html"
+    if _dated_copy(layout.dashboard, page, copy):
+        written.append(copy)
     return written
