@@ -64,3 +64,21 @@ def test_states_recorded_with_md5_still_match(tmp_path: Path) -> None:
     assert checker.check_modified(str(path), st, legacy) is False
     path.write_bytes(b'{"a": 2}\n')
     assert checker.check_modified(str(path), path.stat(), legacy) is True
+
+
+def test_the_save_records_the_stat_the_check_saw(tmp_path: Path) -> None:
+    """A dep edited between the check and the save is recorded with the stat the check saw,
+    so the next run sees the edit."""
+    from toyfoundry.graph.checker import FoundryChecker
+
+    dep = tmp_path / "dep.json"
+    dep.write_bytes(b"one\n")
+    os.utime(dep, ns=(1_000_000_000, 1_000_000_000))
+    checker = FoundryChecker()
+    seen = checker.info(str(dep))
+    dep.write_bytes(b"two, longer\n")  # changed after the check, before the save
+    state = checker.get_state(str(dep), None)
+    assert state[:2] == (seen.st_mtime, seen.st_size)
+    assert checker.check_modified(str(dep), os.stat(dep), state)
+    # nothing is kept for a second save: a later save of the same dep stats it afresh
+    assert checker.get_state(str(dep), None)[1] == dep.stat().st_size

@@ -47,9 +47,13 @@ Version = Literal[1]
 
 
 class Strict(BaseModel):
-    """Base of every format: strict types (no "12" for 12), unknown fields refused, immutable."""
+    """Base of every format: strict types (no "12" for 12), unknown fields refused, immutable.
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    Each model's validator is built when first used (`defer_build`): a build that touches
+    one new order uses two thirds of the models, and building the rest cost it ~8 ms.
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, defer_build=True)
 
 
 # --------------------------------------------------------------------------- exchange inputs

@@ -81,7 +81,25 @@ def file_hash(
 
 
 class FoundryChecker(MD5Checker):  # type: ignore[misc]
-    """Content-checked file dependencies (early cutoff) with a persistent hash cache."""
+    """Content-checked file dependencies (early cutoff) with a persistent hash cache.
+
+    doit stats every file dep when it checks a task and again when it saves the task
+    after running it; the global tasks list every order's artefacts (thousands of
+    files). The stat taken for the check is kept and used for the save: the deps are
+    inputs or other tasks' outputs, finished before the check, so nothing the build
+    runs writes them in between. (A dep edited by hand meanwhile is recorded with the
+    older stat, which the next run sees as a change when the size moved; doit's own
+    second stat would hide it either way.)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._checked: dict[str, os.stat_result] = {}
+
+    def info(self, file_path: str) -> os.stat_result:
+        st = os.stat(file_path)
+        self._checked[file_path] = st
+        return st
 
     def check_modified(self, file_path: str, file_stat: os.stat_result, state: Any) -> bool:
         timestamp, size, digest = state
@@ -95,7 +113,7 @@ class FoundryChecker(MD5Checker):  # type: ignore[misc]
         return bool(digest != file_hash(file_path, file_stat))
 
     def get_state(self, dep: str, current_state: Any) -> Any:
-        st = os.stat(dep)
+        st = self._checked.pop(dep, None) or os.stat(dep)
         if current_state and current_state[0] == st.st_mtime:
             return None
         return st.st_mtime, st.st_size, file_hash(dep, st)

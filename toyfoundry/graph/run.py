@@ -135,8 +135,8 @@ class FoundryRun(Run):  # type: ignore[misc]
         )
         with quiet_collector():
             code = super().execute(params, args)
-        if isinstance(code, int) and whole_process():
-            end_process(code)
+            if isinstance(code, int) and whole_process():
+                end_process(code)  # before the collector's settings return and it runs once more
         return code
 
     def _execute(  # doit passes its options by name, from this signature
