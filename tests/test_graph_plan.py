@@ -157,3 +157,40 @@ def test_a_restored_cache_hashes_the_build_artefacts_before_doit_checks_them(
     assert not [
         p for p in hashed if "/.toyfoundry/build/" in p or p.startswith(".toyfoundry/build")
     ]
+
+
+def test_a_record_read_back_in_the_same_process_is_not_parsed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warm watcher reads back the record it wrote; another writer's record is parsed."""
+    layout = make_project(tmp_path / "p")
+    first = cached(layout)
+    parsed: list[int] = []
+    original = plan._loads
+
+    def counting(text: str | bytes) -> object:
+        parsed.append(len(text))
+        return original(text)
+
+    monkeypatch.setattr(plan, "_loads", counting)
+    same(cached(layout), first)
+    assert parsed == []
+    # a record another process wrote (other text) is parsed, and it is still right
+    with db(layout) as opened:
+        text = opened.get_meta("plan")
+        assert text is not None
+        opened.put_meta("plan", text.replace('"version":', '"version" :', 1))
+    same(cached(layout), first)
+    assert len(parsed) == 1
+
+
+def test_a_few_task_records_are_read_one_query_each(tmp_path: Path) -> None:
+    layout = make_project(tmp_path / "p")
+    with db(layout) as opened:
+        for i in range(200):
+            opened.set(f"t{i}", "deps:", [])
+    with db(layout) as opened:
+        assert opened.in_("t7") and opened.in_("t8") and not opened.in_("nope")
+        assert opened._raw is None  # a watcher's rebuild asks about a few tasks
+        assert all(opened.in_(f"t{i}") for i in range(200))  # then all are read at once
+        assert opened._raw is not None

@@ -50,7 +50,7 @@ def _encode(data: Any, codec: Any) -> str:
         return str(codec.encode(data))
 
 
-#: Hash-cache lookups answered one query each before the whole table is loaded.
+#: Lookups (of hashes, of task records) answered one query each before the whole table is loaded.
 _POINT_LOOKUPS = 64
 #: Remembered hashes are written to the DB in one transaction per this many.
 _HASH_BATCH = 512
@@ -97,6 +97,7 @@ class FoundryDB:
         self._hashes: dict[str, tuple[int, int, int, str]] | None = None
         self._new_hashes: dict[str, tuple[int, int, int, str]] = {}
         self._lookups = 0
+        self._task_lookups = 0
         _current = self
 
     # --- doit's backend interface ---
@@ -110,7 +111,15 @@ class FoundryDB:
         data = self._cache.get(task_id)
         if data is not None:
             return data
-        text = self._records().pop(task_id, None)
+        if self._raw is None and self._task_lookups < _POINT_LOOKUPS:
+            # a watcher's rebuild asks about a few tasks: one query each, not every record
+            self._task_lookups += 1
+            row = self._conn.execute(
+                "select task_data from doit where task_id = ?", (task_id,)
+            ).fetchone()
+            text = row[0] if row else None
+        else:
+            text = self._records().pop(task_id, None)
         data = self._cache[task_id] = _decode(text) if text is not None else {}
         return data
 

@@ -363,6 +363,32 @@ def _decode(layout: Layout, data: list[Any]) -> Plan:
     )
 
 
+#: The record this process last read or wrote, parsed: (project, text, record, plan). A
+#: warm watcher reads back, one change later, the record it wrote itself (a MB at 1,000
+#: orders); the same text is not parsed and decoded again. Nothing changes either.
+_last: tuple[str, str, dict[str, Any], Plan] | None = None
+
+
+def _remember(layout: Layout, text: str, record: dict[str, Any], plan: Plan) -> None:
+    global _last
+    _last = (str(layout.root), text, record, plan)
+
+
+def _read_record(layout: Layout, text: str | None) -> tuple[dict[str, Any] | None, Plan | None]:
+    """The stored record, parsed, and its plan (None until asked for), if it is this version's."""
+    if not text:
+        return None, None
+    if _last is not None and _last[0] == str(layout.root) and _last[1] == text:
+        return _last[2], _last[3]
+    try:
+        record = _loads(text)
+    except ValueError:
+        return None, None
+    if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
+        return None, None
+    return record, None
+
+
 def load(layout: Layout) -> Plan:
     """The plan, from the dependency DB when nothing it was read from has changed."""
     from toyfoundry.graph import backend
@@ -371,50 +397,47 @@ def load(layout: Layout) -> Plan:
     fast = stat_key(entries)
     db = backend.current()
     record: dict[str, Any] | None = None
+    stored: Plan | None = None
     if db is not None:
         text = db.get_meta("plan")
-        try:
-            record = _loads(text) if text else None
-        except ValueError:
-            record = None
-        if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
-            record = None
+        record, stored = _read_record(layout, text)
         if record is not None and record.get("stat") == fast:
-            return _decode(layout, record["plan"])
+            if stored is None:
+                stored = _decode(layout, record["plan"])
+                _remember(layout, text or "", record, stored)
+            return stored
     # an input whose stats are the ones recorded keeps its recorded content: after a new
     # order only that order's file is looked up, not every input's hash
     seen: dict[str, list[Any]] = record.get("inputs", {}) if record is not None else {}
     contents = [_content(layout, e, seen.get(e.rel)) for e in entries]
     slow = content_key(entries, contents)
     if record is not None and record.get("content") == slow:
-        plan = _decode(layout, record["plan"])
+        plan = stored or _decode(layout, record["plan"])
         facts: Facts = record["facts"]
         if db is not None:
             prehash(db, layout, plan)
     else:
-        old = _decode(layout, record["plan"]) if record is not None else None
+        old = (stored or _decode(layout, record["plan"])) if record is not None else None
         known: Facts = record["facts"] if record is not None else {}
         if record is not None and record.get("settings") != _settings(entries, contents):
             known = {}  # the size and depth limits decide what parses
         plan, facts = draw(layout, entries, contents, known, old)
     if db is not None:
-        db.put_meta(
-            "plan",
-            _dumps(
-                {
-                    "version": RECORD_VERSION,
-                    "stat": fast,
-                    "content": slow,
-                    "settings": _settings(entries, contents),
-                    "facts": facts,
-                    "inputs": {
-                        e.rel: [e.st.st_size, e.st.st_mtime_ns, e.st.st_ino, c]
-                        for e, c in zip(entries, contents, strict=True)
-                    },
-                    "plan": _encode(plan),
-                }
-            ).decode(),
-        )
+        fresh = {
+            "version": RECORD_VERSION,
+            "stat": fast,
+            "content": slow,
+            "settings": _settings(entries, contents),
+            "facts": facts,
+            "inputs": {
+                e.rel: [e.st.st_size, e.st.st_mtime_ns, e.st.st_ino, c]
+                for e, c in zip(entries, contents, strict=True)
+            },
+            "plan": _encode(plan),
+        }
+        text = _dumps(fresh).decode()
+        db.put_meta("plan", text)
+        _remember(layout, text, fresh, plan)
     return plan
 
 
