@@ -172,3 +172,24 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ")[-1][:1] != "Z"  # a zombie has ended
     except FileNotFoundError:
         return False
+
+
+@two_cores
+def test_a_worker_killed_mid_task_ends_the_build_instead_of_hanging(tmp_path: Path) -> None:
+    root = _project(tmp_path / "p")
+    dodo = root / "dodo.py"
+    dodo.write_text(
+        dodo.read_text().replace(
+            "    time.sleep(PAUSE)\n",
+            "    time.sleep(PAUSE)\n"
+            "    if target.endswith('007.pid'):\n"
+            "        os.kill(os.getpid(), 9)  # a worker dies, as under the out-of-memory killer\n",
+        )
+    )
+    started = time.monotonic()
+    done = _doit(root)
+    assert time.monotonic() - started < 60
+    assert done.returncode == 3, done.stdout + done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "a build worker" in lines[0] and "SIGKILL" in lines[0], lines
+    assert "Traceback" not in done.stderr

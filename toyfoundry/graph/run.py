@@ -12,7 +12,9 @@ which: the graph, the DB records and the artefacts are the same as with doit's o
   config always wins. Workers are forked, never spawned (the actions are closures of
   the loaded graph), only on Linux and from a single-threaded process (a fork next to
   other threads can inherit a lock one of them holds), and they die with the build (a
-  parent-death `SIGKILL`), so a killed build never leaves a worker writing.
+  parent-death `SIGKILL`), so a killed build never leaves a worker writing. A worker
+  that dies mid-task (the out-of-memory killer) ends the build with one line and exit
+  code 3, where doit's own runner would wait for its result for ever.
 - **A collector that leaves the graph alone.** The graph's few hundred thousand objects
   live until the command ends; Python's cyclic collector walked them again and again
   (a tenth of a no-op, more than half a second of a full build at 1,000 orders). The
@@ -32,13 +34,16 @@ import ctypes
 import gc
 import multiprocessing
 import os
+import queue
 import signal
 import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
 
+import doit.cmd_run
 from doit.cmd_run import Run
+from doit.runner import MRunner
 
 from toyfoundry.graph.reporter import counted
 
@@ -96,6 +101,71 @@ def can_fork_workers() -> bool:
     return method == "fork"
 
 
+class WorkerLost(Exception):
+    """A worker ended (killed, out of memory) before it reported its task."""
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"signal {signal.Signals(-code).name}"
+        return f"signal {-code}"
+    return f"exit status {code}"
+
+
+def _watched_queue() -> Any:
+    """A queue whose blocking `get` also notices a worker that died.
+
+    doit's parallel runner waits for results with a plain `get()`; a worker killed
+    mid-task (the out-of-memory killer, a crash in an extension) would leave the
+    build waiting for ever. This `get` wakes every second and raises `WorkerLost`
+    when a worker of this process has ended with a signal or an error status.
+    """
+    q: Any = multiprocessing.Queue()
+    plain_get = q.get
+    workers: list[Any] = []
+
+    def get(block: bool = True, timeout: float | None = None) -> Any:
+        if not workers:
+            # the runner starts every worker before it first waits; hold on to them, so
+            # one that ends is still seen after anything reaps it
+            workers.extend(multiprocessing.active_children())
+        if not block or timeout is not None:
+            return plain_get(block, timeout)
+        while True:
+            try:
+                return plain_get(True, 1.0)
+            except queue.Empty:
+                for worker in workers:
+                    code = worker.exitcode
+                    if code is not None and code != 0:
+                        raise WorkerLost(
+                            f"toyfoundry: error: a build worker (pid {worker.pid}) ended with"
+                            f" {_exit_text(code)} before finishing its task; the finished"
+                            " tasks are recorded, run the build again"
+                        ) from None
+
+    q.get = get
+    return q
+
+
+class WatchedRunner(MRunner):  # type: ignore[misc]
+    """doit's process runner, with queues that notice a dead worker (see `_watched_queue`)."""
+
+    Queue = staticmethod(_watched_queue)
+
+
+@contextlib.contextmanager
+def _runner_for_processes(runner: type) -> Iterator[None]:
+    """doit's `run` picks its process runner by module name: name ours for the block."""
+    before = doit.cmd_run.MRunner
+    doit.cmd_run.MRunner = runner
+    try:
+        yield
+    finally:
+        doit.cmd_run.MRunner = before
+
+
 def never_ran(dep_manager: Any, task_list: list[Any]) -> int:
     """Tasks with actions that have no record in the DB (never built, or forgotten)."""
     backend = dep_manager.backend
@@ -134,7 +204,11 @@ class FoundryRun(Run):  # type: ignore[misc]
             params.get("num_process")
         )
         with quiet_collector():
-            code = super().execute(params, args)
+            try:
+                code = super().execute(params, args)
+            except WorkerLost as lost:
+                sys.stderr.write(f"{lost}\n")
+                code = 3
             if isinstance(code, int) and whole_process():
                 end_process(code)  # before the collector's settings return and it runs once more
         return code
@@ -158,25 +232,27 @@ class FoundryRun(Run):  # type: ignore[misc]
         gc.freeze()
         if not getattr(self, "_jobs_chosen", True) and not pdb:
             num_process = self._auto_jobs(always)
-        if num_process and par_type == "process":
+        parallel = bool(num_process) and par_type == "process"
+        if parallel:
             global _build_pid
             if _build_pid is None:
                 os.register_at_fork(after_in_child=_die_with_parent)
             _build_pid = os.getpid()
-        return super()._execute(
-            outfile,
-            verbosity=verbosity,
-            always=always,
-            continue_=continue_,
-            reporter=reporter,
-            num_process=num_process,
-            par_type=par_type,
-            single=single,
-            auto_delayed_regex=auto_delayed_regex,
-            force_verbosity=force_verbosity,
-            failure_verbosity=failure_verbosity,
-            pdb=pdb,
-        )
+        with _runner_for_processes(WatchedRunner) if parallel else contextlib.nullcontext():
+            return super()._execute(
+                outfile,
+                verbosity=verbosity,
+                always=always,
+                continue_=continue_,
+                reporter=reporter,
+                num_process=num_process,
+                par_type=par_type,
+                single=single,
+                auto_delayed_regex=auto_delayed_regex,
+                force_verbosity=force_verbosity,
+                failure_verbosity=failure_verbosity,
+                pdb=pdb,
+            )
 
     def _auto_jobs(self, always: bool) -> int:
         jobs = cores()
