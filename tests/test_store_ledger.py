@@ -274,3 +274,28 @@ def test_writers_killed_mid_append_lose_no_complete_line(
     # Half the kills aim at a write in progress; with ~70% of kills tearing a
     # line here, a run with none means the crash path was never exercised.
     assert torn_count > 0, "no kill tore a line: the repair path went untested"
+
+
+@pytest.mark.skipif(not fsio.HAS_SYNCFS, reason="syncfs: Linux")
+def test_a_task_flushes_its_ledger_appends_with_its_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside a task's block the append leaves its flush to the block's end, where one
+    syncfs covers it; outside a block every append is fsynced before it returns."""
+    from toyfoundry.store.atomic import grouped_folder_syncs
+
+    calls: list[str] = []
+    fsync, syncfs = fsio.fsync, fsio._syncfs
+    assert syncfs is not None
+    monkeypatch.setattr(fsio, "fsync", lambda fd: (calls.append("fsync"), fsync(fd))[1])
+    monkeypatch.setattr(fsio, "_syncfs", lambda fd: (calls.append("syncfs"), syncfs(fd))[1])
+    ledger = Ledger(tmp_path / "telemetry" / "a.jsonl")
+    with grouped_folder_syncs():
+        ledger.append([{"n": 1}])
+        Ledger(tmp_path / "telemetry" / "b.jsonl").append([{"n": 2}])
+        assert calls == []  # nothing flushed yet
+    assert calls == ["syncfs"]  # one flush for both ledgers and their folder
+    calls.clear()
+    ledger.append([{"n": 3}])
+    assert calls[0] == "fsync"  # on its own: flushed before append returns
+    assert [r["n"] for _, r in ((n, orjson.loads(line)) for n, line in ledger.read())] == [1, 3]

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -17,8 +18,16 @@ _CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2
 _temp_serial = itertools.count()
 
 
-#: Folders whose fsync waits for the end of the current `grouped_folder_syncs` block.
-_pending: ContextVar[set[Path] | None] = ContextVar("toyfoundry_pending_dir_syncs", default=None)
+@dataclass
+class _Block:
+    """What waits for the end of a `grouped_folder_syncs` block: folders to flush, and
+    whether file data (a ledger append) waits for the same flush."""
+
+    folders: set[Path] = field(default_factory=set)
+    data: bool = False
+
+
+_pending: ContextVar[_Block | None] = ContextVar("toyfoundry_pending_syncs", default=None)
 
 
 @contextmanager
@@ -34,27 +43,44 @@ def grouped_folder_syncs() -> Iterator[None]:
     if _pending.get() is not None:
         yield
         return
-    folders: set[Path] = set()
-    token = _pending.set(folders)
+    block = _Block()
+    token = _pending.set(block)
     try:
         yield
     finally:
         _pending.reset(token)
-        _fsync_folders(sorted(folders))
+        _fsync_folders(sorted(block.folders), whole=block.data)
 
 
 def fsync_dir(folder: Path) -> None:
     """Make a rename or unlink in `folder` durable: the entry lives in the folder, not the file."""
-    pending = _pending.get()
-    if pending is not None:
-        pending.add(folder)
+    block = _pending.get()
+    if block is not None:
+        block.folders.add(folder)
         return
     _fsync_folders([folder])
 
 
-def _fsync_folders(folders: list[Path]) -> None:
+def defer_data_flush(path: Path) -> bool:
+    """Leave the flush of data just written in place to `path` (a ledger append) to the end
+    of the current block, whose one `syncfs` covers it with the folders; False outside a
+    block or where there is no `syncfs`, and the caller flushes it now.
+
+    A task appends to two or three ledgers; each append's own fsync cost as much as the
+    flush of all the task's folders. The data is still durable before the block returns.
+    """
+    block = _pending.get()
+    if block is None or not fsio.HAS_SYNCFS:
+        return False
+    block.folders.add(path.parent)
+    block.data = True
+    return True
+
+
+def _fsync_folders(folders: list[Path], *, whole: bool = False) -> None:
     """Make the folders' entries durable: one fsync for one folder, one `syncfs` for several
-    (see `fsio.fsync_many`); a folder removed meanwhile has nothing left to make durable."""
+    (see `fsio.fsync_many`); a folder removed meanwhile has nothing left to make durable.
+    `whole`: file data waits too, so flush the folders' filesystems whole (`syncfs`)."""
     fds: list[int] = []
     try:
         for folder in folders:
@@ -62,7 +88,7 @@ def _fsync_folders(folders: list[Path]) -> None:
                 fds.append(os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
             except FileNotFoundError:
                 continue
-        fsio.fsync_many(fds)
+        fsio.fsync_many(fds, whole=whole)
     finally:
         for fd in fds:
             os.close(fd)

@@ -105,16 +105,20 @@ def _load_syncfs() -> Callable[[int], int] | None:
 
 
 _syncfs = _load_syncfs()
+#: Whether `fsync_many(..., whole=True)` flushes whole filesystems (Linux's `syncfs`).
+HAS_SYNCFS = _syncfs is not None
 
 
-def fsync_many(fds: Sequence[int]) -> None:
+def fsync_many(fds: Sequence[int], *, whole: bool = False) -> None:
     """Flush several files at once: one `syncfs` per filesystem where the platform has it
     (a single journal commit instead of one per file), otherwise an fsync of each.
+    `whole`: `syncfs` even for one descriptor, to flush other data written on its
+    filesystem too (see `atomic.defer_data_flush`).
 
     Counted and failed as one `fsync` per flush call for fault injection; like
     `fsync`, an error is fatal and never retried.
     """
-    if len(fds) <= 1 or _syncfs is None:
+    if (len(fds) <= 1 and not whole) or _syncfs is None:
         for fd in fds:
             fsync(fd)
         return

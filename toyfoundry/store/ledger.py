@@ -1,9 +1,12 @@
 """Append-only JSON Lines ledgers that survive killed writers and concurrent processes.
 
-Durability policy: one fsync per `append` call. Each call writes all of its
-lines in one `write` while holding an exclusive `flock`, then fsyncs before
-unlocking, so a record is on disk when `append` returns and two writers never
-interleave. Callers that log many records at once should pass them in one call.
+Durability policy: one flush per `append` call. Each call writes all of its
+lines in one `write` while holding an exclusive `flock`, so two writers never
+interleave, and fsyncs before unlocking, so a record is on disk when `append`
+returns. Inside a task (a `grouped_folder_syncs` block) on Linux the flush waits
+for the block's end instead, where one `syncfs` covers the task's ledgers and
+folders together: the record is on disk before the task is recorded as done.
+Callers that log many records at once should pass them in one call.
 
 A writer killed in the middle of its `write` leaves a last line without its
 newline (a torn tail). The next writer, under the same lock, moves those bytes
@@ -28,7 +31,7 @@ import orjson
 
 from toyfoundry.errors import say
 from toyfoundry.store import fsio
-from toyfoundry.store.atomic import fsync_dir
+from toyfoundry.store.atomic import defer_data_flush, fsync_dir
 
 if TYPE_CHECKING:  # pydantic is heavy to import; the store only duck-types models
     from pydantic import BaseModel
@@ -102,7 +105,8 @@ class Ledger:
             try:
                 torn = self._repair_locked(fd)
                 fsio.write_all(fd, data)
-                fsio.fsync(fd)
+                if not defer_data_flush(self.path):
+                    fsio.fsync(fd)
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
