@@ -30,6 +30,7 @@ for the page's file, so the 5 MB page is written once per run, not twice.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import importlib.util
 import mmap
 import os
@@ -595,14 +596,8 @@ def _orders_table(batches: list[Batch]) -> str:
         "last attempt",
     )
     esc = _escape
-    known: dict[str, str] = {}
-
-    def text(value: str) -> str:
-        """`esc`, once per distinct value: recipes, phases and statuses repeat on every row."""
-        found = known.get(value)
-        if found is None:
-            found = known[value] = esc(value)
-        return found
+    # once per distinct value: recipes, phases and statuses repeat on every row
+    text = functools.cache(esc)
 
     rows = [
         f"<tr><td>{esc(b.order_id)}</td><td>{text(b.recipe or '-')}</td>"

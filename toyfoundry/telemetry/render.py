@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -120,13 +121,7 @@ def summary_md(batches: Sequence[Mapping[str, Any]]) -> str:
         "novel / carryover / baseline",
         "reason",
     )
-    escaped: dict[str, str] = {}
-
-    def text(value: str) -> str:
-        found = escaped.get(value)
-        if found is None:
-            found = escaped[value] = cell(value)
-        return found
+    text = functools.cache(cell)  # recipes, phases and statuses repeat on every row
 
     lines += table(header, [])
     counts: dict[str, int] = {}
