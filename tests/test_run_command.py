@@ -123,6 +123,18 @@ def test_the_cli_skips_teardown_and_keeps_the_exit_code(tmp_path: Path) -> None:
     assert "TEARDOWN" not in failed.stdout
     listed = _doit(root, "list", TASKS="3")  # other commands end as usual
     assert listed.returncode == 0 and "TEARDOWN" in listed.stdout
+    script = Path(sys.executable).with_name("doit")  # the console script, as `make run` runs it
+    if script.exists():
+        again = subprocess.run(
+            [str(script), "-a"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": str(REPO), "TASKS": "3"},
+            stdin=subprocess.DEVNULL,
+        )
+        assert again.returncode == 0 and "TEARDOWN" not in again.stdout, again.stderr
 
 
 def test_whole_process_is_false_in_process() -> None:
