@@ -6,7 +6,7 @@ which: the graph, the DB records and the artefacts are the same as with doit's o
 
 - **Parallel when there is a lot to build.** A fresh clone, a first build or a large
   drop of orders leaves many tasks that never ran. When at least `PARALLEL_AT` of the
-  selected tasks have no record in the DB, the build forks one worker per core (doit's
+  graph's tasks have no record in the DB, the build forks one worker per core (doit's
   `MRunner`, as `-n` does); for a few tasks a fork costs more than it saves, so the
   build stays serial. `-n`/`--process` on the command line or `num_process` in the
   config always wins. Workers are forked, never spawned (the actions are closures of
