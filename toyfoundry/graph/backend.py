@@ -144,8 +144,8 @@ class FoundryDB:
         return task_id in self._records()
 
     def _records(self) -> dict[str, str]:
-        """Every record's undecoded text, read with one query: a no-op asks about every
-        task, a watcher's rebuild about a few, and each is decoded when first asked for."""
+        """Every record's undecoded text, read with one query once more than a few were
+        asked for (a no-op asks about every task); each is decoded when first asked for."""
         if self._raw is None:
             self._raw = dict(self._conn.execute("select task_id, task_data from doit"))
         return self._raw
