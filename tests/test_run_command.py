@@ -205,3 +205,24 @@ def test_a_worker_killed_mid_task_ends_the_build_instead_of_hanging(tmp_path: Pa
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "a build worker" in lines[0] and "SIGKILL" in lines[0], lines
     assert "Traceback" not in done.stderr
+
+
+def test_a_very_large_graph_builds_serially_unless_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past PARALLEL_UP_TO tasks each worker would hold most of the graph's memory again."""
+
+    size = run_command.PARALLEL_UP_TO + 1
+
+    class Tasks(list[object]):
+        def __len__(self) -> int:
+            return size
+
+    command = run_command.FoundryRun.__new__(run_command.FoundryRun)
+    command.task_list = Tasks()
+    command.dep_manager = None
+    monkeypatch.setattr(run_command, "cores", lambda: 8)
+    monkeypatch.setattr(run_command, "can_fork_workers", lambda: True)
+    assert command._auto_jobs(always=True) == 0
+    monkeypatch.setattr(run_command, "PARALLEL_UP_TO", 10**9)
+    assert command._auto_jobs(always=True) == 8
