@@ -105,16 +105,13 @@ class Entry:
 def scan_inputs(layout: Layout) -> list[Entry]:
     """Every input the plan is read from: the exchange's input folders and the settings file."""
     out: list[Entry] = []
-    root = str(layout.root)
     paths = [p for folder in INPUT_FOLDERS for p in safe_read.list_json(layout.exchange / folder)]
     for path in [*paths, layout.settings_file]:
         try:
             st = os.lstat(path)
         except OSError:
             continue
-        text = str(path)
-        rel = text[len(root) + 1 :] if text.startswith(root + "/") else os.path.relpath(text, root)
-        out.append(Entry(rel, safe_read.file_kind(st.st_mode), st))
+        out.append(Entry(rel(layout, path), safe_read.file_kind(st.st_mode), st))
     return out
 
 

@@ -302,22 +302,8 @@ def build_exports(
 
 
 def batches_csv_bytes(records: Sequence[Mapping[str, Any]]) -> bytes:
-    """`csv_bytes(BatchRow, rows)` for plain rows.
-
-    The csv module writes numbers and text as `_cell` would; `dry_run` is the
-    one boolean, and no column can be null.
-    """
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(BATCH_COLUMNS)
-    flag = BATCH_COLUMNS.index("dry_run")
-    lines = []
-    for record in records:
-        line = list(_batch_values(record))
-        line[flag] = "true" if line[flag] else "false"
-        lines.append(line)
-    writer.writerows(lines)
-    return buffer.getvalue().encode("utf-8")
+    """`csv_bytes(BatchRow, rows)` for plain rows (`batch_record`s)."""
+    return values_csv_bytes(BATCH_COLUMNS, map(_batch_values, records))
 
 
 def stale_outputs(layout: Layout, keep: set[str]) -> list[Path]:
