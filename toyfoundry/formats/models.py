@@ -1,9 +1,7 @@
 """Pydantic models of every Toyfoundry file format: strict, closed, and versioned."""
 
-from __future__ import annotations
-
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -74,7 +72,7 @@ class Diversity(Strict):
     baseline: Fraction
 
     @model_validator(mode="after")
-    def _sums_to_one(self) -> Diversity:
+    def _sums_to_one(self) -> Self:
         if not math.isclose(self.novel + self.carryover + self.baseline, 1.0, abs_tol=1e-9):
             raise ValueError("novel + carryover + baseline must sum to 1")
         return self
@@ -168,8 +166,8 @@ class Recipe(Strict):
     scoring: Scoring
     pass_score: float
     promote_score: float
-    mutation: Mutation = Mutation()
-    promotion: Promotion = Promotion()
+    mutation: Mutation = Mutation.model_construct()
+    promotion: Promotion = Promotion.model_construct()
 
 
 class Checkpoint(Strict):
@@ -416,7 +414,7 @@ class BatchSummary(Strict):
     achieved: ShareCounts
     score_histogram: dict[str, Count] = {}
     source: Sha256 | None = None
-    telemetry: AttemptStats = AttemptStats()
+    telemetry: AttemptStats = AttemptStats.model_construct()
 
 
 class Totals(Strict):
