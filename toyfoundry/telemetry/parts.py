@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 import toyfoundry.formats
-from toyfoundry.store.atomic import dumps_canonical, write_atomic
+from toyfoundry.store.atomic import dumps_canonical, write_many_atomic
 from toyfoundry.store.layout import Layout
 from toyfoundry.telemetry import fingerprint
 
@@ -205,17 +206,22 @@ def load_rollup(layout: Layout, code: str | None = None) -> Stored | None:
 
 
 def write_rollup(
-    layout: Layout, document: dict[str, Any], parts: dict[str, Stat], code: str
+    layout: Layout,
+    document: dict[str, Any],
+    parts: dict[str, Stat],
+    code: str,
+    *,
+    before: Sequence[tuple[Path, bytes]] = (),
 ) -> bool:
-    """Write the rollup's canonical bytes, then the record of them; True if the rollup changed.
+    """Write `before` (the ledger index), the rollup's canonical bytes, then the record of them,
+    as one set: one flush, then the renames in that order. True if the rollup changed.
 
-    The rollup goes first: a crash in between leaves a record that no longer
-    matches, so the next run rebuilds from the parts instead of trusting it.
-    `document` is then what `load_rollup` hands the next reader in this
-    process, so the caller must not change it afterwards.
+    The rollup is renamed before its record: a crash in between leaves a record
+    that no longer matches, so the next run rebuilds from the parts instead of
+    trusting it. `document` is then what `load_rollup` hands the next reader in
+    this process, so the caller must not change it afterwards.
     """
     data = dumps_canonical(document)
-    changed = write_atomic(layout.rollup, data)
     record = {
         "version": STATE_VERSION,
         "code": code,
@@ -223,6 +229,6 @@ def write_rollup(
         "parts": parts,
     }
     raw = orjson.dumps(record, option=orjson.OPT_SORT_KEYS) + b"\n"
-    write_atomic(state_path(layout), raw)
+    written = write_many_atomic([*before, (layout.rollup, data), (state_path(layout), raw)])
     _remember(_Seen(layout.rollup, data, raw, code, Stored(document, parts)))
-    return changed
+    return layout.rollup in written

@@ -44,7 +44,7 @@ from toyfoundry.formats.models import (
     QuiltRollup,
     WatcherState,
 )
-from toyfoundry.store.atomic import remove_file, write_json_atomic
+from toyfoundry.store.atomic import dumps_canonical, remove_file
 from toyfoundry.store.layout import ORDER_ID_RE, Layout
 from toyfoundry.telemetry import artefacts, ledgers, reports
 from toyfoundry.telemetry.artefacts import display
@@ -190,8 +190,12 @@ def update_index(layout: Layout) -> tuple[dict[str, dict[str, Any]], list[str]]:
                 f"{display(layout, path)}:{state['lines'] + 1}: torn last line"
                 f" ({extent.size - extent.end} bytes without a newline), not read"
             )
-    write_json_atomic(index_path(layout), {"version": INDEX_VERSION, "ledgers": index})
     return index, notes
+
+
+def index_bytes(index: dict[str, dict[str, Any]]) -> bytes:
+    """The ledger index as written: `update_index`'s result, for `stitch` to write with the rollup."""
+    return dumps_canonical({"version": INDEX_VERSION, "ledgers": index})
 
 
 def torn_notes(layout: Layout, ledger: Path) -> list[str]:
@@ -391,7 +395,7 @@ def stitch(
         "totals": totals(batches),
         "skipped": skipped,
     }
-    write_rollup(layout, document, seen, code)
+    write_rollup(layout, document, seen, code, before=[(index_path(layout), index_bytes(index))])
     return Stitched(document, read, stored is not None)
 
 
