@@ -3,7 +3,8 @@
 `exchange/outbox/toysoldiers/<order>.json` lists an order's promoted Alfas, best
 first, each parameter carrying its value and the recipe's definition of it, so
 the receiving system needs no recipe pack of its own. The file exists only while
-the order has promoted Alfas; it is written atomically and removed otherwise.
+the order has promoted Alfas; the rituals write it atomically with their artefacts
+(`manifest` makes it) and remove it otherwise.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from toyfoundry.formats.models import (
     Strict,
     Version,
 )
-from toyfoundry.store.atomic import remove_file, write_json_atomic
-from toyfoundry.store.layout import Layout
 
 
 class HydratedParam(Strict):
@@ -101,18 +100,3 @@ def manifest(
         ),
         alfas=alfas,
     )
-
-
-def push(
-    layout: Layout,
-    order_id: str,
-    recipe: Recipe,
-    promoted: list[Promoted],
-    results: Mapping[str, AlfaResult],
-) -> None:
-    """Write the order's manifest when it promoted something; remove a stale one otherwise."""
-    path = layout.outbox_file(order_id)
-    if promoted:
-        write_json_atomic(path, manifest(order_id, recipe, promoted, results))
-    else:
-        remove_file(path)

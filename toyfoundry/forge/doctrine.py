@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -36,6 +37,9 @@ from toyfoundry.store.atomic import dumps_canonical, write_many_atomic
 from toyfoundry.store.layout import Layout
 from toyfoundry.store.ledger import Ledger, extent, lines
 from toyfoundry.store.runid import utc_now
+
+#: Objects are created read-only: they never change.
+OBJECT_MODE = 0o444
 
 
 class DoctrineEntry(Strict):
@@ -115,8 +119,24 @@ def indexed_digests(layout: Layout) -> set[str]:
     return known
 
 
-def archive(layout: Layout, entries: Iterable[DoctrineEntry]) -> list[str]:
-    """Store each entry (a no-op for one already archived); its content hash, in order.
+@dataclass
+class Staged:
+    """What archiving some entries takes: the objects to store, then the index lines to append."""
+
+    #: each entry's content hash, in order
+    digests: list[str]
+    #: objects not stored yet (path, canonical bytes), sorted by path; created read-only
+    objects: list[tuple[Path, bytes]]
+    lines: list[IndexLine]
+
+    @property
+    def modes(self) -> dict[Path, int]:
+        return {path: OBJECT_MODE for path, _ in self.objects}
+
+
+def stage(layout: Layout, entries: Iterable[DoctrineEntry]) -> Staged:
+    """What `archive` writes, without writing it: for a caller that flushes the objects together
+    with files of its own (the rituals), then calls `index`.
 
     The index is read only when an object is already stored: its line is appended after
     its object is flushed, so an object not yet stored has no line to find, and a new
@@ -139,7 +159,7 @@ def archive(layout: Layout, entries: Iterable[DoctrineEntry]) -> list[str]:
         elif not path.is_symlink() and path.stat().st_mode & 0o222:
             # objects are created read-only; one left writable (an older archive, or a hand
             # edit of its mode) is made read-only again
-            os.chmod(path, 0o444)
+            os.chmod(path, OBJECT_MODE)
         first[digest] = (entry, stored)
     indexed = indexed_digests(layout) if any(s for _, s in first.values()) else set()
     lines = [
@@ -155,10 +175,21 @@ def archive(layout: Layout, entries: Iterable[DoctrineEntry]) -> list[str]:
         for digest, (entry, stored) in first.items()
         if not stored or digest not in indexed
     ]
+    return Staged(digests, sorted(objects.items()), lines)
+
+
+def index(layout: Layout, staged: Staged) -> None:
+    """Append the staged index lines: only once their objects are stored and flushed."""
+    Ledger(layout.doctrine_index).append(staged.lines)
+
+
+def archive(layout: Layout, entries: Iterable[DoctrineEntry]) -> list[str]:
+    """Store each entry (a no-op for one already archived); its content hash, in order."""
+    staged = stage(layout, entries)
     # created read-only, all flushed at once, before the index says they exist
-    write_many_atomic(sorted(objects.items()), mode=0o444)
-    Ledger(layout.doctrine_index).append(lines)
-    return digests
+    write_many_atomic(staged.objects, mode=OBJECT_MODE)
+    index(layout, staged)
+    return staged.digests
 
 
 def verify(layout: Layout) -> tuple[int, list[Problem]]:

@@ -431,18 +431,8 @@ def run_rituals(
         ran.add(only)
     computed = compute(mint, recipe, start.chain.pool, ran)
     artefact = computed.artefact
-    if computed.promoted:
-        doctrine.archive(layout, computed.promoted)
+    staged = doctrine.stage(layout, computed.promoted)
     advanced = chains.advance(start.chain, Space(recipe), order_id, mint.alfas)
-    write_many_atomic(
-        [
-            (layout.rituals_artefact(order_id), dumps_canonical(artefact)),
-            (
-                layout.chain_file(order_id),
-                dumps_canonical(advanced.model_copy(update={"pool": computed.pool})),
-            ),
-        ]
-    )
     promoted = [
         adapter.Promoted(
             alfa_id=e.alfa_id, share=e.share, parent_id=e.parent_id, params=e.params, score=e.score
@@ -450,7 +440,28 @@ def run_rituals(
         for e in computed.promoted
     ]
     results = {r.alfa_id: r for r in artefact.results}
-    adapter.push(layout, order_id, recipe, promoted, results)
+    outbox = layout.outbox_file(order_id)
+    # the doctrine objects, the artefact, the chain handed on and the outbox manifest: one
+    # flush for the set (see `write_many_atomic`), the objects renamed first
+    write_many_atomic(
+        [
+            *staged.objects,
+            (layout.rituals_artefact(order_id), dumps_canonical(artefact)),
+            (
+                layout.chain_file(order_id),
+                dumps_canonical(advanced.model_copy(update={"pool": computed.pool})),
+            ),
+            *(
+                [(outbox, dumps_canonical(adapter.manifest(order_id, recipe, promoted, results)))]
+                if promoted
+                else []
+            ),
+        ],
+        modes=staged.modes,
+    )
+    doctrine.index(layout, staged)
+    if not promoted:
+        remove_file(outbox)
     ledger.append(_records(mint, artefact, selected, "ok"))
     return artefact
 

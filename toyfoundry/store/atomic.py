@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -125,22 +125,28 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o666) -> bool:
     return bool(write_many_atomic([(path, data)], mode=mode))
 
 
-def write_many_atomic(items: Iterable[tuple[Path, bytes]], *, mode: int = 0o666) -> list[Path]:
+def write_many_atomic(
+    items: Iterable[tuple[Path, bytes]],
+    *,
+    mode: int = 0o666,
+    modes: Mapping[Path, int] | None = None,
+) -> list[Path]:
     """Write several files atomically; the ones that changed, in order.
 
     Each file is written to a temp file in its folder, all temp files are flushed
-    to stable storage, and only then is each renamed over its target, so a crash
-    leaves every target old or new, never torn, as with one fsync per file. The
-    flush is `fsio.fsync_many`: one `syncfs` for the set where Linux has it, which
-    costs about a third of an fsync per file for a task's handful of outputs.
-    A file that already holds its bytes is left alone (its mtime kept).
+    to stable storage, and only then is each renamed over its target, in the
+    order given, so a crash leaves every target old or new, never torn, as with
+    one fsync per file. The flush is `fsio.fsync_many`: one `syncfs` for the set
+    where Linux has it, which costs about a third of an fsync per file for a
+    task's handful of outputs. A file that already holds its bytes is left alone
+    (its mtime kept). `modes` gives some files a mode of their own (`mode` for the rest).
     """
     todo = [(path, data) for path, data in items if not _same_bytes(path, data)]
     temps: list[Path] = []
     open_fds: list[int] = []
     try:
         for path, data in todo:
-            temp, fd = _open_temp(path, mode)
+            temp, fd = _open_temp(path, modes.get(path, mode) if modes else mode)
             temps.append(temp)
             open_fds.append(fd)
             fsio.write_all(fd, data)
