@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.big:
             figures += Measure(5000, opts).all(full_only=True)
     finally:
+        opts.empty_trash()
         if not args.keep and args.work is None:
             shutil.rmtree(work, ignore_errors=True)
     doc = results(figures, started)

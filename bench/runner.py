@@ -28,6 +28,8 @@ class Run:
     err: str
     killed: bool = False
     seen: list[str] = field(default_factory=list)
+    #: the peak of the summed PSS of the child and its descendants (its workers), when sampled
+    tree_pss_mb: float | None = None
 
     @property
     def executed(self) -> list[str]:
@@ -73,14 +75,25 @@ def run(
     *,
     timeout: float = 3600,
     env: dict[str, str] | None = None,
+    tree_memory: bool = False,
 ) -> Run:
-    """Run a child to its end with output in temp files (no pipe to fill), timed by perf_counter."""
+    """Run a child to its end with output in temp files (no pipe to fill), timed by perf_counter.
+
+    `tree_memory`: also sample the memory of the child's whole process tree (see `TreeMemory`).
+    """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         proc = subprocess.Popen(
             list(cmd), cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=child_env(env)
         )
-        code, rusage = _wait(proc, started + timeout)
+        sampler = TreeMemory(proc.pid) if tree_memory and TreeMemory.available() else None
+        if sampler is not None:
+            sampler.start()
+        try:
+            code, rusage = _wait(proc, started + timeout)
+        finally:
+            if sampler is not None:
+                sampler.stop()
         wall = time.perf_counter() - started
         out.seek(0)
         err.seek(0)
@@ -91,7 +104,72 @@ def run(
             _maxrss_mb(rusage),
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
+            tree_pss_mb=sampler.peak_mb if sampler is not None else None,
         )
+
+
+class TreeMemory(threading.Thread):
+    """The peak, over a child's life, of the PSS summed over it and its descendants (Linux).
+
+    `wait4`'s peak RSS is one process's: a parallel build's workers each hold memory of
+    their own, and RSS counts the pages they share with the parent once in each. PSS
+    splits each shared page among its sharers, so the sum is what the tree holds.
+    Sampled every `interval` seconds from `/proc`, so a shorter peak can be missed.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.interval = interval
+        self.peak_mb = 0.0
+        self._done = threading.Event()
+
+    @staticmethod
+    def available() -> bool:
+        return Path("/proc/self/smaps_rollup").is_file()
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            total = sum(_pss_kib(pid) for pid in _tree(self.pid)) / 1024
+            self.peak_mb = max(self.peak_mb, total)
+            self._done.wait(self.interval)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def _tree(root: int) -> list[int]:
+    """`root` and every live descendant, from the parent pids in `/proc/<pid>/stat`."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # the command name may hold spaces and parentheses: the fields follow its last ")"
+        ppid = int(stat.rsplit(b")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass  # gone meanwhile, or not ours to read
+    return 0
 
 
 def run_until(

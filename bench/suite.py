@@ -31,6 +31,7 @@ FIGURES = (
     "full_build_wall",
     "full_build_alfas_per_s",
     "full_build_peak_mb",
+    "full_build_tree_pss_mb",
     "full_build_serial_wall",
     "full_build_ram_fs_alfas_per_s",
     "noop_wall",
@@ -82,6 +83,23 @@ class Options:
     watch_cmd: list[str] = field(default_factory=lambda: [sys.executable, "-m", "toyfoundry"])
     log: Callable[[str], None] = print
 
+    def discard(self, path: Path) -> None:
+        """Set a finished project aside, to be deleted when the run ends (see `empty_trash`).
+
+        Deleting thousands of files just before a measurement slows it on some
+        filesystems: ext4 without a journal (this machine's disk) skips every inode
+        freed in the last minutes when it allocates one, so each file a build then
+        creates walks past all of them. A rename frees nothing.
+        """
+        if not path.exists():
+            return
+        trash = self.work / "trash"
+        trash.mkdir(parents=True, exist_ok=True)
+        path.rename(trash / f"{len(os.listdir(trash))}-{path.name}")
+
+    def empty_trash(self) -> None:
+        shutil.rmtree(self.work / "trash", ignore_errors=True)
+
     @classmethod
     def for_run(cls, work: Path, quick: bool) -> Options:
         if quick:
@@ -121,8 +139,8 @@ def count_alfas(project: Path) -> int:
     return total
 
 
-def doit(project: Path, *args: str) -> Run:
-    return run(doit_cmd(*args), project)
+def doit(project: Path, *args: str, tree_memory: bool = False) -> Run:
+    return run(doit_cmd(*args), project, tree_memory=tree_memory)
 
 
 def _noop(project: Path) -> Run:
@@ -202,7 +220,7 @@ class Measure:
         self.log("full build (ours)")
         make_project(self.ours, self.n)
         try:
-            ours = doit(self.ours).check()
+            ours = doit(self.ours, tree_memory=True).check()
             self.spec = bare.spec_of(self.ours)
         except Exception as exc:
             self.failed(list(FIGURES), exc)
@@ -245,6 +263,16 @@ class Measure:
             reference_value=ref.maxrss_mb,
             target="<= 300 MB at N = 5,000",
             met=(ours.maxrss_mb <= 300) if self.n >= 5000 else None,
+            note="the largest process's peak RSS (wait4)",
+        )
+        self.add(
+            figure="full_build_tree_pss_mb",
+            value=ours.tree_pss_mb,
+            unit="MB",
+            reference="our full build, the largest process's peak RSS",
+            reference_value=ours.maxrss_mb,
+            note="diagnostic: peak of the PSS summed over doit and its workers, sampled"
+            " every 0.1 s from /proc",
         )
         return True
 
@@ -263,7 +291,7 @@ class Measure:
             reference_value=full.value,
             note=f"diagnostic; {len(done.executed)} tasks run in one process",
         )
-        shutil.rmtree(serial, ignore_errors=True)
+        self.opts.discard(serial)
 
     def full_build_ram_fs(self) -> None:
         """The same build on a RAM-backed filesystem: how much of the wall is the disk's."""
@@ -332,8 +360,7 @@ class Measure:
         noops: list[float] = []
         for i in range(self.opts.fresh_copies):
             copy = self.root / f"fresh-{i}"
-            if copy.exists():
-                shutil.rmtree(copy)
+            self.opts.discard(copy)
             # copyfile, not copy2: every file gets a new mtime, as in a fresh CI checkout
             shutil.copytree(self.ours, copy, copy_function=shutil.copyfile)
             noops.append(_noop(self.ours).wall)
@@ -341,7 +368,7 @@ class Measure:
             executed.append(len(done.executed))
             first.append(done.wall)
             second.append(doit(copy).check().wall)
-            shutil.rmtree(copy)
+            self.opts.discard(copy)
         reps = f"median of {self.opts.fresh_copies} copies"
         tasks = bare.tasks_in(self.spec)
         self.add(
@@ -420,7 +447,7 @@ class Measure:
                 cmd = [part.replace("{p}", str(project)) for part in cmd]
                 drops[who] += self._watch_drops(project, cmd, ready, k, count, warmup)
         for who in drops:
-            shutil.rmtree(self.root / f"watch-{who}", ignore_errors=True)
+            self.opts.discard(self.root / f"watch-{who}")
         ours, ref = drops["ours"], drops["restart"]
         note = f"{len(ours)} drops each; both debounce {q} s (our default quiet period)"
         f = self.add(
@@ -489,13 +516,12 @@ class Measure:
         make_project(project, self.n)
         ours = self._kill_and_resume(project, tasks)
         ref_project = self.root / "killed-bare"
-        if ref_project.exists():
-            shutil.rmtree(ref_project)
+        self.opts.discard(ref_project)
         bare.make(self.ours, ref_project, self.spec, "dbm")
         # a short sleep per bare task, so "half" can be hit on a graph of trivial actions
         ref = self._kill_and_resume(ref_project, tasks, {"BENCH_BARE_SLEEP": "0.002"})
-        shutil.rmtree(project)
-        shutil.rmtree(ref_project)
+        self.opts.discard(project)
+        self.opts.discard(ref_project)
         self.add(
             figure="killed_half_rerun_share",
             value=ours[0],

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench import bare, workload
+from bench.runner import TreeMemory, run
 from bench.suite import make_project
 from tests.conftest import REPO, doit
 
@@ -22,6 +23,7 @@ FIGURES = {
     "full_build_wall",
     "full_build_alfas_per_s",
     "full_build_peak_mb",
+    "full_build_tree_pss_mb",
     "full_build_serial_wall",
     "full_build_ram_fs_alfas_per_s",
     "noop_wall",
@@ -99,12 +101,34 @@ def test_quick_suite_publishes_every_figure(tmp_path: Path) -> None:
             continue
         if name == "full_build_ram_fs_alfas_per_s" and not Path("/dev/shm").is_dir():
             continue  # a diagnostic that needs a RAM-backed filesystem
+        if name == "full_build_tree_pss_mb" and not TreeMemory.available():
+            continue  # a diagnostic that needs Linux's /proc
         assert row["value"] is not None, f"{name}: {row['note']}"
         assert row["reference_value"] is not None, name
     # facts, not timings: a fresh copy is checked, not rebuilt; a resumed build keeps its work
     assert rows["fresh_copy_tasks_executed"]["value"] == 0
     assert rows["killed_half_rerun_share"]["reference_value"] > 50
+    # projects set aside during the run are deleted when it ends
+    assert not (tmp_path / "work" / "trash").exists()
     text = md.read_text()
     assert text.startswith("# Benchmarks\n\nprose above") and text.endswith("prose below\n")
     assert "old" not in text
     assert sum(line.startswith("| 20") for line in text.splitlines()) == len(doc["results"])
+
+
+@pytest.mark.skipif(not TreeMemory.available(), reason="needs Linux's /proc")
+def test_tree_memory_counts_the_workers(tmp_path: Path) -> None:
+    """A parent and its forked worker each touch 40 MB of their own: the tree holds both,
+    while `wait4`'s peak is one process's."""
+    script = (
+        "import os, time\n"
+        "a = bytearray(40 * 2**20)\n"
+        "pid = os.fork()\n"
+        "b = bytearray(40 * 2**20)\n"
+        "time.sleep(1.0)\n"
+        "os._exit(0) if pid == 0 else os.waitpid(pid, 0)\n"
+    )
+    done = run([sys.executable, "-c", script], tmp_path, tree_memory=True).check()
+    assert done.tree_pss_mb is not None
+    assert done.tree_pss_mb >= 100  # 3 x 40 MB written, a's pages shared by the two
+    assert done.maxrss_mb < done.tree_pss_mb
