@@ -226,3 +226,6 @@ def test_a_very_large_graph_builds_serially_unless_asked(
     assert command._auto_jobs(always=True) == 0
     monkeypatch.setattr(run_command, "PARALLEL_UP_TO", 10**9)
     assert command._auto_jobs(always=True) == 8
+    # a smaller graph gets one worker more than there are cores
+    size = run_command.EXTRA_WORKER_UP_TO
+    assert command._auto_jobs(always=True) == 9
