@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from toyfoundry.exchange.loader import Exchange
 from toyfoundry.store.layout import Layout
 
 GOOD: dict[str, Any] = {
@@ -188,3 +189,29 @@ def test_schemas_check_detects_drift(tmp_path: Path, run_cli: Any) -> None:
     result = run_cli("--root", tmp_path, "schemas", "--check")
     assert result.code == 1
     assert "order.schema.json: differs" in result.out
+
+
+def test_a_file_is_parsed_again_only_when_it_changed(project: Layout) -> None:
+    """Parses are kept per process while a file's lstat holds; an edit of the same size and a
+    replacement by rename are both read again, and a broken file stays a problem."""
+    path = project.order_file("2025-11-03-001")
+    path.write_text(json.dumps(GOOD))
+    reader = Exchange(project)
+    first = reader.order("2025-11-03-001")
+    first_digest = reader.digests[path]
+    again = Exchange(project)
+    assert again.order("2025-11-03-001").model is first.model  # not read again
+    assert again.digests[path] == first_digest
+    edited = json.dumps({**GOOD, "seed": 8})  # same size as the seed 7 text
+    assert len(edited) == len(json.dumps(GOOD))
+    path.write_text(edited)
+    changed = Exchange(project).order("2025-11-03-001").model
+    assert changed is not None and changed.seed == 8
+    temp = path.with_name(".swap.tmp")
+    temp.write_text(json.dumps({**GOOD, "seed": 9}))
+    os.replace(temp, path)
+    assert Exchange(project).order("2025-11-03-001").model.seed == 9  # type: ignore[union-attr]
+    path.write_text("{not json")
+    broken = Exchange(project).order("2025-11-03-001")
+    assert broken.model is None and broken.problems
+    assert Exchange(project).order("2025-11-03-001").problems == broken.problems
