@@ -18,7 +18,6 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Literal
 
 import orjson
@@ -27,6 +26,7 @@ from pydantic import ValidationError
 from toyfoundry.errors import FoundryError
 from toyfoundry.exchange.loader import Exchange, display
 from toyfoundry.forge.space import Space
+from toyfoundry.formats import parsed
 from toyfoundry.formats.models import SCHEMA_VERSION, Alfa, Chain, PoolEntry, Recipe
 from toyfoundry.store.layout import Layout
 
@@ -93,10 +93,7 @@ def read_chain_data(layout: Layout, order_id: str) -> tuple[Chain, bytes]:
     path = layout.chain_file(order_id)
     try:
         data = path.read_bytes()
-        known = _validated.get(path)
-        if known is not None and known[0] == data:
-            return known[1], data
-        chain = Chain.model_validate_json(data)
+        chain = parsed.parse(Chain, path, data)
     except FileNotFoundError:
         raise FoundryError(
             f"{display(layout, path)}: -: order {order_id} has not handed on its chain yet;"
@@ -104,16 +101,7 @@ def read_chain_data(layout: Layout, order_id: str) -> tuple[Chain, bytes]:
         ) from None
     except (OSError, ValidationError, ValueError) as exc:
         raise FoundryError(f"{display(layout, path)}: -: cannot be read: {exc}") from None
-    if len(_validated) >= _REMEMBERED:
-        _validated.clear()
-    _validated[path] = (data, chain)
     return chain, data
-
-
-#: chain file -> (bytes, the model validated from them), for the chains read most recently;
-#: a few suffice (an order's mint and rituals read the same one, recipes interleave)
-_validated: dict[Path, tuple[bytes, Chain]] = {}
-_REMEMBERED = 8
 
 
 def start_chain(

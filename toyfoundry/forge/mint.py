@@ -46,6 +46,7 @@ from toyfoundry.forge import chain as chains
 from toyfoundry.forge.inputs import MintInputs, mint_input_paths, sprint_of, sprint_orders
 from toyfoundry.forge.space import Params, Space
 from toyfoundry.forge.validators import Validators, load_plugins, matches
+from toyfoundry.formats import parsed
 from toyfoundry.formats.models import (
     SCHEMA_VERSION,
     Alfa,
@@ -651,6 +652,6 @@ def read_mint(layout: Layout, order_id: str) -> MintArtefact | None:
     except FileNotFoundError:
         return None
     try:
-        return MintArtefact.model_validate_json(data)
+        return parsed.parse(MintArtefact, path, data)
     except (ValidationError, ValueError) as exc:
         raise FoundryError(f"{display(layout, path)}: -: cannot be read: {exc}") from None

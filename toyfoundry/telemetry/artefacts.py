@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from toyfoundry.errors import FoundryError
+from toyfoundry.formats import parsed
 from toyfoundry.formats.models import MintArtefact, RitualsArtefact
 from toyfoundry.store import safe_read
 from toyfoundry.store.layout import Layout, UnsafeIdError, check_order_id
@@ -68,7 +69,7 @@ def load(layout: Layout, order_id: str) -> OrderArtefacts:
             f"{display(layout, mint_path)}: missing; the order has not been minted yet"
         )
     try:
-        mint = MintArtefact.model_validate_json(mint_bytes)
+        mint = parsed.parse(MintArtefact, mint_path, mint_bytes)
     except ValidationError as exc:
         raise FoundryError(
             f"{display(layout, mint_path)}: not a valid mint artefact: {_first(exc)}"
@@ -77,7 +78,9 @@ def load(layout: Layout, order_id: str) -> OrderArtefacts:
     if rituals_bytes is not None:
         path = display(layout, layout.rituals_artefact(order_id))
         try:
-            rituals = RitualsArtefact.model_validate_json(rituals_bytes)
+            rituals = parsed.parse(
+                RitualsArtefact, layout.rituals_artefact(order_id), rituals_bytes
+            )
         except ValidationError as exc:
             raise FoundryError(f"{path}: not a valid rituals artefact: {_first(exc)}") from None
         if rituals.order_id != order_id:
