@@ -287,7 +287,7 @@ class Measure:
             figure="full_build_serial_wall",
             value=done.wall,
             unit="s",
-            reference="our full build (one worker per core)",
+            reference="our full build (its automatic workers)",
             reference_value=full.value,
             note=f"diagnostic; {len(done.executed)} tasks run in one process",
         )
