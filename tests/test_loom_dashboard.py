@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import html
-import importlib.util
 import os
 import re
 import shutil
@@ -46,13 +45,12 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Layout:
 
 
 def _plotly_js() -> str:
-    spec = importlib.util.find_spec("plotly")
-    assert spec is not None and spec.origin is not None
-    return (Path(spec.origin).parent / "package_data" / "plotly.min.js").read_text("utf-8")
+    return dashboard.PLOTLY_JS.read_text("utf-8")
 
 
 def test_dashboard_is_self_contained_and_deterministic(built: Layout) -> None:
     page = built.dashboard.read_text(encoding="utf-8")
+    assert _plotly_js().startswith("/**\n* plotly.js")
     assert re.search(r"<script[^>]+src=", page) is None
     assert "<link" not in page and "@import" not in page
     assert page.count(_plotly_js()) == 1  # plotly.js embedded exactly once

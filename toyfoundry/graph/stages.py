@@ -6,8 +6,8 @@ stage's fingerprint: the package version plus the bytes of every package module 
 action can reach, found by following `toyfoundry.*` imports from the stage's entry
 module (imports inside functions included). Editing a module re-runs exactly the
 stages built from it; early cutoff then stops the cascade where the bytes come out
-equal. Mint also covers the installed validator plugins, the dashboard the plotly
-release whose plotly.js it embeds.
+equal. Mint also covers the installed validator plugins, the dashboard the asset
+files (plotly.js and its template) each page embeds.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from pathlib import Path
 import toyfoundry
 
 PACKAGE = Path(toyfoundry.__file__).resolve().parent
+
+#: Stage -> a package folder of files its artefacts embed (the dashboard's plotly.js).
+STAGE_ASSETS: dict[str, str] = {"dashboard": "telemetry/assets"}
 
 #: Stage -> the module its task's action calls into.
 STAGE_ENTRY: dict[str, str] = {
@@ -105,26 +108,25 @@ def _compute(stage: str) -> str:
         from toyfoundry.forge.plugins import plugin_fingerprint
 
         digest.update(plugin_fingerprint().encode())
-    if stage == "dashboard":
-        # the page embeds the plotly package's plotly.js and template: an upgrade redraws it
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            digest.update(f"plotly {version('plotly')}".encode())
-        except PackageNotFoundError:
-            digest.update(b"plotly absent")
+    if stage in STAGE_ASSETS:
+        # files the stage's output embeds: replacing one redraws every page
+        folder = PACKAGE / STAGE_ASSETS[stage]
+        for path in sorted(folder.iterdir()):
+            data = path.read_bytes()
+            digest.update(f"{path.relative_to(PACKAGE)}\0{len(data)}\0".encode())
+            digest.update(data)
     return digest.hexdigest()
 
 
 def _code_key() -> str:
-    """What the fingerprints are computed from, by stat: every package source file, and each
-    import path folder (installing, upgrading or removing a distribution, a validator plugin
-    among them, changes its folder's listing and so its mtime)."""
+    """What the fingerprints are computed from, by stat: every package source and asset file,
+    and each import path folder (installing, upgrading or removing a distribution, a
+    validator plugin among them, changes its folder's listing and so its mtime)."""
     digest = hashlib.sha256(f"toyfoundry {toyfoundry.__version__}\n".encode())
     for folder, dirs, files in sorted(os.walk(PACKAGE)):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
         for name in sorted(files):
-            if name.endswith(".py"):
+            if name.endswith(".py") or os.path.basename(folder) == "assets":
                 st = os.stat(os.path.join(folder, name))
                 digest.update(f"{folder}/{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     for entry in sys.path:
