@@ -104,9 +104,12 @@ def test_builds_a_watcher_and_a_mint_share_one_foundry(tmp_path: Path) -> None:
     watched = Lines(watcher.stdout)
     watch_err = Lines(watcher.stderr)
     try:
+        # serial builds (`-n 0`): each build's ledger lines then come from one process, so
+        # the check below sees any interleaving between builds (the workers of one parallel
+        # build append side by side, each line whole: test_store_ledger.py)
         others = [
-            start(["-m", "doit"], layout.root),
-            start(["-m", "doit"], layout.root),
+            start(["-m", "doit", "-n", "0"], layout.root),
+            start(["-m", "doit", "-n", "0"], layout.root),
             start([*toyfoundry, "mint", first_order], layout.root),
         ]
         outs = [p.communicate(timeout=300) for p in others]
@@ -116,7 +119,7 @@ def test_builds_a_watcher_and_a_mint_share_one_foundry(tmp_path: Path) -> None:
 
         # a new order while the watcher is warm, and a third build racing it for the lock
         assert workload.extra(layout.root, ORDERS) == extra
-        third = start(["-m", "doit"], layout.root)
+        third = start(["-m", "doit", "-n", "0"], layout.root)
         outs.append(third.communicate(timeout=300))
         assert third.returncode == 0, outs[-1]
         watched.wait_for(lambda line: f"orders/{extra}.json" in line)
