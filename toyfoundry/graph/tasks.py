@@ -136,9 +136,12 @@ def report_action(root: str, order_id: str) -> TaskFailed | None:
         return failed
     if summaries[0].status != "rejected":  # the summary's status is mint.json's
         return None
+    from toyfoundry.formats import parsed
     from toyfoundry.formats.models import MintArtefact
 
-    artefact = MintArtefact.model_validate_json(layout.mint_artefact(order_id).read_bytes())
+    # the report has just read these bytes: the model comes from `parsed`'s memo
+    path = layout.mint_artefact(order_id)
+    artefact = parsed.parse(MintArtefact, path, path.read_bytes())
     if artefact.status == "rejected":
         lines = [str(Problem(p.path, p.field, p.reason)) for p in artefact.problems] or [
             str(Problem(rel(layout, layout.order_file(order_id)), "-", artefact.reason))
