@@ -229,3 +229,35 @@ def test_a_very_large_graph_builds_serially_unless_asked(
     # a smaller graph gets one worker more than there are cores
     size = run_command.EXTRA_WORKER_UP_TO
     assert command._auto_jobs(always=True) == 9
+
+
+BIG_FIRST = """\
+import os
+
+DEPS = sorted(f"deps/{'d' * 60}-{i:04}.txt" for i in range(1500))
+
+
+def task_big():
+    # first in the file, so the first job handed to a worker: its pickled file deps
+    # (about 100 KB) are more than a pipe holds before anybody reads it
+    return {"actions": ["touch big.out"], "file_dep": DEPS, "targets": ["big.out"]}
+
+
+def task_small():
+    for i in range(4):
+        yield {"name": str(i), "actions": [f"touch small{i}.out"], "file_dep": DEPS[:1]}
+"""
+
+
+@two_cores
+def test_a_first_job_bigger_than_a_pipe_reaches_its_worker(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    (root / "deps").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(PYPROJECT)
+    (root / "dodo.py").write_text(BIG_FIRST)
+    for i in range(1500):
+        (root / "deps" / f"{'d' * 60}-{i:04}.txt").write_text("x")
+    done = _doit(root, "-n", "2")
+    assert done.returncode == 0, done.stderr
+    assert (root / "big.out").exists()
+    assert done.stdout.count(".  small:") == 4

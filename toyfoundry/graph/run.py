@@ -20,7 +20,9 @@ which: the graph, the DB records and the artefacts are the same as with doit's o
   them holds), and they die with the build (a parent-death `SIGKILL`), so a killed
   build never leaves a worker writing. A worker that dies mid-task (the out-of-memory
   killer) ends the build with one line and exit code 3, where doit's own runner would
-  wait for its result for ever.
+  wait for its result for ever. Jobs and results go through pipes written by the
+  sending thread (`SimpleQueue`), not through a feeder thread per queue: a thread switch
+  less for every message, several per task (W(1,000) built 8-10% faster).
 - **A collector that leaves the graph alone.** The graph's few hundred thousand objects
   live until the command ends; Python's cyclic collector walked them again and again
   (a tenth of a no-op, more than half a second of a full build at 1,000 orders). The
@@ -40,7 +42,6 @@ import ctypes
 import gc
 import multiprocessing
 import os
-import queue
 import signal
 import sys
 import threading
@@ -127,36 +128,40 @@ def _exit_text(code: int) -> str:
 
 
 def _watched_queue() -> Any:
-    """A queue whose blocking `get` also notices a worker that died.
+    """A queue without a feeder thread whose blocking `get` also notices a worker that died.
 
-    doit's parallel runner waits for results with a plain `get()`; a worker killed
-    mid-task (the out-of-memory killer, a crash in an extension) would leave the
-    build waiting for ever. This `get` wakes every second and raises `WorkerLost`
-    when a worker of this process has ended with a signal or an error status.
+    doit's parallel runner passes every job, result and reporter call through a
+    `multiprocessing.Queue`, whose `put` hands the message to a feeder thread: a thread
+    switch and a GIL handover for each of them, several per task, on both sides. A
+    `SimpleQueue` writes to the pipe in the caller's thread (the runner never has more
+    than one job per free worker in flight, so a writer never waits long on a full pipe).
+
+    doit's runner also waits for results with a plain `get()`; a worker killed mid-task
+    (the out-of-memory killer, a crash in an extension) would leave the build waiting
+    for ever. This `get` wakes every second and raises `WorkerLost` when a worker of
+    this process has ended with a signal or an error status.
     """
-    q: Any = multiprocessing.Queue()
+    q: Any = multiprocessing.SimpleQueue()
     plain_get = q.get
     workers: list[Any] = []
 
     def get(block: bool = True, timeout: float | None = None) -> Any:
+        if multiprocessing.parent_process() is not None:
+            return plain_get()  # a worker waiting for its next job
         if not workers:
             # the runner starts every worker before it first waits; hold on to them, so
             # one that ends is still seen after anything reaps it
             workers.extend(multiprocessing.active_children())
-        if not block or timeout is not None:
-            return plain_get(block, timeout)
-        while True:
-            try:
-                return plain_get(True, 1.0)
-            except queue.Empty:
-                for worker in workers:
-                    code = worker.exitcode
-                    if code is not None and code != 0:
-                        raise WorkerLost(
-                            f"toyfoundry: error: a build worker (pid {worker.pid}) ended with"
-                            f" {_exit_text(code)} before finishing its task; the finished"
-                            " tasks are recorded, run the build again"
-                        ) from None
+        while not q._reader.poll(1.0):
+            for worker in workers:
+                code = worker.exitcode
+                if code is not None and code != 0:
+                    raise WorkerLost(
+                        f"toyfoundry: error: a build worker (pid {worker.pid}) ended with"
+                        f" {_exit_text(code)} before finishing its task; the finished"
+                        " tasks are recorded, run the build again"
+                    ) from None
+        return plain_get()
 
     q.get = get
     return q
@@ -166,6 +171,24 @@ class WatchedRunner(MRunner):  # type: ignore[misc]
     """doit's process runner, with queues that notice a dead worker (see `_watched_queue`)."""
 
     Queue = staticmethod(_watched_queue)
+
+    def _run_start_processes(self, job_q: Any, result_q: Any) -> list[Any]:
+        """Start each worker, then hand it its first job: doit queues the job first, which a
+        queue without a feeder thread cannot do for a job bigger than the pipe holds (a
+        task with thousands of file deps) while nobody reads yet."""
+        workers: list[Any] = []
+        for _ in range(self.num_process):
+            job = self.get_next_job(None)
+            if job is None:
+                break  # no more workers than tasks
+            worker = self.Child(
+                target=self.execute_task_subprocess,
+                args=(job_q, result_q, self.reporter.__class__),
+            )
+            worker.start()
+            workers.append(worker)
+            job_q.put(job)
+        return workers
 
 
 @contextlib.contextmanager
