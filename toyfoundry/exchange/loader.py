@@ -166,6 +166,16 @@ _parsed_files: dict[
 ] = {}
 #: Entries kept (a watcher lives for days): the oldest go first.
 _PARSED_FILES_KEPT = 8192
+#: The rules' findings for a remembered parse: (kind, path) -> (that parse, the parse of
+#: the other file the rules read, or None, the problems). Each task of a build opens its
+#: own `Exchange`; without this every one ran the rules of the orders and recipes it read
+#: again (a few percent of a full build). Entries whose parse was dropped are dropped too.
+_ruled: dict[tuple[str, str], tuple[Loaded[Any], Loaded[Any] | None, tuple[Problem, ...]]] = {}
+
+
+def _remembered(kind: str, path: Path) -> Loaded[Any] | None:
+    known = _parsed_files.get((kind, str(path)))
+    return None if known is None else known[2]
 
 
 def _identity(path: Path) -> tuple[int, ...] | None:
@@ -216,7 +226,29 @@ class Exchange:
         parsed = self._parsed(kind, path)
         if parsed.model is None:
             return parsed
-        return Loaded(parsed.model, self._rules(kind, parsed.model, path))
+        # the rules read the file's model and at most one other file's (an order its
+        # recipe's, a review its order's): while both parses are the remembered ones,
+        # so are the rules' findings
+        other = self._rules_read(kind, parsed.model)
+        key = (kind, str(path))
+        known = _ruled.get(key)
+        if known is not None and known[0] is parsed and known[1] is other:
+            return Loaded(parsed.model, list(known[2]))
+        problems = self._rules(kind, parsed.model, path)
+        if parsed is _remembered(kind, path) and (other is None or other.model is not None):
+            _ruled[key] = (parsed, other, tuple(problems))
+        return Loaded(parsed.model, problems)
+
+    def _rules_read(self, kind: str, model: Any) -> Loaded[Any] | None:
+        """The parse of the other file `_rules` reads for a model of `kind`, if any."""
+        try:
+            if kind == "order":
+                return self._parsed("recipe", self.layout.recipe_file(check_slug(model.recipe)))
+            if kind == "review":
+                return self._parsed("order", self.layout.order_file(check_order_id(model.order_id)))
+        except UnsafeIdError:
+            return Loaded(None, [])  # a fresh object: never the remembered one
+        return None
 
     def _parsed(self, kind: str, path: Path) -> Loaded[Any]:
         """The file as its model, or why it is not one (before the rules that read other files),
@@ -233,7 +265,9 @@ class Exchange:
         if identity is not None:
             _parsed_files.pop(key, None)
             _parsed_files[key] = (identity, limits, parsed, self.digests.get(path))
+            _ruled.pop(key, None)
             if len(_parsed_files) > _PARSED_FILES_KEPT:
+                _ruled.pop(next(iter(_parsed_files)), None)
                 del _parsed_files[next(iter(_parsed_files))]
         return parsed
 

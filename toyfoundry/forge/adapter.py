@@ -10,6 +10,7 @@ the order has promoted Alfas; the rituals write it atomically with their artefac
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from toyfoundry.formats.models import (
     SCHEMA_VERSION,
@@ -100,3 +101,44 @@ def manifest(
         ),
         alfas=alfas,
     )
+
+
+def manifest_data(
+    order_id: str, recipe: Recipe, promoted: Iterable[Promoted], results: Mapping[str, AlfaResult]
+) -> dict[str, Any]:
+    """`manifest(...).model_dump(mode="json")`, made as plain data: what the rituals write.
+
+    Every value comes from validated models (the recipe, the promoted Alfas, their
+    results), so the manifest's shape is all there is to check, and the tests check
+    it; a model per hydrated parameter cost a twentieth of the rituals.
+    """
+    definitions = {name: spec.model_dump(mode="json") for name, spec in recipe.parameters.items()}
+    alfas = []
+    for p in promoted:
+        result = results.get(p.alfa_id)
+        alfas.append(
+            {
+                "alfa_id": p.alfa_id,
+                "share": p.share,
+                "parent_id": p.parent_id,
+                "score": p.score,
+                "rank": result.rank if result else None,
+                "doctrine": result.doctrine if result else None,
+                "params": {
+                    name: {"value": value, "definition": definitions[name]}
+                    for name, value in p.params.items()
+                    if name in definitions
+                },
+            }
+        )
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "order_id": order_id,
+        "recipe": {
+            "recipe_id": recipe.recipe_id,
+            "version": recipe.version,
+            "title": recipe.title,
+            "parameters": definitions,
+        },
+        "alfas": alfas,
+    }

@@ -452,7 +452,12 @@ def run_rituals(
                 dumps_canonical(advanced.model_copy(update={"pool": computed.pool})),
             ),
             *(
-                [(outbox, dumps_canonical(adapter.manifest(order_id, recipe, promoted, results)))]
+                [
+                    (
+                        outbox,
+                        dumps_canonical(adapter.manifest_data(order_id, recipe, promoted, results)),
+                    )
+                ]
                 if promoted
                 else []
             ),
