@@ -49,7 +49,6 @@ from toyfoundry.forge.validators import Validators, load_plugins, matches
 from toyfoundry.formats import parsed
 from toyfoundry.formats.models import (
     SCHEMA_VERSION,
-    Alfa,
     Chain,
     MintArtefact,
     MintRecord,
@@ -65,7 +64,7 @@ from toyfoundry.formats.models import (
 )
 from toyfoundry.formats.params import cardinality, index_of, value_at
 from toyfoundry.store import safe_read
-from toyfoundry.store.atomic import write_json_atomic
+from toyfoundry.store.atomic import dumps_canonical, write_atomic
 from toyfoundry.store.layout import Layout, UnsafeIdError, check_order_id
 from toyfoundry.store.ledger import Ledger
 from toyfoundry.store.runid import run_id, utc_now
@@ -230,16 +229,17 @@ class _Draft:
     outcome: Outcome = "passed"
     reasons: list[str] = field(default_factory=list)
 
-    def freeze(self) -> Alfa:
-        return Alfa(
-            alfa_id=self.alfa_id,
-            slot=self.slot,
-            params=self.params,
-            share=self.share,
-            parent_id=self.parent_id,
-            outcome=self.outcome,
-            reasons=self.reasons,
-        )
+    def data(self) -> dict[str, Any]:
+        """The Alfa as the artefact holds it; its parameters in sorted order, as JSON has them."""
+        return {
+            "alfa_id": self.alfa_id,
+            "slot": self.slot,
+            "params": dict(sorted(self.params.items())),
+            "share": self.share,
+            "parent_id": self.parent_id,
+            "outcome": self.outcome,
+            "reasons": list(self.reasons),
+        }
 
 
 class _Sequence:
@@ -406,8 +406,8 @@ class _Batch:
         self._validate(draft)
         return draft
 
-    def alfas(self) -> list[Alfa]:
-        return [draft.freeze() for chain in self.slots for draft in chain]
+    def alfas(self) -> list[dict[str, Any]]:
+        return [draft.data() for chain in self.slots for draft in chain]
 
     def achieved(self) -> ShareCounts:
         counts = {"novel": 0, "carryover": 0, "baseline": 0}
@@ -536,13 +536,20 @@ def mint_order(
     try:
         batch = _compose(layout, ex, order_id, force_dry_run, ctx, before)
     except Refused as refused:
-        artefact = _refused_artefact(order_id, ctx, refused)
+        doc = _refused_artefact(order_id, ctx, refused).model_dump(mode="json")
     else:
-        artefact = _built_artefact(order_id, ctx, batch)
-    digests = input_digests(layout, inputs, ex.max_bytes, ex)
-    artefact = artefact.model_copy(update={"inputs": digests})
+        doc = _built_artefact(order_id, ctx, batch)
+    doc["inputs"] = dict(sorted(input_digests(layout, inputs, ex.max_bytes, ex).items()))
+    # one validation of the whole artefact, then its bytes from the same plain data: what
+    # `model_dump` would give, without building and dumping a model per Alfa
+    artefact = MintArtefact.model_validate(doc)
     if not force_dry_run:
-        write_json_atomic(layout.mint_artefact(order_id), artefact)
+        path = layout.mint_artefact(order_id)
+        data = dumps_canonical(doc)
+        write_atomic(path, data)
+        # every dict of `doc` is in sorted order, as a parse of `data` gives it: the model
+        # equals that parse, and the rituals and the report read these bytes next
+        parsed.remember(MintArtefact, path, data, artefact)
     Ledger(layout.mint_ledger).append(mint_record_data(artefact))
     return artefact
 
@@ -566,7 +573,8 @@ def _refused_artefact(order_id: str, ctx: _Context, refused: Refused) -> MintArt
     )
 
 
-def _built_artefact(order_id: str, ctx: _Context, batch: _Batch) -> MintArtefact:
+def _built_artefact(order_id: str, ctx: _Context, batch: _Batch) -> dict[str, Any]:
+    """The artefact of a composed batch as plain data, every field present (see `mint_order`)."""
     alfas = batch.alfas()
     waiting = sum(1 for chain in batch.slots if chain[-1].outcome == "quarantined")
     empty = sum(1 for chain in batch.slots if chain[-1].outcome == "rejected")
@@ -579,21 +587,23 @@ def _built_artefact(order_id: str, ctx: _Context, batch: _Batch) -> MintArtefact
         status, reason = "built", ""
     if empty:
         reason = "; ".join(filter(None, [reason, f"{empty} slot(s) left empty by review"]))
-    return MintArtefact(
-        schema_version=SCHEMA_VERSION,
-        order_id=order_id,
-        recipe=batch.recipe.recipe_id,
-        recipe_version=batch.recipe.version,
-        phase=batch.order.phase,
-        status=status,
-        reason=reason,
-        dry_run=ctx.dry_run,
-        seed=batch.order.seed,
-        batch_size=batch.order.batch_size,
-        target=batch.target,
-        achieved=batch.achieved(),
-        alfas=alfas,
-    )
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "order_id": order_id,
+        "recipe": batch.recipe.recipe_id,
+        "recipe_version": batch.recipe.version,
+        "phase": batch.order.phase,
+        "status": status,
+        "reason": reason,
+        "dry_run": ctx.dry_run,
+        "seed": batch.order.seed,
+        "batch_size": batch.order.batch_size,
+        "target": batch.target.model_dump(),
+        "achieved": batch.achieved().model_dump(),
+        "alfas": alfas,
+        "problems": [],
+        "inputs": {},
+    }
 
 
 def mint_records(artefact: MintArtefact) -> list[MintRecord]:

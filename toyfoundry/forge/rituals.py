@@ -46,11 +46,11 @@ from toyfoundry.forge import chain as chains
 from toyfoundry.forge.mint import input_digests, mint_inputs, mint_order, read_mint
 from toyfoundry.forge.space import Space, space_key
 from toyfoundry.forge.validators import Partial
+from toyfoundry.formats import parsed
 from toyfoundry.formats.models import (
     RITUALS,
     SCHEMA_VERSION,
     Alfa,
-    AlfaResult,
     Chain,
     FloatParam,
     MintArtefact,
@@ -232,15 +232,22 @@ def compute(
         outcomes["promote"] = RitualOutcome(
             ran=True, stub=False, counts={"promoted": len(promoted), "pool": len(pool)}
         )
-    artefact = RitualsArtefact(
-        schema_version=SCHEMA_VERSION,
-        order_id=mint.order_id,
-        status=mint.status,
-        dry_run=False,
-        rituals=cast(dict[Ritual, RitualOutcome], outcomes),
-        results=[AlfaResult.model_validate(rows[a.alfa_id]) for a in roster_alfas],
-        roster=roster,
-        promoted=[e.alfa_id for e in promoted],
+    # validated once as a whole, with its dicts in the sorted order a parse of rituals.json
+    # gives them, so the model can stand for that parse (see `run_rituals`)
+    artefact = RitualsArtefact.model_validate(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "order_id": mint.order_id,
+            "status": mint.status,
+            "dry_run": False,
+            "rituals": {
+                name: {"ran": o.ran, "stub": o.stub, "counts": dict(sorted(o.counts.items()))}
+                for name, o in sorted(outcomes.items())
+            },
+            "results": [rows[a.alfa_id] for a in roster_alfas],
+            "roster": roster,
+            "promoted": [e.alfa_id for e in promoted],
+        }
     )
     return Computed(artefact, promoted, pool)
 
@@ -443,14 +450,14 @@ def run_rituals(
     outbox = layout.outbox_file(order_id)
     # the doctrine objects, the artefact, the chain handed on and the outbox manifest: one
     # flush for the set (see `write_many_atomic`), the objects renamed first
+    rituals_path, rituals_data = layout.rituals_artefact(order_id), dumps_canonical(artefact)
+    chain = advanced.model_copy(update={"pool": computed.pool})
+    chain_path, chain_data = layout.chain_file(order_id), dumps_canonical(chain)
     write_many_atomic(
         [
             *staged.objects,
-            (layout.rituals_artefact(order_id), dumps_canonical(artefact)),
-            (
-                layout.chain_file(order_id),
-                dumps_canonical(advanced.model_copy(update={"pool": computed.pool})),
-            ),
+            (rituals_path, rituals_data),
+            (chain_path, chain_data),
             *(
                 [
                     (
@@ -464,6 +471,10 @@ def run_rituals(
         ],
         modes=staged.modes,
     )
+    # the report reads rituals.json next, the recipe's next order chain.json: both models
+    # equal a parse of their bytes (sorted dicts; the pool's parameters come from mint.json)
+    parsed.remember(RitualsArtefact, rituals_path, rituals_data, artefact)
+    parsed.remember(Chain, chain_path, chain_data, chain)
     doctrine.index(layout, staged)
     if not promoted:
         remove_file(outbox)
