@@ -215,3 +215,19 @@ def test_a_file_is_parsed_again_only_when_it_changed(project: Layout) -> None:
     broken = Exchange(project).order("2025-11-03-001")
     assert broken.model is None and broken.problems
     assert Exchange(project).order("2025-11-03-001").problems == broken.problems
+
+
+def test_an_orders_rules_run_again_when_its_recipe_changes(project: Layout) -> None:
+    """The rules' findings are kept with the parses they read: an edit of the recipe alone
+    (the order's bytes unchanged) shows up in the order's problems, and goes away again."""
+    path = project.order_file("2025-11-03-001")
+    path.write_text(json.dumps({**GOOD, "phase": "expansion", "batch_size": 48}))
+    assert Exchange(project).order("2025-11-03-001").problems == []
+    assert Exchange(project).order("2025-11-03-001").problems == []  # kept, still none
+    recipe = project.recipe_file("bolt-bunny")
+    plain = recipe.read_text()
+    recipe.write_text(json.dumps({**json.loads(plain), "experimental": True}))
+    problems = Exchange(project).order("2025-11-03-001").problems
+    assert [(p.field, "experimental" in p.reason) for p in problems] == [("recipe", True)]
+    recipe.write_text(plain)
+    assert Exchange(project).order("2025-11-03-001").problems == []
