@@ -22,9 +22,10 @@ M = TypeVar("M", bound=BaseModel)
 
 #: (model, file) -> (bytes, the model validated from them). Three files an order, read
 #: again soon after: by the order's next task, and chain.json by the next order of its
-#: recipe, a few orders later (a worker of a parallel build sees the orders interleaved)
+#: recipe, a few orders later. Each entry holds a batch's models (about 100 KB), so a
+#: few orders' worth, not more: memory, not hits, grows past that
 _recent: dict[tuple[type[BaseModel], Path], tuple[bytes, BaseModel]] = {}
-_KEPT = 64
+_KEPT = 24
 
 
 def parse(model: type[M], path: Path, data: bytes) -> M:

@@ -25,10 +25,11 @@ LEDGER_NAMES = ("forge_mint_alfa.jsonl", "forge_rituals.jsonl")
 OWNED_EXCHANGE_AREAS = ("reports", "outbox")
 
 
-@lru_cache(maxsize=1 << 15)
+@lru_cache(maxsize=4096)
 def child(parent: Path, name: str) -> Path:
     """`parent / name`, remembered: a build asks for each order's paths several times per
-    task, and joining paths is most of what pathlib costs (a few percent of a full build)."""
+    task, and joining paths is most of what pathlib costs (a few percent of a full build).
+    A few hundred orders' paths: each is a few hundred bytes, kept for the whole process."""
     return parent / name
 
 
