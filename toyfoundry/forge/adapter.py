@@ -71,46 +71,12 @@ class Promoted(Strict):
 
 def manifest(
     order_id: str, recipe: Recipe, promoted: Iterable[Promoted], results: Mapping[str, AlfaResult]
-) -> OutboxManifest:
-    alfas = []
-    for p in promoted:
-        result = results.get(p.alfa_id)
-        alfas.append(
-            OutboxAlfa(
-                alfa_id=p.alfa_id,
-                share=p.share,
-                parent_id=p.parent_id,
-                score=p.score,
-                rank=result.rank if result else None,
-                doctrine=result.doctrine if result else None,
-                params={
-                    name: HydratedParam(value=value, definition=recipe.parameters[name])
-                    for name, value in p.params.items()
-                    if name in recipe.parameters
-                },
-            )
-        )
-    return OutboxManifest(
-        schema_version=SCHEMA_VERSION,
-        order_id=order_id,
-        recipe=OutboxRecipe(
-            recipe_id=recipe.recipe_id,
-            version=recipe.version,
-            title=recipe.title,
-            parameters=dict(recipe.parameters),
-        ),
-        alfas=alfas,
-    )
-
-
-def manifest_data(
-    order_id: str, recipe: Recipe, promoted: Iterable[Promoted], results: Mapping[str, AlfaResult]
 ) -> dict[str, Any]:
-    """`manifest(...).model_dump(mode="json")`, made as plain data: what the rituals write.
+    """The order's `OutboxManifest` as the plain data it dumps to: what the rituals write.
 
     Every value comes from validated models (the recipe, the promoted Alfas, their
     results), so the manifest's shape is all there is to check, and the tests check
-    it; a model per hydrated parameter cost a twentieth of the rituals.
+    it against the model; a model per hydrated parameter cost a twentieth of the rituals.
     """
     definitions = {name: spec.model_dump(mode="json") for name, spec in recipe.parameters.items()}
     alfas = []

@@ -462,7 +462,7 @@ def run_rituals(
                 [
                     (
                         outbox,
-                        dumps_canonical(adapter.manifest_data(order_id, recipe, promoted, results)),
+                        dumps_canonical(adapter.manifest(order_id, recipe, promoted, results)),
                     )
                 ]
                 if promoted
