@@ -9,8 +9,8 @@ which: the graph, the DB records and the artefacts are the same as with doit's o
   graph's tasks have no record in the DB, the build forks one worker per core (doit's
   `MRunner`, as `-n` does), and one more for a graph of up to `EXTRA_WORKER_UP_TO`
   tasks: a worker waiting for its task's files to reach the disk leaves its core idle
-  (on this project's 2-core machine, three workers built 1,000 orders 11-15% faster
-  than two; on a RAM-backed filesystem, where nothing waits, 3% slower). For a few
+  (on this project's 2-core machine, three workers built 1,000 orders 5-10% faster
+  than two; on a RAM-backed filesystem, where nothing waits, 2-3% slower). For a few
   tasks a fork costs more than it saves, so the build stays serial, and so does a
   graph of more than `PARALLEL_UP_TO` tasks, whose workers would each end up holding
   most of its memory again. `-n`/`--process` on
