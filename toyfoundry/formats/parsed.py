@@ -7,8 +7,8 @@ models are immutable, so bytes equal to those last parsed from the same file giv
 back the same model instead of a second validation. Keyed by the bytes, not by
 the file's stats: the caller has read them anyway, and equal bytes parse to an
 equal model whatever happened to the file in between. The writers of mint.json,
-rituals.json and chain.json leave the model they wrote here (`remember`), so in a
-serial build none of the three is parsed at all.
+rituals.json and chain.json leave the model they wrote here (`remember`), so a
+process parses none of the three that it wrote itself.
 """
 
 from __future__ import annotations
