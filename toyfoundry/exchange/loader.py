@@ -267,8 +267,9 @@ class Exchange:
             _parsed_files[key] = (identity, limits, parsed, self.digests.get(path))
             _ruled.pop(key, None)
             if len(_parsed_files) > _PARSED_FILES_KEPT:
-                _ruled.pop(next(iter(_parsed_files)), None)
-                del _parsed_files[next(iter(_parsed_files))]
+                oldest = next(iter(_parsed_files))
+                del _parsed_files[oldest]
+                _ruled.pop(oldest, None)
         return parsed
 
     def _parse(self, kind: str, path: Path) -> Loaded[Any]:
