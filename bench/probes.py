@@ -1,16 +1,23 @@
-"""Measurements that must run inside a child process: the telemetry lint and its parse-only floor.
+"""Measurements that must run inside a child process: the telemetry lint, its parse-only floor,
+and what a cold process pays to import the code that reads one new order.
 
     python -m bench.probes lint PROJECT [--repeats 3]
+    python -m bench.probes imports PROJECT
 
-Prints one JSON object: lines checked, best seconds of `lint_paths`, and the best
-seconds of the floor (orjson-parsing every ledger line and nothing else), both over
-the same files. A child, so the suite's own process never imports the product.
+Each prints one JSON object. `lint`: lines checked, best seconds of `lint_paths`,
+and the best seconds of the floor (orjson-parsing every ledger line and nothing
+else), both over the same files. `imports`: in a fresh process that has imported
+what a no-op `doit` imports, the seconds to import pydantic, then the rest of what
+a new order's tasks import (our models and every stage's entry module). A child,
+so the suite's own process never imports the product.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -55,13 +62,59 @@ def lint(project: Path, repeats: int) -> dict[str, Any]:
     }
 
 
+#: Top-level packages counted as the validation stack (pydantic and what it imports).
+PYDANTIC = frozenset({"pydantic", "pydantic_core", "annotated_types", "typing_inspection"})
+#: pydantic's modules behind the names our models import (`BaseModel`, `Field`,
+#: `StringConstraints`, `model_validator`, ...): the stack before any model of ours.
+PYDANTIC_API = (
+    "pydantic.main",
+    "pydantic.fields",
+    "pydantic.types",
+    "pydantic.functional_validators",
+)
+
+
+def imports(project: Path) -> dict[str, Any]:
+    """Import seconds a new order adds to a cold `doit` run; one sample per process.
+
+    A no-op loads the graph from the plan kept in the DB and never imports pydantic
+    (README, "A cheap no-op"); one new order has to be validated, minted, run through
+    the rituals and rolled up, so the run imports everything the stages' actions
+    reach. What the first validation of each model then builds is not counted.
+    """
+    os.chdir(project)
+    # what every no-op imports: doit's run command, the project's dodo.py, our `run`
+    for module in ("doit.cmd_run", "toyfoundry.graph.dodo", "toyfoundry.graph.run"):
+        importlib.import_module(module)
+    from toyfoundry.graph.stages import STAGE_ENTRY
+
+    before = set(sys.modules)
+    started = time.perf_counter()
+    for module in PYDANTIC_API:
+        importlib.import_module(module)
+    pydantic_seconds = time.perf_counter() - started
+    for module in sorted(set(STAGE_ENTRY.values())):
+        importlib.import_module(module)
+    seconds = time.perf_counter() - started
+    added = set(sys.modules) - before
+    return {
+        "seconds": seconds,
+        "pydantic_seconds": pydantic_seconds,
+        "modules": len(added),
+        "pydantic_modules": sum(name.partition(".")[0] in PYDANTIC for name in added),
+        "ours": sum(name.startswith("toyfoundry.") for name in added),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("probe", choices=["lint"])
+    parser.add_argument("probe", choices=["lint", "imports"])
     parser.add_argument("project", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    json.dump(lint(args.project.resolve(), args.repeats), sys.stdout)
+    project = args.project.resolve()
+    got = lint(project, args.repeats) if args.probe == "lint" else imports(project)
+    json.dump(got, sys.stdout)
     return 0
 
 

@@ -43,6 +43,7 @@ FIGURES = (
     "watch_new_order_median",
     "watch_new_order_p90",
     "new_order_wall",
+    "new_order_import_wall",
     "killed_half_rerun_share",
 )
 
@@ -212,7 +213,7 @@ class Measure:
         self.attempt(["fresh_copy_tasks_executed", "fresh_copy_wall"], self.fresh_copy)
         self.attempt(["lint_lines_per_s"], self.lint)
         self.attempt(["watch_new_order_median", "watch_new_order_p90"], self.watch)
-        self.attempt(["new_order_wall"], self.new_order)
+        self.attempt(["new_order_wall", "new_order_import_wall"], self.new_order)
         self.attempt(["killed_half_rerun_share"], self.killed_half)
         return self.figures
 
@@ -493,21 +494,37 @@ class Measure:
     def new_order(self) -> None:
         walls: list[float] = []
         noops: list[float] = []
+        imports: list[dict[str, Any]] = []
         # orders the watchers used are on their own copies; ours continues from N
         for k in range(self.opts.new_orders):
             workload.extra(self.ours, self.n, k)
             done = doit(self.ours).check()
             walls.append(done.wall)
             noops.append(_noop(self.ours).wall)
+            probe = [sys.executable, "-m", "bench.probes", "imports", str(self.ours)]
+            imports.append(json.loads(run(probe, self.ours).check().out))
+        noop = median(noops)
         self.add(
             figure="new_order_wall",
             value=median(walls),
             unit="s",
             reference="our no-op right after",
-            reference_value=median(noops),
+            reference_value=noop,
             target="<= 1.5x reference",
             ratio_at_most=1.5,
             note=f"median of {self.opts.new_orders}; ran {len(done.executed)} tasks",
+        )
+        last = imports[-1]
+        pydantic = median([got["pydantic_seconds"] for got in imports])
+        self.add(
+            figure="new_order_import_wall",
+            value=median([got["seconds"] for got in imports]),
+            unit="s",
+            reference="our no-op right after",
+            reference_value=noop,
+            note=f"diagnostic, median of {len(imports)} fresh processes: importing what a new"
+            f" order's tasks add to a no-op's imports, {last['modules']} modules; pydantic's"
+            f" {last['pydantic_modules']} take {pydantic:.3f} s, ours {last['ours']}",
         )
 
     def killed_half(self) -> None:
