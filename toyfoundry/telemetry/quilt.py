@@ -80,10 +80,25 @@ def _time(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value)
 
 
+def _same_shape(a: str, b: str) -> bool:
+    """Same length and the same UTC offset: ISO 8601 text then sorts as the instants do."""
+    if len(a) != len(b):
+        return False
+    if a[-1] == "Z":
+        return b[-1] == "Z"
+    return a[-6] in "+-" and a[-6:] == b[-6:]
+
+
 def later(a: str | None, b: str | None) -> str | None:
-    """The later of two ledger timestamps, compared as instants (offsets may differ)."""
+    """The later of two ledger timestamps, compared as instants (offsets may differ).
+
+    Timestamps of one writer share their offset and precision, and the rollup asks
+    this twice per order per ledger, so those are compared as text, not parsed.
+    """
     if a is None or b is None:
         return a or b
+    if _same_shape(a, b):
+        return b if b > a else a
     return b if _time(b) > _time(a) else a
 
 
