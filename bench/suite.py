@@ -75,7 +75,7 @@ class Options:
     work: Path
     quick: bool = False
     noop_repeats: int = 5
-    new_orders: int = 3
+    new_orders: int = 5
     fresh_copies: int = 3
     drops: int = 10
     lint_repeats: int = 3
