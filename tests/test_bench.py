@@ -37,6 +37,7 @@ FIGURES = {
     "fresh_copy_wall",
     "killed_half_rerun_share",
     "lint_lines_per_s",
+    "host_speed_spread",
 }
 FIELDS = {"n", "figure", "value", "unit", "reference", "reference_value", "ratio", "target", "met"}
 

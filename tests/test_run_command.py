@@ -46,6 +46,8 @@ def work(target):
     time.sleep(PAUSE)
     if os.environ.get("FAIL") == os.path.basename(target):
         return False
+    if os.environ.get("RAISE") == os.path.basename(target):
+        raise RuntimeError("an action that crashed")
 
 
 def task_work():
@@ -85,6 +87,20 @@ def _pids(root: Path) -> set[str]:
 
 
 two_cores = pytest.mark.skipif(run_command.cores() < 2, reason="needs two cores")
+
+
+@pytest.mark.parametrize("jobs", ["0", "2"])
+def test_tasks_skipped_after_a_failure_leave_the_exit_code_to_it(tmp_path: Path, jobs: str) -> None:
+    root = _project(tmp_path / "p")
+    # `--continue`, as the foundry's graph runs: the `work` group is skipped (UnmetDependency),
+    # which doit alone counts as an error (2); the cause was a failed task (1)
+    failed = _doit(root, "--continue", "-n", jobs, TASKS="4", FAIL="001.pid")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "UnmetDependency - taskid:work" in failed.stdout
+    assert failed.stdout.count(".  work:") == 4  # the others still ran
+    # a task that crashed is an error, and the skipped group does not soften it
+    crashed = _doit(root, "-a", "--continue", "-n", jobs, TASKS="4", RAISE="002.pid")
+    assert crashed.returncode == 2, crashed.stdout + crashed.stderr
 
 
 @two_cores

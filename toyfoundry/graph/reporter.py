@@ -20,6 +20,9 @@ class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
     `.  task` / `-- task` lines, so logs and tests read the same as with `console`."""
 
     desc = "progress line on a terminal, plain lines otherwise (toyfoundry)"
+    #: doit's, set by its `__init__`: {"task": ..., "exception": ...} per failure to show at the end
+    failures: list[dict[str, Any]]
+    failure_verbosity: int
 
     def __init__(self, outstream: TextIO, options: dict[str, Any]) -> None:
         super().__init__(outstream, options)
@@ -86,7 +89,21 @@ class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
             return
         self.write(f"{name} - taskid:{result['task'].name}\n{message}\n")
 
+    def _told_already(self, result: dict[str, Any]) -> bool:
+        """A failure (not an error) with nothing to show that was not on screen already:
+        no captured stdout, and its stderr went out as it ran (doit shows it again only
+        at verbosity 0 or with `--failure-verbosity`)."""
+        task = result["task"]
+        if result["exception"].get_name() != "TaskFailed":
+            return False
+        shows_err = task.verbosity < 1 or self.failure_verbosity > 0
+        return not any(a.out or (shows_err and a.err) for a in task.actions)
+
     def complete_run(self) -> None:
+        # doit ends with a block per failed task showing what it printed; a task that
+        # failed on invalid input printed its one-line problems as it ran and captured
+        # nothing, so its block would only repeat its name over an empty `<stdout>:`
+        self.failures = [r for r in self.failures if not self._told_already(r)]
         if self.tty:
             self._clear()
             elapsed = time.monotonic() - self.started

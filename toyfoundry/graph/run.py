@@ -29,6 +29,11 @@ which: the graph, the DB records and the artefacts are the same as with doit's o
   (a tenth of a no-op, more than half a second of a full build at 1,000 orders). The
   command collects young objects less often while it loads, and freezes what it loaded
   before it runs the tasks; both are undone when the command ends.
+- **A failed order fails the build; it is not an error.** With `continue` on, doit marks
+  every task downstream of a failed one (the `report` group, the quilt) with
+  `UnmetDependency`, which it counts as an error: a build with one invalid order ended
+  with exit code 2, doit's code for "error executing task". That mark is a consequence,
+  so here it leaves the result to its cause: a failed task gives 1, a task error 2.
 - **No teardown.** When the command is the whole process (doit's console script or
   `python -m doit`), the process ends as soon as the build is recorded and the output
   flushed: tearing the interpreter down, object by object with a last full collection,
@@ -51,7 +56,8 @@ from typing import Any
 
 import doit.cmd_run
 from doit.cmd_run import Run
-from doit.runner import MRunner
+from doit.exceptions import UnmetDependency
+from doit.runner import SUCCESS, MRunner, Runner
 
 from toyfoundry.graph.reporter import counted
 
@@ -169,7 +175,23 @@ def _watched_queue() -> Any:
     return q
 
 
-class WatchedRunner(MRunner):  # type: ignore[misc]
+class _CausedResult:
+    """A runner whose result a task skipped for a failed dependency leaves to that failure."""
+
+    final_result: int
+
+    def _handle_task_error(self, node: Any, base_fail: Any) -> None:
+        before = self.final_result
+        super()._handle_task_error(node, base_fail)  # type: ignore[misc]
+        if isinstance(base_fail, UnmetDependency) and before != SUCCESS:
+            self.final_result = before  # its cause set it: 1 for a failure, 2 for an error
+
+
+class FoundryRunner(_CausedResult, Runner):  # type: ignore[misc]
+    """doit's serial runner, with the result of a failed build as its cause says."""
+
+
+class WatchedRunner(_CausedResult, MRunner):  # type: ignore[misc]
     """doit's process runner, with queues that notice a dead worker (see `_watched_queue`)."""
 
     Queue = staticmethod(_watched_queue)
@@ -194,14 +216,14 @@ class WatchedRunner(MRunner):  # type: ignore[misc]
 
 
 @contextlib.contextmanager
-def _runner_for_processes(runner: type) -> Iterator[None]:
-    """doit's `run` picks its process runner by module name: name ours for the block."""
-    before = doit.cmd_run.MRunner
-    doit.cmd_run.MRunner = runner
+def _our_runners() -> Iterator[None]:
+    """doit's `run` picks its runners by module name: name ours for the block."""
+    before = doit.cmd_run.Runner, doit.cmd_run.MRunner
+    doit.cmd_run.Runner, doit.cmd_run.MRunner = FoundryRunner, WatchedRunner
     try:
         yield
     finally:
-        doit.cmd_run.MRunner = before
+        doit.cmd_run.Runner, doit.cmd_run.MRunner = before
 
 
 def never_ran(dep_manager: Any, task_list: list[Any]) -> int:
@@ -276,7 +298,7 @@ class FoundryRun(Run):  # type: ignore[misc]
             if _build_pid is None:
                 os.register_at_fork(after_in_child=_die_with_parent)
             _build_pid = os.getpid()
-        with _runner_for_processes(WatchedRunner) if parallel else contextlib.nullcontext():
+        with _our_runners():
             return super()._execute(
                 outfile,
                 verbosity=verbosity,
