@@ -45,6 +45,7 @@ FIGURES = (
     "new_order_wall",
     "new_order_import_wall",
     "killed_half_rerun_share",
+    "host_speed_spread",
 )
 
 
@@ -119,6 +120,24 @@ def p90(values: Sequence[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
 
 
+def host_probe() -> float:
+    """Seconds for a fixed piece of pure-Python work: how fast the host runs Python right now.
+
+    A shared VM's speed can move by a factor of two or more within minutes. A ratio
+    whose two sides were measured minutes apart moves with it, so the suite times this
+    before every step and publishes the spread.
+    """
+    started = time.perf_counter()
+    total = 0
+    for i in range(PROBE_LOOPS):
+        total += i * i % 7
+    return time.perf_counter() - started
+
+
+#: Iterations of `host_probe`'s loop: about 0.1 s on the hosts the suite has run on.
+PROBE_LOOPS = 1_000_000
+
+
 def make_project(dest: Path, n: int) -> list[str]:
     """W(n) plus the repo's pyproject and dodo: a project as a user has it."""
     if dest.exists():
@@ -162,6 +181,8 @@ class Measure:
         self.figures: list[Figure] = []
         self.spec: dict[str, Any] = {}
         self.bare: dict[str, Path] = {}
+        #: `host_probe` seconds, one before each step
+        self.probes: list[float] = []
 
     def log(self, text: str) -> None:
         self.opts.log(f"[N={self.n}] {text}")
@@ -192,6 +213,7 @@ class Measure:
 
     def attempt(self, figures: list[str], step: Callable[[], None]) -> None:
         """One step; a failure marks its figures unmeasured and the suite moves on."""
+        self.probes.append(host_probe())
         try:
             step()
         except Exception as exc:  # a broken room must not hide the other figures
@@ -201,21 +223,39 @@ class Measure:
 
     def all(self, full_only: bool = False) -> list[Figure]:
         self.root.mkdir(parents=True, exist_ok=True)
+        self.probes.append(host_probe())
         built = self.full_build()
         if not built:
             return self.figures
         if self.n <= DIAGNOSE_UP_TO:
             self.attempt(["full_build_serial_wall"], self.full_build_serial)
             self.attempt(["full_build_ram_fs_alfas_per_s"], self.full_build_ram_fs)
-        if full_only:
-            return self.figures
-        self.attempt(["noop_wall", "noop_wall_vs_json", "noop_wall_vs_foundry_db"], self.noop)
-        self.attempt(["fresh_copy_tasks_executed", "fresh_copy_wall"], self.fresh_copy)
-        self.attempt(["lint_lines_per_s"], self.lint)
-        self.attempt(["watch_new_order_median", "watch_new_order_p90"], self.watch)
-        self.attempt(["new_order_wall", "new_order_import_wall"], self.new_order)
-        self.attempt(["killed_half_rerun_share"], self.killed_half)
+        if not full_only:
+            self.attempt(["noop_wall", "noop_wall_vs_json", "noop_wall_vs_foundry_db"], self.noop)
+            self.attempt(["fresh_copy_tasks_executed", "fresh_copy_wall"], self.fresh_copy)
+            self.attempt(["lint_lines_per_s"], self.lint)
+            self.attempt(["watch_new_order_median", "watch_new_order_p90"], self.watch)
+            self.attempt(["new_order_wall", "new_order_import_wall"], self.new_order)
+            self.attempt(["killed_half_rerun_share"], self.killed_half)
+        self.probes.append(host_probe())
+        self.host_speed()
         return self.figures
+
+    def host_speed(self) -> None:
+        """How much the host's speed moved during this size's steps (see `host_probe`)."""
+        slowest, fastest = max(self.probes), min(self.probes)
+        self.add(
+            figure="host_speed_spread",
+            value=slowest,
+            unit="s",
+            reference="the fastest of the same probes",
+            reference_value=fastest,
+            note=(
+                f"diagnostic: a fixed pure-Python loop timed before each of {len(self.probes)}"
+                f" steps (median {median(self.probes):.3f} s); figures and references taken"
+                " minutes apart moved by up to this ratio"
+            ),
+        )
 
     def full_build(self) -> bool:
         self.log("full build (ours)")
