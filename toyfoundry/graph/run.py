@@ -30,7 +30,7 @@ which: the graph, the DB records and the artefacts are the same as with doit's o
   command collects young objects less often while it loads, and freezes what it loaded
   before it runs the tasks; both are undone when the command ends.
 - **A failed order fails the build; it is not an error.** With `continue` on, doit marks
-  every task downstream of a failed one (the `report` group, the quilt) with
+  every task that depends on a failed one by `task_dep` (the `report` group) with
   `UnmetDependency`, which it counts as an error: a build with one invalid order ended
   with exit code 2, doit's code for "error executing task". That mark is a consequence,
   so here it leaves the result to its cause: a failed task gives 1, a task error 2.
