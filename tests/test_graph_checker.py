@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
 
+from toyfoundry.graph import checker
 from toyfoundry.graph.checker import SAMPLE, file_hash, is_ledger, sampled_hash
 
 
@@ -82,3 +84,17 @@ def test_the_save_records_the_stat_the_check_saw(tmp_path: Path) -> None:
     assert checker.check_modified(str(dep), os.stat(dep), state)
     # nothing is kept for a second save: a later save of the same dep stats it afresh
     assert checker.get_state(str(dep), None)[1] == dep.stat().st_size
+
+
+def test_whole_hash_is_sha256_however_the_file_is_read(tmp_path: Path) -> None:
+    """One read for a small file, chunks for a large one, and a file that grew after its
+    stat (its size said small) is still hashed whole, without reading it all at once."""
+    small = tmp_path / "small"
+    small.write_bytes(b"alfa\n" * 100)
+    large = tmp_path / "large"
+    large.write_bytes(os.urandom(checker.ONE_READ + 12345))
+    for path in (small, large):
+        want = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert checker.whole_hash(str(path)) == want
+        assert checker.whole_hash(str(path), path.stat().st_size) == want
+    assert checker.whole_hash(str(large), 10) == hashlib.sha256(large.read_bytes()).hexdigest()

@@ -62,9 +62,14 @@ def whole_hash(path: str, size: int | None = None) -> str:
     so its hashing never holds all of it in memory.
     """
     with open(path, "rb") as f:
-        if size is not None and size <= ONE_READ:
-            return hashlib.sha256(f.read()).hexdigest()
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        if size is None or size > ONE_READ:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+        data = f.read(ONE_READ + 1)
+        digest = hashlib.sha256(data)
+        if len(data) > ONE_READ:  # it grew since its stat: the rest in chunks, not at once
+            while chunk := f.read(ONE_READ):
+                digest.update(chunk)
+        return digest.hexdigest()
 
 
 def file_hash(
