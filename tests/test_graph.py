@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -394,3 +395,18 @@ def test_progress_on_a_terminal(project: Layout) -> None:
     assert proc.returncode == 0, screen
     assert "[0/16] mint:" in screen or "/16] mint:" in screen
     assert "toyfoundry: 16 task(s) run, 0 up to date of 16" in screen
+
+
+def test_build_of_a_folder_without_the_projects_config_runs_our_run_command(
+    project: Layout, run_cli: Any
+) -> None:
+    """`toyfoundry build` is for a folder without the dodo file or pyproject.toml; it still
+    gets the foundry's `run` (a failed order gives 1, where doit's own `run` gives 2)."""
+    (project.root / "pyproject.toml").unlink()
+    (project.root / "dodo.py").unlink()
+    (project.orders_dir / "2025-10-30-001.json").write_text('{"schema_version": 1')
+    result = run_cli("--root", str(project.root), "build")
+    assert result.code == 1, result.out + result.err
+    assert "exchange/orders/2025-10-30-001.json: -: is not valid JSON" in result.err
+    assert project.rollup.exists()  # the rest of the graph still built
+    assert project.report_json("2025-10-27-014").exists()

@@ -21,7 +21,9 @@ def run(args: argparse.Namespace, layout: Layout) -> int:
     from doit.doit_cmd import DoitMain
 
     from toyfoundry.graph import dodo
+    from toyfoundry.graph.config import DOIT_PLUGINS
 
     os.chdir(layout.root)
-    code: int = DoitMain(ModuleTaskLoader(dodo)).run(list(args.doit_args))
+    main = DoitMain(ModuleTaskLoader(dodo), extra_config=DOIT_PLUGINS)
+    code: int = main.run(list(args.doit_args))
     return code

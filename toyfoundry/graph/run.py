@@ -1,8 +1,10 @@
 """`doit run` with the foundry's process policy: parallel for big builds, and a quiet collector.
 
-Registered in pyproject.toml as doit's `run` command, so `doit`, `doit run ...` and the
-graph watcher's in-process builds all use it. It changes how tasks are executed, never
-which: the graph, the DB records and the artefacts are the same as with doit's own `run`.
+Registered in pyproject.toml as doit's `run` command, and handed to doit by `toyfoundry
+build` and the graph watcher for a folder without that file (`config.DOIT_PLUGINS`), so
+`doit`, `doit run ...`, `toyfoundry build` and the watcher's in-process builds all use it.
+It changes how tasks are executed, never which: the graph, the DB records and the
+artefacts are the same as with doit's own `run`.
 
 - **Parallel when there is a lot to build.** A fresh clone, a first build or a large
   drop of orders leaves many tasks that never ran. When at least `PARALLEL_AT` of the

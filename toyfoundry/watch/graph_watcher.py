@@ -169,6 +169,7 @@ def run_graph(
     from doit.doit_cmd import DoitMain
 
     from toyfoundry.graph import backend
+    from toyfoundry.graph.config import DOIT_PLUGINS
 
     tally = Tally(err)
     names = namespace(dodo)
@@ -176,7 +177,8 @@ def run_graph(
     started = time.perf_counter()
     with contextlib.chdir(layout.root):
         try:
-            code = int(DoitMain(ModuleTaskLoader(names)).run(["run", *(tasks or [])]))
+            main = DoitMain(ModuleTaskLoader(names), extra_config=DOIT_PLUGINS)
+            code = int(main.run(["run", *(tasks or [])]))
         finally:
             # doit leaves its DB open when it fails before running (an unknown task name,
             # a bad dodo); in a long-lived process that would keep the foundry lock for ever
