@@ -146,3 +146,23 @@ def test_is_listed_by_doit_help(project: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "--quiet-period" in proc.stdout and "--ignore" in proc.stdout
+
+
+def test_a_foundry_cycle_with_a_broken_order_fails_with_1(tmp_path: Path) -> None:
+    """In a foundry project (its pyproject names our `run`), a cycle's exit code is the
+    one `doit` gives: 1 for an invalid order, though doit skips the report group after it."""
+    from tests.conftest import make_project
+
+    layout = make_project(tmp_path / "factory")
+    running = Auto(layout.root)
+    try:
+        first = running.wait_cycles(1)[0]
+        assert "ok" in first, first
+        drop(layout.orders_dir / "2025-10-30-001.json", b'{"schema_version": 1')
+        second = running.wait_cycles(2)[1]
+        assert "FAILED (exit 1)" in second, second
+        assert running.stop() == 0
+    finally:
+        if running.proc.poll() is None:
+            running.proc.kill()
+            running.proc.wait()

@@ -218,7 +218,7 @@ class WatchedRunner(_CausedResult, MRunner):  # type: ignore[misc]
 
 
 @contextlib.contextmanager
-def _our_runners() -> Iterator[None]:
+def our_runners() -> Iterator[None]:
     """doit's `run` picks its runners by module name: name ours for the block."""
     before = doit.cmd_run.Runner, doit.cmd_run.MRunner
     doit.cmd_run.Runner, doit.cmd_run.MRunner = FoundryRunner, WatchedRunner
@@ -300,7 +300,7 @@ class FoundryRun(Run):  # type: ignore[misc]
             if _build_pid is None:
                 os.register_at_fork(after_in_child=_die_with_parent)
             _build_pid = os.getpid()
-        with _our_runners():
+        with our_runners():
             return super()._execute(
                 outfile,
                 verbosity=verbosity,

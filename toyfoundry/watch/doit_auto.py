@@ -18,6 +18,7 @@ parent starts the next cycle. A periodic rescan catches events that never came.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import multiprocessing
 import os
@@ -229,6 +230,29 @@ class CycleOutcome:
     error: str = ""
 
 
+def _project_runners(config: Mapping[str, Any]) -> contextlib.AbstractContextManager[None]:
+    """The foundry's runners when the project's `run` command is the foundry's.
+
+    A cycle runs doit's plain `run` (the foundry's would end the child process when the
+    build is done), so this brings only its runners: a task skipped for a failed
+    dependency leaves the cycle's exit code to that failure, 1 for an invalid order, as
+    `doit` gives. Other projects keep doit's own.
+    """
+    from doit.plugin import PluginDict
+
+    commands = PluginDict()
+    commands.add_plugins(config, "COMMAND")
+    if "run" not in commands:
+        return contextlib.nullcontext()
+    from toyfoundry.graph.run import FoundryRun, our_runners
+
+    try:
+        ours = issubclass(commands.get_plugin("run"), FoundryRun)
+    except Exception:  # a plugin that cannot be loaded is doit's to report, not ours
+        return contextlib.nullcontext()
+    return our_runners() if ours else contextlib.nullcontext()
+
+
 class Auto(DoitCmdBase):  # type: ignore[misc]
     """doit command plugin: `doit auto [TASK ...]`."""
 
@@ -374,7 +398,8 @@ class Auto(DoitCmdBase):  # type: ignore[misc]
         params.add_defaults(defaults)
         started = time.perf_counter()
         try:
-            code = int(runner.execute(params, args))
+            with _project_runners(self.config):
+                code = int(runner.execute(params, args))
         except (InvalidCommand, InvalidDodoFile, InvalidTask) as exc:
             return CycleOutcome(3, None, error=f"ERROR: {exc}")
         except Exception as exc:
