@@ -410,3 +410,17 @@ def test_build_of_a_folder_without_the_projects_config_runs_our_run_command(
     assert "exchange/orders/2025-10-30-001.json: -: is not valid JSON" in result.err
     assert project.rollup.exists()  # the rest of the graph still built
     assert project.report_json("2025-10-27-014").exists()
+
+
+def test_a_removed_order_loses_its_reports_and_its_outbox_manifest(project: Layout) -> None:
+    """An order deleted from the exchange takes its outputs there with it: its reports and
+    the manifest of its promoted Alfas in the outbox, which other systems read."""
+    gone = "2025-10-27-014"
+    assert doit(project.root).code == 0
+    assert project.outbox_file(gone).exists() and project.report_json(gone).exists()
+    project.order_file(gone).unlink()
+    result = doit(project.root)
+    assert result.code == 0, result.out + result.err
+    assert not project.outbox_file(gone).exists()
+    assert not project.report_json(gone).exists()
+    assert project.outbox_file("2025-10-28-002").exists()  # the others' stay

@@ -151,17 +151,20 @@ def test_stale_outputs_are_found_by_name(exported: Layout) -> None:
         exports.partition(exported, "alfas", "2024-01-01-001", "csv"),
         exported.report_md("2024-01-01-001"),
         parts.part_path(exported, "2024-01-01-001"),
+        exported.outbox_file("2024-01-01-001"),
     ]
     kept = [
         exported.exports / "alfas" / "notes.txt",
         exported.exports / "alfas" / "2024-01-01-001.txt",
         exported.reports_dir / "2024-01-01-001",
         exported.quilt_parts / "2024-01-01-001.md",
+        exported.outbox_dir / "2024-01-01-001.txt",
     ]
     for path in stray + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x")
     done = exports.build_exports(exported, ORDERS)
-    assert done.removed == [stray[1], stray[0], stray[2], stray[3]]
+    assert done.removed == [stray[1], stray[0], stray[2], stray[3], stray[4]]
     assert not any(p.exists() for p in stray) and all(p.exists() for p in kept)
     assert exports.stale_outputs(exported, set(ORDERS)) == []
     assert len(exports.stale_outputs(exported, set(ORDERS[1:]))) == 7  # the first order's files

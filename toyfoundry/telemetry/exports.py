@@ -307,13 +307,20 @@ def batches_csv_bytes(records: Sequence[Mapping[str, Any]]) -> bytes:
 
 
 def stale_outputs(layout: Layout, keep: set[str]) -> list[Path]:
-    """Per-order outputs (partitions, reports, quilt parts) of orders not in `keep`.
+    """Per-order outputs (partitions, reports, quilt parts, outbox manifests) of orders not
+    in `keep`.
 
     One listing of names per folder: a kept order's file costs a set lookup,
     and only the (usually no) stale names are checked, sorted and made paths.
+    The outbox is swept like the reports: a manifest exists only while its order
+    has promoted Alfas, and an order no longer in the exchange has none.
     """
     places: list[tuple[Path, tuple[str, ...]]] = [(layout.exports / d, FORMATS) for d in DATASETS]
-    places += [(layout.reports_dir, ("json", "md")), (layout.quilt_parts, ("json",))]
+    places += [
+        (layout.reports_dir, ("json", "md")),
+        (layout.quilt_parts, ("json",)),
+        (layout.outbox_dir, ("json",)),
+    ]
     found = []
     for folder, suffixes in places:
         try:
