@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from tests.test_loom_support import append_raw, sample
 from toyfoundry.store.layout import Layout
@@ -124,3 +125,36 @@ def test_watcher_snapshot_is_checked(tmp_path: Path) -> None:
     assert found == [
         ".toyfoundry/telemetry/exchange_watcher_state.json:1: updated_at: Field required"
     ]
+
+
+def test_the_nightly_summary_collapses_a_problem_on_consecutive_lines(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`lint-telemetry` prints every finding; the nightly's summary prints a run of one
+    problem on consecutive lines once, and counts what its limit leaves out."""
+    from toyfoundry.commands import lint_telemetry
+    from toyfoundry.telemetry.lint import Finding, LintResult
+
+    gone = "record for order 2025-10-31-001, which is not in the exchange"
+    findings = [Finding("m.jsonl", n, gone, "warning") for n in range(354, 450)]
+    findings += [
+        Finding("m.jsonl", 451, gone, "warning"),  # not consecutive: a line of its own
+        Finding("m.jsonl", 452, "order_id: Field required"),
+        Finding("r.jsonl", 453, "order_id: Field required"),  # another file
+    ]
+    result = LintResult(findings=findings)
+    assert lint_telemetry.collapsed(findings) == [
+        (f"m.jsonl:354-449: {gone} (warning, 96 lines)", 96),
+        (f"m.jsonl:451: {gone} (warning)", 1),
+        ("m.jsonl:452: order_id: Field required", 1),
+        ("r.jsonl:453: order_id: Field required", 1),
+    ]
+    lint_telemetry.report(result, limit=2)
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        f"m.jsonl:354-449: {gone} (warning, 96 lines)",
+        f"m.jsonl:451: {gone} (warning)",
+        "... 2 more: run `toyfoundry lint-telemetry`",
+    ]
+    lint_telemetry.report(result)
+    assert len(capsys.readouterr().out.splitlines()) == len(findings)
