@@ -230,27 +230,27 @@ class CycleOutcome:
     error: str = ""
 
 
-def _project_runners(config: Mapping[str, Any]) -> contextlib.AbstractContextManager[None]:
-    """The foundry's runners when the project's `run` command is the foundry's.
+def runs_ours(config: Mapping[str, Any]) -> bool:
+    """Whether the project's `run` command is the foundry's (named in its configuration,
+    as `pyproject.toml` or `toyfoundry build` names it).
 
     A cycle runs doit's plain `run` (the foundry's would end the child process when the
-    build is done), so this brings only its runners: a task skipped for a failed
-    dependency leaves the cycle's exit code to that failure, 1 for an invalid order, as
-    `doit` gives. Other projects keep doit's own.
+    build is done), so with the foundry's it brings only its runners: a task skipped for
+    a failed dependency leaves the cycle's exit code to that failure, 1 for an invalid
+    order, as `doit` gives. Other projects keep doit's own.
     """
-    from doit.plugin import PluginDict
+    location = config.get("COMMAND", {}).get("run")
+    if not isinstance(location, str):
+        return False
+    from doit.plugin import PluginEntry
 
-    commands = PluginDict()
-    commands.add_plugins(config, "COMMAND")
-    if "run" not in commands:
-        return contextlib.nullcontext()
-    from toyfoundry.graph.run import FoundryRun, our_runners
+    from toyfoundry.graph.run import FoundryRun
 
     try:
-        ours = issubclass(commands.get_plugin("run"), FoundryRun)
+        command = PluginEntry("COMMAND", "run", location).get()
     except Exception:  # a plugin that cannot be loaded is doit's to report, not ours
-        return contextlib.nullcontext()
-    return our_runners() if ours else contextlib.nullcontext()
+        return False
+    return isinstance(command, type) and issubclass(command, FoundryRun)
 
 
 class Auto(DoitCmdBase):  # type: ignore[misc]
@@ -276,6 +276,9 @@ class Auto(DoitCmdBase):  # type: ignore[misc]
         opt_failure,
     )
 
+    #: whether cycles run with the foundry's runners (see `runs_ours`); set by `execute`
+    foundry_runners = False
+
     def __init__(self, task_loader: Any = None, cmds: Any = None, **kwargs: Any) -> None:
         config = dict(kwargs.pop("config", None) or {})
         # `auto` runs `run`: the run command's settings apply unless auto's own override them
@@ -286,6 +289,7 @@ class Auto(DoitCmdBase):  # type: ignore[misc]
     # --- the parent: a loop of children ---
     def execute(self, params: Any, args: list[str]) -> int:
         """Loop: one forked child per cycle, until Ctrl-C or SIGTERM (exit 0)."""
+        self.foundry_runners = runs_ours(self.config)  # once, before the children fork
         context = multiprocessing.get_context("fork")
         cycle = 0
         changed: list[str] = []
@@ -393,12 +397,14 @@ class Auto(DoitCmdBase):  # type: ignore[misc]
             conn.close()
 
     def _run_once(self, params: Any, args: list[str]) -> CycleOutcome:
+        from toyfoundry.graph.run import our_runners
+
         runner = Run(task_loader=self.loader, config=self.config, bin_name=self.bin_name)
         defaults, _ = runner.cmdparser.parse([])
         params.add_defaults(defaults)
         started = time.perf_counter()
         try:
-            with _project_runners(self.config):
+            with our_runners() if self.foundry_runners else contextlib.nullcontext():
                 code = int(runner.execute(params, args))
         except (InvalidCommand, InvalidDodoFile, InvalidTask) as exc:
             return CycleOutcome(3, None, error=f"ERROR: {exc}")
