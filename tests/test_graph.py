@@ -424,3 +424,17 @@ def test_a_removed_order_loses_its_reports_and_its_outbox_manifest(project: Layo
     assert not project.outbox_file(gone).exists()
     assert not project.report_json(gone).exists()
     assert project.outbox_file("2025-10-28-002").exists()  # the others' stay
+
+
+def test_a_corrupt_dependency_db_is_one_line_not_a_traceback(project: Layout) -> None:
+    """A DB file that is not ours (a bad cache restore, a disk error) stops the build with
+    one line that says what to do, and exit code 3 (doit's: before any task ran)."""
+    project.dep_db.parent.mkdir(parents=True, exist_ok=True)
+    project.dep_db.write_bytes(b"not a database at all" * 100)
+    result = doit(project.root)
+    assert result.code == 3, result.out + result.err
+    assert "Traceback" not in result.out + result.err
+    [line] = result.err.strip().splitlines()
+    assert "is not a Toyfoundry SQLite DB" in line and "remove it" in line
+    project.dep_db.unlink()
+    assert doit(project.root).code == 0  # as the line says: removed, the build starts afresh

@@ -58,6 +58,7 @@ from typing import Any
 
 import doit.cmd_run
 from doit.cmd_run import Run
+from doit.dependency import DatabaseException
 from doit.exceptions import UnmetDependency
 from doit.runner import SUCCESS, MRunner, Runner
 
@@ -270,6 +271,11 @@ class FoundryRun(Run):  # type: ignore[misc]
                 code = super().execute(params, args)
             except WorkerLost as lost:
                 sys.stderr.write(f"{lost}\n")
+                code = 3
+            except DatabaseException as exc:
+                # a dependency DB that cannot be used (a corrupt file, another tool's DB)
+                # is the user's to remove, as the message says: one line, not a traceback
+                sys.stderr.write(f"toyfoundry: error: {exc}\n")
                 code = 3
             if isinstance(code, int) and whole_process():
                 end_process(code)  # before the collector's settings return and it runs once more
