@@ -438,3 +438,13 @@ def test_a_corrupt_dependency_db_is_one_line_not_a_traceback(project: Layout) ->
     assert "is not a Toyfoundry SQLite DB" in line and "remove it" in line
     project.dep_db.unlink()
     assert doit(project.root).code == 0  # as the line says: removed, the build starts afresh
+
+
+def test_build_of_a_folder_with_a_broken_pyproject_says_so_in_one_line(
+    project: Layout, run_cli: Any
+) -> None:
+    (project.root / "pyproject.toml").write_text("[tool.doit\n")
+    result = run_cli("--root", str(project.root), "build")
+    assert result.code == 1, result.out + result.err
+    assert result.err.startswith("pyproject.toml: -: is not valid TOML: "), result.err
+    assert "Traceback" not in result.err and "unexpected error" not in result.err

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import tomllib
 
+from toyfoundry.errors import FoundryError
 from toyfoundry.store.layout import Layout
 
 
@@ -24,6 +26,9 @@ def run(args: argparse.Namespace, layout: Layout) -> int:
     from toyfoundry.graph.config import DOIT_PLUGINS
 
     os.chdir(layout.root)
-    main = DoitMain(ModuleTaskLoader(dodo), extra_config=DOIT_PLUGINS)
+    try:
+        main = DoitMain(ModuleTaskLoader(dodo), extra_config=DOIT_PLUGINS)
+    except tomllib.TOMLDecodeError as exc:  # doit reads the folder's pyproject.toml first
+        raise FoundryError(f"pyproject.toml: -: is not valid TOML: {exc}") from None
     code: int = main.run(list(args.doit_args))
     return code
