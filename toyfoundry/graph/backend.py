@@ -87,6 +87,10 @@ class FoundryDB:
             self._lock.release()
             from doit.dependency import DatabaseException
 
+            if isinstance(exc, sqlite3.OperationalError):  # locked, a disk error: not its bytes
+                raise DatabaseException(
+                    f"dependency DB {name!r} cannot be opened ({exc})"
+                ) from None
             raise DatabaseException(
                 f"dependency DB {name!r} is not a Toyfoundry SQLite DB ({exc}); "
                 "remove it to start afresh (every task will run once)"
