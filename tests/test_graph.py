@@ -448,3 +448,24 @@ def test_build_of_a_folder_with_a_broken_pyproject_says_so_in_one_line(
     assert result.code == 1, result.out + result.err
     assert result.err.startswith("pyproject.toml: -: is not valid TOML: "), result.err
     assert "Traceback" not in result.err and "unexpected error" not in result.err
+
+
+def test_a_db_that_cannot_be_opened_is_not_called_foreign(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock held by another program or a disk error is no reason to delete the DB."""
+    import sqlite3
+
+    from doit.dependency import DatabaseException
+
+    from toyfoundry.graph import backend
+
+    def locked(path: Path) -> sqlite3.Connection:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(backend, "_connect", locked)
+    (tmp_path / ".toyfoundry").mkdir()
+    with pytest.raises(DatabaseException) as info:
+        backend.FoundryDB(str(tmp_path / ".toyfoundry" / "doit.sqlite"), None)
+    assert "cannot be opened (database is locked)" in str(info.value)
+    assert "remove" not in str(info.value)
