@@ -120,6 +120,10 @@ def p90(values: Sequence[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
 
 
+#: Iterations of `host_probe`'s loop: about 0.1 s on the hosts the suite has run on.
+PROBE_LOOPS = 1_000_000
+
+
 def host_probe() -> float:
     """Seconds for a fixed piece of pure-Python work: how fast the host runs Python right now.
 
@@ -132,10 +136,6 @@ def host_probe() -> float:
     for i in range(PROBE_LOOPS):
         total += i * i % 7
     return time.perf_counter() - started
-
-
-#: Iterations of `host_probe`'s loop: about 0.1 s on the hosts the suite has run on.
-PROBE_LOOPS = 1_000_000
 
 
 def make_project(dest: Path, n: int) -> list[str]:

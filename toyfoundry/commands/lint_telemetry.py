@@ -18,31 +18,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _key(finding: Finding) -> tuple[str, str, str]:
+    return finding.path, finding.problem, finding.severity
+
+
+def _run_line(run: Sequence[Finding]) -> tuple[str, int]:
+    """One printed line for a run of one problem on consecutive lines, and its size."""
+    first, last, size = run[0], run[-1], len(run)
+    if size == 1:
+        return str(first), 1
+    tag = "warning, " if first.severity == "warning" else ""
+    return f"{first.path}:{first.line}-{last.line}: {first.problem} ({tag}{size} lines)", size
+
+
 def collapsed(findings: Sequence[Finding]) -> list[tuple[str, int]]:
     """The findings as lines to print, each with how many it stands for: one problem on
     consecutive lines of one file is one line (a deleted order's 96 records, say)."""
     out: list[tuple[str, int]] = []
     run: list[Finding] = []
-    for finding in [*findings, None]:
-        last = run[-1] if run else None
-        if (
-            finding is not None
-            and last is not None
-            and (finding.path, finding.problem, finding.severity)
-            == (last.path, last.problem, last.severity)
-            and finding.line == last.line + 1
-        ):
+    for finding in findings:
+        if run and _key(finding) == _key(run[-1]) and finding.line == run[-1].line + 1:
             run.append(finding)
             continue
         if run:
-            first, end = run[0], run[-1]
-            if len(run) == 1:
-                out.append((str(first), 1))
-            else:
-                tag = "warning, " if first.severity == "warning" else ""
-                text = f"{first.path}:{first.line}-{end.line}: {first.problem}"
-                out.append((f"{text} ({tag}{len(run)} lines)", len(run)))
-        run = [finding] if finding is not None else []
+            out.append(_run_line(run))
+        run = [finding]
+    if run:
+        out.append(_run_line(run))
     return out
 
 
