@@ -469,3 +469,13 @@ def test_a_db_that_cannot_be_opened_is_not_called_foreign(
         backend.FoundryDB(str(tmp_path / ".toyfoundry" / "doit.sqlite"), None)
     assert "cannot be opened (database is locked)" in str(info.value)
     assert "remove" not in str(info.value)
+
+
+def test_the_plugins_handed_to_doit_are_the_ones_pyproject_names() -> None:
+    """`config.DOIT_PLUGINS` stands in for the project's `[tool.doit.plugins]`: the two agree."""
+    import tomllib
+
+    from toyfoundry.graph.config import DOIT_PLUGINS
+
+    named = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["doit"]["plugins"]
+    assert {kind.upper(): dict(plugins) for kind, plugins in named.items()} == DOIT_PLUGINS
