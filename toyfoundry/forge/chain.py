@@ -11,6 +11,11 @@ computed from the recipe.
 If a recipe's parameter definitions change, its space key changes and the novel
 sequence starts again from position 0 (the pool and the history digest carry on):
 novelty is defined within one parameter space.
+
+Each chain names the chain file it was advanced from and the sha256 of its bytes
+(`parent`), and lists only its own order's carryover positions ahead of the cursor
+(`carried`): the file's size does not grow with the recipe's history, and the
+positions of every earlier order are gathered along the links (`carried.py`).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from toyfoundry.errors import FoundryError
 from toyfoundry.exchange.loader import Exchange, display
 from toyfoundry.forge.space import Space
 from toyfoundry.formats import parsed
-from toyfoundry.formats.models import SCHEMA_VERSION, Alfa, Chain, PoolEntry, Recipe
+from toyfoundry.formats.models import SCHEMA_VERSION, Alfa, Chain, ChainParent, PoolEntry, Recipe
 from toyfoundry.store.layout import Layout
 
 
@@ -111,42 +116,48 @@ def start_chain(
     recipe_id: str,
     space: str,
     previous: Previous = AUTO,
-) -> tuple[Chain, str | None]:
-    """The chain an order starts from, and the previous order it came from (None: genesis)."""
+) -> tuple[Chain, bytes | None]:
+    """The chain an order starts from, and the bytes it was read from (None: genesis)."""
     previous = resolve_previous(exchange, order_id, previous)
     if previous is None:
         return genesis(recipe_id, space), None
-    return read_chain(layout, previous), previous
+    return read_chain_data(layout, previous)
 
 
-def start_position(chain: Chain, space: str) -> tuple[int, list[int]]:
-    """Cursor and skip list of the novel sequence: reset when the recipe's space changed."""
-    if chain.space != space:
-        return 0, []
-    return chain.cursor, list(chain.skip)
+def start_cursor(chain: Chain, space: str) -> int:
+    """The novel sequence's cursor: back to 0 when the recipe's space changed."""
+    return chain.cursor if chain.space == space else 0
 
 
 def canonical_params(params: object) -> bytes:
     return orjson.dumps(params, option=orjson.OPT_SORT_KEYS)
 
 
-def advance(prev: Chain, space: Space, order_id: str, alfas: Sequence[Alfa]) -> Chain:
-    """The chain after an order that minted for real: cursor, skip and history move on.
+def advance(
+    prev: Chain,
+    space: Space,
+    order_id: str,
+    alfas: Sequence[Alfa],
+    parent: ChainParent | None,
+) -> Chain:
+    """The chain after an order that minted for real: cursor, carried and history move on.
 
-    The cursor moves past every novel draw (its sequence position plus one); a
-    carryover at or beyond the new cursor joins `skip`, so it is never drawn as
-    novel later. Baselines move nothing: novel draws skip them by value.
+    The cursor moves past every novel draw (its sequence position plus one); this
+    order's carryovers at or beyond the new cursor are `carried`, so they are never
+    drawn as novel later (the earlier orders' are in the chains `parent` leads back
+    to: see `carried`). Baselines move nothing: novel draws skip them by value.
+    `parent`: the file `prev` was read from, None for a recipe's genesis chain.
     """
-    cursor, skip_list = start_position(prev, space.key)
+    cursor = start_cursor(prev, space.key)
     novel = [space.position(a.params) for a in alfas if a.share == "novel"]
     drawn = [p for p in novel if p is not None]
     new_cursor = max([cursor, *(p + 1 for p in drawn)])
-    skip = {p for p in skip_list if p >= new_cursor}
+    carried: set[int] = set()
     for alfa in alfas:
         if alfa.share == "carryover":
             position = space.position(alfa.params)
             if position is not None and position >= new_cursor:
-                skip.add(position)
+                carried.add(position)
     digest = hashlib.sha256()
     digest.update(prev.history.encode() + b"\n" + order_id.encode() + b"\n")
     digest.update(canonical_params([[a.alfa_id, a.params] for a in alfas]))
@@ -155,12 +166,20 @@ def advance(prev: Chain, space: Space, order_id: str, alfas: Sequence[Alfa]) -> 
         recipe=prev.recipe,
         space=space.key,
         cursor=new_cursor,
-        skip=sorted(skip),
+        carried=sorted(carried),
+        parent=parent,
         history=digest.hexdigest(),
         orders=prev.orders + 1,
         last_order=order_id,
         pool=list(prev.pool),
     )
+
+
+def parent_of(previous: str | None, data: bytes) -> ChainParent | None:
+    """The link from an order's chain to the one it was advanced from (None: from genesis)."""
+    if previous is None:
+        return None
+    return ChainParent(order=previous, sha256=hashlib.sha256(data).hexdigest())
 
 
 def merge_pool(

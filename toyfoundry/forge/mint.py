@@ -34,6 +34,7 @@ import hashlib
 import math
 import random
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +43,7 @@ from pydantic import ValidationError
 
 from toyfoundry.errors import FoundryError, Problem
 from toyfoundry.exchange.loader import Exchange, display
+from toyfoundry.forge import carried
 from toyfoundry.forge import chain as chains
 from toyfoundry.forge.inputs import MintInputs, mint_input_paths, sprint_of, sprint_orders
 from toyfoundry.forge.space import Params, Space
@@ -243,26 +245,36 @@ class _Draft:
 
 
 class _Sequence:
-    """The unseen part of the novel sequence, consumed draw by draw."""
+    """The unseen part of the novel sequence, consumed draw by draw.
+
+    `carried`: the positions at or beyond `cursor` that earlier orders minted as
+    carryover (read-only, see `carried.ahead`); this batch's carryovers join `own`.
+    """
 
     def __init__(
-        self, space: Space, cursor: int, skip: Sequence[int], baselines: list[Params]
+        self, space: Space, cursor: int, carried: AbstractSet[int], baselines: list[Params]
     ) -> None:
         self.space = space
+        self.start = cursor
         self.cursor = cursor
-        self.skip = set(skip)
+        self.carried = carried
+        self.own: set[int] = set()
         self.baseline_index = {i for i in (space.index(b) for b in baselines) if i is not None}
         self.baseline_position = {space.permutation.position(i) for i in self.baseline_index}
 
     def unseen(self) -> int:
-        ahead = {p for p in self.skip | self.baseline_position if p >= self.cursor}
-        return self.space.size - self.cursor - len(ahead)
+        cursor, carried = self.cursor, self.carried
+        # every carried position is at or beyond the start, so before any draw all count
+        behind = 0 if cursor == self.start else sum(1 for p in carried if p < cursor)
+        extra = {p for p in self.own | self.baseline_position if p >= cursor and p not in carried}
+        return self.space.size - cursor - (len(carried) - behind) - len(extra)
 
     def draw(self) -> Params | None:
+        carried, own = self.carried, self.own
         while self.cursor < self.space.size:
             position = self.cursor
             self.cursor += 1
-            if position in self.skip:
+            if position in carried or position in own:
                 continue
             index = self.space.at(position)
             if index in self.baseline_index:
@@ -273,7 +285,7 @@ class _Sequence:
     def note_carryover(self, params: Params) -> None:
         position = self.space.position(params)
         if position is not None and position >= self.cursor:
-            self.skip.add(position)
+            self.own.add(position)
 
 
 def _canonical(params: Mapping[str, ParamValue]) -> bytes:
@@ -284,16 +296,22 @@ class _Batch:
     """One order's batch while it is composed, validated and reviewed."""
 
     def __init__(
-        self, order: Order, order_id: str, recipe: Recipe, chain: Chain, space: Space | None = None
+        self,
+        order: Order,
+        order_id: str,
+        recipe: Recipe,
+        chain: Chain,
+        space: Space,
+        carried_ahead: AbstractSet[int],
     ) -> None:
         self.order = order
         self.order_id = order_id
         self.recipe = recipe
         self.chain = chain
-        self.space = space if space is not None else Space(recipe)
-        cursor, skip = chains.start_position(chain, self.space.key)
+        self.space = space
+        cursor = chains.start_cursor(chain, space.key)
         self.baselines = [dict(b) for b in recipe.baselines]
-        self.sequence = _Sequence(self.space, cursor, skip, self.baselines)
+        self.sequence = _Sequence(space, cursor, carried_ahead, self.baselines)
         self.validators = Validators(recipe, load_plugins())
         self.mutation = order.mutation or recipe.mutation
         self.slots: list[list[_Draft]] = []
@@ -478,8 +496,15 @@ def _compose(
     if coherence:
         raise Refused("rejected", f"recipe {recipe.recipe_id} is incoherent", coherence)
     space = Space(recipe)
-    chain, _ = chains.start_chain(layout, exchange, order_id, recipe.recipe_id, space.key, previous)
-    batch = _Batch(order, order_id, recipe, chain, space)
+    chain, data = chains.start_chain(
+        layout, exchange, order_id, recipe.recipe_id, space.key, previous
+    )
+    ahead: AbstractSet[int] = (
+        frozenset()
+        if data is None or chain.space != space.key
+        else carried.ahead(layout, chain, data)
+    )
+    batch = _Batch(order, order_id, recipe, chain, space, ahead)
     ctx.target = batch.target
     if order.phase != "pilot":
         checkpoint = exchange.checkpoint(order.phase)

@@ -439,7 +439,8 @@ def run_rituals(
     computed = compute(mint, recipe, start.chain.pool, ran)
     artefact = computed.artefact
     staged = doctrine.stage(layout, computed.promoted)
-    advanced = chains.advance(start.chain, Space(recipe), order_id, mint.alfas)
+    parent = chains.parent_of(before, start.data)
+    advanced = chains.advance(start.chain, Space(recipe), order_id, mint.alfas, parent)
     promoted = [
         adapter.Promoted(
             alfa_id=e.alfa_id, share=e.share, parent_id=e.parent_id, params=e.params, score=e.score

@@ -287,19 +287,29 @@ class PoolEntry(Strict):
     score: float
 
 
+class ChainParent(Strict):
+    """The chain file an order's chain was advanced from: its order and the sha256 of its bytes."""
+
+    order: OrderId
+    sha256: Sha256
+
+
 class Chain(Strict):
     """What one order hands on to the next order of its recipe, so the graph stays O(orders).
 
     The novel sequence is a keyed permutation of the recipe's parameter space: `cursor`
-    positions of it are used up, and `skip` lists later positions already minted as
-    carryover. Together they are the exact history without listing every Alfa.
+    positions of it are used up. `carried` lists the positions at or beyond the cursor
+    that this order minted as carryover; those of earlier orders are in the chains
+    `parent` leads back to, so the file stays the same size however long the chain.
+    Together they are the exact history without listing every Alfa.
     """
 
     schema_version: Version
     recipe: Slug
     space: Sha256
     cursor: Count
-    skip: list[Count] = []
+    carried: list[Count] = []
+    parent: ChainParent | None = None
     history: Sha256
     orders: Count
     last_order: OrderId | None = None

@@ -1,0 +1,165 @@
+"""Chains: a hand-off that does not grow with the recipe's history, and exact novelty along it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import build, load, write_json
+from toyfoundry.errors import FoundryError
+from toyfoundry.forge import carried
+from toyfoundry.forge.mint import mint_order
+from toyfoundry.forge.space import Space
+from toyfoundry.formats.models import Recipe
+from toyfoundry.store.layout import Layout
+
+#: 3,000 permutations: a few hundred orders use most of them, so the cursor keeps
+#: reaching positions that earlier orders minted as carryover.
+SMALL: dict[str, Any] = {
+    "schema_version": 1,
+    "recipe_id": "pocket-pony",
+    "version": "1.0.0",
+    "title": "Pocket Pony: a small space",
+    "parameters": {
+        "mane": {"kind": "int", "min": 1, "max": 10},
+        "tail": {"kind": "int", "min": 1, "max": 10},
+        "coat": {"kind": "enum", "values": ["bay", "grey", "dun", "roan", "pinto"]},
+        "hooves": {"kind": "int", "min": 1, "max": 6},
+    },
+    "baselines": [
+        {"mane": 3, "tail": 3, "coat": "bay", "hooves": 2},
+        {"mane": 7, "tail": 5, "coat": "grey", "hooves": 4},
+    ],
+    "forbidden": [],
+    "scoring": {
+        "base": 50.0,
+        "weights": {"coat": {"bay": 1.0, "grey": 2.0, "dun": 0.0, "roan": -1.0, "pinto": 3.0}},
+        "noise": 6.0,
+        "defects": [],
+    },
+    "pass_score": 50.0,
+    "promote_score": 52.0,
+    "mutation": {"rate": 0.5, "max_changes": 2},
+    "promotion": {"max_per_order": 3, "pool_limit": 8},
+}
+ORDERS = 320
+
+
+def _project(root: Path, orders: int) -> tuple[Layout, list[str]]:
+    layout = Layout(root)
+    write_json(root / "exchange" / "recipes" / "pocket-pony.json", SMALL)
+    write_json(
+        root / "exchange" / "checkpoints" / "operational.json",
+        {
+            "schema_version": 1,
+            "phase": "operational",
+            "approved_by": "tests",
+            "approved_at": "2025-11-01T00:00:00Z",
+            "note": "tests",
+        },
+    )
+    ids = [f"2025-11-03-{n:03d}" for n in range(1, orders + 1)]
+    for number, order_id in enumerate(ids, start=1):
+        write_json(
+            layout.order_file(order_id),
+            {
+                "schema_version": 1,
+                "order_id": order_id,
+                "phase": "operational",
+                "recipe": "pocket-pony",
+                "batch_size": 10,
+                "seed": 7919 * number,
+                "dry_run": False,
+                "issued_by": "tests",
+            },
+        )
+    return layout, ids
+
+
+@pytest.fixture(scope="module")
+def long_chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Layout, list[str]]:
+    """One recipe, 320 orders of 10 Alfas, minted and put through their rituals in order."""
+    layout, ids = _project(tmp_path_factory.mktemp("chain"), ORDERS)
+    build(layout, *ids)
+    return layout, ids
+
+
+def _key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+def test_chain_file_size_does_not_grow_with_the_position(
+    long_chain: tuple[Layout, list[str]],
+) -> None:
+    layout, ids = long_chain
+    sizes = [layout.chain_file(order_id).stat().st_size for order_id in ids]
+    chains = [json.loads(layout.chain_file(order_id).read_bytes()) for order_id in ids]
+    assert len(chains[-1]["pool"]) == SMALL["promotion"]["pool_limit"]
+    # a full pool, a parent link and at most one position per carryover slot: the same
+    # bound at order 40 as at order 320
+    early, late = max(sizes[30:60]), max(sizes[60:])
+    assert late <= early + 2 * 8, (early, late)
+    assert all(len(c["carried"]) <= 2 for c in chains)
+
+
+def test_novel_draws_are_exactly_the_first_unseen_positions_along_a_long_chain(
+    long_chain: tuple[Layout, list[str]],
+) -> None:
+    """Never minted by an earlier order of the recipe, and no unseen position passed over."""
+    layout, ids = long_chain
+    space = Space(Recipe.model_validate(SMALL))
+    baseline = {space.index(b) for b in SMALL["baselines"]}
+    minted: set[str] = set()
+    minted_positions: set[int] = set()
+    cursor = 0
+    caught_up = 0  # novel draws that had to pass over an earlier order's carryover
+    for order_id in ids:
+        alfas = load(layout, order_id).alfas
+        novel = [a for a in alfas if a.share == "novel"]
+        novel_keys = {_key(a.params) for a in novel}
+        assert len(novel_keys) == len(novel), order_id
+        assert not novel_keys & minted, order_id
+        expected = []
+        position = cursor
+        while len(expected) < len(novel):
+            if position not in minted_positions and space.at(position) not in baseline:
+                expected.append(position)
+            elif position in minted_positions:
+                caught_up += 1
+            position += 1
+        assert [space.position(a.params) for a in novel] == expected, order_id
+        cursor = expected[-1] + 1
+        assert json.loads(layout.chain_file(order_id).read_bytes())["cursor"] == cursor
+        for alfa in alfas:
+            minted.add(_key(alfa.params))
+            found = space.position(alfa.params)
+            assert found is not None
+            minted_positions.add(found)
+    assert caught_up >= 50  # the test exercises what it claims to
+
+
+def test_a_fresh_process_gathers_the_same_positions_from_the_files(
+    long_chain: tuple[Layout, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cold mint walks the chain files back instead of extending what it gathered."""
+    layout, ids = long_chain
+    last = ids[-1]
+    before = layout.mint_artefact(last).read_bytes()
+    monkeypatch.setattr(carried, "_frontiers", {})
+    mint_order(layout, last)
+    assert layout.mint_artefact(last).read_bytes() == before
+
+
+def test_a_changed_earlier_chain_is_a_one_line_failure_not_a_wrong_batch(tmp_path: Path) -> None:
+    layout, ids = _project(tmp_path, 6)
+    build(layout, *ids)
+    path = layout.chain_file(ids[2])
+    doc = json.loads(path.read_bytes())
+    doc["carried"] = [*doc["carried"], 2999]
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    carried._frontiers.clear()
+    with pytest.raises(FoundryError, match="has changed since the next order"):
+        mint_order(layout, ids[-1])

@@ -1,0 +1,142 @@
+"""Carryover positions ahead of a recipe's novel cursor, gathered along its chain files.
+
+A carryover Alfa lands anywhere in the recipe's novel sequence, usually far ahead of
+the cursor, which reaches it only after thousands of orders. Novel draws must pass
+over it, so every order has to know every such position its recipe's earlier orders
+minted. Rather than hand the whole list on in each `chain.json` (a file that grew
+with the recipe's history, read and rewritten by every order), each chain lists only
+the positions its own order carried, and names the chain it was advanced from with
+the sha256 of that file's bytes. The set an order needs is the union along those
+links back to the recipe's first order, or to the last change of its parameter space.
+
+The links make a hash chain: a chain file's bytes fix its parent's bytes, hence the
+whole history before it, so a set gathered for some bytes is right for the same bytes
+in any project. A process keeps the set of the last chain it gathered for each recipe
+and extends it by one link per order in a serial build (and by a few in a worker that
+gets every few orders of a recipe). Only the first order a process mints of a recipe
+reads the earlier chain files, once: a cold build of one new order reads its recipe's
+chain files, a small fixed-size file per order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Set
+from dataclasses import dataclass
+
+import orjson
+
+from toyfoundry.errors import FoundryError
+from toyfoundry.exchange.loader import display
+from toyfoundry.formats.models import Chain
+from toyfoundry.store.layout import Layout
+
+
+@dataclass
+class _Frontier:
+    """The carried positions at or beyond `cursor` of the chain whose bytes hash to `sha256`."""
+
+    sha256: str
+    space: str
+    cursor: int
+    positions: set[int]
+
+
+@dataclass
+class _Ancestor:
+    """The fields of an earlier chain file that the walk needs."""
+
+    space: str
+    cursor: int
+    carried: list[int]
+    parent: tuple[str, str] | None
+
+
+#: recipe -> the set last gathered for one of its chains. Its set is extended in place, so a
+#: caller reads the set it was given before it asks again for the same recipe.
+_frontiers: dict[str, _Frontier] = {}
+_RECIPES_KEPT = 64
+
+
+def ahead(layout: Layout, chain: Chain, data: bytes) -> Set[int]:
+    """Every position at or beyond `chain.cursor` minted as carryover by the chain's orders.
+
+    `data` are the bytes `chain` was read from. The set is read-only and stays valid
+    until the next call for the same recipe. Raises `FoundryError` when an earlier
+    chain file is missing or no longer holds the bytes its successor was made from
+    (the graph rebuilds such a successor before anything reads it).
+    """
+    digest = hashlib.sha256(data).hexdigest()
+    known = _frontiers.get(chain.recipe)
+    if known is not None and known.sha256 == digest and known.space == chain.space:
+        return known.positions
+    links = [chain.carried]
+    base: _Frontier | None = None
+    parent = None if chain.parent is None else (chain.parent.order, chain.parent.sha256)
+    while parent is not None:
+        order_id, parent_sha256 = parent
+        if known is not None and known.sha256 == parent_sha256 and known.space == chain.space:
+            base = known
+            break
+        ancestor = _read_parent(layout, order_id, parent_sha256)
+        if ancestor.space != chain.space:
+            break  # novelty starts again in a new parameter space: nothing before counts
+        links.append(ancestor.carried)
+        parent = ancestor.parent
+    cursor = chain.cursor
+    if base is None:
+        positions: set[int] = set()
+    else:
+        # the cursor moves by about a batch an order: drop what it passed, in place
+        positions = base.positions
+        if (cursor - base.cursor) * 4 < len(positions):
+            for p in range(base.cursor, cursor):
+                positions.discard(p)
+        else:
+            positions = {p for p in positions if p >= cursor}
+    for carried in links:
+        positions.update(p for p in carried if p >= cursor)
+    if len(_frontiers) >= _RECIPES_KEPT and chain.recipe not in _frontiers:
+        _frontiers.clear()
+    _frontiers[chain.recipe] = _Frontier(digest, chain.space, cursor, positions)
+    return positions
+
+
+def _read_parent(layout: Layout, order_id: str, sha256: str) -> _Ancestor:
+    """An earlier chain file's fields the walk needs, checked against the digest its
+    successor recorded. Written by the foundry and fixed by that digest, so a parse of
+    the few fields serves where a model would validate the whole pool again."""
+    path = layout.chain_file(order_id)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FoundryError(
+            f"{display(layout, path)}: -: an earlier chain of the recipe cannot be read"
+            f" ({exc.strerror or exc}); rebuild its orders (`toyfoundry build`)"
+        ) from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise FoundryError(
+            f"{display(layout, path)}: -: has changed since the next order of its recipe was"
+            " built from it; rebuild the recipe's later orders (`toyfoundry build`)"
+        )
+    try:
+        doc = orjson.loads(data)
+        parent = doc.get("parent")
+        ancestor = _Ancestor(
+            space=doc["space"],
+            cursor=doc["cursor"],
+            carried=doc.get("carried", []),
+            parent=None if parent is None else (parent["order"], parent["sha256"]),
+        )
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
+        ancestor = None
+    if (
+        ancestor is None
+        or not isinstance(ancestor.space, str)
+        or not isinstance(ancestor.cursor, int)
+        or not isinstance(ancestor.carried, list)
+        or not all(isinstance(p, int) for p in ancestor.carried)
+        or not (ancestor.parent is None or all(isinstance(x, str) for x in ancestor.parent))
+    ):
+        raise FoundryError(f"{display(layout, path)}: -: is not a chain file")
+    return ancestor
