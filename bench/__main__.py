@@ -1,7 +1,8 @@
 """`python -m bench`: measure every figure against its reference and publish JSON and a table.
 
 python -m bench                      # N = 100 and 1,000 (about 15 minutes on 2 cores)
-python -m bench --n 100,1000 --big   # and the full-build figures at N = 5,000
+python -m bench --n 100,1000 --big   # and the full build, no-op and floor at N = 5,000
+python -m bench --n 1000 --huge      # and the same at N = 10,000 (about an hour on 2 cores)
 python -m bench --quick --n 6 --out /tmp/b --md /tmp/b/BENCHMARKS.md   # proves it works
 """
 
@@ -16,13 +17,18 @@ from pathlib import Path
 
 from bench import publish
 from bench.runner import REPO
-from bench.suite import Figure, Measure, Options, results
+from bench.suite import Figure, Measure, Options, results, scale_figures
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--n", default="100,1000", help="comma-separated sizes (default 100,1000)")
-    parser.add_argument("--big", action="store_true", help="add the full build at N = 5,000")
+    parser.add_argument(
+        "--big", action="store_true", help="add the full build, no-op and floor at N = 5,000"
+    )
+    parser.add_argument(
+        "--huge", action="store_true", help="add the full build, no-op and floor at N = 10,000"
+    )
     parser.add_argument("--quick", action="store_true", help="fewest repeats: proves it runs")
     parser.add_argument(
         "--out",
@@ -48,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for n in sizes:
             figures += Measure(n, opts).all()
-        if args.big:
-            figures += Measure(5000, opts).all(full_only=True)
+        for big, n in ((args.big, 5000), (args.huge, 10_000)):
+            if big:
+                figures += Measure(n, opts).all(big=True)
+        figures += scale_figures(figures)
     finally:
         opts.empty_trash()
         if not args.keep and args.work is None:

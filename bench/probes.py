@@ -3,12 +3,16 @@ and what a cold process pays to import the code that reads one new order.
 
     python -m bench.probes lint PROJECT [--repeats 3]
     python -m bench.probes imports PROJECT
+    python -m bench.probes floor PROJECT --paths PATHS.json [--repeats 3]
 
 Each prints one JSON object. `lint`: lines checked, best seconds of `lint_paths`,
 and the best seconds of the floor (orjson-parsing every ledger line and nothing
 else), both over the same files. `imports`: in a fresh process that has imported
 what a no-op `doit` imports, the seconds to import pydantic, then the rest of what
-a new order's tasks import (our models and every stage's entry module). A child,
+a new order's tasks import (our models and every stage's entry module). `floor`:
+the best seconds to `stat` every path of the graph (a no-op's least disk work), and
+the seconds per artefact to write one of the build's mean artefact size to a temp
+file, fsync it and rename it into place (a task's least work per file). A child,
 so the suite's own process never imports the product.
 """
 
@@ -106,14 +110,63 @@ def imports(project: Path) -> dict[str, Any]:
     }
 
 
+#: Files the write floor writes (and then removes): enough to average out one slow flush.
+FLOOR_FILES = 100
+
+
+def floor(project: Path, paths_file: Path, repeats: int) -> dict[str, Any]:
+    """The no-op's and a task's least work on this disk: stat every path, write+flush a file."""
+    paths = [project / p for p in json.loads(paths_file.read_text(encoding="utf-8"))]
+    best_stat = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for path in paths:
+            try:  # noqa: SIM105  (a floor: no context manager per path)
+                os.stat(path)
+            except FileNotFoundError:
+                pass
+        best_stat = min(best_stat, time.perf_counter() - started)
+    artefacts = list((project / ".toyfoundry" / "build").glob("*/*.json"))
+    size = sum(p.stat().st_size for p in artefacts) // max(1, len(artefacts))
+    folder = project / ".toyfoundry" / "floor-probe"
+    folder.mkdir(parents=True, exist_ok=True)
+    data = b"x" * size
+    started = time.perf_counter()
+    for i in range(FLOOR_FILES):
+        tmp, final = folder / f".{i}.tmp", folder / f"{i}.json"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+    write_seconds = (time.perf_counter() - started) / FLOOR_FILES
+    for i in range(FLOOR_FILES):
+        (folder / f"{i}.json").unlink()
+    folder.rmdir()
+    return {
+        "paths": len(paths),
+        "stat_seconds": best_stat,
+        "artefact_bytes": size,
+        "write_flush_seconds": write_seconds,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("probe", choices=["lint", "imports"])
+    parser.add_argument("probe", choices=["lint", "imports", "floor"])
     parser.add_argument("project", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--paths", type=Path, help="floor: a JSON list of the graph's paths")
     args = parser.parse_args(argv)
     project = args.project.resolve()
-    got = lint(project, args.repeats) if args.probe == "lint" else imports(project)
+    if args.probe == "lint":
+        got = lint(project, args.repeats)
+    elif args.probe == "imports":
+        got = imports(project)
+    else:
+        got = floor(project, args.paths, args.repeats)
     json.dump(got, sys.stdout)
     return 0
 

@@ -23,6 +23,12 @@ from bench.runner import REPO, Run, doit_cmd, run, run_until
 
 #: Sizes up to which the full build is also measured serially and on a RAM-backed filesystem.
 DIAGNOSE_UP_TO = 1000
+#: The size the scale figures compare every other size with.
+SCALE_BASE = 1000
+#: The figures a big size (`--big`, `--huge`) measures besides the full build's.
+BIG_STEPS = ("noop", "floor")
+#: What a no-op imports: doit's run command, the project's dodo and our `run`.
+NOOP_IMPORTS = "import doit.doit_cmd, doit.cmd_run, toyfoundry.graph.dodo, toyfoundry.graph.run"
 #: A RAM-backed filesystem (Linux's usual tmpfs), for the diagnostic build.
 RAM_FS = Path("/dev/shm")
 
@@ -34,9 +40,14 @@ FIGURES = (
     "full_build_tree_pss_mb",
     "full_build_serial_wall",
     "full_build_ram_fs_alfas_per_s",
+    "bytes_per_order",
     "noop_wall",
     "noop_wall_vs_json",
     "noop_wall_vs_foundry_db",
+    "noop_vs_floor",
+    "floor_start_import_wall",
+    "floor_stat_wall",
+    "floor_write_flush_per_artefact",
     "fresh_copy_tasks_executed",
     "fresh_copy_wall",
     "lint_lines_per_s",
@@ -149,6 +160,24 @@ def make_project(dest: Path, n: int) -> list[str]:
     return ids
 
 
+def written_bytes(project: Path) -> tuple[int, int]:
+    """Bytes of every file the build left (the foundry's state, reports and outbox), and of
+    its chain.json files: what a build writes, each file counted once."""
+    total = chains = 0
+    for top in (
+        project / ".toyfoundry",
+        project / "exchange" / "reports",
+        project / "exchange" / "outbox",
+    ):
+        for folder, _, names in os.walk(top):
+            for name in names:
+                size = os.lstat(os.path.join(folder, name)).st_size
+                total += size
+                if name == "chain.json":
+                    chains += size
+    return total, chains
+
+
 def count_alfas(project: Path) -> int:
     """Alfas the build minted (the mint artefacts of every batch that was not a dry run)."""
     total = 0
@@ -221,17 +250,27 @@ class Measure:
 
     # ------------------------------------------------------------------ steps
 
-    def all(self, full_only: bool = False) -> list[Figure]:
+    def all(self, big: bool = False) -> list[Figure]:
+        """Every figure; `big`: the full build, the no-op and the floor only (N >= 5,000)."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.probes.append(host_probe())
         built = self.full_build()
         if not built:
             return self.figures
-        if self.n <= DIAGNOSE_UP_TO:
+        if self.n <= DIAGNOSE_UP_TO and not big:
             self.attempt(["full_build_serial_wall"], self.full_build_serial)
             self.attempt(["full_build_ram_fs_alfas_per_s"], self.full_build_ram_fs)
-        if not full_only:
-            self.attempt(["noop_wall", "noop_wall_vs_json", "noop_wall_vs_foundry_db"], self.noop)
+        self.attempt(["noop_wall", "noop_wall_vs_json", "noop_wall_vs_foundry_db"], self.noop)
+        self.attempt(
+            [
+                "noop_vs_floor",
+                "floor_start_import_wall",
+                "floor_stat_wall",
+                "floor_write_flush_per_artefact",
+            ],
+            self.floor,
+        )
+        if not big:
             self.attempt(["fresh_copy_tasks_executed", "fresh_copy_wall"], self.fresh_copy)
             self.attempt(["lint_lines_per_s"], self.lint)
             self.attempt(["watch_new_order_median", "watch_new_order_p90"], self.watch)
@@ -312,8 +351,19 @@ class Measure:
             unit="MB",
             reference="our full build, the largest process's peak RSS",
             reference_value=ours.maxrss_mb,
-            note="diagnostic: peak of the PSS summed over doit and its workers, sampled"
-            " every 0.1 s from /proc",
+            target="<= 300 MB at N = 10,000",
+            met=(ours.tree_pss_mb <= 300) if self.n >= 10_000 and ours.tree_pss_mb else None,
+            note="peak of the PSS summed over doit and its workers, sampled every 0.1 s from /proc",
+        )
+        total, chains = written_bytes(self.ours)
+        self.add(
+            figure="bytes_per_order",
+            value=total / self.n,
+            unit="B",
+            reference="of which chain.json files",
+            reference_value=chains / self.n,
+            note=f"{total} bytes in .toyfoundry/, exchange/reports/ and exchange/outbox/ after"
+            f" the build, {chains} of them in chain.json files",
         )
         return True
 
@@ -392,6 +442,66 @@ class Measure:
             reference="bare doit graph on our SQLite DB and checker, no-op",
             reference_value=median(times["toyfoundry"]),
             note=reps,
+        )
+
+    def floor(self) -> None:
+        """The least a no-op can cost (start Python, import, stat the graph) and the least a
+        task's file can cost (write, flush, rename), on this disk in this run."""
+        noop = next(f for f in self.figures if f.figure == "noop_wall")
+        starts = []
+        for _ in range(self.opts.noop_repeats):
+            starts.append(run([sys.executable, "-c", NOOP_IMPORTS], self.ours).check().wall)
+        start = median(starts)
+        paths = self.root / "graph-paths.json"
+        paths.write_text(json.dumps(sorted(bare.paths_in(self.spec))), encoding="utf-8")
+        probe = [
+            sys.executable,
+            "-m",
+            "bench.probes",
+            "floor",
+            str(self.ours),
+            "--paths",
+            str(paths),
+        ]
+        got = json.loads(run(probe, self.ours).check().out)
+        reps = f"median of {self.opts.noop_repeats}"
+        floor = start + got["stat_seconds"]
+        self.add(
+            figure="noop_vs_floor",
+            value=noop.value,
+            unit="s",
+            reference="floor: start-up + import + stat of the graph's paths",
+            reference_value=floor,
+            target="<= 2.5x reference",
+            ratio_at_most=2.5,
+            note=f"start-up + import {start:.3f} s ({reps}), stat {got['stat_seconds']:.3f} s",
+        )
+        self.add(
+            figure="floor_start_import_wall",
+            value=start,
+            unit="s",
+            reference="our no-op",
+            reference_value=noop.value,
+            note=f"diagnostic, {reps}: python -c '{NOOP_IMPORTS}'",
+        )
+        self.add(
+            figure="floor_stat_wall",
+            value=got["stat_seconds"],
+            unit="s",
+            reference="our no-op",
+            reference_value=noop.value,
+            note=f"diagnostic: os.stat of the graph's {got['paths']} paths, best of 3",
+        )
+        full = next(f for f in self.figures if f.figure == "full_build_wall")
+        files = sum(1 for _ in (self.ours / ".toyfoundry" / "build").glob("*/*.json"))
+        self.add(
+            figure="floor_write_flush_per_artefact",
+            value=got["write_flush_seconds"] * 1000,
+            unit="ms",
+            reference="our full build's wall per build artefact",
+            reference_value=(full.value or 0.0) * 1000 / max(1, files),
+            note=f"diagnostic: temp file, write, fsync, rename of {got['artefact_bytes']} bytes"
+            f" (the build's mean artefact), mean of {100}; the build wrote {files} artefacts",
         )
 
     def fresh_copy(self) -> None:
@@ -609,6 +719,53 @@ class Measure:
             len(rerun),
             len(resumed.executed),
         )
+
+
+def scale_figures(figures: list[Figure]) -> list[Figure]:
+    """Each size against N = 1,000 of the same run: Alfas/s, bytes per order, no-op per order."""
+    by = {(f.n, f.figure): f for f in figures}
+    out: list[Figure] = []
+    sizes = sorted({f.n for f in figures if f.n != SCALE_BASE})
+    for n in sizes:
+        for figure, name, target, better_high in (
+            ("full_build_alfas_per_s", "alfas_per_s_vs_1000", 0.9, True),
+            ("bytes_per_order", "bytes_per_order_vs_1000", 1.1, False),
+        ):
+            ours, base = by.get((n, figure)), by.get((SCALE_BASE, figure))
+            if ours is None or base is None or ours.value is None or base.value is None:
+                continue
+            ratio = ours.value / base.value if base.value else None
+            met = None
+            if ratio is not None and n > SCALE_BASE:
+                met = ratio >= target if better_high else ratio <= target
+            out.append(
+                Figure(
+                    n=n,
+                    figure=name,
+                    value=ours.value,
+                    unit=ours.unit,
+                    reference=f"{figure} at N = 1,000, this run",
+                    reference_value=base.value,
+                    target=f"{'>=' if better_high else '<='} {target}x reference"
+                    if n > SCALE_BASE
+                    else None,
+                    met=met,
+                )
+            )
+        noop, base = by.get((n, "noop_wall")), by.get((SCALE_BASE, "noop_wall"))
+        if noop and base and noop.value and base.value:
+            out.append(
+                Figure(
+                    n=n,
+                    figure="noop_per_order_vs_1000",
+                    value=noop.value / n * 1e6,
+                    unit="us",
+                    reference="no-op per order at N = 1,000, this run",
+                    reference_value=base.value / SCALE_BASE * 1e6,
+                    note="diagnostic: flat when nothing grows faster than the orders",
+                )
+            )
+    return out
 
 
 def machine() -> dict[str, Any]:

@@ -16,7 +16,7 @@ import pytest
 
 from bench import bare, workload
 from bench.runner import TreeMemory, run
-from bench.suite import make_project
+from bench.suite import Figure, make_project, scale_figures
 from tests.conftest import REPO, doit
 
 FIGURES = {
@@ -26,9 +26,14 @@ FIGURES = {
     "full_build_tree_pss_mb",
     "full_build_serial_wall",
     "full_build_ram_fs_alfas_per_s",
+    "bytes_per_order",
     "noop_wall",
     "noop_wall_vs_json",
     "noop_wall_vs_foundry_db",
+    "noop_vs_floor",
+    "floor_start_import_wall",
+    "floor_stat_wall",
+    "floor_write_flush_per_artefact",
     "new_order_wall",
     "new_order_import_wall",
     "watch_new_order_median",
@@ -134,3 +139,24 @@ def test_tree_memory_counts_the_workers(tmp_path: Path) -> None:
     assert done.tree_pss_mb is not None
     assert done.tree_pss_mb >= 100  # 3 x 40 MB written, a's pages shared by the two
     assert done.maxrss_mb < done.tree_pss_mb
+
+
+def test_scale_figures_compare_each_size_with_n_1000_of_the_same_run() -> None:
+    def row(n: int, figure: str, value: float) -> Figure:
+        return Figure(n=n, figure=figure, value=value, unit="", reference="", reference_value=1.0)
+
+    figures = [
+        row(1000, "full_build_alfas_per_s", 5000.0),
+        row(1000, "bytes_per_order", 100.0),
+        row(1000, "noop_wall", 0.5),
+        row(10_000, "full_build_alfas_per_s", 4000.0),
+        row(10_000, "bytes_per_order", 105.0),
+        row(10_000, "noop_wall", 5.0),
+    ]
+    got = {f.figure: f for f in scale_figures(figures)}
+    assert got["alfas_per_s_vs_1000"].ratio == pytest.approx(0.8)
+    assert got["alfas_per_s_vs_1000"].met is False
+    assert got["bytes_per_order_vs_1000"].ratio == pytest.approx(1.05)
+    assert got["bytes_per_order_vs_1000"].met is True
+    assert got["noop_per_order_vs_1000"].ratio == pytest.approx(1.0)
+    assert {f.n for f in got.values()} == {10_000}
