@@ -110,12 +110,18 @@ def test_novel_draws_are_exactly_the_first_unseen_positions_along_a_long_chain(
 ) -> None:
     """Never minted by an earlier order of the recipe, and no unseen position passed over."""
     layout, ids = long_chain
-    space = Space(Recipe.model_validate(SMALL))
-    baseline = {space.index(b) for b in SMALL["baselines"]}
+    assert _check_exact(layout, ids, SMALL) >= 50  # the test exercises what it claims to
+
+
+def _check_exact(layout: Layout, ids: list[str], recipe: dict[str, Any]) -> int:
+    """Check each order's novel draws against the history; how many draws passed over an
+    earlier order's carryover."""
+    space = Space(Recipe.model_validate(recipe))
+    baseline = {space.index(b) for b in recipe["baselines"]}
     minted: set[str] = set()
     minted_positions: set[int] = set()
     cursor = 0
-    caught_up = 0  # novel draws that had to pass over an earlier order's carryover
+    caught_up = 0
     for order_id in ids:
         alfas = load(layout, order_id).alfas
         novel = [a for a in alfas if a.share == "novel"]
@@ -138,7 +144,7 @@ def test_novel_draws_are_exactly_the_first_unseen_positions_along_a_long_chain(
             found = space.position(alfa.params)
             assert found is not None
             minted_positions.add(found)
-    assert caught_up >= 50  # the test exercises what it claims to
+    return caught_up
 
 
 def test_a_fresh_process_gathers_the_same_positions_from_the_files(
@@ -163,3 +169,31 @@ def test_a_changed_earlier_chain_is_a_one_line_failure_not_a_wrong_batch(tmp_pat
     carried._frontiers.clear()
     with pytest.raises(FoundryError, match="has changed since the next order"):
         mint_order(layout, ids[-1])
+
+
+def test_a_cold_walk_passes_through_dry_runs_and_stops_at_a_new_space(tmp_path: Path) -> None:
+    """Pass-ons are aliases of the chain they copy; a changed parameter space starts afresh."""
+    layout, ids = _project(tmp_path, 8)
+    dry = layout.order_file(ids[2])
+    doc = json.loads(dry.read_text())
+    write_json(dry, {**doc, "dry_run": True})
+    build(layout, *ids[:5])
+    assert layout.chain_file(ids[2]).read_bytes() == layout.chain_file(ids[1]).read_bytes()
+    _remint_cold_equals_warm(layout, ids[4])
+    recipe = json.loads((tmp_path / "exchange" / "recipes" / "pocket-pony.json").read_text())
+    recipe["parameters"]["hooves"]["max"] = 7
+    write_json(tmp_path / "exchange" / "recipes" / "pocket-pony.json", recipe)
+    build(layout, *ids[5:])
+    chains = [json.loads(layout.chain_file(i).read_bytes()) for i in ids]
+    assert chains[5]["space"] != chains[4]["space"]
+    assert chains[5]["cursor"] < chains[4]["cursor"]  # the novel sequence started again
+    assert chains[3]["parent"]["order"] == ids[2]  # the dry run's copy of ids[1]'s chain
+    _check_exact(layout, ids[5:], recipe)  # nothing of the old space is skipped
+    _remint_cold_equals_warm(layout, ids[-1])
+
+
+def _remint_cold_equals_warm(layout: Layout, order_id: str) -> None:
+    warm = load(layout, order_id).alfas
+    carried._frontiers.clear()
+    mint_order(layout, order_id)
+    assert load(layout, order_id).alfas == warm
