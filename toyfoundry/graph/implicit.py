@@ -7,7 +7,8 @@ so that check alone grew with the square of the orders: 0.63 s of a no-op at 5,0
 orders, 2.5 s at 10,000. This version keeps a set of the names beside the list and
 appends the same names in the same order, so the graph doit schedules is unchanged
 (`tests/test_graph_implicit.py` compares the two on generated graphs and on ours).
-Offered to doit upstream; applied only while the foundry's `run` executes.
+Small enough to offer to doit upstream as is; applied only while the foundry's `run`
+executes.
 """
 
 from __future__ import annotations
