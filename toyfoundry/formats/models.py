@@ -180,10 +180,26 @@ class Checkpoint(Strict):
     note: Note = ""
 
 
+class ReviewKey(Strict):
+    """What a reviewer saw: the recipe, the Alfa's parameters and the validators' finding.
+
+    A decision keyed by it follows the Alfa when upstream changes renumber the slots,
+    and lapses when what was reviewed changed.
+    """
+
+    recipe: Slug
+    params: Annotated[dict[ParamName, ParamValue], Field(max_length=32)]
+    finding: Annotated[
+        list[Annotated[str, StringConstraints(max_length=4000)]], Field(max_length=64)
+    ]
+
+
 class Decision(Strict):
-    """A human decision on one quarantined Alfa."""
+    """A human decision on one quarantined Alfa: `key` says which (older files name only
+    `alfa_id`, the slot's id at the time, and are matched by it)."""
 
     alfa_id: AlfaId
+    key: ReviewKey | None = None
     decision: Literal["waive", "reroll", "reject"]
     by: Name
     at: Timestamp
@@ -195,7 +211,7 @@ class Review(Strict):
 
     schema_version: Version
     order_id: OrderId
-    decisions: Annotated[list[Decision], Field(max_length=96)] = []
+    decisions: Annotated[list[Decision], Field(max_length=4096)] = []
 
 
 # --------------------------------------------------------------------------- build artefacts
