@@ -28,6 +28,7 @@ from toyfoundry.exchange.loader import Exchange, display
 from toyfoundry.forge.space import Space
 from toyfoundry.formats import parsed
 from toyfoundry.formats.models import SCHEMA_VERSION, Alfa, Chain, PoolEntry, Recipe
+from toyfoundry.formats.review_key import is_replacement
 from toyfoundry.store.layout import Layout
 
 
@@ -134,16 +135,23 @@ def advance(prev: Chain, space: Space, order_id: str, alfas: Sequence[Alfa]) -> 
     """The chain after an order that minted for real: cursor, skip and history move on.
 
     The cursor moves past every novel draw (its sequence position plus one); a
-    carryover at or beyond the new cursor joins `skip`, so it is never drawn as
-    novel later. Baselines move nothing: novel draws skip them by value.
+    carryover or a reroll's replacement at or beyond the new cursor joins `skip`, so
+    it is never drawn as novel later. Baselines move nothing: novel draws skip them
+    by value.
     """
     cursor, skip_list = start_position(prev, space.key)
-    novel = [space.position(a.params) for a in alfas if a.share == "novel"]
+    novel = [
+        space.position(a.params)
+        for a in alfas
+        if a.share == "novel" and not is_replacement(a.alfa_id)
+    ]
     drawn = [p for p in novel if p is not None]
     new_cursor = max([cursor, *(p + 1 for p in drawn)])
     skip = {p for p in skip_list if p >= new_cursor}
     for alfa in alfas:
-        if alfa.share == "carryover":
+        # a reroll's novel replacement is drawn from the end of the sequence: kept in
+        # `skip` like a carryover, it leaves the cursor (and so later batches) as it was
+        if alfa.share == "carryover" or is_replacement(alfa.alfa_id):
             position = space.position(alfa.params)
             if position is not None and position >= new_cursor:
                 skip.add(position)

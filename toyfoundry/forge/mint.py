@@ -20,10 +20,11 @@ bytes. Each Alfa then passes the validator hooks; a failure is quarantined until
 a human review decides it (`exchange/reviews/<order>.json`, decisions applied in
 file order, each to the Alfas whose recipe, parameters and finding it names):
 waive keeps it as minted, reject empties its slot, reroll draws a replacement
-`<alfa>r<k>` for the slot (novel: the next unseen permutation of the sequence
-that no forbidden combination refuses; carryover: a fresh mutation of the same
-parent, not forbidden, from a generator seeded by the order seed and the
-rerolled Alfa's id; baseline: the next baseline) and validates it again.
+`<alfa>r<k>` for the slot and validates it again. A replacement is never a
+combination the recipe forbids. Novel: the last unseen permutation of the
+sequence, so the cursor later orders start from stays put; carryover: a fresh
+mutation of the same parent, from a generator seeded by the order seed and the
+rerolled Alfa's id; baseline: the next baseline.
 
 `achieved` counts the slots the batch fills (passed, waived or still quarantined
 Alfas); a slot emptied by a reject decision is not counted.
@@ -257,6 +258,7 @@ class _Sequence:
         self.skip = set(skip)
         self.baseline_index = {i for i in (space.index(b) for b in baselines) if i is not None}
         self.baseline_position = {space.permutation.position(i) for i in self.baseline_index}
+        self.end = space.size - 1
 
     def unseen(self) -> int:
         ahead = {p for p in self.skip | self.baseline_position if p >= self.cursor}
@@ -271,6 +273,21 @@ class _Sequence:
             index = self.space.at(position)
             if index in self.baseline_index:
                 continue
+            return self.space.params(index)
+        return None
+
+    def draw_last(self) -> Params | None:
+        """A reroll's draw: the last unseen position of the sequence, so the cursor that later
+        orders start from is the one the composed batch left (see `chain.advance`)."""
+        while self.end >= self.cursor:
+            position = self.end
+            self.end -= 1
+            if position in self.skip:
+                continue
+            index = self.space.at(position)
+            if index in self.baseline_index:
+                continue
+            self.skip.add(position)
             return self.space.params(index)
         return None
 
@@ -375,9 +392,9 @@ class _Batch:
     def _reroll(self, current: _Draft, k: int, review_path: str, number: int) -> _Draft:
         new_id = alfa_id(self.order_id, current.slot, k)
         if current.share == "novel":
-            params = self.sequence.draw()
+            params = self.sequence.draw_last()
             while params is not None and self.validators.forbids(params):
-                params = self.sequence.draw()
+                params = self.sequence.draw_last()
             if params is None:
                 raise Refused(
                     "rejected",

@@ -62,6 +62,7 @@ from toyfoundry.formats.models import (
     RitualsArtefact,
 )
 from toyfoundry.formats.params import number_key, value_key
+from toyfoundry.formats.review_key import reviewed
 from toyfoundry.store.atomic import (
     dumps_canonical,
     remove_file,
@@ -204,11 +205,12 @@ def compute(
     pool = list(previous_pool)
     if "promote" in ran:
         by_id = {a.alfa_id: a for a in roster_alfas}
-        candidates = [
+        eligible = [
             r
             for r in ranked
             if r["passed"] and r["score"] >= recipe.promote_score and not r.get("purged")
-        ][: recipe.promotion.max_per_order]
+        ]
+        candidates = eligible[: recipe.promotion.max_per_order]
         for row in candidates:
             alfa = by_id[row["alfa_id"]]
             entry = doctrine.DoctrineEntry(
@@ -224,9 +226,18 @@ def compute(
             )
             promoted.append(entry)
             row.update(promoted=True, doctrine=doctrine.digest_of(entry))
+        # the pool takes the best Alfas that passed the validators unaided, the ones it took
+        # before any review: a decision never changes a later order's carryover parents
+        clean = [r for r in eligible if not reviewed(by_id[r["alfa_id"]])]
+        clean = clean[: recipe.promotion.max_per_order]
         new_entries = [
-            PoolEntry(alfa_id=e.alfa_id, order_id=e.order_id, params=e.params, score=e.score)
-            for e in promoted
+            PoolEntry(
+                alfa_id=r["alfa_id"],
+                order_id=mint.order_id,
+                params=by_id[r["alfa_id"]].params,
+                score=r["score"],
+            )
+            for r in clean
         ]
         pool = chains.merge_pool(pool, new_entries, recipe)
         outcomes["promote"] = RitualOutcome(

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import orjson
 
-from toyfoundry.formats.models import Decision, ParamValue, ReviewKey
+from toyfoundry.formats.models import Alfa, Decision, ParamValue, ReviewKey
 
 
 def key_of(recipe: str, params: Mapping[str, ParamValue], finding: Sequence[str]) -> ReviewKey:
@@ -32,3 +32,17 @@ def decides(
     if key is None:
         return decision.alfa_id == alfa_id
     return identity(key.recipe, key.params, key.finding) == identity(recipe, params, finding)
+
+
+def is_replacement(alfa_id: str) -> bool:
+    """A reroll's replacement (`<order>.a<slot>r<k>`), not a slot's first draw."""
+    return "r" in alfa_id.rpartition(".a")[2]
+
+
+def reviewed(alfa: Alfa) -> bool:
+    """An Alfa that reached the roster through a review decision: waived, or a replacement.
+
+    Such Alfas do not move the chain's cursor nor join the promotion pool, so what a
+    later order of the recipe draws does not depend on review decisions.
+    """
+    return alfa.outcome == "waived" or is_replacement(alfa.alfa_id)
