@@ -15,6 +15,7 @@ from toyfoundry.forge.rituals import run_rituals
 from toyfoundry.forge.validators import matches
 from toyfoundry.formats.review_key import is_replacement
 from toyfoundry.store.layout import Layout
+from toyfoundry.telemetry.backlog import backlog
 
 PILOT, EXPANSION, OPERATIONAL = "2025-10-12-005", "2025-10-20-011", "2025-10-27-014"
 HELD = f"{EXPANSION}.a036"  # legs=5, paint=white: forbidden by sprocket-scout
@@ -183,3 +184,28 @@ def test_a_reroll_never_draws_a_forbidden_combination(tmp_path: Path) -> None:
     for alfa in replacements:
         assert not any(matches(alfa.params, rule) for rule in forbidden), alfa
     assert after.status == "built"
+
+
+def test_the_backlog_in_nightly_and_the_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    layout = make_project(tmp_path)
+    build(layout, PILOT, EXPANSION, OPERATIONAL)
+    queue = backlog(layout)
+    held = [a for a in load(layout, OPERATIONAL).alfas if a.outcome == "quarantined"]
+    assert queue.pending == len(held) + 1 and queue.orders == 2 and queue.decided == 0
+    assert queue.oldest_day == EXPANSION[:10] and sum(queue.by_finding.values()) == queue.pending
+    assert queue.age_days("2025-10-30") == 10
+    code, out, _ = cli(capsys, layout, "nightly")
+    assert code == 0
+    assert (
+        f"review backlog: {queue.pending} quarantined Alfa(s) await review in 2 order(s),"
+        f" oldest from {EXPANSION[:10]}"
+    ) in out
+    summary = layout.summary_md.read_text()
+    assert f"{queue.pending} quarantined Alfas in 2 orders, the oldest from 2025-10-20" in summary
+    code, _, _ = cli(capsys, layout, "review", "decide", "waive", "--all", "--by", "QA")
+    assert code == 0
+    after = backlog(layout)
+    assert after.pending == 0 and after.decided == queue.pending
+    assert after.lines()[0].startswith("review backlog: 0 quarantined Alfa(s)")
