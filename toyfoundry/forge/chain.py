@@ -98,7 +98,7 @@ def read_chain_data(layout: Layout, order_id: str) -> tuple[Chain, bytes]:
     except FileNotFoundError:
         raise FoundryError(
             f"{display(layout, path)}: -: order {order_id} has not handed on its chain yet;"
-            f" build it first (`toyfoundry build`, or `toyfoundry ritual all {order_id}`)"
+            " run `toyfoundry build`"
         ) from None
     except (OSError, ValidationError, ValueError) as exc:
         raise FoundryError(f"{display(layout, path)}: -: cannot be read: {exc}") from None

@@ -400,7 +400,7 @@ def run_rituals(
     if mint is None:
         shown = display(layout, layout.mint_artefact(order_id))
         raise FoundryError(
-            f"{shown}: -: order {order_id} is not minted yet; run `toyfoundry mint {order_id}`"
+            f"{shown}: -: order {order_id} is not minted yet; run `toyfoundry build`"
         )
     before = chains.resolve_previous(ex, order_id, previous)
     stale = _stale_inputs(layout, ex, mint, before)
@@ -410,8 +410,7 @@ def run_rituals(
     elif stale:
         shown = display(layout, layout.mint_artefact(order_id))
         raise FoundryError(
-            f"{shown}: inputs: is older than {', '.join(stale)};"
-            f" run `toyfoundry mint {order_id}` first"
+            f"{shown}: inputs: is older than {', '.join(stale)}; run `toyfoundry build`"
         )
     order = ex.order(order_id).model
     effective = order.effective_rituals() if order is not None else RITUALS
@@ -443,8 +442,7 @@ def run_rituals(
         missing = [r for r in needs if r not in ran]
         if missing:
             raise FoundryError(
-                f"{only} needs {' and '.join(missing)} first:"
-                f" run `toyfoundry ritual {missing[0]} {order_id}`"
+                f"{only} needs {' and '.join(missing)} first: run `toyfoundry build`"
             )
         ran.add(only)
     computed = compute(mint, recipe, start.chain.pool, ran)
