@@ -21,10 +21,10 @@ a human review decides it (`exchange/reviews/<order>.json`, decisions applied in
 file order, each to the Alfas whose recipe, parameters and finding it names):
 waive keeps it as minted, reject empties its slot, reroll draws a replacement
 `<alfa>r<k>` for the slot and validates it again. A replacement is never a
-combination the recipe forbids. Novel: the last unseen permutation of the
-sequence, so the cursor later orders start from stays put; carryover: a fresh
-mutation of the same parent, from a generator seeded by the order seed and the
-rerolled Alfa's id; baseline: the next baseline.
+combination the recipe forbids, nor a duplicate in the batch. Novel: the last
+unseen permutation of the sequence, so the cursor later orders start from stays
+put; carryover: a fresh mutation of the same parent, from a generator seeded by
+the order seed and the rerolled Alfa's id; baseline: the next baseline.
 
 `achieved` counts the slots the batch fills (passed, waived or still quarantined
 Alfas); a slot emptied by a reject decision is not counted.
@@ -81,7 +81,7 @@ LEDGER_OUTCOME: dict[str, str] = {
     "rejected": "rejected-by-review",
 }
 _EPSILON = 1e-9
-#: Draws a carryover reroll makes before it keeps a forbidden mutation (left quarantined).
+#: Draws a carryover reroll makes before it keeps a refused mutation (left quarantined).
 _REROLL_TRIES = 64
 
 
@@ -393,7 +393,7 @@ class _Batch:
         new_id = alfa_id(self.order_id, current.slot, k)
         if current.share == "novel":
             params = self.sequence.draw_last()
-            while params is not None and self.validators.forbids(params):
+            while params is not None and self.validators.refuses(params, _canonical(params)):
                 params = self.sequence.draw_last()
             if params is None:
                 raise Refused(
@@ -412,8 +412,8 @@ class _Batch:
             parent = next(e for e in self.chain.pool if e.alfa_id == current.parent_id)
             gen = rng(self.order.seed, current.alfa_id, "reroll")
             params = mutate(parent.params, self.recipe, self.mutation, gen)
-            for _ in range(_REROLL_TRIES):  # a forbidden mutation is drawn again
-                if not self.validators.forbids(params):
+            for _ in range(_REROLL_TRIES):  # a forbidden or duplicate mutation is drawn again
+                if not self.validators.refuses(params, _canonical(params)):
                     break
                 params = mutate(parent.params, self.recipe, self.mutation, gen)
             self.sequence.note_carryover(params)
