@@ -100,6 +100,9 @@ def test_the_readme_clears_a_realistic_queue_in_one_build(tmp_path: Path) -> Non
     replacements = [a for alfas in after.values() for a in alfas if is_replacement(a["alfa_id"])]
     assert replacements and all(a["outcome"] == "passed" for a in replacements)
 
+    again = run(root, ["toyfoundry", "build"])
+    assert again.code == 0 and executed(again.out) == [], "the decisions are applied once"
+
     decides = [argv for argv in lines if argv[1:3] == ["review", "decide"]]
     print(
         f"\nreview scenario at {ORDERS} orders: {len(lines)} commands"
