@@ -101,3 +101,21 @@ def test_the_plan_watchers_watch_until_stopped(project: Layout, argv: tuple[str,
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
     assert code in (0, 130, -signal.SIGTERM)
+
+
+def test_the_pre_commit_hooks_install_the_package_and_its_dependencies() -> None:
+    import tomllib
+
+    hooks = (REPO / ".pre-commit-hooks.yaml").read_text()
+    assert "language: system" not in hooks and hooks.count("language: python") == 2
+    config = (REPO / ".pre-commit-config.yaml").read_text()
+    assert "language: python" in config and "entry: python -m toyfoundry validate" in config
+    listed = [
+        line.strip()[2:]
+        for line in config.splitlines()
+        if line.strip().startswith("- ") and ">=" in line
+    ]
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert sorted(listed) == sorted(pyproject["project"]["dependencies"])
+    version = pyproject["project"]["version"]
+    assert f"rev: v{version}" in (REPO / "README.md").read_text()
