@@ -107,7 +107,7 @@ def test_the_pre_commit_hooks_install_the_package_and_its_dependencies() -> None
     import tomllib
 
     hooks = (REPO / ".pre-commit-hooks.yaml").read_text()
-    assert "language: system" not in hooks and hooks.count("language: python") == 2
+    assert "language: system" not in hooks and hooks.count("  language: python") == 2
     config = (REPO / ".pre-commit-config.yaml").read_text()
     assert "language: python" in config and "entry: python -m toyfoundry validate" in config
     listed = [
