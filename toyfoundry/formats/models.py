@@ -1,7 +1,7 @@
 """Pydantic models of every Toyfoundry file format: strict, closed, and versioned."""
 
 import math
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -78,8 +78,31 @@ class Diversity(Strict):
         return self
 
 
+def phase_rules_schema() -> list[dict[str, Any]]:
+    """The phase rules as JSON Schema (`if` phase `then` ...), so the committed schema
+    refuses what `toyfoundry validate` refuses: each phase's cap, and pilots dry runs only."""
+    rules: list[dict[str, Any]] = []
+    for phase, cap in PHASE_CAPS.items():
+        then: dict[str, Any] = {"batch_size": {"maximum": cap}}
+        if phase == "pilot":
+            then["dry_run"] = {"const": True}
+        rules.append(
+            {
+                "if": {"properties": {"phase": {"const": phase}}, "required": ["phase"]},
+                "then": {"properties": then},
+            }
+        )
+    return rules
+
+
+def _order_schema(schema: dict[str, Any]) -> None:
+    schema["allOf"] = phase_rules_schema()
+
+
 class Order(Strict):
     """A manufacturing order dropped into `exchange/orders/<order_id>.json`."""
+
+    model_config = ConfigDict(json_schema_extra=_order_schema)
 
     schema_version: Version
     order_id: OrderId
@@ -539,6 +562,11 @@ class Settings(Strict):
     max_file_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     max_depth: Annotated[int, Field(ge=2, le=1000)] = 64
 
+
+#: Formats people and other programs write into the exchange: a file may name its schema
+#: in a top-level `$schema` key, so an editor can attach it; the loader sets the key aside.
+EXCHANGE_INPUTS: tuple[str, ...] = ("order", "recipe", "checkpoint", "review")
+SCHEMA_KEY = "$schema"
 
 #: The formats with a committed schema, by schema file name.
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {
