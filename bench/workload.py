@@ -14,8 +14,23 @@ START = dt.date(2025, 11, 3)
 ORDERS_PER_DAY = 24
 
 
-def recipe(recipe_id: str, salt: int) -> dict[str, Any]:
-    """A recipe with a space of about 10^8 permutations, so 1,000s of orders never run dry."""
+#: Forbidden combinations as a quality desk writes them: about 1 Alfa in 20 is refused, so
+#: most operational batches hold a few quarantined Alfas (the review queue's workload).
+REVIEW_FORBIDDEN: list[dict[str, Any]] = [
+    {"colour": "white", "finish": "raw"},
+    {"legs": 7, "size": 99},
+    {"colour": "ochre", "legs": 8},
+    {"finish": "satin", "teeth": 13},
+    {"colour": "slate", "finish": "gloss", "legs": 1},
+]
+
+
+def recipe(
+    recipe_id: str, salt: int, *, forbidden: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A recipe with a space of about 10^8 permutations, so 1,000s of orders never run dry.
+
+    `forbidden`: its forbidden combinations (default: two, rarely met)."""
     colours = ["red", "olive", "navy", "sand", "white", "teal", "ochre", "slate"]
     return {
         "schema_version": 1,
@@ -48,7 +63,9 @@ def recipe(recipe_id: str, salt: int) -> dict[str, Any]:
                 "legs": 2,
             },
         ],
-        "forbidden": [{"colour": "white", "finish": "raw"}, {"legs": 7, "size": 99}],
+        "forbidden": forbidden
+        if forbidden is not None
+        else [{"colour": "white", "finish": "raw"}, {"legs": 7, "size": 99}],
         "scoring": {
             "base": 50.0,
             "weights": {
@@ -91,14 +108,18 @@ def order(index: int, rng: random.Random) -> dict[str, Any]:
     }
 
 
-def write(root: Path, n: int, *, seed: int = 1) -> list[str]:
-    """Write W(n) under root/exchange (recipes, checkpoints, orders); returns the order ids."""
+def write(
+    root: Path, n: int, *, seed: int = 1, forbidden: list[dict[str, Any]] | None = None
+) -> list[str]:
+    """Write W(n) under root/exchange (recipes, checkpoints, orders); returns the order ids.
+
+    `forbidden`: the recipes' forbidden combinations (`REVIEW_FORBIDDEN` for a review queue)."""
     rng = random.Random(seed)
     ex = root / "exchange"
     for folder in ("recipes", "checkpoints", "orders", "reviews"):
         (ex / folder).mkdir(parents=True, exist_ok=True)
     for salt, recipe_id in enumerate(RECIPES):
-        _dump(ex / "recipes" / f"{recipe_id}.json", recipe(recipe_id, salt))
+        _dump(ex / "recipes" / f"{recipe_id}.json", recipe(recipe_id, salt, forbidden=forbidden))
     for phase in ("expansion", "operational"):
         _dump(
             ex / "checkpoints" / f"{phase}.json",

@@ -64,7 +64,7 @@ def test_waive_accepts_the_alfa_as_minted(
     before = load(minted, EXPANSION)
     _decide(capsys, minted, HELD, "waive")
     _code, out, _ = cli(capsys, minted, "review", "list")
-    assert "decided waive, applied at the next mint" in out
+    assert "decided waive, applied at the next build" in out
     after = mint_order(minted, EXPANSION)
     assert after.status == "built"
     changed = {k for k, v in by_id(after).items() if by_id(before)[k] != v}

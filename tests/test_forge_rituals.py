@@ -127,7 +127,7 @@ def test_rituals_refuse_a_stale_mint(built: Layout, capsys: pytest.CaptureFixtur
     recipe.write_text(json.dumps(data))
     before = built.rituals_artefact(OPERATIONAL).read_bytes()
     code, _, err = cli(capsys, built, "ritual", "all", OPERATIONAL)
-    assert code == 1 and "exchange/recipes/sprocket-scout.json" in err and "toyfoundry mint" in err
+    assert code == 1 and "exchange/recipes/sprocket-scout.json" in err and "toyfoundry build" in err
     assert built.rituals_artefact(OPERATIONAL).read_bytes() == before
 
 

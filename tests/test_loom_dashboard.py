@@ -382,7 +382,7 @@ def test_a_malformed_rollup_fails_with_one_line(
 
 
 def test_a_missing_rollup_says_what_to_run(tmp_path: Path) -> None:
-    with pytest.raises(FoundryError, match="missing; run `toyfoundry loom` first"):
+    with pytest.raises(FoundryError, match="missing; run `toyfoundry build`"):
         dashboard.build_dashboard(Layout(tmp_path), "2025-10-12")
 
 

@@ -79,9 +79,7 @@ def test_planted_drift_is_reported_at_its_line(tmp_path: Path, run_cli: Any) -> 
     planted(mint, MINT, {**good, "seed": "7"}, "seed: Input should be a valid integer (got '7')")
     planted(rituals, RITUALS, good, "a mint record in the ritual ledger")
     ghost = {**good, "order_id": "2024-01-01-001", "alfa_id": "2024-01-01-001.a000"}
-    planted(
-        mint, MINT, ghost, "record for order 2024-01-01-001, which is not in the exchange (warning)"
-    )
+    append_raw(mint, orjson.dumps(ghost) + b"\n")  # a withdrawn order's line: history
     append_raw(mint, b'{"kind": "mint", "ti')
     expected.append(
         f"{MINT}:{line_count(mint) + 1}: torn last line: 20 bytes without a newline"
@@ -96,20 +94,27 @@ def test_planted_drift_is_reported_at_its_line(tmp_path: Path, run_cli: Any) -> 
 
     result = lint_paths(layout)
     assert sorted(str(f) for f in result.findings) == sorted(expected)
-    assert (result.errors, result.warnings) == (len(expected) - 1, 1)
+    assert (result.errors, result.warnings) == (len(expected), 0)
+    assert result.history_lines == 1 and result.history_orders == {"2024-01-01-001"}
     cli = run_cli("--root", layout.root, "lint-telemetry")
     assert cli.code == 1
     assert sorted(cli.out.splitlines()) == sorted(expected)
 
 
-def test_warnings_fail_only_when_strict(tmp_path: Path, run_cli: Any) -> None:
+def test_a_withdrawn_orders_lines_are_history_even_when_strict(
+    tmp_path: Path, run_cli: Any
+) -> None:
     layout = sample(tmp_path / "p")
-    layout.order_file("2025-10-20-011").unlink()  # its ledger lines become orphans
+    layout.order_file("2025-10-20-011").unlink()  # withdrawn: its ledger lines are history
     result = lint_paths(layout)
-    assert result.errors == 0 and result.warnings == 8 + 4
-    assert not result.failed() and result.failed(strict=True)
+    assert result.errors == 0 and result.warnings == 0 and result.findings == []
+    assert result.history_lines == 8 + 4 and result.history_orders == {"2025-10-20-011"}
+    assert not result.failed() and not result.failed(strict=True)
     assert run_cli("--root", layout.root, "lint-telemetry").code == 0
-    assert run_cli("--root", layout.root, "lint-telemetry", "--strict").code == 1
+    strict = run_cli("--root", layout.root, "lint-telemetry", "--strict")
+    assert strict.code == 0 and strict.out == ""
+    assert "12 lines of 1 withdrawn order(s) kept as history" in strict.err
+    assert run_cli("--root", layout.root, "nightly", "--strict").code == 0
 
 
 def test_no_ledgers_is_clean(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ def run(args: argparse.Namespace, layout: Layout) -> int:
         print(
             f"{args.phase}: {verb} by {checkpoint.approved_by} at {checkpoint.approved_at} ({shown})"
         )
+        print(f"run `toyfoundry build` to build the {args.phase} orders")
         return 0
     exchange = Exchange(layout)
     status = 0

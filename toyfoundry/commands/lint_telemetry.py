@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict",
         action="store_true",
-        help="also fail on warnings (records of orders no longer in the exchange)",
+        help="also fail on warnings (records of withdrawn orders are history, never warnings)",
     )
 
 
@@ -63,9 +63,15 @@ def report(result: LintResult, *, limit: int | None = None) -> None:
     if hidden:
         print(f"... {hidden} more: run `toyfoundry lint-telemetry`")
     rate = f"{result.lines_per_second / 1000:.0f}k lines/s" if result.seconds else "-"
+    history = (
+        f"; {result.history_lines} lines of {len(result.history_orders)} withdrawn order(s)"
+        " kept as history"
+        if result.history_lines
+        else ""
+    )
     print(
         f"lint-telemetry: {result.files} ledgers, {result.lines} lines ({rate}):"
-        f" {result.errors} errors, {result.warnings} warnings",
+        f" {result.errors} errors, {result.warnings} warnings{history}",
         file=sys.stderr,
     )
 

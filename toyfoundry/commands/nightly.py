@@ -1,4 +1,5 @@
-"""`toyfoundry nightly [--strict]`: the nightly rollup: lint, loom with exports, the dashboard.
+"""`toyfoundry nightly [--strict]`: the nightly rollup: lint, loom with exports, the dashboard,
+and the review backlog.
 
 The loom runs even when the lint finds drift (it skips bad lines and lists
 them), so High Command gets its dashboard; the exit code still says 1, so a
@@ -8,10 +9,12 @@ scheduler mails the output.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 
 from toyfoundry.commands import lint_telemetry, loom
 from toyfoundry.store.layout import Layout
 from toyfoundry.store.lock import foundry_lock
+from toyfoundry.telemetry.backlog import backlog
 from toyfoundry.telemetry.lint import lint_paths
 from toyfoundry.telemetry.loom import run_loom
 
@@ -33,5 +36,8 @@ def run(args: argparse.Namespace, layout: Layout) -> int:
     with foundry_lock(layout.lock_file, purpose="toyfoundry nightly"):
         result = run_loom(layout, export=True)
     loom.report(layout, result)
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    for line in backlog(layout).lines(today):
+        print(line)
     failed = linted.failed(args.strict) or (args.strict and bool(result.skipped))
     return 1 if failed else 0

@@ -17,7 +17,16 @@ from pydantic import BaseModel, ValidationError
 from toyfoundry.errors import FoundryError, Problem
 from toyfoundry.exchange import rules
 from toyfoundry.forge.inputs import OrderFacts
-from toyfoundry.formats.models import Checkpoint, Order, Recipe, Report, Review, Settings
+from toyfoundry.formats.models import (
+    EXCHANGE_INPUTS,
+    SCHEMA_KEY,
+    Checkpoint,
+    Order,
+    Recipe,
+    Report,
+    Review,
+    Settings,
+)
 from toyfoundry.store import safe_read
 from toyfoundry.store.layout import Layout, UnsafeIdError, check_order_id, check_phase, check_slug
 
@@ -283,6 +292,8 @@ class Exchange:
             found = schema_problems(kind, shown, data)
             if found:
                 return Loaded(None, found)
+        if kind in EXCHANGE_INPUTS and isinstance(data.get(SCHEMA_KEY), str):
+            data = {k: v for k, v in data.items() if k != SCHEMA_KEY}  # for editors only
         try:
             model = MODEL_BY_KIND[kind].model_validate(data)
         except ValidationError as exc:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import orjson
+
 from toyfoundry.errors import Problem
 from toyfoundry.formats.models import PHASE_CAPS, Checkpoint, FloatParam, Order, Recipe, Review
 from toyfoundry.formats.params import MAX_FLOAT_STEPS, MAX_SPACE, cardinality, describe, index_of
@@ -116,13 +118,19 @@ def checkpoint_rules(checkpoint: Checkpoint, path: str, stem: str) -> list[Probl
 def review_rules(
     review: Review, path: str, stem: str, batch_size: int | None = None
 ) -> list[Problem]:
-    """`batch_size`: of the reviewed order when it loads, so a slot past the batch is caught here."""
+    """`batch_size`: of the reviewed order when it loads, so a slot past the batch is caught here.
+
+    A decision with a `key` is matched by what the reviewer saw; its `alfa_id` only
+    records the slot it had then, so neither the batch size nor a repeat of the id
+    makes it wrong. The same key decided twice is.
+    """
     out = []
     if review.order_id != stem:
         out.append(
             Problem(path, "order_id", f"is {review.order_id!r} but the file is named {stem!r}")
         )
     seen: set[str] = set()
+    keys: set[bytes] = set()
     for i, decision in enumerate(review.decisions):
         if not decision.alfa_id.startswith(review.order_id + "."):
             out.append(
@@ -132,6 +140,18 @@ def review_rules(
                     f"{decision.alfa_id!r} is not an Alfa of order {review.order_id}",
                 )
             )
+        elif decision.key is not None:
+            key = orjson.dumps(decision.key.model_dump(), option=orjson.OPT_SORT_KEYS)
+            if key in keys:
+                out.append(
+                    Problem(
+                        path,
+                        f"decisions.{i}.key",
+                        f"the Alfa shown as {decision.alfa_id!r} is decided twice",
+                    )
+                )
+            keys.add(key)
+            continue
         elif batch_size is not None and int(decision.alfa_id.split(".a")[1][:3]) >= batch_size:
             out.append(
                 Problem(

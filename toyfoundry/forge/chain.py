@@ -33,6 +33,7 @@ from toyfoundry.exchange.loader import Exchange, display
 from toyfoundry.forge.space import Space
 from toyfoundry.formats import parsed
 from toyfoundry.formats.models import SCHEMA_VERSION, Alfa, Chain, ChainParent, PoolEntry, Recipe
+from toyfoundry.formats.review_key import is_replacement
 from toyfoundry.store.layout import Layout
 
 
@@ -102,7 +103,7 @@ def read_chain_data(layout: Layout, order_id: str) -> tuple[Chain, bytes]:
     except FileNotFoundError:
         raise FoundryError(
             f"{display(layout, path)}: -: order {order_id} has not handed on its chain yet;"
-            f" build it first (`toyfoundry build`, or `toyfoundry ritual all {order_id}`)"
+            " run `toyfoundry build`"
         ) from None
     except (OSError, ValidationError, ValueError) as exc:
         raise FoundryError(f"{display(layout, path)}: -: cannot be read: {exc}") from None
@@ -143,18 +144,25 @@ def advance(
     """The chain after an order that minted for real: cursor, carried and history move on.
 
     The cursor moves past every novel draw (its sequence position plus one); this
-    order's carryovers at or beyond the new cursor are `carried`, so they are never
-    drawn as novel later (the earlier orders' are in the chains `parent` leads back
-    to: see `carried`). Baselines move nothing: novel draws skip them by value.
-    `parent`: the file `prev` was read from, None for a recipe's genesis chain.
+    order's carryovers, and a reroll's replacements, at or beyond the new cursor are
+    `carried`, so they are never drawn as novel later (the earlier orders' are in the
+    chains `parent` leads back to: see `carried`). Baselines move nothing: novel draws
+    skip them by value. `parent`: the file `prev` was read from, None for a recipe's
+    genesis chain.
     """
     cursor = start_cursor(prev, space.key)
-    novel = [space.position(a.params) for a in alfas if a.share == "novel"]
+    novel = [
+        space.position(a.params)
+        for a in alfas
+        if a.share == "novel" and not is_replacement(a.alfa_id)
+    ]
     drawn = [p for p in novel if p is not None]
     new_cursor = max([cursor, *(p + 1 for p in drawn)])
     carried: set[int] = set()
     for alfa in alfas:
-        if alfa.share == "carryover":
+        # a reroll's novel replacement is drawn from the end of the sequence: kept in
+        # `carried` like a carryover, it leaves the cursor (and so later batches) as it was
+        if alfa.share == "carryover" or is_replacement(alfa.alfa_id):
             position = space.position(alfa.params)
             if position is not None and position >= new_cursor:
                 carried.add(position)

@@ -18,11 +18,13 @@ Randomness comes only from generators seeded by sha256 of the order's seed and a
 purpose, so the same order, recipe, review, checkpoint and chain give the same
 bytes. Each Alfa then passes the validator hooks; a failure is quarantined until
 a human review decides it (`exchange/reviews/<order>.json`, decisions applied in
-file order): waive keeps it as minted, reject empties its slot, reroll draws a
-replacement `<alfa>r<k>` for the slot (novel: the next unseen permutation of the
-sequence; carryover: a fresh mutation of the same parent from a generator seeded
-by the order seed and the rerolled Alfa's id; baseline: the next baseline) and
-validates it again.
+file order, each to the Alfas whose recipe, parameters and finding it names):
+waive keeps it as minted, reject empties its slot, reroll draws a replacement
+`<alfa>r<k>` for the slot and validates it again. A replacement is never a
+combination the recipe forbids, nor a duplicate in the batch. Novel: the last
+unseen permutation of the sequence, so the cursor later orders start from stays
+put; carryover: a fresh mutation of the same parent, from a generator seeded by
+the order seed and the rerolled Alfa's id; baseline: the next baseline.
 
 `achieved` counts the slots the batch fills (passed, waived or still quarantined
 Alfas); a slot emptied by a reject decision is not counted.
@@ -65,6 +67,7 @@ from toyfoundry.formats.models import (
     ShareCounts,
 )
 from toyfoundry.formats.params import cardinality, index_of, value_at
+from toyfoundry.formats.review_key import decides
 from toyfoundry.store import safe_read
 from toyfoundry.store.atomic import dumps_canonical, write_atomic
 from toyfoundry.store.layout import Layout, UnsafeIdError, check_order_id
@@ -80,6 +83,8 @@ LEDGER_OUTCOME: dict[str, str] = {
     "rejected": "rejected-by-review",
 }
 _EPSILON = 1e-9
+#: Draws a carryover reroll makes before it keeps a refused mutation (left quarantined).
+_REROLL_TRIES = 64
 
 
 class Refused(Exception):
@@ -261,6 +266,7 @@ class _Sequence:
         self.own: set[int] = set()
         self.baseline_index = {i for i in (space.index(b) for b in baselines) if i is not None}
         self.baseline_position = {space.permutation.position(i) for i in self.baseline_index}
+        self.end = space.size - 1
 
     def unseen(self) -> int:
         cursor, carried = self.cursor, self.carried
@@ -279,6 +285,21 @@ class _Sequence:
             index = self.space.at(position)
             if index in self.baseline_index:
                 continue
+            return self.space.params(index)
+        return None
+
+    def draw_last(self) -> Params | None:
+        """A reroll's draw: the last unseen position of the sequence, so the cursor that later
+        orders start from is the one the composed batch left (see `chain.advance`)."""
+        while self.end >= self.cursor:
+            position = self.end
+            self.end -= 1
+            if position in self.carried or position in self.own:
+                continue
+            index = self.space.at(position)
+            if index in self.baseline_index:
+                continue
+            self.own.add(position)
             return self.space.params(index)
         return None
 
@@ -367,38 +388,31 @@ class _Batch:
         self.slots.append([draft])
 
     def apply_review(self, review: Review, review_path: str) -> None:
-        """Apply each decision, in file order, to the quarantined Alfa it names."""
-        heads = {chain[-1].alfa_id: chain for chain in self.slots}
+        """Apply each decision, in file order, to the quarantined Alfas it is about (see
+        `review_key.decides`). A decision that matches none is left standing, unused: what
+        it reviewed is not in this batch (an upstream change), so nothing is decided."""
+        recipe_id = self.recipe.recipe_id
         for number, decision in enumerate(review.decisions):
-            chain = heads.get(decision.alfa_id)
-            if chain is None or chain[-1].outcome != "quarantined":
-                raise Refused(
-                    "rejected",
-                    "the review names an Alfa that is not quarantined",
-                    [
-                        Problem(
-                            review_path,
-                            f"decisions.{number}.alfa_id",
-                            f"{decision.alfa_id!r} is not a quarantined Alfa of order {self.order_id}",
-                        )
-                    ],
-                )
-            current = chain[-1]
-            if decision.decision == "waive":
-                current.outcome = "waived"
-            elif decision.decision == "reject":
-                current.outcome = "rejected"
-            else:
-                current.outcome = "rerolled"
-                replacement = self._reroll(current, len(chain), review_path, number)
-                chain.append(replacement)
-                del heads[current.alfa_id]
-                heads[replacement.alfa_id] = chain
+            for chain in self.slots:
+                current = chain[-1]
+                if current.outcome != "quarantined" or not decides(
+                    decision, recipe_id, current.alfa_id, current.params, current.reasons
+                ):
+                    continue
+                if decision.decision == "waive":
+                    current.outcome = "waived"
+                elif decision.decision == "reject":
+                    current.outcome = "rejected"
+                else:
+                    current.outcome = "rerolled"
+                    chain.append(self._reroll(current, len(chain), review_path, number))
 
     def _reroll(self, current: _Draft, k: int, review_path: str, number: int) -> _Draft:
         new_id = alfa_id(self.order_id, current.slot, k)
         if current.share == "novel":
-            params = self.sequence.draw()
+            params = self.sequence.draw_last()
+            while params is not None and self.validators.refuses(params, _canonical(params)):
+                params = self.sequence.draw_last()
             if params is None:
                 raise Refused(
                     "rejected",
@@ -416,6 +430,10 @@ class _Batch:
             parent = next(e for e in self.chain.pool if e.alfa_id == current.parent_id)
             gen = rng(self.order.seed, current.alfa_id, "reroll")
             params = mutate(parent.params, self.recipe, self.mutation, gen)
+            for _ in range(_REROLL_TRIES):  # a forbidden or duplicate mutation is drawn again
+                if not self.validators.refuses(params, _canonical(params)):
+                    break
+                params = mutate(parent.params, self.recipe, self.mutation, gen)
             self.sequence.note_carryover(params)
         else:
             first_baseline = self.target.novel + self.target.carryover

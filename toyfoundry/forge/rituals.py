@@ -62,6 +62,7 @@ from toyfoundry.formats.models import (
     RitualsArtefact,
 )
 from toyfoundry.formats.params import number_key, value_key
+from toyfoundry.formats.review_key import reviewed
 from toyfoundry.store.atomic import (
     dumps_canonical,
     remove_file,
@@ -204,11 +205,12 @@ def compute(
     pool = list(previous_pool)
     if "promote" in ran:
         by_id = {a.alfa_id: a for a in roster_alfas}
-        candidates = [
+        eligible = [
             r
             for r in ranked
             if r["passed"] and r["score"] >= recipe.promote_score and not r.get("purged")
-        ][: recipe.promotion.max_per_order]
+        ]
+        candidates = eligible[: recipe.promotion.max_per_order]
         for row in candidates:
             alfa = by_id[row["alfa_id"]]
             entry = doctrine.DoctrineEntry(
@@ -224,9 +226,18 @@ def compute(
             )
             promoted.append(entry)
             row.update(promoted=True, doctrine=doctrine.digest_of(entry))
+        # the pool takes the best Alfas that passed the validators unaided, the ones it took
+        # before any review: a decision never changes a later order's carryover parents
+        clean = [r for r in eligible if not reviewed(by_id[r["alfa_id"]])]
+        clean = clean[: recipe.promotion.max_per_order]
         new_entries = [
-            PoolEntry(alfa_id=e.alfa_id, order_id=e.order_id, params=e.params, score=e.score)
-            for e in promoted
+            PoolEntry(
+                alfa_id=r["alfa_id"],
+                order_id=mint.order_id,
+                params=by_id[r["alfa_id"]].params,
+                score=r["score"],
+            )
+            for r in clean
         ]
         pool = chains.merge_pool(pool, new_entries, recipe)
         outcomes["promote"] = RitualOutcome(
@@ -389,7 +400,7 @@ def run_rituals(
     if mint is None:
         shown = display(layout, layout.mint_artefact(order_id))
         raise FoundryError(
-            f"{shown}: -: order {order_id} is not minted yet; run `toyfoundry mint {order_id}`"
+            f"{shown}: -: order {order_id} is not minted yet; run `toyfoundry build`"
         )
     before = chains.resolve_previous(ex, order_id, previous)
     stale = _stale_inputs(layout, ex, mint, before)
@@ -399,8 +410,7 @@ def run_rituals(
     elif stale:
         shown = display(layout, layout.mint_artefact(order_id))
         raise FoundryError(
-            f"{shown}: inputs: is older than {', '.join(stale)};"
-            f" run `toyfoundry mint {order_id}` first"
+            f"{shown}: inputs: is older than {', '.join(stale)}; run `toyfoundry build`"
         )
     order = ex.order(order_id).model
     effective = order.effective_rituals() if order is not None else RITUALS
@@ -432,8 +442,7 @@ def run_rituals(
         missing = [r for r in needs if r not in ran]
         if missing:
             raise FoundryError(
-                f"{only} needs {' and '.join(missing)} first:"
-                f" run `toyfoundry ritual {missing[0]} {order_id}`"
+                f"{only} needs {' and '.join(missing)} first: run `toyfoundry build`"
             )
         ran.add(only)
     computed = compute(mint, recipe, start.chain.pool, ran)

@@ -173,6 +173,12 @@ class Validators:
         self._forbidden = [Partial(c) for c in recipe.forbidden]
         self._domains = {name: domain_of(spec) for name, spec in recipe.parameters.items()}
 
+    def refuses(self, params: Mapping[str, ParamValue], key: bytes) -> bool:
+        """True when a forbidden combination of the recipe matches or the batch already holds
+        these parameters (`key`: canonical): a reroll draws again instead of handing back an
+        Alfa that fails the same way."""
+        return key in self._seen or any(p.matches(params) for p in self._forbidden)
+
     def check(
         self, alfa_id: str, share: str, params: Mapping[str, ParamValue], key: bytes
     ) -> list[str]:

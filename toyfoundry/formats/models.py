@@ -1,7 +1,7 @@
 """Pydantic models of every Toyfoundry file format: strict, closed, and versioned."""
 
 import math
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -78,8 +78,31 @@ class Diversity(Strict):
         return self
 
 
+def phase_rules_schema() -> list[dict[str, Any]]:
+    """The phase rules as JSON Schema (`if` phase `then` ...), so the committed schema
+    refuses what `toyfoundry validate` refuses: each phase's cap, and pilots dry runs only."""
+    rules: list[dict[str, Any]] = []
+    for phase, cap in PHASE_CAPS.items():
+        then: dict[str, Any] = {"batch_size": {"maximum": cap}}
+        if phase == "pilot":
+            then["dry_run"] = {"const": True}
+        rules.append(
+            {
+                "if": {"properties": {"phase": {"const": phase}}, "required": ["phase"]},
+                "then": {"properties": then},
+            }
+        )
+    return rules
+
+
+def _order_schema(schema: dict[str, Any]) -> None:
+    schema["allOf"] = phase_rules_schema()
+
+
 class Order(Strict):
     """A manufacturing order dropped into `exchange/orders/<order_id>.json`."""
+
+    model_config = ConfigDict(json_schema_extra=_order_schema)
 
     schema_version: Version
     order_id: OrderId
@@ -180,10 +203,26 @@ class Checkpoint(Strict):
     note: Note = ""
 
 
+class ReviewKey(Strict):
+    """What a reviewer saw: the recipe, the Alfa's parameters and the validators' finding.
+
+    A decision keyed by it follows the Alfa when upstream changes renumber the slots,
+    and lapses when what was reviewed changed.
+    """
+
+    recipe: Slug
+    params: Annotated[dict[ParamName, ParamValue], Field(max_length=32)]
+    finding: Annotated[
+        list[Annotated[str, StringConstraints(max_length=4000)]], Field(max_length=64)
+    ]
+
+
 class Decision(Strict):
-    """A human decision on one quarantined Alfa."""
+    """A human decision on one quarantined Alfa: `key` says which (older files name only
+    `alfa_id`, the slot's id at the time, and are matched by it)."""
 
     alfa_id: AlfaId
+    key: ReviewKey | None = None
     decision: Literal["waive", "reroll", "reject"]
     by: Name
     at: Timestamp
@@ -195,7 +234,7 @@ class Review(Strict):
 
     schema_version: Version
     order_id: OrderId
-    decisions: Annotated[list[Decision], Field(max_length=96)] = []
+    decisions: Annotated[list[Decision], Field(max_length=4096)] = []
 
 
 # --------------------------------------------------------------------------- build artefacts
@@ -533,6 +572,11 @@ class Settings(Strict):
     max_file_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     max_depth: Annotated[int, Field(ge=2, le=1000)] = 64
 
+
+#: Formats people and other programs write into the exchange: a file may name its schema
+#: in a top-level `$schema` key, so an editor can attach it; the loader sets the key aside.
+EXCHANGE_INPUTS: tuple[str, ...] = ("order", "recipe", "checkpoint", "review")
+SCHEMA_KEY = "$schema"
 
 #: The formats with a committed schema, by schema file name.
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {

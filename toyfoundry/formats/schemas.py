@@ -14,6 +14,7 @@ from jsonschema.protocols import Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from toyfoundry.formats.models import EXCHANGE_INPUTS, SCHEMA_KEY
 from toyfoundry.formats.models import SCHEMA_MODELS as SCHEMA_MODELS
 
 SCHEMA_BASE = "https://toyfoundry.dev/schemas/"
@@ -27,6 +28,14 @@ def schema_id(name: str) -> str:
 def generate(name: str) -> dict[str, Any]:
     """The schema of one format, as committed under `schemas/`."""
     schema = SCHEMA_MODELS[name].model_json_schema(mode="validation")
+    if name in EXCHANGE_INPUTS:
+        schema["properties"] = {
+            SCHEMA_KEY: {
+                "description": "the schema this file follows, for editors; not read otherwise",
+                "type": "string",
+            },
+            **schema["properties"],
+        }
     return {"$schema": DRAFT, "$id": schema_id(name), **schema}
 
 
@@ -102,8 +111,21 @@ def _field_and_message(error: jsonschema.ValidationError) -> tuple[str, str]:
     return ".".join(parts) or "-", message
 
 
+def _phase_rule(document: Any, error: jsonschema.ValidationError) -> tuple[str, str] | None:
+    """A phase rule's violation in the words `toyfoundry validate` has always used."""
+    if "then" not in error.schema_path or not isinstance(document, dict):
+        return None
+    phase = document.get("phase")
+    if error.validator == "maximum":
+        return "batch_size", f"{error.instance} is over the {phase} cap of {error.validator_value}"
+    if error.validator == "const":
+        return "dry_run", "pilot orders must be dry runs (set dry_run: true)"
+    return None
+
+
 def iter_errors(name: str, document: Any) -> Iterator[tuple[str, str]]:
     """(field path, message) for each schema violation, most specific first, in a stable order."""
     errors = sorted(validator(name).iter_errors(document), key=lambda e: list(map(str, e.path)))
     for error in errors:
-        yield _field_and_message(jsonschema.exceptions.best_match([error]))
+        best = jsonschema.exceptions.best_match([error])
+        yield _phase_rule(document, best) or _field_and_message(best)

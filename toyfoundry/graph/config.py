@@ -28,6 +28,7 @@ DOIT_PLUGINS: dict[str, dict[str, str]] = {
     "COMMAND": {
         "run": "toyfoundry.graph.run:FoundryRun",
         "auto": "toyfoundry.watch.doit_auto:Auto",
+        "dumpdb": "toyfoundry.graph.dumpdb:FoundryDumpDB",
     },
     "BACKEND": {"toyfoundry": "toyfoundry.graph.backend:FoundryDB"},
     "REPORTER": {"toyfoundry": "toyfoundry.graph.reporter:FoundryReporter"},

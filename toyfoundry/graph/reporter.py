@@ -1,11 +1,38 @@
-"""The build's progress for people: a live status line on a terminal, plain lines elsewhere."""
+"""The build's progress for people: a live status line on a terminal, plain lines elsewhere,
+and one closing summary line either way (tasks run, orders by status, time)."""
 
 from __future__ import annotations
 
+import os
 import time
+from collections import Counter
+from pathlib import Path
 from typing import Any, TextIO
 
+import orjson
 from doit.reporter import ConsoleReporter
+
+from toyfoundry.store.layout import Layout
+
+#: Order statuses in the summary line, in the order people read them.
+STATUSES: tuple[tuple[str, str], ...] = (
+    ("built", "built"),
+    ("dry-run", "dry run"),
+    ("awaiting-review", "awaiting review"),
+    ("blocked", "blocked"),
+    ("rejected", "rejected"),
+)
+
+
+def order_counts(layout: Layout) -> str:
+    """Orders by status, from the quilt rollup the build just wrote: one read of one file,
+    so a no-op build stays cheap. Empty when there is no rollup to read."""
+    try:
+        rollup = orjson.loads(layout.rollup.read_bytes())
+        found = Counter(str(b["status"]) for b in rollup["batches"])
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+        return ""
+    return "orders: " + ", ".join(f"{found.get(key, 0)} {label}" for key, label in STATUSES)
 
 
 def counted(task: Any) -> bool:
@@ -73,7 +100,8 @@ class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
 
     def add_failure(self, task: Any, fail: Any) -> None:
         self.done += 1
-        self.failed.append(task.name)
+        if counted(task):  # a group (`report`) fails for its members; they are counted
+            self.failed.append(task.name)
         if self.tty:
             self._clear()
             self.write(f"FAILED {task.name}: {fail.get_msg().strip().splitlines()[-1]}\n")
@@ -106,10 +134,16 @@ class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
         self.failures = [r for r in self.failures if not self._told_already(r)]
         if self.tty:
             self._clear()
-            elapsed = time.monotonic() - self.started
-            failed = f", {len(self.failed)} failed: {' '.join(self.failed)}" if self.failed else ""
-            self.write(
-                f"toyfoundry: {self.ran} task(s) run, {self.total - self.ran} up to date"
-                f" of {self.total} in {elapsed:.1f}s{failed}\n"
-            )
         super().complete_run()
+        # last, after doit's failure blocks, so a log's last line is the build's outcome
+        self.write(self.summary() + "\n")
+
+    def summary(self) -> str:
+        """One line: tasks run and up to date, time, failed tasks, orders by status."""
+        elapsed = time.monotonic() - self.started
+        failed = f", {len(self.failed)} failed: {' '.join(self.failed)}" if self.failed else ""
+        orders = order_counts(Layout(Path(os.getcwd())))
+        return (
+            f"toyfoundry: {self.ran} task(s) run, {self.total - self.ran} up to date"
+            f" of {self.total} in {elapsed:.1f}s{failed}" + (f"; {orders}" if orders else "")
+        )

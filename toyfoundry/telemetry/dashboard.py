@@ -295,7 +295,7 @@ def load_rollup(layout: Layout) -> Rollup:
     try:
         data = layout.rollup.read_bytes()
     except FileNotFoundError:
-        raise FoundryError(f"{shown}: missing; run `toyfoundry loom` first") from None
+        raise FoundryError(f"{shown}: missing; run `toyfoundry build`") from None
     except OSError as exc:
         raise FoundryError(f"{shown}: cannot be read ({exc.strerror or exc})") from None
     try:

@@ -241,7 +241,7 @@ def read_rollup(layout: Layout) -> QuiltRollup:
     try:
         return QuiltRollup.model_validate_json(layout.rollup.read_bytes())
     except FileNotFoundError:
-        raise FoundryError(f"{shown}: missing; run `toyfoundry loom` first") from None
+        raise FoundryError(f"{shown}: missing; run `toyfoundry build`") from None
     except ValidationError as exc:
         raise FoundryError(f"{shown}: not a valid rollup ({exc.error_count()} errors)") from None
 

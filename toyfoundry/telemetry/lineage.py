@@ -238,7 +238,7 @@ def trace(layout: Layout, ident: str) -> Lineage:
         if part is not None and part.source != arts.source:
             lineage.stale.append(
                 "reports, quilt part and exports are older than the build artefacts:"
-                " run `toyfoundry loom --export`"
+                " run `toyfoundry build`"
             )
         if is_alfa:
             alfa = next((a for a in arts.mint.alfas if a.alfa_id == ident), None)

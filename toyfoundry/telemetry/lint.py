@@ -5,8 +5,9 @@ unknown record types, a wrong schema_version, unknown or missing fields, bad
 values, torn lines (a last line without its newline, and the fragments earlier
 repairs set aside in `<ledger>.torn`), and an invalid watcher snapshot. These
 are errors. Records for orders whose file is no longer in the exchange are
-warnings: deleting an order is legitimate and an append-only ledger cannot
-forget it, so they fail the lint only with `strict`.
+history, not findings: withdrawing an order is legitimate and an append-only
+ledger keeps what happened, so they are counted (`history_lines`) and never fail
+the lint, with or without `strict`.
 
 Speed: each valid line costs one pydantic `model_validate_json` call (the JSON
 parse and the validation in one pass in pydantic-core); only failing lines are
@@ -50,6 +51,9 @@ class LintResult:
     bytes: int = 0
     seconds: float = 0.0
     findings: list[Finding] = field(default_factory=list)
+    #: lines recording orders no longer in the exchange, and those orders
+    history_lines: int = 0
+    history_orders: set[str] = field(default_factory=set)
 
     @property
     def errors(self) -> int:
@@ -97,14 +101,8 @@ def lint_paths(layout: Layout) -> LintResult:
                 findings.append(Finding(shown, number, ledgers.diagnose(kind, line, exc)))
                 continue
             if record.order_id not in orders:
-                findings.append(
-                    Finding(
-                        shown,
-                        number,
-                        f"record for order {record.order_id}, which is not in the exchange",
-                        "warning",
-                    )
-                )
+                result.history_lines += 1
+                result.history_orders.add(record.order_id)
         result.lines += number
         if extent.torn:
             findings.append(

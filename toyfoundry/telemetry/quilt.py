@@ -367,8 +367,8 @@ def stitch(
     same code from the same values, so both give the same bytes. Every batch's
     `telemetry` comes from the ledger index.
 
-    Records for orders not in `order_ids` (an order file deleted from the
-    exchange) are skipped and listed, one line per ledger and order.
+    Records for orders not in `order_ids` (an order withdrawn from the exchange)
+    are history: left out of the batches, and not listed as skipped.
     `problems` are the caller's own skips (orders whose artefacts it could not
     read), listed first.
     """
@@ -431,7 +431,8 @@ def _base(stored: Stored | None) -> tuple[dict[str, dict[str, Any]], dict[str, S
 
 
 def _ledger_skips(layout: Layout, index: dict[str, dict[str, Any]], known: set[str]) -> list[str]:
-    """Each ledger's bad lines, then its records for orders not in `known`."""
+    """Each ledger's bad lines. Records of orders not in `known` (withdrawn orders) are
+    history: the ledger keeps them, and they are neither skipped nor listed."""
     skipped: list[str] = []
     for path, _kind in ledgers.ledgers(layout):
         state = index.get(path.name)
@@ -441,11 +442,4 @@ def _ledger_skips(layout: Layout, index: dict[str, dict[str, Any]], known: set[s
         skipped += state["skipped"]
         if state["skipped_more"]:
             skipped.append(f"{shown}: {state['skipped_more']} more bad lines not listed")
-        for oid, s in sorted(state["orders"].items()):
-            if oid not in known:
-                n = s["records"]
-                skipped.append(
-                    f"{shown}:{s['first_line']}: {n} record{'s' if n > 1 else ''} for order {oid},"
-                    " which is not in the exchange"
-                )
     return skipped

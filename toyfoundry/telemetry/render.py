@@ -147,7 +147,14 @@ def summary_md(batches: Sequence[Mapping[str, Any]]) -> str:
     lines += table(("status", "orders"), sorted(counts.items()))
     waiting = [b for b in batches if b["status"] == "awaiting-review"]
     if waiting:
+        held = sum(b["outcomes"]["quarantined"] for b in waiting)
         lines += ["", "## Awaiting review", ""]
+        lines += [
+            f"{held} quarantined Alfas in {len(waiting)} orders, the oldest from"
+            f" {min(b['day'] for b in waiting)}. Decide them (`toyfoundry review list` shows the"
+            " queue, `toyfoundry review decide` records decisions), then run `toyfoundry build`.",
+            "",
+        ]
         lines += [
             f"- [{b['order_id']}]({b['order_id']}.md):"
             f" {b['outcomes']['quarantined']} quarantined Alfas"

@@ -32,8 +32,9 @@ def next_steps(arts: OrderArtefacts, summary: BatchSummary, waiting: int) -> lis
         )
     if waiting:
         steps.append(
-            f"decide the {waiting} quarantined Alfa{'s' if waiting > 1 else ''}:"
-            f" `toyfoundry review decide {oid} ALFA {{waive|reroll|reject}} --by NAME`,"
+            f"decide the {waiting} quarantined Alfa{'s' if waiting > 1 else ''}"
+            f" (`toyfoundry review list {oid}` shows them):"
+            f" `toyfoundry review decide {oid} {{waive|reroll|reject}} --by NAME`,"
             " then run `toyfoundry build`"
         )
     if arts.rituals and arts.rituals.promoted:
