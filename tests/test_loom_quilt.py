@@ -189,6 +189,7 @@ def test_outputs_are_byte_identical_and_rebuild_per_order(tmp_path: Path) -> Non
     moved = sorted(Path(k).name for k in after if after[k] != before.get(k))
     assert moved == [
         "2025-10-20-011.csv",
+        "2025-10-20-011.html",
         "2025-10-20-011.json",
         "2025-10-20-011.json",
         "2025-10-20-011.jsonl",

@@ -114,6 +114,9 @@ class Layout:
     def report_md(self, order_id: str) -> Path:
         return child(self.reports_dir, f"{check_order_id(order_id)}.md")
 
+    def report_html(self, order_id: str) -> Path:
+        return child(self.reports_dir, f"{check_order_id(order_id)}.html")
+
     @cached_property
     def summary_md(self) -> Path:
         return self.reports_dir / "summary.md"
@@ -206,6 +209,7 @@ class Layout:
         return [
             self.report_json(order_id),
             self.report_md(order_id),
+            self.report_html(order_id),
             self.quilt_part(order_id),
             *(self.partition(d, order_id, f) for d in EXPORT_DATASETS for f in EXPORT_FORMATS),
         ]

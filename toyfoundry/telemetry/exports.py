@@ -317,7 +317,7 @@ def stale_outputs(layout: Layout, keep: set[str]) -> list[Path]:
     """
     places: list[tuple[Path, tuple[str, ...]]] = [(layout.exports / d, FORMATS) for d in DATASETS]
     places += [
-        (layout.reports_dir, ("json", "md")),
+        (layout.reports_dir, ("json", "md", "html")),
         (layout.quilt_parts, ("json",)),
         (layout.outbox_dir, ("json",)),
     ]
