@@ -324,7 +324,7 @@ def task_export() -> Task:
         "file_dep": [rel(layout, layout.rollup), orders_dep(plan), code_dep(layout, "export")],
         "targets": [
             rel(layout, layout.exports / "batches.csv"),
-            rel(layout, layout.exports / "batches.json"),
+            rel(layout, layout.exports / "batches.jsonl"),
             rel(layout, layout.summary_md),
         ],
         "clean": True,

@@ -17,7 +17,7 @@ PHASES = ("pilot", "expansion", "operational")
 #: Exchange folders holding inputs from other systems and people, in the order they are read.
 INPUT_FOLDERS = ("recipes", "checkpoints", "orders", "reviews")
 #: The per-order export partitions: `exports/<dataset>/<order_id>.<format>`.
-EXPORT_DATASETS = ("alfas", "rituals")
+EXPORT_DATASETS = ("alfas", "alfa_params", "alfa_notes", "rituals", "ritual_counts")
 EXPORT_FORMATS = ("csv", "jsonl")
 #: The telemetry ledgers (under `.toyfoundry/telemetry/`): append-only, never rewritten.
 LEDGER_NAMES = ("forge_mint_alfa.jsonl", "forge_rituals.jsonl")

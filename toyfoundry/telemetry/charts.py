@@ -88,6 +88,14 @@ def _figure(data: list[Trace], title: str, height: object = 420, **layout: objec
     }
 
 
+def _count_ticks(top: int) -> dict[str, object]:
+    """A count axis: whole numbers only, so a few orders do not get ticks at 0.5."""
+    ticks: dict[str, object] = {"tickformat": COUNT, "rangemode": "tozero"}
+    if top <= 10:
+        ticks["dtick"] = 1
+    return ticks
+
+
 def _note(text: str) -> dict[str, object]:
     return {"text": text, "showarrow": False, "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper"}
 
@@ -226,7 +234,7 @@ def quota(batches: Sequence[Batch]) -> Figure:
         [trace],
         "Quota attainment: orders by share of their diversity target met",
         xaxis={"type": "category", "title": {"text": "attainment"}},
-        yaxis={"title": {"text": "orders"}, "tickformat": COUNT, "rangemode": "tozero"},
+        yaxis={"title": {"text": "orders"}, **_count_ticks(max(counts.values()))},
     )
 
 

@@ -194,17 +194,17 @@ def attention(batches: Sequence[Batch], skipped: int) -> list[Item]:
             waiting.append(b)
     for (how, what), found in sorted(blocked.items()):
         if how == "phase":
-            text = f"{len(found)} order(s) blocked: the {what} phase has no approved checkpoint"
+            text = f"{len(found):,} order(s) blocked: the {what} phase has no approved checkpoint"
             command = f"toyfoundry checkpoint approve {what} --by NAME"
         else:
-            text = f"{len(found)} order(s) blocked: {what}"
+            text = f"{len(found):,} order(s) blocked: {what}"
             command = "resolve the block (see the report), then toyfoundry build"
         items.append(_item("blocked", text, found, command))
     for reason, found in sorted(rejected.items()):
         items.append(
             _item(
                 "rejected",
-                f"{len(found)} order(s) rejected: {reason}",
+                f"{len(found):,} order(s) rejected: {reason}",
                 found,
                 "fix exchange/orders/ORDER.json, then toyfoundry build",
             )
@@ -214,7 +214,7 @@ def attention(batches: Sequence[Batch], skipped: int) -> list[Item]:
         items.append(
             _item(
                 "review",
-                f"{alfas} quarantined Alfa(s) in {len(waiting)} order(s) await review",
+                f"{alfas:,} quarantined Alfa(s) in {len(waiting):,} order(s) await review",
                 waiting,
                 "toyfoundry review list, then toyfoundry review decide ORDER ALFA"
                 " {waive|reroll|reject} --by NAME; then toyfoundry build",
@@ -224,7 +224,7 @@ def attention(batches: Sequence[Batch], skipped: int) -> list[Item]:
         items.append(
             Item(
                 "telemetry",
-                f"{skipped} ledger or part entries were skipped by the loom",
+                f"{skipped:,} ledger or part entries were skipped by the loom",
                 [],
                 0,
                 "toyfoundry lint-telemetry",
