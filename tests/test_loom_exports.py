@@ -181,7 +181,8 @@ def test_stale_outputs_are_found_by_name(exported: Layout) -> None:
     assert done.removed == [stray[1], stray[0], stray[2], stray[3], stray[4]]
     assert not any(p.exists() for p in stray) and all(p.exists() for p in kept)
     assert exports.stale_outputs(exported, set(ORDERS)) == []
-    assert len(exports.stale_outputs(exported, set(ORDERS[1:]))) == 14  # the first order's files: 3 reports, 1 part, 10 partitions
+    # the first order's files: 3 reports, 1 part, 10 partitions
+    assert len(exports.stale_outputs(exported, set(ORDERS[1:]))) == 14
 
 
 def test_summary_rows_are_escaped_like_any_table(exported: Layout) -> None:
