@@ -10,7 +10,7 @@ table that sorts, filters and pages in the browser (`assets/dashboard.js`).
 Python's plotly figure classes are not used: importing them and validating
 each figure would cost some 0.3 s per run at a thousand orders, only to
 produce the same JSON. The page's JavaScript is plotly.js's "finance"
-partial bundle (bar, scatter, pie, funnel in 1.3 MB where the full bundle
+partial bundle (bar, scatter and funnel among others, in 1.3 MB where the full bundle
 takes 4.8 MB) and the `plotly_white` template, both in `assets/`. The rollup
 is not loaded through its pydantic model either (importing the models alone
 costs more than drawing the page). When `quilt/rollup_state.json` vouches for
