@@ -49,8 +49,8 @@ def outputs(layout: Layout) -> dict[str, bytes]:
     attempt time: a crashed build really did attempt more) and without the skipped
     notes about torn ledger lines (the crashes' own, reported on purpose). The ledger
     index (byte offsets into ledgers that differ) and the dashboard (it draws the
-    telemetry) are left out for the same reasons; the dated dashboard copies in
-    exports/dashboards/ carry the wall-clock day.
+    telemetry) are left out for the same reasons, and so is the dashboard history in
+    telemetry/dashboards/ (named by the ledgers' latest record).
     """
     out: dict[str, bytes] = {}
     bases = [layout.build, layout.reports_dir, layout.outbox_dir, layout.exports]

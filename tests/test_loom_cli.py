@@ -91,7 +91,7 @@ def test_documented_nightly_lines_run(tmp_path: Path) -> None:
         assert "lint-telemetry: 2 ledgers" in done.stderr
         assert layout.rollup.is_file() and layout.dashboard.is_file()
         assert exports.batches_csv(layout).is_file()
-        assert len(list((layout.exports / "dashboards").glob("*.html"))) == 1
+        assert len(list((layout.telemetry / "dashboards").glob("20*.html"))) == 1
 
 
 def test_documented_watcher_lines_run(tmp_path: Path) -> None:

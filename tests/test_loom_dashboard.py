@@ -22,7 +22,16 @@ from tests.test_loom_support import REPO, SAMPLE, Spec, build, sample
 from toyfoundry.errors import FoundryError
 from toyfoundry.formats.models import Outcomes, QuiltRollup
 from toyfoundry.store.layout import Layout
-from toyfoundry.telemetry import dashboard, parts, quilt, render, summary
+from toyfoundry.telemetry import (
+    charts,
+    dashboard,
+    headline,
+    history,
+    parts,
+    quilt,
+    render,
+    summary,
+)
 from toyfoundry.telemetry.loom import run_loom
 
 BROWSER_FLAGS = [
@@ -44,6 +53,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Layout:
     return layout
 
 
+def charts_of(layout: Layout) -> dict[str, Any]:
+    figures: dict[str, Any] = charts.figures(dashboard.load_rollup(layout).batches)
+    return figures
+
+
 def _plotly_js() -> str:
     return dashboard.PLOTLY_JS.read_text("utf-8")
 
@@ -57,7 +71,7 @@ def test_dashboard_is_self_contained_and_deterministic(built: Layout) -> None:
     assert page.count("</script>") == 2  # plotly.js, then the figures
     ids = re.findall(r'<div id="(chart-[a-z-]+)" class="plotly-graph-div"', page)
     assert ids == [f"chart-{name}" for name in dashboard.CHARTS]
-    copy = dashboard.dashboards_dir(built) / "2025-10-28.html"
+    copy = history.history_dir(built) / "2025-10-28.html"
     assert copy.read_bytes() == built.dashboard.read_bytes()
     before = built.dashboard.stat().st_mtime_ns
     assert dashboard.build_dashboard(built, "2025-10-28") == []  # same rollup, same bytes
@@ -128,17 +142,20 @@ def _drawn_charts(dom: str) -> dict[str, str]:
 
 
 def _expected_marks(figure: dict[str, Any]) -> tuple[int, list[str]]:
-    """How many bars, markers or slices a figure draws, and the labels it must show."""
+    """How many bars, markers or funnel stages a figure draws, and the labels it must show."""
     marks, labels = 0, [figure["layout"]["title"]["text"]]
     for trace in figure["data"]:
-        if trace["type"] == "pie":
-            marks += len(trace["values"])
-            labels += trace["labels"]
-        else:
-            marks += len(trace["y"])
-            categories = trace["y"] if trace["type"] == "funnel" else trace["x"]
-            labels += [str(c) for c in categories]
-    labels += [note["text"] for note in figure["layout"].get("annotations", [])]
+        marks += sum(
+            value is not None
+            for value in trace[
+                "y" if trace["type"] != "bar" or trace.get("orientation") != "h" else "x"
+            ]
+        )
+        across = trace["type"] == "funnel" or trace.get("orientation") == "h"
+        labels += [str(c) for c in (trace["y"] if across else trace["x"])]
+    labels += [
+        re.sub(r"</?b>", "", note["text"]) for note in figure["layout"].get("annotations", [])
+    ]
     return marks, labels
 
 
@@ -165,14 +182,17 @@ def test_every_chart_renders_in_headless_chromium(built: Layout, tmp_path: Path)
     assert _png_byte_variety(shot.read_bytes()) > 64, "the screenshot is blank"
     charts = _drawn_charts(_dump_dom(browser, url, tmp_path / "profile-2"))
     assert list(charts) == list(dashboard.CHARTS)
-    figures: dict[str, Any] = dashboard.figures(dashboard.load_rollup(built))
+    figures: dict[str, Any] = charts_of(built)
     for name, piece in charts.items():
         assert 'class="main-svg"' in piece, f"chart {name} has no SVG"
         # Every bar, funnel stage, target marker and pie slice is drawn, with its labels.
         marks, labels = _expected_marks(figures[name])
-        drawn = piece.count('class="point"') + piece.count('class="slice"')
+        drawn = piece.count('class="point"')
         assert drawn == marks > 0, f"chart {name}: {drawn} marks drawn, {marks} expected"
-        shown = {html.unescape(t) for t in re.findall(r'data-unformatted="([^"]*)"', piece)}
+        shown = {
+            re.sub(r"</?b>", "", html.unescape(t))
+            for t in re.findall(r'data-unformatted="([^"]*)"', piece)
+        }
         missing = [label for label in labels if label not in shown]
         assert not missing, f"chart {name} does not show {missing}"
 
@@ -195,27 +215,61 @@ def test_a_dashboard_without_orders_still_draws_every_chart(tmp_path: Path) -> N
 
 def test_the_page_draws_the_figures_of_its_rollup(built: Layout) -> None:
     page = built.dashboard.read_text(encoding="utf-8")
-    figures = dashboard.figures(dashboard.load_rollup(built))
+    figures = charts_of(built)
     drawn = re.findall(r'^draw\("chart-([a-z-]+)", (.*)\);$', page, flags=re.MULTILINE)
     assert [name for name, _ in drawn] == list(dashboard.CHARTS)
     for name, figure in drawn:
         assert orjson.loads(figure) == orjson.loads(orjson.dumps(figures[name]))
-    # The sample's totals, as the charts show them.
-    funnel = figures["funnel"]["data"]
-    assert funnel == [
-        {
-            "type": "funnel",
-            "y": ["Minted", "Drill (scored)", "Parade (ranked)", "Purge (kept)", "Promote"],
-            "x": [22, 16, 16, 11, 3],
-            "textinfo": "value",
-        }
+    # The sample's totals, as the charts show them: one funnel per phase, dry runs left out.
+    funnel = {t["name"]: t["x"] for t in figures["funnel"]["data"]}
+    assert funnel == {"expansion": [8, 8, 5, 1], "operational": [10, 8, 6, 2]}
+    assert figures["funnel"]["data"][0]["y"] == ["Minted", "Drilled", "Passed Drill", "Promoted"]
+    defects = figures["defects"]["data"]
+    assert [(t["name"], t["y"], t["x"]) for t in defects] == [
+        ("sprocket-scout", ["gear-slip", "leg-shear"], [2, 2])
     ]
-    status = figures["status"]["data"][0]
-    assert (status["labels"], status["values"]) == (
-        ["awaiting-review", "blocked", "built", "dry-run"],
-        [1, 1, 1, 1],
+    trends = figures["trends"]["data"]
+    assert trends[0]["x"] == ["2025-W41", "2025-W43", "2025-W44"]
+
+
+def test_the_headline_of_the_sample(built: Layout) -> None:
+    batches = dashboard.load_rollup(built).batches
+    now = headline.figures(batches)
+    assert now.by_status == {"dry-run": 1, "built": 1, "awaiting-review": 1, "blocked": 1}
+    assert (now.minted, now.passed, now.failed, now.promoted) == (22, 11, 5, 3)
+    assert now.pass_rate == 11 / 16
+    assert headline.review_backlog(batches) == headline.Backlog(
+        2, 1, "2025-10-27-014", "2025-10-27"
     )
-    assert figures["defects"]["data"][0]["x"] == ["gear-slip", "leg-shear"]
+    items = headline.attention(batches, 0)
+    assert [(i.kind, i.orders, i.command) for i in items] == [
+        ("blocked", ["2025-10-28-002"], "toyfoundry checkpoint approve operational --by NAME"),
+        (
+            "review",
+            ["2025-10-27-014"],
+            "toyfoundry review list, then toyfoundry review decide ORDER ALFA"
+            " {waive|reroll|reject} --by NAME; then toyfoundry build",
+        ),
+    ]
+    page = built.dashboard.read_text(encoding="utf-8")
+    assert 'As of <b id="as-of">2025-10-12 10:00 UTC (latest ledger record)</b>' in page
+    assert "68.8%" in page  # the pass rate, for people
+    assert '<a class="report" href="../../../exchange/reports/2025-10-28-002.html">' in page
+    assert "no operational checkpoint" in page
+
+
+def test_numbers_are_formatted_for_people() -> None:
+    assert headline.count_text(13613) == "13,613"
+    assert headline.rate_text(0.6875) == "68.8%"
+    assert headline.rate_text(None) == "–"
+    assert (headline.delta_text(5, 2), headline.delta_text(2, 5), headline.delta_text(2, 2)) == (
+        "+3",
+        "−3",
+        "±0",
+    )
+    assert headline.delta_text(2, None) == ""
+    assert headline.rate_delta_text(0.7, 0.65) == "+5.0 pts"
+    assert charts.COUNT == ",~f"  # plotly's default would print 13613 as 13.613k
 
 
 def test_the_dashboard_reads_the_rollup_as_its_format_defines_it(built: Layout) -> None:
@@ -250,8 +304,7 @@ def test_the_dashboard_constants_match_the_quilt() -> None:
     """The dashboard keeps its own copies, to stay off the models' import; they must agree."""
     assert dashboard.SHARES == render.SHARES
     assert dashboard.SCORE_BIN == summary.SCORE_BIN
-    assert set(dashboard.OUTCOMES) <= set(Outcomes.model_fields)
-    assert dashboard.PHASES[-1] == summary.group_key(None)
+    assert set(dashboard.OUTCOMES) == set(Outcomes.model_fields)
 
 
 def test_building_the_dashboard_imports_neither_plotly_nor_pydantic(
@@ -316,7 +369,9 @@ def test_optional_rollup_fields_take_the_formats_defaults(tmp_path: Path) -> Non
     layout.rollup.write_bytes(data)
     assert dashboard.build_dashboard(layout, "2025-10-12") == [
         layout.dashboard,
-        dashboard.dashboards_dir(layout) / "2025-10-12.html",
+        history.history_dir(layout) / "2025-10-12.html",
+        history.history_dir(layout) / "2025-10-12.json",
+        history.index_path(layout),
     ]
     page = layout.dashboard.read_text(encoding="utf-8")
     assert "no defects recorded" in page and "no Alfa has been scored yet" in page
@@ -395,10 +450,11 @@ def test_names_from_the_exchange_cannot_break_out_of_the_page(tmp_path: Path) ->
     assert "<img" not in page
     figures = page[page.rindex("<script>") :]
     assert "\u2028" not in figures  # a line separator, escaped in the JSON of the script
-    assert f"<td>{html.escape(hostile)}</td>" in page  # the orders table, escaped as HTML
+    escaped = html.escape(hostile)
+    assert f'<option value="{escaped}">{escaped}</option>' in page  # the table's filter, as HTML
     drawn = re.search(r'^draw\("chart-defects", (.*)\);$', page, flags=re.MULTILINE)
     assert drawn is not None
-    assert orjson.loads(drawn.group(1))["data"][0]["x"] == [hostile]  # JSON gives it back intact
+    assert orjson.loads(drawn.group(1))["data"][0]["y"] == [hostile]  # JSON gives it back intact
 
 
 # --------------------------------------------------------------------------- vouched rollups, dated copies
@@ -439,19 +495,21 @@ def test_a_vouched_rollup_the_charts_cannot_read_fails_with_one_line(tmp_path: P
 def test_the_dated_copy_is_a_second_name_for_the_page(tmp_path: Path) -> None:
     layout = sample(tmp_path / "p")
     run_loom(layout, export=True, today="2025-10-28")
-    copy = dashboard.dashboards_dir(layout) / "2025-10-28.html"
+    copy = history.history_dir(layout) / "2025-10-28.html"
     assert os.path.samefile(copy, layout.dashboard)
     first = copy.read_bytes()
     # a new order: a new page, and today's copy follows it; yesterday's keeps its page
     build(layout, Spec("2025-10-29-001", size=3, failed=(1,)))
-    run_loom(layout)
-    assert dashboard.build_dashboard(layout, "2025-10-29") == [
-        layout.dashboard,
-        dashboard.dashboards_dir(layout) / "2025-10-29.html",
-    ]
+    run_loom(layout, export=True, today="2025-10-29")
     assert copy.read_bytes() == first != layout.dashboard.read_bytes()
+    page = layout.dashboard.read_text(encoding="utf-8")
+    assert "changes are since the dashboard of 2025-10-28" in page
+    assert '<div class="value">5<span class="delta">+1</span></div>' in page  # orders
+    assert history.kept_days(layout) == ["2025-10-28", "2025-10-29"]
+    index = history.index_path(layout).read_text(encoding="utf-8")
+    assert index.index('href="2025-10-29.html"') < index.index('href="2025-10-28.html"')
     assert copy.stat().st_nlink == 1
-    today = dashboard.dashboards_dir(layout) / "2025-10-29.html"
+    today = history.history_dir(layout) / "2025-10-29.html"
     assert os.path.samefile(today, layout.dashboard)
     assert dashboard.build_dashboard(layout, "2025-10-29") == []  # nothing to do twice
     # a copy with the page's bytes under its own inode is left as it is
@@ -469,9 +527,8 @@ def test_without_hard_links_the_dated_copy_is_written(
 
     monkeypatch.setattr(os, "link", no_links)
     layout = sample(tmp_path / "p")
-    run_loom(layout)
-    copy = dashboard.dashboards_dir(layout) / "2025-10-28.html"
-    assert dashboard.build_dashboard(layout, "2025-10-28") == [layout.dashboard, copy]
+    run_loom(layout, export=True, today="2025-10-28")
+    copy = history.history_dir(layout) / "2025-10-28.html"
     assert copy.read_bytes() == layout.dashboard.read_bytes()
     assert not os.path.samefile(copy, layout.dashboard)
     assert not [p for p in copy.parent.iterdir() if p.name.startswith(".")]  # no temp left

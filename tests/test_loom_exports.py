@@ -5,18 +5,33 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from tests.test_loom_support import REPO, SAMPLE, ledger_lines, sample
 from toyfoundry.errors import FoundryError
-from toyfoundry.formats.models import AlfaRow, BatchRow, RitualEventRow
+from toyfoundry.formats.models import (
+    AlfaNoteRow,
+    AlfaParamRow,
+    AlfaRow,
+    BatchRow,
+    RitualCountRow,
+    RitualEventRow,
+)
 from toyfoundry.store.layout import Layout
 from toyfoundry.telemetry import exports, parts, render
 from toyfoundry.telemetry.loom import run_loom
 
 ORDERS = [s.order_id for s in SAMPLE]
+DATASET_MODELS: list[tuple[str, type[Any]]] = [
+    ("alfas", AlfaRow),
+    ("alfa_params", AlfaParamRow),
+    ("alfa_notes", AlfaNoteRow),
+    ("rituals", RitualEventRow),
+    ("ritual_counts", RitualCountRow),
+]
 
 
 @pytest.fixture
@@ -33,7 +48,7 @@ def minted_alfas(layout: Layout) -> set[str]:
 def test_csv_and_jsonl_partitions_hold_the_same_rows(exported: Layout) -> None:
     seen: set[str] = set()
     for oid in ORDERS:
-        for dataset, model in (("alfas", AlfaRow), ("rituals", RitualEventRow)):
+        for dataset, model in DATASET_MODELS:
             csv_path = exports.partition(exported, dataset, oid, "csv")
             with csv_path.open(newline="", encoding="utf-8") as handle:
                 reader = csv.reader(handle)
@@ -70,7 +85,8 @@ def test_batches_csv_and_json(exported: Layout) -> None:
         reader = csv.DictReader(handle)
         assert reader.fieldnames == list(BatchRow.model_fields)
         rows = list(reader)
-    as_json = orjson.loads(exports.batches_json(exported).read_bytes())
+    lines = exports.batches_jsonl(exported).read_bytes().splitlines()
+    as_json = [orjson.loads(line) for line in lines]
     assert [r["order_id"] for r in rows] == [r["order_id"] for r in as_json] == ORDERS
     assert sum(int(r["minted"]) for r in rows) == len(minted_alfas(exported))
     assert sum(r["minted"] for r in as_json) == len(minted_alfas(exported))
@@ -108,11 +124,10 @@ def test_duckdb_reads_each_dataset_with_one_glob(exported: Layout) -> None:
 
 def test_every_column_is_documented() -> None:
     text = (REPO / "docs" / "exports.md").read_text(encoding="utf-8")
-    for title, model in (
-        ("alfas/<order_id>.csv", AlfaRow),
-        ("rituals/<order_id>.csv", RitualEventRow),
+    for title, model in [
+        *((f"{dataset}/<order_id>.csv", model) for dataset, model in DATASET_MODELS),
         ("batches.csv", BatchRow),
-    ):
+    ]:
         start = text.index(f"## `{title}")
         section = text[start : text.find("\n## ", start + 1)]
         documented = re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.M)
@@ -128,12 +143,11 @@ def test_batch_records_are_batch_rows(exported: Layout) -> None:
     assert [r.model_dump(mode="json") for r in rows] == records
     assert exports.batches_csv_bytes(records) == exports.csv_bytes(BatchRow, rows)
     assert exports.batches_csv(exported).read_bytes() == exports.csv_bytes(BatchRow, rows)
-    as_json = orjson.dumps([r.model_dump(mode="json") for r in rows], option=orjson.OPT_INDENT_2)
-    assert exports.batches_json(exported).read_bytes() == as_json + b"\n"
+    assert exports.batches_jsonl(exported).read_bytes() == exports.jsonl_bytes(rows)
 
 
 def test_an_untrusted_rollup_is_validated_and_gives_the_same_bytes(exported: Layout) -> None:
-    outputs = [exports.batches_csv(exported), exports.batches_json(exported), exported.summary_md]
+    outputs = [exports.batches_csv(exported), exports.batches_jsonl(exported), exported.summary_md]
     before = [p.read_bytes() for p in outputs]
     parts.state_path(exported).unlink()  # no record: the rollup is validated by its model
     for p in outputs:
@@ -167,7 +181,8 @@ def test_stale_outputs_are_found_by_name(exported: Layout) -> None:
     assert done.removed == [stray[1], stray[0], stray[2], stray[3], stray[4]]
     assert not any(p.exists() for p in stray) and all(p.exists() for p in kept)
     assert exports.stale_outputs(exported, set(ORDERS)) == []
-    assert len(exports.stale_outputs(exported, set(ORDERS[1:]))) == 7  # the first order's files
+    # the first order's files: 3 reports, 1 part, 10 partitions
+    assert len(exports.stale_outputs(exported, set(ORDERS[1:]))) == 14
 
 
 def test_summary_rows_are_escaped_like_any_table(exported: Layout) -> None:
@@ -199,19 +214,22 @@ def test_partitions_are_the_row_models_bytes(exported: Layout) -> None:
 
     for oid in ORDERS:
         arts = artefacts.load(exported, oid)
-        alfas, rituals = exports.alfa_rows(arts), exports.ritual_rows(arts)
-        expected = [
-            exports.csv_bytes(AlfaRow, alfas),
-            exports.jsonl_bytes(alfas),
-            exports.csv_bytes(RitualEventRow, rituals),
-            exports.jsonl_bytes(rituals),
-        ]
+        expected = []
+        for model, values in (
+            (AlfaRow, exports.alfa_values(arts)),
+            (AlfaParamRow, exports.param_values(arts)),
+            (AlfaNoteRow, exports.note_values(arts)),
+            (RitualEventRow, exports.ritual_values(arts)),
+            (RitualCountRow, exports.count_values(arts)),
+        ):
+            rows = [model(**dict(zip(model.model_fields, v, strict=True))) for v in values]
+            expected += [exports.csv_bytes(model, rows), exports.jsonl_bytes(rows)]
         assert [data for _, data in exports.partition_files(exported, arts)] == expected
 
 
 def test_rollup_data_is_the_callers_own(exported: Layout) -> None:
     """The parsed rollup is shared in-process (see `parts`): a caller's change stays its own."""
-    outputs = [exports.batches_csv(exported), exports.batches_json(exported), exported.summary_md]
+    outputs = [exports.batches_csv(exported), exports.batches_jsonl(exported), exported.summary_md]
     before = [p.read_bytes() for p in outputs]
     mine = exports.read_rollup_data(exported)
     mine["batches"][0]["status"] = "changed by the caller"

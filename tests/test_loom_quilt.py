@@ -139,9 +139,16 @@ def test_outputs_match_their_schemas(tmp_path: Path) -> None:
     run_loom(layout, export=True, today="2025-10-28")
     docs: list[tuple[str, Any]] = [("quilt_rollup", orjson.loads(layout.rollup.read_bytes()))]
     docs += [("report", orjson.loads(layout.report_json(o).read_bytes())) for o in ORDERS]
-    docs += [("batch_row", row) for row in orjson.loads(exports.batches_json(layout).read_bytes())]
+    batches = exports.batches_jsonl(layout).read_bytes().splitlines()
+    docs += [("batch_row", orjson.loads(line)) for line in batches]
     for oid in ORDERS:
-        for dataset, kind in (("alfas", "alfa_row"), ("rituals", "ritual_event_row")):
+        for dataset, kind in (
+            ("alfas", "alfa_row"),
+            ("alfa_params", "alfa_param_row"),
+            ("alfa_notes", "alfa_note_row"),
+            ("rituals", "ritual_event_row"),
+            ("ritual_counts", "ritual_count_row"),
+        ):
             path = exports.partition(layout, dataset, oid, "jsonl")
             docs += [(kind, orjson.loads(line)) for line in path.read_bytes().splitlines()]
     assert len(docs) > 30
@@ -189,6 +196,7 @@ def test_outputs_are_byte_identical_and_rebuild_per_order(tmp_path: Path) -> Non
     moved = sorted(Path(k).name for k in after if after[k] != before.get(k))
     assert moved == [
         "2025-10-20-011.csv",
+        "2025-10-20-011.html",
         "2025-10-20-011.json",
         "2025-10-20-011.json",
         "2025-10-20-011.jsonl",
@@ -309,7 +317,7 @@ def test_missing_rituals_and_blocked_orders(tmp_path: Path) -> None:
     assert not layout.rituals_artefact("2025-10-28-002").exists()
     run_loom(layout, export=True, today="2025-10-28")
     header = exports.partition(layout, "rituals", "2025-10-28-002", "csv").read_text()
-    assert header == "order_id,ritual,ran,stub,counts\n"
+    assert header == "order_id,ritual,ran,stub\n"
     assert exports.partition(layout, "alfas", "2025-10-28-002", "jsonl").read_bytes() == b""
     report = Report.model_validate_json(layout.report_json("2025-10-28-002").read_bytes())
     assert report.rituals == {} and report.status == "blocked"

@@ -157,7 +157,7 @@ def task_quilt():
 
 def task_export():
     layout = current_plan().layout
-    target = rel(layout, layout.exports / "batches.json")
+    target = rel(layout, layout.exports / "batches.jsonl")
     return {
         "actions": [(copy, [str(layout.root), rel(layout, layout.rollup), target])],
         "file_dep": [rel(layout, layout.rollup)],

@@ -494,13 +494,12 @@ class AlfaRow(Strict):
     slot: Count
     share: Share
     parent_id: str
-    params: str
     validator: str
-    reasons: str
+    reason_count: Count
     dry_run: bool
     score: float | None
     passed: bool | None
-    defects: str
+    defect_count: Count
     rank: int | None
     purged: bool
     purge_reason: str
@@ -515,11 +514,38 @@ class RitualEventRow(Strict):
     ritual: Ritual
     ran: bool
     stub: bool
-    counts: str
+
+
+class AlfaParamRow(Strict):
+    """A row of `exports/alfa_params/<order>.csv|.jsonl`: one parameter of one Alfa."""
+
+    order_id: OrderId
+    alfa_id: AlfaId
+    param: str
+    number: float | None
+    text: str
+
+
+class AlfaNoteRow(Strict):
+    """A row of `exports/alfa_notes/<order>.csv|.jsonl`: a validator's reason or a Drill defect."""
+
+    order_id: OrderId
+    alfa_id: AlfaId
+    source: Literal["validator", "drill"]
+    note: str
+
+
+class RitualCountRow(Strict):
+    """A row of `exports/ritual_counts/<order>.csv|.jsonl`: one thing a ritual counted."""
+
+    order_id: OrderId
+    ritual: Ritual
+    counter: str
+    count: Count
 
 
 class BatchRow(Strict):
-    """A row of `exports/batches.csv|.json`: one order."""
+    """A row of `exports/batches.csv|.jsonl`: one order."""
 
     order_id: OrderId
     recipe: str
@@ -590,7 +616,10 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "order_watcher_state": OrderWatcherState,
     "quilt_rollup": QuiltRollup,
     "alfa_row": AlfaRow,
+    "alfa_param_row": AlfaParamRow,
+    "alfa_note_row": AlfaNoteRow,
     "ritual_event_row": RitualEventRow,
+    "ritual_count_row": RitualCountRow,
     "batch_row": BatchRow,
     "report": Report,
     "mint_artefact": MintArtefact,

@@ -324,7 +324,7 @@ def task_export() -> Task:
         "file_dep": [rel(layout, layout.rollup), orders_dep(plan), code_dep(layout, "export")],
         "targets": [
             rel(layout, layout.exports / "batches.csv"),
-            rel(layout, layout.exports / "batches.json"),
+            rel(layout, layout.exports / "batches.jsonl"),
             rel(layout, layout.summary_md),
         ],
         "clean": True,
@@ -332,12 +332,19 @@ def task_export() -> Task:
 
 
 def task_dashboard() -> Task:
-    """Draw the daily dashboard (self-contained HTML) from the quilt."""
+    """Draw the daily dashboard (self-contained HTML) from the quilt, and keep the day's page.
+
+    The day's page is named by the as-of day, which only the rollup knows, so the
+    history's index is the declared target beside the page.
+    """
     layout = current_plan().layout
     return {
         "actions": [(dashboard_action, [str(layout.root)])],
         "file_dep": [rel(layout, layout.rollup), code_dep(layout, "dashboard")],
-        "targets": [rel(layout, layout.dashboard)],
+        "targets": [
+            rel(layout, layout.dashboard),
+            rel(layout, layout.telemetry / "dashboards" / "index.html"),
+        ],
         "clean": True,
     }
 

@@ -17,7 +17,7 @@ PHASES = ("pilot", "expansion", "operational")
 #: Exchange folders holding inputs from other systems and people, in the order they are read.
 INPUT_FOLDERS = ("recipes", "checkpoints", "orders", "reviews")
 #: The per-order export partitions: `exports/<dataset>/<order_id>.<format>`.
-EXPORT_DATASETS = ("alfas", "rituals")
+EXPORT_DATASETS = ("alfas", "alfa_params", "alfa_notes", "rituals", "ritual_counts")
 EXPORT_FORMATS = ("csv", "jsonl")
 #: The telemetry ledgers (under `.toyfoundry/telemetry/`): append-only, never rewritten.
 LEDGER_NAMES = ("forge_mint_alfa.jsonl", "forge_rituals.jsonl")
@@ -114,6 +114,9 @@ class Layout:
     def report_md(self, order_id: str) -> Path:
         return child(self.reports_dir, f"{check_order_id(order_id)}.md")
 
+    def report_html(self, order_id: str) -> Path:
+        return child(self.reports_dir, f"{check_order_id(order_id)}.html")
+
     @cached_property
     def summary_md(self) -> Path:
         return self.reports_dir / "summary.md"
@@ -206,6 +209,7 @@ class Layout:
         return [
             self.report_json(order_id),
             self.report_md(order_id),
+            self.report_html(order_id),
             self.quilt_part(order_id),
             *(self.partition(d, order_id, f) for d in EXPORT_DATASETS for f in EXPORT_FORMATS),
         ]

@@ -1,40 +1,40 @@
-"""The daily dashboard for High Command: one self-contained HTML file of plotly charts.
+"""The daily dashboard for High Command: one self-contained HTML page, read in ten seconds.
 
 Made from the rollup alone (O(orders)), and re-made after every new order, so
-it is kept cheap. Each chart is written here as a plain plotly.js figure (a
-`data` list and a `layout` dict, serialized with orjson) and drawn in the
-browser by `Plotly.newPlot`. Python's plotly figure classes are not used:
-importing them, validating each figure and expanding its template would cost
-some 0.3 s per run at a thousand orders, only to produce the same JSON. The
-page's JavaScript is plotly.js's "finance" partial bundle, which has the four
-trace types the charts use (bar, scatter, pie, funnel) in 1.3 MB where the full
-bundle takes 4.8 MB, and the `plotly_white` template; both ship with the package
-(`assets/`, see its README). The rollup is not loaded through its pydantic
-model either (importing the models alone costs more than drawing the page).
-When `quilt/rollup_state.json` vouches for its bytes, the quilt made it from
-validated parts, and its parse is shared with the quilt and the exports in the
-same process (see `parts`), so the charts take its fields as they are.
-Otherwise orjson reads it into the few fields the charts need, each one
-checked, so a malformed or hand-edited rollup fails with a one-line `FoundryError`.
+it is kept cheap. The page has a header (as of when, which exchange), the
+headline figures with their change since the previous day's page
+(`headline`), what needs attention with the command that clears it, the
+charts (`charts`: plain plotly.js figures serialized with orjson and drawn by
+`Plotly.newPlot`), the orders under their diversity target and an orders
+table that sorts, filters and pages in the browser (`assets/dashboard.js`).
+Python's plotly figure classes are not used: importing them and validating
+each figure would cost some 0.3 s per run at a thousand orders, only to
+produce the same JSON. The page's JavaScript is plotly.js's "finance"
+partial bundle (bar, scatter and funnel among others, in 1.3 MB where the full bundle
+takes 4.8 MB) and the `plotly_white` template, both in `assets/`. The rollup
+is not loaded through its pydantic model either (importing the models alone
+costs more than drawing the page). When `quilt/rollup_state.json` vouches for
+its bytes, the quilt made it from validated parts, and its parse is shared
+with the quilt and the exports in the same process (see `parts`), so the page
+takes its fields as they are. Otherwise orjson reads it into the few fields
+the page needs, each one checked, so a malformed or hand-edited rollup fails
+with a one-line `FoundryError`.
 
 Self-contained means no network fetch when the file is opened (it is mailed,
-archived and opened offline): plotly.js is embedded exactly once, then the
-template once, then the six figures. Every part is deterministic: fixed div
-ids, JSON with sorted keys, no clock. So the same rollup (with the same
-assets) gives the same bytes, and `write_atomic` leaves an unchanged
-dashboard untouched. Names from the exchange are escaped as HTML in the
-orders table and as JSON (`<`, `>`, `&` too) inside the script. The dated copy
-in `exports/dashboards/<day>.html` keeps one snapshot per day: a second name
-for the page's file, so the page is written once per run, not twice.
+archived and opened offline): plotly.js is embedded exactly once, then one
+script with the template, the figures and the table's rows. Every part is
+deterministic: fixed ids, JSON with sorted keys, no clock. "As of" is the
+latest ledger record the rollup holds (else the latest order's day), so the
+same rollup and history give the same bytes, and `write_atomic` leaves an
+unchanged page untouched. Names from the exchange are escaped as HTML in the
+markup and as JSON (`<`, `>`, `&` too) inside the script; the table's script
+sets them as text, never as markup. Each day's page is kept (`history`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import mmap
-import os
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,33 +42,24 @@ from typing import Any
 import orjson
 
 from toyfoundry.errors import FoundryError
-from toyfoundry.store import fsio
-from toyfoundry.store.atomic import fsync_dir, write_atomic
+from toyfoundry.store.atomic import write_atomic
 from toyfoundry.store.layout import Layout
+from toyfoundry.telemetry import charts, headline, history
+from toyfoundry.telemetry.charts import CHARTS as CHARTS
+from toyfoundry.telemetry.charts import SCORE_BIN as SCORE_BIN
+from toyfoundry.telemetry.headline import (
+    Figures,
+    count_text,
+    delta_text,
+    rate_delta_text,
+    rate_text,
+)
 from toyfoundry.telemetry.parts import load_rollup as vouched_rollup
 
-#: The chart ids, in page order; the browser test counts these.
-CHARTS = ("alfas-per-day", "funnel", "defects", "diversity", "scores", "status")
-PLAN_SHARES = {"novel": 0.6, "carryover": 0.2, "baseline": 0.2}
 #: The diversity shares, as in `telemetry.render.SHARES`.
 SHARES = ("novel", "carryover", "baseline")
-#: Width of a score histogram bin, as in `telemetry.summary.SCORE_BIN`; keys are lower bounds.
-SCORE_BIN = 10
-#: The phases in stacking order; "unknown" groups orders rejected before their phase was
-#: known, as `telemetry.summary.group_key` does.
-UNKNOWN = "unknown"
-PHASES = ("pilot", "expansion", "operational", UNKNOWN)
 TEMPLATE = "plotly_white"
-HEIGHT = 420
 _CONFIG = {"displaylogo": False, "responsive": True}
-
-#: A plotly.js trace, and a figure: {"data": [trace, ...], "layout": {...}}.
-Trace = dict[str, object]
-Figure = dict[str, object]
-
-
-def dashboards_dir(layout: Layout) -> Path:
-    return layout.exports / "dashboards"
 
 
 # -- the rollup, as the charts see it ---------------------------------------------------------
@@ -86,12 +77,17 @@ class Batch:
     phase: str | None
     day: str
     status: str
+    reason: str
+    dry_run: bool
     minted: int
     drilled: int
     paraded: int
+    passed: int
+    failed: int
     purged: int
     promoted: int
     quarantined: int
+    waived: int
     defects: dict[str, int]
     target: tuple[int, int, int]
     achieved: tuple[int, int, int]
@@ -110,7 +106,17 @@ class Rollup:
 
 
 #: The outcome counts that the charts and the table use, in `Batch` order.
-OUTCOMES = ("minted", "drilled", "paraded", "purged", "promoted", "quarantined")
+OUTCOMES = (
+    "minted",
+    "drilled",
+    "paraded",
+    "passed",
+    "failed",
+    "purged",
+    "promoted",
+    "quarantined",
+    "waived",
+)
 
 
 class _Malformed(ValueError):
@@ -169,9 +175,15 @@ def _optional_text(obj: dict[str, object], key: str) -> str | None:
 def _batch(value: object) -> Batch:
     """One batch; a problem's location is relative to the batch (`.outcomes.minted: ...`)."""
     obj = _object(value, "")
-    minted, drilled, paraded, purged, promoted, quarantined = _counts_of(
+    minted, drilled, paraded, passed, failed, purged, promoted, quarantined, waived = _counts_of(
         obj.get("outcomes"), OUTCOMES, ".outcomes"
     )
+    reason = obj.get("reason", "")
+    if type(reason) is not str:
+        raise _Malformed(".reason: not a string")
+    dry_run = obj.get("dry_run", False)
+    if type(dry_run) is not bool:
+        raise _Malformed(".dry_run: not a boolean")
     novel, carryover, baseline = _counts_of(obj.get("target"), SHARES, ".target")
     a_novel, a_carryover, a_baseline = _counts_of(obj.get("achieved"), SHARES, ".achieved")
     telemetry = _object(obj.get("telemetry", {}), ".telemetry")
@@ -188,12 +200,17 @@ def _batch(value: object) -> Batch:
         phase=_optional_text(obj, "phase"),
         day=_text(obj, "day"),
         status=_text(obj, "status"),
+        reason=reason,
+        dry_run=dry_run,
         minted=minted,
         drilled=drilled,
         paraded=paraded,
+        passed=passed,
+        failed=failed,
         purged=purged,
         promoted=promoted,
         quarantined=quarantined,
+        waived=waived,
         defects=_counts(obj.get("defects", {}), ".defects"),
         target=(novel, carryover, baseline),
         achieved=(a_novel, a_carryover, a_baseline),
@@ -250,12 +267,17 @@ def _vouched_batch(b: dict[str, Any]) -> Batch:
         phase=b["phase"],
         day=b["day"],
         status=b["status"],
+        reason=b["reason"],
+        dry_run=b["dry_run"],
         minted=o["minted"],
         drilled=o["drilled"],
         paraded=o["paraded"],
+        passed=o["passed"],
+        failed=o["failed"],
         purged=o["purged"],
         promoted=o["promoted"],
         quarantined=o["quarantined"],
+        waived=o["waived"],
         defects=dict(b["defects"]),
         target=(t["novel"], t["carryover"], t["baseline"]),
         achieved=(a["novel"], a["carryover"], a["baseline"]),
@@ -304,222 +326,6 @@ def load_rollup(layout: Layout) -> Rollup:
         raise FoundryError(f"{shown}: not a valid rollup ({exc})") from None
 
 
-# -- the charts ------------------------------------------------------------------------------
-
-
-def _figure(data: list[Trace], title: str, **layout: object) -> Figure:
-    """A figure with the dashboard's common layout; the template is added in the page."""
-    return {
-        "data": data,
-        "layout": {
-            "title": {"text": title},
-            "height": HEIGHT,
-            "margin": {"l": 60, "r": 30, "t": 60, "b": 60},
-            **layout,
-        },
-    }
-
-
-def _centred_note(text: str) -> dict[str, object]:
-    return {"text": text, "showarrow": False, "x": 0.5, "y": 0.5}
-
-
-def alfas_per_day(batches: list[Batch]) -> Figure:
-    days = sorted({b.day for b in batches})
-    traces: list[Trace] = []
-    for phase in PHASES:
-        per_day = Counter[str]()
-        for b in batches:
-            if (b.phase or UNKNOWN) == phase:
-                per_day[b.day] += b.minted
-        if per_day:
-            traces.append(
-                {"type": "bar", "name": phase, "x": days, "y": [per_day[d] for d in days]}
-            )
-    return _figure(
-        traces, "Alfas minted per day and phase", barmode="stack", xaxis={"type": "category"}
-    )
-
-
-def funnel(batches: list[Batch]) -> Figure:
-    stages = {
-        "Minted": sum(b.minted for b in batches),
-        "Drill (scored)": sum(b.drilled for b in batches),
-        "Parade (ranked)": sum(b.paraded for b in batches),
-        "Purge (kept)": sum(max(b.drilled - b.purged, 0) for b in batches),
-        "Promote": sum(b.promoted for b in batches),
-    }
-    trace: Trace = {
-        "type": "funnel",
-        "y": list(stages),
-        "x": list(stages.values()),
-        "textinfo": "value",
-    }
-    return _figure([trace], "Drill → Parade → Purge → Promote")
-
-
-def defects(batches: list[Batch]) -> Figure:
-    found: dict[str, int] = {}
-    for b in batches:
-        for kind, count in b.defects.items():
-            found[kind] = found.get(kind, 0) + count
-    kinds = sorted(found, key=lambda k: (-found[k], k))
-    trace: Trace = {
-        "type": "bar",
-        "x": kinds,
-        "y": [found[k] for k in kinds],
-        "marker": {"color": "#c0392b"},
-    }
-    extra = {} if kinds else {"annotations": [_centred_note("no defects recorded")]}
-    return _figure([trace], "Defects by kind", **extra)
-
-
-def _boundaries(target: tuple[int, int, int]) -> tuple[float | None, float | None]:
-    """A target's novel and novel + carryover boundaries in percent (one decimal), if planned."""
-    planned = sum(target)
-    if not planned:
-        return None, None
-    first = round(100 * target[0] / planned, 1)
-    return first, round(first + round(100 * target[1] / planned, 1), 1)
-
-
-def diversity(batches: list[Batch]) -> Figure:
-    """Achieved shares stacked to 100% per batch, against the plan's 60/20/20 and each batch's target.
-
-    Stacked, the plan is two lines: novel must reach 60%, novel plus carryover
-    80%. A batch's own target differs when its pool was empty (carryover goes
-    to novel) or the order overrides the shares, so its boundaries are markers.
-    Percentages have one decimal; a batch without any Alfa is left out.
-    """
-    orders: list[str] = []
-    achieved: tuple[list[float], list[float], list[float]] = ([], [], [])
-    novel: list[float | None] = []
-    novel_carryover: list[float | None] = []
-    # most batches share a few share counts: each distinct one is worked out once
-    percents: dict[tuple[int, int, int], tuple[float, ...]] = {}
-    boundaries: dict[tuple[int, int, int], tuple[float | None, float | None]] = {}
-    for b in batches:
-        row = percents.get(b.achieved)
-        if row is None:
-            whole = sum(b.achieved)
-            row = percents[b.achieved] = (
-                tuple(round(100 * count / whole, 1) for count in b.achieved) if whole else ()
-            )
-        if not row:
-            continue
-        orders.append(b.order_id)
-        for column, percent in zip(achieved, row, strict=True):
-            column.append(percent)
-        marks = boundaries.get(b.target)
-        if marks is None:
-            marks = boundaries[b.target] = _boundaries(b.target)
-        novel.append(marks[0])
-        novel_carryover.append(marks[1])
-    colours = {"novel": "#2e86de", "carryover": "#10ac84", "baseline": "#f39c12"}
-    traces: list[Trace] = [
-        {
-            "type": "bar",
-            "name": f"{share} achieved",
-            "x": orders,
-            "y": column,
-            "marker": {"color": colours[share]},
-        }
-        for share, column in zip(SHARES, achieved, strict=True)
-    ]
-    for label, bounds in (("novel", novel), ("novel + carryover", novel_carryover)):
-        traces.append(
-            {
-                "type": "scatter",
-                "name": f"target: {label}",
-                "x": orders,
-                "y": bounds,
-                "mode": "markers",
-                "marker": {
-                    "symbol": "line-ew-open",
-                    "size": 40,
-                    "color": "#222",
-                    "line": {"width": 3},
-                },
-            }
-        )
-    shapes: list[dict[str, object]] = []
-    notes: list[dict[str, object]] = []
-    plan = 0.0
-    for share in ("novel", "carryover"):
-        plan += PLAN_SHARES[share]
-        level = round(100 * plan)
-        label = "novel" if share == "novel" else "novel + carryover"
-        shapes.append(
-            {
-                "type": "line",
-                "xref": "x domain",
-                "yref": "y",
-                "x0": 0,
-                "x1": 1,
-                "y0": level,
-                "y1": level,
-                "line": {"color": "#555", "dash": "dot"},
-            }
-        )
-        notes.append(
-            {
-                "text": f"plan: {label} {100 * plan:.0f}%",
-                "showarrow": False,
-                "xref": "x domain",
-                "yref": "y",
-                "x": 0,
-                "y": level,
-                "xanchor": "left",
-                "yanchor": "bottom",
-            }
-        )
-    return _figure(
-        traces,
-        "Diversity shares per batch against the 60/20/20 targets",
-        barmode="stack",
-        xaxis={"type": "category"},
-        yaxis={"title": {"text": "% of batch"}, "range": [0, 100]},
-        shapes=shapes,
-        annotations=notes,
-    )
-
-
-def scores(batches: list[Batch]) -> Figure:
-    found: dict[int, int] = {}
-    for b in batches:
-        for lo, count in b.score_histogram.items():
-            found[lo] = found.get(lo, 0) + count
-    bins = sorted(found)
-    trace: Trace = {
-        "type": "bar",
-        "x": [f"{lo}–{lo + SCORE_BIN}" for lo in bins],
-        "y": [found[lo] for lo in bins],
-        "marker": {"color": "#8e44ad"},
-    }
-    extra = {} if bins else {"annotations": [_centred_note("no Alfa has been scored yet")]}
-    return _figure([trace], "Drill score distribution", xaxis={"title": {"text": "score"}}, **extra)
-
-
-def status(batches: list[Batch]) -> Figure:
-    found = Counter(b.status for b in batches)
-    names = sorted(found)
-    trace: Trace = {
-        "type": "pie",
-        "labels": names,
-        "values": [found[n] for n in names],
-        "sort": False,
-        "hole": 0.4,
-    }
-    return _figure([trace], "Orders by status")
-
-
-def figures(rollup: Rollup) -> dict[str, Figure]:
-    """Every chart's figure, keyed by chart id in page order."""
-    batches = rollup.batches
-    drawn = (alfas_per_day, funnel, defects, diversity, scores, status)
-    return {name: draw(batches) for name, draw in zip(CHARTS, drawn, strict=True)}
-
-
 # -- the page --------------------------------------------------------------------------------
 
 
@@ -527,6 +333,26 @@ def figures(rollup: Rollup) -> dict[str, Figure]:
 ASSETS = Path(__file__).resolve().parent / "assets"
 PLOTLY_JS = ASSETS / "plotly-finance.min.js"
 TEMPLATE_FILE = ASSETS / f"{TEMPLATE}.json"
+TABLE_JS = ASSETS / "dashboard.js"
+#: Reports as seen from the page: `quilt/dashboard.html` and `dashboards/<day>.html` sit at
+#: the same depth under the project, so one relative path serves both.
+REPORTS = "../../../exchange/reports/"
+#: Rows the problem and under-target lists show before pointing to the orders table.
+LIST_LIMIT = 20
+#: The orders table's columns as the page's script receives them.
+TABLE_COLUMNS = (
+    "order",
+    "day",
+    "recipe",
+    "phase",
+    "status",
+    "minted",
+    "passed",
+    "promoted",
+    "quarantined",
+    "attainment",
+    "reason",
+)
 
 
 def _cannot_read(path: Path, exc: OSError | ValueError) -> FoundryError:
@@ -543,6 +369,13 @@ def _template() -> bytes:
         raise _cannot_read(path, exc) from None
     except orjson.JSONDecodeError:
         raise FoundryError(f"dashboard: {path}: not a plotly template (not JSON)") from None
+
+
+def _table_js() -> bytes:
+    try:
+        return TABLE_JS.read_bytes()
+    except OSError as exc:
+        raise _cannot_read(TABLE_JS, exc) from None
 
 
 def _around_plotly_js(before: bytes, after: bytes) -> bytes:
@@ -580,40 +413,267 @@ def _escape(text: str) -> str:
     )
 
 
-def _orders_table(batches: list[Batch]) -> str:
-    head = (
-        "order",
-        "recipe",
-        "phase",
-        "status",
-        "minted",
-        "promoted",
-        "quarantined",
-        "mint attempts",
-        "ritual runs",
-        "last attempt",
-    )
-    esc = _escape
-    # once per distinct value: recipes, phases and statuses repeat on every row
-    text = functools.cache(esc)
+def _report_link(order_id: str) -> str:
+    oid = _escape(order_id)
+    return f'<a class="report" href="{REPORTS}{oid}.html">{oid}</a>'
 
-    rows = [
-        f"<tr><td>{esc(b.order_id)}</td><td>{text(b.recipe or '-')}</td>"
-        f"<td>{text(b.phase or '-')}</td><td>{text(b.status)}</td><td>{b.minted}</td>"
-        f"<td>{b.promoted}</td><td>{b.quarantined}</td><td>{b.mint_attempts}</td>"
-        f"<td>{b.ritual_invocations}</td><td>{esc(b.last_attempt or '-')}</td></tr>"
-        for b in batches
+
+@dataclass(frozen=True, slots=True)
+class AsOf:
+    """When the page's data ends: the latest ledger record, else the latest order's day."""
+
+    day: str
+    text: str
+
+
+def as_of(batches: list[Batch]) -> AsOf:
+    """The latest ledger record over every order (in UTC), else the latest order's day.
+
+    Taken from the rollup, never from the clock, so the same inputs give the same page.
+    """
+    latest: dt.datetime | None = None
+    for b in batches:
+        if b.last_attempt:
+            try:
+                when = dt.datetime.fromisoformat(b.last_attempt)
+            except ValueError:
+                continue
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=dt.UTC)
+            if latest is None or when > latest:
+                latest = when
+    if latest is not None:
+        utc = latest.astimezone(dt.UTC)
+        return AsOf(utc.date().isoformat(), f"{utc:%Y-%m-%d %H:%M} UTC (latest ledger record)")
+    days = [b.day for b in batches if charts.week_of(b.day) != charts.NO_WEEK]
+    if days:
+        day = max(days)
+        return AsOf(day, f"{day} (latest order; no ledger record yet)")
+    return AsOf("", "no orders yet")
+
+
+def _tile(label: str, value: str, change: str, detail: str = "") -> str:
+    delta = f'<span class="delta">{_escape(change)}</span>' if change else ""
+    more = f'<div class="detail">{detail}</div>' if detail else ""
+    return (
+        f'<div class="tile"><div class="label">{_escape(label)}</div>'
+        f'<div class="value">{_escape(value)}{delta}</div>{more}</div>'
+    )
+
+
+def _headline(batches: list[Batch], now: Figures, before: Figures | None) -> str:
+    """The tiles: each figure with its change since the previous day's page."""
+
+    def was(name: str) -> int | None:
+        return None if before is None else int(getattr(before, name))
+
+    statuses = [s for s in headline.STATUSES if s in now.by_status] + sorted(
+        set(now.by_status) - set(headline.STATUSES)
+    )
+    status_lines = "".join(
+        f'<span class="st st-{_escape(s)}">{_escape(s)} {count_text(now.by_status[s])}'
+        f"{_delta_span(delta_text(now.by_status[s], None if before is None else before.by_status.get(s, 0)))}"
+        "</span>"
+        for s in statuses
+    )
+    backlog = headline.review_backlog(batches)
+    oldest = (
+        f"oldest: {_report_link(backlog.oldest_order)} ({_escape(backlog.oldest_day or '')})"
+        if backlog.oldest_order
+        else "nothing awaits review"
+    )
+    tiles = [
+        _tile(
+            "Orders", count_text(now.orders), delta_text(now.orders, was("orders")), status_lines
+        ),
+        _tile("Alfas minted", count_text(now.minted), delta_text(now.minted, was("minted"))),
+        _tile(
+            "Passed Drill",
+            count_text(now.passed),
+            delta_text(now.passed, was("passed")),
+            f"of {count_text(now.passed + now.failed)} judged",
+        ),
+        _tile(
+            "Pass rate",
+            rate_text(now.pass_rate),
+            rate_delta_text(now.pass_rate, None if before is None else before.pass_rate),
+        ),
+        _tile("Promoted", count_text(now.promoted), delta_text(now.promoted, was("promoted"))),
+        _tile(
+            "Review backlog",
+            f"{count_text(now.backlog_alfas)} Alfas",
+            delta_text(now.backlog_alfas, was("backlog_alfas")),
+            f"in {count_text(now.backlog_orders)} orders; {oldest}",
+        ),
     ]
-    header = "".join(f"<th>{esc(h)}</th>" for h in head)
-    return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return '<section class="tiles" id="headline">' + "".join(tiles) + "</section>"
+
+
+def _delta_span(change: str) -> str:
+    return f' <span class="delta">{_escape(change)}</span>' if change else ""
+
+
+def _attention(items: list[headline.Item]) -> str:
+    if not items:
+        return (
+            '<section id="attention"><h2>Needs attention</h2>'
+            "<p>Nothing: every order is built.</p></section>"
+        )
+    out = []
+    for item in items:
+        orders = ", ".join(_report_link(oid) for oid in item.orders)
+        if item.more:
+            orders += f" and {count_text(item.more)} more (filter the orders table)"
+        where = f'<div class="orders">reports: {orders}</div>' if orders else ""
+        out.append(
+            f'<li class="att att-{_escape(item.kind)}"><div>{_escape(item.text)}</div>{where}'
+            f'<div class="cmd">clear it: <code>{_escape(item.command)}</code></div></li>'
+        )
+    return f'<section id="attention"><h2>Needs attention</h2><ul>{"".join(out)}</ul></section>'
+
+
+def _problems(batches: list[Batch]) -> str:
+    """Blocked and rejected orders, each with its reason (the first few; the table has all)."""
+    found = [b for b in batches if b.status in ("blocked", "rejected")]
+    if not found:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_report_link(b.order_id)}</td><td>{_escape(b.status)}</td>"
+        f"<td>{_escape(b.phase or '–')}</td><td>{_escape(b.reason or '–')}</td></tr>"
+        for b in found[:LIST_LIMIT]
+    )
+    more = (
+        f"<p>and {count_text(len(found) - LIST_LIMIT)} more: filter the orders table by status.</p>"
+        if len(found) > LIST_LIMIT
+        else ""
+    )
+    return (
+        '<section id="problems"><h2>Blocked and rejected orders</h2>'
+        "<table><thead><tr><th>order</th><th>status</th><th>phase</th><th>reason</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>{more}</section>"
+    )
+
+
+def _under_target(batches: list[Batch]) -> str:
+    under = charts.under_target(batches)
+    if not under:
+        return '<p class="note">Every order met its diversity target.</p>'
+    rows = "".join(
+        f"<tr><td>{_report_link(b.order_id)}</td><td>{_escape(b.recipe or '–')}</td>"
+        f'<td class="num">{100 * share:.1f}%</td>'
+        f'<td class="num">{b.achieved[0]} / {b.achieved[1]} / {b.achieved[2]}</td>'
+        f'<td class="num">{b.target[0]} / {b.target[1]} / {b.target[2]}</td></tr>'
+        for b, share in under[:LIST_LIMIT]
+    )
+    more = (
+        f"<p>and {count_text(len(under) - LIST_LIMIT)} more: sort the orders table by attainment.</p>"
+        if len(under) > LIST_LIMIT
+        else ""
+    )
+    return (
+        f'<div id="under-target"><h3>{count_text(len(under))} orders under their target, worst first</h3>'
+        "<table><thead><tr><th>order</th><th>recipe</th><th>attainment</th>"
+        "<th>achieved novel / carryover / baseline</th><th>target</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>{more}</div>"
+    )
+
+
+def _options(name: str, values: set[str]) -> str:
+    opts = "".join(f'<option value="{_escape(v)}">{_escape(v)}</option>' for v in sorted(values))
+    return (
+        f'<label>{name} <select id="f-{name}"><option value="">all</option>{opts}</select></label>'
+    )
+
+
+def _orders_table(batches: list[Batch]) -> str:
+    """The table's frame and controls; the script fills and pages its rows."""
+    heads = [
+        ("order", "order"),
+        ("day", "day"),
+        ("recipe", "recipe"),
+        ("phase", "phase"),
+        ("status", "status"),
+        ("minted", "minted"),
+        ("passed", "passed"),
+        ("promoted", "promoted"),
+        ("quarantined", "awaiting review"),
+        ("attainment", "quota attainment"),
+        ("reason", "reason"),
+    ]
+    header = "".join(
+        f'<th><button type="button" data-col="{key}">{_escape(label)}</button></th>'
+        for key, label in heads
+    )
+    header += "<th>trace it</th>"
+    controls = (
+        _options("status", {b.status for b in batches})
+        + _options("recipe", {b.recipe or "" for b in batches})
+        + _options("phase", {b.phase or "" for b in batches})
+        + '<label>order <input id="f-search" type="search" placeholder="2025-10-28"></label>'
+        + '<span id="t-count"></span>'
+        + '<button type="button" id="t-prev">‹ previous</button><span id="t-page"></span>'
+        + '<button type="button" id="t-next">next ›</button>'
+    )
+    return (
+        '<section id="orders"><h2>Orders</h2>'
+        '<p class="note">Click a column to sort; each order links to its report.</p>'
+        f'<div class="controls">{controls}</div>'
+        f'<table id="orders-table"><thead><tr>{header}</tr></thead><tbody></tbody></table></section>'
+    )
+
+
+def _table_rows(batches: list[Batch]) -> dict[str, object]:
+    rows = []
+    for b in batches:
+        share = charts.attainment(b)
+        rows.append(
+            [
+                b.order_id,
+                b.day,
+                b.recipe or "",
+                b.phase or "",
+                b.status,
+                b.minted,
+                b.passed,
+                b.promoted,
+                b.quarantined,
+                None if share is None else round(share, 4),
+                b.reason,
+            ]
+        )
+    return {"columns": list(TABLE_COLUMNS), "rows": rows}
 
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
-h1 { margin-bottom: 4px; } .sub { color: #666; margin-top: 0; }
+body { font-family: system-ui, sans-serif; margin: 20px 28px; color: #222; max-width: 1500px; }
+h1 { margin: 0 0 4px; font-size: 26px; } h2 { margin: 28px 0 8px; font-size: 20px; }
+.sub { color: #555; margin: 0 0 16px; }
+.tiles { display: grid; grid-template-columns: repeat(auto-fit, minmax(200px, 1fr)); gap: 12px; }
+.tile { border: 1px solid #ddd; border-radius: 8px; padding: 10px 14px; background: #fafafa; }
+.tile .label { color: #555; font-size: 13px; text-transform: uppercase; letter-spacing: .04em; }
+.tile .value { font-size: 28px; font-weight: 600; margin: 2px 0; }
+.tile .detail { font-size: 13px; color: #444; }
+.delta { font-size: 14px; font-weight: 400; color: #555; margin-left: 8px; }
+.st { display: inline-block; margin-right: 10px; }
+.st-blocked, .st-rejected { color: #b03a2e; font-weight: 600; }
+.st-awaiting-review { color: #9a6700; font-weight: 600; }
+#attention ul { list-style: none; padding: 0; margin: 0; }
+.att { border-left: 5px solid #999; background: #fdfdfd; padding: 6px 12px; margin: 6px 0; }
+.att-blocked, .att-rejected { border-color: #c0392b; } .att-review { border-color: #e1a100; }
+.att .orders, .att .cmd { font-size: 14px; color: #333; margin-top: 2px; }
+code { background: #f1f1f1; padding: 1px 4px; border-radius: 3px; font-size: 13px; }
 .chart { border: 1px solid #ddd; border-radius: 6px; margin: 16px 0; padding: 4px; }
-table { border-collapse: collapse; margin: 16px 0; font-size: 14px; }
+table { border-collapse: collapse; margin: 8px 0; font-size: 14px; }
 td, th { border: 1px solid #ddd; padding: 4px 8px; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+#orders-table { width: 100%; } #orders-table td:nth-child(-n+2) { white-space: nowrap; }
+#orders-table td:last-child { white-space: nowrap; }
+th button { font: inherit; font-weight: 600; border: 0; background: none; cursor: pointer; padding: 0; }
+th[aria-sort="ascending"] button::after { content: " ▲"; }
+th[aria-sort="descending"] button::after { content: " ▼"; }
+.controls { display: flex; flex-wrap: wrap; gap: 12px; align-items: center; margin: 8px 0; }
+.note { color: #555; font-size: 14px; }
+.status-blocked, .status-rejected { color: #b03a2e; } .status-awaiting-review { color: #9a6700; }
 """
 
 # Runs after plotly.js, inside a function so that nothing but `Plotly` is global.
@@ -633,87 +693,73 @@ function draw(id, figure) {
 """
 
 
-def render(rollup: Rollup) -> bytes:
-    """The dashboard page as UTF-8; equal rollups (and the same assets) give equal bytes."""
+def _chart(name: str, figure: charts.Figure) -> str:
+    layout = figure["layout"]
+    height = layout["height"] if isinstance(layout, dict) else 420
+    return (
+        f'<section class="chart" data-chart="{name}"><div id="chart-{name}" '
+        f'class="plotly-graph-div" style="height:{height}px; width:100%;"></div></section>'
+    )
+
+
+def render(rollup: Rollup, previous: tuple[str, Figures] | None = None) -> bytes:
+    """The dashboard page as UTF-8; equal rollups and previous figures give equal bytes."""
     batches = rollup.batches
+    now = headline.figures(batches)
+    when = as_of(batches)
     days = sorted({b.day for b in batches})
-    span = f"{days[0]} to {days[-1]}" if days else "no orders yet"
+    recipes = {b.recipe for b in batches if b.recipe}
+    covers = (
+        f"{count_text(len(batches))} orders issued {days[0]} to {days[-1]},"
+        f" {len(recipes)} recipe{'s' if len(recipes) != 1 else ''}"
+        if days
+        else "no orders yet"
+    )
+    if previous is not None:
+        compared = f"changes are since the dashboard of {previous[0]}"
+    else:
+        compared = "no earlier dashboard to compare with"
     skipped = rollup.skipped
     note = f"; {skipped} ledger or part entries skipped (see the rollup)" if skipped else ""
-    style = f"height:{HEIGHT}px; width:100%;"
-    sections = "\n".join(
-        f'<section class="chart" data-chart="{name}">'
-        f'<div id="chart-{name}" class="plotly-graph-div" style="{style}"></div></section>'
-        for name in CHARTS
-    )
+    figs = charts.figures(batches)
+    sections = "\n".join(_chart(name, figure) for name, figure in figs.items())
+    quota_at = sections.index('<section class="chart" data-chart="funnel"')
+    sections = sections[:quota_at] + _under_target(batches) + "\n" + sections[quota_at:]
     page = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        "<title>Toyfoundry dashboard</title>\n"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        "<title>Toyfoundry daily dashboard</title>\n"
         f"<style>{_STYLE}</style>\n</head>\n<body>\n"
-        "<h1>Toyfoundry dashboard</h1>\n"
-        f'<p class="sub">{len(batches)} orders, {_escape(span)}{_escape(note)}</p>\n'
-        f"{sections}\n<h2>Orders</h2>\n{_orders_table(batches)}\n"
+        "<header><h1>Toyfoundry daily dashboard</h1>\n"
+        f'<p class="sub">As of <b id="as-of">{_escape(when.text)}</b> · exchange '
+        f"<code>exchange/</code>: {_escape(covers)}{_escape(note)} · {_escape(compared)} · "
+        '<a href="../dashboards/index.html">earlier days</a></p></header>\n'
+        f"{_headline(batches, now, previous[1] if previous else None)}\n"
+        f"{_attention(headline.attention(batches, skipped))}\n"
+        f"{_problems(batches)}\n"
+        f"<h2>Charts</h2>\n{sections}\n{_orders_table(batches)}\n"
     ).encode()
     script = [_DRAW % (_script_json(_CONFIG), _template())]
-    for name, figure in figures(rollup).items():
+    for name, figure in figs.items():
         script.append(b'draw("chart-%s", %s);\n' % (name.encode(), _script_json(figure)))
+    script.append(b"const orders = %s;\n" % _script_json(_table_rows(batches)))
+    script.append(_table_js())
+    script.append(b"ordersTable(orders);\n")
     script.append(b"})();\n</script>\n</body>\n</html>\n")
     return _around_plotly_js(page + b"<script>\n", b"\n</script>\n<script>\n" + b"".join(script))
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def _dated_copy(page_path: Path, page: bytes, copy: Path) -> bool:
-    """Make `copy` hold the page that `page_path` holds; True if `copy` changed.
-
-    The copy is a second name for the page's file (a hard link made under a
-    temp name and renamed into place), not a second write of the page. Neither
-    name is ever written in place (`write_atomic` renames a new file over the old), so
-    the two cannot drift apart; the next page written leaves the copy with the
-    old file. Where no link can be made (another filesystem, no hard links),
-    the bytes are written.
-    """
-    if _same_file(page_path, copy):
-        return False
-    try:
-        if copy.stat().st_size == len(page) and copy.read_bytes() == page:
-            return False  # a copy with the same bytes stays untouched, as `write_atomic` leaves it
-    except OSError:
-        pass
-    temp = copy.with_name(f".{copy.name}.{os.getpid()}.link.tmp")
-    try:
-        try:
-            os.link(page_path, temp)
-        except FileNotFoundError:
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            os.link(page_path, temp)
-    except OSError:
-        return write_atomic(copy, page)
-    try:
-        fsio.replace(temp, copy)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    fsync_dir(copy.parent)
-    return True
-
-
 def build_dashboard(layout: Layout, today: str | None = None) -> list[Path]:
-    """Write `quilt/dashboard.html` and today's copy (UTC day); returns the files that changed."""
-    # Parsed, not trusted: the day becomes part of a path.
-    day = (
-        dt.date.fromisoformat(today).isoformat()
-        if today
-        else dt.datetime.now(dt.UTC).date().isoformat()
-    )
-    page = render(load_rollup(layout))
+    """Write `quilt/dashboard.html` and keep it as the day's page; returns the files that changed.
+
+    The day is the page's as-of day unless `today` names another (parsed, not
+    trusted: it becomes part of a path). Changes are shown against the newest
+    kept day before it.
+    """
+    rollup = load_rollup(layout)
+    day = as_of(rollup.batches).day
+    day = dt.date.fromisoformat(today).isoformat() if today else day or dt.date.min.isoformat()
+    previous = history.previous(layout, day)
+    page = render(rollup, previous)
     written = [layout.dashboard] if write_atomic(layout.dashboard, page) else []
-    copy = dashboards_dir(layout) / f"{day}.html"
-    if _dated_copy(layout.dashboard, page, copy):
-        written.append(copy)
-    return written
+    return written + history.keep(layout, day, page, headline.figures(rollup.batches))

@@ -1,7 +1,10 @@
 """Datasets for downstream ingestion: per-order partitions of Alfas and ritual events, and batches.
 
 Every dataset is CSV (header row, columns in the row model's field order,
-`\\n` line ends) with a JSON Lines twin holding the same rows. Partitions are
+`\\n` line ends) with a JSON Lines twin holding the same rows. Every column has
+one type (see `export_types` and docs/exports.md): nested data (an Alfa's
+parameters, its validator reasons and defects, a ritual's counts) has its own
+tidy dataset, one row per item, never JSON or a joined list inside a cell. Partitions are
 one file per order, so a change to one order rewrites only its files and
 DuckDB, pandas or Spark read the whole set with one glob
 (`exports/alfas/*.csv`). An order without rows still gets a header-only CSV
@@ -27,9 +30,12 @@ from pydantic import BaseModel, ValidationError
 from toyfoundry.errors import FoundryError
 from toyfoundry.formats.models import (
     RITUALS,
+    AlfaNoteRow,
+    AlfaParamRow,
     AlfaRow,
     BatchRow,
     QuiltRollup,
+    RitualCountRow,
     RitualEventRow,
 )
 from toyfoundry.store.atomic import remove_file, write_many_atomic
@@ -59,20 +65,15 @@ def batches_csv(layout: Layout) -> Path:
     return layout.exports / "batches.csv"
 
 
-def batches_json(layout: Layout) -> Path:
-    return layout.exports / "batches.json"
-
-
-def _list(items: Iterable[str]) -> str:
-    return ";".join(items)
-
-
-def _compact(value: object) -> str:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+def batches_jsonl(layout: Layout) -> Path:
+    return layout.exports / "batches.jsonl"
 
 
 ALFA_COLUMNS = list(AlfaRow.model_fields)
+PARAM_COLUMNS = list(AlfaParamRow.model_fields)
+NOTE_COLUMNS = list(AlfaNoteRow.model_fields)
 RITUAL_COLUMNS = list(RitualEventRow.model_fields)
+COUNT_COLUMNS = list(RitualCountRow.model_fields)
 
 
 def alfa_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
@@ -95,21 +96,20 @@ def alfa_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
             alfa.slot,
             alfa.share,
             alfa.parent_id or "",
-            _compact(alfa.params),
             alfa.outcome,
-            _list(alfa.reasons),
+            len(alfa.reasons),
             dry_run,
         )
         result = results.get(alfa.alfa_id)
         if result is None:
-            rows.append((*head, None, None, "", None, False, "", False, ""))
+            rows.append((*head, None, None, 0, None, False, "", False, ""))
         else:
             rows.append(
                 (
                     *head,
                     result.score,
                     result.passed,
-                    _list(result.defects),
+                    len(result.defects),
                     result.rank,
                     result.purged,
                     result.purge_reason or "",
@@ -125,15 +125,57 @@ def alfa_rows(arts: OrderArtefacts) -> list[AlfaRow]:
     return [AlfaRow(**dict(zip(ALFA_COLUMNS, row, strict=True))) for row in alfa_values(arts)]
 
 
+def param_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
+    """One row per parameter of each Alfa, in slot then name order.
+
+    A number goes to `number` (a float, so one column holds integer and float
+    parameters alike) with `text` empty; an enumeration's value goes to `text`
+    with `number` null.
+    """
+    oid = arts.order_id
+    rows: list[tuple[Any, ...]] = []
+    for alfa in arts.mint.alfas:
+        for name, value in sorted(alfa.params.items()):
+            if isinstance(value, str):
+                rows.append((oid, alfa.alfa_id, name, None, value))
+            else:
+                rows.append((oid, alfa.alfa_id, name, float(value), ""))
+    return rows
+
+
+def note_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
+    """One row per validator reason, then per Drill defect, of each Alfa in slot order."""
+    oid = arts.order_id
+    results = results_by_alfa(arts)
+    rows: list[tuple[Any, ...]] = []
+    for alfa in arts.mint.alfas:
+        rows += [(oid, alfa.alfa_id, "validator", reason) for reason in alfa.reasons]
+        result = results.get(alfa.alfa_id)
+        if result is not None:
+            rows += [(oid, alfa.alfa_id, "drill", defect) for defect in result.defects]
+    return rows
+
+
 def ritual_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
     """`ritual_rows` as plain values in column order."""
     if arts.rituals is None:
         return []
     done = arts.rituals.rituals
     return [
-        (arts.order_id, name, done[name].ran, done[name].stub, _compact(done[name].counts))
+        (arts.order_id, name, done[name].ran, done[name].stub) for name in RITUALS if name in done
+    ]
+
+
+def count_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
+    """One row per thing each ritual counted, in ritual then counter order."""
+    if arts.rituals is None:
+        return []
+    done = arts.rituals.rituals
+    return [
+        (arts.order_id, name, counter, count)
         for name in RITUALS
         if name in done
+        for counter, count in sorted(done[name].counts.items())
     ]
 
 
@@ -216,12 +258,15 @@ def values_jsonl_bytes(columns: Sequence[str], rows: Iterable[Sequence[Any]]) ->
 
 
 def partition_files(layout: Layout, arts: OrderArtefacts) -> list[tuple[Path, bytes]]:
-    """The order's four partition files and their bytes (as `csv_bytes` and `jsonl_bytes` of
-    `alfa_rows` and `ritual_rows` would give them)."""
+    """The order's partition files, a CSV and a JSON Lines file per dataset, and their bytes
+    (as `csv_bytes` and `jsonl_bytes` of the row models would give them)."""
     out = []
     for dataset, columns, rows in (
         ("alfas", ALFA_COLUMNS, alfa_values(arts)),
+        ("alfa_params", PARAM_COLUMNS, param_values(arts)),
+        ("alfa_notes", NOTE_COLUMNS, note_values(arts)),
         ("rituals", RITUAL_COLUMNS, ritual_values(arts)),
+        ("ritual_counts", COUNT_COLUMNS, count_values(arts)),
     ):
         for fmt, data in (
             ("csv", values_csv_bytes(columns, rows)),
@@ -232,7 +277,7 @@ def partition_files(layout: Layout, arts: OrderArtefacts) -> list[tuple[Path, by
 
 
 def write_partitions(layout: Layout, arts: OrderArtefacts) -> list[Path]:
-    """Write the order's four partition files; returns those whose bytes changed."""
+    """Write the order's partition files; returns those whose bytes changed."""
     return write_many_atomic(partition_files(layout, arts))
 
 
@@ -275,7 +320,7 @@ class ExportsResult:
 def build_exports(
     layout: Layout, order_ids: Iterable[str], changed: Iterable[str] | None = None
 ) -> ExportsResult:
-    """batches.csv/.json and summary.md from the rollup; drop outputs of orders no longer listed.
+    """batches.csv/.jsonl and summary.md from the rollup; drop outputs of orders no longer listed.
 
     Reads only the rollup (O(orders)), as plain data: the partitions were
     written per order by `reports.build_order_outputs` when that order changed,
@@ -293,7 +338,7 @@ def build_exports(
     result.written = write_many_atomic(
         [
             (batches_csv(layout), batches_csv_bytes(records)),
-            (batches_json(layout), orjson.dumps(records, option=orjson.OPT_INDENT_2) + b"\n"),
+            (batches_jsonl(layout), values_jsonl_bytes(BATCH_COLUMNS, map(_batch_values, records))),
             (layout.summary_md, render.summary_md(batches).encode("utf-8")),
         ]
     )
@@ -317,7 +362,7 @@ def stale_outputs(layout: Layout, keep: set[str]) -> list[Path]:
     """
     places: list[tuple[Path, tuple[str, ...]]] = [(layout.exports / d, FORMATS) for d in DATASETS]
     places += [
-        (layout.reports_dir, ("json", "md")),
+        (layout.reports_dir, ("json", "md", "html")),
         (layout.quilt_parts, ("json",)),
         (layout.outbox_dir, ("json",)),
     ]

@@ -16,6 +16,7 @@ from toyfoundry.store.layout import Layout
 from toyfoundry.telemetry import artefacts, exports, render
 from toyfoundry.telemetry.artefacts import OrderArtefacts
 from toyfoundry.telemetry.parts import part_path, read_part
+from toyfoundry.telemetry.report_html import md_to_html
 from toyfoundry.telemetry.summary import summarize
 
 
@@ -69,15 +70,17 @@ def build_report(arts: OrderArtefacts, summary: BatchSummary | None = None) -> R
 
 
 def write_order_outputs(layout: Layout, arts: OrderArtefacts) -> tuple[BatchSummary, list[Path]]:
-    """Write the report (.json, .md), the quilt part and the partitions; returns what changed."""
+    """Write the report (.json, .md, .html), the quilt part and the partitions; returns what changed."""
     summary = summarize(arts)
     report = build_report(arts, summary)
     oid = arts.order_id
-    # one flush for the order's seven files (see `write_many_atomic`)
+    markdown = render.report_md(report, arts.mint.problems)
+    # one flush for the order's eight files (see `write_many_atomic`)
     written = write_many_atomic(
         [
             (layout.report_json(oid), dumps_canonical(report)),
-            (layout.report_md(oid), render.report_md(report, arts.mint.problems).encode("utf-8")),
+            (layout.report_md(oid), markdown.encode("utf-8")),
+            (layout.report_html(oid), md_to_html(markdown, f"Order {oid}").encode("utf-8")),
             (part_path(layout, oid), dumps_canonical(summary)),
             *exports.partition_files(layout, arts),
         ]

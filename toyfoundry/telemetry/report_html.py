@@ -1,0 +1,92 @@
+"""An order's report as a readable HTML page, made from its Markdown so the two never differ.
+
+Browsers show a local `.md` file as raw text or download it, so the dashboard
+links each order to `exchange/reports/<order>.html` instead. Only the
+Markdown that `render.report_md` writes is handled (headings, lists, tables,
+paragraphs, code spans); every text is escaped first, so nothing from the
+exchange becomes markup.
+"""
+
+from __future__ import annotations
+
+import re
+
+_CODE = re.compile(r"`([^`]*)`")
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width: 1100px; }
+table { border-collapse: collapse; margin: 8px 0; font-size: 14px; }
+td, th { border: 1px solid #ddd; padding: 4px 8px; text-align: left; }
+code { background: #f1f1f1; padding: 1px 4px; border-radius: 3px; }
+li { margin: 3px 0; }
+"""
+
+
+def _escape(text: str) -> str:
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("'", "&#x27;")
+    )
+
+
+def _inline(text: str) -> str:
+    return _CODE.sub(lambda m: f"<code>{m.group(1)}</code>", _escape(text))
+
+
+def _cells(line: str) -> list[str]:
+    """A Markdown table row's cells; `\\|` inside a cell is a literal pipe."""
+    inner = line.strip()[1:-1] if line.strip().endswith("|") else line.strip()[1:]
+    cells = re.split(r"(?<!\\)\|", inner)
+    return [c.strip().replace("\\|", "|") for c in cells]
+
+
+def md_to_html(markdown: str, title: str) -> str:
+    """The page for one report's Markdown (as `render.report_md` writes it)."""
+    out: list[str] = []
+    lines = markdown.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("## "):
+            out.append(f"<h2>{_inline(line[3:])}</h2>")
+        elif line.startswith("# "):
+            out.append(f"<h1>{_inline(line[2:])}</h1>")
+        elif line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append(lines[i])
+                i += 1
+            head, data = rows[0], rows[2:]
+            out.append("<table><thead><tr>")
+            out += [f"<th>{_inline(c)}</th>" for c in _cells(head)]
+            out.append("</tr></thead><tbody>")
+            for row in data:
+                out.append(
+                    "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in _cells(row)) + "</tr>"
+                )
+            out.append("</tbody></table>")
+            continue
+        elif line.startswith("- "):
+            out.append("<ul>")
+            while i < len(lines) and lines[i].startswith(("- ", "  ")):
+                item = lines[i]
+                if item.startswith("- "):
+                    if out[-1] != "<ul>":
+                        out.append("</li>")
+                    out.append(f"<li>{_inline(item[2:])}")
+                else:
+                    out.append(f"<br>{_inline(item.strip())}")
+                i += 1
+            out.append("</li></ul>")
+            continue
+        elif line.strip():
+            out.append(f"<p>{_inline(line)}</p>")
+        i += 1
+    page = "\n".join(out)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{_escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
+        f"{page}\n</body>\n</html>\n"
+    )
