@@ -7,6 +7,7 @@ import argparse
 from toyfoundry.errors import FoundryError, Problem
 from toyfoundry.forge.mint import mint_order
 from toyfoundry.formats.models import MintArtefact
+from toyfoundry.graph.backend import forget_tasks
 from toyfoundry.store.layout import Layout
 from toyfoundry.store.lock import foundry_lock
 
@@ -38,6 +39,9 @@ def summary(artefact: MintArtefact) -> str:
 
 def run(args: argparse.Namespace, layout: Layout) -> int:
     with foundry_lock(layout.lock_file, purpose=f"mint {args.order_id}"[:80]):
+        if not args.dry_run:
+            # the graph runs its mint again at the next build rather than trust this one
+            forget_tasks(layout.dep_db, [f"mint:{args.order_id}"])
         artefact = mint_order(layout, args.order_id, force_dry_run=args.dry_run)
     print(summary(artefact))
     for alfa in artefact.alfas:
