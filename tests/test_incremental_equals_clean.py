@@ -479,3 +479,101 @@ IncrementalEqualsClean.TestCase.settings = settings(
     derandomize=not SOAK,
 )
 TestIncrementalEqualsClean = pytest.mark.slow(IncrementalEqualsClean.TestCase)
+
+
+# --------------------------------------------------------------------------- regressions
+# Each failure the machine found, as the shortest history that showed it.
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    root.mkdir()
+    write_inputs(root, IncrementalEqualsClean._sample_inputs())
+    assert doit(root).code == 0
+    return root
+
+
+def readme_ci_paths() -> list[str]:
+    """The folders the README's CI recipe caches, read from its YAML block."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("### CI with a cached `.toyfoundry/`", 1)[1].split("```yaml", 1)[1]
+    block = block.split("```", 1)[0]
+    lines = block.split("path: |", 1)[1].splitlines()[1:]
+    paths = []
+    for line in lines:
+        if not line.startswith("      ") or ":" in line:
+            break
+        paths.append(line.strip())
+    return paths
+
+
+def checkout(source: Path, dest: Path, restored: list[str]) -> Path:
+    """A fresh runner: the inputs as a checkout gives them, and the restored cache paths."""
+    dest.mkdir()
+    write_inputs(dest, inputs(source))
+    for rel in restored:
+        if (source / rel).exists():
+            shutil.copytree(source / rel, dest / rel, symlinks=True)
+    return dest
+
+
+def test_the_readme_ci_recipe_followed_literally_reruns_nothing(built: Path, tmp_path: Path) -> None:
+    paths = readme_ci_paths()
+    assert ".toyfoundry" in paths and "exchange/outbox" in paths
+    runner = checkout(built, tmp_path / "runner", paths)
+    result = doit(runner)
+    assert result.code == 0 and executed(result.out) == [], result.out + result.err
+    assert diff(deliverables(runner), clean_build(inputs(runner), tmp_path)) == []
+
+
+def test_a_ci_restore_of_the_state_folder_alone_ends_equal_to_clean(
+    built: Path, tmp_path: Path
+) -> None:
+    """Found by the machine: `build, ci_restore, build` left no outbox (it was outside
+    the graph); now the rituals declare their manifests and restore them."""
+    runner = checkout(built, tmp_path / "runner", [".toyfoundry"])
+    check(runner, tmp_path)
+
+
+def test_a_deleted_outbox_comes_back(built: Path, tmp_path: Path) -> None:
+    shutil.rmtree(built / "exchange" / "outbox")
+    check(built, tmp_path)
+    assert sorted(p.stem for p in (built / "exchange/outbox/toysoldiers").glob("*.json")) == [
+        n.removesuffix(".json") for n in SAMPLE_ORDERS[:3]
+    ]
+
+
+def test_a_killed_writers_temp_files_are_swept_by_the_next_build(built: Path) -> None:
+    """A temp file in each area the foundry writes, and a lock note left by a killed holder."""
+    leftovers = [
+        built / ".toyfoundry" / "build" / "2025-10-12-005" / ".mint.json.999999.1.tmp",
+        built / "exchange" / "reports" / ".summary.md.999999.2.tmp",
+        built / "exchange" / "outbox" / "toysoldiers" / ".2025-10-20-011.json.999999.3.tmp",
+    ]
+    for path in leftovers:
+        path.write_bytes(b"half")
+    (built / ".toyfoundry" / "lock").write_text("999999 doit (999999)\n")
+    assert doit(built).code == 0
+    assert temp_files(built) == []
+
+
+def test_a_removed_orders_build_folder_goes(built: Path, tmp_path: Path) -> None:
+    gone = SAMPLE_ORDERS[2].removesuffix(".json")
+    (built / "exchange" / "orders" / f"{gone}.json").unlink()
+    check(built, tmp_path)
+    assert not (built / ".toyfoundry" / "build" / gone).exists()
+
+
+@pytest.mark.parametrize("ritual", ["drill", "promote"])
+def test_a_ritual_run_by_hand_is_redone_by_the_next_build(
+    built: Path, tmp_path: Path, ritual: str
+) -> None:
+    order = SAMPLE_ORDERS[2].removesuffix(".json")
+    recipe = built / "exchange" / "recipes" / "sprocket-scout.json"
+    data = json.loads(recipe.read_bytes())
+    data["pass_score"] = 40.0
+    recipe.write_bytes(dump(data))
+    assert toyfoundry(built, "mint", order).returncode == 0
+    toyfoundry(built, "ritual", ritual, order)
+    check(built, tmp_path)
