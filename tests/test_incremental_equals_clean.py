@@ -518,7 +518,9 @@ def checkout(source: Path, dest: Path, restored: list[str]) -> Path:
     return dest
 
 
-def test_the_readme_ci_recipe_followed_literally_reruns_nothing(built: Path, tmp_path: Path) -> None:
+def test_the_readme_ci_recipe_followed_literally_reruns_nothing(
+    built: Path, tmp_path: Path
+) -> None:
     paths = readme_ci_paths()
     assert ".toyfoundry" in paths and "exchange/outbox" in paths
     runner = checkout(built, tmp_path / "runner", paths)

@@ -266,4 +266,3 @@ def forget_tasks(dep_file: Path, task_names: list[str]) -> None:
             db.remove(name)
     finally:
         db.dump()
-
