@@ -179,7 +179,8 @@ def test_dry_run_leaves_roster_pool_and_doctrine_untouched_but_both_ledgers_reco
         layout.chain_file("2025-11-03-001").read_bytes()
         == layout.chain_file("2025-10-27-014").read_bytes()
     )
-    assert not layout.outbox_file("2025-11-03-001").exists()
+    # a dry run promotes nothing: its manifest says so
+    assert json.loads(layout.outbox_file("2025-11-03-001").read_bytes())["alfas"] == []
     # The CLI's --dry-run on a built order: logged, but the build is left as it was.
     code, out, _ = cli(capsys, layout, "mint", "2025-10-27-014", "--dry-run")
     assert code == 0 and "dry-run" in out

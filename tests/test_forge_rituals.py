@@ -90,7 +90,9 @@ def test_drill_parade_purge_promote_do_what_they_say(built: Layout) -> None:
     assert first["definition"] == {"kind": "enum", "values": ["tin", "oak", "resin", "brass"]}
     assert first["value"] in first["definition"]["values"]
     assert outbox["recipe"]["version"] == "1.2.0"
-    assert not built.outbox_file(EXPANSION).exists()
+    # an order that promoted nothing still gets its manifest: an empty one, with no recipe
+    empty = OutboxManifest.model_validate_json(built.outbox_file(EXPANSION).read_bytes())
+    assert empty.alfas == [] and empty.recipe is None
 
 
 def test_one_ritual_at_a_time_matches_a_full_run(

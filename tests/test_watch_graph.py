@@ -268,6 +268,31 @@ def test_end_to_end_with_the_real_graph(tmp_path: Path) -> None:
         stays(lambda: watcher.builds == builds, seconds=1.0)
 
 
+def test_raising_the_experimental_quota_rebuilds_what_it_blocked(tmp_path: Path) -> None:
+    """The settings are an input the plan names (experimental orders read the quota), so
+    the watcher watches them and rebuilds the orders that read them, as `doit` does."""
+    layout = make_project(tmp_path / "project")
+    for order_id, size in (("2025-10-29-003", 48), ("2025-10-30-004", 12)):
+        doc = json.loads(layout.order_file("2025-10-28-002").read_text())
+        doc.update(order_id=order_id, recipe="marble-mech", batch_size=size, seed=size)
+        drop(layout.order_file(order_id), json.dumps(doc).encode())
+    watcher = GraphWatcher(layout, source=ScriptedSource(), quiet=0.0, settle=0.0)
+    assert watcher.run_cycle().full
+    blocked = json.loads(layout.mint_artefact("2025-10-30-004").read_bytes())
+    assert blocked["status"] == "blocked" and "allows 50" in blocked["reason"]
+    settings = layout.settings_file.read_text()
+    assert "experimental_quota = 0.2" in settings
+    drop(
+        layout.settings_file,
+        settings.replace("experimental_quota = 0.2", "experimental_quota = 0.5").encode(),
+    )
+    result = watcher.run_cycle()
+    assert result.build is not None and "mint:2025-10-30-004" in result.ran, result
+    assert "mint:2025-10-27-014" not in result.ran  # an order that does not read the quota
+    built = json.loads(layout.mint_artefact("2025-10-30-004").read_bytes())
+    assert built["status"] in ("built", "awaiting-review")
+
+
 def test_the_watcher_hands_doit_only_the_affected_orders(tmp_path: Path) -> None:
     """doit sees the affected orders' tasks and the global ones, not the whole graph;
     an earlier order of the chain whose artefacts are missing is drawn too, and built."""

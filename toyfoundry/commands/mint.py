@@ -15,6 +15,7 @@ from toyfoundry.exchange.loader import Exchange
 from toyfoundry.forge.chain import previous_order
 from toyfoundry.forge.mint import mint_order
 from toyfoundry.formats.models import MintArtefact
+from toyfoundry.graph.backend import forget_tasks
 from toyfoundry.store.layout import Layout
 from toyfoundry.store.lock import foundry_lock
 
@@ -67,6 +68,9 @@ def _pending(layout: Layout) -> tuple[list[str], list[str]]:
 
 def _mint_one(layout: Layout, order_id: str, dry_run: bool) -> None:
     with foundry_lock(layout.lock_file, purpose=f"mint {order_id}"[:80]):
+        if not dry_run:
+            # the graph runs its mint again at the next build rather than trust this one
+            forget_tasks(layout.dep_db, [f"mint:{order_id}"])
         artefact = mint_order(layout, order_id, force_dry_run=dry_run)
     print(summary(artefact))
     for alfa in artefact.alfas:

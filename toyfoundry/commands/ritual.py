@@ -6,6 +6,7 @@ import argparse
 
 from toyfoundry.forge.rituals import counts_line, run_rituals
 from toyfoundry.formats.models import RITUALS
+from toyfoundry.graph.backend import forget_tasks
 from toyfoundry.store.layout import Layout
 from toyfoundry.store.lock import foundry_lock
 
@@ -27,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, layout: Layout) -> int:
     only = None if args.ritual == "all" else args.ritual
     with foundry_lock(layout.lock_file, purpose=f"ritual {args.ritual} {args.order_id}"[:80]):
+        if not args.dry_run:
+            # one ritual at a time leaves artefacts no build makes: the graph runs the
+            # order's rituals again at the next build rather than trust them
+            forget_tasks(layout.dep_db, [f"rituals:{args.order_id}"])
         artefact = run_rituals(layout, args.order_id, only=only, force_dry_run=args.dry_run)
     shown = [only] if only else [r for r, o in artefact.rituals.items() if o.ran or o.stub]
     if not shown:

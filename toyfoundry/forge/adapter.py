@@ -2,9 +2,12 @@
 
 `exchange/outbox/toysoldiers/<order>.json` lists an order's promoted Alfas, best
 first, each parameter carrying its value and the recipe's definition of it, so
-the receiving system needs no recipe pack of its own. The file exists only while
-the order has promoted Alfas; the rituals write it atomically with their artefacts
-(`manifest` makes it) and remove it otherwise.
+the receiving system needs no recipe pack of its own. Every order the rituals
+handle gets one, written atomically with their artefacts: an order that promoted
+nothing (a dry run, a blocked or rejected order, a batch below the bar) gets an
+empty list and no recipe (`empty_manifest`). So the manifest is always there after
+the order's rituals, and the graph can declare it as their target: doit restores a
+deleted manifest, and a cache without the outbox ends with the same files.
 """
 
 from __future__ import annotations
@@ -51,11 +54,11 @@ class OutboxRecipe(Strict):
 
 
 class OutboxManifest(Strict):
-    """`exchange/outbox/toysoldiers/<order>.json`."""
+    """`exchange/outbox/toysoldiers/<order>.json`; `recipe` is None when nothing was promoted."""
 
     schema_version: Version
     order_id: OrderId
-    recipe: OutboxRecipe
+    recipe: OutboxRecipe | None
     alfas: list[OutboxAlfa]
 
 
@@ -67,6 +70,11 @@ class Promoted(Strict):
     parent_id: AlfaId | None
     params: dict[ParamName, ParamValue]
     score: float
+
+
+def empty_manifest(order_id: str) -> dict[str, Any]:
+    """The manifest of an order that promoted nothing: it says so, and needs no recipe."""
+    return {"schema_version": SCHEMA_VERSION, "order_id": order_id, "recipe": None, "alfas": []}
 
 
 def manifest(

@@ -13,7 +13,8 @@
   pool (best `promotion.pool_limit` entries of the recipe, the carryover parents
   of later orders), the doctrine archive, and the forge adapter's outbox
   `exchange/outbox/toysoldiers/<order>.json`, hydrated with the recipe's
-  parameter definitions. All three criteria live in the recipe pack.
+  parameter definitions (every order gets a manifest, empty when nothing was
+  promoted). All three criteria live in the recipe pack.
 
 Phases (the plan's defaults, `Order.effective_rituals`): pilot orders are dry
 runs, so their rituals run as stubs: logged with `dry_run: true`, nothing
@@ -425,7 +426,10 @@ def run_rituals(
         if not force_dry_run:
             write_json_atomic(layout.rituals_artefact(order_id), artefact)
             _pass_on(layout, order_id, start)
-            remove_file(layout.outbox_file(order_id))
+            write_atomic(
+                layout.outbox_file(order_id),
+                dumps_canonical(adapter.empty_manifest(order_id)),
+            )
         ledger.append(_records(mint, artefact, selected, outcome))
         return artefact
 
@@ -468,15 +472,13 @@ def run_rituals(
             *staged.objects,
             (rituals_path, rituals_data),
             (chain_path, chain_data),
-            *(
-                [
-                    (
-                        outbox,
-                        dumps_canonical(adapter.manifest(order_id, recipe, promoted, results)),
-                    )
-                ]
-                if promoted
-                else []
+            (
+                outbox,
+                dumps_canonical(
+                    adapter.manifest(order_id, recipe, promoted, results)
+                    if promoted
+                    else adapter.empty_manifest(order_id)
+                ),
             ),
         ],
         modes=staged.modes,
@@ -486,8 +488,6 @@ def run_rituals(
     parsed.remember(RitualsArtefact, rituals_path, rituals_data, artefact)
     parsed.remember(Chain, chain_path, chain_data, chain)
     doctrine.index(layout, staged)
-    if not promoted:
-        remove_file(outbox)
     ledger.append(_records(mint, artefact, selected, "ok"))
     return artefact
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from toyfoundry.errors import FoundryError
 from toyfoundry.store.lock import FoundryLock
 
 #: The DB currently open in this process; the file checker shares its connection.
@@ -240,3 +241,28 @@ class FoundryDB:
 
     def put_meta(self, key: str, text: str) -> None:
         self._conn.execute("insert or replace into meta values (?, ?)", (key, text))
+
+
+def forget_tasks(dep_file: Path, task_names: list[str]) -> None:
+    """Drop the records of tasks whose targets a manual command is about to write.
+
+    doit trusts a recorded task's targets without reading them, so a file written
+    outside the graph (`toyfoundry mint`, `toyfoundry ritual`) would be kept by every
+    later build, whatever the graph would have made. Forgotten first, the task runs
+    again at the next build and leaves the graph's bytes (the same bytes stop the
+    rebuild there); a command killed between the two leaves a task to run, never a
+    file to trust. Takes the foundry lock (reentrant: the caller may hold it).
+    """
+    if not dep_file.exists():
+        return
+    from doit.dependency import DatabaseException
+
+    try:
+        db = FoundryDB(str(dep_file), None)
+    except DatabaseException as exc:
+        raise FoundryError(str(exc)) from None
+    try:
+        for name in task_names:
+            db.remove(name)
+    finally:
+        db.dump()

@@ -206,6 +206,13 @@ def changed_orders(layout: Layout, changed: list[str]) -> set[str]:
     return out
 
 
+def clean_files(paths: list[str]) -> None:
+    """`doit clean` for a task whose targets are not all its to remove."""
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
 # --------------------------------------------------------------------------- task creators
 
 
@@ -249,21 +256,25 @@ def task_mint() -> Iterator[Task]:
 def task_rituals() -> Iterator[Task]:
     """Run Drill, Parade, Purge and Promote as the order's phase asks; hand the chain on."""
     plan = current_plan()
-    root = str(plan.layout.root)
-    code = code_dep(plan.layout, "rituals")
+    layout = plan.layout
+    root = str(layout.root)
+    code = code_dep(layout, "rituals")
     nodes = plan.by_id
     for node in _nodes(plan):
         chain = [nodes[node.previous].chain] if node.previous else []
+        made = [
+            node.rituals,
+            # an order whose file does not parse is in no chain and hands on no chain.json
+            *([node.chain] if node.recipe else []),
+        ]
         yield {
             "name": node.order_id,
             "actions": [(rituals_action, [root, node.order_id, node.previous])],
             "file_dep": [node.mint, *node.recipe_dep, *chain, code],
-            "targets": [
-                node.rituals,
-                # an order whose file does not parse is in no chain and hands on no chain.json
-                *([node.chain] if node.recipe else []),
-            ],
-            "clean": True,
+            # the outbox manifest is a target, so doit restores one that was deleted, but
+            # `doit clean` leaves it: other systems may already have read what was pushed
+            "targets": [*made, rel(layout, layout.outbox_file(node.order_id))],
+            "clean": [(clean_files, [made])],
         }
 
 

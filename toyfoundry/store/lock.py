@@ -5,7 +5,9 @@ the file so a process that has to wait can say who it is waiting for. The lock
 is reentrant within a process (a counter per path), because a doit backend
 holds it from opening the dependency DB to closing it while the same process
 may take it again around a task. Releasing leaves the file in place: removing
-it would let a waiter and a newcomer lock two different files.
+it would let a waiter and a newcomer lock two different files. A clean release
+empties the note, so a note found on taking the lock means the holder before was
+killed holding it: the taker then sweeps the temp files it left (`store.sweep`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,22 @@ def _holder(fd: int) -> str:
     return f"pid {pid}: {purpose}" if purpose else f"pid {pid}"
 
 
+def _after_a_dead_holder(path: Path, fd: int) -> None:
+    """A clean release empties the note; one still there means its writer was killed
+    holding the lock: sweep the temp files it may have left (see `store.sweep`)."""
+    try:
+        left = os.pread(fd, 1, 0)
+    except OSError:
+        return
+    if not left or path.parent.name != ".toyfoundry":
+        return
+    from toyfoundry.store.layout import Layout
+    from toyfoundry.store.sweep import sweep_temp_files
+
+    with suppress(OSError):  # best effort: a temp file is never read, only untidy
+        sweep_temp_files(Layout(path.parent.parent.absolute()))
+
+
 class FoundryLock:
     """The foundry lock as an object, for holders whose span is not one `with` block."""
 
@@ -94,6 +112,7 @@ class FoundryLock:
                     f"toyfoundry: waiting for the foundry lock (held by {_holder(fd)})"
                 )
                 fcntl.flock(fd, fcntl.LOCK_EX)
+            _after_a_dead_holder(self.path, fd)
             note = f"{os.getpid()} {self.purpose}\n".encode()
             # Advisory text for waiters, not durable state: no fsync, and a full
             # disk must not stop a build that already holds the lock.

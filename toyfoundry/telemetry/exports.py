@@ -358,7 +358,7 @@ def stale_outputs(layout: Layout, keep: set[str]) -> list[Path]:
     One listing of names per folder: a kept order's file costs a set lookup,
     and only the (usually no) stale names are checked, sorted and made paths.
     The outbox is swept like the reports: a manifest exists only while its order
-    has promoted Alfas, and an order no longer in the exchange has none.
+    is in the exchange.
     """
     places: list[tuple[Path, tuple[str, ...]]] = [(layout.exports / d, FORMATS) for d in DATASETS]
     places += [
@@ -381,9 +381,29 @@ def stale_outputs(layout: Layout, keep: set[str]) -> list[Path]:
     return found
 
 
+def stale_builds(layout: Layout, keep: set[str]) -> list[Path]:
+    """The build folders (`.toyfoundry/build/<order>/`) of orders not in `keep`: no task
+    makes them any more, and a clean build of the same exchange has none."""
+    try:
+        names = os.listdir(layout.build)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [layout.build / n for n in sorted(names) if n not in keep and ORDER_ID_RE.match(n)]
+
+
 def remove_stale(layout: Layout, keep: set[str]) -> list[Path]:
     removed = []
     for path in stale_outputs(layout, keep):
         if remove_file(path):
             removed.append(path)
+    for folder in stale_builds(layout, keep):
+        # the folder's files, then the folder; a folder holding anything else stays
+        for child in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if child.is_file() and not child.is_symlink() and remove_file(child):
+                removed.append(child)
+        try:
+            folder.rmdir()
+        except OSError:
+            continue
+        removed.append(folder)
     return removed

@@ -418,6 +418,8 @@ class GraphWatcher:
     # --- what is watched ---
     def relevant(self, path: Path) -> bool:
         """True for paths that can change the graph's inputs; never the foundry's own outputs."""
+        if path == self.layout.settings_file:
+            return True
         try:
             parts = path.relative_to(self.layout.exchange).parts
         except ValueError:
@@ -429,13 +431,17 @@ class GraphWatcher:
         return len(parts) == 1 or not safe_read.is_skipped_name(path.name)
 
     def inputs(self) -> list[Path]:
-        """Every input file the graph reads (the same listing the graph's plan uses)."""
+        """Every input file the graph reads (the same listing the graph's plan uses): the
+        exchange's input folders and the settings (`[tool.toyfoundry]` in pyproject.toml,
+        which experimental orders read); which orders a change affects is the plan's say."""
         found: list[Path] = []
         for folder in INPUT_FOLDERS:
             try:
                 found += safe_read.list_json(self.layout.exchange / folder)
             except safe_read.ReadError:
                 continue
+        if planning.classify(self.layout.settings_file) != "missing":
+            found.append(self.layout.settings_file)
         return found
 
     # --- cycles ---
@@ -577,7 +583,9 @@ class GraphWatcher:
     # --- the loop ---
     def run(self) -> int:
         """Watch until `stop()` or Ctrl-C (and SIGTERM under `stop_on_signals`); returns 0."""
-        self.source.start([WatchRoot(self.layout.exchange)], self.hints.notify)
+        # the project folder itself for the settings file, without what lies below it
+        roots = [WatchRoot(self.layout.exchange), WatchRoot(self.layout.root, recursive=False)]
+        self.source.start(roots, self.hints.notify)
         try:
             result = self._safe_cycle("start")
             while not self.hints.stopped:

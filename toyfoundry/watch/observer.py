@@ -18,6 +18,7 @@ import signal
 import stat
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -438,16 +439,26 @@ class StableScanner:
                 data = None
             if data is not None:
                 sha = hashlib.sha256(data).hexdigest()
-                try:
-                    safe_read.parse_json(data, source=str(path), max_depth=self.max_depth)
-                    ok = True
-                except safe_read.ReadError:
-                    pass
+                ok = self._parses(path, data)
         try:
             after = FileState.of(os.lstat(path))
         except OSError:
             return sha, ok, None
         return sha, ok, after
+
+    def _parses(self, path: Path, data: bytes) -> bool:
+        """The document is whole: JSON parses (the settings file, TOML, parses as TOML)."""
+        if path.suffix == ".toml":
+            try:
+                tomllib.loads(data.decode("utf-8"))
+            except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+                return False
+            return True
+        try:
+            safe_read.parse_json(data, source=str(path), max_depth=self.max_depth)
+        except safe_read.ReadError:
+            return False
+        return True
 
     @property
     def pending(self) -> list[Path]:
