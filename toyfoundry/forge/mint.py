@@ -469,7 +469,7 @@ def _compose(
     recipe_loaded = exchange.recipe(order.recipe)
     if loaded.problems:
         # The order only says its recipe is invalid; the recipe's own lines say where.
-        shown_recipe = recipe_path.exists() and not recipe_loaded.ok
+        shown_recipe = safe_read.present(recipe_path) and not recipe_loaded.ok
         extra = recipe_loaded.problems if shown_recipe else []
         raise Refused("rejected", "the order is invalid", loaded.problems + extra)
     recipe = recipe_loaded.require()
@@ -528,7 +528,7 @@ def mint_order(
         path = layout.order_file(check_order_id(order_id))
     except UnsafeIdError as exc:
         raise FoundryError("", [Problem(order_id[:80], "order_id", str(exc))]) from None
-    if not path.exists() and not path.is_symlink():
+    if not safe_read.present(path):
         raise FoundryError("", [Problem(display(layout, path), "-", "no such order")])
     before = chains.resolve_previous(ex, order_id, previous)
     inputs = mint_inputs(layout, ex, order_id, previous=before)

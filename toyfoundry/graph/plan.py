@@ -26,6 +26,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -104,7 +105,12 @@ class Entry:
 def scan_inputs(layout: Layout) -> list[Entry]:
     """Every input the plan is read from: the exchange's input folders and the settings file."""
     out: list[Entry] = []
-    paths = [p for folder in INPUT_FOLDERS for p in safe_read.list_json(layout.exchange / folder)]
+    paths: list[Path] = []
+    for folder in INPUT_FOLDERS:
+        try:
+            paths += safe_read.list_json(layout.exchange / folder)
+        except safe_read.ReadError:  # not a folder, or unreadable: the validate task says so
+            continue
     for path in [*paths, layout.settings_file]:
         try:
             st = os.lstat(path)
@@ -460,7 +466,7 @@ def prehash(db: FoundryDB, layout: Layout, plan: Plan) -> None:
                 st = os.stat(path)
                 if db.cached_hash(rel, st) is None:
                     db.remember_hash(rel, st, whole_hash(path, st.st_size))
-            except OSError:  # gone or unreadable: the checker will say so itself
+            except (OSError, safe_read.ReadError):  # gone or odd: the checker will say so
                 continue
 
 

@@ -176,13 +176,13 @@ def dashboard_action(root: str) -> TaskFailed | None:
 
 def validate_action(root: str) -> TaskFailed | None:
     """The exchange's files that no order task reports on: recipes, checkpoints, reviews, odd names."""
-    from toyfoundry.exchange.validate import exchange_files, validate_paths
+    from toyfoundry.exchange.validate import exchange_files, folder_problems, validate_paths
 
     layout = Layout(Path(root))
     # each order the graph knows is reported by its own report task: do not read it twice
     known = {layout.order_file(n.order_id) for n in _plan(root).orders}
     files = [p for p in exchange_files(layout) if p not in known]
-    problems = validate_paths(layout, files, schema_check=False)
+    problems = folder_problems(layout) + validate_paths(layout, files, schema_check=False)
     for problem in problems:
         say(str(problem))
     if problems:
