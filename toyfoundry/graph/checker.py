@@ -45,6 +45,7 @@ _MD5_HEX = 32
 #: What `info` gives for an input that is gone: no file has a size of -1.
 VANISHED = os.stat_result((0, 0, 0, 0, 0, 0, -1, 0, 0, 0))
 VANISHED_DIGEST = "vanished"
+REFUSED_PREFIX = "refused: "
 
 
 def is_input(path: str) -> bool:
@@ -103,9 +104,16 @@ def whole_hash(path: str, size: int | None = None) -> str:
         os.close(fd)
 
 
+def not_hashed(digest: object) -> bool:
+    """Whether a recorded digest stands for a file that was refused or gone, not for bytes."""
+    return isinstance(digest, str) and (
+        digest == VANISHED_DIGEST or digest.startswith(REFUSED_PREFIX)
+    )
+
+
 def refused_digest(error: safe_read.ReadError) -> str:
     """The stand-in digest of a file that is not hashed: it names why, so it never matches."""
-    return f"refused: {error.problem.reason}"
+    return f"{REFUSED_PREFIX}{error.problem.reason}"
 
 
 def file_hash(
@@ -172,6 +180,9 @@ class FoundryChecker(MD5Checker):  # type: ignore[misc]
         timestamp, size, digest = state
         if file_stat is VANISHED:
             return bool(digest != VANISHED_DIGEST)
+        if not_hashed(digest):
+            # refused or gone last time: a chmod or a rename back keeps the mtime, so look again
+            return bool(digest != file_hash(file_path, file_stat))
         if file_stat.st_mtime == timestamp:
             return False
         if file_stat.st_size != size:
