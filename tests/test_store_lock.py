@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from toyfoundry.store.lock import FoundryLock, foundry_lock
+from toyfoundry.errors import FoundryError
+from toyfoundry.store.lock import (
+    TIMEOUT_ENV,
+    FoundryLock,
+    LockTimeout,
+    foundry_lock,
+    lock_timeout,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,9 +75,13 @@ def test_second_process_waits_and_says_for_whom(tmp_path: Path) -> None:
         assert holder.stdout.readline() == "held\n"
         waiter = python(WAITER, str(lock_file))
         assert waiter.stderr is not None and waiter.stdout is not None
-        assert waiter.stderr.readline() == (
-            f"toyfoundry: waiting for the foundry lock (held by pid {holder.pid}: nightly build)\n"
-        )
+        line = waiter.stderr.readline()
+        # who holds it and since when: "for 0s" on a fast machine, a few seconds on a busy one
+        assert re.fullmatch(
+            rf"toyfoundry: waiting for the foundry lock \(held by pid {holder.pid}: nightly build,"
+            r" for \d+s\)\n",
+            line,
+        ), line
         assert waiter.poll() is None
         holder.stdin.write("go\n")
         holder.stdin.close()
@@ -113,6 +126,8 @@ def test_lock_object_spans_open_to_close(tmp_path: Path) -> None:
 def test_wait_message_callback_and_blocking(tmp_path: Path) -> None:
     lock_file = tmp_path / "lock"
     lock_file.write_text("4242 manual run\n")
+    taken = time.time() - 125  # the holder's note is as old as its hold
+    os.utime(lock_file, (taken, taken))
     other = os.open(lock_file, os.O_RDWR)
     fcntl.flock(other, fcntl.LOCK_EX)
     messages: list[str] = []
@@ -131,12 +146,63 @@ def test_wait_message_callback_and_blocking(tmp_path: Path) -> None:
     thread.start()
     try:
         assert told.wait(timeout=10)
-        assert messages == [
-            "toyfoundry: waiting for the foundry lock (held by pid 4242: manual run)"
-        ]
+        assert len(messages) == 1
+        assert re.fullmatch(
+            r"toyfoundry: waiting for the foundry lock \(held by pid 4242: manual run,"
+            r" for 2m0\ds\)",
+            messages[0],
+        ), messages
         assert not acquired.is_set()
     finally:
         fcntl.flock(other, fcntl.LOCK_UN)
         os.close(other)
         thread.join(timeout=10)
     assert acquired.is_set()
+
+
+def _held_elsewhere(lock_file: Path, note: str) -> int:
+    lock_file.write_text(note)
+    other = os.open(lock_file, os.O_RDWR)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    return other
+
+
+@pytest.mark.parametrize("how", ["argument", "block", "environment", "zero"])
+def test_a_bounded_wait_gives_up_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """`--lock-timeout` and `TOYFOUNDRY_LOCK_TIMEOUT`: a busy lock ends the wait, never hangs."""
+    lock_file = tmp_path / "lock"
+    other = _held_elsewhere(lock_file, "4242 doit (4242)\n")
+    said: list[str] = []
+    try:
+        with pytest.raises(LockTimeout) as caught:
+            if how == "argument":
+                FoundryLock(lock_file, wait_message=said.append, timeout=0.2).acquire()
+            elif how == "environment":
+                monkeypatch.setenv(TIMEOUT_ENV, "0.2")
+                FoundryLock(lock_file, wait_message=said.append).acquire()
+            else:
+                with lock_timeout(0.0 if how == "zero" else 0.2):
+                    FoundryLock(lock_file, wait_message=said.append).acquire()
+    finally:
+        os.close(other)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("toyfoundry: error: the foundry lock is still held by pid 4242:")
+    assert "gave up after" in message
+    assert len(said) == 1 and "held by pid 4242: doit (4242), for" in said[0]
+    assert not busy(lock_file)  # the waiter holds nothing after giving up
+
+
+def test_a_lock_timeout_that_is_not_seconds_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lock_file = tmp_path / "lock"
+    other = _held_elsewhere(lock_file, "1 x\n")
+    monkeypatch.setenv(TIMEOUT_ENV, "soon")
+    try:
+        with pytest.raises(FoundryError, match="TOYFOUNDRY_LOCK_TIMEOUT: expected a number"):
+            FoundryLock(lock_file, wait_message=lambda _: None).acquire()
+    finally:
+        os.close(other)

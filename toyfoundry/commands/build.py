@@ -12,6 +12,11 @@ from toyfoundry.store.layout import Layout
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--lock-timeout",
+        metavar="SECONDS",
+        help="give up (one line, non-zero exit) when the foundry lock stays busy this long",
+    )
+    parser.add_argument(
         "doit_args",
         nargs=argparse.REMAINDER,
         help="passed to doit as is (task names, `list`, `info TASK`, `clean`, ...)",
@@ -24,11 +29,14 @@ def run(args: argparse.Namespace, layout: Layout) -> int:
 
     from toyfoundry.graph import dodo
     from toyfoundry.graph.config import DOIT_PLUGINS
+    from toyfoundry.store.lock import lock_timeout, parse_timeout
 
     os.chdir(layout.root)
     try:
         main = DoitMain(ModuleTaskLoader(dodo), extra_config=DOIT_PLUGINS)
     except tomllib.TOMLDecodeError as exc:  # doit reads the folder's pyproject.toml first
         raise FoundryError(f"pyproject.toml: -: is not valid TOML: {exc}") from None
-    code: int = main.run(list(args.doit_args))
+    bound = None if args.lock_timeout is None else parse_timeout(args.lock_timeout)
+    with lock_timeout(bound):
+        code: int = main.run(list(args.doit_args))
     return code

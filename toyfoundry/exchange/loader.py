@@ -318,7 +318,7 @@ class Exchange:
 
     def _recipe_for(self, recipe_id: str, shown: str) -> list[Problem]:
         path = self.layout.recipe_file(recipe_id)
-        if not path.exists() and not path.is_symlink():
+        if not safe_read.present(path):
             return [
                 Problem(shown, "recipe", f"recipe {recipe_id!r} not found in exchange/recipes/")
             ]
@@ -338,7 +338,7 @@ class Exchange:
             path = self.layout.order_file(check_order_id(order_id))
         except UnsafeIdError as exc:
             return Loaded(None, [Problem(order_id[:80], "order_id", str(exc))])
-        if not path.exists() and not path.is_symlink():
+        if not safe_read.present(path):
             return Loaded(None, [Problem(display(self.layout, path), "-", "does not exist")])
         return self.load("order", path)
 
@@ -352,14 +352,14 @@ class Exchange:
     def checkpoint(self, phase: str) -> Loaded[Checkpoint] | None:
         """None when the phase has no checkpoint file (the order is then blocked)."""
         path = self.layout.checkpoint_file(check_phase(phase))
-        if not path.exists() and not path.is_symlink():
+        if not safe_read.present(path):
             return None
         return self.load("checkpoint", path)
 
     def review(self, order_id: str) -> Loaded[Review] | None:
         """None when no review was written for the order."""
         path = self.layout.review_file(check_order_id(order_id))
-        if not path.exists() and not path.is_symlink():
+        if not safe_read.present(path):
             return None
         return self.load("review", path)
 

@@ -11,11 +11,27 @@ from toyfoundry.store.layout import INPUT_FOLDERS, Layout
 
 
 def exchange_files(layout: Layout) -> list[Path]:
-    """Every input file of the exchange, in a stable order (producers' temp files skipped)."""
+    """Every input file of the exchange, in a stable order (producers' temp files skipped);
+    a folder that cannot be listed is left out here and reported by `folder_problems`."""
     files: list[Path] = []
     for folder in INPUT_FOLDERS:
-        files += safe_read.list_json(layout.exchange / folder)
+        try:
+            files += safe_read.list_json(layout.exchange / folder)
+        except safe_read.ReadError:
+            continue
     return files
+
+
+def folder_problems(layout: Layout) -> list[Problem]:
+    """One line for each input folder that is there but cannot be listed (a file, mode 000)."""
+    problems: list[Problem] = []
+    for folder in INPUT_FOLDERS:
+        path = layout.exchange / folder
+        try:
+            safe_read.list_json(path)
+        except safe_read.ReadError as exc:
+            problems.append(Problem(display(layout, path), "-", exc.problem.reason))
+    return problems
 
 
 def validate_paths(
@@ -46,4 +62,5 @@ def validate_paths(
 
 
 def validate_exchange(layout: Layout, *, schema_check: bool = True) -> list[Problem]:
-    return validate_paths(layout, exchange_files(layout), schema_check=schema_check)
+    problems = folder_problems(layout)
+    return problems + validate_paths(layout, exchange_files(layout), schema_check=schema_check)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+from toyfoundry.store import safe_read
 from toyfoundry.store.layout import Layout
 
 
@@ -68,7 +69,7 @@ def sprint_orders(view: InputView, order_id: str) -> list[str]:
 
 
 def _exists(path: Path) -> bool:
-    return path.exists() or path.is_symlink()
+    return safe_read.present(path)
 
 
 def mint_input_paths(

@@ -48,6 +48,7 @@ from toyfoundry.exchange.loader import Exchange, display
 from toyfoundry.forge import carried
 from toyfoundry.forge import chain as chains
 from toyfoundry.forge.inputs import MintInputs, mint_input_paths, sprint_of, sprint_orders
+from toyfoundry.forge.snapshot import check_snapshot
 from toyfoundry.forge.space import Params, Space
 from toyfoundry.forge.validators import Validators, load_plugins, matches
 from toyfoundry.formats import parsed
@@ -505,7 +506,7 @@ def _compose(
     recipe_loaded = exchange.recipe(order.recipe)
     if loaded.problems:
         # The order only says its recipe is invalid; the recipe's own lines say where.
-        shown_recipe = recipe_path.exists() and not recipe_loaded.ok
+        shown_recipe = safe_read.present(recipe_path) and not recipe_loaded.ok
         extra = recipe_loaded.problems if shown_recipe else []
         raise Refused("rejected", "the order is invalid", loaded.problems + extra)
     recipe = recipe_loaded.require()
@@ -557,6 +558,7 @@ def mint_order(
     exchange: Exchange | None = None,
     force_dry_run: bool = False,
     previous: chains.Previous = chains.AUTO,
+    planned: Mapping[str, str] | None = None,
 ) -> MintArtefact:
     """Mint one order: write `build/<order>/mint.json` and log every attempt to the mint ledger.
 
@@ -565,13 +567,16 @@ def mint_order(
     CLI's `--dry-run`) everything is computed and logged with `dry_run: true`,
     but no artefact is written, so the order's build is left as it was.
     `previous`: the previous order of the recipe's chain, when the caller knows it.
+    `planned`: the content identity the graph's plan recorded for the inputs; an
+    input read with other bytes raises `InputsChanged` before anything is written
+    (see `forge.snapshot`), and an order file deleted since is rejected as missing.
     """
     ex = exchange or Exchange(layout)
     try:
         path = layout.order_file(check_order_id(order_id))
     except UnsafeIdError as exc:
         raise FoundryError("", [Problem(order_id[:80], "order_id", str(exc))]) from None
-    if not path.exists() and not path.is_symlink():
+    if planned is None and not safe_read.present(path):
         raise FoundryError("", [Problem(display(layout, path), "-", "no such order")])
     before = chains.resolve_previous(ex, order_id, previous)
     inputs = mint_inputs(layout, ex, order_id, previous=before)
@@ -583,6 +588,7 @@ def mint_order(
     else:
         doc = _built_artefact(order_id, ctx, batch)
     doc["inputs"] = dict(sorted(input_digests(layout, inputs, ex.max_bytes, ex).items()))
+    check_snapshot(layout, planned, doc["inputs"])
     # one validation of the whole artefact, then its bytes from the same plain data: what
     # `model_dump` would give, without building and dumping a model per Alfa
     artefact = MintArtefact.model_validate(doc)

@@ -45,6 +45,7 @@ from toyfoundry.exchange.loader import Exchange, display
 from toyfoundry.forge import adapter, doctrine
 from toyfoundry.forge import chain as chains
 from toyfoundry.forge.mint import input_digests, mint_inputs, mint_order, read_mint
+from toyfoundry.forge.snapshot import check_snapshot
 from toyfoundry.forge.space import Space, space_key
 from toyfoundry.forge.validators import Partial
 from toyfoundry.formats import parsed
@@ -316,11 +317,19 @@ def _records(
 
 
 def _stale_inputs(
-    layout: Layout, exchange: Exchange, mint: MintArtefact, previous: str | None
+    layout: Layout,
+    exchange: Exchange,
+    mint: MintArtefact,
+    previous: str | None,
+    planned: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """The inputs that changed since the mint artefact was made from them (none: it is fresh)."""
+    """The inputs that changed since the mint artefact was made from them (none: it is fresh).
+
+    With `planned` (the graph), inputs whose bytes are not the plan's raise `InputsChanged`.
+    """
     inputs = mint_inputs(layout, exchange, mint.order_id, previous=previous)
     current = input_digests(layout, inputs, exchange.max_bytes, exchange)
+    check_snapshot(layout, planned, current)
     return sorted(
         k for k in set(current) | set(mint.inputs) if current.get(k) != mint.inputs.get(k)
     )
@@ -335,10 +344,27 @@ class _Previous:
 
 
 def _previous(
-    layout: Layout, exchange: Exchange, order_id: str, previous: str | None
+    layout: Layout,
+    exchange: Exchange,
+    order_id: str,
+    previous: str | None,
+    planned_recipe: str | None = None,
 ) -> _Previous | None:
-    """None for an order that belongs to no chain (its file does not parse)."""
+    """None for an order that belongs to no chain (its file does not parse).
+
+    An order the plan put in a chain (`planned_recipe`) whose file has gone since
+    hands on the chain it was given, so the next order of the recipe builds as if
+    it had never been there.
+    """
     order = exchange.order(order_id).model
+    if order is None and planned_recipe is not None:
+        if previous is not None:
+            chain, data = chains.read_chain_data(layout, previous)
+            return _Previous(chain, data)
+        recipe = exchange.recipe(planned_recipe).model
+        key = space_key(recipe) if recipe is not None else chains.orphan_space(planned_recipe)
+        first = chains.genesis(planned_recipe, key)
+        return _Previous(first, dumps_canonical(first))
     if order is None:
         return None
     if previous is not None:
@@ -378,6 +404,8 @@ def run_rituals(
     force_dry_run: bool = False,
     previous: chains.Previous = chains.AUTO,
     remint_stale: bool = False,
+    planned: Mapping[str, str] | None = None,
+    planned_recipe: str | None = None,
 ) -> RitualsArtefact:
     """Run the order's rituals (or just `only`) on its minted batch and hand on its chain.
 
@@ -389,6 +417,9 @@ def run_rituals(
     with `remint_stale` (the graph), minted again first: an input written while
     the build ran may already be recorded by doit as minted (it hashes file deps
     after the task), so refusing would fail every later build too.
+    `planned`, `planned_recipe`: the plan's content identity of the inputs and the
+    order's recipe (the graph): an input read with other bytes raises
+    `InputsChanged` before anything is written (see `forge.snapshot`).
     """
     ex = exchange or Exchange(layout)
     try:
@@ -404,10 +435,10 @@ def run_rituals(
             f"{shown}: -: order {order_id} is not minted yet; run `toyfoundry build`"
         )
     before = chains.resolve_previous(ex, order_id, previous)
-    stale = _stale_inputs(layout, ex, mint, before)
+    stale = _stale_inputs(layout, ex, mint, before, planned)
     if stale and remint_stale:
         ex = Exchange(layout)
-        mint = mint_order(layout, order_id, exchange=ex, previous=before)
+        mint = mint_order(layout, order_id, exchange=ex, previous=before, planned=planned)
     elif stale:
         shown = display(layout, layout.mint_artefact(order_id))
         raise FoundryError(
@@ -416,7 +447,7 @@ def run_rituals(
     order = ex.order(order_id).model
     effective = order.effective_rituals() if order is not None else RITUALS
     selected = [only] if only is not None else _closure(effective)
-    start = _previous(layout, ex, order_id, before)
+    start = _previous(layout, ex, order_id, before, planned_recipe)
     ledger = Ledger(layout.ritual_ledger)
 
     if mint.status in ("blocked", "rejected") or mint.dry_run or force_dry_run:

@@ -15,6 +15,14 @@ every build would cost more than the build of one order. For them the hash is a
 digest of the size and the first and last 64 KiB: an append changes the size, a
 copy keeps all three, and a rewrite that keeps the size, the head and the tail
 is not something the foundry does.
+
+Every file is opened through `safe_read.open_regular` (no link followed, no FIFO
+waited on, the descriptor checked to be a regular file) and read no further than
+its size when opened: an input swapped for a FIFO or a link to `/dev/zero`
+between the plan's scan and its hashing cannot hang a build that holds the lock.
+Such a file, or one that cannot be read, gets a digest that names why
+(`refused: ...`): never remembered, never equal to a real one, so its task runs
+and its reader reports the file in one line.
 """
 
 from __future__ import annotations
@@ -26,11 +34,23 @@ from typing import Any
 from doit.dependency import MD5Checker, get_file_md5
 
 from toyfoundry.graph import backend
+from toyfoundry.store import safe_read
 from toyfoundry.store.layout import LEDGER_NAMES
 
 SAMPLE = 64 * 1024
 #: Length of an md5 hex digest: states recorded before the checker moved to sha256.
 _MD5_HEX = 32
+
+
+#: What `info` gives for an input that is gone: no file has a size of -1.
+VANISHED = os.stat_result((0, 0, 0, 0, 0, 0, -1, 0, 0, 0))
+VANISHED_DIGEST = "vanished"
+REFUSED_PREFIX = "refused: "
+
+
+def is_input(path: str) -> bool:
+    """Whether a file dep is an exchange input (untrusted: it may vanish at any moment)."""
+    return path.startswith("exchange/")
 
 
 def is_ledger(path: str) -> bool:
@@ -41,11 +61,13 @@ def is_ledger(path: str) -> bool:
 def sampled_hash(path: str, size: int) -> str:
     """sha256 of an append-only file's size, head and tail (see the module's docstring)."""
     digest = hashlib.sha256(f"append-only {size}\n".encode())
-    with open(path, "rb") as f:
-        digest.update(f.read(SAMPLE))
+    fd, _ = safe_read.open_regular(path)
+    try:
+        digest.update(os.pread(fd, SAMPLE, 0))
         if size > SAMPLE:
-            f.seek(max(SAMPLE, size - SAMPLE))
-            digest.update(f.read(SAMPLE))
+            digest.update(os.pread(fd, SAMPLE, max(SAMPLE, size - SAMPLE)))
+    finally:
+        os.close(fd)
     return digest.hexdigest()
 
 
@@ -54,22 +76,44 @@ ONE_READ = 1 << 20
 
 
 def whole_hash(path: str, size: int | None = None) -> str:
-    """sha256 of a file's bytes; `size`, its size if known, picks the way to read it.
+    """sha256 of a regular file's bytes, up to its size when opened plus one read.
 
     Most files the graph hashes are build artefacts of tens of KB. For those one
     `read` and one `sha256` cost a fifth less than `hashlib.file_digest`, which
     allocates a 256 KiB buffer for every file; a large file is hashed in chunks,
-    so its hashing never holds all of it in memory.
+    so its hashing never holds all of it in memory. A file still growing is read
+    no further than one chunk past its size: its digest is of the prefix, marked,
+    and its next stat differs, so it is hashed again then. `size` is kept for
+    callers that know it; the descriptor's own size is what bounds the read.
+    Raises `safe_read.ReadError` for anything but a regular file.
     """
-    with open(path, "rb") as f:
-        if size is None or size > ONE_READ:
-            return hashlib.file_digest(f, "sha256").hexdigest()
-        data = f.read(ONE_READ + 1)
-        digest = hashlib.sha256(data)
-        if len(data) > ONE_READ:  # it grew since its stat: the rest in chunks, not at once
-            while chunk := f.read(ONE_READ):
-                digest.update(chunk)
+    fd, info = safe_read.open_regular(path)
+    try:
+        budget = info.st_size + ONE_READ
+        digest = hashlib.sha256()
+        read = 0
+        while read < budget:
+            chunk = os.read(fd, min(ONE_READ, budget - read))
+            if not chunk:
+                return digest.hexdigest()
+            digest.update(chunk)
+            read += len(chunk)
+        digest.update(b"\0grew while hashed")
         return digest.hexdigest()
+    finally:
+        os.close(fd)
+
+
+def not_hashed(digest: object) -> bool:
+    """Whether a recorded digest stands for a file that was refused or gone, not for bytes."""
+    return isinstance(digest, str) and (
+        digest == VANISHED_DIGEST or digest.startswith(REFUSED_PREFIX)
+    )
+
+
+def refused_digest(error: safe_read.ReadError) -> str:
+    """The stand-in digest of a file that is not hashed: it names why, so it never matches."""
+    return f"{REFUSED_PREFIX}{error.problem.reason}"
 
 
 def file_hash(
@@ -88,10 +132,17 @@ def file_hash(
         known = db.cached_hash(key, st)
         if known is not None:
             return known
-    if md5:
-        digest = str(get_file_md5(path))
-    else:
-        digest = sampled_hash(path, st.st_size) if is_ledger(key) else whole_hash(path, st.st_size)
+    try:
+        if md5:
+            fd, _ = safe_read.open_regular(path)  # doit's md5 reads with a plain open
+            os.close(fd)
+            digest = str(get_file_md5(path))
+        elif is_ledger(key):
+            digest = sampled_hash(path, st.st_size)
+        else:
+            digest = whole_hash(path, st.st_size)
+    except safe_read.ReadError as refused:
+        return refused_digest(refused)
     if db is not None:
         db.remember_hash(key, st, digest)
     return digest
@@ -114,12 +165,24 @@ class FoundryChecker(MD5Checker):  # type: ignore[misc]
         self._checked: dict[str, os.stat_result] = {}
 
     def info(self, file_path: str) -> os.stat_result:
-        st = os.stat(file_path)
+        try:
+            st = os.stat(file_path)
+        except OSError:
+            if not is_input(file_path):
+                raise  # a missing build artefact is doit's to report
+            # an input deleted, or made unreachable, since the plan was drawn: its task
+            # runs and its reader says so in one line, instead of doit ending the build
+            st = VANISHED
         self._checked[file_path] = st
         return st
 
     def check_modified(self, file_path: str, file_stat: os.stat_result, state: Any) -> bool:
         timestamp, size, digest = state
+        if file_stat is VANISHED:
+            return bool(digest != VANISHED_DIGEST)
+        if not_hashed(digest):
+            # refused or gone last time: a chmod or a rename back keeps the mtime, so look again
+            return bool(digest != file_hash(file_path, file_stat))
         if file_stat.st_mtime == timestamp:
             return False
         if file_stat.st_size != size:
@@ -130,7 +193,16 @@ class FoundryChecker(MD5Checker):  # type: ignore[misc]
         return bool(digest != file_hash(file_path, file_stat))
 
     def get_state(self, dep: str, current_state: Any) -> Any:
-        st = self._checked.pop(dep, None) or os.stat(dep)
+        st = self._checked.pop(dep, None)
+        if st is None or st is VANISHED:
+            try:
+                st = os.stat(dep)
+            except OSError:
+                if not is_input(dep):
+                    raise
+                # gone by the time the task is recorded: recorded as gone, so a file
+                # that comes back is seen as changed (doit would end the build here)
+                return None, -1, VANISHED_DIGEST
         if current_state and current_state[0] == st.st_mtime:
             return None
         return st.st_mtime, st.st_size, file_hash(dep, st)

@@ -26,6 +26,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -78,6 +79,9 @@ class Plan:
     orders: list[OrderNode] = field(default_factory=list)
     regular_inputs: list[str] = field(default_factory=list)
     odd_inputs: list[tuple[str, str]] = field(default_factory=list)
+    #: each input's content identity as the plan read it (its sha256 for a regular file):
+    #: the snapshot every task checks its reads against (see `forge.snapshot`)
+    contents: dict[str, str] = field(default_factory=dict)
 
     @cached_property
     def by_id(self) -> dict[str, OrderNode]:
@@ -104,7 +108,12 @@ class Entry:
 def scan_inputs(layout: Layout) -> list[Entry]:
     """Every input the plan is read from: the exchange's input folders and the settings file."""
     out: list[Entry] = []
-    paths = [p for folder in INPUT_FOLDERS for p in safe_read.list_json(layout.exchange / folder)]
+    paths: list[Path] = []
+    for folder in INPUT_FOLDERS:
+        try:
+            paths += safe_read.list_json(layout.exchange / folder)
+        except safe_read.ReadError:  # not a folder, or unreadable: the validate task says so
+            continue
     for path in [*paths, layout.settings_file]:
         try:
             st = os.lstat(path)
@@ -125,13 +134,26 @@ def content_of(layout: Layout, entry: Entry) -> str:
         try:
             return file_hash(os.path.join(layout.root, entry.rel), st, key=entry.rel)
         except OSError:
-            return f"unreadable {st.st_mtime_ns} {st.st_ino}"
+            return f"{UNREAD}{st.st_mtime_ns} {st.st_ino}"
     return f"{st.st_mtime_ns} {st.st_ino}"
+
+
+#: How a regular file's content starts when it could not be hashed (see `unread`).
+UNREAD = "unreadable "
+
+
+def unread(entry: Entry, content: str) -> bool:
+    """Whether a regular input's content stands for a file that was not read (refused,
+    unreadable): a chmod or a swap back keeps its stats, so it is never reused by stat."""
+    from toyfoundry.graph.checker import not_hashed
+
+    return entry.kind == "regular" and (content.startswith(UNREAD) or not_hashed(content))
 
 
 def _content(layout: Layout, entry: Entry, recorded: list[Any] | None) -> str:
     st = entry.st
-    if recorded is not None and recorded[:3] == [st.st_size, st.st_mtime_ns, st.st_ino]:
+    same = recorded is not None and recorded[:3] == [st.st_size, st.st_mtime_ns, st.st_ino]
+    if same and recorded is not None and not unread(entry, str(recorded[3])):
         return str(recorded[3])
     return content_of(layout, entry)
 
@@ -335,7 +357,10 @@ def draw(
 def scan(layout: Layout) -> Plan:
     """Read every input afresh (no cache): the plan as the exchange is now."""
     entries = scan_inputs(layout)
-    return draw(layout, entries, [content_of(layout, e) for e in entries])[0]
+    contents = [content_of(layout, e) for e in entries]
+    plan = draw(layout, entries, contents)[0]
+    plan.contents = {e.rel: c for e, c in zip(entries, contents, strict=True)}
+    return plan
 
 
 # --------------------------------------------------------------------------- the cached record
@@ -397,9 +422,10 @@ def load(layout: Layout) -> Plan:
     if db is not None:
         text = db.get_meta("plan")
         record, stored = _read_record(layout, text)
-        if record is not None and record.get("stat") == fast:
+        if record is not None and record.get("stat") == fast and not record.get("unread"):
             if stored is None:
                 stored = _decode(layout, record["plan"])
+                stored.contents = {k: str(v[3]) for k, v in record.get("inputs", {}).items()}
                 _remember(layout, text or "", record, stored)
             return stored
     # an input whose stats are the ones recorded keeps its recorded content: after a new
@@ -418,12 +444,15 @@ def load(layout: Layout) -> Plan:
         if record is not None and record.get("settings") != _settings(entries, contents):
             known = {}  # the size and depth limits decide what parses
         plan, facts = draw(layout, entries, contents, known, old)
+    plan.contents = {e.rel: c for e, c in zip(entries, contents, strict=True)}
     if db is not None:
         fresh = {
             "version": RECORD_VERSION,
             "stat": fast,
             "content": slow,
             "settings": _settings(entries, contents),
+            # a file not read now may be readable next time under the same stats
+            "unread": any(unread(e, c) for e, c in zip(entries, contents, strict=True)),
             "facts": facts,
             "inputs": {
                 e.rel: [e.st.st_size, e.st.st_mtime_ns, e.st.st_ino, c]
@@ -460,7 +489,7 @@ def prehash(db: FoundryDB, layout: Layout, plan: Plan) -> None:
                 st = os.stat(path)
                 if db.cached_hash(rel, st) is None:
                     db.remember_hash(rel, st, whole_hash(path, st.st_size))
-            except OSError:  # gone or unreadable: the checker will say so itself
+            except (OSError, safe_read.ReadError):  # gone or odd: the checker will say so
                 continue
 
 

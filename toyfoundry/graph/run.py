@@ -65,8 +65,10 @@ from doit.dependency import DatabaseException
 from doit.exceptions import UnmetDependency
 from doit.runner import SUCCESS, MRunner, Runner
 
+from toyfoundry.errors import FoundryError
 from toyfoundry.graph.implicit import linear_implicit_deps
 from toyfoundry.graph.reporter import counted
+from toyfoundry.store.lock import LockTimeout, lock_timeout, parse_timeout
 
 #: Tasks without a record in the DB from which a build runs on every core.
 PARALLEL_AT = 24
@@ -80,6 +82,16 @@ EXTRA_WORKER_UP_TO = 4_500
 #: Young-generation threshold while the command runs (CPython's default is 700).
 GC_THRESHOLD = 50_000
 _PR_SET_PDEATHSIG = 1
+
+#: `doit --lock-timeout SECONDS`: how long a build waits for the foundry lock at most.
+OPT_LOCK_TIMEOUT: dict[str, Any] = {
+    "name": "lock_timeout",
+    "long": "lock-timeout",
+    "type": str,
+    "default": "",
+    "help": "give up (one line, exit 3) when the foundry lock stays busy this many seconds"
+    " [default: wait; $TOYFOUNDRY_LOCK_TIMEOUT]",
+}
 
 
 def cores() -> int:
@@ -267,6 +279,7 @@ class FoundryRun(Run):  # type: ignore[misc]
     """doit's `run`, with the process policy in the module's docstring."""
 
     doc_purpose = "run tasks (all stale ones by default); on every core when many never ran"
+    cmd_options = (*Run.cmd_options, OPT_LOCK_TIMEOUT)
 
     def execute(self, params: Any, args: list[str]) -> Any:
         self._jobs_chosen = "num_process" in params._non_default_keys or bool(
@@ -274,7 +287,19 @@ class FoundryRun(Run):  # type: ignore[misc]
         )
         with quiet_collector():
             try:
-                code = super().execute(params, args)
+                raw = str(params.get("lock_timeout") or "").strip()
+                bound = parse_timeout(raw) if raw else None
+                with contextlib.ExitStack() as stack:
+                    if bound is not None:
+                        stack.enter_context(lock_timeout(bound))
+                    code = super().execute(params, args)
+            except LockTimeout as timeout:
+                # the build could not start: one line, doit's code for that
+                sys.stderr.write(f"{timeout}\n")
+                code = 3
+            except FoundryError as exc:  # a --lock-timeout that is not a number of seconds
+                sys.stderr.write(f"toyfoundry: error: {exc}\n")
+                code = 3
             except WorkerLost as lost:
                 sys.stderr.write(f"{lost}\n")
                 code = 3

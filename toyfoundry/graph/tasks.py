@@ -111,18 +111,41 @@ def _guard(fn: Any, *args: Any) -> TaskFailed | None:
 # --------------------------------------------------------------------------- actions
 
 
-def mint_action(root: str, order_id: str, previous: str | None) -> TaskFailed | None:
+def mint_action(
+    root: str, order_id: str, previous: str | None, planned: dict[str, str] | None = None
+) -> TaskFailed | None:
+    """`planned`: the plan's content identity of the inputs (see `forge.snapshot`)."""
     from toyfoundry.forge.mint import mint_order
 
-    return _guard(lambda: mint_order(Layout(Path(root)), order_id, previous=previous))
+    return _guard(
+        lambda: mint_order(Layout(Path(root)), order_id, previous=previous, planned=planned)
+    )
 
 
-def rituals_action(root: str, order_id: str, previous: str | None) -> TaskFailed | None:
+def rituals_action(
+    root: str,
+    order_id: str,
+    previous: str | None,
+    planned: dict[str, str] | None = None,
+    recipe: str | None = None,
+) -> TaskFailed | None:
     from toyfoundry.forge.rituals import run_rituals
 
     return _guard(
-        lambda: run_rituals(Layout(Path(root)), order_id, previous=previous, remint_stale=True)
+        lambda: run_rituals(
+            Layout(Path(root)),
+            order_id,
+            previous=previous,
+            remint_stale=True,
+            planned=planned,
+            planned_recipe=recipe,
+        )
     )
+
+
+def _planned(plan: planning.Plan, node: planning.OrderNode) -> dict[str, str]:
+    """The content identity the plan recorded for each of the order's regular inputs."""
+    return {dep: plan.contents[dep] for dep in node.deps if dep in plan.contents}
 
 
 def report_action(root: str, order_id: str) -> TaskFailed | None:
@@ -176,13 +199,13 @@ def dashboard_action(root: str) -> TaskFailed | None:
 
 def validate_action(root: str) -> TaskFailed | None:
     """The exchange's files that no order task reports on: recipes, checkpoints, reviews, odd names."""
-    from toyfoundry.exchange.validate import exchange_files, validate_paths
+    from toyfoundry.exchange.validate import exchange_files, folder_problems, validate_paths
 
     layout = Layout(Path(root))
     # each order the graph knows is reported by its own report task: do not read it twice
     known = {layout.order_file(n.order_id) for n in _plan(root).orders}
     files = [p for p in exchange_files(layout) if p not in known]
-    problems = validate_paths(layout, files, schema_check=False)
+    problems = folder_problems(layout) + validate_paths(layout, files, schema_check=False)
     for problem in problems:
         say(str(problem))
     if problems:
@@ -245,7 +268,7 @@ def task_mint() -> Iterator[Task]:
         chain = [nodes[node.previous].chain] if node.previous else []
         yield {
             "name": node.order_id,
-            "actions": [(mint_action, [root, node.order_id, node.previous])],
+            "actions": [(mint_action, [root, node.order_id, node.previous, _planned(plan, node)])],
             "file_dep": [*node.deps, *chain, code],
             "targets": [node.mint],
             "uptodate": _odd_uptodate(node.odd),
@@ -269,7 +292,12 @@ def task_rituals() -> Iterator[Task]:
         ]
         yield {
             "name": node.order_id,
-            "actions": [(rituals_action, [root, node.order_id, node.previous])],
+            "actions": [
+                (
+                    rituals_action,
+                    [root, node.order_id, node.previous, _planned(plan, node), node.recipe],
+                )
+            ],
             "file_dep": [node.mint, *node.recipe_dep, *chain, code],
             # the outbox manifest is a target, so doit restores one that was deleted, but
             # `doit clean` leaves it: other systems may already have read what was pushed

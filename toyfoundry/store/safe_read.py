@@ -109,6 +109,35 @@ def _open_error(path: Path, err: OSError) -> str:
     return reason or f"cannot be read: {err.strerror or err}"
 
 
+def open_regular(path: str | os.PathLike[str]) -> tuple[int, os.stat_result]:
+    """A descriptor on a regular file and its `fstat`; the caller closes it.
+
+    Opened with `O_NOFOLLOW | O_NONBLOCK` and checked by `fstat` on the descriptor
+    itself, so a FIFO, a device or a link renamed in after any earlier `lstat`
+    is refused here instead of blocking a build (a FIFO) or feeding it for ever
+    (`/dev/zero`). Anything that hashes or reads an exchange file opens it here.
+    """
+    shown = os.fspath(path)
+
+    def fail(reason: str) -> ReadError:
+        return ReadError(Problem(str(shown), "-", reason))
+
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as err:
+        raise fail(_open_error(Path(shown), err)) from None
+    try:
+        info = os.fstat(fd)
+        reason = _kind(info.st_mode)
+    except OSError as err:
+        os.close(fd)
+        raise fail(f"cannot be read: {err.strerror or err}") from None
+    if reason:
+        os.close(fd)
+        raise fail(reason)
+    return fd, info
+
+
 def read_bytes(path: Path, *, max_bytes: int | None = None) -> bytes:
     """The bytes of a regular, singly linked file of at most `max_bytes` (default 1 MiB)."""
     limit = _limit(max_bytes, MAX_BYTES_ENV, DEFAULT_MAX_BYTES)
@@ -116,23 +145,16 @@ def read_bytes(path: Path, *, max_bytes: int | None = None) -> bytes:
     def fail(reason: str) -> ReadError:
         return ReadError(Problem(str(path), "-", reason))
 
-    # lstat first so a device or FIFO is never even opened; the fstat below
-    # closes the race with a file swapped in between.
+    # lstat first so a device or FIFO is never even opened; the fstat in
+    # `open_regular` closes the race with a file swapped in between.
     try:
         reason = _kind(os.lstat(path).st_mode)
     except OSError as err:
         raise fail(_open_error(path, err)) from None
     if reason:
         raise fail(reason)
+    fd, info = open_regular(path)
     try:
-        fd = os.open(path, _OPEN_FLAGS)
-    except OSError as err:
-        raise fail(_open_error(path, err)) from None
-    try:
-        info = os.fstat(fd)
-        reason = _kind(info.st_mode)
-        if reason:
-            raise fail(reason)
         if info.st_nlink > 1:
             raise fail(
                 f"has {info.st_nlink} hard links; a file with several names can change"
@@ -297,6 +319,21 @@ def parse_json(data: bytes, *, source: str, max_depth: int | None = None) -> Any
 def read_json(path: Path, *, max_bytes: int | None = None, max_depth: int | None = None) -> Any:
     """`read_bytes` then `parse_json`; errors name `path` as given."""
     return parse_json(read_bytes(path, max_bytes=max_bytes), source=str(path), max_depth=max_depth)
+
+
+def present(path: Path) -> bool:
+    """Whether an entry is there to be read or refused: a dangling link counts, and so does
+    one that cannot even be looked at (a folder of mode 000), whose read then says why.
+
+    `Path.exists` raises `PermissionError` there, a traceback where a line was due.
+    """
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def is_skipped_name(name: str) -> bool:

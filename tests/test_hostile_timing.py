@@ -1,0 +1,398 @@
+"""Hostile timing: inputs swapped, finished, renamed or deleted while a build runs.
+
+Each race is reproduced deterministically: the project's `dodo.py` wraps one step of
+the graph (the plan's scan, the plan, an order's mint) and changes the exchange right
+after it, exactly where a writer racing the build would. A build must then never
+hang, never print a traceback, and never exit 0 with outputs that differ from a clean
+build of the exchange as it was before or after; the next build must end equal to a
+clean build of what the exchange holds then.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, Result, doit, executed, make_project
+from tests.test_crash_loop import outputs
+from toyfoundry.store.layout import Layout
+
+ORDER = "2025-10-20-011"  # expansion, sprocket-scout: the middle of a chain
+LATER = "2025-10-27-014"  # the next order of the same chain
+OTHER = "2025-10-28-002"  # operational, bolt-bunny
+GLOBAL = ["quilt", "export", "dashboard"]
+#: The wrapped dodo: `STEP` names what is wrapped, `ACT` what the race does right after it.
+HOOKED_DODO = '''
+"""The graph with a fault point: the exchange changes right after one step."""
+import os
+from pathlib import Path
+
+from toyfoundry.graph.dodo import *  # noqa: F403
+from toyfoundry.graph import plan as _plan
+from toyfoundry.forge import mint as _mint
+
+ONCE = Path(__file__).with_name(".race-done")
+
+
+def act(layout):
+    if ONCE.exists():
+        return
+    ONCE.write_text("done")
+{act}
+
+
+_scan, _load, _mint_order = _plan.scan_inputs, _plan.load, _mint.mint_order
+
+
+def scan_inputs(layout):
+    entries = _scan(layout)
+    if {step!r} == "scan":
+        act(layout)
+    return entries
+
+
+def load(layout):
+    plan = _load(layout)
+    if {step!r} == "plan":
+        act(layout)
+    return plan
+
+
+def mint_order(layout, order_id, **kwargs):
+    artefact = _mint_order(layout, order_id, **kwargs)
+    if {step!r} == "mint:" + order_id:
+        act(layout)
+    return artefact
+
+
+_plan.scan_inputs, _plan.load, _mint.mint_order = scan_inputs, load, mint_order
+'''
+
+
+def hooked(layout: Layout, step: str, act: str) -> None:
+    """Make the project's dodo.py run `act` (Python, `layout` in scope) once, right after `step`."""
+    body = "\n".join("    " + line for line in act.strip().splitlines())
+    (layout.root / "dodo.py").write_text(HOOKED_DODO.format(step=step, act=body))
+
+
+def unhooked(layout: Layout) -> None:
+    shutil.copy2(REPO / "dodo.py", layout.root / "dodo.py")
+
+
+def clean_build_of(layout: Layout, dest: Path) -> dict[str, bytes]:
+    """What a clean build of `layout`'s exchange, as it is now, produces."""
+    fresh = make_project(dest, orders=False)
+    for folder in ("orders", "recipes", "checkpoints", "reviews"):
+        shutil.rmtree(fresh.exchange / folder)
+        shutil.copytree(layout.exchange / folder, fresh.exchange / folder, symlinks=True)
+    result = doit(fresh.root, timeout=120)
+    assert result.code in (0, 1), result.out + result.err
+    return outputs(fresh)
+
+
+def check_quiet(result: Result) -> None:
+    both = result.out + result.err
+    assert "Traceback" not in both, both[-3000:]
+    assert "unexpected error" not in both, both[-3000:]
+
+
+def order_doc(layout: Layout, order_id: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(layout.order_file(order_id).read_bytes())
+    return data
+
+
+def line_for(output: str, path: str, reason: str) -> list[str]:
+    return [x for x in output.splitlines() if x.startswith(f"{path}: ") and reason in x]
+
+
+DOCTRINE = (".toyfoundry/doctrine/objects/", "doctrine index (objects)")
+
+
+def split_archive(found: dict[str, bytes]) -> tuple[dict[str, bytes], set[str]]:
+    """(the deliverables, the doctrine objects): the archive is append-only by design, so it
+    also keeps what a consistent build of the exchange as the race left it promoted."""
+    kept = {k: v for k, v in found.items() if not k.startswith(DOCTRINE)}
+    return kept, {k for k in found if k.startswith(DOCTRINE[0])}
+
+
+def rebuild_matches_clean(layout: Layout, tmp_path: Path) -> None:
+    """The build after the race ends equal to a clean build of the exchange as it is now."""
+    unhooked(layout)
+    again = doit(layout.root, timeout=120)
+    check_quiet(again)
+    assert again.code == 0, again.out + again.err
+    ours, our_archive = split_archive(outputs(layout))
+    clean, clean_archive = split_archive(clean_build_of(layout, tmp_path / "clean"))
+    assert ours == clean
+    assert clean_archive <= our_archive
+
+
+# --------------------------------------------------------------------------- nothing hangs
+
+SWAPS = {
+    "fifo": (
+        "tmp = layout.orders_dir / '.swap'\nos.mkfifo(tmp)\n"
+        f"os.replace(tmp, layout.order_file({ORDER!r}))",
+        "is a FIFO, not a regular file",
+    ),
+    "link to /dev/zero": (
+        "tmp = layout.orders_dir / '.swap'\nos.symlink('/dev/zero', tmp)\n"
+        f"os.replace(tmp, layout.order_file({ORDER!r}))",
+        "is a symbolic link; links are not followed",
+    ),
+    "folder": (
+        "tmp = layout.orders_dir / '.swap'\nos.mkdir(tmp)\n"
+        f"os.unlink(layout.order_file({ORDER!r}))\nos.rename(tmp, layout.order_file({ORDER!r}))",
+        "is a directory, not a regular file",
+    ),
+    "recipe fifo": (
+        "tmp = layout.recipes_dir / '.swap'\nos.mkfifo(tmp)\n"
+        "os.replace(tmp, layout.recipe_file('bolt-bunny'))",
+        "is a FIFO, not a regular file",
+    ),
+}
+
+
+@pytest.mark.parametrize("step", ["scan", "plan"])
+@pytest.mark.parametrize("swap", sorted(SWAPS))
+def test_an_input_swapped_for_a_fifo_or_device_never_hangs(
+    tmp_path: Path, step: str, swap: str
+) -> None:
+    """Swapped by rename between the plan's scan and its hashing (`scan`): the plan reads
+    the odd file, its one line is printed and the rest builds. Between the plan and the
+    tasks (`plan`): the tasks that read it fail, it changed during the build. No hang."""
+    layout = make_project(tmp_path / "project")
+    act, reason = SWAPS[swap]
+    hooked(layout, step, act)
+    result = doit(layout.root, timeout=120)  # a hang fails here, with the timeout
+    check_quiet(result)
+    assert result.code == 1, result.out + result.err
+    path = (
+        "exchange/recipes/bolt-bunny.json" if "recipe" in swap else f"exchange/orders/{ORDER}.json"
+    )
+    if step == "plan":
+        reason = "changed during the build; run `doit` again"
+    assert line_for(result.out + result.err, path, reason), result.out + result.err
+    if step == "scan":
+        assert set(GLOBAL) <= set(executed(result.out)), result.out
+    # nothing odd was hashed or recorded as an input's content
+    assert b"/dev/zero" not in (layout.dep_db).read_bytes()
+    # the file comes back: the build ends as a clean one
+    target = layout.recipe_file("bolt-bunny") if "recipe" in swap else layout.order_file(ORDER)
+    if target.is_dir() and not target.is_symlink():
+        target.rmdir()
+    else:
+        target.unlink()
+    source = REPO / "exchange" / target.relative_to(layout.root).relative_to("exchange")
+    shutil.copy2(REPO / source, target)
+    rebuild_matches_clean(layout, tmp_path)
+
+
+# --------------------------------------------------------------------------- one snapshot
+
+NEW_ORDER = "2025-10-29-001"
+
+
+def _new_order_bytes(layout: Layout) -> bytes:
+    doc = {**order_doc(layout, LATER), "order_id": NEW_ORDER, "seed": 20251029001}
+    return json.dumps(doc, indent=2).encode()
+
+
+@pytest.mark.parametrize("step", ["scan", "plan"])
+def test_a_half_written_new_order_finished_mid_build(tmp_path: Path, step: str) -> None:
+    """The plan saw 60 bytes (no recipe, no chain); the mint would read the whole order."""
+    layout = make_project(tmp_path / "project")
+    assert doit(layout.root, timeout=120).code == 0
+    whole = _new_order_bytes(layout)
+    layout.order_file(NEW_ORDER).write_bytes(whole[:60])
+    (layout.root / "whole.json").write_bytes(whole)
+    hooked(
+        layout,
+        step,
+        f"Path(layout.order_file({NEW_ORDER!r})).write_bytes((layout.root / 'whole.json').read_bytes())",
+    )
+    result = doit(layout.root, timeout=120)
+    check_quiet(result)
+    (layout.root / "whole.json").unlink()
+    if step == "scan":
+        # finished before the plan hashed and parsed it: the plan is of the whole order
+        assert result.code == 0, result.out + result.err
+        assert (
+            split_archive(outputs(layout))[0]
+            == split_archive(clean_build_of(layout, tmp_path / "clean-now"))[0]
+        )
+    else:
+        assert result.code != 0, "a build on a mix of two snapshots exited 0"
+        assert line_for(
+            result.out + result.err, f"exchange/orders/{NEW_ORDER}.json", "changed during the build"
+        ), result.out + result.err
+    rebuild_matches_clean(layout, tmp_path)
+
+
+def _renamed_over(layout: Layout) -> str:
+    """Python that renames a finished order of another recipe over ORDER."""
+    return (
+        f"doc = json.loads(layout.order_file({ORDER!r}).read_bytes())\n"
+        "doc.update(recipe='bolt-bunny', seed=77)\n"
+        "tmp = layout.orders_dir / '.incoming.json'\n"
+        "tmp.write_text(json.dumps(doc))\n"
+        f"os.replace(tmp, layout.order_file({ORDER!r}))"
+    )
+
+
+@pytest.mark.parametrize("step", ["plan", f"mint:{ORDER}"])
+def test_an_order_renamed_over_one_of_another_recipe_mid_build(tmp_path: Path, step: str) -> None:
+    """Before its mint (`plan`) or between its mint and its rituals (`mint:`): the task that
+    reads the new bytes fails with one line, and nothing is built on a mix of recipes."""
+    layout = make_project(tmp_path / "project")
+    hooked(layout, step, "import json\n" + _renamed_over(layout))
+    result = doit(layout.root, timeout=120)
+    check_quiet(result)
+    assert result.code != 0, "a build on a mix of two snapshots exited 0"
+    assert line_for(
+        result.out + result.err, f"exchange/orders/{ORDER}.json", "changed during the build"
+    ), result.out + result.err
+    # what was written is of the old snapshot: the order's chain is still sprocket-scout's
+    chain = layout.chain_file(ORDER)
+    if chain.exists():
+        assert json.loads(chain.read_bytes())["recipe"] == "sprocket-scout"
+    rebuild_matches_clean(layout, tmp_path)
+
+
+def test_a_recipe_edited_mid_build_fails_its_orders_not_the_factory(tmp_path: Path) -> None:
+    layout = make_project(tmp_path / "project")
+    hooked(
+        layout,
+        "plan",
+        "import json\n"
+        "doc = json.loads(layout.recipe_file('bolt-bunny').read_bytes())\n"
+        "doc['pass_score'] = doc['pass_score'] - 1\n"
+        "layout.recipe_file('bolt-bunny').write_text(json.dumps(doc))",
+    )
+    result = doit(layout.root, timeout=120)
+    check_quiet(result)
+    assert result.code == 1, result.out + result.err
+    assert line_for(
+        result.out + result.err, "exchange/recipes/bolt-bunny.json", "changed during the build"
+    ), result.out + result.err
+    rebuild_matches_clean(layout, tmp_path)
+
+
+# --------------------------------------------------------------------------- vanished
+
+
+@pytest.mark.parametrize("gone", [ORDER, "2025-10-12-005"])
+def test_an_order_deleted_mid_build(tmp_path: Path, gone: str) -> None:
+    """No exit 2: the order is rejected as missing, its chain passes through, the global
+    tasks run; the next build drops it and equals a clean build without it."""
+    layout = make_project(tmp_path / "project")
+    hooked(layout, "plan", f"os.unlink(layout.order_file({gone!r}))")
+    result = doit(layout.root, timeout=120)
+    check_quiet(result)
+    assert result.code == 1, result.out + result.err
+    assert line_for(result.out + result.err, f"exchange/orders/{gone}.json", "does not exist")
+    ran = executed(result.out)
+    assert set(GLOBAL) <= set(ran), result.out
+    assert f"report:{LATER}" in ran
+    unhooked(layout)
+    again = doit(layout.root, timeout=120)
+    check_quiet(again)
+    assert again.code == 0, again.out + again.err
+    # a clean build without the order, but for what any removed order leaves behind: its
+    # attempts in the ledgers (the quilt notes them) and its build folder
+    assert without(outputs(layout), gone) == without(
+        clean_build_of(layout, tmp_path / "clean"), gone
+    )
+
+
+def without(found: dict[str, bytes], order_id: str) -> dict[str, bytes]:
+    """The outputs less a removed order's build folder and the quilt's notes about it."""
+    out = {k: v for k, v in found.items() if f"/build/{order_id}/" not in k}
+    quilt = json.loads(out["quilt (without telemetry)"])
+    quilt["skipped"] = [s for s in quilt["skipped"] if order_id not in s]
+    out["quilt (without telemetry)"] = json.dumps(quilt, sort_keys=True).encode()
+    return out
+
+
+def test_a_review_deleted_mid_build_is_no_review(tmp_path: Path) -> None:
+    layout = make_project(tmp_path / "project")
+    review = {
+        "schema_version": 1,
+        "order_id": ORDER,
+        "decisions": [],
+    }
+    layout.review_file(ORDER).write_text(json.dumps(review))
+    hooked(layout, "plan", f"os.unlink(layout.review_file({ORDER!r}))")
+    result = doit(layout.root, timeout=120)
+    check_quiet(result)
+    assert result.code in (0, 1), result.out + result.err
+    assert "does not exist" not in result.out + result.err
+    rebuild_matches_clean(layout, tmp_path)
+
+
+# --------------------------------------------------------------------------- the lock
+
+HOLDER = """
+import sys
+from pathlib import Path
+from toyfoundry.store.lock import foundry_lock
+with foundry_lock(Path(sys.argv[1]), purpose="nightly build"):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["-m", "doit", "--lock-timeout", "0.3"],
+        ["-m", "toyfoundry", "build", "--lock-timeout", "0.3"],
+    ],
+    ids=["doit", "toyfoundry build"],
+)
+def test_a_build_waiting_for_the_lock_says_who_and_gives_up(
+    tmp_path: Path, command: list[str]
+) -> None:
+    layout = make_project(tmp_path / "project")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TOYFOUNDRY_ROOT": str(layout.root)}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(layout.lock_file)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        waiter = subprocess.run(
+            [sys.executable, *command],
+            cwd=layout.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    err = waiter.stderr
+    assert waiter.returncode == 3, err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert lines[0].startswith(
+        f"toyfoundry: waiting for the foundry lock (held by pid {holder.pid}"
+    )
+    assert ": nightly build, for " in lines[0]
+    assert len(lines) == 2 and lines[1].startswith(
+        "toyfoundry: error: the foundry lock is still held"
+    )
+    assert not layout.rollup.exists()
