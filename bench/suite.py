@@ -54,6 +54,7 @@ FIGURES = (
     "watch_new_order_median",
     "watch_new_order_p90",
     "new_order_wall",
+    "new_order_vs_bare_noop",
     "new_order_import_wall",
     "killed_half_rerun_share",
     "host_speed_spread",
@@ -274,7 +275,10 @@ class Measure:
             self.attempt(["fresh_copy_tasks_executed", "fresh_copy_wall"], self.fresh_copy)
             self.attempt(["lint_lines_per_s"], self.lint)
             self.attempt(["watch_new_order_median", "watch_new_order_p90"], self.watch)
-            self.attempt(["new_order_wall", "new_order_import_wall"], self.new_order)
+            self.attempt(
+                ["new_order_wall", "new_order_vs_bare_noop", "new_order_import_wall"],
+                self.new_order,
+            )
             self.attempt(["killed_half_rerun_share"], self.killed_half)
         self.probes.append(host_probe())
         self.host_speed()
@@ -664,6 +668,18 @@ class Measure:
             ratio_at_most=1.5,
             note=f"median of {self.opts.new_orders}; ran {len(done.executed)} tasks",
         )
+        bare_noop = next((f for f in self.figures if f.figure == "noop_wall"), None)
+        if bare_noop is not None and bare_noop.reference_value:
+            self.add(
+                figure="new_order_vs_bare_noop",
+                value=median(walls),
+                unit="s",
+                reference="bare doit graph's no-op (the noop step's dbm median)",
+                reference_value=bare_noop.reference_value,
+                target="<= 1.5x reference",
+                ratio_at_most=1.5,
+                note="the bare no-op was measured in the noop step, minutes before",
+            )
         last = imports[-1]
         pydantic = median([got["pydantic_seconds"] for got in imports])
         self.add(

@@ -35,6 +35,7 @@ FIGURES = {
     "floor_stat_wall",
     "floor_write_flush_per_artefact",
     "new_order_wall",
+    "new_order_vs_bare_noop",
     "new_order_import_wall",
     "watch_new_order_median",
     "watch_new_order_p90",
