@@ -94,10 +94,11 @@ def _decided(review: Review | None, recipe: str, alfa: Alfa) -> str | None:
     return None
 
 
-def awaiting_review(layout: Layout, exchange: Exchange) -> list[Waiting]:
-    """Every quarantined Alfa of every minted order, in order-id (oldest first) and slot order."""
+def awaiting_review(layout: Layout, exchange: Exchange, only: str | None = None) -> list[Waiting]:
+    """Every quarantined Alfa of every minted order (or of the order `only`), in order-id
+    (oldest first) and slot order."""
     out = []
-    for order_id in exchange.order_ids():
+    for order_id in [only] if only is not None else exchange.order_ids():
         mint = read_mint(layout, order_id)
         if mint is None:
             continue
@@ -179,6 +180,14 @@ def record(
     return [w for chosen in by_order.values() for w in chosen]
 
 
+def _checked(order_id: str) -> str:
+    """An order id from the command line, before it becomes part of a path."""
+    try:
+        return check_order_id(order_id)
+    except UnsafeIdError as exc:
+        raise FoundryError("", [Problem(order_id[:80], "order_id", str(exc))]) from None
+
+
 def decide(
     layout: Layout,
     exchange: Exchange,
@@ -190,10 +199,7 @@ def decide(
     note: str = "",
 ) -> Review:
     """Record a decision on one named Alfa (atomically); the next build applies it."""
-    try:
-        check_order_id(order_id)
-    except UnsafeIdError as exc:
-        raise FoundryError("", [Problem(order_id[:80], "order_id", str(exc))]) from None
+    _checked(order_id)
     mint = read_mint(layout, order_id)
     shown = display(layout, layout.mint_artefact(order_id))
     if mint is None:
@@ -235,9 +241,10 @@ def decide_pending(
     note: str = "",
 ) -> list[Waiting]:
     """Record `decision` on every quarantined Alfa the selection matches that has none yet."""
-    chosen = [
-        w for w in awaiting_review(layout, exchange) if w.decided is None and selection.waiting(w)
-    ]
+    if selection.order_id is not None:
+        _checked(selection.order_id)
+    queue = awaiting_review(layout, exchange, selection.order_id)
+    chosen = [w for w in queue if w.decided is None and selection.waiting(w)]
     if not chosen:
         raise FoundryError(
             "review: nothing pending matches; `toyfoundry review list` shows the queue"

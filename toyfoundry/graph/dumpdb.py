@@ -8,8 +8,10 @@ opens the file with `dbm`, stops with a traceback. This command prints the same
 from __future__ import annotations
 
 import contextlib
+import os
 import pprint
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +38,21 @@ class FoundryDumpDB(DumpDB):  # type: ignore[misc]
         if not _is_sqlite(path):
             result: int | None = super().execute(opt_values, pos_args)
             return result
-        print("DB type is 'toyfoundry' (SQLite holding JSON text)")
         try:
             # read-only: a dump never writes, and a build holding the lock is not disturbed
             with contextlib.closing(
                 sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
             ) as conn:
+                tables = {r[0] for r in conn.execute("select name from sqlite_master")}
+                # doit's own `sqlite3` backend keeps the same `doit` table, without `meta`
+                kind = "toyfoundry" if "meta" in tables else "sqlite3"
+                print(f"DB type is '{kind}' (SQLite holding JSON text)")
                 rows = conn.execute("select task_id, task_data from doit order by task_id")
                 for key, text in rows:
                     value = pprint.pformat(orjson.loads(text), indent=4, width=100)
                     print(f"{key} -> {value}")
         except (sqlite3.Error, orjson.JSONDecodeError) as exc:
             raise InvalidCommand(f"{path}: cannot be dumped: {exc}") from None
+        except BrokenPipeError:  # `doit dumpdb | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
