@@ -31,6 +31,7 @@ FIGURES = {
     "noop_wall_vs_foundry_db",
     "new_order_wall",
     "new_order_import_wall",
+    "dashboard_write_wall",
     "watch_new_order_median",
     "watch_new_order_p90",
     "fresh_copy_tasks_executed",
