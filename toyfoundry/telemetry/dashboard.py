@@ -503,7 +503,8 @@ def _headline(batches: list[Batch], now: Figures, before: Figures | None) -> str
             "Review backlog",
             f"{count_text(now.backlog_alfas)} Alfas",
             delta_text(now.backlog_alfas, was("backlog_alfas")),
-            f"in {count_text(now.backlog_orders)} orders; {oldest}",
+            f"in {count_text(now.backlog_orders)} order{'' if now.backlog_orders == 1 else 's'};"
+            f" {oldest}",
         ),
     ]
     return '<section class="tiles" id="headline">' + "".join(tiles) + "</section>"
@@ -579,7 +580,10 @@ def _under_target(batches: list[Batch], shares: list[float | None]) -> str:
 
 
 def _options(name: str, values: set[str]) -> str:
-    opts = "".join(f'<option value="{_escape(v)}">{_escape(v)}</option>' for v in sorted(values))
+    """A filter's choices; an empty value (a rejected order's unknown recipe) is not one."""
+    opts = "".join(
+        f'<option value="{_escape(v)}">{_escape(v)}</option>' for v in sorted(values) if v
+    )
     return (
         f'<label>{name} <select id="f-{name}"><option value="">all</option>{opts}</select></label>'
     )
