@@ -18,7 +18,7 @@ run: $(STAMP)
 	@echo "reports:   exchange/reports/ (summary.md, <order>.md, <order>.json)"
 	@echo "quilt:     .toyfoundry/telemetry/quilt/quilt_rollup_all.json"
 	@echo "exports:   .toyfoundry/telemetry/quilt/exports/"
-	@echo "dashboard: .toyfoundry/telemetry/quilt/dashboard.html"
+	@echo "dashboard: .toyfoundry/telemetry/quilt/dashboard.html (earlier days: .toyfoundry/telemetry/dashboards/index.html)"
 	@echo "outbox:    exchange/outbox/toysoldiers/"
 
 test: $(STAMP)

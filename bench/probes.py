@@ -4,6 +4,7 @@ and what a cold process pays to import the code that reads one new order.
     python -m bench.probes lint PROJECT [--repeats 3]
     python -m bench.probes imports PROJECT
     python -m bench.probes floor PROJECT --paths PATHS.json [--repeats 3]
+    python -m bench.probes dashboard PROJECT [--repeats 3]
 
 Each prints one JSON object. `lint`: lines checked, best seconds of `lint_paths`,
 and the best seconds of the floor (orjson-parsing every ledger line and nothing
@@ -12,7 +13,10 @@ what a no-op `doit` imports, the seconds to import pydantic, then the rest of wh
 a new order's tasks import (our models and every stage's entry module). `floor`:
 the best seconds to `stat` every path of the graph (a no-op's least disk work), and
 the seconds per artefact to write one of the build's mean artefact size to a temp
-file, fsync it and rename it into place (a task's least work per file). A child,
+file, fsync it and rename it into place (a task's least work per file). `dashboard`:
+the best seconds of drawing and writing the dashboard page from the project's
+rollup (as the `dashboard` task does, into a scratch file so the page is really
+written and flushed), with reading the rollup timed apart. A child,
 so the suite's own process never imports the product.
 """
 
@@ -153,9 +157,47 @@ def floor(project: Path, paths_file: Path, repeats: int) -> dict[str, Any]:
     }
 
 
+def dashboard(project: Path, repeats: int) -> dict[str, Any]:
+    """Seconds to draw and write the page for the project's orders; the best of `repeats`.
+
+    Reading the rollup is timed apart: in a build the dashboard task takes the parse
+    the quilt made in the same process (`parts`), so the task's own work is drawing
+    and writing. The first try's seconds include the dashboard's imports.
+    """
+    started = time.perf_counter()
+    from toyfoundry.store.atomic import write_atomic
+    from toyfoundry.store.layout import Layout
+    from toyfoundry.telemetry import dashboard as page
+
+    layout = Layout(project)
+    scratch = layout.quilt_dir / ".bench-dashboard.html"
+    best, best_load, first, size, orders = float("inf"), float("inf"), 0.0, 0, 0
+    for attempt in range(max(repeats, 1)):
+        if attempt:
+            started = time.perf_counter()
+        scratch.unlink(missing_ok=True)
+        rollup = page.load_rollup(layout)
+        loaded = time.perf_counter()
+        data = page.render(rollup)
+        write_atomic(scratch, data)
+        done = time.perf_counter()
+        first = first or done - started
+        best = min(best, done - loaded)
+        best_load = min(best_load, loaded - started)
+        size, orders = len(data), len(rollup.batches)
+    scratch.unlink(missing_ok=True)
+    return {
+        "seconds": best,
+        "load_seconds": best_load,
+        "first_seconds": first,
+        "bytes": size,
+        "orders": orders,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("probe", choices=["lint", "imports", "floor"])
+    parser.add_argument("probe", choices=["lint", "imports", "floor", "dashboard"])
     parser.add_argument("project", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--paths", type=Path, help="floor: a JSON list of the graph's paths")
@@ -165,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         got = lint(project, args.repeats)
     elif args.probe == "imports":
         got = imports(project)
+    elif args.probe == "dashboard":
+        got = dashboard(project, args.repeats)
     else:
         got = floor(project, args.paths, args.repeats)
     json.dump(got, sys.stdout)

@@ -56,6 +56,7 @@ FIGURES = (
     "new_order_wall",
     "new_order_vs_bare_noop",
     "new_order_import_wall",
+    "dashboard_write_wall",
     "killed_half_rerun_share",
     "host_speed_spread",
 )
@@ -279,6 +280,7 @@ class Measure:
                 ["new_order_wall", "new_order_vs_bare_noop", "new_order_import_wall"],
                 self.new_order,
             )
+            self.attempt(["dashboard_write_wall"], self.dashboard_write)
             self.attempt(["killed_half_rerun_share"], self.killed_half)
         self.probes.append(host_probe())
         self.host_speed()
@@ -691,6 +693,25 @@ class Measure:
             note=f"diagnostic, median of {len(imports)} fresh processes: importing what a new"
             f" order's tasks add to a no-op's imports, {last['modules']} modules; pydantic's"
             f" {last['pydantic_modules']} take {pydantic:.3f} s, ours {last['ours']}",
+        )
+
+    def dashboard_write(self) -> None:
+        """Writing the dashboard page for N orders against the build after a new order."""
+        new_order = next(f for f in self.figures if f.figure == "new_order_wall")
+        probe = [sys.executable, "-m", "bench.probes", "dashboard", str(self.ours)]
+        got = json.loads(run(probe, self.ours).check().out)
+        self.add(
+            figure="dashboard_write_wall",
+            value=got["seconds"],
+            unit="s",
+            reference="our build after a new order",
+            reference_value=new_order.value,
+            target="<= 0.1x reference",
+            ratio_at_most=0.1,
+            note=f"best of 3 in one process: draw and write the page ({got['bytes'] / 1e6:.1f}"
+            f" MB, {got['orders']} orders); reading the rollup apart (the build shares the"
+            f" quilt's parse) {got['load_seconds']:.3f} s; the first try, with imports and"
+            f" the read, {got['first_seconds']:.3f} s",
         )
 
     def killed_half(self) -> None:

@@ -37,6 +37,7 @@ FIGURES = {
     "new_order_wall",
     "new_order_vs_bare_noop",
     "new_order_import_wall",
+    "dashboard_write_wall",
     "watch_new_order_median",
     "watch_new_order_p90",
     "fresh_copy_tasks_executed",

@@ -60,6 +60,31 @@ def attainment(b: Batch) -> float | None:
     return met / planned
 
 
+def attainments(batches: Sequence[Batch]) -> list[float | None]:
+    """`attainment` of each batch, in order; worked out once per distinct target and outcome
+    (most batches share a few), since the page uses it four times."""
+    known: dict[tuple[tuple[int, int, int], tuple[int, int, int]], float | None] = {}
+    out = []
+    for b in batches:
+        key = (b.target, b.achieved)
+        if key not in known:
+            known[key] = attainment(b)
+        out.append(known[key])
+    return out
+
+
+def _weeks(batches: Sequence[Batch]) -> list[str]:
+    """`week_of` each batch's day, each distinct day worked out once."""
+    known: dict[str, str] = {}
+    out = []
+    for b in batches:
+        week = known.get(b.day)
+        if week is None:
+            week = known[b.day] = week_of(b.day)
+        out.append(week)
+    return out
+
+
 def band(value: float) -> str:
     if value >= 1.0:
         return BANDS[4]
@@ -104,24 +129,25 @@ def _ratio(part: float, whole: float) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def trends(batches: Sequence[Batch]) -> Figure:
+def trends(batches: Sequence[Batch], shares: Sequence[float | None] | None = None) -> Figure:
     """Per ISO week (the sprint): Alfas minted by phase, pass rate, defects per 1,000 drilled,
     and mean quota attainment, as four panels on one shared week axis."""
-    weeks = sorted({week_of(b.day) for b in batches})
+    shares = attainments(batches) if shares is None else shares
+    of = _weeks(batches)
+    weeks = sorted(set(of))
     at = {w: i for i, w in enumerate(weeks)}
     n = len(weeks)
     minted = {p: [0] * n for p in PHASES}
     passed, failed, drilled, found = [0] * n, [0] * n, [0] * n, [0] * n
     quota_sum, quota_n = [0.0] * n, [0] * n
-    for b in batches:
-        i = at[week_of(b.day)]
+    for b, week, share in zip(batches, of, shares, strict=True):
+        i = at[week]
         if b.phase in minted:
             minted[b.phase][i] += b.minted
         passed[i] += b.passed
         failed[i] += b.failed
         drilled[i] += b.drilled
         found[i] += sum(b.defects.values())
-        share = attainment(b)
         if share is not None and not b.dry_run:
             quota_sum[i] += share
             quota_n[i] += 1
@@ -212,12 +238,12 @@ def trends(batches: Sequence[Batch]) -> Figure:
     )
 
 
-def quota(batches: Sequence[Batch]) -> Figure:
+def quota(batches: Sequence[Batch], shares: Sequence[float | None] | None = None) -> Figure:
     """How many orders reached each band of quota attainment (dry runs and orders without a
     target left out); the orders under target are listed beside the chart, not drawn."""
     counts = dict.fromkeys(BANDS, 0)
-    for b in batches:
-        share = attainment(b)
+    shares = attainments(batches) if shares is None else shares
+    for b, share in zip(batches, shares, strict=True):
         if share is not None and not b.dry_run:
             counts[band(share)] += 1
     colours = ["#c0392b", "#e67e22", "#f1c40f", "#a3cb38", "#27ae60"]
@@ -238,11 +264,13 @@ def quota(batches: Sequence[Batch]) -> Figure:
     )
 
 
-def under_target(batches: Sequence[Batch]) -> list[tuple[Batch, float]]:
+def under_target(
+    batches: Sequence[Batch], shares: Sequence[float | None] | None = None
+) -> list[tuple[Batch, float]]:
     """Orders below their diversity target, worst first (then by id)."""
     found = []
-    for b in batches:
-        share = attainment(b)
+    shares = attainments(batches) if shares is None else shares
+    for b, share in zip(batches, shares, strict=True):
         if share is not None and share < 1.0 and not b.dry_run:
             found.append((b, share))
     found.sort(key=lambda item: (item[1], item[0].order_id))
@@ -376,7 +404,15 @@ def scores(batches: Sequence[Batch]) -> Figure:
     )
 
 
-def figures(batches: Sequence[Batch]) -> dict[str, Figure]:
-    """Every chart's figure, keyed by chart id in page order."""
-    drawn = (trends, quota, funnel, defects, scores)
-    return {name: draw(batches) for name, draw in zip(CHARTS, drawn, strict=True)}
+def figures(
+    batches: Sequence[Batch], shares: Sequence[float | None] | None = None
+) -> dict[str, Figure]:
+    """Every chart's figure, keyed by chart id in page order (`shares`: `attainments`)."""
+    shares = attainments(batches) if shares is None else shares
+    return {
+        "trends": trends(batches, shares),
+        "quota": quota(batches, shares),
+        "funnel": funnel(batches),
+        "defects": defects(batches),
+        "scores": scores(batches),
+    }

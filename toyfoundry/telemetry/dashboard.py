@@ -503,7 +503,8 @@ def _headline(batches: list[Batch], now: Figures, before: Figures | None) -> str
             "Review backlog",
             f"{count_text(now.backlog_alfas)} Alfas",
             delta_text(now.backlog_alfas, was("backlog_alfas")),
-            f"in {count_text(now.backlog_orders)} orders; {oldest}",
+            f"in {count_text(now.backlog_orders)} order{'' if now.backlog_orders == 1 else 's'};"
+            f" {oldest}",
         ),
     ]
     return '<section class="tiles" id="headline">' + "".join(tiles) + "</section>"
@@ -554,8 +555,8 @@ def _problems(batches: list[Batch]) -> str:
     )
 
 
-def _under_target(batches: list[Batch]) -> str:
-    under = charts.under_target(batches)
+def _under_target(batches: list[Batch], shares: list[float | None]) -> str:
+    under = charts.under_target(batches, shares)
     if not under:
         return '<p class="note">Every order met its diversity target.</p>'
     rows = "".join(
@@ -579,7 +580,10 @@ def _under_target(batches: list[Batch]) -> str:
 
 
 def _options(name: str, values: set[str]) -> str:
-    opts = "".join(f'<option value="{_escape(v)}">{_escape(v)}</option>' for v in sorted(values))
+    """A filter's choices; an empty value (a rejected order's unknown recipe) is not one."""
+    opts = "".join(
+        f'<option value="{_escape(v)}">{_escape(v)}</option>' for v in sorted(values) if v
+    )
     return (
         f'<label>{name} <select id="f-{name}"><option value="">all</option>{opts}</select></label>'
     )
@@ -622,10 +626,9 @@ def _orders_table(batches: list[Batch]) -> str:
     )
 
 
-def _table_rows(batches: list[Batch]) -> dict[str, object]:
+def _table_rows(batches: list[Batch], shares: list[float | None]) -> dict[str, object]:
     rows = []
-    for b in batches:
-        share = charts.attainment(b)
+    for b, share in zip(batches, shares, strict=True):
         rows.append(
             [
                 b.order_id,
@@ -721,10 +724,11 @@ def render(rollup: Rollup, previous: tuple[str, Figures] | None = None) -> bytes
         compared = "no earlier dashboard to compare with"
     skipped = rollup.skipped
     note = f"; {skipped} ledger or part entries skipped (see the rollup)" if skipped else ""
-    figs = charts.figures(batches)
+    shares = charts.attainments(batches)
+    figs = charts.figures(batches, shares)
     sections = "\n".join(_chart(name, figure) for name, figure in figs.items())
     quota_at = sections.index('<section class="chart" data-chart="funnel"')
-    sections = sections[:quota_at] + _under_target(batches) + "\n" + sections[quota_at:]
+    sections = sections[:quota_at] + _under_target(batches, shares) + "\n" + sections[quota_at:]
     page = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -742,7 +746,7 @@ def render(rollup: Rollup, previous: tuple[str, Figures] | None = None) -> bytes
     script = [_DRAW % (_script_json(_CONFIG), _template())]
     for name, figure in figs.items():
         script.append(b'draw("chart-%s", %s);\n' % (name.encode(), _script_json(figure)))
-    script.append(b"const orders = %s;\n" % _script_json(_table_rows(batches)))
+    script.append(b"const orders = %s;\n" % _script_json(_table_rows(batches, shares)))
     script.append(_table_js())
     script.append(b"ordersTable(orders);\n")
     script.append(b"})();\n</script>\n</body>\n</html>\n")
