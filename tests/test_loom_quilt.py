@@ -333,7 +333,10 @@ def test_deleted_order_loses_its_outputs(tmp_path: Path) -> None:
     layout.order_file(gone).unlink()
     result = run_loom(layout, export=True, today="2025-10-28")
     assert not any(p.exists() for p in owned)
-    assert result.exports is not None and len(result.exports.removed) == len(owned)
+    assert result.exports is not None and set(owned) <= set(result.exports.removed)
+    # and its build folder: no task makes it any more, and a clean build has none
+    assert layout.order_build(gone) in result.exports.removed
+    assert not layout.order_build(gone).exists()
     assert gone not in [b.order_id for b in rollup_of(layout).batches]
     assert gone not in exports.batches_csv(layout).read_text()
     assert not any(gone in s for s in result.skipped)  # its ledger lines are history
