@@ -64,6 +64,7 @@ from doit.runner import SUCCESS, MRunner, Runner
 
 from toyfoundry.errors import FoundryError
 from toyfoundry.graph.reporter import counted
+from toyfoundry.graph.tasks import UNRECORDED
 from toyfoundry.store.lock import LockTimeout, lock_timeout, parse_timeout
 
 #: Tasks without a record in the DB from which a build runs on every core.
@@ -194,6 +195,12 @@ class _CausedResult:
     """A runner whose result a task skipped for a failed dependency leaves to that failure."""
 
     final_result: int
+
+    def process_task_result(self, node: Any, base_fail: Any) -> None:
+        super().process_task_result(node, base_fail)  # type: ignore[misc]
+        if node.run_status == "successful" and node.task.values.get(UNRECORDED):
+            # done, but on bytes that changed under it (forge.snapshot): run it next time
+            self.dep_manager.remove_success(node.task)  # type: ignore[attr-defined]
 
     def _handle_task_error(self, node: Any, base_fail: Any) -> None:
         before = self.final_result
