@@ -74,7 +74,7 @@ def code_dep(layout: Layout, stage: str) -> str:
     except OSError as exc:
         # written while doit loads the graph, where any exception prints as a traceback;
         # a full disk or an I/O error is not a bug: say it in one line
-        raise InvalidDodoFile(os_error_line(exc)) from None
+        raise InvalidDodoFile(os_error_line(exc)) from exc
     return rel(layout, path)
 
 
@@ -90,7 +90,7 @@ def orders_dep(plan: planning.Plan) -> str:
     try:
         write_atomic(path, f"{hashlib.sha256(ids.encode()).hexdigest()}\n".encode())
     except OSError as exc:  # as in `code_dep`: one line, not a traceback
-        raise InvalidDodoFile(os_error_line(exc)) from None
+        raise InvalidDodoFile(os_error_line(exc)) from exc
     return rel(layout, path)
 
 
@@ -110,7 +110,7 @@ def odd_dep(plan: planning.Plan) -> str:
     try:
         write_atomic(path, f"{hashlib.sha256(listed.encode()).hexdigest()}\n".encode())
     except OSError as exc:  # as in `code_dep`: one line, not a traceback
-        raise InvalidDodoFile(os_error_line(exc)) from None
+        raise InvalidDodoFile(os_error_line(exc)) from exc
     return rel(layout, path)
 
 
@@ -123,8 +123,11 @@ def _guard(fn: Any, *args: Any) -> TaskFailed | None:
         say(str(exc))
         return TaskFailed(str(exc))
     except OSError as exc:
-        say(os_error_line(exc))
-        return TaskFailed(os_error_line(exc))
+        # a full disk or an I/O error is the build's, not the task's: the runner says it
+        # once and starts nothing more (see `graph.run`), however many tasks hit it
+        failed = TaskFailed(os_error_line(exc))
+        failed.storage_error = os_error_line(exc)
+        return failed
     return None
 
 
