@@ -385,8 +385,11 @@ def test_hostile_files_beside_good_orders(tmp_path: Path) -> None:
             continue
         if not lines_for(validate_out, entry, entry["expected"]):
             missing.append(f"validate: {entry['file']}: {entry['expected']}")
-        if not lines_for(build_out, entry, entry.get("build", entry["expected"])):
-            missing.append(f"doit: {entry['file']}: {entry.get('build', entry['expected'])}")
+        wordings = entry.get("build", entry["expected"])
+        if isinstance(wordings, str):
+            wordings = [wordings]
+        if not any(lines_for(build_out, entry, wording) for wording in wordings):
+            missing.append(f"doit: {entry['file']}: {' or '.join(wordings)}")
     assert not missing, "\n".join(missing) + "\n--- validate:\n" + validate_out[-4000:]
 
     # the good orders build, byte for byte as they do without the hostile files

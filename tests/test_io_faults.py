@@ -1,7 +1,8 @@
-"""I/O faults, SQLite-style: fail the Nth write, fsync or rename with ENOSPC or EIO, for every N.
+"""I/O faults, SQLite-style: fail the Nth write, fsync, rename or dependency-DB commit with
+ENOSPC or EIO, for every N.
 
 Each failing run must end with one clear line naming the error and exit 1 (`toyfoundry
-mint`, `ritual`, `loom`) or a non-zero exit (`doit`), never a traceback; the next clean
+mint`, `ritual`, `loom`, and `doit`), never a traceback; the next clean
 run must then produce exactly what an uninterrupted run produces. Faults come from
 `TOYFOUNDRY_FAULT` (toyfoundry/store/fsio.py), and every N up to the number of calls a
 clean run makes is tried, so a swallowed error shows up as a run that succeeds too early.
@@ -187,8 +188,10 @@ def test_each_fault_in_a_doit_build(tmp_path: Path) -> None:
         failed = run_doit(work.root, f"{kind}:{op}:{n}")
         where = f"doit with {kind} at {op} {n} of {counts[op]}"
         output = failed.out + failed.err
-        assert failed.code != 0, f"{where}: succeeded\n{output}"
-        assert f"toyfoundry: error: {MESSAGES[kind]}" in output, f"{where}\n{output}"
+        assert failed.code == 1, f"{where}: exit {failed.code}\n{output}"
+        errors = [x for x in output.splitlines() if x.startswith("toyfoundry: error: ")]
+        assert len(errors) == 1, f"{where}: one line, not {len(errors)}\n{output}"
+        assert errors[0].startswith(f"toyfoundry: error: {MESSAGES[kind]}"), f"{where}\n{output}"
         assert "Traceback" not in output, f"{where}\n{output}"
         clean = run_doit(work.root)
         assert clean.code == 0, f"{where}, then clean:\n{clean.out}{clean.err}"

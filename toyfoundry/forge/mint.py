@@ -48,7 +48,7 @@ from toyfoundry.exchange.loader import Exchange, display
 from toyfoundry.forge import carried
 from toyfoundry.forge import chain as chains
 from toyfoundry.forge.inputs import MintInputs, mint_input_paths, sprint_of, sprint_orders
-from toyfoundry.forge.snapshot import check_snapshot
+from toyfoundry.forge.snapshot import CHANGED, changed_inputs
 from toyfoundry.forge.space import Params, Space
 from toyfoundry.forge.validators import Validators, load_plugins, matches
 from toyfoundry.formats import parsed
@@ -567,9 +567,11 @@ def mint_order(
     CLI's `--dry-run`) everything is computed and logged with `dry_run: true`,
     but no artefact is written, so the order's build is left as it was.
     `previous`: the previous order of the recipe's chain, when the caller knows it.
-    `planned`: the content identity the graph's plan recorded for the inputs; an
-    input read with other bytes raises `InputsChanged` before anything is written
-    (see `forge.snapshot`), and an order file deleted since is rejected as missing.
+    `planned`: the content identity the graph's plan recorded for the inputs (see
+    `forge.snapshot`): when an input was read with other bytes, the order is
+    rejected with one line per such file instead of minted from a mix, its inputs
+    recorded as unknown so the next build mints it again; an order file deleted
+    since is rejected as missing.
     """
     ex = exchange or Exchange(layout)
     try:
@@ -587,8 +589,14 @@ def mint_order(
         doc = _refused_artefact(order_id, ctx, refused).model_dump(mode="json")
     else:
         doc = _built_artefact(order_id, ctx, batch)
-    doc["inputs"] = dict(sorted(input_digests(layout, inputs, ex.max_bytes, ex).items()))
-    check_snapshot(layout, planned, doc["inputs"])
+    read = dict(sorted(input_digests(layout, inputs, ex.max_bytes, ex).items()))
+    changed = changed_inputs(layout, planned, read) if planned is not None else []
+    if changed:
+        problems = [Problem(path, "-", CHANGED) for path in changed]
+        mixed = Refused("rejected", "an input changed during the build", problems)
+        doc = _refused_artefact(order_id, ctx, mixed).model_dump(mode="json")
+        read = {k: None if k in changed else v for k, v in read.items()}
+    doc["inputs"] = read
     # one validation of the whole artefact, then its bytes from the same plain data: what
     # `model_dump` would give, without building and dumping a model per Alfa
     artefact = MintArtefact.model_validate(doc)

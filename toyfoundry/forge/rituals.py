@@ -45,7 +45,6 @@ from toyfoundry.exchange.loader import Exchange, display
 from toyfoundry.forge import adapter, doctrine
 from toyfoundry.forge import chain as chains
 from toyfoundry.forge.mint import input_digests, mint_inputs, mint_order, read_mint
-from toyfoundry.forge.snapshot import check_snapshot
 from toyfoundry.forge.space import Space, space_key
 from toyfoundry.forge.validators import Partial
 from toyfoundry.formats import parsed
@@ -317,19 +316,11 @@ def _records(
 
 
 def _stale_inputs(
-    layout: Layout,
-    exchange: Exchange,
-    mint: MintArtefact,
-    previous: str | None,
-    planned: Mapping[str, str] | None = None,
+    layout: Layout, exchange: Exchange, mint: MintArtefact, previous: str | None
 ) -> list[str]:
-    """The inputs that changed since the mint artefact was made from them (none: it is fresh).
-
-    With `planned` (the graph), inputs whose bytes are not the plan's raise `InputsChanged`.
-    """
+    """The inputs that changed since the mint artefact was made from them (none: it is fresh)."""
     inputs = mint_inputs(layout, exchange, mint.order_id, previous=previous)
     current = input_digests(layout, inputs, exchange.max_bytes, exchange)
-    check_snapshot(layout, planned, current)
     return sorted(
         k for k in set(current) | set(mint.inputs) if current.get(k) != mint.inputs.get(k)
     )
@@ -344,35 +335,18 @@ class _Previous:
 
 
 def _previous(
-    layout: Layout,
-    exchange: Exchange,
-    order_id: str,
-    previous: str | None,
-    planned_recipe: str | None = None,
+    layout: Layout, exchange: Exchange, previous: str | None, recipe_id: str | None
 ) -> _Previous | None:
-    """None for an order that belongs to no chain (its file does not parse).
-
-    An order the plan put in a chain (`planned_recipe`) whose file has gone since
-    hands on the chain it was given, so the next order of the recipe builds as if
-    it had never been there.
-    """
-    order = exchange.order(order_id).model
-    if order is None and planned_recipe is not None:
-        if previous is not None:
-            chain, data = chains.read_chain_data(layout, previous)
-            return _Previous(chain, data)
-        recipe = exchange.recipe(planned_recipe).model
-        key = space_key(recipe) if recipe is not None else chains.orphan_space(planned_recipe)
-        first = chains.genesis(planned_recipe, key)
-        return _Previous(first, dumps_canonical(first))
-    if order is None:
+    """The chain the order starts from: the previous order's, else the recipe's first; None
+    for an order in no chain (`recipe_id` None: its file did not parse when planned)."""
+    if recipe_id is None:
         return None
     if previous is not None:
         chain, data = chains.read_chain_data(layout, previous)
         return _Previous(chain, data)
-    recipe = exchange.recipe(order.recipe).model
-    key = space_key(recipe) if recipe is not None else chains.orphan_space(order.recipe)
-    chain = chains.genesis(order.recipe, key)
+    recipe = exchange.recipe(recipe_id).model
+    key = space_key(recipe) if recipe is not None else chains.orphan_space(recipe_id)
+    chain = chains.genesis(recipe_id, key)
     return _Previous(chain, dumps_canonical(chain))
 
 
@@ -418,8 +392,10 @@ def run_rituals(
     the build ran may already be recorded by doit as minted (it hashes file deps
     after the task), so refusing would fail every later build too.
     `planned`, `planned_recipe`: the plan's content identity of the inputs and the
-    order's recipe (the graph): an input read with other bytes raises
-    `InputsChanged` before anything is written (see `forge.snapshot`).
+    order's recipe (the graph, see `forge.snapshot`): an input changed since the
+    mint is minted again against the plan, which rejects the order rather than mix
+    snapshots, and the chain handed on is the planned recipe's, so an order deleted
+    or rewritten mid-build passes on the chain it was given.
     """
     ex = exchange or Exchange(layout)
     try:
@@ -435,7 +411,7 @@ def run_rituals(
             f"{shown}: -: order {order_id} is not minted yet; run `toyfoundry build`"
         )
     before = chains.resolve_previous(ex, order_id, previous)
-    stale = _stale_inputs(layout, ex, mint, before, planned)
+    stale = _stale_inputs(layout, ex, mint, before)
     if stale and remint_stale:
         ex = Exchange(layout)
         mint = mint_order(layout, order_id, exchange=ex, previous=before, planned=planned)
@@ -447,7 +423,10 @@ def run_rituals(
     order = ex.order(order_id).model
     effective = order.effective_rituals() if order is not None else RITUALS
     selected = [only] if only is not None else _closure(effective)
-    start = _previous(layout, ex, order_id, before, planned_recipe)
+    # the graph hands on the chain its plan drew, whatever the order file holds now
+    own_recipe = order.recipe if order is not None else None
+    chain_recipe = planned_recipe if planned is not None else own_recipe
+    start = _previous(layout, ex, before, chain_recipe)
     ledger = Ledger(layout.ritual_ledger)
 
     if mint.status in ("blocked", "rejected") or mint.dry_run or force_dry_run:

@@ -5,10 +5,13 @@ build started. A file finished, replaced or renamed over another while the build
 runs would otherwise be minted against a plan made for other bytes (a new order
 with no predecessor chain, an order of another recipe on the old recipe's chain),
 and the build would exit 0 with outputs no clean build gives. So the graph hands
-each task the content identity the plan recorded for its inputs, and the task
+each task the content identity the plan recorded for its inputs, and the mint
 compares it with the digests of the bytes it actually read, before it writes
-anything: a difference fails the task with one line per file, and the next build
-plans again from the new bytes.
+anything: on a difference the order is rejected with one line per such file
+("changed during the build; run `doit` again") and hands on the chain it was
+given, like any rejected order, so the build exits 1 and the rest of the graph
+still runs; the rituals mint again when an input changed after the mint read it.
+The next build plans again from the new bytes.
 
 A file gone since the plan is not a difference: reading it now gives what a clean
 build without it gives (an order deleted mid-build is rejected as missing, a
@@ -17,21 +20,18 @@ deleted review is no review), and the rest of the graph still builds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from toyfoundry.errors import FoundryError, Problem
 from toyfoundry.store import safe_read
 from toyfoundry.store.layout import Layout
 
 CHANGED = "changed during the build; run `doit` again"
 
 
-class InputsChanged(FoundryError):
-    """An input's bytes differ from the ones the plan was drawn from."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("", problems)
+def mixed(problems: Iterable[Any]) -> bool:
+    """Whether an artefact's problems say it was refused for an input that changed mid-build."""
+    return any(getattr(p, "reason", None) == CHANGED for p in problems)
 
 
 def _not_read(content: str) -> bool:
@@ -53,20 +53,17 @@ def changed_inputs(
         if rel not in read:
             continue
         got = read[rel]
-        if got == content:
-            continue
-        if got is None and (_not_read(content) or not safe_read.present(layout.root / rel)):
-            continue  # unreadable both times, or gone: what a clean build would read too
-        out.append(rel)
+        if got is None:
+            # refused by the reader (too big, hard-linked, not JSON...) or unreadable: its
+            # identity as the plan took it, from its bytes whatever they hold
+            path = layout.root / rel
+            if not safe_read.present(path):
+                continue  # gone: what a clean build would read too
+            try:
+                got = safe_read.sha256_regular(path)
+            except safe_read.ReadError:
+                if _not_read(content):
+                    continue  # not readable then either
+        if got != content:
+            out.append(rel)
     return out
-
-
-def check_snapshot(
-    layout: Layout, planned: Mapping[str, str] | None, read: Mapping[str, str | None]
-) -> None:
-    """Raise `InputsChanged` when an input read is not the one planned (None: no plan)."""
-    if planned is None:
-        return
-    changed = changed_inputs(layout, planned, read)
-    if changed:
-        raise InputsChanged([Problem(str(Path(rel)), "-", CHANGED) for rel in changed])

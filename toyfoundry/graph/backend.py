@@ -11,19 +11,27 @@ text: the same bytes on every machine and Python version, so a CI cache can carr
 The backend also holds the foundry lock from the moment doit opens the DB until it
 closes it, so every doit command that reads or writes state (run, list, info, forget,
 clean, auto) waits for a watcher or another build instead of colliding with it.
+
+SQLite's own storage failures (a full disk, an I/O error, a read-only file) are raised
+as the `OSError` they are, so the build ends with the same one line as any other
+failed write (`toyfoundry: error: ENOSPC: ...`) instead of a traceback, and the
+next build resumes from the last committed record.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from toyfoundry.errors import FoundryError
+from toyfoundry.store import fsio
 from toyfoundry.store.lock import FoundryLock
 
 #: The DB currently open in this process; the file checker shares its connection.
@@ -61,6 +69,36 @@ def current() -> FoundryDB | None:
     return _current
 
 
+#: SQLite's primary result codes for a failure of the storage under it, as errno values.
+_STORAGE_ERRORS = {
+    13: errno.ENOSPC,  # SQLITE_FULL: "database or disk is full"
+    10: errno.EIO,  # SQLITE_IOERR: "disk I/O error"
+    8: errno.EROFS,  # SQLITE_READONLY
+    14: errno.EACCES,  # SQLITE_CANTOPEN
+}
+
+
+def storage_error(exc: sqlite3.Error, path: str) -> OSError | None:
+    """The `OSError` a SQLite storage failure stands for, or None for any other error."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    number = _STORAGE_ERRORS.get(code & 0xFF) if isinstance(code, int) else None
+    if number is None:
+        return None
+    return OSError(number, f"{os.strerror(number)} (SQLite: {exc})", path)
+
+
+@contextlib.contextmanager
+def _storage(path: str) -> Iterator[None]:
+    """Let SQLite's storage failures out as `OSError`s naming the DB."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        mapped = storage_error(exc, path)
+        if mapped is None:
+            raise
+        raise mapped from None
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None, timeout=60.0)
@@ -86,6 +124,9 @@ class FoundryDB:
             self._conn = _connect(path)
         except sqlite3.DatabaseError as exc:
             self._lock.release()
+            mapped = storage_error(exc, name)
+            if mapped is not None:  # a full disk or an I/O error: not the file's fault
+                raise mapped from None
             from doit.dependency import DatabaseException
 
             if isinstance(exc, sqlite3.OperationalError):  # locked, a disk error: not its bytes
@@ -134,9 +175,15 @@ class FoundryDB:
         if dependency == "deps:" or dependency == "ignore:":
             self._commit(task_id)
 
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        """One write transaction (autocommit), through the fault point and the error mapping."""
+        with _storage(self.name):
+            fsio.commit_point()
+            self._conn.execute(sql, params)
+
     def _commit(self, task_id: str) -> None:
         data = _encode(self._cache[task_id], self.codec)
-        self._conn.execute("insert or replace into doit values (?, ?)", (task_id, data))
+        self._write("insert or replace into doit values (?, ?)", (task_id, data))
         self._dirty.discard(task_id)
 
     def in_(self, task_id: str) -> bool:
@@ -159,12 +206,12 @@ class FoundryDB:
         """Flush what is left and close; doit calls this once when a command ends."""
         global _current
         try:
-            with self._conn:
-                for task_id in sorted(self._dirty):
-                    self._commit(task_id)
+            for task_id in sorted(self._dirty):
+                self._commit(task_id)
             self._write_hashes()
-            self._conn.close()
         finally:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
             if _current is self:
                 _current = None
             self._lock.release()
@@ -174,13 +221,13 @@ class FoundryDB:
         if self._raw is not None:
             self._raw.pop(task_id, None)
         self._dirty.discard(task_id)
-        self._conn.execute("delete from doit where task_id = ?", (task_id,))
+        self._write("delete from doit where task_id = ?", (task_id,))
 
     def remove_all(self) -> None:
         self._cache.clear()
         self._raw = {}
         self._dirty.clear()
-        self._conn.execute("delete from doit")
+        self._write("delete from doit")
 
     # --- the file-hash cache shared with FoundryChecker (and the plan's content key) ---
     def cached_hash(self, path: str, st: os.stat_result) -> str | None:
@@ -223,16 +270,21 @@ class FoundryDB:
             return
         rows = [(path, *row) for path, row in sorted(self._new_hashes.items())]
         self._new_hashes.clear()
-        self._conn.execute("begin")
-        try:
-            for row in rows:
-                # a file name that is not UTF-8 cannot be a key: it is hashed again next run
-                with contextlib.suppress(UnicodeEncodeError):
-                    self._conn.execute("insert or replace into hashes values (?, ?, ?, ?, ?)", row)
-            self._conn.execute("commit")
-        except BaseException:
-            self._conn.execute("rollback")
-            raise
+        with _storage(self.name):
+            self._conn.execute("begin")
+            try:
+                for row in rows:
+                    # a file name that is not UTF-8 cannot be a key: it is hashed again next run
+                    with contextlib.suppress(UnicodeEncodeError):
+                        self._conn.execute(
+                            "insert or replace into hashes values (?, ?, ?, ?, ?)", row
+                        )
+                fsio.commit_point()
+                self._conn.execute("commit")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("rollback")
+                raise
 
     # --- small cached facts of the foundry's own (the graph's plan) ---
     def get_meta(self, key: str) -> str | None:
@@ -240,7 +292,7 @@ class FoundryDB:
         return str(row[0]) if row else None
 
     def put_meta(self, key: str, text: str) -> None:
-        self._conn.execute("insert or replace into meta values (?, ?)", (key, text))
+        self._write("insert or replace into meta values (?, ?)", (key, text))
 
 
 def forget_tasks(dep_file: Path, task_names: list[str]) -> None:

@@ -71,37 +71,13 @@ def sampled_hash(path: str, size: int) -> str:
     return digest.hexdigest()
 
 
-#: Files up to this size are read in one piece and hashed at once; larger ones in chunks.
-ONE_READ = 1 << 20
-
-
 def whole_hash(path: str, size: int | None = None) -> str:
-    """sha256 of a regular file's bytes, up to its size when opened plus one read.
-
-    Most files the graph hashes are build artefacts of tens of KB. For those one
-    `read` and one `sha256` cost a fifth less than `hashlib.file_digest`, which
-    allocates a 256 KiB buffer for every file; a large file is hashed in chunks,
-    so its hashing never holds all of it in memory. A file still growing is read
-    no further than one chunk past its size: its digest is of the prefix, marked,
-    and its next stat differs, so it is hashed again then. `size` is kept for
-    callers that know it; the descriptor's own size is what bounds the read.
+    """sha256 of a regular file's bytes (`safe_read.sha256_regular`: no link followed, no FIFO
+    waited on, read no further than its size when opened plus one chunk). `size` is
+    kept for callers that know it; the descriptor's own size bounds the read.
     Raises `safe_read.ReadError` for anything but a regular file.
     """
-    fd, info = safe_read.open_regular(path)
-    try:
-        budget = info.st_size + ONE_READ
-        digest = hashlib.sha256()
-        read = 0
-        while read < budget:
-            chunk = os.read(fd, min(ONE_READ, budget - read))
-            if not chunk:
-                return digest.hexdigest()
-            digest.update(chunk)
-            read += len(chunk)
-        digest.update(b"\0grew while hashed")
-        return digest.hexdigest()
-    finally:
-        os.close(fd)
+    return safe_read.sha256_regular(path)
 
 
 def not_hashed(digest: object) -> bool:

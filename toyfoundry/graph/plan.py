@@ -21,6 +21,7 @@ order therefore costs one parse, not a thousand.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -112,8 +113,12 @@ def scan_inputs(layout: Layout) -> list[Entry]:
     for folder in INPUT_FOLDERS:
         try:
             paths += safe_read.list_json(layout.exchange / folder)
-        except safe_read.ReadError:  # not a folder, or unreadable: the validate task says so
-            continue
+        except safe_read.ReadError:
+            # not a folder, or unreadable (the validate task says so): tracked as a
+            # whole, so every task that looks inside runs again once it can be listed
+            with contextlib.suppress(OSError):
+                st = os.lstat(layout.exchange / folder)
+                out.append(Entry(rel(layout, layout.exchange / folder), UNLISTED, st))
     for path in [*paths, layout.settings_file]:
         try:
             st = os.lstat(path)
@@ -121,6 +126,10 @@ def scan_inputs(layout: Layout) -> list[Entry]:
             continue
         out.append(Entry(rel(layout, path), safe_read.file_kind(st.st_mode), st))
     return out
+
+
+#: The kind of an input folder that cannot be listed (mode 000, or not a folder).
+UNLISTED = "unlisted"
 
 
 def content_of(layout: Layout, entry: Entry) -> str:
@@ -297,6 +306,14 @@ def draw(
         layout, {e.rel: c for e, c in zip(entries, contents, strict=True)}, known or {}
     )
     kinds = {e.rel: e.kind for e in entries}
+
+    def kind_of(path: str) -> str:
+        """An input's kind; one in a folder that cannot be listed is `unlisted` too."""
+        found = kinds.get(path)
+        if found is None and kinds.get(path.rpartition("/")[0]) == UNLISTED:
+            return UNLISTED
+        return found or "regular"
+
     plan = Plan(layout)
     for e in entries:
         if not e.rel.startswith("exchange/"):
@@ -345,7 +362,7 @@ def draw(
                 previous,
                 inputs,
                 tuple(p for p in inputs if kinds.get(p) == "regular"),
-                tuple(f"{p}:{kinds[p]}" for p in inputs if kinds.get(p, "regular") != "regular"),
+                tuple(f"{p}:{kind_of(p)}" for p in inputs if kind_of(p) != "regular"),
                 (own,) if own is not None and kinds.get(own) == "regular" else (),
                 experimental,
                 *files,

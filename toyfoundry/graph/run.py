@@ -62,12 +62,13 @@ from typing import Any
 import doit.cmd_run
 from doit.cmd_run import Run
 from doit.dependency import DatabaseException
-from doit.exceptions import UnmetDependency
-from doit.runner import SUCCESS, MRunner, Runner
+from doit.exceptions import InvalidDodoFile, TaskFailed, UnmetDependency
+from doit.runner import FAILURE, SUCCESS, MRunner, Runner
 
-from toyfoundry.errors import FoundryError
+from toyfoundry.errors import FoundryError, os_error_line, say
 from toyfoundry.graph.implicit import linear_implicit_deps
 from toyfoundry.graph.reporter import counted
+from toyfoundry.graph.tasks import UNRECORDED
 from toyfoundry.store.lock import LockTimeout, lock_timeout, parse_timeout
 
 #: Tasks without a record in the DB from which a build runs on every core.
@@ -195,15 +196,62 @@ def _watched_queue() -> Any:
 
 
 class _CausedResult:
-    """A runner whose result a task skipped for a failed dependency leaves to that failure."""
+    """A runner whose result a task skipped for a failed dependency leaves to that failure,
+    and whose dependency DB failing to record (a full disk, an I/O error) ends the build
+    with one line and exit 1 instead of a traceback."""
 
     final_result: int
+    dep_manager: Any
+    reporter: Any
+    _stop_running: bool
+    _storage_said: bool = False
+
+    def _storage_failed(self, node: Any, exc: OSError) -> None:
+        """Say it once, fail the task it was recording, and start nothing more: every later
+        record would fail the same way. What was committed stays; the next build resumes."""
+        line = os_error_line(exc)
+        if not self._storage_said:
+            self._storage_said = True
+            say(line)
+        if node is not None:
+            node.run_status = "failure"
+            self.reporter.add_failure(node.task, TaskFailed(line))
+        if self.final_result == SUCCESS:
+            self.final_result = FAILURE
+        self._stop_running = True
+
+    def process_task_result(self, node: Any, base_fail: Any) -> None:
+        try:
+            super().process_task_result(node, base_fail)  # type: ignore[misc]
+            if node.run_status == "successful" and node.task.values.get(UNRECORDED):
+                # done, but on bytes that changed under it (forge.snapshot): run it next time
+                self.dep_manager.remove_success(node.task)
+        except OSError as exc:
+            self._storage_failed(node, exc)
 
     def _handle_task_error(self, node: Any, base_fail: Any) -> None:
         before = self.final_result
-        super()._handle_task_error(node, base_fail)  # type: ignore[misc]
+        try:
+            super()._handle_task_error(node, base_fail)  # type: ignore[misc]
+        except OSError as exc:  # forgetting the task's old record failed
+            self._storage_failed(None, exc)
+        line = getattr(base_fail, "storage_error", None)
+        if line is not None:  # a task's write failed (tasks._guard): once, and stop
+            if not self._storage_said:
+                self._storage_said = True
+                say(line)
+            self._stop_running = True
         if isinstance(base_fail, UnmetDependency) and before != SUCCESS:
             self.final_result = before  # its cause set it: 1 for a failure, 2 for an error
+
+    def finish(self) -> None:
+        """doit's `finish`, with the DB's last commit failing in one line, not a traceback."""
+        try:
+            self.dep_manager.close()
+        except OSError as exc:
+            self._storage_failed(None, exc)
+        self.teardown()  # type: ignore[attr-defined]
+        self.reporter.complete_run()
 
 
 class FoundryRunner(_CausedResult, Runner):  # type: ignore[misc]
@@ -303,6 +351,18 @@ class FoundryRun(Run):  # type: ignore[misc]
             except WorkerLost as lost:
                 sys.stderr.write(f"{lost}\n")
                 code = 3
+            except OSError as exc:
+                # the dependency DB could not be written while the graph was loaded (a full
+                # disk, an I/O error): one line, as for any failed write, and exit 1
+                self._close_quietly()
+                sys.stderr.write(f"{os_error_line(exc)}\n")
+                code = 1
+            except InvalidDodoFile as exc:
+                if not isinstance(exc.__cause__, OSError):
+                    raise
+                self._close_quietly()  # a stamp file could not be written while loading
+                sys.stderr.write(f"{exc}\n")
+                code = 1
             except DatabaseException as exc:
                 # a dependency DB that cannot be used (a corrupt file, another tool's DB)
                 # is the user's to remove, as the message says: one line, not a traceback
@@ -311,6 +371,14 @@ class FoundryRun(Run):  # type: ignore[misc]
             if isinstance(code, int) and whole_process():
                 end_process(code)  # before the collector's settings return and it runs once more
         return code
+
+    def _close_quietly(self) -> None:
+        """Release the DB (and with it the foundry lock) after a failure while loading;
+        its own error, if it fails again, was said already."""
+        manager = getattr(self, "dep_manager", None)
+        if manager is not None:
+            with contextlib.suppress(OSError):
+                manager.close()
 
     def _execute(  # doit passes its options by name, from this signature
         self,

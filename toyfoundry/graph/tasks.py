@@ -74,7 +74,7 @@ def code_dep(layout: Layout, stage: str) -> str:
     except OSError as exc:
         # written while doit loads the graph, where any exception prints as a traceback;
         # a full disk or an I/O error is not a bug: say it in one line
-        raise InvalidDodoFile(os_error_line(exc)) from None
+        raise InvalidDodoFile(os_error_line(exc)) from exc
     return rel(layout, path)
 
 
@@ -90,7 +90,27 @@ def orders_dep(plan: planning.Plan) -> str:
     try:
         write_atomic(path, f"{hashlib.sha256(ids.encode()).hexdigest()}\n".encode())
     except OSError as exc:  # as in `code_dep`: one line, not a traceback
-        raise InvalidDodoFile(os_error_line(exc)) from None
+        raise InvalidDodoFile(os_error_line(exc)) from exc
+    return rel(layout, path)
+
+
+def odd_dep(plan: planning.Plan) -> str:
+    """A stamp of the inputs that are not regular files, for the tasks that read one.
+
+    Such an input is tracked through `config_changed`, but when it becomes a plain
+    absence (a link to a review removed, a folder of mode 000 made readable) the task
+    has no odd input left and doit, seeing no `uptodate` entry, would keep its old
+    result. While a task reads an odd input it lists this stamp as a file dep too;
+    when the input stops being odd the dep goes, and doit re-runs a task whose set of
+    file deps changed.
+    """
+    layout = plan.layout
+    path = layout.state / "plan" / "odd.sha256"
+    listed = "\n".join(sorted({odd for node in plan.orders for odd in node.odd}))
+    try:
+        write_atomic(path, f"{hashlib.sha256(listed.encode()).hexdigest()}\n".encode())
+    except OSError as exc:  # as in `code_dep`: one line, not a traceback
+        raise InvalidDodoFile(os_error_line(exc)) from exc
     return rel(layout, path)
 
 
@@ -103,23 +123,47 @@ def _guard(fn: Any, *args: Any) -> TaskFailed | None:
         say(str(exc))
         return TaskFailed(str(exc))
     except OSError as exc:
-        say(os_error_line(exc))
-        return TaskFailed(os_error_line(exc))
+        # a full disk or an I/O error is the build's, not the task's: the runner says it
+        # once and starts nothing more (see `graph.run`), however many tasks hit it
+        failed = TaskFailed(os_error_line(exc))
+        failed.storage_error = os_error_line(exc)
+        return failed
     return None
 
 
 # --------------------------------------------------------------------------- actions
 
 
+#: A task's returned value that asks the runner not to record it as done (see `_unless_mixed`).
+UNRECORDED = "toyfoundry_unrecorded"
+
+
+def _unless_mixed(
+    made: list[Any], failed: TaskFailed | None
+) -> TaskFailed | dict[str, bool] | None:
+    """An order refused because an input changed during the build is written (its report
+    says so, later orders and the quilt go on), but its task must run again next time:
+    doit hashes the new bytes when it records the task, and would think them minted.
+    The runner drops the record of a task that returns this value."""
+    from toyfoundry.forge.snapshot import mixed
+
+    if failed is None and made and mixed(made[0].problems):
+        return {UNRECORDED: True}
+    return failed
+
+
 def mint_action(
     root: str, order_id: str, previous: str | None, planned: dict[str, str] | None = None
-) -> TaskFailed | None:
+) -> TaskFailed | dict[str, bool] | None:
     """`planned`: the plan's content identity of the inputs (see `forge.snapshot`)."""
     from toyfoundry.forge.mint import mint_order
 
-    return _guard(
-        lambda: mint_order(Layout(Path(root)), order_id, previous=previous, planned=planned)
+    made: list[Any] = []
+    layout = Layout(Path(root))
+    failed = _guard(
+        lambda: made.append(mint_order(layout, order_id, previous=previous, planned=planned))
     )
+    return _unless_mixed(made, failed)
 
 
 def rituals_action(
@@ -128,12 +172,14 @@ def rituals_action(
     previous: str | None,
     planned: dict[str, str] | None = None,
     recipe: str | None = None,
-) -> TaskFailed | None:
+) -> TaskFailed | dict[str, bool] | None:
+    from toyfoundry.forge.mint import read_mint
     from toyfoundry.forge.rituals import run_rituals
 
-    return _guard(
+    layout = Layout(Path(root))
+    failed = _guard(
         lambda: run_rituals(
-            Layout(Path(root)),
+            layout,
             order_id,
             previous=previous,
             remint_stale=True,
@@ -141,6 +187,8 @@ def rituals_action(
             planned_recipe=recipe,
         )
     )
+    minted = read_mint(layout, order_id) if failed is None else None
+    return _unless_mixed([minted] if minted is not None else [], failed)
 
 
 def _planned(plan: planning.Plan, node: planning.OrderNode) -> dict[str, str]:
@@ -263,13 +311,14 @@ def task_mint() -> Iterator[Task]:
     plan = current_plan()
     root = str(plan.layout.root)
     code = code_dep(plan.layout, "mint")
+    odd = [odd_dep(plan)] if any(node.odd for node in plan.orders) else []
     nodes = plan.by_id
     for node in _nodes(plan):
         chain = [nodes[node.previous].chain] if node.previous else []
         yield {
             "name": node.order_id,
             "actions": [(mint_action, [root, node.order_id, node.previous, _planned(plan, node)])],
-            "file_dep": [*node.deps, *chain, code],
+            "file_dep": [*node.deps, *chain, code, *(odd if node.odd else [])],
             "targets": [node.mint],
             "uptodate": _odd_uptodate(node.odd),
             "clean": True,

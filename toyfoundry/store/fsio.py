@@ -1,9 +1,11 @@
 """The store's durable syscalls (write, fsync, rename) behind one seam for fault injection.
 
 Every write, fsync and rename of durable state goes through `write_all`, `fsync`
-(or `fsync_many`, which flushes a set of files with one `syncfs`) and `replace`.
+(or `fsync_many`, which flushes a set of files with one `syncfs`) and `replace`,
+and every write transaction of the dependency DB passes `commit_point` first.
 Setting `TOYFOUNDRY_FAULT` makes the Nth call (1-based, counted per process) of
-one operation fail, e.g. `enospc:write:3`, `eio:fsync:1` or `enospc:replace:2`;
+one operation fail, e.g. `enospc:write:3`, `eio:fsync:1`, `enospc:replace:2` or
+`enospc:commit:4`;
 several faults may be joined with commas. The variable is read once, on first
 use; `reset_faults()` forgets it and the call counts.
 
@@ -24,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import cast
 
 FAULT_ENV = "TOYFOUNDRY_FAULT"
-OPERATIONS = ("write", "fsync", "replace")
+OPERATIONS = ("write", "fsync", "replace", "commit")
 
 _state_lock = threading.Lock()
 _faults: dict[tuple[str, int], int] | None = None
@@ -130,6 +132,12 @@ def fsync_many(fds: Sequence[int], *, whole: bool = False) -> None:
         if _syncfs(fd) != 0:
             code = ctypes.get_errno()
             raise OSError(code, f"syncfs: {os.strerror(code)}")
+
+
+def commit_point() -> None:
+    """Count one write transaction of the dependency DB (SQLite writes and syncs it itself),
+    failing it here when a fault is injected, as a full disk would fail it."""
+    _check("commit")
 
 
 def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:

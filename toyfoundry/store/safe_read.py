@@ -11,6 +11,7 @@ a `ReadError` carrying one `Problem`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -136,6 +137,38 @@ def open_regular(path: str | os.PathLike[str]) -> tuple[int, os.stat_result]:
         os.close(fd)
         raise fail(reason)
     return fd, info
+
+
+#: Bytes hashed per read by `sha256_regular`.
+_HASH_CHUNK = 1 << 20
+
+
+def sha256_regular(path: str | os.PathLike[str]) -> str:
+    """sha256 of a regular file's bytes, whatever their size or format: its content identity.
+
+    Opened by `open_regular` and read no further than its size when opened plus one
+    chunk: a file still growing gets the digest of that prefix, marked, and never
+    keeps the reader going. Raises `ReadError` for anything but a regular file.
+    """
+    fd, info = open_regular(path)
+    try:
+        budget = info.st_size + _HASH_CHUNK
+        digest = hashlib.sha256()
+        read = 0
+        while read < budget:
+            chunk = os.read(fd, min(_HASH_CHUNK, budget - read))
+            if not chunk:
+                return digest.hexdigest()
+            digest.update(chunk)
+            read += len(chunk)
+        digest.update(b"\0grew while hashed")
+        return digest.hexdigest()
+    except OSError as err:
+        raise ReadError(
+            Problem(os.fspath(path), "-", f"cannot be read: {err.strerror or err}")
+        ) from None
+    finally:
+        os.close(fd)
 
 
 def read_bytes(path: Path, *, max_bytes: int | None = None) -> bytes:
