@@ -227,6 +227,34 @@ def test_each_input_kind_selects_its_orders(light_project: Layout, light: Module
     assert selected() == sorted(chain(scout[2]) + GLOBAL)
 
 
+def test_the_plan_says_what_a_change_feeds(light_project: Layout) -> None:
+    """The watcher's question, asked of the plan: the orders that read a changed file,
+    those whose declared inputs changed, and the later orders of their chains."""
+    from toyfoundry.graph import plan as planning
+
+    layout = light_project
+    scout = ["2025-11-03-001", "2025-11-04-001", "2025-11-05-001"]
+    bunny = ["2025-11-03-002", "2025-11-05-002"]
+    for n, order_id in enumerate(scout):
+        drop_order(layout, order_id, seed=n)
+    for order_id in bunny:
+        drop_order(layout, order_id, recipe="bolt-bunny")
+    before = planning.scan(layout)
+    named = planning.named_paths(before)
+    # the settings and an optional review no order has yet are named too
+    assert "pyproject.toml" in named and f"exchange/reviews/{scout[0]}.json" in named
+    assert planning.orders_fed_by(before, ["exchange/recipes/bolt-bunny.json"], before) == set(
+        bunny
+    )
+    # an order moved to the other recipe: its new chain from it on, and its old chain after it
+    drop_order(layout, scout[1], recipe="bolt-bunny")
+    after = planning.scan(layout)
+    moved = planning.orders_fed_by(after, [f"exchange/orders/{scout[1]}.json"], before)
+    assert moved == {scout[1], scout[2], bunny[1]}
+    # no earlier plan: every order may be stale
+    assert planning.orders_fed_by(after, [], None) == {*scout, *bunny}
+
+
 def test_without_an_initial_build_the_start_is_the_baseline(
     light_project: Layout, light: ModuleType
 ) -> None:

@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -515,3 +516,46 @@ def _settings(entries: list[Entry], contents: list[str]) -> str | None:
         if not e.rel.startswith("exchange/"):
             return c
     return None
+
+
+# --------------------------------------------------------------------------- what a change feeds
+
+
+def listed_folders(layout: Layout) -> list[Path]:
+    """The folders the plan lists: each of their files is an input, a new one included."""
+    return [layout.exchange / folder for folder in INPUT_FOLDERS]
+
+
+def named_paths(plan: Plan) -> set[str]:
+    """Every project-relative file the plan names as an input: the files it was read from
+    (the exchange's inputs, the settings) and every file an order reads, present or not yet."""
+    out = set(plan.contents) | set(plan.regular_inputs) | {p for p, _ in plan.odd_inputs}
+    for node in plan.orders:
+        out.update(node.inputs)
+    return out
+
+
+def orders_fed_by(plan: Plan, paths: Iterable[str], before: Plan | None = None) -> set[str]:
+    """The orders whose tasks a change of `paths` (project-relative) may make stale, as the
+    tasks declare their inputs: an order that reads a changed path (present or optional),
+    an order whose declared inputs differ from those in `before` (new, moved in its chain,
+    a file of it appeared or went), and every order that reads the chain file of one of
+    those, and so on down its recipe's chain. doit's early cutoff skips what did not change."""
+    changed = set(paths)
+    old = before.by_id if before is not None else {}
+    out = {
+        n.order_id
+        for n in plan.orders
+        if changed.intersection(n.inputs) or old.get(n.order_id) != n
+    }
+    followers: dict[str, list[str]] = {}
+    for node in plan.orders:
+        if node.previous is not None:
+            followers.setdefault(node.previous, []).append(node.order_id)
+    todo = list(out)
+    while todo:
+        for follower in followers.get(todo.pop(), []):
+            if follower not in out:
+                out.add(follower)
+                todo.append(follower)
+    return out

@@ -1,17 +1,16 @@
-"""`toyfoundry watch`: a warm process that rebuilds only what a change in exchange/ affects.
+"""`toyfoundry watch`: a warm process that rebuilds only what a change of the graph's inputs affects.
 
 Unlike `doit auto`, which restarts doit and re-checks the whole graph for every
 event, the watcher keeps what it knows between events: a snapshot of every
-exchange input (path -> size, mtime, sha256) and the last plan. Each cycle
-rescans the inputs (events are only hints), turns the differences into the tasks
-they affect, and runs doit in-process on just those, under the foundry lock.
-A new order X selects mint, rituals and report of X and of the later orders of
-its recipe (doit's early cutoff skips those whose inputs did not change) plus
-the global tasks; a recipe selects all its orders, a checkpoint all orders of
-its phase, a review its order and the later ones, a deleted order the later
-ones. The global tasks list every order's artefacts as file deps, so doit still
-checks (stats) those, but rebuilds nothing it does not have to.
-"""
+input (path -> size, mtime, sha256) and the last plan. It watches what the plan
+names (the files it is read from, settings included, and every file an order
+reads), and keeps no rules of its own about what a change affects: each cycle
+rescans the inputs (events are only hints), asks the plan which orders the
+changed files feed (`plan.orders_fed_by`: from the inputs each order's tasks
+declare, and down its recipe's chain), and runs doit in-process on those orders'
+tasks and the global ones, under the foundry lock. doit's early cutoff skips
+what did not change; the global tasks list every order's artefacts as file
+deps, so doit still checks (stats) those, but rebuilds nothing it does not have to."""
 
 from __future__ import annotations
 
@@ -34,7 +33,7 @@ from toyfoundry.exchange.loader import settings
 from toyfoundry.graph import plan as planning
 from toyfoundry.graph.reporter import counted
 from toyfoundry.store import safe_read
-from toyfoundry.store.layout import INPUT_FOLDERS, Layout
+from toyfoundry.store.layout import Layout
 from toyfoundry.store.lock import FoundryLock
 from toyfoundry.watch.observer import (
     Change,
@@ -199,54 +198,6 @@ def run_graph(
 # --------------------------------------------------------------------------- what a change affects
 
 
-def affected_orders(
-    layout: Layout,
-    changes: Iterable[Change],
-    old: planning.Plan | None,
-    new: planning.Plan,
-) -> set[str]:
-    """Orders of the new plan whose tasks a set of input changes may make stale.
-
-    An order is affected when a changed file is one its mint reads (the plan's
-    `inputs`: its order file, recipe, checkpoint, review, sprint peers), and
-    then so are the later orders of its recipe, which chain on it. The folder
-    rules cover files an order no longer lists (a deleted order or review).
-    """
-    new_nodes = {n.order_id: n for n in new.orders}
-    old_nodes = {n.order_id: n for n in old.orders} if old is not None else {}
-    paths = {c.path for c in changes}
-    rels = {os.path.relpath(p, layout.root) for p in paths}
-    out: set[str] = set()
-
-    def chain_from(order_id: str, recipe: str | None) -> None:
-        if order_id in new_nodes:
-            out.add(order_id)
-        if recipe:
-            out.update(
-                n.order_id for n in new.orders if n.recipe == recipe and n.order_id > order_id
-            )
-
-    for node in new.orders:
-        if rels.intersection(node.inputs):
-            chain_from(node.order_id, node.recipe)
-    for path in paths:
-        try:
-            folder, name = path.relative_to(layout.exchange).parts[-2:]
-        except ValueError:
-            continue
-        stem = name.removesuffix(".json")
-        if folder in ("orders", "reviews"):
-            # an edited order may have moved between recipes: both chains are affected
-            for known in (old_nodes.get(stem), new_nodes.get(stem)):
-                if known is not None:
-                    chain_from(stem, known.recipe)
-        elif folder == "recipes":
-            out.update(n.order_id for n in new.orders if n.recipe == stem)
-        elif folder == "checkpoints":
-            out.update(n.order_id for n in new.orders if n.phase == stem)
-    return out & set(new_nodes)
-
-
 def affected_tasks(
     layout: Layout,
     changes: Iterable[Change],
@@ -254,8 +205,10 @@ def affected_tasks(
     new: planning.Plan,
     names: Mapping[str, Any],
 ) -> list[str]:
-    """Task names to run for `changes`: the affected orders' stages, then the global tasks."""
-    orders = sorted(affected_orders(layout, changes, old, new))
+    """Task names to run for `changes`: the stages of the orders the plan says the changed
+    files feed (see `plan.orders_fed_by`), then the global tasks."""
+    changed = [planning.rel(layout, c.path) for c in changes]
+    orders = sorted(planning.orders_fed_by(new, changed, old))
     stages = [s for s in ORDER_STAGES if f"task_{s}" in names]
     selected = [f"{stage}:{order}" for order in orders for stage in stages]
     return selected + [g for g in GLOBAL_TASKS if f"task_{g}" in names]
@@ -399,6 +352,9 @@ class GraphWatcher:
         self._recent: deque[tuple[int, CycleResult]] = deque(maxlen=1024)
         self.builds = 0
         self._plan: planning.Plan | None = None
+        self._named: frozenset[Path] = frozenset()
+        self._listed = frozenset(planning.listed_folders(layout))
+        self._started = False
         self._unbuilt: list[Change] = []
         self._first_scan = True
         self._full = False
@@ -415,34 +371,33 @@ class GraphWatcher:
         stream.write(line + "\n")
         stream.flush()
 
-    # --- what is watched ---
+    # --- what is watched: what the plan names ---
     def relevant(self, path: Path) -> bool:
-        """True for paths that can change the graph's inputs; never the foundry's own outputs."""
-        if path == self.layout.settings_file:
+        """True for a file the plan names, or a new file in a folder it lists; the foundry's
+        own outputs are neither, nor are hidden and temporary names."""
+        if path in self._named:
             return True
-        try:
-            parts = path.relative_to(self.layout.exchange).parts
-        except ValueError:
-            return False
-        if not parts:
-            return True
-        if parts[0] not in INPUT_FOLDERS or self.layout.is_owned_output(path):
-            return False
-        return len(parts) == 1 or not safe_read.is_skipped_name(path.name)
+        return path.parent in self._listed and not safe_read.is_skipped_name(path.name)
 
     def inputs(self) -> list[Path]:
-        """Every input file the graph reads (the same listing the graph's plan uses): the
-        exchange's input folders and the settings (`[tool.toyfoundry]` in pyproject.toml,
-        which experimental orders read); which orders a change affects is the plan's say."""
-        found: list[Path] = []
-        for folder in INPUT_FOLDERS:
-            try:
-                found += safe_read.list_json(self.layout.exchange / folder)
-            except safe_read.ReadError:
-                continue
-        if planning.classify(self.layout.settings_file) != "missing":
-            found.append(self.layout.settings_file)
-        return found
+        """The files the plan is read from now (its input folders' files and the settings in
+        `pyproject.toml`) and every file the last plan names (an optional one may appear)."""
+        root = self.layout.root
+        listing = planning.scan_inputs(self.layout)
+        found = {root / e.rel for e in listing if e.kind != planning.UNLISTED}
+        return sorted(found | self._named)
+
+    def roots(self) -> list[WatchRoot]:
+        """The folders to get events from: those the plan lists, and those of its named files."""
+        folders = set(self._listed) | {p.parent for p in (*self._named, *self.inputs())}
+        return [WatchRoot(folder, recursive=False) for folder in sorted(folders)]
+
+    def _adopt(self, plan: planning.Plan) -> None:
+        """Take `plan` as the last one: what the next change is compared with, what is watched."""
+        self._plan = plan
+        self._named = frozenset(self.layout.root / p for p in planning.named_paths(plan))
+        if self._started:
+            self.source.add(self.roots())
 
     # --- cycles ---
     def run_cycle(self, trigger: str = "rescan") -> CycleResult:
@@ -456,7 +411,7 @@ class GraphWatcher:
             if not self.initial_build:
                 # the state at start is the baseline, not a change
                 scan = ScanResult([], scan.pending, scan.retry_after)
-                self._plan = self._current_plan()
+                self._adopt(self._current_plan())
         self._unbuilt += scan.changes
         result.changes = list(self._unbuilt)
         result.pending = scan.pending
@@ -509,7 +464,7 @@ class GraphWatcher:
                 names = namespace(self.dodo)
                 selected = affected_tasks(self.layout, self._unbuilt, self._plan, plan, names)
                 if not selected:
-                    self._plan = plan
+                    self._adopt(plan)
                     return None
             if self.dodo is None and selected is not None:
                 from toyfoundry.graph import tasks
@@ -518,7 +473,7 @@ class GraphWatcher:
                     run = run_graph(self.layout, selected, dodo=self.dodo, err=self.err)
             else:
                 run = run_graph(self.layout, selected, dodo=self.dodo, err=self.err)
-            self._plan = plan
+            self._adopt(plan)
         self.builds += 1
         return run
 
@@ -583,9 +538,8 @@ class GraphWatcher:
     # --- the loop ---
     def run(self) -> int:
         """Watch until `stop()` or Ctrl-C (and SIGTERM under `stop_on_signals`); returns 0."""
-        # the project folder itself for the settings file, without what lies below it
-        roots = [WatchRoot(self.layout.exchange), WatchRoot(self.layout.root, recursive=False)]
-        self.source.start(roots, self.hints.notify)
+        self.source.start(self.roots(), self.hints.notify)
+        self._started = True
         try:
             result = self._safe_cycle("start")
             while not self.hints.stopped:
@@ -599,6 +553,7 @@ class GraphWatcher:
         except KeyboardInterrupt:
             pass
         finally:
+            self._started = False
             self.source.stop()
         return 0
 

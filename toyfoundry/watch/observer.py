@@ -60,6 +60,10 @@ class EventSource(Protocol):
 
     def start(self, roots: Sequence[WatchRoot], notify: Notify) -> None: ...
 
+    def add(self, roots: Sequence[WatchRoot]) -> None:
+        """Also watch these roots from now on (those already watched are left as they are)."""
+        ...
+
     def stop(self) -> None: ...
 
 
@@ -105,6 +109,12 @@ class WatchdogSource:
             for root in roots:
                 self._schedule(root)
         observer.start()
+
+    def add(self, roots: Sequence[WatchRoot]) -> None:
+        with self._lock:
+            for root in roots:
+                if (root.path, root.recursive) not in self._scheduled and root not in self._missing:
+                    self._schedule(root)
 
     def _watch(self, path: Path, recursive: bool, notify: Notify) -> None:
         key = (path, recursive)
@@ -169,6 +179,9 @@ class ScriptedSource:
         self.roots = list(roots)
         self._notify = notify
         self.started.set()
+
+    def add(self, roots: Sequence[WatchRoot]) -> None:
+        self.roots += [r for r in roots if r not in self.roots]
 
     def stop(self) -> None:
         self._notify = None
