@@ -166,3 +166,27 @@ def test_a_foundry_cycle_with_a_broken_order_fails_with_1(tmp_path: Path) -> Non
         if running.proc.poll() is None:
             running.proc.kill()
             running.proc.wait()
+
+
+def test_in_a_foundry_project_it_watches_the_settings_the_plan_names(tmp_path: Path) -> None:
+    """The plan is read from the settings too: `doit auto` watches every file the plan
+    names, not only the file deps of the tasks it drew (no order here reads the settings)."""
+    from tests.conftest import make_project
+
+    layout = make_project(tmp_path / "factory")
+    running = Auto(layout.root)
+    try:
+        running.wait_cycles(1)
+        settings = layout.settings_file.read_text()
+        assert "experimental_quota = 0.2" in settings
+        drop(
+            layout.settings_file,
+            settings.replace("experimental_quota = 0.2", "experimental_quota = 0.5").encode(),
+        )
+        second = running.wait_cycles(2)[1]
+        assert "after pyproject.toml" in second, second
+        assert running.stop() == 0
+    finally:
+        if running.proc.poll() is None:
+            running.proc.kill()
+            running.proc.wait()

@@ -430,6 +430,11 @@ class Auto(DoitCmdBase):  # type: ignore[misc]
                     watch.trees.add(path)
                 else:
                     watch.add_file(path)
+        listed = planned_folders(self.loader.namespace, root)
+        for path in plan_paths(self.loader.namespace, root):
+            # a file the plan is read from (the settings) is a change when it changes; in a
+            # folder the plan lists, a new file is one too
+            watch.add_file(path, folder=path.parent in listed)
         dodo = self.loader.namespace.get("__file__") if self.loader.namespace else None
         if isinstance(dodo, str):
             watch.add_file(Path(dodo).absolute(), folder=False)
@@ -470,6 +475,37 @@ class Auto(DoitCmdBase):  # type: ignore[misc]
                     return _paths(moved)
         finally:
             source.stop()
+
+
+def _draws_from_plan(namespace: Mapping[str, Any] | None) -> bool:
+    """Whether the task list is the foundry's, drawn from its plan."""
+    return any(
+        getattr(value, "__module__", None) == "toyfoundry.graph.tasks"
+        for value in (namespace or {}).values()
+    )
+
+
+def plan_paths(namespace: Mapping[str, Any] | None, root: Path) -> list[Path]:
+    """Every file the foundry's plan names (settings included, optional files not there yet),
+    when the task list is drawn from it: a change to one may change the task list itself,
+    as the dodo file's does; [] in any other project."""
+    if not _draws_from_plan(namespace):
+        return []
+    from toyfoundry.graph import plan as planning
+    from toyfoundry.graph import tasks
+
+    # the plan this process drew its tasks from (kept for the process: no second read)
+    return sorted(root / p for p in planning.named_paths(tasks.current_plan()))
+
+
+def planned_folders(namespace: Mapping[str, Any] | None, root: Path) -> set[Path]:
+    """The folders the foundry's plan lists (a new file in one is an input); none elsewhere."""
+    if not _draws_from_plan(namespace):
+        return set()
+    from toyfoundry.graph import plan as planning
+    from toyfoundry.store.layout import Layout
+
+    return set(planning.listed_folders(Layout(root)))
 
 
 def _paths(paths: Iterable[Path]) -> list[str]:
