@@ -14,6 +14,7 @@ dropped ("gone") only when its file is no longer there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -31,13 +32,7 @@ from toyfoundry.store.atomic import write_json_atomic
 from toyfoundry.store.layout import Layout, UnsafeIdError, check_slug
 from toyfoundry.store.lock import FoundryLock
 from toyfoundry.store.runid import utc_now
-from toyfoundry.watch.observer import (
-    EventSource,
-    Hints,
-    StableScanner,
-    WatchdogSource,
-    WatchRoot,
-)
+from toyfoundry.watch.observer import EventSource, StableScanner, Wake, WatchLoop, WatchRoot
 
 INBOX = "inbox"
 #: The state file holds one entry per artefact; far more than 1 MiB of them is still fine.
@@ -121,10 +116,12 @@ class ExchangeWatcher:
         self.layout = layout
         self.target = check_target(target)
         self.quiet = quiet
-        self.source = source
         self.out = out
         self.scanner = StableScanner(quiet=quiet, settle=quiet, check="bytes")
-        self.hints = Hints(quiet=quiet, max_delay=max(5.0, quiet), accept=self.relevant)
+        self.loop = WatchLoop(
+            source, quiet=quiet, max_delay=max(5.0, quiet), rescan=300.0, accept=self.relevant
+        )
+        self._told: set[str] = set()
         # the state is a file dep of the quilt: a scheduled run waits for a build, never races it
         self.lock = FoundryLock(layout.lock_file, purpose=f"watch-exchange {target}")
 
@@ -229,29 +226,20 @@ class ExchangeWatcher:
 
     def run(self, *, interval: float = 300.0) -> int:
         """Record on every settled change and every `interval` seconds, until stopped; returns 0."""
-        source = self.source or WatchdogSource()
-        source.start([WatchRoot(self.layout.exchange)], self.hints.notify)
-        try:
-            diff = self.check()
-            self._say(diff.lines())
-            told = set(diff.skipped) | set(diff.waiting)
-            while not self.hints.stopped:
-                timeout = self.quiet if self.scanner.pending else interval
-                self.hints.next_batch(time.monotonic() + timeout)
-                if self.hints.stopped:
-                    break
-                diff = self.check()
-                # say each skipped or waiting file once, not on every cycle
-                diff.skipped = [s for s in diff.skipped if s not in told]
-                diff.waiting = [w for w in diff.waiting if w not in told]
-                told |= set(diff.skipped) | set(diff.waiting)
-                if diff.any or diff.skipped or diff.waiting:
-                    self._say(diff.lines())
-        except KeyboardInterrupt:
-            pass
-        finally:
-            source.stop()
+        self.loop.rescan = interval
+        with contextlib.suppress(KeyboardInterrupt):
+            self.loop.run([WatchRoot(self.layout.exchange)], self._cycle)
         return 0
 
+    def _cycle(self, wake: Wake) -> float | None:
+        diff = self.check()
+        # say each skipped or waiting file once, not on every cycle
+        diff.skipped = [s for s in diff.skipped if s not in self._told]
+        diff.waiting = [w for w in diff.waiting if w not in self._told]
+        self._told |= set(diff.skipped) | set(diff.waiting)
+        if wake.trigger == "start" or diff.any or diff.skipped or diff.waiting:
+            self._say(diff.lines())
+        return self.quiet if self.scanner.pending else None
+
     def stop(self) -> None:
-        self.hints.stop()
+        self.loop.stop()

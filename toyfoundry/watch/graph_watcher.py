@@ -39,10 +39,10 @@ from toyfoundry.watch.observer import (
     Change,
     Clock,
     EventSource,
-    Hints,
     ScanResult,
     StableScanner,
-    WatchdogSource,
+    Wake,
+    WatchLoop,
     WatchRoot,
 )
 
@@ -324,7 +324,14 @@ class GraphWatcher:
         # the graph's plan names files from the resolved working folder: compare like with like
         self.layout = layout = Layout(layout.root.resolve())
         self.dodo = dodo
-        self.source: EventSource = source or WatchdogSource()
+        self.loop = WatchLoop(
+            source,
+            quiet=quiet,
+            max_delay=max_delay,
+            rescan=rescan,
+            accept=self.relevant,
+            clock=clock,
+        )
         self.rescan = rescan
         self.max_pending = max_pending
         self.initial_build = initial_build
@@ -341,7 +348,6 @@ class GraphWatcher:
             max_depth=conf.max_depth,
             clock=clock,
         )
-        self.hints = Hints(quiet=quiet, max_delay=max_delay, accept=self.relevant, clock=clock)
         self.lock = FoundryLock(
             layout.lock_file, purpose="toyfoundry watch", wait_message=self._say
         )
@@ -354,7 +360,6 @@ class GraphWatcher:
         self._plan: planning.Plan | None = None
         self._named: frozenset[Path] = frozenset()
         self._listed = frozenset(planning.listed_folders(layout))
-        self._started = False
         self._unbuilt: list[Change] = []
         self._first_scan = True
         self._full = False
@@ -396,8 +401,7 @@ class GraphWatcher:
         """Take `plan` as the last one: what the next change is compared with, what is watched."""
         self._plan = plan
         self._named = frozenset(self.layout.root / p for p in planning.named_paths(plan))
-        if self._started:
-            self.source.add(self.roots())
+        self.loop.add(self.roots())
 
     # --- cycles ---
     def run_cycle(self, trigger: str = "rescan") -> CycleResult:
@@ -538,25 +542,13 @@ class GraphWatcher:
     # --- the loop ---
     def run(self) -> int:
         """Watch until `stop()` or Ctrl-C (and SIGTERM under `stop_on_signals`); returns 0."""
-        self.source.start(self.roots(), self.hints.notify)
-        self._started = True
-        try:
-            result = self._safe_cycle("start")
-            while not self.hints.stopped:
-                deadline = self.clock() + self.rescan
-                if result.retry_after is not None:
-                    deadline = min(deadline, self.clock() + result.retry_after)
-                batch = self.hints.next_batch(deadline)
-                if self.hints.stopped:
-                    break
-                result = self._safe_cycle("event" if batch else "rescan")
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self._started = False
-            self.source.stop()
+        with contextlib.suppress(KeyboardInterrupt):
+            self.loop.run(self.roots(), self._loop_cycle)
         return 0
+
+    def _loop_cycle(self, wake: Wake) -> float | None:
+        return self._safe_cycle(wake.trigger).retry_after
 
     def stop(self) -> None:
         """Make `run()` return after the current cycle (callable from any thread)."""
-        self.hints.stop()
+        self.loop.stop()

@@ -262,6 +262,76 @@ class Hints:
             return batch
 
 
+# --------------------------------------------------------------------------- the loop
+
+Trigger = Literal["start", "event", "rescan"]
+
+
+@dataclass(frozen=True)
+class Wake:
+    """Why a cycle runs: at start, after a debounced batch of hints, or on the rescan timer."""
+
+    trigger: Trigger
+    #: the batch's hints (a path, or None for "anything may have changed"); [] on a rescan
+    hints: list[Path | None] = field(default_factory=list)
+
+
+#: One cycle of a watcher: it rescans and acts; it returns how soon it wants to run again
+#: (a file still being written), or None to wait for hints or the rescan timer.
+Cycle = Callable[[Wake], float | None]
+
+
+class WatchLoop:
+    """The loop every watcher runs: events from a source, debounced into batches, and a
+    cycle at start, after every batch and every `rescan` seconds, so a missed event is
+    caught by the next rescan. Ctrl-C propagates to the caller, after the source stops."""
+
+    def __init__(
+        self,
+        source: EventSource | None = None,
+        *,
+        quiet: float,
+        max_delay: float,
+        rescan: float,
+        accept: Callable[[Path], bool] | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.source: EventSource = source or WatchdogSource()
+        self.hints = Hints(quiet=quiet, max_delay=max_delay, accept=accept, clock=clock)
+        self.rescan = rescan
+        self.clock = clock
+        #: whether the source is started: roots may be added to it
+        self.running = False
+
+    def run(self, roots: Sequence[WatchRoot], cycle: Cycle) -> None:
+        """Run `cycle` until `stop()` (from any thread, or from a cycle)."""
+        self.source.start(roots, self.hints.notify)
+        self.running = True
+        try:
+            retry = cycle(Wake("start"))
+            while not self.hints.stopped:
+                wait = self.rescan if retry is None else min(self.rescan, retry)
+                batch = self.hints.next_batch(self.clock() + wait)
+                if self.hints.stopped:
+                    break
+                retry = cycle(Wake("event", batch) if batch else Wake("rescan"))
+        finally:
+            self.running = False
+            self.source.stop()
+
+    def add(self, roots: Sequence[WatchRoot]) -> None:
+        """Watch these roots too, from now on, when the loop runs."""
+        if self.running:
+            self.source.add(roots)
+
+    def stop(self) -> None:
+        self.hints.stop()
+
+    @property
+    def stopped(self) -> bool:
+        return self.hints.stopped
+
+
 # --------------------------------------------------------------------------- stable scans
 
 Kind = FileKind

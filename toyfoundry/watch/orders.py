@@ -16,7 +16,6 @@ import hashlib
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -31,7 +30,7 @@ from toyfoundry.store.atomic import write_json_atomic
 from toyfoundry.store.layout import Layout
 from toyfoundry.store.lock import FoundryLock
 from toyfoundry.store.runid import utc_now
-from toyfoundry.watch.observer import EventSource, Hints, WatchdogSource, WatchRoot
+from toyfoundry.watch.observer import EventSource, Wake, WatchLoop, WatchRoot
 
 _ARTEFACT_MAX_BYTES = 64 << 20
 
@@ -196,9 +195,10 @@ class OrderWatcher:
         self.build = build
         self.notify = notify or Notifier(out)
         self.dodo = dodo
-        self.source = source
         self.out = out
-        self.hints = Hints(quiet=quiet, max_delay=max(5.0, quiet), accept=self.relevant)
+        self.loop = WatchLoop(
+            source, quiet=quiet, max_delay=max(5.0, quiet), rescan=30.0, accept=self.relevant
+        )
         self.lock = FoundryLock(layout.lock_file, purpose="watch-orders")
 
     def relevant(self, path: Path) -> bool:
@@ -255,22 +255,15 @@ class OrderWatcher:
 
     def run(self, *, interval: float = 30.0) -> int:
         """Check now, then on settled exchange events and every `interval` seconds; returns 0."""
-        source = self.source or WatchdogSource()
-        source.start([WatchRoot(self.layout.exchange)], self.hints.notify)
-        try:
-            change = self.check()
-            if not change.any:
-                self._say([f"watch-orders: {change.summary()}"])
-            while not self.hints.stopped:
-                self.hints.next_batch(time.monotonic() + interval)
-                if self.hints.stopped:
-                    break
-                self.check()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            source.stop()
+        self.loop.rescan = interval
+        with contextlib.suppress(KeyboardInterrupt):
+            self.loop.run([WatchRoot(self.layout.exchange)], self._cycle)
         return 0
 
+    def _cycle(self, wake: Wake) -> None:
+        change = self.check()
+        if wake.trigger == "start" and not change.any:
+            self._say([f"watch-orders: {change.summary()}"])
+
     def stop(self) -> None:
-        self.hints.stop()
+        self.loop.stop()
