@@ -36,7 +36,7 @@ from doit.cmd_run import Run
 from doit.exceptions import InvalidCommand, InvalidDodoFile, InvalidTask
 
 from toyfoundry.store.safe_read import is_skipped_name
-from toyfoundry.watch.observer import Hints, WatchdogSource, WatchRoot, stop_on_signals
+from toyfoundry.watch.observer import Wake, WatchLoop, WatchRoot, stop_on_signals
 
 #: The foundry's own outputs; harmless in other projects, and replaceable with `--ignore`.
 DEFAULT_IGNORE = [".toyfoundry/*", "exchange/reports/*", "exchange/outbox/*"]
@@ -453,28 +453,32 @@ class Auto(DoitCmdBase):  # type: ignore[misc]
         params: Any, watch: WatchSet, started_ns: int, before: Mapping[Path, set[str]]
     ) -> list[str]:
         """Block until a relevant change has settled; the changed paths (or "?" if unknown)."""
-        hints = Hints(
-            quiet=params["quiet_period"], max_delay=params["max_delay"], accept=watch.relevant
+        loop = WatchLoop(
+            quiet=params["quiet_period"],
+            max_delay=params["max_delay"],
+            rescan=params["rescan"],
+            accept=watch.relevant,
         )
         watch.baseline = start = watch.listing()
-        source = WatchdogSource()
-        source.start(watch.roots(), hints.notify)
-        try:
-            early = watch.changed_since(started_ns, before)
-            if early:
-                # changed while the tasks ran: let the writer finish, then go again
-                hints.notify(None)
-                return _paths(early + [p for p in hints.next_batch() if p is not None])
-            while True:
-                batch = hints.next_batch(time.monotonic() + params["rescan"])
-                if batch:
-                    return _paths(p for p in batch if p is not None) or ["?"]
+        found: list[Path] = []
+
+        def cycle(wake: Wake) -> None:
+            if wake.trigger == "start":
+                found.extend(watch.changed_since(started_ns, before))
+                if found:
+                    # changed while the tasks ran: let the writer finish, then go again
+                    loop.hints.notify(None)
+                return
+            if wake.trigger == "event":
+                found.extend(p for p in wake.hints if p is not None)
+            else:
                 now = watch.listing()
-                moved = [p for p in now.keys() | start.keys() if now.get(p) != start.get(p)]
-                if moved:
-                    return _paths(moved)
-        finally:
-            source.stop()
+                found.extend(p for p in now.keys() | start.keys() if now.get(p) != start.get(p))
+            if wake.trigger == "event" or found:
+                loop.stop()
+
+        loop.run(watch.roots(), cycle)
+        return _paths(found) or ["?"]
 
 
 def _draws_from_plan(namespace: Mapping[str, Any] | None) -> bool:

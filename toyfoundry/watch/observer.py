@@ -1,4 +1,5 @@
-"""What every watcher shares: event sources, debounced hints, and scans that read only complete files.
+"""The watch core every watcher shares: event sources, debounced hints, one loop, and scans
+that read only complete files.
 
 Events are hints, never the truth: inotify queues overflow, editors replace files
 in odd ways, and a network filesystem may send nothing at all. So a watcher turns
