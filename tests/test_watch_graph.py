@@ -255,6 +255,26 @@ def test_the_plan_says_what_a_change_feeds(light_project: Layout) -> None:
     assert planning.orders_fed_by(after, [], None) == {*scout, *bunny}
 
 
+def test_it_watches_what_the_plan_names_and_nothing_else(
+    light_project: Layout, light: ModuleType
+) -> None:
+    layout = Layout(light_project.root.resolve())
+    drop_order(layout, "2025-11-03-001")
+    source = ScriptedSource()
+    watcher = GraphWatcher(layout, dodo=light, source=source, quiet=0.05, rescan=30)
+    with watcher.background():
+        watcher.wait_for_cycle(lambda r: r.built, after=0, timeout=60)
+        roots = {(r.path, r.recursive) for r in source.roots}
+    listed = {(layout.exchange / f, False) for f in ("orders", "recipes", "checkpoints", "reviews")}
+    assert listed | {(layout.root, False)} <= roots
+    assert watcher.relevant(layout.settings_file)
+    assert watcher.relevant(layout.order_file("2025-11-04-001"))  # a new file in a listed folder
+    assert watcher.relevant(layout.review_file("2025-11-03-001"))
+    assert not watcher.relevant(layout.root / "README.md")
+    assert not watcher.relevant(layout.orders_dir / ".2025-11-04-001.json.tmp")
+    assert not watcher.relevant(layout.report_json("2025-11-03-001"))
+
+
 def test_without_an_initial_build_the_start_is_the_baseline(
     light_project: Layout, light: ModuleType
 ) -> None:

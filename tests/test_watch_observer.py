@@ -12,7 +12,9 @@ from toyfoundry.watch.observer import (
     Hints,
     ScriptedSource,
     StableScanner,
+    Wake,
     WatchdogSource,
+    WatchLoop,
     WatchRoot,
 )
 
@@ -203,3 +205,31 @@ def test_scripted_source_delivers_what_a_test_emits(tmp_path: Path) -> None:
     source.stop()
     source.emit(tmp_path / "y")
     assert got == [tmp_path / "x", None]
+
+
+def test_the_watch_loop_runs_a_cycle_at_start_per_batch_and_per_rescan(tmp_path: Path) -> None:
+    """The loop every watcher runs: a rejected hint wakes nothing, a burst is one cycle,
+    silence still rescans, and a cycle can end the loop."""
+    source = ScriptedSource()
+    loop = WatchLoop(
+        source, quiet=0.05, max_delay=1.0, rescan=0.2, accept=lambda p: p.suffix == ".json"
+    )
+    wakes: list[Wake] = []
+
+    def cycle(wake: Wake) -> float | None:
+        wakes.append(wake)
+        if wake.trigger == "start":
+            source.emit(tmp_path / "ignored.txt")
+            source.emit(tmp_path / "a.json")
+            source.emit(tmp_path / "b.json")
+        elif wake.trigger == "rescan":
+            loop.stop()
+        return None
+
+    thread = threading.Thread(target=loop.run, args=([WatchRoot(tmp_path)], cycle), daemon=True)
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive() and not loop.running
+    assert [w.trigger for w in wakes] == ["start", "event", "rescan"]
+    assert wakes[1].hints == [tmp_path / "a.json", tmp_path / "b.json"]
+    assert source.roots == [WatchRoot(tmp_path)]

@@ -394,7 +394,8 @@ class GraphWatcher:
 
     def roots(self) -> list[WatchRoot]:
         """The folders to get events from: those the plan lists, and those of its named files."""
-        folders = set(self._listed) | {p.parent for p in (*self._named, *self.inputs())}
+        named = self._named or self.inputs()  # before the first plan: what it will be read from
+        folders = set(self._listed) | {p.parent for p in named}
         return [WatchRoot(folder, recursive=False) for folder in sorted(folders)]
 
     def _adopt(self, plan: planning.Plan) -> None:
