@@ -253,6 +253,13 @@ def test_the_plan_says_what_a_change_feeds(light_project: Layout) -> None:
     assert moved == {scout[1], scout[2], bunny[1]}
     # no earlier plan: every order may be stale
     assert planning.orders_fed_by(after, [], None) == {*scout, *bunny}
+    # a deleted recipe: no order lists it any more, but its orders' declared inputs changed
+    layout.recipe_file("bolt-bunny").unlink()
+    gone = planning.scan(layout)
+    assert planning.orders_fed_by(gone, ["exchange/recipes/bolt-bunny.json"], after) == {
+        scout[1],
+        *bunny,
+    }
 
 
 def test_it_watches_what_the_plan_names_and_nothing_else(
