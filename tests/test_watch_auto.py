@@ -190,3 +190,11 @@ def test_in_a_foundry_project_it_watches_the_settings_the_plan_names(tmp_path: P
         if running.proc.poll() is None:
             running.proc.kill()
             running.proc.wait()
+
+
+def test_a_second_signal_while_stopping_is_no_traceback(auto: Auto) -> None:
+    auto.wait_cycles(1)
+    auto.proc.send_signal(signal.SIGTERM)
+    auto.proc.send_signal(signal.SIGINT)
+    assert auto.stop() == 0
+    assert not any("Traceback" in line for line in auto.lines), auto.lines

@@ -327,8 +327,11 @@ class Auto(DoitCmdBase):  # type: ignore[misc]
                         return 0
                     changed, previous = message[1], (message[2], message[3])
             except KeyboardInterrupt:
-                self._stop(child)
-                return 0
+                while True:
+                    # a second Ctrl-C or SIGTERM while the child ends is the same request
+                    with contextlib.suppress(KeyboardInterrupt):
+                        self._stop(child)
+                        return 0
 
     @staticmethod
     def _receive(reader: Connection, child: Any) -> tuple[Any, ...] | None:
