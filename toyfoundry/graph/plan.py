@@ -88,6 +88,11 @@ class Plan:
     def by_id(self) -> dict[str, OrderNode]:
         return {n.order_id: n for n in self.orders}
 
+    def orders_reading(self, paths: set[str]) -> list[OrderNode]:
+        """The orders whose mint reads one of these project-relative paths, present or
+        optional (a review or checkpoint that may appear): what a change to them feeds."""
+        return [n for n in self.orders if not paths.isdisjoint(n.inputs)]
+
 
 def classify(path: str | os.PathLike[str]) -> str:
     """`regular` for a plain file doit may hash; otherwise what it is (never followed or read)."""

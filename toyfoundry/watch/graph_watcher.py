@@ -207,44 +207,25 @@ def affected_orders(
 ) -> set[str]:
     """Orders of the new plan whose tasks a set of input changes may make stale.
 
-    An order is affected when a changed file is one its mint reads (the plan's
-    `inputs`: its order file, recipe, checkpoint, review, sprint peers), and
-    then so are the later orders of its recipe, which chain on it. The folder
-    rules cover files an order no longer lists (a deleted order or review).
+    The plan answers, not rules of the watcher's own: an order is affected when a
+    changed path is one its mint reads (the plan's `inputs`: its order file, recipe,
+    checkpoint, review, sprint peers, the settings), in the plan before the change
+    (a deleted order, a removed review) or after it (a new order, an added recipe),
+    and then so are the later orders of its recipe, which chain on it.
     """
-    new_nodes = {n.order_id: n for n in new.orders}
-    old_nodes = {n.order_id: n for n in old.orders} if old is not None else {}
-    paths = {c.path for c in changes}
-    rels = {os.path.relpath(p, layout.root) for p in paths}
+    new_nodes = new.by_id
+    rels = {os.path.relpath(c.path, layout.root) for c in changes}
     out: set[str] = set()
-
-    def chain_from(order_id: str, recipe: str | None) -> None:
-        if order_id in new_nodes:
-            out.add(order_id)
-        if recipe:
-            out.update(
-                n.order_id for n in new.orders if n.recipe == recipe and n.order_id > order_id
-            )
-
-    for node in new.orders:
-        if rels.intersection(node.inputs):
-            chain_from(node.order_id, node.recipe)
-    for path in paths:
-        try:
-            folder, name = path.relative_to(layout.exchange).parts[-2:]
-        except ValueError:
-            continue
-        stem = name.removesuffix(".json")
-        if folder in ("orders", "reviews"):
-            # an edited order may have moved between recipes: both chains are affected
-            for known in (old_nodes.get(stem), new_nodes.get(stem)):
-                if known is not None:
-                    chain_from(stem, known.recipe)
-        elif folder == "recipes":
-            out.update(n.order_id for n in new.orders if n.recipe == stem)
-        elif folder == "checkpoints":
-            out.update(n.order_id for n in new.orders if n.phase == stem)
-    return out & set(new_nodes)
+    for plan in (old, new):
+        for node in plan.orders_reading(rels) if plan is not None else []:
+            out.add(node.order_id)
+            if node.recipe:
+                out.update(
+                    n.order_id
+                    for n in new.orders
+                    if n.recipe == node.recipe and n.order_id > node.order_id
+                )
+    return out & new_nodes.keys()
 
 
 def affected_tasks(
