@@ -279,14 +279,17 @@ class Exchange:
             return Loaded(None, problems)
         if not isinstance(data, dict):
             return Loaded(None, [Problem(shown, "-", "must be a JSON object")])
-        if self.schema_check:
-            found = schema_problems(kind, shown, data)
-            if found:
-                return Loaded(None, found)
+        # the model first, with or without the schema: `validate` then prints the very
+        # lines the build prints for the same file; the schema (generated from the model)
+        # is a second opinion on what the model accepted
         try:
             model = MODEL_BY_KIND[kind].model_validate(data)
         except ValidationError as exc:
             return Loaded(None, pydantic_problems(shown, exc))
+        if self.schema_check:
+            found = schema_problems(kind, shown, data)
+            if found:
+                return Loaded(None, found)
         return Loaded(model)
 
     def _rules(self, kind: str, model: Any, path: Path) -> list[Problem]:
