@@ -19,7 +19,14 @@ from toyfoundry.exchange import rules
 from toyfoundry.forge.inputs import OrderFacts
 from toyfoundry.formats.models import Checkpoint, Order, Recipe, Report, Review, Settings
 from toyfoundry.store import safe_read
-from toyfoundry.store.layout import Layout, UnsafeIdError, check_order_id, check_phase, check_slug
+from toyfoundry.store.layout import (
+    LINKED_REASON,
+    Layout,
+    UnsafeIdError,
+    check_order_id,
+    check_phase,
+    check_slug,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -139,6 +146,15 @@ def settings(layout: Layout) -> Settings:
 
 
 _settings_cache: dict[str, tuple[tuple[str, int, int, int], Settings]] = {}
+
+
+def linked_folder_problems(layout: Layout) -> list[Problem]:
+    """One line per folder of the foundry's own that is a link, unless the project allows it
+    (`allow_symlinked_folders`); the settings are read only when there is such a link."""
+    linked = layout.linked_folders()
+    if not linked or settings(layout).allow_symlinked_folders:
+        return []
+    return [Problem(display(layout, folder), "-", LINKED_REASON) for folder in linked]
 
 
 def _read_settings(layout: Layout, path: Path) -> Settings:

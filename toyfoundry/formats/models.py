@@ -545,6 +545,8 @@ class Settings(Strict):
     experimental_quota: Fraction = 0.2
     max_file_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     max_depth: Annotated[int, Field(ge=2, le=1000)] = 64
+    #: follow `exchange/reports`, `exchange/outbox` or `.toyfoundry` when they are links
+    allow_symlinked_folders: bool = False
 
 
 #: The formats with a committed schema, by schema file name.
