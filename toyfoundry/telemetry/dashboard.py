@@ -524,7 +524,10 @@ def _attention(items: list[headline.Item]) -> str:
     for item in items:
         orders = ", ".join(_report_link(oid) for oid in item.orders)
         if item.more:
-            orders += f" and {count_text(item.more)} more (filter the orders table)"
+            orders += (
+                f' and <a href="#status={_escape(item.status)}">{count_text(item.more)} more'
+                " in the orders table</a>"
+            )
         where = f'<div class="orders">reports: {orders}</div>' if orders else ""
         out.append(
             f'<li class="att att-{_escape(item.kind)}"><div>{_escape(item.text)}</div>{where}'
