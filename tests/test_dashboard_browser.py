@@ -174,6 +174,15 @@ def test_sorting_filtering_and_paging(browser: Any, many: Layout) -> None:
     assert _errors(browser) == []
 
 
+def test_the_attention_list_links_to_its_orders_in_the_table(browser: Any, many: Layout) -> None:
+    _open(browser, many)
+    browser.find_element(By.CSS_SELECTOR, '#attention a[href="#status=blocked"]').click()
+    WebDriverWait(browser, 30).until(lambda d: set(_column(d, 5)) == {"blocked"})
+    assert Select(browser.find_element(By.ID, "f-status")).first_selected_option.text == "blocked"
+    assert browser.find_element(By.ID, "t-count").text == "46 of 230 orders"
+    assert _errors(browser) == []
+
+
 def test_a_report_link_opens_the_report(browser: Any, small: Layout) -> None:
     _open(browser, small)
     link = browser.find_element(
