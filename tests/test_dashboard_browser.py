@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
@@ -16,9 +16,11 @@ from toyfoundry.store.layout import Layout
 from toyfoundry.telemetry import dashboard
 from toyfoundry.telemetry.loom import run_loom
 
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (.[test])")
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+if TYPE_CHECKING:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+else:  # imported when a test runs, not when pytest collects this file (see test_export_types)
+    By = Select = WebDriverWait = None
 
 RECIPES = ("gear-golem", "kite-knight", "drum-dragon")
 STATUSES = ("built", "built", "awaiting-review", "blocked", "rejected")
@@ -36,6 +38,11 @@ def _binaries() -> tuple[str, str] | None:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    global By, Select, WebDriverWait
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (.[test])")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
     found = _binaries()
     if found is None:
         pytest.skip(
