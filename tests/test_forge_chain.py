@@ -187,6 +187,7 @@ def test_a_cold_walk_passes_through_dry_runs_and_stops_at_a_new_space(tmp_path: 
     chains = [json.loads(layout.chain_file(i).read_bytes()) for i in ids]
     assert chains[5]["space"] != chains[4]["space"]
     assert chains[5]["cursor"] < chains[4]["cursor"]  # the novel sequence started again
+    assert chains[5]["parent"] is None and chains[6]["parent"]["order"] == ids[5]
     assert chains[3]["parent"]["order"] == ids[2]  # the dry run's copy of ids[1]'s chain
     _check_exact(layout, ids[5:], recipe)  # nothing of the old space is skipped
     _remint_cold_equals_warm(layout, ids[-1])

@@ -146,9 +146,13 @@ def advance(
     order's carryovers at or beyond the new cursor are `carried`, so they are never
     drawn as novel later (the earlier orders' are in the chains `parent` leads back
     to: see `carried`). Baselines move nothing: novel draws skip them by value.
-    `parent`: the file `prev` was read from, None for a recipe's genesis chain.
+    `parent`: the file `prev` was read from, None for a recipe's genesis chain. The
+    link is kept only within one parameter space: the first chain of a new space has
+    none, since nothing before it counts for novelty.
     """
     cursor = start_cursor(prev, space.key)
+    if prev.space != space.key:
+        parent = None
     novel = [space.position(a.params) for a in alfas if a.share == "novel"]
     drawn = [p for p in novel if p is not None]
     new_cursor = max([cursor, *(p + 1 for p in drawn)])
