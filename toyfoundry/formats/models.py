@@ -362,7 +362,8 @@ class Chain(Strict):
     The novel sequence is a keyed permutation of the recipe's parameter space: `cursor`
     positions of it are used up. `carried` lists the positions at or beyond the cursor
     that this order minted as carryover; those of earlier orders are in the chains
-    `parent` leads back to, so the file stays the same size however long the chain.
+    `parent` leads back to (within the same parameter space: the first chain of a space
+    has no parent), so the file stays the same size however long the chain.
     Together they are the exact history without listing every Alfa.
     """
 
