@@ -269,6 +269,35 @@ def test_an_order_renamed_over_one_of_another_recipe_mid_build(tmp_path: Path, s
     rebuild_matches_clean(layout, tmp_path)
 
 
+@pytest.mark.parametrize("odd", ["fifo", "link"])
+def test_an_order_planned_as_a_fifo_and_restored_mid_build(tmp_path: Path, odd: str) -> None:
+    """The plan found a FIFO (or a link) and put the order in no chain; the order's bytes
+    are back before its mint: minting them now would build on a chain the plan never drew."""
+    layout = make_project(tmp_path / "project")
+    path = layout.order_file(ORDER)
+    (layout.root / "whole.json").write_bytes(path.read_bytes())
+    path.unlink()
+    if odd == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to(layout.root / "whole.json")
+    hooked(
+        layout,
+        "plan",
+        "tmp = layout.orders_dir / '.back'\n"
+        "tmp.write_bytes((layout.root / 'whole.json').read_bytes())\n"
+        f"os.replace(tmp, layout.order_file({ORDER!r}))",
+    )
+    result = doit(layout.root, timeout=120)
+    check_quiet(result)
+    assert result.code == 1, result.out + result.err
+    assert line_for(
+        result.out + result.err, f"exchange/orders/{ORDER}.json", "changed during the build"
+    ), result.out + result.err
+    (layout.root / "whole.json").unlink()
+    rebuild_matches_clean(layout, tmp_path)
+
+
 def test_a_recipe_edited_mid_build_fails_its_orders_not_the_factory(tmp_path: Path) -> None:
     layout = make_project(tmp_path / "project")
     hooked(

@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return EXIT_USAGE
         layout = Layout.discover(args.root)
-        if args.command not in READ_ONLY:
+        if args.command not in READ_ONLY and layout.linked_folders():
             from toyfoundry.exchange.loader import linked_folder_problems
 
             problems = linked_folder_problems(layout)

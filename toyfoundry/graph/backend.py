@@ -114,13 +114,17 @@ def _refuse_linked_folders(db: Path) -> None:
     state = db.absolute().parent
     if state.name != ".toyfoundry":
         return  # a DB somewhere else: not a project layout to check
+    from toyfoundry.store.layout import Layout
+
+    layout = Layout(state.parent)
+    if not layout.linked_folders():
+        return  # four lstats; the settings (and pydantic) only when there is a link
     from doit.exceptions import InvalidDodoFile
 
     from toyfoundry.errors import FoundryError
     from toyfoundry.exchange.loader import linked_folder_problems
-    from toyfoundry.store.layout import Layout
 
-    problems = linked_folder_problems(Layout(state.parent))
+    problems = linked_folder_problems(layout)
     if problems:
         refused = FoundryError("", problems)
         raise InvalidDodoFile(str(refused)) from refused
