@@ -127,8 +127,11 @@ def test_quick_suite_publishes_every_figure(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not TreeMemory.available(), reason="needs Linux's /proc")
 def test_tree_memory_counts_the_workers(tmp_path: Path) -> None:
-    """A parent and its forked worker each touch 40 MB of their own: the tree holds both,
-    while `wait4`'s peak is one process's."""
+    """A parent and its forked worker each touch 40 MB of their own: the tree holds both.
+
+    `wait4`'s peak is not compared: on Linux a child's peak starts from its parent's
+    high-water mark, kept through `exec`, so under a long pytest run it measures pytest.
+    """
     script = (
         "import os, time\n"
         "a = bytearray(40 * 2**20)\n"
@@ -140,7 +143,6 @@ def test_tree_memory_counts_the_workers(tmp_path: Path) -> None:
     done = run([sys.executable, "-c", script], tmp_path, tree_memory=True).check()
     assert done.tree_pss_mb is not None
     assert done.tree_pss_mb >= 100  # 3 x 40 MB written, a's pages shared by the two
-    assert done.maxrss_mb < done.tree_pss_mb
 
 
 def test_scale_figures_compare_each_size_with_n_1000_of_the_same_run() -> None:

@@ -132,9 +132,10 @@ def test_builds_a_watcher_and_a_mint_share_one_foundry(tmp_path: Path) -> None:
     assert "watch: stopped" in log
 
     # each order's tasks ran once across the two builds: the second waited, then found them
-    # done (the global tasks may run again: a `toyfoundry mint` between them adds ledger lines)
+    # done (the global tasks may run again: a `toyfoundry mint` between them adds ledger lines,
+    # and it drops its order's mint record, so the graph redoes that mint rather than trust it)
     runs = [{t for t in executed(out) if ":" in t} for out, _ in outs[:2]]
-    assert not runs[0] & runs[1], runs
+    assert not (runs[0] & runs[1]) - {f"mint:{first_order}"}, runs
     everything = "\n".join(err for _, err in outs) + log
     assert "waiting for the foundry lock (held by pid" in everything
 

@@ -23,6 +23,7 @@ import pytest
 from bench import workload
 from tests.conftest import REPO, doit, executed, make_project
 from toyfoundry.formats.models import MintRecord, RitualRecord
+from toyfoundry.store import sweep
 from toyfoundry.store.layout import Layout
 
 SOAK = os.environ.get("TOYFOUNDRY_SOAK") == "1"
@@ -175,6 +176,9 @@ def test_killed_builds_finish_as_if_never_killed(tmp_path: Path) -> None:
     assert again.code == 0 and executed(again.out) == [], f"{context}\n{again.out}"
 
     check_ledgers(layout)
+    # the next holder of the lock after a kill sweeps what the killed writers left
+    left = [str(p) for area in sweep.areas(layout) for p in area.rglob("*") if is_temp(p)]
+    assert left == [], f"{context}: temp files left: {left[:5]}"
     ours, theirs = outputs(layout), outputs(reference)
     assert sorted(ours) == sorted(theirs), context
     differ = [name for name in ours if ours[name] != theirs[name]]

@@ -13,9 +13,18 @@ from toyfoundry.store.layout import EXPORT_DATASETS, Layout
 from toyfoundry.telemetry import export_types, exports
 from toyfoundry.telemetry.loom import run_loom
 
-duckdb = pytest.importorskip("duckdb", reason="duckdb is a test dependency (.[test])")
-pd = pytest.importorskip("pandas", reason="pandas is a test dependency (.[test])")
-pytest.importorskip("pyarrow", reason="pyarrow is a test dependency (.[test])")
+
+# Imported when a test runs, not when pytest collects this file: a pytest process that
+# holds pandas and pyarrow from the start lends their memory to every child it forks
+# (a child's peak RSS starts from its parent's), which other tests measure.
+def _duckdb() -> Any:
+    return pytest.importorskip("duckdb", reason="duckdb is a test dependency (.[test])")
+
+
+def _pandas() -> Any:
+    pytest.importorskip("pyarrow", reason="pyarrow is a test dependency (.[test])")
+    return pytest.importorskip("pandas", reason="pandas is a test dependency (.[test])")
+
 
 BLOCKED = "2025-10-28-002"  # the sample's blocked order: header-only partitions
 
@@ -48,7 +57,7 @@ def _files(layout: Layout, dataset: str, fmt: str) -> list[Path]:
 
 
 def _rows(sql: str) -> list[tuple[Any, ...]]:
-    found: list[tuple[Any, ...]] = duckdb.sql(sql).fetchall()
+    found: list[tuple[Any, ...]] = _duckdb().sql(sql).fetchall()
     return found
 
 
@@ -93,11 +102,12 @@ def _dtypes(frame: Any) -> dict[str, Any]:
 
 
 def _wanted(dataset: str) -> dict[str, Any]:
+    pd = _pandas()
     return {c: pd.api.types.pandas_dtype(t) for c, t in export_types.pandas_dtypes(dataset).items()}
 
 
 def _read_csv(path: Path, dataset: str) -> Any:
-    return pd.read_csv(
+    return _pandas().read_csv(
         path,
         dtype=export_types.pandas_dtypes(dataset),
         keep_default_na=False,
@@ -110,6 +120,7 @@ def _read_csv(path: Path, dataset: str) -> Any:
 def test_pandas_reads_every_export_with_the_documented_types(
     exported: Layout, dataset: str
 ) -> None:
+    pd = _pandas()
     wanted = export_types.pandas_dtypes(dataset)
     frames = [_read_csv(p, dataset) for p in _files(exported, dataset, "csv")]
     for frame in frames:  # header-only partitions too

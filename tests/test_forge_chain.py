@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import REPO, doit
 from tests.support import build, load, write_json
 from toyfoundry.errors import FoundryError
 from toyfoundry.forge import carried
@@ -187,6 +189,7 @@ def test_a_cold_walk_passes_through_dry_runs_and_stops_at_a_new_space(tmp_path: 
     chains = [json.loads(layout.chain_file(i).read_bytes()) for i in ids]
     assert chains[5]["space"] != chains[4]["space"]
     assert chains[5]["cursor"] < chains[4]["cursor"]  # the novel sequence started again
+    assert chains[5]["parent"] is None and chains[6]["parent"]["order"] == ids[5]
     assert chains[3]["parent"]["order"] == ids[2]  # the dry run's copy of ids[1]'s chain
     _check_exact(layout, ids[5:], recipe)  # nothing of the old space is skipped
     _remint_cold_equals_warm(layout, ids[-1])
@@ -197,3 +200,23 @@ def _remint_cold_equals_warm(layout: Layout, order_id: str) -> None:
     carried._frontiers.clear()
     mint_order(layout, order_id)
     assert load(layout, order_id).alfas == warm
+
+
+@pytest.mark.slow
+def test_workers_that_each_get_some_of_a_chain_mint_what_one_process_mints(
+    tmp_path: Path,
+) -> None:
+    """Forked workers walk back over chain files other workers wrote: same bytes as serial."""
+    built = {}
+    for jobs in ("0", "3"):
+        root = tmp_path / f"n{jobs}"
+        _, ids = _project(root, 40)
+        shutil.copy2(REPO / "pyproject.toml", root / "pyproject.toml")
+        shutil.copy2(REPO / "dodo.py", root / "dodo.py")
+        done = doit(root, "-n", jobs, "report")
+        assert done.code == 0, done.out + done.err
+        layout = Layout(root)
+        built[jobs] = [
+            (layout.mint_artefact(i).read_bytes(), layout.chain_file(i).read_bytes()) for i in ids
+        ]
+    assert built["0"] == built["3"]

@@ -10,11 +10,14 @@ clean build of what the exchange holds then.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +269,35 @@ def test_an_order_renamed_over_one_of_another_recipe_mid_build(tmp_path: Path, s
     rebuild_matches_clean(layout, tmp_path)
 
 
+@pytest.mark.parametrize("odd", ["fifo", "link"])
+def test_an_order_planned_as_a_fifo_and_restored_mid_build(tmp_path: Path, odd: str) -> None:
+    """The plan found a FIFO (or a link) and put the order in no chain; the order's bytes
+    are back before its mint: minting them now would build on a chain the plan never drew."""
+    layout = make_project(tmp_path / "project")
+    path = layout.order_file(ORDER)
+    (layout.root / "whole.json").write_bytes(path.read_bytes())
+    path.unlink()
+    if odd == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to(layout.root / "whole.json")
+    hooked(
+        layout,
+        "plan",
+        "tmp = layout.orders_dir / '.back'\n"
+        "tmp.write_bytes((layout.root / 'whole.json').read_bytes())\n"
+        f"os.replace(tmp, layout.order_file({ORDER!r}))",
+    )
+    result = doit(layout.root, timeout=120)
+    check_quiet(result)
+    assert result.code == 1, result.out + result.err
+    assert line_for(
+        result.out + result.err, f"exchange/orders/{ORDER}.json", "changed during the build"
+    ), result.out + result.err
+    (layout.root / "whole.json").unlink()
+    rebuild_matches_clean(layout, tmp_path)
+
+
 def test_a_recipe_edited_mid_build_fails_its_orders_not_the_factory(tmp_path: Path) -> None:
     layout = make_project(tmp_path / "project")
     hooked(
@@ -396,3 +428,67 @@ def test_a_build_waiting_for_the_lock_says_who_and_gives_up(
         "toyfoundry: error: the foundry lock is still held"
     )
     assert not layout.rollup.exists()
+
+
+# --------------------------------------------------------------------------- FIFO churn
+
+SOAK = os.environ.get("TOYFOUNDRY_SOAK") == "1"
+#: Seconds of churn: two minutes in the long form, a few builds in `make test`.
+CHURN_SECONDS = 120.0 if SOAK else 6.0
+
+
+def _churn(layout: Layout, stop: threading.Event, swaps: list[int]) -> None:
+    """Swap ORDER between its bytes, a FIFO and a link to /dev/zero, each by rename."""
+    path = layout.order_file(ORDER)
+    good = (REPO / "exchange" / "orders" / f"{ORDER}.json").read_bytes()
+    temp = layout.orders_dir / ".churn"
+    turn = 0
+    while not stop.is_set():
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        if turn % 3 == 0:
+            temp.write_bytes(good)
+        elif turn % 3 == 1:
+            os.mkfifo(temp)
+        else:
+            temp.symlink_to("/dev/zero")
+        os.replace(temp, path)
+        turn += 1
+        swaps[0] = turn
+        stop.wait(0.003)
+    with contextlib.suppress(FileNotFoundError):
+        temp.unlink()
+    path.unlink()
+    path.write_bytes(good)
+
+
+def test_fifo_churn_never_hangs_a_build(tmp_path: Path) -> None:
+    """`doit` in a loop while an order keeps turning into a FIFO or a link to /dev/zero and
+    back: every build ends (a hang fails at the timeout), without a traceback; one that
+    exits 0 built what a clean build gives; once the churn stops, the build is clean."""
+    layout = make_project(tmp_path / "project")
+    reference = make_project(tmp_path / "reference")
+    assert doit(reference.root, timeout=120).code == 0
+    expected = split_archive(outputs(reference))[0]
+    stop = threading.Event()
+    swaps = [0]
+    churn = threading.Thread(target=_churn, args=(layout, stop, swaps), daemon=True)
+    churn.start()
+    builds: list[int] = []
+    deadline = time.monotonic() + CHURN_SECONDS
+    try:
+        while time.monotonic() < deadline or len(builds) < 3:
+            result = doit(layout.root, timeout=120)
+            check_quiet(result)
+            assert result.code in (0, 1), result.out + result.err
+            builds.append(result.code)
+            if result.code == 0:
+                assert split_archive(outputs(layout))[0] == expected, "exit 0, wrong outputs"
+    finally:
+        stop.set()
+        churn.join(timeout=30)
+    assert swaps[0] > len(builds), "the churn did not run alongside the builds"
+    final = doit(layout.root, timeout=120)
+    check_quiet(final)
+    assert final.code == 0, final.out + final.err
+    assert split_archive(outputs(layout))[0] == expected

@@ -681,3 +681,16 @@ def test_a_ritual_run_by_hand_is_redone_by_the_next_build(
     )
     assert toyfoundry(built, "ritual", ritual, expansion).returncode == 0
     check(built, tmp_path)
+
+
+def test_the_loom_run_by_hand_is_redone_by_the_next_build(built: Path, tmp_path: Path) -> None:
+    """Found by the machine: one ritual by hand on a pilot order (its stub artefact then
+    lists that ritual only), then `toyfoundry loom --export`, which wrote the order's
+    report from that artefact. The next build redid the rituals (their record was
+    dropped) and they made the graph's bytes again, so the report task, whose inputs
+    matched its record, kept the loom's report. Now the loom, too, drops the records of
+    the tasks whose files it is about to write."""
+    pilot = SAMPLE_ORDERS[0].removesuffix(".json")
+    assert toyfoundry(built, "ritual", "drill", pilot).returncode == 0
+    assert toyfoundry(built, "loom", "--export").returncode == 0
+    check(built, tmp_path)

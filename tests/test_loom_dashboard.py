@@ -436,6 +436,15 @@ def test_a_malformed_rollup_fails_with_one_line(
     assert not layout.dashboard.exists()
 
 
+def test_a_dashboard_without_orders_keeps_no_day(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "p")
+    layout.rollup.parent.mkdir(parents=True)
+    layout.rollup.write_bytes(orjson.dumps(_rollup()))
+    assert dashboard.build_dashboard(layout) == [layout.dashboard]
+    assert not history.history_dir(layout).exists()
+    assert 'As of <b id="as-of">no orders yet</b>' in layout.dashboard.read_text("utf-8")
+
+
 def test_a_missing_rollup_says_what_to_run(tmp_path: Path) -> None:
     with pytest.raises(FoundryError, match="missing; run `toyfoundry build`"):
         dashboard.build_dashboard(Layout(tmp_path), "2025-10-12")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import time
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from toyfoundry.errors import FoundryError
+from toyfoundry.store import safe_read
 from toyfoundry.store.safe_read import (
     ReadError,
     is_skipped_name,
@@ -255,3 +257,54 @@ def test_list_json(tmp_path: Path) -> None:
 def test_list_json_of_a_file(tmp_path: Path) -> None:
     path = write(tmp_path / "orders", b"")
     assert problem(lambda: list_json(path)) == f"{path}: -: is not a folder"
+
+
+# --------------------------------------------------------------------------- swapped under a read
+
+
+@pytest.mark.parametrize("odd", ["fifo", "dev-zero link", "dev-null"])
+def test_content_hashing_refuses_odd_files_without_blocking(tmp_path: Path, odd: str) -> None:
+    """The checker's hash of an input goes through `sha256_regular`: never a FIFO's wait,
+    never /dev/zero's endless bytes."""
+    path = tmp_path / "x.json"
+    if odd == "fifo":
+        os.mkfifo(path)
+    elif odd == "dev-zero link":
+        path.symlink_to("/dev/zero")
+    else:
+        path = Path("/dev/null")
+    with pytest.raises(safe_read.ReadError):
+        safe_read.sha256_regular(path)
+
+
+def test_content_hash_of_a_regular_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    data = os.urandom(3 << 20)
+    path.write_bytes(data)
+    assert safe_read.sha256_regular(path) == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("swap", ["fifo", "dev-zero link"])
+def test_a_file_swapped_between_lstat_and_open_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, swap: str
+) -> None:
+    """A regular file at the `lstat`, something else by rename at the `open`: the `fstat`
+    on the descriptor refuses it (a fault point between the two, not a sleep)."""
+    path = tmp_path / "2025-10-12-005.json"
+    path.write_text("{}")
+    real = safe_read.open_regular
+
+    def swapped(target: Any) -> Any:
+        temp = tmp_path / ".swap"
+        if swap == "fifo":
+            os.mkfifo(temp)
+        else:
+            temp.symlink_to("/dev/zero")
+        os.replace(temp, path)
+        return real(target)
+
+    monkeypatch.setattr(safe_read, "open_regular", swapped)
+    with pytest.raises(safe_read.ReadError) as caught:
+        safe_read.read_bytes(path)
+    reason = caught.value.problem.reason
+    assert reason in ("is a FIFO, not a regular file", "is a symbolic link; links are not followed")

@@ -54,7 +54,11 @@ def _order(**changes: Any) -> bytes:
 CASES: list[tuple[str, bytes, str]] = [
     ("malformed", b'{"schema_version": 1,', "-: is not valid JSON"),
     ("empty", b"", "-: is empty"),
-    ("string for int", _order(batch_size="12"), "batch_size: '12' is not of type 'integer'"),
+    (
+        "string for int",
+        _order(batch_size="12"),
+        "batch_size: Input should be a valid integer (got '12')",
+    ),
     ("unknown field", _order(colour="red"), "colour: is not a known field"),
     ("missing field", _order(seed=...), "seed: is required"),
     (
@@ -71,9 +75,13 @@ CASES: list[tuple[str, bytes, str]] = [
     (
         "dotdot recipe",
         _order(recipe="../../etc/passwd"),
-        "recipe: '../../etc/passwd' does not match",
+        "recipe: String should match pattern '^[a-z][a-z0-9_-]{0,62}$' (got '../../etc/passwd')",
     ),
-    ("absolute recipe", _order(recipe="/etc/passwd"), "recipe: '/etc/passwd' does not match"),
+    (
+        "absolute recipe",
+        _order(recipe="/etc/passwd"),
+        "recipe: String should match pattern '^[a-z][a-z0-9_-]{0,62}$' (got '/etc/passwd')",
+    ),
     ("invalid utf-8", b'{"schema_version": 1, "notes": "\xff\xfe"}', "-: is not valid UTF-8"),
     (
         "duplicate keys",

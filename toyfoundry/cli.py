@@ -44,6 +44,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 3
+#: Commands that write nothing, so the foundry's folders being links does not concern them
+#: (`build` is checked by the dependency DB it opens, like every doit command).
+READ_ONLY = frozenset({"validate", "schemas", "why", "build"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -115,6 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return EXIT_USAGE
         layout = Layout.discover(args.root)
+        if args.command not in READ_ONLY and layout.linked_folders():
+            from toyfoundry.exchange.loader import linked_folder_problems
+
+            problems = linked_folder_problems(layout)
+            if problems:
+                raise FoundryError("", problems)
         return _load(args.command).run(args, layout)
     except UsageError as exc:
         print(str(exc), file=sys.stderr)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
+from toyfoundry.graph.backend import forget_tasks
 from toyfoundry.store.layout import Layout
 from toyfoundry.store.lock import foundry_lock
 from toyfoundry.telemetry.artefacts import display
@@ -40,8 +42,14 @@ def report(layout: Layout, result: LoomResult) -> None:
             print(f"  {line}", file=sys.stderr)
 
 
+def graph_redoes(layout: Layout) -> Callable[[list[str]], None]:
+    """What the loom calls before it writes: the graph's tasks for those files drop their
+    records, so the next build makes the files again rather than trust the loom's."""
+    return lambda tasks: forget_tasks(layout.dep_db, tasks)
+
+
 def run(args: argparse.Namespace, layout: Layout) -> int:
     with foundry_lock(layout.lock_file, purpose="toyfoundry loom"):
-        result = run_loom(layout, export=args.export)
+        result = run_loom(layout, export=args.export, before_writing=graph_redoes(layout))
     report(layout, result)
     return 1 if args.strict and result.skipped else 0

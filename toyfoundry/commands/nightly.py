@@ -34,7 +34,7 @@ def run(args: argparse.Namespace, layout: Layout) -> int:
     linted = lint_paths(layout)
     lint_telemetry.report(linted, limit=SHOWN_FINDINGS)
     with foundry_lock(layout.lock_file, purpose="toyfoundry nightly"):
-        result = run_loom(layout, export=True)
+        result = run_loom(layout, export=True, before_writing=loom.graph_redoes(layout))
     loom.report(layout, result)
     today = dt.datetime.now(dt.UTC).date().isoformat()
     for line in backlog(layout).lines(today):

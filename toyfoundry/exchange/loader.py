@@ -28,7 +28,14 @@ from toyfoundry.formats.models import (
     Settings,
 )
 from toyfoundry.store import safe_read
-from toyfoundry.store.layout import Layout, UnsafeIdError, check_order_id, check_phase, check_slug
+from toyfoundry.store.layout import (
+    LINKED_REASON,
+    Layout,
+    UnsafeIdError,
+    check_order_id,
+    check_phase,
+    check_slug,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -148,6 +155,15 @@ def settings(layout: Layout) -> Settings:
 
 
 _settings_cache: dict[str, tuple[tuple[str, int, int, int], Settings]] = {}
+
+
+def linked_folder_problems(layout: Layout) -> list[Problem]:
+    """One line per folder of the foundry's own that is a link, unless the project allows it
+    (`allow_symlinked_folders`); the settings are read only when there is such a link."""
+    linked = layout.linked_folders()
+    if not linked or settings(layout).allow_symlinked_folders:
+        return []
+    return [Problem(display(layout, folder), "-", LINKED_REASON) for folder in linked]
 
 
 def _read_settings(layout: Layout, path: Path) -> Settings:
@@ -288,16 +304,19 @@ class Exchange:
             return Loaded(None, problems)
         if not isinstance(data, dict):
             return Loaded(None, [Problem(shown, "-", "must be a JSON object")])
-        if self.schema_check:
-            found = schema_problems(kind, shown, data)
-            if found:
-                return Loaded(None, found)
         if kind in EXCHANGE_INPUTS and isinstance(data.get(SCHEMA_KEY), str):
             data = {k: v for k, v in data.items() if k != SCHEMA_KEY}  # for editors only
+        # the model first, with or without the schema: `validate` then prints the very
+        # lines the build prints for the same file; the schema (generated from the model)
+        # is a second opinion on what the model accepted
         try:
             model = MODEL_BY_KIND[kind].model_validate(data)
         except ValidationError as exc:
             return Loaded(None, pydantic_problems(shown, exc))
+        if self.schema_check:
+            found = schema_problems(kind, shown, data)
+            if found:
+                return Loaded(None, found)
         return Loaded(model)
 
     def _rules(self, kind: str, model: Any, path: Path) -> list[Problem]:

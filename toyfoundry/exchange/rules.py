@@ -8,7 +8,15 @@ import orjson
 
 from toyfoundry.errors import Problem
 from toyfoundry.formats.models import PHASE_CAPS, Checkpoint, FloatParam, Order, Recipe, Review
-from toyfoundry.formats.params import MAX_FLOAT_STEPS, MAX_SPACE, cardinality, describe, index_of
+from toyfoundry.formats.params import (
+    MAX_FLOAT_STEPS,
+    MAX_SPACE,
+    cardinality,
+    describe,
+    index_of,
+    matches,
+    weight_key_names_a_value,
+)
 
 
 def _date_ok(order_id: str) -> bool:
@@ -90,14 +98,31 @@ def recipe_rules(recipe: Recipe, path: str, stem: str) -> list[Problem]:
     for i, base in enumerate(recipe.baselines):
         out += _params_rules(recipe, path, f"baselines.{i}", dict(base), complete=True)
     for i, forbidden in enumerate(recipe.forbidden):
+        if not forbidden:
+            out.append(Problem(path, f"forbidden.{i}", "is empty: it would forbid every Alfa"))
         out += _params_rules(recipe, path, f"forbidden.{i}", dict(forbidden), complete=False)
+    for i, baseline in enumerate(recipe.baselines):
+        for j, combination in enumerate(recipe.forbidden):
+            if combination and matches(baseline, combination):
+                out.append(Problem(path, f"baselines.{i}", f"matches forbidden combination {j}"))
     for i, rule in enumerate(recipe.scoring.defects):
         out += _params_rules(recipe, path, f"scoring.defects.{i}.when", dict(rule.when), False)
-    for name in recipe.scoring.weights:
-        if name not in recipe.parameters:
+    for name, weights in recipe.scoring.weights.items():
+        weighed = recipe.parameters.get(name)
+        if weighed is None:
             out.append(
                 Problem(path, f"scoring.weights.{name}", "is not a parameter of this recipe")
             )
+            continue
+        for key in weights:
+            if not weight_key_names_a_value(weighed, key):
+                out.append(
+                    Problem(
+                        path,
+                        f"scoring.weights.{name}.{key}",
+                        f"is not {describe(weighed)}, so its weight would never count",
+                    )
+                )
     if recipe.promote_score < recipe.pass_score:
         out.append(
             Problem(

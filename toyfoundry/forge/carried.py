@@ -46,8 +46,6 @@ class _Frontier:
 class _Ancestor:
     """The fields of an earlier chain file that the walk needs."""
 
-    space: str
-    cursor: int
     carried: list[int]
     parent: tuple[str, str] | None
 
@@ -73,14 +71,13 @@ def ahead(layout: Layout, chain: Chain, data: bytes) -> Set[int]:
     links = [chain.carried]
     base: _Frontier | None = None
     parent = None if chain.parent is None else (chain.parent.order, chain.parent.sha256)
+    # the first chain of a parameter space has no parent: nothing before it counts
     while parent is not None:
         order_id, parent_sha256 = parent
         if known is not None and known.sha256 == parent_sha256 and known.space == chain.space:
             base = known
             break
         ancestor = _read_parent(layout, order_id, parent_sha256)
-        if ancestor.space != chain.space:
-            break  # novelty starts again in a new parameter space: nothing before counts
         links.append(ancestor.carried)
         parent = ancestor.parent
     cursor = chain.cursor
@@ -102,10 +99,18 @@ def ahead(layout: Layout, chain: Chain, data: bytes) -> Set[int]:
     return positions
 
 
+#: Where the fields after the ones the walk reads begin in a canonical chain file: its
+#: keys are sorted, so `carried` and `parent` come before the pool, most of its bytes.
+_POOL = b'\n  "pool": '
+
+
 def _read_parent(layout: Layout, order_id: str, sha256: str) -> _Ancestor:
-    """An earlier chain file's fields the walk needs, checked against the digest its
-    successor recorded. Written by the foundry and fixed by that digest, so a parse of
-    the few fields serves where a model would validate the whole pool again."""
+    """An earlier chain file's links, checked against the digest its successor recorded.
+
+    Written by the foundry and fixed by that digest, so a parse of the fields before
+    the pool (the file's first lines, in the canonical form) serves where a model would
+    validate the whole pool again.
+    """
     path = layout.chain_file(order_id)
     try:
         data = path.read_bytes()
@@ -119,21 +124,19 @@ def _read_parent(layout: Layout, order_id: str, sha256: str) -> _Ancestor:
             f"{display(layout, path)}: -: has changed since the next order of its recipe was"
             " built from it; rebuild the recipe's later orders (`toyfoundry build`)"
         )
+    end = data.find(_POOL)
+    head = data if end < 0 else data[:end].rstrip(b",") + b"\n}"
     try:
-        doc = orjson.loads(data)
-        parent = doc.get("parent")
+        doc = orjson.loads(head)
+        link = doc.get("parent")
         ancestor = _Ancestor(
-            space=doc["space"],
-            cursor=doc["cursor"],
             carried=doc.get("carried", []),
-            parent=None if parent is None else (parent["order"], parent["sha256"]),
+            parent=None if link is None else (link["order"], link["sha256"]),
         )
     except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
         ancestor = None
     if (
         ancestor is None
-        or not isinstance(ancestor.space, str)
-        or not isinstance(ancestor.cursor, int)
         or not isinstance(ancestor.carried, list)
         or not all(isinstance(p, int) for p in ancestor.carried)
         or not (ancestor.parent is None or all(isinstance(x, str) for x in ancestor.parent))

@@ -148,9 +148,12 @@ def advance(
     `carried`, so they are never drawn as novel later (the earlier orders' are in the
     chains `parent` leads back to: see `carried`). Baselines move nothing: novel draws
     skip them by value. `parent`: the file `prev` was read from, None for a recipe's
-    genesis chain.
+    genesis chain. The link is kept only within one parameter space: the first chain
+    of a new space has none, since nothing before it counts for novelty.
     """
     cursor = start_cursor(prev, space.key)
+    if prev.space != space.key:
+        parent = None
     novel = [
         space.position(a.params)
         for a in alfas

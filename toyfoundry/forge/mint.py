@@ -50,7 +50,7 @@ from toyfoundry.forge import chain as chains
 from toyfoundry.forge.inputs import MintInputs, mint_input_paths, sprint_of, sprint_orders
 from toyfoundry.forge.snapshot import CHANGED, changed_inputs
 from toyfoundry.forge.space import Params, Space
-from toyfoundry.forge.validators import Validators, load_plugins, matches
+from toyfoundry.forge.validators import Validators, load_plugins
 from toyfoundry.formats import parsed
 from toyfoundry.formats.models import (
     SCHEMA_VERSION,
@@ -457,16 +457,6 @@ class _Batch:
 # --------------------------------------------------------------------------- the mint
 
 
-def _recipe_coherence(recipe: Recipe, path: str) -> list[Problem]:
-    """Rules the loader leaves to the forge: a baseline must not be forbidden by its own recipe."""
-    out = []
-    for i, baseline in enumerate(recipe.baselines):
-        for j, combination in enumerate(recipe.forbidden):
-            if matches(baseline, combination):
-                out.append(Problem(path, f"baselines.{i}", f"matches forbidden combination {j}"))
-    return out
-
-
 def _problem_models(problems: Sequence[Problem]) -> list[ProblemModel]:
     seen: set[Problem] = set()
     out = []
@@ -511,9 +501,6 @@ def _compose(
         raise Refused("rejected", "the order is invalid", loaded.problems + extra)
     recipe = recipe_loaded.require()
     ctx.recipe = recipe
-    coherence = _recipe_coherence(recipe, display(layout, recipe_path))
-    if coherence:
-        raise Refused("rejected", f"recipe {recipe.recipe_id} is incoherent", coherence)
     space = Space(recipe)
     chain, data = chains.start_chain(
         layout, exchange, order_id, recipe.recipe_id, space.key, previous

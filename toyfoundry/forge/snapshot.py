@@ -27,6 +27,8 @@ from toyfoundry.store import safe_read
 from toyfoundry.store.layout import Layout
 
 CHANGED = "changed during the build; run `doit` again"
+#: How the graph names an input the plan found as a link, a FIFO or the like (not read).
+ODD_PREFIX = "odd: "
 
 
 def mixed(problems: Iterable[Any]) -> bool:
@@ -36,7 +38,7 @@ def mixed(problems: Iterable[Any]) -> bool:
 
 def _not_read(content: str) -> bool:
     """Whether the plan's content stands for a file it could not read (see graph.plan)."""
-    return content.startswith(("refused: ", "unreadable ", "vanished"))
+    return content.startswith(("refused: ", "unreadable ", "vanished", ODD_PREFIX))
 
 
 def changed_inputs(

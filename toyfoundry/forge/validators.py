@@ -35,7 +35,9 @@ from toyfoundry.errors import FoundryError
 from toyfoundry.forge.plugins import GROUP as GROUP
 from toyfoundry.forge.plugins import registered
 from toyfoundry.formats.models import ParamValue, Recipe
-from toyfoundry.formats.params import Domain, describe, domain_of, index_of, number_key, value_key
+from toyfoundry.formats.params import Domain, describe, domain_of, index_of, number_key
+from toyfoundry.formats.params import matches as matches
+from toyfoundry.formats.params import same_value as same_value
 
 Hook = Callable[[Mapping[str, ParamValue], Recipe], Iterable[str]]
 
@@ -73,18 +75,6 @@ def load_plugins() -> list[Plugin]:
             )
         )
     return plugins
-
-
-def same_value(a: ParamValue, b: ParamValue) -> bool:
-    """Equal as recipe values: 2 and 2.0 are the same float step, "2" is not."""
-    if isinstance(a, str) or isinstance(b, str):
-        return a == b
-    return value_key(float(a)) == value_key(float(b))
-
-
-def matches(params: Mapping[str, ParamValue], partial: Mapping[str, ParamValue]) -> bool:
-    """True when `params` has every value of the partial set (a forbidden combination, a defect rule)."""
-    return all(name in params and same_value(params[name], v) for name, v in partial.items())
 
 
 class Partial:

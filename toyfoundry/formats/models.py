@@ -1,9 +1,17 @@
 """Pydantic models of every Toyfoundry file format: strict, closed, and versioned."""
 
+import datetime as dt
 import math
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 SCHEMA_VERSION: Literal[1] = 1
 PHASE_CAPS: dict[str, int] = {"pilot": 12, "expansion": 48, "operational": 96}
@@ -25,13 +33,28 @@ AlfaId = Annotated[
 ]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Note = Annotated[str, StringConstraints(max_length=4000)]
+
+
+def _calendar_time(value: str) -> str:
+    """The pattern admits `2025-02-30T25:61:61Z`; a timestamp must also be a real time."""
+    try:
+        dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value[:40]!r} is not a real calendar date and time") from None
+    return value
+
+
 Timestamp = Annotated[
     str,
     StringConstraints(
         pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$"
     ),
+    AfterValidator(_calendar_time),
     Field(json_schema_extra={"format": "date-time"}),
 ]
+#: A score, a threshold or one term of a score. Bounded so that a score (the base, one
+#: weight per parameter, at most 16, and noise of at most 10) is finite by construction.
+ScoreTerm = Annotated[float, Field(ge=-1e6, le=1e6)]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Count = Annotated[int, Field(ge=0)]
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
@@ -162,8 +185,8 @@ class DefectRule(Strict):
 class Scoring(Strict):
     """Drill scoring as data: base + weight of each parameter value + seeded noise."""
 
-    base: float = 0.0
-    weights: dict[ParamName, dict[Annotated[str, StringConstraints(max_length=64)], float]] = {}
+    base: ScoreTerm = 0.0
+    weights: dict[ParamName, dict[Annotated[str, StringConstraints(max_length=64)], ScoreTerm]] = {}
     noise: Annotated[float, Field(ge=0.0, le=10.0)] = 0.0
     defects: Annotated[list[DefectRule], Field(max_length=256)] = []
 
@@ -187,8 +210,8 @@ class Recipe(Strict):
     baselines: Annotated[list[PartialParams], Field(min_length=1, max_length=64)]
     forbidden: Annotated[list[PartialParams], Field(max_length=256)] = []
     scoring: Scoring
-    pass_score: float
-    promote_score: float
+    pass_score: ScoreTerm
+    promote_score: ScoreTerm
     mutation: Mutation = Mutation.model_construct()
     promotion: Promotion = Promotion.model_construct()
 
@@ -339,7 +362,8 @@ class Chain(Strict):
     The novel sequence is a keyed permutation of the recipe's parameter space: `cursor`
     positions of it are used up. `carried` lists the positions at or beyond the cursor
     that this order minted as carryover; those of earlier orders are in the chains
-    `parent` leads back to, so the file stays the same size however long the chain.
+    `parent` leads back to (within the same parameter space: the first chain of a space
+    has no parent), so the file stays the same size however long the chain.
     Together they are the exact history without listing every Alfa.
     """
 
@@ -597,6 +621,8 @@ class Settings(Strict):
     experimental_quota: Fraction = 0.2
     max_file_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     max_depth: Annotated[int, Field(ge=2, le=1000)] = 64
+    #: follow `exchange/reports`, `exchange/outbox` or `.toyfoundry` when they are links
+    allow_symlinked_folders: bool = False
 
 
 #: Formats people and other programs write into the exchange: a file may name its schema

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from fractions import Fraction
 
 from toyfoundry.formats.models import EnumParam, FloatParam, IntParam, ParamValue
@@ -150,3 +151,35 @@ def number_key(value: int | float) -> str:
 
 
 _number_keys: dict[tuple[type, int | float], str] = {}
+
+
+def same_value(a: ParamValue, b: ParamValue) -> bool:
+    """Equal as recipe values: 2 and 2.0 are the same float step, "2" is not."""
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    return value_key(float(a)) == value_key(float(b))
+
+
+def matches(params: Mapping[str, ParamValue], partial: Mapping[str, ParamValue]) -> bool:
+    """True when `params` has every value of the partial set (a forbidden combination, a defect rule)."""
+    return all(name in params and same_value(params[name], v) for name, v in partial.items())
+
+
+def weight_key_names_a_value(spec: ParamSpecT, key: str) -> bool:
+    """Whether a scoring weight's key names a value of the parameter's domain, as Drill
+    reads it (`value_key`; a float step also as any spelling of the same number): a key
+    that names none would be ignored without a word."""
+    if isinstance(spec, EnumParam):
+        return key in spec.values
+    if isinstance(spec, IntParam):
+        try:
+            value = int(key)
+        except ValueError:
+            return False
+        return str(value) == key and spec.min <= value <= spec.max
+    try:
+        number = float(key)
+    except ValueError:
+        return False
+    index = index_of(spec, number)
+    return index is not None and value_key(float(value_at(spec, index))) == value_key(number)

@@ -108,6 +108,28 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _refuse_linked_folders(db: Path) -> None:
+    """Refuse to open the DB of a project whose own folders are links (see
+    `Layout.linked_folders`): every doit command that writes opens it first."""
+    state = db.absolute().parent
+    if state.name != ".toyfoundry":
+        return  # a DB somewhere else: not a project layout to check
+    from toyfoundry.store.layout import Layout
+
+    layout = Layout(state.parent)
+    if not layout.linked_folders():
+        return  # four lstats; the settings (and pydantic) only when there is a link
+    from doit.exceptions import InvalidDodoFile
+
+    from toyfoundry.errors import FoundryError
+    from toyfoundry.exchange.loader import linked_folder_problems
+
+    problems = linked_folder_problems(layout)
+    if problems:
+        refused = FoundryError("", problems)
+        raise InvalidDodoFile(str(refused)) from refused
+
+
 class FoundryDB:
     """A doit DB backend (`backend = "toyfoundry"`): SQLite, committed per task, lock held."""
 
@@ -118,6 +140,7 @@ class FoundryDB:
         self.name = name
         self.codec = codec
         path = Path(name)
+        _refuse_linked_folders(path)
         self._lock = FoundryLock(path.parent / "lock", purpose=f"doit ({os.getpid()})")
         self._lock.acquire()
         try:

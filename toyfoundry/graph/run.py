@@ -358,11 +358,14 @@ class FoundryRun(Run):  # type: ignore[misc]
                 sys.stderr.write(f"{os_error_line(exc)}\n")
                 code = 1
             except InvalidDodoFile as exc:
-                if not isinstance(exc.__cause__, OSError):
+                if isinstance(exc.__cause__, OSError):
+                    self._close_quietly()  # a stamp file could not be written while loading
+                    code = 1
+                elif isinstance(exc.__cause__, FoundryError):
+                    code = 3  # the layout's own folders are links: the build cannot start
+                else:
                     raise
-                self._close_quietly()  # a stamp file could not be written while loading
                 sys.stderr.write(f"{exc}\n")
-                code = 1
             except DatabaseException as exc:
                 # a dependency DB that cannot be used (a corrupt file, another tool's DB)
                 # is the user's to remove, as the message says: one line, not a traceback

@@ -20,6 +20,7 @@ from doit.exceptions import InvalidDodoFile, TaskFailed
 from doit.tools import config_changed
 
 from toyfoundry.errors import FoundryError, Problem, os_error_line, say
+from toyfoundry.forge.snapshot import ODD_PREFIX
 from toyfoundry.graph import plan as planning
 from toyfoundry.graph.plan import rel
 from toyfoundry.graph.stages import fingerprint
@@ -192,8 +193,14 @@ def rituals_action(
 
 
 def _planned(plan: planning.Plan, node: planning.OrderNode) -> dict[str, str]:
-    """The content identity the plan recorded for each of the order's regular inputs."""
-    return {dep: plan.contents[dep] for dep in node.deps if dep in plan.contents}
+    """The content identity the plan recorded for each of the order's inputs: the hash of a
+    regular file, `odd: KIND` for a link, a FIFO or the like (the plan read none of it, so
+    a regular file there now is a change too)."""
+    planned = {dep: plan.contents[dep] for dep in node.deps if dep in plan.contents}
+    for entry in node.odd:
+        path, _, kind = entry.rpartition(":")
+        planned[path] = f"{ODD_PREFIX}{kind}"
+    return planned
 
 
 def report_action(root: str, order_id: str) -> TaskFailed | None:

@@ -37,6 +37,13 @@ class UnsafeIdError(ValueError):
     """An id failed its whitelist and must not become part of a path."""
 
 
+#: Why a linked folder of the foundry's own is refused, and what allows it.
+LINKED_REASON = (
+    "is a symbolic link; the foundry writes only into real folders"
+    " (set allow_symlinked_folders = true under [tool.toyfoundry] to follow it)"
+)
+
+
 def check_order_id(value: str) -> str:
     if not isinstance(value, str) or not ORDER_ID_RE.match(value):
         raise UnsafeIdError(f"not an order id (YYYY-MM-DD-NNN): {value!r:.80}")
@@ -242,3 +249,18 @@ class Layout:
         if parts[0] == ".toyfoundry":
             return True
         return len(parts) >= 2 and parts[0] == "exchange" and parts[1] in OWNED_EXCHANGE_AREAS
+
+    # --- the folders the foundry writes into ---
+    def owned_folders(self) -> tuple[Path, ...]:
+        """The folders every write of the foundry lands in (or under)."""
+        outbox = self.exchange / "outbox"
+        return (self.reports_dir, outbox, self.outbox_dir, self.state)
+
+    def linked_folders(self) -> list[Path]:
+        """The foundry's own folders that are symbolic links.
+
+        Everything the foundry writes goes to `.toyfoundry/`, `exchange/reports/` and
+        `exchange/outbox/`; a link there sends every artefact, report and manifest
+        somewhere else, so it is refused unless the project allows it.
+        """
+        return [folder for folder in self.owned_folders() if folder.is_symlink()]

@@ -524,7 +524,10 @@ def _attention(items: list[headline.Item]) -> str:
     for item in items:
         orders = ", ".join(_report_link(oid) for oid in item.orders)
         if item.more:
-            orders += f" and {count_text(item.more)} more (filter the orders table)"
+            orders += (
+                f' and <a href="#status={_escape(item.status)}">{count_text(item.more)} more'
+                " in the orders table</a>"
+            )
         where = f'<div class="orders">reports: {orders}</div>' if orders else ""
         out.append(
             f'<li class="att att-{_escape(item.kind)}"><div>{_escape(item.text)}</div>{where}'
@@ -651,10 +654,10 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 20px 28px; color: #222; max-width: 1500px; }
 h1 { margin: 0 0 4px; font-size: 26px; } h2 { margin: 28px 0 8px; font-size: 20px; }
 .sub { color: #555; margin: 0 0 16px; }
-.tiles { display: grid; grid-template-columns: repeat(auto-fit, minmax(200px, 1fr)); gap: 12px; }
+.tiles { display: grid; grid-template-columns: repeat(auto-fit, minmax(210px, 1fr)); gap: 12px; }
 .tile { border: 1px solid #ddd; border-radius: 8px; padding: 10px 14px; background: #fafafa; }
 .tile .label { color: #555; font-size: 13px; text-transform: uppercase; letter-spacing: .04em; }
-.tile .value { font-size: 28px; font-weight: 600; margin: 2px 0; }
+.tile .value { font-size: 28px; font-weight: 600; margin: 2px 0; white-space: nowrap; }
 .tile .detail { font-size: 13px; color: #444; }
 .delta { font-size: 14px; font-weight: 400; color: #555; margin-left: 8px; }
 .st { display: inline-block; margin-right: 10px; }
@@ -761,9 +764,10 @@ def build_dashboard(layout: Layout, today: str | None = None) -> list[Path]:
     kept day before it.
     """
     rollup = load_rollup(layout)
-    day = as_of(rollup.batches).day
-    day = dt.date.fromisoformat(today).isoformat() if today else day or dt.date.min.isoformat()
-    previous = history.previous(layout, day)
+    day = dt.date.fromisoformat(today).isoformat() if today else as_of(rollup.batches).day
+    previous = history.previous(layout, day) if day else None
     page = render(rollup, previous)
     written = [layout.dashboard] if write_atomic(layout.dashboard, page) else []
+    if not day:  # no order and no ledger record: nothing has happened on any day yet
+        return written
     return written + history.keep(layout, day, page, headline.figures(rollup.batches))

@@ -159,6 +159,11 @@ class Item:
     more: int
     command: str
 
+    @property
+    def status(self) -> str:
+        """The order status the orders table filters by to show every order of the item."""
+        return "awaiting-review" if self.kind == "review" else self.kind
+
 
 def _checkpoint_phase(b: Batch) -> str | None:
     """The phase whose missing checkpoint blocks `b`, as the mint's reason names it."""

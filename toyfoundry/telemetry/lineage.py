@@ -165,11 +165,14 @@ def _export_rows(layout: Layout, lineage: Lineage) -> list[str]:
     oid = lineage.order_id
     alfa = lineage.ident if lineage.is_alfa else None
     out = []
-    for fmt in exports.FORMATS:
-        out += _rows(layout, exports.partition(layout, "alfas", oid, fmt), "alfa_id", alfa)
-    if not lineage.is_alfa:
+    for dataset in ("alfas", "alfa_params", "alfa_notes"):
         for fmt in exports.FORMATS:
-            out += _rows(layout, exports.partition(layout, "rituals", oid, fmt), "order_id", oid)
+            out += _rows(layout, exports.partition(layout, dataset, oid, fmt), "alfa_id", alfa)
+    if not lineage.is_alfa:
+        for dataset in ("rituals", "ritual_counts"):
+            for fmt in exports.FORMATS:
+                path = exports.partition(layout, dataset, oid, fmt)
+                out += _rows(layout, path, "order_id", oid)
     out += _rows(layout, exports.batches_csv(layout), "order_id", oid)
     return out
 
@@ -249,7 +252,11 @@ def trace(layout: Layout, ident: str) -> Lineage:
             _describe_alfa(alfa, result, lineage)
     _scan(layout, lineage)
     lineage.exports = _export_rows(layout, lineage)
-    for path in (layout.report_json(order_id), layout.report_md(order_id)):
+    for path in (
+        layout.report_json(order_id),
+        layout.report_md(order_id),
+        layout.report_html(order_id),
+    ):
         if path.is_file():
             lineage.reports.append(display(layout, path))
     if not lineage.known:

@@ -12,6 +12,7 @@ fingerprint) rebuilds every order once.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,25 +69,44 @@ def _outputs_exist(layout: Layout, order_id: str) -> bool:
     return all(p.is_file() for p in reports.outputs_of(layout, order_id))
 
 
-def refresh_order(
+def needs_refresh(
     layout: Layout, order_id: str, known: dict[str, Any] | None
 ) -> tuple[bool, dict[str, Any]]:
-    """Rebuild one order's outputs if its artefacts changed; (rebuilt?, its new state entry)."""
+    """Whether one order's outputs must be made again (its artefacts changed); (that, its
+    new state entry)."""
     stats = [_stat(layout.mint_artefact(order_id)), _stat(layout.rituals_artefact(order_id))]
     have_outputs = _outputs_exist(layout, order_id)
     if known and known.get("stats") == stats and have_outputs:
         return False, known
     if known is not None and reports.is_current(layout, order_id):
         return False, {"stats": stats}
-    reports.build_order_outputs(layout, order_id)
     return True, {"stats": stats}
 
 
-def run_loom(layout: Layout, *, export: bool = False, today: str | None = None) -> LoomResult:
+def refresh_order(
+    layout: Layout, order_id: str, known: dict[str, Any] | None
+) -> tuple[bool, dict[str, Any]]:
+    """Rebuild one order's outputs if its artefacts changed; (rebuilt?, its new state entry)."""
+    rebuild, entry = needs_refresh(layout, order_id, known)
+    if rebuild:
+        reports.build_order_outputs(layout, order_id)
+    return rebuild, entry
+
+
+def run_loom(
+    layout: Layout,
+    *,
+    export: bool = False,
+    today: str | None = None,
+    before_writing: Callable[[list[str]], None] | None = None,
+) -> LoomResult:
     """Stitch the quilt; with `export`, also the exports, summary.md and the dashboard.
 
     An order whose artefacts cannot be read is listed in `skipped` and left out
     of the rollup (its stale part is removed), and the other orders still build.
+    `before_writing` is told, before anything is written, the graph tasks whose
+    files the loom is about to write (`report:<order>`, `quilt`, `export`,
+    `dashboard`): the CLI drops their records so the graph makes them again.
     The caller holds the foundry lock.
     """
     code = fingerprint()
@@ -94,18 +114,30 @@ def run_loom(layout: Layout, *, export: bool = False, today: str | None = None) 
     result = LoomResult(orders=artefacts.exchange_order_ids(layout))
     state: dict[str, Any] = {}
     problems = []
+    todo: dict[str, bool] = {}
     for oid in result.orders:
         if not artefacts.is_built(layout, oid):
             continue
         result.built.append(oid)
         try:
-            rebuilt, state[oid] = refresh_order(layout, oid, previous.get(oid))
+            todo[oid], state[oid] = needs_refresh(layout, oid, previous.get(oid))
         except FoundryError as exc:
             problems.append(str(exc))
             remove_file(part_path(layout, oid))
+    if before_writing is not None:
+        stages = ["quilt", *(["export", "dashboard"] if export else [])]
+        before_writing([*(f"report:{oid}" for oid, redo in todo.items() if redo), *stages])
+    for oid, redo in todo.items():
+        if not redo:
             continue
-        if rebuilt:
-            result.rebuilt.append(oid)
+        try:
+            reports.build_order_outputs(layout, oid)
+        except FoundryError as exc:
+            problems.append(str(exc))
+            remove_file(part_path(layout, oid))
+            state.pop(oid, None)
+            continue
+        result.rebuilt.append(oid)
     result.rollup = quilt.build_rollup(layout, result.orders, problems=problems)
     result.skipped = list(result.rollup.skipped)
     write_json_atomic(

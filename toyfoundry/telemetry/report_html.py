@@ -9,6 +9,7 @@ exchange becomes markup.
 
 from __future__ import annotations
 
+import html
 import re
 
 _CODE = re.compile(r"`([^`]*)`")
@@ -21,19 +22,9 @@ li { margin: 3px 0; }
 """
 
 
-def _escape(text: str) -> str:
-    return (
-        text.replace("&", "&amp;")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-        .replace('"', "&quot;")
-        .replace("'", "&#x27;")
-    )
-
-
 def _inline(text: str) -> str:
     """Code spans, and `\\|` (a pipe escaped for a table cell) as the pipe it stands for."""
-    return _CODE.sub(lambda m: f"<code>{m.group(1)}</code>", _escape(text.replace("\\|", "|")))
+    return _CODE.sub(lambda m: f"<code>{m.group(1)}</code>", html.escape(text.replace("\\|", "|")))
 
 
 def _cells(line: str) -> list[str]:
@@ -88,6 +79,6 @@ def md_to_html(markdown: str, title: str) -> str:
     page = "\n".join(out)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{_escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
+        f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
         f"{page}\n</body>\n</html>\n"
     )

@@ -109,9 +109,28 @@ function ordersTable(orders) {
       refresh();
     });
   }
+  // `#status=blocked&phase=expansion` (the attention list's links) sets the filters
+  function fromHash() {
+    const wanted = new URLSearchParams(location.hash.slice(1));
+    let any = false;
+    for (const name of ["status", "recipe", "phase"]) {
+      if (!wanted.has(name)) continue;
+      const select = document.getElementById("f-" + name);
+      select.value = wanted.get(name);
+      if (select.value !== wanted.get(name)) select.value = "";
+      any = true;
+    }
+    if (any) {
+      page = 0;
+      refresh();
+      table.scrollIntoView();
+    }
+  }
+  window.addEventListener("hashchange", fromHash);
   for (const f of filters) f[1].addEventListener("change", function () { page = 0; refresh(); });
   search.addEventListener("input", function () { page = 0; refresh(); });
   prev.addEventListener("click", function () { page = Math.max(0, page - 1); draw(); });
   next.addEventListener("click", function () { page += 1; draw(); });
   refresh();
+  fromHash();
 }
