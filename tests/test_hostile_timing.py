@@ -163,14 +163,16 @@ SWAPS = {
 }
 
 
-@pytest.mark.parametrize("step", ["scan", "plan"])
+@pytest.mark.parametrize("step", ["scan", "plan", f"mint:{ORDER}"])
 @pytest.mark.parametrize("swap", sorted(SWAPS))
 def test_an_input_swapped_for_a_fifo_or_device_never_hangs(
     tmp_path: Path, step: str, swap: str
 ) -> None:
     """Swapped by rename between the plan's scan and its hashing (`scan`): the plan reads
     the odd file, its one line is printed and the rest builds. Between the plan and the
-    tasks (`plan`): the tasks that read it fail, it changed during the build. No hang."""
+    tasks (`plan`), or between an order's mint and its rituals (`mint:`): the tasks that
+    read it refuse it, it changed during the build. No hang; and once the same bytes are
+    back (a new file), the next build is a clean one."""
     layout = make_project(tmp_path / "project")
     act, reason = SWAPS[swap]
     hooked(layout, step, act)
@@ -180,9 +182,13 @@ def test_an_input_swapped_for_a_fifo_or_device_never_hangs(
     path = (
         "exchange/recipes/bolt-bunny.json" if "recipe" in swap else f"exchange/orders/{ORDER}.json"
     )
-    if step == "plan":
-        reason = "changed during the build; run `doit` again"
-    assert line_for(result.out + result.err, path, reason), result.out + result.err
+    reasons = [reason] if step == "scan" else ["changed during the build; run `doit` again"]
+    if step.startswith("mint:") and "recipe" in swap:
+        # the other recipe's order may be done before the swap: then only the validate
+        # task, last, reads the recipe, and says what it is now
+        reasons.append(reason)
+    output = result.out + result.err
+    assert any(line_for(output, path, wording) for wording in reasons), output
     if step == "scan":
         assert set(GLOBAL) <= set(executed(result.out)), result.out
     # nothing odd was hashed or recorded as an input's content

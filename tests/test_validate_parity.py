@@ -10,7 +10,8 @@ none for both, or the same ones.
 
 The build's lines about a file are those of the graph's `validate` task (for recipes,
 checkpoints and reviews) and those of the mint of an order that reads it, as its
-report task prints them.
+report task prints them. Reviews decide Alfas the mint quarantined: whether an Alfa
+was quarantined is known only by minting (see the threat model's limits).
 """
 
 from __future__ import annotations

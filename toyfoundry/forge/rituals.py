@@ -45,7 +45,6 @@ from toyfoundry.exchange.loader import Exchange, display
 from toyfoundry.forge import adapter, doctrine
 from toyfoundry.forge import chain as chains
 from toyfoundry.forge.mint import input_digests, mint_inputs, mint_order, read_mint
-from toyfoundry.forge.snapshot import mixed
 from toyfoundry.forge.space import Space, space_key
 from toyfoundry.forge.validators import Partial
 from toyfoundry.formats import parsed
@@ -413,9 +412,7 @@ def run_rituals(
         )
     before = chains.resolve_previous(ex, order_id, previous)
     stale = _stale_inputs(layout, ex, mint, before)
-    if stale and planned is not None and mixed(mint.problems):
-        pass  # this build's mint already refused the changed bytes: minting again says it twice
-    elif stale and remint_stale:
+    if stale and remint_stale:
         ex = Exchange(layout)
         mint = mint_order(layout, order_id, exchange=ex, previous=before, planned=planned)
     elif stale:
