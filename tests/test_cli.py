@@ -45,6 +45,18 @@ def test_unknown_command_is_a_usage_error(run_cli: Any) -> None:
     assert "invalid choice" in result.err
 
 
+@pytest.mark.parametrize("value", ["soon", "-1", "nan"])
+def test_a_build_lock_timeout_that_is_not_seconds_is_a_usage_error(
+    run_cli: Any, value: str
+) -> None:
+    result = run_cli("build", "--lock-timeout", value)
+    assert result.code == 2
+    assert result.err.strip().splitlines() == [
+        f"toyfoundry build: argument --lock-timeout: expected a number of seconds"
+        f" (0 or more), got {value!r}"
+    ]
+
+
 def test_unexpected_error_exits_3_with_a_log(
     run_cli: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
