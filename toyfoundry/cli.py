@@ -59,12 +59,15 @@ def _load(name: str) -> Command:
     return module  # type: ignore[return-value,unused-ignore]
 
 
-def build_parser(selected: str | None) -> argparse.ArgumentParser:
+def build_parser(selected: str | None, prog: str | None = None) -> argparse.ArgumentParser:
+    """The parser; `prog` names the selected subcommand in its usage and errors (a plan
+    command such as `forge_mint_alfa` runs `toyfoundry mint` under its own name)."""
     parser = _Parser(
         prog="toyfoundry",
         description="Toyfoundry: orders in exchange/ become minted, drilled and promoted Alfas.",
     )
-    parser.add_argument("--version", action="version", version=f"toyfoundry {__version__}")
+    version = f"{prog} (toyfoundry {__version__})" if prog else f"toyfoundry {__version__}"
+    parser.add_argument("--version", action="version", version=version)
     parser.add_argument(
         "--root",
         help="project folder holding exchange/ and .toyfoundry/ (default: $TOYFOUNDRY_ROOT or .)",
@@ -76,6 +79,8 @@ def build_parser(selected: str | None) -> argparse.ArgumentParser:
             continue
         command = _load(name)
         sub = subs.add_parser(name, help=COMMANDS[name][1], description=COMMANDS[name][1])
+        if prog:
+            sub.prog = prog
         command.add_arguments(sub)
     return parser
 
@@ -106,12 +111,12 @@ def _log_crash(root: str | None) -> Path | None:
         return None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     """Parse, dispatch, and map every outcome to an exit code: 0 ok, 1 failed, 2 usage, 3 crash."""
     argv = list(sys.argv[1:] if argv is None else argv)
     root: str | None = None  # the project given by --root: its .toyfoundry/ gets the crash log
     try:
-        parser = build_parser(_selected(argv))
+        parser = build_parser(_selected(argv), prog)
         args = parser.parse_args(argv)
         root = args.root
         if not args.command:
