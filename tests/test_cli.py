@@ -74,3 +74,23 @@ def test_unexpected_error_exits_3_with_a_log(
     assert f"details in {log}" in result.err
     assert "Traceback" in log.read_text()
     assert "Traceback" not in result.err
+
+
+def test_a_command_run_in_a_folder_of_the_project_works_on_the_project(
+    run_cli: Any, project: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In `exchange/orders/`, the project is the folder above that holds `exchange/`:
+    a relative path names its file, and nothing is made in the working folder."""
+    monkeypatch.delenv("TOYFOUNDRY_ROOT", raising=False)
+    orders = project.orders_dir
+    monkeypatch.chdir(orders)
+    before = sorted(p.name for p in orders.iterdir())
+    bad = orders / "2025-11-01-001.json"
+    bad.write_text("{}")
+    result = run_cli("validate", "2025-11-01-001.json")
+    assert result.code == 1
+    assert "exchange/orders/2025-11-01-001.json: order_id: is required" in result.out
+    bad.unlink()
+    assert run_cli("validate", *before).code == 0
+    assert run_cli("review", "list").code == 0
+    assert sorted(p.name for p in orders.iterdir()) == before

@@ -70,7 +70,8 @@ def build_parser(selected: str | None, prog: str | None = None) -> argparse.Argu
     parser.add_argument("--version", action="version", version=version)
     parser.add_argument(
         "--root",
-        help="project folder holding exchange/ and .toyfoundry/ (default: $TOYFOUNDRY_ROOT or .)",
+        help="project folder holding exchange/ and .toyfoundry/ (default: $TOYFOUNDRY_ROOT, else"
+        " the working folder or the nearest one above it that holds exchange/)",
     )
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
