@@ -94,3 +94,19 @@ def test_a_command_run_in_a_folder_of_the_project_works_on_the_project(
     assert run_cli("validate", *before).code == 0
     assert run_cli("review", "list").code == 0
     assert sorted(p.name for p in orders.iterdir()) == before
+
+
+def test_build_outside_a_project_says_so_and_makes_nothing(
+    run_cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nowhere = tmp_path / "nowhere"
+    nowhere.mkdir()
+    monkeypatch.delenv("TOYFOUNDRY_ROOT", raising=False)
+    monkeypatch.chdir(nowhere)
+    result = run_cli("build")
+    assert result.code == 1
+    assert result.err.strip() == (
+        f"toyfoundry build: {nowhere} holds no exchange/ folder; run it in the project"
+        " folder, or give --root"
+    )
+    assert list(nowhere.iterdir()) == []

@@ -42,6 +42,12 @@ def run(args: argparse.Namespace, layout: Layout) -> int:
     from toyfoundry.graph.config import DOIT_PLUGINS
     from toyfoundry.store.lock import lock_timeout
 
+    if not layout.exchange.is_dir() and not layout.state.is_dir():
+        # no project here: building would make an empty foundry in whatever folder this is
+        raise FoundryError(
+            f"toyfoundry build: {layout.root} holds no exchange/ folder; run it in the"
+            " project folder, or give --root"
+        )
     os.chdir(layout.root)
     try:
         main = DoitMain(ModuleTaskLoader(dodo), extra_config=DOIT_PLUGINS)
