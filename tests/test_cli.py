@@ -110,3 +110,18 @@ def test_build_outside_a_project_says_so_and_makes_nothing(
         " folder, or give --root"
     )
     assert list(nowhere.iterdir()) == []
+
+
+def test_build_passes_doits_own_options_to_doit(run_cli: Any, project: Any) -> None:
+    """`toyfoundry build -n 0` is `doit -n 0`: doit's options are not ours to refuse."""
+    from toyfoundry.cli import _build_argv
+
+    assert _build_argv(["-n", "0", "--lock-timeout", "5", "mint:X"]) == (
+        ["--lock-timeout", "5"],
+        ["-n", "0", "mint:X"],
+    )
+    assert _build_argv(["-h"]) == (["-h"], [])
+    assert _build_argv(["info", "-h"]) == ([], ["info", "-h"])
+    result = run_cli("--root", project.root, "build", "-n", "0", "--lock-timeout=30")
+    assert result.code == 0, result.err
+    assert "toyfoundry: 16 task(s) run, 0 up to date of 16" in result.out

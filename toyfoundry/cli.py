@@ -88,16 +88,40 @@ def build_parser(selected: str | None, prog: str | None = None) -> argparse.Argu
 
 def _selected(argv: Sequence[str]) -> str | None:
     """The subcommand named on the line, so only its module's arguments are built."""
+    at = _command_at(argv)
+    return None if at is None or argv[at] not in COMMANDS else argv[at]
+
+
+def _command_at(argv: Sequence[str]) -> int | None:
+    """Where the subcommand's name is on the line (the first word not an option's value)."""
     skip = False
-    for arg in argv:
+    for i, arg in enumerate(argv):
         if skip:
             skip = False
             continue
         if arg == "--root":
             skip = True
         elif not arg.startswith("-"):
-            return arg if arg in COMMANDS else None
+            return i
     return None
+
+
+def _build_argv(rest: Sequence[str]) -> tuple[list[str], list[str]]:
+    """`toyfoundry build`'s own arguments (`--lock-timeout`, a leading `-h`), and doit's."""
+    own: list[str] = []
+    doit: list[str] = []
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg == "--lock-timeout" and i + 1 < len(rest):
+            own += rest[i : i + 2]
+            i += 1
+        elif arg.startswith("--lock-timeout=") or (arg in ("-h", "--help") and i == 0):
+            own.append(arg)
+        else:
+            doit.append(arg)
+        i += 1
+    return own, doit
 
 
 def _log_crash(root: str | None) -> Path | None:
@@ -117,8 +141,18 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     root: str | None = None  # the project given by --root: its .toyfoundry/ gets the crash log
     try:
-        parser = build_parser(_selected(argv), prog)
+        selected = _selected(argv)
+        parser = build_parser(selected, prog)
+        passthru: list[str] | None = None
+        if selected == "build":
+            # doit's own options (`-n 0`, `-v 2`) go to doit as they are: argparse would
+            # take them for options of ours
+            at = _command_at(argv) or 0
+            own, passthru = _build_argv(argv[at + 1 :])
+            argv = [*argv[: at + 1], *own]
         args = parser.parse_args(argv)
+        if passthru is not None:
+            args.doit_args = passthru
         root = args.root
         if not args.command:
             parser.print_help()
