@@ -43,3 +43,14 @@ def test_a_build_off_a_terminal_ends_with_one_summary_line_counting_orders(
     assert "1 rejected" in last
     again = doit(project.root).out.splitlines()[-1]
     assert again.startswith("toyfoundry: 1 task(s) run")  # only the failing task again
+
+
+def test_the_summary_counts_the_tasks_a_selection_reaches(project: Layout) -> None:
+    """`doit mint:X` meets a few of the graph's tasks: the summary counts those, not all."""
+    assert doit(project.root).code == 0
+    result = doit(project.root, "mint:2025-10-27-014")
+    assert result.code == 0, result.err
+    met = [line for line in result.out.splitlines() if line.startswith(("-- ", ".  "))]
+    last = result.out.splitlines()[-1]
+    assert last.startswith(f"toyfoundry: 0 task(s) run, {len(met)} up to date of {len(met)} in ")
+    assert 1 < len(met) < 16

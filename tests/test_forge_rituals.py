@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -226,3 +227,26 @@ def test_doctrine_verify_catches_tampered_and_missing_entries(
     assert any(line.startswith(f"{rel}: -: is tampered") for line in lines)
     assert any("is missing" in line and entries[1].alfa_id in line for line in lines)
     assert len(lines) == 2
+
+
+def test_a_ritual_on_an_order_with_no_file_says_so_rather_than_advise_a_build(
+    tmp_path: Path, run_cli: Any
+) -> None:
+    layout = make_project(tmp_path / "project")
+    result = run_cli("--root", layout.root, "ritual", "drill", "2099-01-01-001")
+    assert result.code == 1
+    assert result.err.strip() == "exchange/orders/2099-01-01-001.json: -: no such order"
+    # an order that is there but not minted yet: the build mints it
+    order_id = sorted(p.stem for p in (layout.exchange / "orders").glob("*.json"))[0]
+    result = run_cli("--root", layout.root, "ritual", "drill", order_id)
+    assert result.code == 1 and "not minted yet; run `toyfoundry build`" in result.err
+
+
+def test_ritual_all_prints_the_rituals_in_the_order_they_run(tmp_path: Path, run_cli: Any) -> None:
+    layout = make_project(tmp_path / "project")
+    build(layout, PILOT, EXPANSION)
+    assert run_cli("--root", layout.root, "mint", OPERATIONAL).code == 0
+    result = run_cli("--root", layout.root, "ritual", "all", OPERATIONAL)
+    assert result.code == 0, result.err
+    ran = [line.split(": ")[1] for line in result.out.splitlines()]
+    assert ran == ["drill", "parade", "purge", "promote"]

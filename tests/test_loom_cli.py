@@ -170,6 +170,14 @@ def test_why_refuses_unknown_and_bad_ids(tmp_path: Path, run_cli: Any) -> None:
     assert unknown.code == 1 and "nothing is recorded about it" in unknown.err
     bad = run_cli("--root", layout.root, "why", "../etc/passwd")
     assert bad.code == 1 and "not an order id" in bad.err
+    # an Alfa id the order never had: one line and exit 1, not the order's records
+    no_alfa = run_cli("--root", layout.root, "why", "2025-10-20-011.a999")
+    assert no_alfa.code == 1 and no_alfa.out == ""
+    assert no_alfa.err.strip() == (
+        "2025-10-20-011.a999: nothing is recorded about it (not in its order's build or any"
+        " ledger line); `toyfoundry why 2025-10-20-011` shows the order"
+    )
+    assert run_cli("--root", layout.root, "why", "2025-10-20-011.a000").code == 0
 
 
 def test_loom_on_the_sample_exchange_built_by_the_forge(tmp_path: Path, run_cli: Any) -> None:

@@ -119,3 +119,21 @@ def test_the_pre_commit_hooks_install_the_package_and_its_dependencies() -> None
     assert sorted(listed) == sorted(pyproject["project"]["dependencies"])
     version = pyproject["project"]["version"]
     assert f"rev: v{version}" in (REPO / "README.md").read_text()
+
+
+def test_a_plan_command_takes_root_and_version_and_names_itself(
+    project: Layout, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from toyfoundry import __version__, aliases
+
+    monkeypatch.chdir("/")
+    monkeypatch.delenv("TOYFOUNDRY_ROOT", raising=False)
+    assert aliases.forge_mint_alfa(["--dry-run", "--root", str(project.root)]) == 0
+    assert aliases.schema_validator([f"--root={project.root}"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as version:
+        aliases.quilt_loom(["--version"])
+    assert version.value.code == 0
+    assert capsys.readouterr().out.strip() == f"quilt_loom (toyfoundry {__version__})"
+    assert aliases.exchange_watcher(["--root", str(project.root)]) == 2
+    assert capsys.readouterr().err.startswith("exchange_watcher: ")

@@ -59,6 +59,27 @@ def test_a_decision_follows_what_was_reviewed_not_the_slot(
     assert artefact.status == "awaiting-review" and _outcome(minted, HELD) == "quarantined"
 
 
+def test_review_list_shows_an_applied_decision_that_was_undone(
+    minted: Layout, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After `undo` of a decision a build applied, the list says the Alfa comes back."""
+    assert cli(capsys, minted, "review", "decide", EXPANSION, HELD, "waive", "--by", "QA")[0] == 0
+    mint_order(minted, EXPANSION)  # the build applies it
+    code, out, _ = cli(capsys, minted, "review", "list", EXPANSION)
+    assert code == 0 and "undone" not in out
+    assert cli(capsys, minted, "review", "undo")[0] == 0
+    code, out, _ = cli(capsys, minted, "review", "list", EXPANSION)
+    assert code == 0
+    assert out.splitlines()[0] == (
+        "1 decided Alfa(s) in 1 order(s) no longer have a decision (undone):"
+        " they await review again after `toyfoundry build`"
+    )
+    assert f"{HELD}: was waived: forbidden:" in out
+    mint_order(minted, EXPANSION)
+    code, out, _ = cli(capsys, minted, "review", "list", EXPANSION, "--brief")
+    assert "undone" not in out and out.startswith("1 quarantined Alfa(s) await review")
+
+
 def test_a_checkpoint_withdrawn_and_restored_keeps_the_decision(
     minted: Layout, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -239,3 +239,17 @@ def test_an_orders_rules_run_again_when_its_recipe_changes(project: Layout) -> N
     assert [(p.field, "experimental" in p.reason) for p in problems] == [("recipe", True)]
     recipe.write_text(plain)
     assert Exchange(project).order("2025-11-03-001").problems == []
+
+
+def test_a_folder_of_the_exchange_stands_for_its_files(project: Layout, run_cli: Any) -> None:
+    bad = project.orders_dir / "2025-11-01-001.json"
+    bad.write_text("{}")
+    whole = run_cli("--root", project.root, "validate")
+    assert whole.code == 1 and "2025-11-01-001.json: order_id: is required" in whole.out
+    for named in (project.orders_dir, project.exchange, project.exchange / "orders/"):
+        result = run_cli("--root", project.root, "validate", named)
+        assert (result.code, result.out) == (1, whole.out), named
+    recipes = run_cli("--root", project.root, "validate", project.recipes_dir)
+    assert (recipes.code, recipes.out) == (0, "")
+    other = run_cli("--root", project.root, "validate", project.root)
+    assert other.code == 1 and "is not in a known exchange folder" in other.out

@@ -22,8 +22,28 @@ PLAN_COMMANDS: dict[str, str] = {
 
 
 def _run(name: str, argv: Sequence[str] | None) -> int:
+    """`toyfoundry [--root R] SUBCOMMAND ARGS`, with `--root` and `--version` taken from
+    anywhere on the plan command's line, and usage lines naming the plan's command."""
     args = list(sys.argv[1:] if argv is None else argv)
-    return main([PLAN_COMMANDS[name], *args])
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        if arg == "--version":
+            front.append(arg)
+        elif arg == "--root" and i + 1 < len(args):
+            front += args[i : i + 2]
+            i += 1
+        elif arg.startswith("--root="):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return main([*front, PLAN_COMMANDS[name], *rest], prog=name)
 
 
 def forge_mint_alfa(argv: Sequence[str] | None = None) -> int:

@@ -59,15 +59,19 @@ def _load(name: str) -> Command:
     return module  # type: ignore[return-value,unused-ignore]
 
 
-def build_parser(selected: str | None) -> argparse.ArgumentParser:
+def build_parser(selected: str | None, prog: str | None = None) -> argparse.ArgumentParser:
+    """The parser; `prog` names the selected subcommand in its usage and errors (a plan
+    command such as `forge_mint_alfa` runs `toyfoundry mint` under its own name)."""
     parser = _Parser(
         prog="toyfoundry",
         description="Toyfoundry: orders in exchange/ become minted, drilled and promoted Alfas.",
     )
-    parser.add_argument("--version", action="version", version=f"toyfoundry {__version__}")
+    version = f"{prog} (toyfoundry {__version__})" if prog else f"toyfoundry {__version__}"
+    parser.add_argument("--version", action="version", version=version)
     parser.add_argument(
         "--root",
-        help="project folder holding exchange/ and .toyfoundry/ (default: $TOYFOUNDRY_ROOT or .)",
+        help="project folder holding exchange/ and .toyfoundry/ (default: $TOYFOUNDRY_ROOT, else"
+        " the working folder or the nearest one above it that holds exchange/)",
     )
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
@@ -76,22 +80,48 @@ def build_parser(selected: str | None) -> argparse.ArgumentParser:
             continue
         command = _load(name)
         sub = subs.add_parser(name, help=COMMANDS[name][1], description=COMMANDS[name][1])
+        if prog:
+            sub.prog = prog
         command.add_arguments(sub)
     return parser
 
 
 def _selected(argv: Sequence[str]) -> str | None:
     """The subcommand named on the line, so only its module's arguments are built."""
+    at = _command_at(argv)
+    return None if at is None or argv[at] not in COMMANDS else argv[at]
+
+
+def _command_at(argv: Sequence[str]) -> int | None:
+    """Where the subcommand's name is on the line (the first word not an option's value)."""
     skip = False
-    for arg in argv:
+    for i, arg in enumerate(argv):
         if skip:
             skip = False
             continue
         if arg == "--root":
             skip = True
         elif not arg.startswith("-"):
-            return arg if arg in COMMANDS else None
+            return i
     return None
+
+
+def _build_argv(rest: Sequence[str]) -> tuple[list[str], list[str]]:
+    """`toyfoundry build`'s own arguments (`--lock-timeout`, a leading `-h`), and doit's."""
+    own: list[str] = []
+    doit: list[str] = []
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg == "--lock-timeout" and i + 1 < len(rest):
+            own += rest[i : i + 2]
+            i += 1
+        elif arg.startswith("--lock-timeout=") or (arg in ("-h", "--help") and i == 0):
+            own.append(arg)
+        else:
+            doit.append(arg)
+        i += 1
+    return own, doit
 
 
 def _log_crash(root: str | None) -> Path | None:
@@ -106,13 +136,23 @@ def _log_crash(root: str | None) -> Path | None:
         return None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     """Parse, dispatch, and map every outcome to an exit code: 0 ok, 1 failed, 2 usage, 3 crash."""
     argv = list(sys.argv[1:] if argv is None else argv)
     root: str | None = None  # the project given by --root: its .toyfoundry/ gets the crash log
     try:
-        parser = build_parser(_selected(argv))
+        selected = _selected(argv)
+        parser = build_parser(selected, prog)
+        passthru: list[str] | None = None
+        if selected == "build":
+            # doit's own options (`-n 0`, `-v 2`) go to doit as they are: argparse would
+            # take them for options of ours
+            at = _command_at(argv) or 0
+            own, passthru = _build_argv(argv[at + 1 :])
+            argv = [*argv[: at + 1], *own]
         args = parser.parse_args(argv)
+        if passthru is not None:
+            args.doit_args = passthru
         root = args.root
         if not args.command:
             parser.print_help()

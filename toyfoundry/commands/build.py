@@ -10,10 +10,21 @@ from toyfoundry.errors import FoundryError
 from toyfoundry.store.layout import Layout
 
 
+def _seconds(text: str) -> float:
+    """`--lock-timeout`'s value; one that is not seconds is a usage error (exit 2)."""
+    from toyfoundry.store.lock import parse_timeout
+
+    try:
+        return parse_timeout(text)
+    except FoundryError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--lock-timeout: ")) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lock-timeout",
         metavar="SECONDS",
+        type=_seconds,
         help="give up (one line, non-zero exit) when the foundry lock stays busy this long",
     )
     parser.add_argument(
@@ -29,14 +40,19 @@ def run(args: argparse.Namespace, layout: Layout) -> int:
 
     from toyfoundry.graph import dodo
     from toyfoundry.graph.config import DOIT_PLUGINS
-    from toyfoundry.store.lock import lock_timeout, parse_timeout
+    from toyfoundry.store.lock import lock_timeout
 
+    if not layout.exchange.is_dir() and not layout.state.is_dir():
+        # no project here: building would make an empty foundry in whatever folder this is
+        raise FoundryError(
+            f"toyfoundry build: {layout.root} holds no exchange/ folder; run it in the"
+            " project folder, or give --root"
+        )
     os.chdir(layout.root)
     try:
         main = DoitMain(ModuleTaskLoader(dodo), extra_config=DOIT_PLUGINS)
     except tomllib.TOMLDecodeError as exc:  # doit reads the folder's pyproject.toml first
         raise FoundryError(f"pyproject.toml: -: is not valid TOML: {exc}") from None
-    bound = None if args.lock_timeout is None else parse_timeout(args.lock_timeout)
-    with lock_timeout(bound):
+    with lock_timeout(args.lock_timeout):
         code: int = main.run(list(args.doit_args))
     return code

@@ -14,6 +14,7 @@ from toyfoundry.forge.review import (
     decide,
     decide_pending,
     undo,
+    undone,
 )
 from toyfoundry.store.layout import Layout
 from toyfoundry.store.lock import foundry_lock
@@ -74,7 +75,18 @@ def _selection(args: argparse.Namespace, order: str | None, alfa: str | None) ->
 
 def _list(args: argparse.Namespace, layout: Layout) -> int:
     selection = _selection(args, args.order_id, None)
-    waiting = [w for w in awaiting_review(layout, Exchange(layout)) if selection.waiting(w)]
+    exchange = Exchange(layout)
+    waiting = [w for w in awaiting_review(layout, exchange) if selection.waiting(w)]
+    taken_back = [w for w in undone(layout, exchange) if selection.waiting(w)]
+    if taken_back:
+        undone_in = len({w.order_id for w in taken_back})
+        print(
+            f"{len(taken_back)} decided Alfa(s) in {undone_in} order(s) no longer have a decision"
+            f" (undone): they await review again after `{APPLY}`"
+        )
+        if not args.brief:
+            for item in taken_back:
+                print(f"    {item.alfa.alfa_id}: was {item.alfa.outcome}: {item.finding}")
     if not waiting:
         print("nothing awaits review")
         return 0

@@ -115,6 +115,28 @@ def awaiting_review(layout: Layout, exchange: Exchange, only: str | None = None)
     return out
 
 
+def undone(layout: Layout, exchange: Exchange, only: str | None = None) -> list[Waiting]:
+    """Alfas the last build decided (waived, rerolled, rejected) whose decision is no longer
+    recorded: undone, or lapsed. The next build puts them back in the queue."""
+    out = []
+    for order_id in [only] if only is not None else exchange.order_ids():
+        mint = read_mint(layout, order_id)
+        if mint is None:
+            continue
+        applied = [a for a in mint.alfas if a.outcome in ("waived", "rerolled", "rejected")]
+        if not applied:
+            continue
+        loaded = exchange.review(order_id)
+        review = loaded.model if loaded is not None else None
+        recipe = mint.recipe or ""
+        out += [
+            Waiting(order_id, recipe, a, mint.dry_run, None)
+            for a in applied
+            if _decided(review, recipe, a) is None
+        ]
+    return out
+
+
 def _keyed(decisions: Sequence[Decision], mint: MintArtefact) -> list[Decision]:
     """Older decisions named by slot id get the key of the Alfa they decided, when it is
     still in the artefact; the rest are kept as they are."""

@@ -64,6 +64,7 @@ from toyfoundry.formats.models import (
 )
 from toyfoundry.formats.params import number_key, value_key
 from toyfoundry.formats.review_key import reviewed
+from toyfoundry.store import safe_read
 from toyfoundry.store.atomic import (
     dumps_canonical,
     remove_file,
@@ -405,6 +406,10 @@ def run_rituals(
     if only is not None and only not in RITUALS:
         raise FoundryError(f"unknown ritual {only!r}: one of {', '.join(RITUALS)}")
     mint = read_mint(layout, order_id)
+    if mint is None and not safe_read.present(layout.order_file(order_id)):
+        # no order file: a build would not mint it either, so say so instead
+        order_path = display(layout, layout.order_file(order_id))
+        raise FoundryError("", [Problem(order_path, "-", "no such order")])
     if mint is None:
         shown = display(layout, layout.mint_artefact(order_id))
         raise FoundryError(

@@ -57,12 +57,18 @@ class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
         self.total = 0
         self.done = 0
         self.ran = 0
+        #: tasks found up to date, and tasks never started (ignored, or after a failed dep)
+        self.uptodate = 0
+        self.not_run = 0
+        self._started: set[str] = set()
         self.failed: list[str] = []
         self.started = time.monotonic()
         self._line = ""
 
     def initialize(self, tasks: dict[str, Any], selected_tasks: list[str]) -> None:
-        self.total = sum(1 for t in tasks.values() if counted(t))
+        # the progress line counts the tasks the selection reaches (`doit mint:X` is a few
+        # of the graph's); the summary counts what the run met, so it needs no walk
+        self.total = _reached(tasks, selected_tasks) if self.tty else 0
         self.started = time.monotonic()
 
     def _status(self, current: str) -> None:
@@ -83,6 +89,7 @@ class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
         if not counted(task):
             return
         self.ran += 1
+        self._started.add(task.name)
         if self.tty:
             self._status(task.name)
         else:
@@ -95,6 +102,7 @@ class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
     def skip_uptodate(self, task: Any) -> None:
         if counted(task):
             self.done += 1
+            self.uptodate += 1
         if not self.tty:
             super().skip_uptodate(task)
 
@@ -102,6 +110,8 @@ class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
         self.done += 1
         if counted(task):  # a group (`report`) fails for its members; they are counted
             self.failed.append(task.name)
+            if task.name not in self._started:
+                self.not_run += 1
         if self.tty:
             self._clear()
             self.write(f"FAILED {task.name}: {fail.get_msg().strip().splitlines()[-1]}\n")
@@ -127,6 +137,11 @@ class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
         shows_err = task.verbosity < 1 or self.failure_verbosity > 0
         return not any(a.out or (shows_err and a.err) for a in task.actions)
 
+    def skip_ignore(self, task: Any) -> None:
+        if counted(task):
+            self.not_run += 1
+        super().skip_ignore(task)
+
     def complete_run(self) -> None:
         # doit ends with a block per failed task showing what it printed; a task that
         # failed on invalid input printed its one-line problems as it ran and captured
@@ -143,7 +158,22 @@ class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
         elapsed = time.monotonic() - self.started
         failed = f", {len(self.failed)} failed: {' '.join(self.failed)}" if self.failed else ""
         orders = order_counts(Layout(Path(os.getcwd())))
+        total = self.ran + self.uptodate + self.not_run
         return (
-            f"toyfoundry: {self.ran} task(s) run, {self.total - self.ran} up to date"
-            f" of {self.total} in {elapsed:.1f}s{failed}" + (f"; {orders}" if orders else "")
+            f"toyfoundry: {self.ran} task(s) run, {self.uptodate} up to date"
+            f" of {total} in {elapsed:.1f}s{failed}" + (f"; {orders}" if orders else "")
         )
+
+
+def _reached(tasks: dict[str, Any], selected: list[str]) -> int:
+    """How many counted tasks the selected ones reach through their task deps."""
+    seen: set[str] = set()
+    todo = [name for name in selected if name in tasks]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        task = tasks[name]
+        todo += [d for d in (*task.task_dep, *task.setup_tasks) if d in tasks and d not in seen]
+    return sum(1 for name in seen if counted(tasks[name]))

@@ -70,9 +70,17 @@ class Layout:
 
     @classmethod
     def discover(cls, root: str | os.PathLike[str] | None = None) -> Layout:
-        """Root from the argument, else `$TOYFOUNDRY_ROOT`, else the working folder."""
-        chosen = root if root is not None else os.environ.get("TOYFOUNDRY_ROOT") or os.getcwd()
-        return cls(Path(chosen).absolute())
+        """Root from the argument, else `$TOYFOUNDRY_ROOT`, else the working folder, or the
+        nearest folder above it that holds `exchange/` or `.toyfoundry/` (a command run in
+        `exchange/orders/` works on its project, not on an empty foundry of its own)."""
+        chosen = root if root is not None else os.environ.get("TOYFOUNDRY_ROOT") or None
+        if chosen is not None:
+            return cls(Path(chosen).absolute())
+        here = Path.cwd().absolute()
+        for folder in (here, *here.parents):
+            if (folder / "exchange").is_dir() or (folder / ".toyfoundry").is_dir():
+                return cls(folder)
+        return cls(here)
 
     # --- the exchange (inputs, plus the areas the foundry owns) ---
     @cached_property

@@ -263,4 +263,10 @@ def trace(layout: Layout, ident: str) -> Lineage:
         raise FoundryError(
             f"{ident}: nothing is recorded about it (no order file, build or ledger line)"
         )
+    if is_alfa and not lineage.alfa and not lineage.attempts:
+        # the order is known, the Alfa is not: its order's records would only mislead
+        raise FoundryError(
+            f"{ident}: nothing is recorded about it (not in its order's build or any ledger"
+            f" line); `toyfoundry why {order_id}` shows the order"
+        )
     return lineage
