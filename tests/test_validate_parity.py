@@ -258,6 +258,7 @@ def test_validate_refuses_what_the_build_refuses(built: Layout, kind: str) -> No
 # --------------------------------------------------------------------------- the issue's cases
 
 ISSUE_CASES: list[tuple[str, str, Any, str]] = [
+    ("recipe", "schema_version", True, "schema_version: Input should be 1 (got True)"),
     ("recipe", "forbidden", [{}], "forbidden.0: is empty: it would forbid every Alfa"),
     (
         "recipe",

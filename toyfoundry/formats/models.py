@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -64,7 +65,16 @@ Phase = Literal["pilot", "expansion", "operational"]
 Ritual = Literal["drill", "parade", "purge", "promote"]
 Share = Literal["novel", "carryover", "baseline"]
 OrderStatus = Literal["built", "dry-run", "blocked", "rejected", "awaiting-review"]
-Version = Literal[1]
+
+
+def _not_a_boolean(value: object) -> object:
+    """`true` is not `1`: a `Literal[1]` alone lets a boolean through, the schema does not."""
+    if isinstance(value, bool):
+        raise ValueError(f"Input should be 1 (got {value!r})")
+    return value
+
+
+Version = Annotated[Literal[1], BeforeValidator(_not_a_boolean)]
 
 
 class Strict(BaseModel):
