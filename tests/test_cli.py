@@ -136,3 +136,21 @@ def test_build_passes_doits_own_options_to_doit(project: Any) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "toyfoundry: 16 task(s) run, 0 up to date of 16" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("watch-orders", "--watch", "--interval", "0"),
+        ("watch-exchange", "--target", "t", "--watch", "--interval", "-5"),
+        ("watch", "--rescan", "0"),
+        ("watch", "--quiet-period", "nan"),
+        ("watch-exchange", "--target", "t", "--quiet-period", "soon"),
+    ],
+)
+def test_a_watchers_period_that_would_spin_or_is_not_seconds_is_a_usage_error(
+    run_cli: Any, tmp_path: Path, argv: tuple[str, ...]
+) -> None:
+    result = run_cli("--root", tmp_path, *argv)
+    assert result.code == 2
+    assert "expected a number of seconds" in result.err and len(result.err.splitlines()) == 1

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from toyfoundry.commands import positive_seconds, seconds
 from toyfoundry.store.layout import Layout
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quiet-period",
-        type=float,
+        type=seconds,
         default=0.05,
         metavar="SECONDS",
         help="rebuild once no event came for this long (default: 0.05); JSON files are read"
@@ -18,21 +19,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-delay",
-        type=float,
+        type=seconds,
         default=3.0,
         metavar="SECONDS",
         help="rebuild at the latest this long after the first event of a burst (default: 3)",
     )
     parser.add_argument(
         "--settle",
-        type=float,
+        type=seconds,
         default=2.0,
         metavar="SECONDS",
         help="a file that does not parse is reported once unchanged this long (default: 2)",
     )
     parser.add_argument(
         "--rescan",
-        type=float,
+        type=positive_seconds,
         default=10.0,
         metavar="SECONDS",
         help="rescan the exchange this often even without events (default: 10)",

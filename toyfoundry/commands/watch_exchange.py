@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from toyfoundry.commands import positive_seconds, seconds
 from toyfoundry.store.layout import Layout
 
 
@@ -20,14 +21,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--interval",
-        type=float,
+        type=positive_seconds,
         default=300.0,
         metavar="SECONDS",
         help="with --watch: also rescan this often, in case an event was missed (default: 300)",
     )
     parser.add_argument(
         "--quiet-period",
-        type=float,
+        type=seconds,
         default=1.0,
         metavar="SECONDS",
         help="a file is read once unchanged for this long (default: 1)",

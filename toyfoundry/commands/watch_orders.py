@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from toyfoundry.commands import positive_seconds
 from toyfoundry.store.layout import Layout
 
 
@@ -15,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--interval",
-        type=float,
+        type=positive_seconds,
         default=30.0,
         metavar="SECONDS",
         help="with --watch: check at least this often (default: 30)",
