@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from toyfoundry import caches
 from toyfoundry.errors import FoundryError, Problem
 from toyfoundry.exchange import rules
 from toyfoundry.forge.inputs import OrderFacts
@@ -146,7 +147,7 @@ def settings(layout: Layout) -> Settings:
         key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
     except OSError:
         key = (str(path), -1, -1, -1)
-    cached = _settings_cache.get(key[0])
+    cached = _settings_cache.get(key[0]) if caches.current().on("settings") else None
     if cached is not None and cached[0] == key:
         return cached[1]
     result = _read_settings(layout, path)
@@ -256,7 +257,7 @@ class Exchange:
         # so are the rules' findings
         other = self._rules_read(kind, parsed.model)
         key = (kind, str(path))
-        known = _ruled.get(key)
+        known = _ruled.get(key) if caches.current().on("rules") else None
         if known is not None and known[0] is parsed and known[1] is other:
             return Loaded(parsed.model, list(known[2]))
         problems = self._rules(kind, parsed.model, path)
@@ -281,6 +282,8 @@ class Exchange:
         identity = _identity(path)
         key = (kind, str(path))
         limits = (str(self.layout.root), self.max_bytes, self.max_depth, self.schema_check)
+        if not caches.current().on("files"):
+            identity = None
         known = _parsed_files.get(key) if identity is not None else None
         if known is not None and known[0] == identity and known[1] == limits:
             if known[3] is not None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from toyfoundry import caches
 from toyfoundry.errors import FoundryError
 from toyfoundry.exchange.loader import display
 from toyfoundry.formats.models import Chain
@@ -65,7 +66,7 @@ def ahead(layout: Layout, chain: Chain, data: bytes) -> Set[int]:
     (the graph rebuilds such a successor before anything reads it).
     """
     digest = hashlib.sha256(data).hexdigest()
-    known = _frontiers.get(chain.recipe)
+    known = _frontiers.get(chain.recipe) if caches.current().on("frontiers") else None
     if known is not None and known.sha256 == digest and known.space == chain.space:
         return known.positions
     links = [chain.carried]

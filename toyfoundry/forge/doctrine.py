@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 from pydantic import ValidationError
 
+from toyfoundry import caches
 from toyfoundry.errors import Problem
 from toyfoundry.exchange.loader import display
 from toyfoundry.formats.models import (
@@ -105,7 +106,10 @@ def indexed_digests(layout: Layout) -> set[str]:
     if found is None:
         _seen.pop(path, None)
         return set()
-    inode, offset, known = _seen.get(path, (found.inode, 0, set()))
+    default: tuple[int, int, set[str]] = (found.inode, 0, set())
+    inode, offset, known = (
+        _seen.get(path, default) if caches.current().on("doctrine_index") else default
+    )
     if inode != found.inode or found.end < offset:
         offset, known = 0, set()
     for _number, line in lines(path, offset, found.end):

@@ -21,6 +21,7 @@ from functools import cached_property
 
 import orjson
 
+from toyfoundry import caches
 from toyfoundry.formats.models import ParamValue, Recipe
 from toyfoundry.formats.params import cardinality, domain_of
 
@@ -119,7 +120,7 @@ class Permutation:
 
 def permutation(key: str, size: int) -> Permutation:
     """The permutation of a space key and size, shared by every `Space` of this process."""
-    found = _permutations.get((key, size))
+    found = _permutations.get((key, size)) if caches.current().on("permutations") else None
     if found is None:
         if len(_permutations) >= 64:
             _permutations.clear()

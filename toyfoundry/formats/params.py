@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from fractions import Fraction
 
+from toyfoundry import caches
 from toyfoundry.formats.models import EnumParam, FloatParam, IntParam, ParamValue
 
 ParamSpecT = IntParam | FloatParam | EnumParam
@@ -105,7 +106,7 @@ class Domain:
 def domain_of(spec: ParamSpecT) -> Domain:
     """The `Domain` of a parameter definition, shared by every equal definition in this process."""
     key = (type(spec).__name__, spec.model_dump_json())
-    found = _domains.get(key)
+    found = _domains.get(key) if caches.current().on("domains") else None
     if found is None:
         if len(_domains) >= 256:
             _domains.clear()
@@ -141,7 +142,7 @@ def number_key(value: int | float) -> str:
     if value.__class__ is float and value == 0.0:
         return value_key(float(value))
     key = (value.__class__, value)
-    found = _number_keys.get(key)
+    found = _number_keys.get(key) if caches.current().on("number_keys") else None
     if found is None:
         found = value_key(float(value))
         if len(_number_keys) >= 4096:

@@ -18,6 +18,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
+from toyfoundry import caches
+
 M = TypeVar("M", bound=BaseModel)
 
 #: (model, file) -> (bytes, the model validated from them). Three files an order, read
@@ -33,6 +35,8 @@ def parse(model: type[M], path: Path, data: bytes) -> M:
 
     Raises what `model_validate_json` raises; a failed parse is not remembered.
     """
+    if not caches.current().on("parsed"):
+        return model.model_validate_json(data)
     key = (model, path)
     known = _recent.get(key)
     if known is not None and known[0] == data:
@@ -48,6 +52,8 @@ def remember(model: type[M], path: Path, data: bytes, value: M) -> None:
     """Note that `path` holds `data`, whose parse is `value`: for a writer whose model was
     validated from the same plain data it wrote, with every dict in the order JSON gives
     it, so that reading the file back in this process costs nothing."""
+    if not caches.current().on("parsed"):
+        return
     key = (model, path)
     _recent.pop(key, None)
     if len(_recent) >= _KEPT:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from toyfoundry import caches
 from toyfoundry.forge.inputs import InputView, OrderFacts, mint_input_paths
 from toyfoundry.store import safe_read
 from toyfoundry.store.layout import INPUT_FOLDERS, Layout, UnsafeIdError, check_order_id
@@ -421,7 +422,12 @@ def _read_record(layout: Layout, text: str | None) -> tuple[dict[str, Any] | Non
     """The stored record, parsed, and its plan (None until asked for), if it is this version's."""
     if not text:
         return None, None
-    if _last is not None and _last[0] == str(layout.root) and _last[1] == text:
+    if (
+        _last is not None
+        and caches.current().on("plan_record")
+        and _last[0] == str(layout.root)
+        and _last[1] == text
+    ):
         return _last[2], _last[3]
     try:
         record = _loads(text)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 import toyfoundry.formats
+from toyfoundry import caches
 from toyfoundry.store.atomic import dumps_canonical, write_many_atomic
 from toyfoundry.store.layout import Layout
 from toyfoundry.telemetry import fingerprint
@@ -180,7 +181,7 @@ def load_rollup(layout: Layout, code: str | None = None) -> Stored | None:
     except OSError:
         return None
     code = code or code_digest()
-    known = _recall(layout.rollup, data, raw, code)
+    known = _recall(layout.rollup, data, raw, code) if caches.current().on("rollup") else None
     if known is not None:
         return known
     try:
