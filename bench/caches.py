@@ -66,7 +66,9 @@ def _timed(cwd: Path, off: str) -> tuple[float, float]:
     return rusage.ru_utime + rusage.ru_stime, wall
 
 
-def measure(n: int, rounds: int, settings: list[str], work: Path) -> dict[str, dict[str, list]]:
+def measure(
+    n: int, rounds: int, settings: list[str], work: Path, full_only: bool = False
+) -> dict[str, dict[str, list[tuple[float, float]]]]:
     samples: dict[str, dict[str, list[tuple[float, float]]]] = {
         s: {f: [] for f in FIGURES} for s in settings
     }
@@ -75,9 +77,10 @@ def measure(n: int, rounds: int, settings: list[str], work: Path) -> dict[str, d
             project = work / f"p-{r}-{setting or 'on'}"
             make_project(project, n)
             samples[setting]["full"].append(_timed(project, setting))
-            samples[setting]["noop"].append(_timed(project, setting))
-            workload.extra(project, n)
-            samples[setting]["new_order"].append(_timed(project, setting))
+            if not full_only:
+                samples[setting]["noop"].append(_timed(project, setting))
+                workload.extra(project, n)
+                samples[setting]["new_order"].append(_timed(project, setting))
             shutil.rmtree(project, ignore_errors=True)
             print(f"round {r + 1}/{rounds} {setting or 'on'} done", file=sys.stderr, flush=True)
     return samples
@@ -88,27 +91,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated caches (default: all)")
+    parser.add_argument("--full-only", action="store_true", help="measure the full build alone")
     args = parser.parse_args(argv)
     names = [s for s in args.only.split(",") if s] or _names()
     settings = ["", *names, "all"]
+    figures = ("full",) if args.full_only else FIGURES
     work = Path(tempfile.mkdtemp(prefix="toyfoundry-caches-"))
     try:
-        samples = measure(args.n, args.rounds, settings, work)
+        samples = measure(args.n, args.rounds, settings, work, args.full_only)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     med = {
         s: {
             f: (statistics.median(c for c, _ in v), statistics.median(w for _, w in v))
             for f, v in figs.items()
+            if v
         }
         for s, figs in samples.items()
     }
     print(json.dumps({"n": args.n, "rounds": args.rounds, "samples": samples, "median": med}))
-    print(f"\n| cache off | {' | '.join(f'{f} cpu s (off/on)' for f in FIGURES)} |")
-    print("|---|" + "---:|" * len(FIGURES))
+    print(f"\n| cache off | {' | '.join(f'{f} cpu s (off/on)' for f in figures)} |")
+    print("|---|" + "---:|" * len(figures))
     for s in settings:
         cells = []
-        for f in FIGURES:
+        for f in figures:
             cpu, wall = med[s][f]
             ratio = cpu / med[""][f][0]
             cells.append(f"{cpu:.2f} ({ratio:.2f}x; wall {wall:.2f})")

@@ -17,8 +17,6 @@ ENV = "TOYFOUNDRY_NO_CACHE"
 NAMES: dict[str, str] = {
     "parsed": "formats/parsed.py: models of mint/rituals/chain files by their bytes",
     "files": "exchange/loader.py: exchange files' models by lstat identity",
-    "rules": "exchange/loader.py: rule findings of a remembered parse",
-    "settings": "exchange/loader.py: [tool.toyfoundry] by the file's stats",
     "frontiers": "forge/carried.py: a recipe's carried-over positions by chain digest",
     "permutations": "forge/space.py: a space's permutation by key and size",
     "domains": "formats/params.py: a parameter's Domain by its definition",

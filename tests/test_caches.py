@@ -1,0 +1,73 @@
+"""Each cache is a second copy of the truth: change the truth underneath it, in one process,
+and what it gives must be what a fresh read gives (see `toyfoundry.caches`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from toyfoundry import caches
+from toyfoundry.exchange import loader
+from toyfoundry.exchange.loader import Exchange
+from toyfoundry.store.layout import Layout
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> Iterator[None]:
+    caches.fresh(())
+    yield
+    caches.fresh(())
+
+
+def _rewrite_keeping_stats(path: Path, text: str) -> None:
+    """New bytes of the same length, in place (same inode), with the old mtime restored."""
+    st = path.stat()
+    data = text.encode()
+    assert len(data) == st.st_size
+    with path.open("r+b") as fh:
+        fh.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_the_switch_names_caches_and_all() -> None:
+    assert caches.Caches(["parsed", " files "]).off == {"parsed", "files"}
+    assert caches.Caches(["all"]).off == set(caches.NAMES)
+    assert caches.Caches([]).on("files")
+    os.environ[caches.ENV] = "files"
+    try:
+        assert not caches.fresh().on("files")
+    finally:
+        del os.environ[caches.ENV]
+    assert caches.fresh().on("files")
+
+
+def test_settings_edited_with_size_and_mtime_restored_are_read_again(tmp_path: Path) -> None:
+    path = tmp_path / "pyproject.toml"
+    path.write_text("[tool.toyfoundry]\nexperimental_quota = 0.2\n")
+    layout = Layout(tmp_path)
+    assert loader.settings(layout).experimental_quota == 0.2
+    _rewrite_keeping_stats(path, "[tool.toyfoundry]\nexperimental_quota = 0.3\n")
+    assert loader.settings(layout).experimental_quota == 0.3
+
+
+def test_an_order_edited_with_size_and_mtime_restored_is_read_again(tmp_path: Path) -> None:
+    from tests.conftest import make_project
+
+    layout = make_project(tmp_path)
+    path = sorted(layout.orders_dir.glob("*.json"))[0]
+    text = path.read_text()
+    before = Exchange(layout).load("order", path)
+    assert before.model is not None
+    notes = before.model.notes
+    assert notes and notes[0] != "Q"
+    edited = text.replace(f'"notes": "{notes}', f'"notes": "Q{notes[1:]}', 1)
+    assert edited != text
+    _rewrite_keeping_stats(path, edited)
+    after = Exchange(layout).load("order", path)
+    fresh = caches.fresh(["all"]) and Exchange(layout).load("order", path)
+    assert after.model is not None and fresh.model is not None
+    assert after.model.notes.startswith("Q")
+    assert after.model == fresh.model
