@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import Any
 
 ENV = "TOYFOUNDRY_NO_CACHE"
 
@@ -29,16 +30,26 @@ NAMES: dict[str, str] = {
 
 
 class Caches:
-    """Which caches are on, and (as they move here) the caches themselves."""
+    """Which caches are on, and the caches themselves: one table each, by name."""
 
     def __init__(self, off: Iterable[str] | None = None) -> None:
         if off is None:
             off = os.environ.get(ENV, "").split(",")
         names = frozenset(n.strip() for n in off if n.strip())
         self.off = frozenset(NAMES) if "all" in names else names
+        self._tables: dict[str, dict[Any, Any]] = {n: {} for n in NAMES if n not in self.off}
 
     def on(self, name: str) -> bool:
         return name not in self.off
+
+    def table(self, name: str) -> dict[Any, Any]:
+        """The cache `name`; an empty table that nobody keeps when it is turned off."""
+        found = self._tables.get(name)
+        if found is None:
+            if name not in NAMES:
+                raise KeyError(name)
+            return {}
+        return found
 
 
 _current: Caches | None = None

@@ -168,14 +168,11 @@ def _read_settings(layout: Layout, path: Path) -> Settings:
         ) from None
 
 
-#: Files parsed in this process: (kind, path) -> (lstat identity, read limits, result,
+#: The `files` cache (`toyfoundry.caches`): (kind, path) -> (lstat identity, read limits, result,
 #: sha256 of the bytes). A build's tasks read the same recipe, checkpoints and orders
 #: again and again (the mint, then the rituals, then later orders of the chain); the
 #: models are immutable, so a file whose identity holds is not read or validated again.
 #: (The same trust in a file's stats as the plan's stat key and doit's checker place.)
-_parsed_files: dict[
-    tuple[str, str], tuple[tuple[int, ...], tuple[Any, ...], Loaded[Any], str | None]
-] = {}
 #: Entries kept (a watcher lives for days): the oldest go first.
 _PARSED_FILES_KEPT = 8192
 
@@ -237,20 +234,20 @@ class Exchange:
         identity = _identity(path)
         key = (kind, str(path))
         limits = (str(self.layout.root), self.max_bytes, self.max_depth, self.schema_check)
-        if not caches.current().on("files"):
-            identity = None
-        known = _parsed_files.get(key) if identity is not None else None
+        parsed_files: dict[
+            tuple[str, str], tuple[tuple[int, ...], tuple[Any, ...], Loaded[Any], str | None]
+        ] = caches.current().table("files")
+        known = parsed_files.get(key) if identity is not None else None
         if known is not None and known[0] == identity and known[1] == limits:
             if known[3] is not None:
                 self.digests[path] = known[3]
             return known[2]
         parsed = self._parse(kind, path)
         if identity is not None:
-            _parsed_files.pop(key, None)
-            _parsed_files[key] = (identity, limits, parsed, self.digests.get(path))
-            if len(_parsed_files) > _PARSED_FILES_KEPT:
-                oldest = next(iter(_parsed_files))
-                del _parsed_files[oldest]
+            parsed_files.pop(key, None)
+            parsed_files[key] = (identity, limits, parsed, self.digests.get(path))
+            if len(parsed_files) > _PARSED_FILES_KEPT:
+                del parsed_files[next(iter(parsed_files))]
         return parsed
 
     def _parse(self, kind: str, path: Path) -> Loaded[Any]:

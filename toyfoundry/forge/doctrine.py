@@ -94,22 +94,18 @@ def read_index(layout: Layout) -> tuple[list[IndexLine], list[Problem]]:
     return entries, problems
 
 
-#: index path -> (inode, bytes consumed, digests seen): the index is read once per process
-#: and then only its new tail, so archiving stays O(new entries), not O(history).
-_seen: dict[Path, tuple[int, int, set[str]]] = {}
-
-
+# The `doctrine_index` cache (`toyfoundry.caches`): index path -> (inode, bytes consumed,
+# digests seen): the index is read once and then only its new tail, so archiving stays
+# O(new entries), not O(history).
 def indexed_digests(layout: Layout) -> set[str]:
     """The digests the index holds; lines that do not parse are left to `verify` to report."""
     path = layout.doctrine_index
+    seen: dict[Path, tuple[int, int, set[str]]] = caches.current().table("doctrine_index")
     found = extent(path)
     if found is None:
-        _seen.pop(path, None)
+        seen.pop(path, None)
         return set()
-    default: tuple[int, int, set[str]] = (found.inode, 0, set())
-    inode, offset, known = (
-        _seen.get(path, default) if caches.current().on("doctrine_index") else default
-    )
+    inode, offset, known = seen.get(path, (found.inode, 0, set()))
     if inode != found.inode or found.end < offset:
         offset, known = 0, set()
     for _number, line in lines(path, offset, found.end):
@@ -119,7 +115,7 @@ def indexed_digests(layout: Layout) -> set[str]:
             continue
         if isinstance(digest, str):
             known.add(digest)
-    _seen[path] = (found.inode, found.end, known)
+    seen[path] = (found.inode, found.end, known)
     return known
 
 
