@@ -17,7 +17,6 @@ ENV = "TOYFOUNDRY_NO_CACHE"
 #: Every cache that can be turned off, with what it keeps.
 NAMES: dict[str, str] = {
     "parsed": "formats/parsed.py: models of mint/rituals/chain files by their bytes",
-    "files": "exchange/loader.py: exchange files' models by lstat identity",
     "frontiers": "forge/carried.py: a recipe's carried-over positions by chain digest",
     "permutations": "forge/space.py: a space's permutation by key and size",
     "domains": "formats/params.py: a parameter's Domain by its definition",

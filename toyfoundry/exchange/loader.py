@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,7 +12,6 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from toyfoundry import caches
 from toyfoundry.errors import FoundryError, Problem
 from toyfoundry.exchange import rules
 from toyfoundry.forge.inputs import OrderFacts
@@ -168,27 +165,6 @@ def _read_settings(layout: Layout, path: Path) -> Settings:
         ) from None
 
 
-#: The `files` cache (`toyfoundry.caches`): (kind, path) -> (lstat identity, read limits, result,
-#: sha256 of the bytes). A build's tasks read the same recipe, checkpoints and orders
-#: again and again (the mint, then the rituals, then later orders of the chain); the
-#: models are immutable, so a file whose identity holds is not read or validated again.
-#: (The same trust in a file's stats as the plan's stat key and doit's checker place.)
-#: Entries kept (a watcher lives for days): the oldest go first.
-_PARSED_FILES_KEPT = 8192
-
-
-def _identity(path: Path) -> tuple[int, ...] | None:
-    """What changes when a regular file's bytes can have changed (its ctime moves with any
-    write, rename or chmod); None for anything else, which is never reused."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_nlink)
-
-
 class Exchange:
     """One consistent read of the exchange: files are read once and remembered."""
 
@@ -222,33 +198,11 @@ class Exchange:
         return self._cache[key]
 
     def _load(self, kind: str, path: Path) -> Loaded[Any]:
-        parsed = self._parsed(kind, path)
+        parsed = self._parse(kind, path)
         if parsed.model is None:
             return parsed
         problems = self._rules(kind, parsed.model, path)
         return Loaded(parsed.model, problems)
-
-    def _parsed(self, kind: str, path: Path) -> Loaded[Any]:
-        """The file as its model, or why it is not one (before the rules that read other files),
-        reused from an earlier read in this process while the file's lstat is unchanged."""
-        identity = _identity(path)
-        key = (kind, str(path))
-        limits = (str(self.layout.root), self.max_bytes, self.max_depth, self.schema_check)
-        parsed_files: dict[
-            tuple[str, str], tuple[tuple[int, ...], tuple[Any, ...], Loaded[Any], str | None]
-        ] = caches.current().table("files")
-        known = parsed_files.get(key) if identity is not None else None
-        if known is not None and known[0] == identity and known[1] == limits:
-            if known[3] is not None:
-                self.digests[path] = known[3]
-            return known[2]
-        parsed = self._parse(kind, path)
-        if identity is not None:
-            parsed_files.pop(key, None)
-            parsed_files[key] = (identity, limits, parsed, self.digests.get(path))
-            if len(parsed_files) > _PARSED_FILES_KEPT:
-                del parsed_files[next(iter(parsed_files))]
-        return parsed
 
     def _parse(self, kind: str, path: Path) -> Loaded[Any]:
         shown = display(self.layout, path)
