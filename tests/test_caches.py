@@ -71,3 +71,22 @@ def test_an_order_edited_with_size_and_mtime_restored_is_read_again(tmp_path: Pa
     assert after.model is not None and fresh.model is not None
     assert after.model.notes.startswith("Q")
     assert after.model == fresh.model
+
+
+def test_a_doctrine_index_rewritten_in_place_is_parsed_again(tmp_path: Path) -> None:
+    from tests.support import build, make_project
+    from toyfoundry.forge import doctrine
+
+    layout = make_project(tmp_path)
+    orders = sorted(p.stem for p in layout.orders_dir.glob("*.json"))
+    build(layout, *orders)
+    before = doctrine.indexed_digests(layout)
+    assert before
+    path = layout.doctrine_index
+    text = path.read_text()
+    gone = sorted(before)[0]
+    _rewrite_keeping_stats(path, text.replace(gone, "f" * len(gone)))
+    after = doctrine.indexed_digests(layout)
+    caches.fresh(["all"])
+    assert after == doctrine.indexed_digests(layout)
+    assert gone not in after
