@@ -90,3 +90,32 @@ def test_a_doctrine_index_rewritten_in_place_is_parsed_again(tmp_path: Path) -> 
     caches.fresh(["all"])
     assert after == doctrine.indexed_digests(layout)
     assert gone not in after
+
+
+def test_a_warm_process_rebuilds_an_edited_order_as_a_cold_one_builds_it(tmp_path: Path) -> None:
+    """Every cache on, the orders built in one process; an order's seed then changes with
+    its size and mtime restored, and the order is built again in the same process: its
+    artefacts equal those of a build with every cache off, in another project."""
+    from tests.support import build, make_project
+
+    warm = make_project(tmp_path / "warm")
+    orders = sorted(p.stem for p in warm.orders_dir.glob("*.json"))
+    build(warm, *orders)
+    last = warm.order_file(orders[-1])
+    text = last.read_text()
+    edited = text.replace('"seed": 2025', '"seed": 2026', 1)
+    assert edited != text
+    _rewrite_keeping_stats(last, edited)
+    build(warm, orders[-1])
+
+    caches.fresh(["all"])
+    cold = make_project(tmp_path / "cold")
+    cold.order_file(orders[-1]).write_text(edited)
+    build(cold, *orders)
+    for order_id in orders:
+        for name in ("mint.json", "rituals.json", "chain.json"):
+            got = warm.order_build(order_id) / name
+            want = cold.order_build(order_id) / name
+            assert got.exists() == want.exists(), (order_id, name)
+            if want.exists():
+                assert got.read_bytes() == want.read_bytes(), (order_id, name)
