@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import REPO, doit
 from tests.support import build, load, write_json
+from toyfoundry import caches
 from toyfoundry.errors import FoundryError
-from toyfoundry.forge import carried
 from toyfoundry.forge.mint import mint_order
 from toyfoundry.forge.space import Space
 from toyfoundry.formats.models import Recipe
@@ -156,7 +156,7 @@ def test_a_fresh_process_gathers_the_same_positions_from_the_files(
     layout, ids = long_chain
     last = ids[-1]
     before = layout.mint_artefact(last).read_bytes()
-    monkeypatch.setattr(carried, "_frontiers", {})
+    caches.fresh(())
     mint_order(layout, last)
     assert layout.mint_artefact(last).read_bytes() == before
 
@@ -168,7 +168,7 @@ def test_a_changed_earlier_chain_is_a_one_line_failure_not_a_wrong_batch(tmp_pat
     doc = json.loads(path.read_bytes())
     doc["carried"] = [*doc["carried"], 2999]
     path.write_text(json.dumps(doc), encoding="utf-8")
-    carried._frontiers.clear()
+    caches.current().table("frontiers").clear()
     with pytest.raises(FoundryError, match="has changed since the next order"):
         mint_order(layout, ids[-1])
 
@@ -197,7 +197,7 @@ def test_a_cold_walk_passes_through_dry_runs_and_stops_at_a_new_space(tmp_path: 
 
 def _remint_cold_equals_warm(layout: Layout, order_id: str) -> None:
     warm = load(layout, order_id).alfas
-    carried._frontiers.clear()
+    caches.current().table("frontiers").clear()
     mint_order(layout, order_id)
     assert load(layout, order_id).alfas == warm
 

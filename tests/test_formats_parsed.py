@@ -8,6 +8,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from toyfoundry import caches
 from toyfoundry.formats import parsed
 from toyfoundry.formats.models import Mutation
 
@@ -35,7 +36,7 @@ def test_a_failed_parse_is_not_remembered(tmp_path: Path) -> None:
 def test_only_the_latest_files_are_kept(tmp_path: Path) -> None:
     for i in range(3 * parsed._KEPT):
         parsed.parse(Mutation, tmp_path / f"{i}.json", b'{"rate": 0.25}')
-    assert len(parsed._recent) <= parsed._KEPT
+    assert len(caches.current().table("parsed")) <= parsed._KEPT
 
 
 def test_what_the_forge_leaves_is_what_a_parse_of_its_bytes_gives(tmp_path: Path) -> None:
@@ -55,7 +56,7 @@ def test_what_the_forge_leaves_is_what_a_parse_of_its_bytes_gives(tmp_path: Path
             (RitualsArtefact, layout.rituals_artefact(order_id)),
             (Chain, layout.chain_file(order_id)),
         ):
-            left = parsed._recent.get((model, path))
+            left = caches.current().table("parsed").get((model, path))
             if left is None:
                 continue  # a dry run's rituals and chain are not made from a model
             data = path.read_bytes()

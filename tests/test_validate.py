@@ -199,16 +199,16 @@ def test_schemas_check_detects_drift(tmp_path: Path, run_cli: Any) -> None:
     assert "order.schema.json: differs" in result.out
 
 
-def test_a_file_is_parsed_again_only_when_it_changed(project: Layout) -> None:
-    """Parses are kept per process while a file's lstat holds; an edit of the same size and a
-    replacement by rename are both read again, and a broken file stays a problem."""
+def test_each_read_of_the_exchange_sees_the_files_as_they_are(project: Layout) -> None:
+    """A new `Exchange` reads the file again: an edit of the same size and a replacement
+    by rename are both seen, and a broken file stays a problem."""
     path = project.order_file("2025-11-03-001")
     path.write_text(json.dumps(GOOD))
     reader = Exchange(project)
     first = reader.order("2025-11-03-001")
     first_digest = reader.digests[path]
     again = Exchange(project)
-    assert again.order("2025-11-03-001").model is first.model  # not read again
+    assert again.order("2025-11-03-001").model == first.model
     assert again.digests[path] == first_digest
     edited = json.dumps({**GOOD, "seed": 8})  # same size as the seed 7 text
     assert len(edited) == len(json.dumps(GOOD))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -137,24 +135,10 @@ def schema_problems(kind: str, path: str, document: Any) -> list[Problem]:
 def settings(layout: Layout) -> Settings:
     """Foundry settings from `[tool.toyfoundry]`; defaults when the project sets none.
 
-    Every mint reads them, so the parsed result is kept while the file's size and
-    mtime stay the same (a TOML parse costs about a millisecond).
+    Read each time: a TOML parse costs about a millisecond, under 1% of the build
+    that asks (BENCHMARKS.md, "What each cache buys").
     """
-    path = layout.settings_file
-    try:
-        st = path.stat()
-        key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
-    except OSError:
-        key = (str(path), -1, -1, -1)
-    cached = _settings_cache.get(key[0])
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    result = _read_settings(layout, path)
-    _settings_cache[key[0]] = (key, result)
-    return result
-
-
-_settings_cache: dict[str, tuple[tuple[str, int, int, int], Settings]] = {}
+    return _read_settings(layout, layout.settings_file)
 
 
 def linked_folder_problems(layout: Layout) -> list[Problem]:
@@ -179,40 +163,6 @@ def _read_settings(layout: Layout, path: Path) -> Settings:
         raise FoundryError(
             "", [Problem(p.path, f"tool.toyfoundry.{p.field}", p.reason) for p in problems]
         ) from None
-
-
-#: Files parsed in this process: (kind, path) -> (lstat identity, read limits, result,
-#: sha256 of the bytes). A build's tasks read the same recipe, checkpoints and orders
-#: again and again (the mint, then the rituals, then later orders of the chain); the
-#: models are immutable, so a file whose identity holds is not read or validated again.
-#: (The same trust in a file's stats as the plan's stat key and doit's checker place.)
-_parsed_files: dict[
-    tuple[str, str], tuple[tuple[int, ...], tuple[Any, ...], Loaded[Any], str | None]
-] = {}
-#: Entries kept (a watcher lives for days): the oldest go first.
-_PARSED_FILES_KEPT = 8192
-#: The rules' findings for a remembered parse: (kind, path) -> (that parse, the parse of
-#: the other file the rules read, or None, the problems). Each task of a build opens its
-#: own `Exchange`; without this every one ran the rules of the orders and recipes it read
-#: again (a few percent of a full build). Entries whose parse was dropped are dropped too.
-_ruled: dict[tuple[str, str], tuple[Loaded[Any], Loaded[Any] | None, tuple[Problem, ...]]] = {}
-
-
-def _remembered(kind: str, path: Path) -> Loaded[Any] | None:
-    known = _parsed_files.get((kind, str(path)))
-    return None if known is None else known[2]
-
-
-def _identity(path: Path) -> tuple[int, ...] | None:
-    """What changes when a regular file's bytes can have changed (its ctime moves with any
-    write, rename or chmod); None for anything else, which is never reused."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_nlink)
 
 
 class Exchange:
@@ -248,54 +198,11 @@ class Exchange:
         return self._cache[key]
 
     def _load(self, kind: str, path: Path) -> Loaded[Any]:
-        parsed = self._parsed(kind, path)
+        parsed = self._parse(kind, path)
         if parsed.model is None:
             return parsed
-        # the rules read the file's model and at most one other file's (an order its
-        # recipe's, a review its order's): while both parses are the remembered ones,
-        # so are the rules' findings
-        other = self._rules_read(kind, parsed.model)
-        key = (kind, str(path))
-        known = _ruled.get(key)
-        if known is not None and known[0] is parsed and known[1] is other:
-            return Loaded(parsed.model, list(known[2]))
         problems = self._rules(kind, parsed.model, path)
-        if parsed is _remembered(kind, path) and (other is None or other.model is not None):
-            _ruled[key] = (parsed, other, tuple(problems))
         return Loaded(parsed.model, problems)
-
-    def _rules_read(self, kind: str, model: Any) -> Loaded[Any] | None:
-        """The parse of the other file `_rules` reads for a model of `kind`, if any."""
-        try:
-            if kind == "order":
-                return self._parsed("recipe", self.layout.recipe_file(check_slug(model.recipe)))
-            if kind == "review":
-                return self._parsed("order", self.layout.order_file(check_order_id(model.order_id)))
-        except UnsafeIdError:
-            return Loaded(None, [])  # a fresh object: never the remembered one
-        return None
-
-    def _parsed(self, kind: str, path: Path) -> Loaded[Any]:
-        """The file as its model, or why it is not one (before the rules that read other files),
-        reused from an earlier read in this process while the file's lstat is unchanged."""
-        identity = _identity(path)
-        key = (kind, str(path))
-        limits = (str(self.layout.root), self.max_bytes, self.max_depth, self.schema_check)
-        known = _parsed_files.get(key) if identity is not None else None
-        if known is not None and known[0] == identity and known[1] == limits:
-            if known[3] is not None:
-                self.digests[path] = known[3]
-            return known[2]
-        parsed = self._parse(kind, path)
-        if identity is not None:
-            _parsed_files.pop(key, None)
-            _parsed_files[key] = (identity, limits, parsed, self.digests.get(path))
-            _ruled.pop(key, None)
-            if len(_parsed_files) > _PARSED_FILES_KEPT:
-                oldest = next(iter(_parsed_files))
-                del _parsed_files[oldest]
-                _ruled.pop(oldest, None)
-        return parsed
 
     def _parse(self, kind: str, path: Path) -> Loaded[Any]:
         shown = display(self.layout, path)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from toyfoundry import caches
 from toyfoundry.errors import FoundryError
 from toyfoundry.exchange.loader import display
 from toyfoundry.formats.models import Chain
@@ -50,9 +51,9 @@ class _Ancestor:
     parent: tuple[str, str] | None
 
 
-#: recipe -> the set last gathered for one of its chains. Its set is extended in place, so a
+#: The `frontiers` cache (`toyfoundry.caches`), of at most this many recipes: recipe ->
+#: the set last gathered for one of its chains. Its set is extended in place, so a
 #: caller reads the set it was given before it asks again for the same recipe.
-_frontiers: dict[str, _Frontier] = {}
 _RECIPES_KEPT = 64
 
 
@@ -65,7 +66,8 @@ def ahead(layout: Layout, chain: Chain, data: bytes) -> Set[int]:
     (the graph rebuilds such a successor before anything reads it).
     """
     digest = hashlib.sha256(data).hexdigest()
-    known = _frontiers.get(chain.recipe)
+    frontiers: dict[str, _Frontier] = caches.current().table("frontiers")
+    known = frontiers.get(chain.recipe)
     if known is not None and known.sha256 == digest and known.space == chain.space:
         return known.positions
     links = [chain.carried]
@@ -93,9 +95,9 @@ def ahead(layout: Layout, chain: Chain, data: bytes) -> Set[int]:
             positions = {p for p in positions if p >= cursor}
     for carried in links:
         positions.update(p for p in carried if p >= cursor)
-    if len(_frontiers) >= _RECIPES_KEPT and chain.recipe not in _frontiers:
-        _frontiers.clear()
-    _frontiers[chain.recipe] = _Frontier(digest, chain.space, cursor, positions)
+    if len(frontiers) >= _RECIPES_KEPT and chain.recipe not in frontiers:
+        frontiers.clear()
+    frontiers[chain.recipe] = _Frontier(digest, chain.space, cursor, positions)
     return positions
 
 

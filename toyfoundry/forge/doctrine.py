@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 from pydantic import ValidationError
 
+from toyfoundry import caches
 from toyfoundry.errors import Problem
 from toyfoundry.exchange.loader import display
 from toyfoundry.formats.models import (
@@ -93,20 +94,21 @@ def read_index(layout: Layout) -> tuple[list[IndexLine], list[Problem]]:
     return entries, problems
 
 
-#: index path -> (inode, bytes consumed, digests seen): the index is read once per process
-#: and then only its new tail, so archiving stays O(new entries), not O(history).
-_seen: dict[Path, tuple[int, int, set[str]]] = {}
-
-
+# The `doctrine_index` cache (`toyfoundry.caches`): index path -> (inode, bytes consumed,
+# sha256 of those bytes, digests seen): the index is parsed once and then only its new
+# tail, so archiving parses O(new entries), not O(history). The consumed bytes are hashed
+# again on each call (far cheaper than parsing them): an index rewritten in place, even
+# at the same inode and length, is parsed again from the start.
 def indexed_digests(layout: Layout) -> set[str]:
     """The digests the index holds; lines that do not parse are left to `verify` to report."""
     path = layout.doctrine_index
+    seen: dict[Path, tuple[int, int, str, set[str]]] = caches.current().table("doctrine_index")
     found = extent(path)
     if found is None:
-        _seen.pop(path, None)
+        seen.pop(path, None)
         return set()
-    inode, offset, known = _seen.get(path, (found.inode, 0, set()))
-    if inode != found.inode or found.end < offset:
+    inode, offset, prefix, known = seen.get(path, (found.inode, 0, "", set()))
+    if inode != found.inode or found.end < offset or _prefix_digest(path, offset) != prefix:
         offset, known = 0, set()
     for _number, line in lines(path, offset, found.end):
         try:
@@ -115,8 +117,27 @@ def indexed_digests(layout: Layout) -> set[str]:
             continue
         if isinstance(digest, str):
             known.add(digest)
-    _seen[path] = (found.inode, found.end, known)
+    seen[path] = (found.inode, found.end, _prefix_digest(path, found.end), known)
     return known
+
+
+def _prefix_digest(path: Path, length: int) -> str:
+    """sha256 of the file's first `length` bytes ("" for none, or when it cannot be read)."""
+    if length == 0:
+        return ""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            left = length
+            while left > 0:
+                chunk = fh.read(min(left, 1 << 20))
+                if not chunk:
+                    return ""
+                digest.update(chunk)
+                left -= len(chunk)
+    except OSError:
+        return ""
+    return digest.hexdigest()
 
 
 @dataclass

@@ -21,6 +21,7 @@ from functools import cached_property
 
 import orjson
 
+from toyfoundry import caches
 from toyfoundry.formats.models import ParamValue, Recipe
 from toyfoundry.formats.params import cardinality, domain_of
 
@@ -119,15 +120,13 @@ class Permutation:
 
 def permutation(key: str, size: int) -> Permutation:
     """The permutation of a space key and size, shared by every `Space` of this process."""
-    found = _permutations.get((key, size))
+    permutations: dict[tuple[str, int], Permutation] = caches.current().table("permutations")
+    found = permutations.get((key, size))
     if found is None:
-        if len(_permutations) >= 64:
-            _permutations.clear()
-        found = _permutations[(key, size)] = Permutation(bytes.fromhex(key), size)
+        if len(permutations) >= 64:
+            permutations.clear()
+        found = permutations[(key, size)] = Permutation(bytes.fromhex(key), size)
     return found
-
-
-_permutations: dict[tuple[str, int], Permutation] = {}
 
 
 class Space:

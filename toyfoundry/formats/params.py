@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from fractions import Fraction
 
+from toyfoundry import caches
 from toyfoundry.formats.models import EnumParam, FloatParam, IntParam, ParamValue
 
 ParamSpecT = IntParam | FloatParam | EnumParam
@@ -105,15 +106,13 @@ class Domain:
 def domain_of(spec: ParamSpecT) -> Domain:
     """The `Domain` of a parameter definition, shared by every equal definition in this process."""
     key = (type(spec).__name__, spec.model_dump_json())
-    found = _domains.get(key)
+    domains: dict[tuple[str, str], Domain] = caches.current().table("domains")
+    found = domains.get(key)
     if found is None:
-        if len(_domains) >= 256:
-            _domains.clear()
-        found = _domains[key] = Domain(spec)
+        if len(domains) >= 256:
+            domains.clear()
+        found = domains[key] = Domain(spec)
     return found
-
-
-_domains: dict[tuple[str, str], Domain] = {}
 
 
 def describe(spec: ParamSpecT) -> str:
@@ -141,16 +140,14 @@ def number_key(value: int | float) -> str:
     if value.__class__ is float and value == 0.0:
         return value_key(float(value))
     key = (value.__class__, value)
-    found = _number_keys.get(key)
+    number_keys: dict[tuple[type, int | float], str] = caches.current().table("number_keys")
+    found = number_keys.get(key)
     if found is None:
         found = value_key(float(value))
-        if len(_number_keys) >= 4096:
-            _number_keys.clear()
-        _number_keys[key] = found
+        if len(number_keys) >= 4096:
+            number_keys.clear()
+        number_keys[key] = found
     return found
-
-
-_number_keys: dict[tuple[type, int | float], str] = {}
 
 
 def same_value(a: ParamValue, b: ParamValue) -> bool:

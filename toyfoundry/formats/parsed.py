@@ -18,13 +18,15 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
+from toyfoundry import caches
+
 M = TypeVar("M", bound=BaseModel)
 
-#: (model, file) -> (bytes, the model validated from them). Three files an order, read
+#: The `parsed` cache (`toyfoundry.caches`), of at most this many entries: (model, file)
+#: -> (bytes, the model validated from them). Three files an order, read
 #: again soon after: by the order's next task, and chain.json by the next order of its
 #: recipe, a few orders later. Each entry holds a batch's models (about 100 KB), so a
 #: few orders' worth, not more: memory, not hits, grows past that
-_recent: dict[tuple[type[BaseModel], Path], tuple[bytes, BaseModel]] = {}
 _KEPT = 24
 
 
@@ -33,8 +35,10 @@ def parse(model: type[M], path: Path, data: bytes) -> M:
 
     Raises what `model_validate_json` raises; a failed parse is not remembered.
     """
+    recent: dict[tuple[type[BaseModel], Path], tuple[bytes, BaseModel]]
+    recent = caches.current().table("parsed")
     key = (model, path)
-    known = _recent.get(key)
+    known = recent.get(key)
     if known is not None and known[0] == data:
         value = known[1]
         assert isinstance(value, model)
@@ -48,8 +52,9 @@ def remember(model: type[M], path: Path, data: bytes, value: M) -> None:
     """Note that `path` holds `data`, whose parse is `value`: for a writer whose model was
     validated from the same plain data it wrote, with every dict in the order JSON gives
     it, so that reading the file back in this process costs nothing."""
+    recent = caches.current().table("parsed")
     key = (model, path)
-    _recent.pop(key, None)
-    if len(_recent) >= _KEPT:
-        del _recent[next(iter(_recent))]
-    _recent[key] = (data, value)
+    recent.pop(key, None)
+    if len(recent) >= _KEPT:
+        del recent[next(iter(recent))]
+    recent[key] = (data, value)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from toyfoundry import caches
 from toyfoundry.forge.inputs import InputView, OrderFacts, mint_input_paths
 from toyfoundry.store import safe_read
 from toyfoundry.store.layout import INPUT_FOLDERS, Layout, UnsafeIdError, check_order_id
@@ -402,23 +403,22 @@ def _decode(layout: Layout, data: list[Any]) -> Plan:
     )
 
 
-#: The record this process last read or wrote, parsed: (project, text, record, plan). A
-#: warm watcher reads back, one change later, the record it wrote itself (a MB at 1,000
-#: orders); the same text is not parsed and decoded again. Nothing changes either.
-_last: tuple[str, str, dict[str, Any], Plan] | None = None
-
-
+# The `plan_record` cache (`toyfoundry.caches`): the record last read or written, parsed,
+# project -> (text, record, plan). A warm watcher reads back, one change later, the record
+# it wrote itself (a MB at 1,000 orders); the same text is not parsed and decoded again.
 def _remember(layout: Layout, text: str, record: dict[str, Any], plan: Plan) -> None:
-    global _last
-    _last = (str(layout.root), text, record, plan)
+    last = caches.current().table("plan_record")
+    last.clear()
+    last[str(layout.root)] = (text, record, plan)
 
 
 def _read_record(layout: Layout, text: str | None) -> tuple[dict[str, Any] | None, Plan | None]:
     """The stored record, parsed, and its plan (None until asked for), if it is this version's."""
     if not text:
         return None, None
-    if _last is not None and _last[0] == str(layout.root) and _last[1] == text:
-        return _last[2], _last[3]
+    last = caches.current().table("plan_record").get(str(layout.root))
+    if last is not None and last[0] == text:
+        return last[1], last[2]
     try:
         record = _loads(text)
     except ValueError:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 
+from toyfoundry import caches
+
 # `\Z`, not `$`: in Python `$` also matches before a trailing newline, and a file named
 # "2025-10-12-005\n.json" must not pass for an order id.
 ORDER_ID_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{3}\Z")
@@ -25,12 +27,14 @@ LEDGER_NAMES = ("forge_mint_alfa.jsonl", "forge_rituals.jsonl")
 OWNED_EXCHANGE_AREAS = ("reports", "outbox")
 
 
-@lru_cache(maxsize=4096)
-def child(parent: Path, name: str) -> Path:
+def _join(parent: Path, name: str) -> Path:
     """`parent / name`, remembered: a build asks for each order's paths several times per
     task, and joining paths is most of what pathlib costs (a few percent of a full build).
     A few hundred orders' paths: each is a few hundred bytes, kept for the whole process."""
     return parent / name
+
+
+child = lru_cache(maxsize=4096)(_join) if caches.current().on("paths") else _join
 
 
 class UnsafeIdError(ValueError):

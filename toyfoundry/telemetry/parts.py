@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 import toyfoundry.formats
+from toyfoundry import caches
 from toyfoundry.store.atomic import dumps_canonical, write_many_atomic
 from toyfoundry.store.layout import Layout
 from toyfoundry.telemetry import fingerprint
@@ -150,17 +151,17 @@ class _Seen:
     stored: Stored
 
 
-#: The last rollup written or trusted here; one slot, as a process serves one project.
-_last: list[_Seen] = []
-
-
+# The `rollup` cache (`toyfoundry.caches`): the last rollup written or trusted; one slot.
 def _remember(seen: _Seen) -> None:
-    _last[:] = [seen]
+    last = caches.current().table("rollup")
+    last.clear()
+    last[None] = seen
 
 
 def _recall(rollup: Path, data: bytes, record: bytes, code: str) -> Stored | None:
     """The parsed rollup when these are the very bytes (rollup and record) last seen here."""
-    for seen in _last:
+    last: dict[None, _Seen] = caches.current().table("rollup")
+    for seen in last.values():
         if (seen.rollup, seen.code, seen.record, seen.data) == (rollup, code, record, data):
             return seen.stored
     return None

@@ -1,0 +1,126 @@
+"""What each cache buys: every figure with all caches on and with one turned off, side by side.
+
+    python -m bench.caches [--n 100] [--rounds 3] [--only name,name]
+
+For each round, for each setting (all on, then each cache of `toyfoundry.caches.NAMES`
+off through `TOYFOUNDRY_NO_CACHE`, then all off), in turn: a fresh W(N) is written,
+built (`full`), built again with nothing to do (`noop`), then built after one new
+order (`new_order`). Rounds interleave the settings, so a busy host slows them alike.
+Each figure is the median over the rounds of the child's CPU time (user + system,
+its reaped workers included, from `wait4`), with the wall time beside it. Prints
+one JSON object and a Markdown table: per cache and figure, the CPU time off over
+on (1.10 = turning it off costs 10%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import workload
+from bench.runner import REPO, child_env, doit_cmd
+from bench.suite import make_project
+
+FIGURES = ("full", "noop", "new_order")
+
+
+def _names() -> list[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", "from toyfoundry.caches import NAMES; print(','.join(NAMES))"],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
+    return out.stdout.strip().split(",")
+
+
+def _timed(cwd: Path, off: str) -> tuple[float, float]:
+    """(cpu seconds, wall seconds) of one `doit` in `cwd` with the caches `off` turned off."""
+    env = child_env({"TOYFOUNDRY_NO_CACHE": off} if off else None)
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        doit_cmd(),
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _, status, rusage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.stderr:
+        proc.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"doit failed with {off or 'all caches on'}:\n{err[-2000:]}")
+    return rusage.ru_utime + rusage.ru_stime, wall
+
+
+def measure(
+    n: int, rounds: int, settings: list[str], work: Path, full_only: bool = False
+) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    samples: dict[str, dict[str, list[tuple[float, float]]]] = {
+        s: {f: [] for f in FIGURES} for s in settings
+    }
+    for r in range(rounds):
+        for setting in settings:
+            project = work / f"p-{r}-{setting or 'on'}"
+            make_project(project, n)
+            samples[setting]["full"].append(_timed(project, setting))
+            if not full_only:
+                samples[setting]["noop"].append(_timed(project, setting))
+                workload.extra(project, n)
+                samples[setting]["new_order"].append(_timed(project, setting))
+            shutil.rmtree(project, ignore_errors=True)
+            print(f"round {r + 1}/{rounds} {setting or 'on'} done", file=sys.stderr, flush=True)
+    return samples
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.caches", description=__doc__)
+    parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", default="", help="comma-separated caches (default: all)")
+    parser.add_argument("--full-only", action="store_true", help="measure the full build alone")
+    args = parser.parse_args(argv)
+    names = [s for s in args.only.split(",") if s] or _names()
+    settings = ["", *names, "all"]
+    figures = ("full",) if args.full_only else FIGURES
+    work = Path(tempfile.mkdtemp(prefix="toyfoundry-caches-"))
+    try:
+        samples = measure(args.n, args.rounds, settings, work, args.full_only)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    med = {
+        s: {
+            f: (statistics.median(c for c, _ in v), statistics.median(w for _, w in v))
+            for f, v in figs.items()
+            if v
+        }
+        for s, figs in samples.items()
+    }
+    print(json.dumps({"n": args.n, "rounds": args.rounds, "samples": samples, "median": med}))
+    print(f"\n| cache off | {' | '.join(f'{f} cpu s (off/on)' for f in figures)} |")
+    print("|---|" + "---:|" * len(figures))
+    for s in settings:
+        cells = []
+        for f in figures:
+            cpu, wall = med[s][f]
+            ratio = cpu / med[""][f][0]
+            cells.append(f"{cpu:.2f} ({ratio:.2f}x; wall {wall:.2f})")
+        print(f"| {s or '(none: all on)'} | {' | '.join(cells)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
