@@ -694,3 +694,15 @@ def test_the_loom_run_by_hand_is_redone_by_the_next_build(built: Path, tmp_path:
     assert toyfoundry(built, "ritual", "drill", pilot).returncode == 0
     assert toyfoundry(built, "loom", "--export").returncode == 0
     check(built, tmp_path)
+
+
+def test_an_exchange_with_no_orders_settles(tmp_path: Path) -> None:
+    """Found by the soak: a first build with no order wrote no dashboard index (no day to
+    keep), but the index is the dashboard task's target, so every later build ran the
+    dashboard again."""
+    root = tmp_path / "project"
+    root.mkdir()
+    write_inputs(root, IncrementalEqualsClean._sample_inputs())
+    for order in (root / "exchange" / "orders").glob("*.json"):
+        order.unlink()
+    check(root, tmp_path)

@@ -768,6 +768,10 @@ def build_dashboard(layout: Layout, today: str | None = None) -> list[Path]:
     previous = history.previous(layout, day) if day else None
     page = render(rollup, previous)
     written = [layout.dashboard] if write_atomic(layout.dashboard, page) else []
-    if not day:  # no order and no ledger record: nothing has happened on any day yet
+    if not day:  # no order and no ledger record: nothing has happened on any day yet,
+        # but the index is the task's declared target: it lists the days kept before, if any
+        index = history.index_path(layout)
+        if write_atomic(index, history.index_html(layout)):
+            written.append(index)
         return written
     return written + history.keep(layout, day, page, headline.figures(rollup.batches))
