@@ -440,8 +440,11 @@ def test_a_dashboard_without_orders_keeps_no_day(tmp_path: Path) -> None:
     layout = Layout(tmp_path / "p")
     layout.rollup.parent.mkdir(parents=True)
     layout.rollup.write_bytes(orjson.dumps(_rollup()))
-    assert dashboard.build_dashboard(layout) == [layout.dashboard]
-    assert not history.history_dir(layout).exists()
+    # no day is kept, but the index the dashboard task declares is written (listing none)
+    index = history.index_path(layout)
+    assert dashboard.build_dashboard(layout) == [layout.dashboard, index]
+    assert [p.name for p in history.history_dir(layout).iterdir()] == ["index.html"]
+    assert dashboard.build_dashboard(layout) == []
     assert 'As of <b id="as-of">no orders yet</b>' in layout.dashboard.read_text("utf-8")
 
 
