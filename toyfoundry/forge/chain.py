@@ -32,7 +32,15 @@ from toyfoundry.errors import FoundryError
 from toyfoundry.exchange.loader import Exchange, display
 from toyfoundry.forge.space import Space
 from toyfoundry.formats import parsed
-from toyfoundry.formats.models import SCHEMA_VERSION, Alfa, Chain, ChainParent, PoolEntry, Recipe
+from toyfoundry.formats.models import (
+    SCHEMA_VERSION,
+    Alfa,
+    Chain,
+    ChainParent,
+    HandOn,
+    PoolEntry,
+    Recipe,
+)
 from toyfoundry.formats.review_key import is_replacement
 from toyfoundry.store.layout import Layout
 
@@ -140,38 +148,50 @@ def advance(
     order_id: str,
     alfas: Sequence[Alfa],
     parent: ChainParent | None,
+    hand_on: HandOn | None = None,
 ) -> Chain:
     """The chain after an order that minted for real: cursor, carried and history move on.
 
-    The cursor moves past every novel draw (its sequence position plus one); this
-    order's carryovers, and a reroll's replacements, at or beyond the new cursor are
-    `carried`, so they are never drawn as novel later (the earlier orders' are in the
-    chains `parent` leads back to: see `carried`). Baselines move nothing: novel draws
-    skip them by value. `parent`: the file `prev` was read from, None for a recipe's
-    genesis chain. The link is kept only within one parameter space: the first chain
-    of a new space has none, since nothing before it counts for novelty.
+    `hand_on`: what the mint fixed before the batch's review (see `mint`): the cursor
+    past the novel draws and their reroll reserve, and the carried positions ahead of
+    it (carryovers and the mutations kept for their rerolls). Without it (an artefact
+    from before), the cursor moves past every novel draw and the carryovers at or
+    beyond it are carried. A reroll's replacement that lies at or beyond the cursor
+    and was not kept (a novel one drawn from the end of the sequence once the reserve
+    ran out, a carryover one past the kept mutations) is carried too: the one case
+    where a review decision changes the chain. The earlier orders' carried positions
+    are in the chains `parent` leads back to (see `carried`). The history digest
+    covers the batch as composed, replacements left out, so it does not depend on the
+    review either. Baselines move nothing: novel draws skip them by value. `parent`:
+    the file `prev` was read from, None for a recipe's genesis chain. The link is kept
+    only within one parameter space: the first chain of a new space has none, since
+    nothing before it counts for novelty.
     """
     cursor = start_cursor(prev, space.key)
     if prev.space != space.key:
         parent = None
-    novel = [
-        space.position(a.params)
-        for a in alfas
-        if a.share == "novel" and not is_replacement(a.alfa_id)
-    ]
-    drawn = [p for p in novel if p is not None]
-    new_cursor = max([cursor, *(p + 1 for p in drawn)])
+    composed = [a for a in alfas if not is_replacement(a.alfa_id)]
     carried: set[int] = set()
+    if hand_on is not None:
+        new_cursor = max(cursor, hand_on.cursor)
+        carried.update(p for p in hand_on.carried if p >= new_cursor)
+    else:
+        novel = [space.position(a.params) for a in composed if a.share == "novel"]
+        drawn = [p for p in novel if p is not None]
+        new_cursor = max([cursor, *(p + 1 for p in drawn)])
+        for alfa in composed:
+            if alfa.share == "carryover":
+                position = space.position(alfa.params)
+                if position is not None and position >= new_cursor:
+                    carried.add(position)
     for alfa in alfas:
-        # a reroll's novel replacement is drawn from the end of the sequence: kept in
-        # `carried` like a carryover, it leaves the cursor (and so later batches) as it was
-        if alfa.share == "carryover" or is_replacement(alfa.alfa_id):
+        if is_replacement(alfa.alfa_id) and alfa.share != "baseline":
             position = space.position(alfa.params)
             if position is not None and position >= new_cursor:
                 carried.add(position)
     digest = hashlib.sha256()
     digest.update(prev.history.encode() + b"\n" + order_id.encode() + b"\n")
-    digest.update(canonical_params([[a.alfa_id, a.params] for a in alfas]))
+    digest.update(canonical_params([[a.alfa_id, a.params] for a in composed]))
     return Chain(
         schema_version=SCHEMA_VERSION,
         recipe=prev.recipe,

@@ -21,10 +21,20 @@ a human review decides it (`exchange/reviews/<order>.json`, decisions applied in
 file order, each to the Alfas whose recipe, parameters and finding it names):
 waive keeps it as minted, reject empties its slot, reroll draws a replacement
 `<alfa>r<k>` for the slot and validates it again. A replacement is never a
-combination the recipe forbids, nor a duplicate in the batch. Novel: the last
-unseen permutation of the sequence, so the cursor later orders start from stays
-put; carryover: a fresh mutation of the same parent, from a generator seeded by
-the order seed and the rerolled Alfa's id; baseline: the next baseline.
+combination the recipe forbids, nor a duplicate in the batch. Novel: the next
+position of the batch's reserve, else (the reserve used up) the last unseen
+permutation of the sequence; carryover: a fresh mutation of the same parent, from
+a generator seeded by the order seed and the rerolled Alfa's id; baseline: the
+next baseline.
+
+What the batch hands on to the next order of its recipe (`hand_on`: the cursor and
+the carried positions) is fixed when the batch is composed, before its review:
+after its novel draws the batch reserves `RESERVE_FACTOR` further positions per
+quarantined novel Alfa, and keeps as carried the first `_KEPT_TRIES` mutations of
+the first `_KEPT_LEVELS` rerolls of each quarantined carryover. So a decision
+changes only its own order's outputs, unless a reroll goes beyond what was kept
+(the reserve used up, or a later mutation): then that replacement is carried
+too, and the recipe's later orders are minted again.
 
 `achieved` counts the slots the batch fills (passed, waived or still quarantined
 Alfas); a slot emptied by a reject decision is not counted.
@@ -55,6 +65,7 @@ from toyfoundry.formats import parsed
 from toyfoundry.formats.models import (
     SCHEMA_VERSION,
     Chain,
+    HandOn,
     MintArtefact,
     MintRecord,
     Mutation,
@@ -84,6 +95,12 @@ LEDGER_OUTCOME: dict[str, str] = {
     "rejected": "rejected-by-review",
 }
 _EPSILON = 1e-9
+#: Positions a batch reserves for novel rerolls, per novel Alfa quarantined at compose time.
+RESERVE_FACTOR = 3
+#: Rerolls in a row of one carryover slot whose mutations are kept as carried in advance.
+_KEPT_LEVELS = 3
+#: Mutations kept per such reroll (a refused mutation is drawn again).
+_KEPT_TRIES = 4
 #: Draws a carryover reroll makes before it keeps a refused mutation (left quarantined).
 _REROLL_TRIES = 64
 
@@ -290,8 +307,9 @@ class _Sequence:
         return None
 
     def draw_last(self) -> Params | None:
-        """A reroll's draw: the last unseen position of the sequence, so the cursor that later
-        orders start from is the one the composed batch left (see `chain.advance`)."""
+        """A novel reroll's draw once the batch's reserve is used up: the last unseen position
+        of the sequence, so the cursor handed on stays the one the composed batch left (the
+        replacement is carried instead, see `chain.advance`)."""
         while self.end >= self.cursor:
             position = self.end
             self.end -= 1
@@ -337,6 +355,8 @@ class _Batch:
         self.validators = Validators(recipe, load_plugins())
         self.mutation = order.mutation or recipe.mutation
         self.slots: list[list[_Draft]] = []
+        self.reserve: list[Params] = []
+        self.hand_on: HandOn | None = None
         self.target = plan_shares(order.batch_size, order.shares(), bool(chain.pool))
 
     def _validate(self, draft: _Draft) -> None:
@@ -369,6 +389,12 @@ class _Batch:
                 raise FoundryError(f"order {self.order_id}: the novel sequence ran out early")
             self._add(_Draft(alfa_id(self.order_id, slot), slot, params, "novel", None))
             slot += 1
+        waiting = sum(1 for chain in self.slots if chain[0].outcome == "quarantined")
+        for _ in range(waiting * RESERVE_FACTOR):
+            params = self.sequence.draw()
+            if params is None:
+                break
+            self.reserve.append(params)
         pool = self.chain.pool
         for j in range(self.target.carryover):
             parent = pool[j % len(pool)]
@@ -383,6 +409,30 @@ class _Batch:
             params = dict(self.baselines[j % len(self.baselines)])
             self._add(_Draft(alfa_id(self.order_id, slot), slot, params, "baseline", None))
             slot += 1
+        self.hand_on = self._hand_on()
+
+    def _hand_on(self) -> HandOn:
+        """The cursor and carried positions handed on, whatever the review decides."""
+        cursor = self.sequence.cursor
+        positions: list[int | None] = []
+        for chain in self.slots:
+            draft = chain[0]
+            if draft.share != "carryover":
+                continue
+            positions.append(self.space.position(draft.params))
+            if draft.outcome != "quarantined":
+                continue
+            parent = next(e for e in self.chain.pool if e.alfa_id == draft.parent_id)
+            rerolled = draft.alfa_id
+            for k in range(1, _KEPT_LEVELS + 1):
+                # the generator `_reroll` seeds for the k-th reroll of this slot
+                gen = rng(self.order.seed, rerolled, "reroll")
+                for _ in range(_KEPT_TRIES):
+                    params = mutate(parent.params, self.recipe, self.mutation, gen)
+                    positions.append(self.space.position(params))
+                rerolled = alfa_id(self.order_id, draft.slot, k)
+        carried = sorted({p for p in positions if p is not None and p >= cursor})
+        return HandOn(cursor=cursor, carried=carried)
 
     def _add(self, draft: _Draft) -> None:
         self._validate(draft)
@@ -411,9 +461,9 @@ class _Batch:
     def _reroll(self, current: _Draft, k: int, review_path: str, number: int) -> _Draft:
         new_id = alfa_id(self.order_id, current.slot, k)
         if current.share == "novel":
-            params = self.sequence.draw_last()
+            params = self._from_reserve()
             while params is not None and self.validators.refuses(params, _canonical(params)):
-                params = self.sequence.draw_last()
+                params = self._from_reserve()
             if params is None:
                 raise Refused(
                     "rejected",
@@ -442,6 +492,12 @@ class _Batch:
         draft = _Draft(new_id, current.slot, params, current.share, current.parent_id)
         self._validate(draft)
         return draft
+
+    def _from_reserve(self) -> Params | None:
+        """A novel reroll's draw: the reserve in order, then the sequence's last unseen position."""
+        if self.reserve:
+            return self.reserve.pop(0)
+        return self.sequence.draw_last()
 
     def alfas(self) -> list[dict[str, Any]]:
         return [draft.data() for chain in self.slots for draft in chain]
@@ -647,6 +703,7 @@ def _built_artefact(order_id: str, ctx: _Context, batch: _Batch) -> dict[str, An
         "alfas": alfas,
         "problems": [],
         "inputs": {},
+        "hand_on": None if batch.hand_on is None else batch.hand_on.model_dump(),
     }
 
 

@@ -468,7 +468,9 @@ def run_rituals(
     artefact = computed.artefact
     staged = doctrine.stage(layout, computed.promoted)
     parent = chains.parent_of(before, start.data)
-    advanced = chains.advance(start.chain, Space(recipe), order_id, mint.alfas, parent)
+    advanced = chains.advance(
+        start.chain, Space(recipe), order_id, mint.alfas, parent, mint.hand_on
+    )
     promoted = [
         adapter.Promoted(
             alfa_id=e.alfa_id, share=e.share, parent_id=e.parent_id, params=e.params, score=e.score

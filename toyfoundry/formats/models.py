@@ -297,6 +297,18 @@ class Alfa(Strict):
     reasons: list[str] = []
 
 
+class HandOn(Strict):
+    """Where a minted batch leaves the recipe's novel sequence, fixed before its review.
+
+    `cursor`: past the batch's novel draws and the reserve kept for novel rerolls;
+    `carried`: the batch's carryovers, and the mutations kept for carryover rerolls, at
+    or beyond that cursor. Review decisions do not change either.
+    """
+
+    cursor: Count
+    carried: list[Count] = []
+
+
 class MintArtefact(Strict):
     """`.toyfoundry/build/<order>/mint.json`: the order's batch, byte-identical for the same inputs."""
 
@@ -315,6 +327,7 @@ class MintArtefact(Strict):
     alfas: list[Alfa] = []
     problems: list[ProblemModel] = []
     inputs: dict[str, Sha256 | None] = {}
+    hand_on: HandOn | None = None
 
 
 class AlfaResult(Strict):
@@ -371,7 +384,7 @@ class Chain(Strict):
 
     The novel sequence is a keyed permutation of the recipe's parameter space: `cursor`
     positions of it are used up. `carried` lists the positions at or beyond the cursor
-    that this order minted as carryover; those of earlier orders are in the chains
+    that this order took (see `HandOn`); those of earlier orders are in the chains
     `parent` leads back to (within the same parameter space: the first chain of a space
     has no parent), so the file stays the same size however long the chain.
     Together they are the exact history without listing every Alfa.
