@@ -69,12 +69,18 @@ def code_dep(layout: Layout, stage: str) -> str:
     A file rather than an `uptodate` callable: doit inspects every callable's signature
     on every run, which costs more than the stat of one small file per task.
     """
-    path = layout.state / "code" / f"{stage}.sha256"
+    return _stamp(layout, layout.state / "code" / f"{stage}.sha256", fingerprint(stage))
+
+
+def _stamp(layout: Layout, path: Path, digest: str) -> str:
+    """Write a stamp file (rewritten only when its digest changes) and name it as a file dep.
+
+    Written while doit loads the graph, where any exception prints as a traceback; a
+    full disk or an I/O error is not a bug: it is said in one line.
+    """
     try:
-        write_atomic(path, f"{fingerprint(stage)}\n".encode())
+        write_atomic(path, f"{digest}\n".encode())
     except OSError as exc:
-        # written while doit loads the graph, where any exception prints as a traceback;
-        # a full disk or an I/O error is not a bug: say it in one line
         raise InvalidDodoFile(os_error_line(exc)) from exc
     return rel(layout, path)
 
@@ -86,13 +92,9 @@ def orders_dep(plan: planning.Plan) -> str:
     one `stat` per run instead of a dep on every order's artefacts.
     """
     layout = plan.layout
-    path = layout.state / "plan" / "orders.sha256"
     ids = "\n".join(n.order_id for n in plan.orders)
-    try:
-        write_atomic(path, f"{hashlib.sha256(ids.encode()).hexdigest()}\n".encode())
-    except OSError as exc:  # as in `code_dep`: one line, not a traceback
-        raise InvalidDodoFile(os_error_line(exc)) from exc
-    return rel(layout, path)
+    digest = hashlib.sha256(ids.encode()).hexdigest()
+    return _stamp(layout, layout.state / "plan" / "orders.sha256", digest)
 
 
 def odd_dep(plan: planning.Plan) -> str:
@@ -106,13 +108,9 @@ def odd_dep(plan: planning.Plan) -> str:
     file deps changed.
     """
     layout = plan.layout
-    path = layout.state / "plan" / "odd.sha256"
     listed = "\n".join(sorted({odd for node in plan.orders for odd in node.odd}))
-    try:
-        write_atomic(path, f"{hashlib.sha256(listed.encode()).hexdigest()}\n".encode())
-    except OSError as exc:  # as in `code_dep`: one line, not a traceback
-        raise InvalidDodoFile(os_error_line(exc)) from exc
-    return rel(layout, path)
+    digest = hashlib.sha256(listed.encode()).hexdigest()
+    return _stamp(layout, layout.state / "plan" / "odd.sha256", digest)
 
 
 def _guard(fn: Any, *args: Any) -> TaskFailed | None:
