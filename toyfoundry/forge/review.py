@@ -10,7 +10,7 @@ they are, and rewritten with keys the next time a decision is added to them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -94,47 +94,48 @@ def _decided(review: Review | None, recipe: str, alfa: Alfa) -> str | None:
     return None
 
 
-def awaiting_review(layout: Layout, exchange: Exchange, only: str | None = None) -> list[Waiting]:
-    """Every quarantined Alfa of every minted order (or of the order `only`), in order-id
-    (oldest first) and slot order."""
-    out = []
+def _minted_with(
+    layout: Layout, exchange: Exchange, only: str | None, outcomes: tuple[str, ...]
+) -> Iterator[tuple[str, MintArtefact, Review | None, list[Alfa]]]:
+    """Each minted order (or the order `only`) with its review and its Alfas of these outcomes,
+    in order-id (oldest first) and slot order; orders with none are left out."""
     for order_id in [only] if only is not None else exchange.order_ids():
         mint = read_mint(layout, order_id)
         if mint is None:
             continue
-        quarantined = [a for a in mint.alfas if a.outcome == "quarantined"]
-        if not quarantined:
+        alfas = [a for a in mint.alfas if a.outcome in outcomes]
+        if not alfas:
             continue
         loaded = exchange.review(order_id)
-        review = loaded.model if loaded is not None else None
-        recipe = mint.recipe or ""
-        out += [
-            Waiting(order_id, recipe, a, mint.dry_run, _decided(review, recipe, a))
-            for a in quarantined
-        ]
-    return out
+        yield order_id, mint, (loaded.model if loaded is not None else None), alfas
+
+
+def awaiting_review(layout: Layout, exchange: Exchange, only: str | None = None) -> list[Waiting]:
+    """Every quarantined Alfa of every minted order (or of the order `only`), in order-id
+    (oldest first) and slot order."""
+    return [
+        Waiting(
+            order_id,
+            mint.recipe or "",
+            a,
+            mint.dry_run,
+            _decided(review, mint.recipe or "", a),
+        )
+        for order_id, mint, review, alfas in _minted_with(layout, exchange, only, ("quarantined",))
+        for a in alfas
+    ]
 
 
 def undone(layout: Layout, exchange: Exchange, only: str | None = None) -> list[Waiting]:
     """Alfas the last build decided (waived, rerolled, rejected) whose decision is no longer
     recorded: undone, or lapsed. The next build puts them back in the queue."""
-    out = []
-    for order_id in [only] if only is not None else exchange.order_ids():
-        mint = read_mint(layout, order_id)
-        if mint is None:
-            continue
-        applied = [a for a in mint.alfas if a.outcome in ("waived", "rerolled", "rejected")]
-        if not applied:
-            continue
-        loaded = exchange.review(order_id)
-        review = loaded.model if loaded is not None else None
-        recipe = mint.recipe or ""
-        out += [
-            Waiting(order_id, recipe, a, mint.dry_run, None)
-            for a in applied
-            if _decided(review, recipe, a) is None
-        ]
-    return out
+    applied = ("waived", "rerolled", "rejected")
+    return [
+        Waiting(order_id, mint.recipe or "", a, mint.dry_run, None)
+        for order_id, mint, review, alfas in _minted_with(layout, exchange, only, applied)
+        for a in alfas
+        if _decided(review, mint.recipe or "", a) is None
+    ]
 
 
 def _keyed(decisions: Sequence[Decision], mint: MintArtefact) -> list[Decision]:
