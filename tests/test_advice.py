@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.conftest import REPO, Result, make_project
+from tests.test_review_scenario import run as run_argv
 from toyfoundry.store.layout import Layout
 
 EXPANSION = "2025-10-20-011"
@@ -20,18 +18,7 @@ SHOWING = ("toyfoundry lint-telemetry",)
 
 
 def run(root: Path, line: str) -> Result:
-    argv = shlex.split(line)
-    assert argv[0] == "toyfoundry"
-    proc = subprocess.run(
-        [sys.executable, "-m", "toyfoundry", *argv[1:]],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(REPO), "TOYFOUNDRY_ROOT": str(root)},
-        stdin=subprocess.DEVNULL,
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
+    return run_argv(root, shlex.split(line))
 
 
 def commands(text: str) -> list[str]:
