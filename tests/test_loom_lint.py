@@ -163,3 +163,11 @@ def test_the_nightly_summary_collapses_a_problem_on_consecutive_lines(
     ]
     lint_telemetry.report(result)
     assert len(capsys.readouterr().out.splitlines()) == len(findings)
+
+
+def test_one_finding_is_counted_in_the_singular(tmp_path: Path, run_cli: Any) -> None:
+    layout = sample(tmp_path / "p")
+    plant(layout.mint_ledger, {**first_record(layout.mint_ledger), "colour": "red"})
+    cli = run_cli("--root", layout.root, "lint-telemetry")
+    assert cli.code == 1
+    assert "2 ledgers," in cli.err and ": 1 error, 0 warnings" in cli.err

@@ -70,10 +70,16 @@ def report(result: LintResult, *, limit: int | None = None) -> None:
         else ""
     )
     print(
-        f"lint-telemetry: {result.files} ledgers, {result.lines} lines ({rate}):"
-        f" {result.errors} errors, {result.warnings} warnings{history}",
+        f"lint-telemetry: {counted(result.files, 'ledger')}, {counted(result.lines, 'line')}"
+        f" ({rate}): {counted(result.errors, 'error')}, {counted(result.warnings, 'warning')}"
+        f"{history}",
         file=sys.stderr,
     )
+
+
+def counted(n: int, noun: str) -> str:
+    """`1 error`, `2 errors`: cron mails and CI logs are read by people."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def run(args: argparse.Namespace, layout: Layout) -> int:
