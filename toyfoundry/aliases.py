@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from toyfoundry.cli import main
+from toyfoundry.pipes import end_quietly_on_closed_pipe
 
 #: plan command -> the `toyfoundry` subcommand it runs
 PLAN_COMMANDS: dict[str, str] = {
@@ -24,6 +25,8 @@ PLAN_COMMANDS: dict[str, str] = {
 def _run(name: str, argv: Sequence[str] | None) -> int:
     """`toyfoundry [--root R] SUBCOMMAND ARGS`, with `--root` and `--version` taken from
     anywhere on the plan command's line, and usage lines naming the plan's command."""
+    if argv is None:
+        end_quietly_on_closed_pipe()
     args = list(sys.argv[1:] if argv is None else argv)
     front: list[str] = []
     rest: list[str] = []

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from toyfoundry import __version__
 from toyfoundry.errors import FoundryError, UsageError, os_error_line
+from toyfoundry.pipes import end_quietly_on_closed_pipe
 from toyfoundry.store.layout import Layout
 
 
@@ -138,6 +139,8 @@ def _log_crash(root: str | None) -> Path | None:
 
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     """Parse, dispatch, and map every outcome to an exit code: 0 ok, 1 failed, 2 usage, 3 crash."""
+    if argv is None:  # the console script is the process (tests pass their argv)
+        end_quietly_on_closed_pipe()
     argv = list(sys.argv[1:] if argv is None else argv)
     root: str | None = None  # the project given by --root: its .toyfoundry/ gets the crash log
     try:
