@@ -596,7 +596,7 @@ def built(tmp_path: Path) -> Path:
 def readme_ci_paths() -> list[str]:
     """The folders the README's CI recipe caches, read from its YAML block."""
     text = (REPO / "README.md").read_text()
-    block = text.split("### CI with a cached `.toyfoundry/`", 1)[1].split("```yaml", 1)[1]
+    block = text.split("## CI with a cached `.toyfoundry/`", 1)[1].split("```yaml", 1)[1]
     block = block.split("```", 1)[0]
     lines = block.split("path: |", 1)[1].splitlines()[1:]
     paths = []

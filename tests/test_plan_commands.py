@@ -46,7 +46,7 @@ def test_every_plan_command_is_a_foundry_subcommand() -> None:
     pyproject = (REPO / "pyproject.toml").read_text()
     for name in PLAN_COMMANDS:
         assert f'{name} = "toyfoundry.aliases:{name}"' in pyproject
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "operators.md").read_text()
     for name, sub in PLAN_COMMANDS.items():
         assert f"`{name}" in readme and f"`toyfoundry {sub}" in readme
 
@@ -118,7 +118,7 @@ def test_the_pre_commit_hooks_install_the_package_and_its_dependencies() -> None
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert sorted(listed) == sorted(pyproject["project"]["dependencies"])
     version = pyproject["project"]["version"]
-    assert f"rev: v{version}" in (REPO / "README.md").read_text()
+    assert f"rev: v{version}" in (REPO / "docs" / "operators.md").read_text()
 
 
 def test_a_plan_command_takes_root_and_version_and_names_itself(

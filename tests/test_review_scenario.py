@@ -1,4 +1,4 @@
-"""The review queue at scale: the README's commands clear a generated exchange's queue in one build.
+"""The review queue at scale: the operators' guide's commands clear a generated exchange's queue in one build.
 
 The exchange is bench's workload with forbidden rules as a quality desk writes them
 (about 1 Alfa in 20 refused). `TOYFOUNDRY_REVIEW_ORDERS=1000` replays it at 1,000 orders;
@@ -27,14 +27,14 @@ QUEUE = re.compile(r"^(\d+) quarantined Alfa\(s\) await review")
 
 
 def scenario() -> list[list[str]]:
-    """The command lines of the README's review scenario, in order."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+    """The command lines of the operators' guide's review scenario, in order."""
+    text = (REPO / "docs" / "operators.md").read_text(encoding="utf-8")
     block = text.split("<!-- review-scenario -->")[1].split("<!-- /review-scenario -->")[0]
     return [shlex.split(line[2:]) for line in block.splitlines() if line.startswith("$ ")]
 
 
 def run(root: Path, argv: list[str]) -> Result:
-    """A README line in a fresh process, from the project folder, as a user types it."""
+    """A line of the guide in a fresh process, from the project folder, as a user types it."""
     assert argv[0] == "toyfoundry"
     proc = subprocess.run(
         [sys.executable, "-m", "toyfoundry", *argv[1:]],

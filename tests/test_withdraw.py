@@ -1,4 +1,4 @@
-"""Withdrawing an order, as the README's section says: what ends and what remains."""
+"""Withdrawing an order, as the operators' guide says: what ends and what remains."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ ORDER = "2025-10-20-011"
 
 
 def _section() -> tuple[str, str]:
-    """The README's withdrawal section: what the build ends, and what remains."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+    """The operators' guide's withdrawal section: what the build ends, and what remains."""
+    text = (REPO / "docs" / "operators.md").read_text(encoding="utf-8")
     section = text.split("## Withdrawing an order", 1)[1].split("\n## ", 1)[0]
     ends, remains = section.split("What remains, as history:", 1)
     return ends, remains

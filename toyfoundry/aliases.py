@@ -1,7 +1,7 @@
 """The production plan's command names, each the `toyfoundry` subcommand that does the job.
 
 `forge_mint_alfa --dry-run` is `toyfoundry mint --dry-run`, and so on: one code path,
-so the plan's commands and the foundry's own never drift apart (see the README's table).
+so the plan's commands and the foundry's own never drift apart (see the table in docs/operators.md).
 """
 
 from __future__ import annotations
