@@ -706,3 +706,46 @@ def test_an_exchange_with_no_orders_settles(tmp_path: Path) -> None:
     for order in (root / "exchange" / "orders").glob("*.json"):
         order.unlink()
     check(root, tmp_path)
+
+
+KILLING_DODO = '''\
+"""The project's dodo, with the build killed right after one task's action returns."""
+import os
+import signal
+
+from toyfoundry.graph import tasks as _tasks
+from toyfoundry.graph.dodo import *  # noqa: F403
+
+_report = _tasks.report_action
+
+
+def _report_then_die(root, order_id):
+    result = _report(root, order_id)
+    if order_id == os.environ.get("KILL_AFTER_REPORT"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
+
+
+_tasks.report_action = _report_then_die
+'''
+
+
+def test_a_task_killed_after_its_action_runs_again(built: Path, tmp_path: Path) -> None:
+    """Found by the soak: a build killed after an order's report was rewritten for a
+    withdrawn checkpoint (blocked), before doit recorded the task. Once the checkpoint
+    was back, the order's mint and rituals made their recorded bytes again, so the
+    task's older record matched its inputs and doit kept the blocked report. Now a task
+    loses its record before its action runs, and runs again after a kill."""
+    operational = SAMPLE_ORDERS[2].removesuffix(".json")
+    checkpoint = built / "exchange" / "checkpoints" / "operational.json"
+    kept = checkpoint.read_bytes()
+    checkpoint.unlink()
+    dodo = built / "dodo.py"
+    plain = dodo.read_bytes()
+    dodo.write_text(KILLING_DODO)
+    killed = doit(built, env={"KILL_AFTER_REPORT": operational})
+    assert killed.code == -signal.SIGKILL, killed.out + killed.err
+    assert "blocked" in (built / "exchange/reports" / f"{operational}.md").read_text()
+    dodo.write_bytes(plain)
+    checkpoint.write_bytes(kept)
+    check(built, tmp_path)

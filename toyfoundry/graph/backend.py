@@ -239,6 +239,19 @@ class FoundryDB:
                 _current = None
             self._lock.release()
 
+    def starting(self, task_id: str) -> None:
+        """Delete the task's record from the file, not from memory, before its action runs.
+
+        doit records a task after its action. An action killed after rewriting some of
+        its targets would otherwise leave the task's older record behind, and once the
+        inputs hold that record's bytes again (a review undone, a checkpoint restored)
+        doit would trust targets it never recorded. With the record gone a killed task
+        runs again; the copy in memory still spares `save_success` re-checking the deps
+        that did not change, and its commit puts the whole record back.
+        """
+        if self._cache.get(task_id):
+            self._write("delete from doit where task_id = ?", (task_id,))
+
     def remove(self, task_id: str) -> None:
         self._cache.pop(task_id, None)
         if self._raw is not None:

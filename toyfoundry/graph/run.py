@@ -220,6 +220,19 @@ class _CausedResult:
             self.final_result = FAILURE
         self._stop_running = True
 
+    def select_task(self, node: Any, tasks_dict: Any) -> bool:
+        """doit's choice, and a task chosen to run loses its record before it starts
+        (see `FoundryDB.starting`): a build killed mid-task runs that task again."""
+        chosen = bool(super().select_task(node, tasks_dict))  # type: ignore[misc]
+        starting = getattr(self.dep_manager.backend, "starting", None)
+        if chosen and starting is not None:
+            try:
+                starting(node.task.name)
+            except OSError as exc:
+                self._storage_failed(node, exc)
+                return False
+        return chosen
+
     def process_task_result(self, node: Any, base_fail: Any) -> None:
         try:
             super().process_task_result(node, base_fail)  # type: ignore[misc]
