@@ -12,6 +12,7 @@ from typing import Any, TextIO
 import orjson
 from doit.reporter import ConsoleReporter
 
+from toyfoundry.graph import stale
 from toyfoundry.store.layout import Layout
 
 #: Order statuses in the summary line, in the order people read them.
@@ -70,6 +71,13 @@ class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
         # of the graph's); the summary counts what the run met, so it needs no walk
         self.total = _reached(tasks, selected_tasks) if self.tty else 0
         self.started = time.monotonic()
+        # what a plain run left out of doit's graph is up to date: said as doit would
+        left_out = stale.left_out()
+        self.done += len(left_out)
+        self.uptodate += len(left_out)
+        self.total += len(left_out)
+        if not self.tty and left_out:
+            self.write("".join(f"-- {name}\n" for name in left_out))
 
     def _status(self, current: str) -> None:
         elapsed = time.monotonic() - self.started

@@ -1,0 +1,242 @@
+"""Which tasks a plain `doit` hands to doit: those not up to date, and everything downstream.
+
+doit asks whether a task is stale only after it has turned every task dict into a
+`Task`, wired the whole graph (implicit dependencies, the dispatcher's nodes) and
+walked it, asking the DB about each file dep of each task: per task that costs
+several times the stats the question needs, so a no-op grew with the graph far
+above the floor of stat-ing its files (11x that floor at 10,000 orders). This module
+asks the same question of the same task dicts before doit loads them: every task's
+record is read in one pass, each path of the graph is stat-ed once, and a task is
+*left out* only when doit would find it up to date. doit then loads and checks the
+rest as usual; on a no-op that is nothing.
+
+What "up to date" means here is doit's own check (`Dependency.get_status`) with
+every doubtful case left to doit: a task is left out only if it has file deps, no
+`uptodate` entries and no keys beyond those the task creators use, a record written
+by our checker that is not marked ignored, the same set of file deps as recorded,
+every target present, and every file dep unchanged by `checker.modified`, the test
+`FoundryChecker.check_modified` makes. Then the closure: a task that lists a target
+of a kept task as a file dep is kept too, and so on downstream. A left-out task is
+therefore up to date when the build starts, and stays so while it runs: its file
+deps are inputs, stamps written before the check, or targets of left-out tasks,
+none of which a kept task writes (the ledgers, which the mint and rituals append to,
+are read by the quilt alone, and the quilt lists every mint and rituals artefact, so
+it is kept whenever one of those tasks is). So the build runs the tasks doit would
+run, in the order it would run them, and the graph's declared deps stay the one
+source of truth: the check reads the dicts the task creators make, nothing else.
+
+Only a plain run prunes: `doit` or `doit run` with no task named, no `--always`, on
+our DB and with our reporter, which counts and lists the tasks left out as up to
+date, so the output is what doit's check of every task would have printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from toyfoundry.graph import backend
+from toyfoundry.graph.checker import VANISHED, FoundryChecker, is_input, modified
+
+Task = dict[str, Any]
+
+#: Keys of a task dict whose meaning the check knows; any other key leaves the task to doit.
+KNOWN_KEYS = frozenset(
+    {"name", "basename", "actions", "file_dep", "targets", "uptodate", "clean", "doc",
+     "verbosity", "watch"}
+)  # fmt: skip
+CHECKER = FoundryChecker.__name__
+
+
+@dataclass
+class Pruning:
+    """One plain run's pruning: decided when the first task creator asks, for the whole load."""
+
+    cmd: Any
+    params: Any
+    args: list[str]
+    decided: bool = False
+    #: per creator's basename, the task dicts drawn; None when this load does not prune
+    drawn: dict[str, list[Task]] | None = None
+    #: the full names of the tasks handed to doit
+    kept: set[str] = field(default_factory=set)
+
+
+_current: Pruning | None = None
+#: The names the current run left out as up to date, in the order they were drawn.
+_left_out: list[str] = []
+
+
+@contextlib.contextmanager
+def plain_run(cmd: Any, params: Any, args: list[str]) -> Iterator[None]:
+    """Let the task creators prune while `cmd` (doit's `run`) loads its tasks in the block."""
+    global _current, _left_out
+    before = _current
+    _current = Pruning(cmd, params, list(args))
+    _left_out = []
+    try:
+        yield
+    finally:
+        _current = before
+        _left_out = []
+
+
+def left_out() -> list[str]:
+    """The tasks the current run left out as up to date (empty when it did not prune)."""
+    return _left_out
+
+
+def _enabled(pruning: Pruning) -> bool:
+    from toyfoundry.graph.reporter import FoundryReporter
+
+    params = pruning.params
+    reporter = params.get("reporter")
+    ours = reporter == "toyfoundry" or (
+        isinstance(reporter, type) and issubclass(reporter, FoundryReporter)
+    )
+    return (
+        not pruning.args
+        and not params.get("always")
+        and ours
+        and backend.current() is not None
+        and isinstance(getattr(pruning.cmd, "sel_tasks", None), list)
+    )
+
+
+def kept(base: str, draw: Callable[[], list[tuple[str, Task]]]) -> list[Task] | None:
+    """The task dicts of creator `base` to hand doit, or None when this load does not prune
+    (the creator then makes its tasks as usual). `draw` makes every task of the graph as
+    (basename, dict); it is called once per load, by the first creator doit calls."""
+    pruning = _current
+    if pruning is None:
+        return None
+    if not pruning.decided:
+        pruning.decided = True
+        if _enabled(pruning):
+            _decide(pruning, draw())
+    if pruning.drawn is None:
+        return None
+    return [t for t in pruning.drawn.get(base, ()) if _full(base, t) in pruning.kept]
+
+
+def _decide(pruning: Pruning, drawn: list[tuple[str, Task]]) -> None:
+    global _left_out
+    pruning.kept = stale_closure(drawn)
+    pruning.drawn = {}
+    for base, task in drawn:
+        pruning.drawn.setdefault(base, []).append(task)
+    _left_out = [name for base, task in drawn if (name := _full(base, task)) not in pruning.kept]
+    # a creator with nothing kept is not selected: doit would only record its group again
+    selected = {base for base, task in drawn if _full(base, task) in pruning.kept}
+    cmd = pruning.cmd
+    cmd.sel_tasks = [n for n in cmd.sel_tasks if n in selected or n not in pruning.drawn]
+
+
+def _full(base: str, task: Task) -> str:
+    name = task.get("name")
+    return base if name is None else f"{base}:{name}"
+
+
+def stale_closure(drawn: list[tuple[str, Task]]) -> set[str]:
+    """The tasks doit may find stale, and every task downstream of one (by file dep on a target)."""
+    db = backend.current()
+    assert db is not None
+    stamps = db.stamps()
+    stats: dict[str, os.stat_result | None] = {}
+
+    def stat(path: str) -> os.stat_result | None:
+        if path in stats:
+            return stats[path]
+        try:
+            st: os.stat_result | None = os.stat(path)
+        except (OSError, ValueError):
+            st = None
+        stats[path] = st
+        return st
+
+    stale: set[str] = set()
+    unstamped: list[tuple[str, dict[str, Any]]] = []
+    for base, task in drawn:
+        name = _full(base, task)
+        if not _checkable(task):
+            stale.add(name)
+            continue
+        stamp = stamps.get(name)
+        if stamp is not None and _stamped(task, stamp, stat):
+            continue
+        record = db.record(name)
+        if not _up_to_date(task, record, stat):
+            stale.add(name)
+        elif stamp is None:
+            unstamped.append((name, record))
+    if unstamped:
+        db.add_stamps(unstamped)  # records of a release before stamps: once
+    if not stale:
+        return stale
+    made_by = {
+        target: _full(base, task) for base, task in drawn for target in task.get("targets", ())
+    }
+    readers: dict[str, list[str]] = {}
+    for base, task in drawn:
+        for dep in task.get("file_dep", ()):
+            maker = made_by.get(dep)
+            if maker is not None:
+                readers.setdefault(maker, []).append(_full(base, task))
+    todo = list(stale)
+    while todo:
+        for reader in readers.get(todo.pop(), ()):
+            if reader not in stale:
+                stale.add(reader)
+                todo.append(reader)
+    return stale
+
+
+def _checkable(task: Task) -> bool:
+    """Whether the task is one doit decides by file deps and targets alone: any other key,
+    an `uptodate` entry or no file deps at all (always run) leaves it to doit."""
+    deps = task.get("file_dep")
+    return bool(deps) and not task.get("uptodate") and KNOWN_KEYS.issuperset(task)
+
+
+def _targets_present(task: Task, stat: Callable[[str], os.stat_result | None]) -> bool:
+    return all(stat(target) is not None for target in task.get("targets", ()))
+
+
+def _stamped(task: Task, stamp: str, stat: Callable[[str], os.stat_result | None]) -> bool:
+    """The task's record's stamp equals its deps' current mtimes: the record has exactly these
+    deps, each recorded with a real digest at its current mtime, which doit's check takes
+    as unchanged without reading the file (`checker.modified`)."""
+    pairs = []
+    for dep in set(task["file_dep"]):
+        st = stat(dep)
+        if st is None:
+            return False
+        pairs.append((dep, st.st_mtime))
+    return backend.stamp_of(pairs) == stamp and _targets_present(task, stat)
+
+
+def _up_to_date(
+    task: Task, record: dict[str, Any], stat: Callable[[str], os.stat_result | None]
+) -> bool:
+    """Whether doit's check would find the task up to date, from its whole record."""
+    if not record or record.get("ignore:") or record.get("checker:") != CHECKER:
+        return False
+    deps = task["file_dep"]
+    recorded = record.get("deps:")
+    if not recorded or set(recorded) != set(deps) or not _targets_present(task, stat):
+        return False
+    for dep in deps:
+        state = record.get(dep)
+        if state is None or not isinstance(dep, str):
+            return False
+        st = stat(dep)
+        if st is None:
+            if not is_input(dep):
+                return False  # a missing build artefact: doit's error to report
+            st = VANISHED
+        if modified(dep, st, state):
+            return False
+    return True
