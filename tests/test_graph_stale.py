@@ -55,9 +55,7 @@ def _forget_record(layout: Layout) -> None:
 EDITS: dict[str, Callable[[Layout], None]] = {
     "nothing": lambda layout: None,
     "notes edited": _edit_notes,
-    "input touched, same bytes": lambda layout: _touch_later(
-        layout.orders_dir / f"{ORDER}.json"
-    ),
+    "input touched, same bytes": lambda layout: _touch_later(layout.orders_dir / f"{ORDER}.json"),
     "artefact touched, same bytes": lambda layout: _touch_later(layout.mint_artefact(ORDER)),
     "report deleted": lambda layout: layout.report_md(ORDER).unlink(),
     "mint.json deleted": lambda layout: layout.mint_artefact(ORDER).unlink(),
@@ -69,9 +67,7 @@ EDITS: dict[str, Callable[[Layout], None]] = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("edit", list(EDITS))
-def test_a_pruned_build_runs_what_doit_checking_every_task_runs(
-    tmp_path: Path, edit: str
-) -> None:
+def test_a_pruned_build_runs_what_doit_checking_every_task_runs(tmp_path: Path, edit: str) -> None:
     pruned, full = _built_pair(tmp_path)
     for layout in (pruned, full):
         EDITS[edit](layout)
