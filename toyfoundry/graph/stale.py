@@ -97,10 +97,14 @@ def _enabled(pruning: Pruning) -> bool:
     ours = reporter == "toyfoundry" or (
         isinstance(reporter, type) and issubclass(reporter, FoundryReporter)
     )
+    # doit re-runs every task whose record names another checker: the run's must be ours
+    checker = getattr(getattr(pruning.cmd, "dep_manager", None), "checker", None)
     return (
         not pruning.args
         and not params.get("always")
         and ours
+        and type(checker).__name__ == CHECKER
+        and isinstance(checker, FoundryChecker)
         and backend.current() is not None
         and isinstance(getattr(pruning.cmd, "sel_tasks", None), list)
     )
