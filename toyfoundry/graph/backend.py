@@ -34,6 +34,7 @@ import errno
 import hashlib
 import os
 import sqlite3
+from array import array
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,14 @@ create trigger if not exists stamp_gone_on_delete after delete on doit
 """
 
 
-def stamp_of(pairs: Iterable[tuple[str, float]]) -> str:
-    """A digest of file deps and their mtimes, one pair per distinct dep, in any order."""
-    text = "".join(f"{path}\0{mtime!r}\0" for path, mtime in sorted(pairs))
-    return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+def stamp_of(pairs: list[tuple[str, float]]) -> str:
+    """A digest of file deps and their mtimes, one pair per distinct dep, in any order (sorted
+    here): their count, the mtimes as doubles (equal floats give equal bytes), the paths."""
+    pairs.sort()
+    digest = hashlib.blake2b(len(pairs).to_bytes(8, "little"), digest_size=16)
+    digest.update(array("d", [mtime for _, mtime in pairs]).tobytes())
+    digest.update("\0".join([path for path, _ in pairs]).encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 def record_stamp(data: dict[str, Any]) -> str | None:
@@ -286,14 +291,10 @@ class FoundryDB:
         """Every task's stamp (see `stamps` in the module's docstring), in one query."""
         return dict(self._conn.execute("select task_id, stamp from stamps"))
 
-    def add_stamps(self, records: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        """Stamp records written without one (by a release before stamps): each record as read
-        from the DB, unchanged since, in one transaction."""
-        rows = [
-            (task_id, stamp)
-            for task_id, record in records
-            if task_id not in self._dirty and (stamp := record_stamp(record)) is not None
-        ]
+    def add_stamps(self, stamps: Iterable[tuple[str, str]]) -> None:
+        """Store stamps made from records as read from the DB and unchanged since (a record of
+        a release before stamps), in one transaction."""
+        rows = [(task_id, stamp) for task_id, stamp in stamps if task_id not in self._dirty]
         if not rows:
             return
         with _storage(self.name):
