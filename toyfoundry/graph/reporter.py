@@ -102,6 +102,8 @@ class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
         self.started = time.monotonic()
         # what a plain run left out of doit's graph is up to date: said as doit would
         left_out = stale.left_out()
+        if left_out:  # the check that settled them stands in for doit's: count its time too
+            self.started = min(self.started, stale.started() or self.started)
         self._counts = remembered_counts(_layout()) if "quilt" in left_out else None
         self.done += len(left_out)
         self.uptodate += len(left_out)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,8 @@ class Pruning:
     drawn: dict[str, list[Task]] | None = None
     #: the full names of the tasks handed to doit
     kept: set[str] = field(default_factory=set)
+    #: when the command started (`time.monotonic`), before doit loaded anything
+    started: float = field(default_factory=time.monotonic)
 
 
 _current: Pruning | None = None
@@ -88,6 +91,11 @@ def plain_run(cmd: Any, params: Any, args: list[str]) -> Iterator[None]:
 def left_out() -> list[str]:
     """The tasks the current run left out as up to date (empty when it did not prune)."""
     return _left_out
+
+
+def started() -> float | None:
+    """When the current run started, before the check that replaced doit's (None: no run)."""
+    return _current.started if _current is not None else None
 
 
 def _enabled(pruning: Pruning) -> bool:
