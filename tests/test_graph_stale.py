@@ -104,7 +104,7 @@ def test_a_record_written_by_anything_else_loses_its_stamp(tmp_path: Path) -> No
         db.set("t", "checker:", "FoundryChecker")
         db.set("t", "a.json", (1.5, 3, "ab" * 32))
         db.set("t", "deps:", ("a.json",))
-        assert db.stamps() == {"t": backend.stamp_of([("a.json", 1.5)])}
+        assert db.stamps() == {"t": backend.stamp_of(["a.json"], [1.5])}
         conn = db._conn
         conn.execute("update doit set task_data = task_data where task_id = 't'")
         assert db.stamps() == {}

@@ -65,13 +65,12 @@ create trigger if not exists stamp_gone_on_delete after delete on doit
 """
 
 
-def stamp_of(pairs: list[tuple[str, float]]) -> str:
-    """A digest of file deps and their mtimes, one pair per distinct dep, in any order (sorted
-    here): their count, the mtimes as doubles (equal floats give equal bytes), the paths."""
-    pairs.sort()
-    digest = hashlib.blake2b(len(pairs).to_bytes(8, "little"), digest_size=16)
-    digest.update(array("d", [mtime for _, mtime in pairs]).tobytes())
-    digest.update("\0".join([path for path, _ in pairs]).encode("utf-8", "surrogateescape"))
+def stamp_of(deps: list[str], mtimes: list[float]) -> str:
+    """A digest of a task's file deps, sorted and distinct, and their mtimes in that order:
+    their count, the mtimes as doubles (equal floats give equal bytes), the paths."""
+    digest = hashlib.blake2b(len(deps).to_bytes(8, "little"), digest_size=16)
+    digest.update(array("d", mtimes).tobytes())
+    digest.update("\0".join(deps).encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
@@ -84,16 +83,17 @@ def record_stamp(data: dict[str, Any]) -> str | None:
     deps = data.get("deps:")
     if not deps or data.get("checker:") != CHECKER_NAME or data.get("ignore:"):
         return None
-    pairs = []
-    for dep in set(deps):
+    names = sorted(set(deps))
+    mtimes = []
+    for dep in names:
         state = data.get(dep)
         if not isinstance(state, list | tuple) or len(state) != 3:
             return None
         mtime, _, digest = state
         if not isinstance(mtime, float) or not isinstance(digest, str) or not_hashed(digest):
             return None
-        pairs.append((dep, mtime))
-    return stamp_of(pairs)
+        mtimes.append(mtime)
+    return stamp_of(names, mtimes)
 
 
 def _decode(text: str) -> Any:

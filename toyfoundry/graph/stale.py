@@ -188,16 +188,18 @@ def stale_closure(named: list[tuple[str, str, Task]]) -> set[str]:
             stamp = stamps.get(name)
             if stamp is not None:
                 # the stamp settles it when the deps' mtimes are the recorded ones (`stamps`)
-                pairs = []
-                for dep in set(task["file_dep"]):
+                deps = sorted(set(task["file_dep"]))
+                now = []
+                for dep in deps:
                     found = seen(dep, _UNSEEN)
                     if found is _UNSEEN:
                         found = mtime(dep)
                     if found is None:
                         break
-                    pairs.append((dep, found))
+                    now.append(found)
                 else:
-                    if backend.stamp_of(pairs) == stamp and _targets_present(task, mtime, seen):
+                    stamped = backend.stamp_of(deps, now) == stamp
+                    if stamped and _targets_present(task, mtime, seen):
                         continue
             record = db.record(name)
             if not _up_to_date(task, record, mtime, seen):
