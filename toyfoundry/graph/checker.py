@@ -124,6 +124,34 @@ def file_hash(
     return digest
 
 
+def stat_dep(path: str) -> os.stat_result | None:
+    """A file dep's stat as `FoundryChecker.info` takes it: `VANISHED` for an input that is
+    gone, None for a missing build artefact (doit's error to report)."""
+    try:
+        return os.stat(path)
+    except OSError:
+        return VANISHED if is_input(path) else None
+
+
+def modified(path: str, st: os.stat_result, state: Any) -> bool:
+    """Whether a file dep changed since doit recorded `state` (mtime, size, digest) for it:
+    an unchanged mtime is trusted, a changed one is settled by the content hash."""
+    timestamp, size, digest = state
+    if st is VANISHED:
+        return bool(digest != VANISHED_DIGEST)
+    if not_hashed(digest):
+        # refused or gone last time: a chmod or a rename back keeps the mtime, so look again
+        return bool(digest != file_hash(path, st))
+    if st.st_mtime == timestamp:
+        return False
+    if st.st_size != size:
+        return True
+    if isinstance(digest, str) and len(digest) == _MD5_HEX:
+        # recorded by a release that hashed with md5: compare like with like
+        return bool(digest != file_hash(path, st, md5=True))
+    return bool(digest != file_hash(path, st))
+
+
 class FoundryChecker(MD5Checker):  # type: ignore[misc]
     """Content-checked file dependencies (early cutoff) with a persistent hash cache.
 
@@ -153,20 +181,7 @@ class FoundryChecker(MD5Checker):  # type: ignore[misc]
         return st
 
     def check_modified(self, file_path: str, file_stat: os.stat_result, state: Any) -> bool:
-        timestamp, size, digest = state
-        if file_stat is VANISHED:
-            return bool(digest != VANISHED_DIGEST)
-        if not_hashed(digest):
-            # refused or gone last time: a chmod or a rename back keeps the mtime, so look again
-            return bool(digest != file_hash(file_path, file_stat))
-        if file_stat.st_mtime == timestamp:
-            return False
-        if file_stat.st_size != size:
-            return True
-        if isinstance(digest, str) and len(digest) == _MD5_HEX:
-            # recorded by a release that hashed with md5: compare like with like
-            return bool(digest != file_hash(file_path, file_stat, md5=True))
-        return bool(digest != file_hash(file_path, file_stat))
+        return modified(file_path, file_stat, state)
 
     def get_state(self, dep: str, current_state: Any) -> Any:
         st = self._checked.pop(dep, None)
@@ -182,3 +197,7 @@ class FoundryChecker(MD5Checker):  # type: ignore[misc]
         if current_state and current_state[0] == st.st_mtime:
             return None
         return st.st_mtime, st.st_size, file_hash(dep, st)
+
+
+#: The checker's name as doit records it with each task (`checker:`).
+CHECKER_NAME = FoundryChecker.__name__

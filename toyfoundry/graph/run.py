@@ -66,6 +66,7 @@ from doit.exceptions import InvalidDodoFile, TaskFailed, UnmetDependency
 from doit.runner import FAILURE, SUCCESS, MRunner, Runner
 
 from toyfoundry.errors import FoundryError, os_error_line, say
+from toyfoundry.graph import stale
 from toyfoundry.graph.implicit import linear_implicit_deps
 from toyfoundry.graph.reporter import counted
 from toyfoundry.graph.tasks import UNRECORDED
@@ -353,6 +354,8 @@ class FoundryRun(Run):  # type: ignore[misc]
                 with contextlib.ExitStack() as stack:
                     if bound is not None:
                         stack.enter_context(lock_timeout(bound))
+                    # a plain run hands doit only what may be stale (`stale`)
+                    stack.enter_context(stale.plain_run(self, params, args))
                     code = super().execute(params, args)
             except LockTimeout as timeout:
                 # the build could not start: one line, doit's code for that

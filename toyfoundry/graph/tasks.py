@@ -22,6 +22,7 @@ from doit.tools import config_changed
 from toyfoundry.errors import FoundryError, Problem, os_error_line, say
 from toyfoundry.forge.snapshot import ODD_PREFIX
 from toyfoundry.graph import plan as planning
+from toyfoundry.graph import stale
 from toyfoundry.graph.plan import rel
 from toyfoundry.graph.stages import fingerprint
 from toyfoundry.store.atomic import grouped_folder_syncs, write_atomic
@@ -306,14 +307,7 @@ def _odd_uptodate(odd: Sequence[Any]) -> list[Any]:
     return [config_changed({"odd": list(odd)})] if odd else []
 
 
-def task_mint() -> Iterator[Task]:
-    """Mint each order's batch under the diversity quotas and the validator hooks.
-
-    Its inputs are the files the mint reads that are regular files now (an absent
-    review or checkpoint is left out on purpose: doit re-runs a task whose set of
-    file deps changed, so one that appears re-runs exactly the orders that read it).
-    """
-    plan = current_plan()
+def _mint_tasks(plan: planning.Plan) -> Iterator[Task]:
     root = str(plan.layout.root)
     code = code_dep(plan.layout, "mint")
     odd = [odd_dep(plan)] if any(node.odd for node in plan.orders) else []
@@ -330,12 +324,11 @@ def task_mint() -> Iterator[Task]:
         }
 
 
-def task_rituals() -> Iterator[Task]:
-    """Run Drill, Parade, Purge and Promote as the order's phase asks; hand the chain on."""
-    plan = current_plan()
+def _rituals_tasks(plan: planning.Plan) -> Iterator[Task]:
     layout = plan.layout
     root = str(layout.root)
     code = code_dep(layout, "rituals")
+    outbox = rel(layout, layout.outbox_dir)
     nodes = plan.by_id
     for node in _nodes(plan):
         chain = [nodes[node.previous].chain] if node.previous else []
@@ -355,14 +348,13 @@ def task_rituals() -> Iterator[Task]:
             "file_dep": [node.mint, *node.recipe_dep, *chain, code],
             # the outbox manifest is a target, so doit restores one that was deleted, but
             # `doit clean` leaves it: other systems may already have read what was pushed
-            "targets": [*made, rel(layout, layout.outbox_file(node.order_id))],
+            # (the plan checked the order id, so it joins as `layout.outbox_file` would)
+            "targets": [*made, f"{outbox}/{node.order_id}.json"],
             "clean": [(clean_files, [made])],
         }
 
 
-def task_report() -> Iterator[Task]:
-    """Write each order's manufacturing report, quilt summary and export partitions."""
-    plan = current_plan()
+def _report_tasks(plan: planning.Plan) -> Iterator[Task]:
     root = str(plan.layout.root)
     code = code_dep(plan.layout, "report")
     for node in _nodes(plan):
@@ -373,6 +365,61 @@ def task_report() -> Iterator[Task]:
             "targets": list(node.outputs),
             "clean": True,
         }
+
+
+def _draw() -> list[tuple[str, Task]]:
+    """Every task of the graph as (creator's basename, dict): what the creators would yield."""
+    plan = current_plan()
+    drawn: list[tuple[str, Task]] = []
+    for base, make in (
+        ("mint", _mint_tasks),
+        ("rituals", _rituals_tasks),
+        ("report", _report_tasks),
+    ):
+        drawn += ((base, task) for task in make(plan))
+    for base, single in (
+        ("quilt", _quilt_task),
+        ("export", _export_task),
+        ("dashboard", _dashboard_task),
+        ("validate", _validate_task),
+    ):
+        drawn.append((base, single(plan)))
+    return drawn
+
+
+def _subtasks(base: str, make: Any) -> Iterator[Task]:
+    """A creator's tasks: those `stale` keeps in a plain run, else every one `make` draws."""
+    kept = stale.kept(base, _draw)
+    yield from make(current_plan()) if kept is None else kept
+
+
+def _single(base: str, make: Any) -> Task | None:
+    """A creator's one task, or None when a plain run leaves it out as up to date."""
+    kept = stale.kept(base, _draw)
+    if kept is None:
+        task: Task = make(current_plan())
+        return task
+    return kept[0] if kept else None
+
+
+def task_mint() -> Iterator[Task]:
+    """Mint each order's batch under the diversity quotas and the validator hooks.
+
+    Its inputs are the files the mint reads that are regular files now (an absent
+    review or checkpoint is left out on purpose: doit re-runs a task whose set of
+    file deps changed, so one that appears re-runs exactly the orders that read it).
+    """
+    yield from _subtasks("mint", _mint_tasks)
+
+
+def task_rituals() -> Iterator[Task]:
+    """Run Drill, Parade, Purge and Promote as the order's phase asks; hand the chain on."""
+    yield from _subtasks("rituals", _rituals_tasks)
+
+
+def task_report() -> Iterator[Task]:
+    """Write each order's manufacturing report, quilt summary and export partitions."""
+    yield from _subtasks("report", _report_tasks)
 
 
 def _artefacts(plan: planning.Plan) -> list[str]:
@@ -390,9 +437,12 @@ def _ledgers(plan: planning.Plan) -> list[str]:
     return [rel(layout, p) for p in ledgers] + _deps(layout, [layout.watcher_state])
 
 
-def task_quilt() -> Task:
+def task_quilt() -> Task | None:
     """Stitch per-order summaries and ledger telemetry into quilt_rollup_all.json."""
-    plan = current_plan()
+    return _single("quilt", _quilt_task)
+
+
+def _quilt_task(plan: planning.Plan) -> Task:
     layout = plan.layout
     return {
         "actions": [(quilt_action, [str(layout.root)])],
@@ -403,14 +453,17 @@ def task_quilt() -> Task:
     }
 
 
-def task_export() -> Task:
+def task_export() -> Task | None:
     """Write the JSON/CSV datasets (per-order partitions, batches) and reports/summary.md.
 
     It reads the rollup and the list of orders, nothing of each order's own: those
     are its deps, not every order's artefacts (a changed artefact reaches it through
     the rollup the quilt rewrites).
     """
-    plan = current_plan()
+    return _single("export", _export_task)
+
+
+def _export_task(plan: planning.Plan) -> Task:
     layout = plan.layout
     return {
         "actions": [(export_action, [str(layout.root)])],
@@ -424,13 +477,17 @@ def task_export() -> Task:
     }
 
 
-def task_dashboard() -> Task:
+def task_dashboard() -> Task | None:
     """Draw the daily dashboard (self-contained HTML) from the quilt, and keep the day's page.
 
     The day's page is named by the as-of day, which only the rollup knows, so the
     history's index is the declared target beside the page.
     """
-    layout = current_plan().layout
+    return _single("dashboard", _dashboard_task)
+
+
+def _dashboard_task(plan: planning.Plan) -> Task:
+    layout = plan.layout
     return {
         "actions": [(dashboard_action, [str(layout.root)])],
         "file_dep": [rel(layout, layout.rollup), code_dep(layout, "dashboard")],
@@ -453,9 +510,12 @@ def _validated(plan: planning.Plan) -> list[str]:
     return [p for p in plan.regular_inputs if p not in orders or p.rsplit("/", 1)[-1] in reviewed]
 
 
-def task_validate() -> Task:
+def task_validate() -> Task | None:
     """Check recipes, checkpoints, reviews and stray files; fails (like a compiler) on problems."""
-    plan = current_plan()
+    return _single("validate", _validate_task)
+
+
+def _validate_task(plan: planning.Plan) -> Task:
     layout = plan.layout
     return {
         "actions": [(validate_action, [str(layout.root)])],
