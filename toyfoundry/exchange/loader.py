@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from toyfoundry import caches
 from toyfoundry.errors import FoundryError, Problem
 from toyfoundry.exchange import rules
 from toyfoundry.forge.inputs import OrderFacts
@@ -135,8 +136,9 @@ def schema_problems(kind: str, path: str, document: Any) -> list[Problem]:
 def settings(layout: Layout) -> Settings:
     """Foundry settings from `[tool.toyfoundry]`; defaults when the project sets none.
 
-    Read each time: a TOML parse costs about a millisecond, under 1% of the build
-    that asks (BENCHMARKS.md, "What each cache buys").
+    Read each time; parsed only when the bytes differ from the last parse of the same
+    file (the `settings` cache): a TOML parse of a project's pyproject costs about
+    0.8 ms, and a build makes two `Exchange`s an order (BENCHMARKS.md, "CPU per Alfa").
     """
     return _read_settings(layout, layout.settings_file)
 
@@ -152,12 +154,26 @@ def linked_folder_problems(layout: Layout) -> list[Problem]:
 
 def _read_settings(layout: Layout, path: Path) -> Settings:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raw = path.read_bytes() if path.is_file() else b""
+    except OSError as exc:
+        raise FoundryError(f"{display(layout, path)}: -: cannot be read: {exc}") from None
+    # the `settings` cache: path -> (bytes, their settings); a failed read is not kept
+    known: dict[Path, tuple[bytes, Settings]] = caches.current().table("settings")
+    seen = known.get(path)
+    if seen is not None and seen[0] == raw:
+        return seen[1]
+    try:
+        # as a text-mode read gives it: universal newlines
+        text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+        data = tomllib.loads(text)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise FoundryError(f"{display(layout, path)}: -: cannot be read: {exc}") from None
     section = data.get("tool", {}).get("toyfoundry", {})
     try:
-        return Settings.model_validate(section)
+        conf = Settings.model_validate(section)
+        known.clear()
+        known[path] = (raw, conf)
+        return conf
     except ValidationError as exc:
         problems = pydantic_problems(display(layout, path), exc)
         raise FoundryError(
