@@ -22,7 +22,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -236,6 +236,28 @@ def jsonl_bytes(rows: Sequence[BaseModel]) -> bytes:
     return b"".join(orjson.dumps(r.model_dump(mode="json")) + b"\n" for r in rows)
 
 
+def _csv_text(value: object) -> str:
+    """One cell as the csv module writes it in a row of several: as `_cell` gives it, quoted
+    only when it holds a comma, a quote or a line end. Quoting is decided per field, so a
+    row is its cells joined by commas; the module itself quotes any text that needs it."""
+    cls = value.__class__
+    if cls is str:
+        text = cast(str, value)
+        if "," not in text and '"' not in text and "\n" not in text and "\r" not in text:
+            return text
+    elif value is None:
+        return ""
+    elif cls is bool:
+        return "true" if value else "false"
+    elif cls is float:
+        return repr(value)
+    elif cls is int:
+        return str(value)
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow([_cell(value), ""])
+    return buffer.getvalue()[:-2]
+
+
 def values_csv_bytes(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     """`csv_bytes` for plain rows in column order.
 
@@ -257,22 +279,60 @@ def values_jsonl_bytes(columns: Sequence[str], rows: Iterable[Sequence[Any]]) ->
     return b"".join(orjson.dumps(dict(zip(columns, row, strict=True))) + b"\n" for row in rows)
 
 
+def _param_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
+    """The alfa_params partition, CSV and JSON Lines: `values_csv_bytes` and
+    `values_jsonl_bytes` of `param_values`, without a row tuple or a dict per row
+    (six or so rows an Alfa): the order's and the Alfa's cells are made once, each
+    parameter's name once per name, each row joins them with its value."""
+    oid = arts.order_id
+    csv_lines = [",".join(map(_csv_text, PARAM_COLUMNS))]
+    json_lines: list[bytes] = []
+    csv_oid = _csv_text(oid) + ","
+    # the JSON keys, as orjson writes a row's dict: b'{"order_id":', b',"alfa_id":', ...
+    k_oid, k_alfa, k_param, k_number, k_text = (
+        (b"," if i else b"{") + orjson.dumps(c) + b":" for i, c in enumerate(PARAM_COLUMNS)
+    )
+    json_oid = k_oid + orjson.dumps(oid) + k_alfa
+    no_number, no_text = k_number + b"null" + k_text, k_text + b'""}'
+    names: dict[str, tuple[str, bytes]] = {}
+    for alfa in arts.mint.alfas:
+        csv_head = csv_oid + _csv_text(alfa.alfa_id) + ","
+        json_head = json_oid + orjson.dumps(alfa.alfa_id) + k_param
+        for name, value in sorted(alfa.params.items()):
+            known = names.get(name)
+            if known is None:
+                known = names[name] = (_csv_text(name) + ",", orjson.dumps(name))
+            if isinstance(value, str):
+                csv_lines.append(csv_head + known[0] + "," + _csv_text(value))
+                json_lines.append(json_head + known[1] + no_number + orjson.dumps(value) + b"}")
+            else:
+                number = float(value)
+                csv_lines.append(csv_head + known[0] + repr(number) + ",")
+                json_lines.append(
+                    json_head + known[1] + k_number + orjson.dumps(number) + no_text
+                )
+    csv_lines.append("")
+    json_lines.append(b"")
+    return "\n".join(csv_lines).encode("utf-8"), b"\n".join(json_lines)
+
+
 def partition_files(layout: Layout, arts: OrderArtefacts) -> list[tuple[Path, bytes]]:
     """The order's partition files, a CSV and a JSON Lines file per dataset, and their bytes
     (as `csv_bytes` and `jsonl_bytes` of the row models would give them)."""
     out = []
     for dataset, columns, rows in (
         ("alfas", ALFA_COLUMNS, alfa_values(arts)),
-        ("alfa_params", PARAM_COLUMNS, param_values(arts)),
+        ("alfa_params", PARAM_COLUMNS, None),
         ("alfa_notes", NOTE_COLUMNS, note_values(arts)),
         ("rituals", RITUAL_COLUMNS, ritual_values(arts)),
         ("ritual_counts", COUNT_COLUMNS, count_values(arts)),
     ):
-        for fmt, data in (
-            ("csv", values_csv_bytes(columns, rows)),
-            ("jsonl", values_jsonl_bytes(columns, rows)),
-        ):
-            out.append((partition(layout, dataset, arts.order_id, fmt), data))
+        if rows is None:
+            csv_data, jsonl_data = _param_files(arts)
+        else:
+            csv_data, jsonl_data = values_csv_bytes(columns, rows), values_jsonl_bytes(columns, rows)
+        out.append((partition(layout, dataset, arts.order_id, "csv"), csv_data))
+        out.append((partition(layout, dataset, arts.order_id, "jsonl"), jsonl_data))
     return out
 
 
