@@ -30,11 +30,11 @@ from pydantic import BaseModel, ValidationError
 from toyfoundry.errors import FoundryError
 from toyfoundry.formats.models import (
     RITUALS,
-    ParamValue,
     AlfaNoteRow,
     AlfaParamRow,
     AlfaRow,
     BatchRow,
+    ParamValue,
     QuiltRollup,
     RitualCountRow,
     RitualEventRow,
@@ -288,11 +288,11 @@ def values_csv_bytes(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> b
     Made a column at a time (`_column_texts`): the csv module looks at every character
     of every cell from C, and a Python call per cell costs as much, 50,000 instructions
     for an Alfa's row of 20 cells; the cells come out as the module writes them."""
-    cells = list(zip(*rows))
+    cells = list(zip(*rows, strict=True))
     if not cells:
         return (",".join(map(_csv_text, columns)) + "\n").encode("utf-8")
     lines = [",".join(map(_csv_text, columns))]
-    lines += map(",".join, zip(*map(_column_texts, cells)))
+    lines += map(",".join, zip(*map(_column_texts, cells), strict=True))
     lines.append("")
     return "\n".join(lines).encode("utf-8")
 
@@ -328,13 +328,15 @@ def _param_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
                 if isinstance(value, str):
                     tail = (
                         f"{_csv_text(name)},,{_csv_text(value)}",
-                        b"%s%snull%s%s}" % (orjson.dumps(name), k_number, k_text, orjson.dumps(value)),
+                        b"%s%snull%s%s}"
+                        % (orjson.dumps(name), k_number, k_text, orjson.dumps(value)),
                     )
                 else:
                     number = float(value)
                     tail = (
                         f"{_csv_text(name)},{number!r},",
-                        b'%s%s%s%s""}' % (orjson.dumps(name), k_number, orjson.dumps(number), k_text),
+                        b'%s%s%s%s""}'
+                        % (orjson.dumps(name), k_number, orjson.dumps(number), k_text),
                     )
                 if not (value.__class__ is float and value == 0.0):  # 0.0 == -0.0
                     tails[key] = tail
@@ -359,7 +361,10 @@ def partition_files(layout: Layout, arts: OrderArtefacts) -> list[tuple[Path, by
         if rows is None:
             csv_data, jsonl_data = _param_files(arts)
         else:
-            csv_data, jsonl_data = values_csv_bytes(columns, rows), values_jsonl_bytes(columns, rows)
+            csv_data, jsonl_data = (
+                values_csv_bytes(columns, rows),
+                values_jsonl_bytes(columns, rows),
+            )
         out.append((partition(layout, dataset, arts.order_id, "csv"), csv_data))
         out.append((partition(layout, dataset, arts.order_id, "jsonl"), jsonl_data))
     return out
