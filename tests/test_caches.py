@@ -3,6 +3,7 @@ and what it gives must be what a fresh read gives (see `toyfoundry.caches`)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +72,29 @@ def test_an_order_edited_with_size_and_mtime_restored_is_read_again(tmp_path: Pa
     assert after.model is not None and fresh.model is not None
     assert after.model.notes.startswith("Q")
     assert after.model == fresh.model
+
+
+def test_a_recipe_edited_with_size_and_mtime_restored_is_loaded_again(tmp_path: Path) -> None:
+    from tests.conftest import make_project
+
+    layout = make_project(tmp_path)
+    path = sorted(layout.recipes_dir.glob("*.json"))[0]
+    text = path.read_text()
+    before = Exchange(layout).recipe(path.stem)
+    assert before.ok and before.model is not None
+    again = Exchange(layout)
+    assert again.recipe(path.stem).model is before.model  # the same bytes: kept
+    assert again.digests[path] == hashlib.sha256(path.read_bytes()).hexdigest()
+    stem = path.stem
+    other = stem[:-1] + ("x" if stem[-1] != "x" else "y")
+    edited = text.replace(f'"recipe_id": "{stem}"', f'"recipe_id": "{other}"', 1)
+    assert edited != text
+    _rewrite_keeping_stats(path, edited)
+    after = Exchange(layout)
+    loaded = after.recipe(stem)
+    fresh = caches.fresh(["all"]) and Exchange(layout)
+    assert not loaded.ok and loaded.problems == fresh.recipe(stem).problems
+    assert after.digests[path] == fresh.digests[path]
 
 
 def test_a_doctrine_index_rewritten_in_place_is_parsed_again(tmp_path: Path) -> None:

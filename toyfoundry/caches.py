@@ -16,6 +16,8 @@ ENV = "TOYFOUNDRY_NO_CACHE"
 
 #: Every cache that can be turned off, with what it keeps.
 NAMES: dict[str, str] = {
+    "settings": "exchange/loader.py: `[tool.toyfoundry]` parsed, by the file's bytes",
+    "exchange_files": "exchange/loader.py: a recipe's or checkpoint's model and findings, by its bytes",
     "parsed": "formats/parsed.py: models of mint/rituals/chain files by their bytes",
     "frontiers": "forge/carried.py: a recipe's carried-over positions by chain digest",
     "permutations": "forge/space.py: a space's permutation by key and size",

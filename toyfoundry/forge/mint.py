@@ -78,7 +78,7 @@ from toyfoundry.formats.models import (
     Share,
     ShareCounts,
 )
-from toyfoundry.formats.params import cardinality, index_of, value_at
+from toyfoundry.formats.params import cardinality, domain_of
 from toyfoundry.formats.review_key import decides
 from toyfoundry.store import safe_read
 from toyfoundry.store.atomic import dumps_canonical, write_atomic
@@ -147,26 +147,44 @@ def mutate(
     params: Mapping[str, ParamValue], recipe: Recipe, mutation: Mutation, gen: random.Random
 ) -> Params:
     """A carryover child: 1..max_changes parameters moved to another value of their domain."""
-    out = dict(params)
-    names = [n for n, spec in recipe.parameters.items() if cardinality(spec) > 1]
-    if not names:
-        return out
-    changes = 1
-    while changes < min(mutation.max_changes, len(names)) and gen.random() < mutation.rate:
-        changes += 1
-    for _ in range(changes):
-        name = names.pop(_below(gen, len(names)))
-        spec = recipe.parameters[name]
-        size = cardinality(spec)
-        current = index_of(spec, out[name]) if name in out else None
-        if current is None:
-            choice = _below(gen, size)
-        else:
-            choice = _below(gen, size - 1)
-            choice += choice >= current
-        out[name] = value_at(spec, choice)
-    order = [*recipe.parameters, *sorted(set(out) - set(recipe.parameters))]
-    return {n: out[n] for n in order if n in out}
+    return _Mutator(recipe)(params, mutation, gen)
+
+
+class _Mutator:
+    """`mutate` for one recipe, its domains looked up once for a batch's many mutations."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        self.order = list(recipe.parameters)
+        self.known = set(self.order)
+        # the parameters a mutation may move, in the recipe's order: (name, size, domain)
+        self.movable = [
+            (name, size, domain_of(spec))
+            for name, spec in recipe.parameters.items()
+            if (size := cardinality(spec)) > 1
+        ]
+
+    def __call__(
+        self, params: Mapping[str, ParamValue], mutation: Mutation, gen: random.Random
+    ) -> Params:
+        out = dict(params)
+        movable = list(self.movable)
+        if not movable:
+            return out
+        changes = 1
+        while changes < min(mutation.max_changes, len(movable)) and gen.random() < mutation.rate:
+            changes += 1
+        for _ in range(changes):
+            name, size, domain = movable.pop(_below(gen, len(movable)))
+            current = domain.index_of(out[name]) if name in out else None
+            if current is None:
+                choice = _below(gen, size)
+            else:
+                choice = _below(gen, size - 1)
+                choice += choice >= current
+            out[name] = domain.value_at(choice)
+        extra = set(out) - self.known
+        order = [*self.order, *sorted(extra)] if extra else self.order
+        return {n: out[n] for n in order if n in out}
 
 
 def alfa_id(order_id: str, slot: int, reroll: int = 0) -> str:
@@ -354,6 +372,7 @@ class _Batch:
         self.sequence = _Sequence(space, cursor, carried_ahead, self.baselines)
         self.validators = Validators(recipe, load_plugins())
         self.mutation = order.mutation or recipe.mutation
+        self.mutate = _Mutator(recipe)
         self.slots: list[list[_Draft]] = []
         self.reserve: list[Params] = []
         self.hand_on: HandOn | None = None
@@ -399,9 +418,7 @@ class _Batch:
         for j in range(self.target.carryover):
             parent = pool[j % len(pool)]
             new_id = alfa_id(self.order_id, slot)
-            params = mutate(
-                parent.params, self.recipe, self.mutation, rng(seed, "carryover", new_id)
-            )
+            params = self.mutate(parent.params, self.mutation, rng(seed, "carryover", new_id))
             self.sequence.note_carryover(params)
             self._add(_Draft(new_id, slot, params, "carryover", parent.alfa_id))
             slot += 1
@@ -428,7 +445,7 @@ class _Batch:
                 # the generator `_reroll` seeds for the k-th reroll of this slot
                 gen = rng(self.order.seed, rerolled, "reroll")
                 for _ in range(_KEPT_TRIES):
-                    params = mutate(parent.params, self.recipe, self.mutation, gen)
+                    params = self.mutate(parent.params, self.mutation, gen)
                     positions.append(self.space.position(params))
                 rerolled = alfa_id(self.order_id, draft.slot, k)
         carried = sorted({p for p in positions if p is not None and p >= cursor})
@@ -480,11 +497,11 @@ class _Batch:
         elif current.share == "carryover":
             parent = next(e for e in self.chain.pool if e.alfa_id == current.parent_id)
             gen = rng(self.order.seed, current.alfa_id, "reroll")
-            params = mutate(parent.params, self.recipe, self.mutation, gen)
+            params = self.mutate(parent.params, self.mutation, gen)
             for _ in range(_REROLL_TRIES):  # a forbidden or duplicate mutation is drawn again
                 if not self.validators.refuses(params, _canonical(params)):
                     break
-                params = mutate(parent.params, self.recipe, self.mutation, gen)
+                params = self.mutate(parent.params, self.mutation, gen)
             self.sequence.note_carryover(params)
         else:
             first_baseline = self.target.novel + self.target.carryover

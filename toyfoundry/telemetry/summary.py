@@ -37,14 +37,22 @@ def _batch_results(arts: OrderArtefacts) -> list[AlfaResult]:
 
 def _outcomes(arts: OrderArtefacts, results: list[AlfaResult]) -> Outcomes:
     verdicts = Counter(a.outcome for a in arts.mint.alfas)
+    drilled = paraded = passed = failed = purged = promoted = 0
+    for r in results:  # one pass, not one per count: a batch has up to 96 results
+        drilled += r.score is not None
+        paraded += r.rank is not None
+        passed += r.passed is True
+        failed += r.passed is False
+        purged += r.purged
+        promoted += r.promoted
     return Outcomes(
         minted=len(arts.mint.alfas),
-        drilled=sum(r.score is not None for r in results),
-        paraded=sum(r.rank is not None for r in results),
-        passed=sum(r.passed is True for r in results),
-        failed=sum(r.passed is False for r in results),
-        purged=sum(r.purged for r in results),
-        promoted=sum(r.promoted for r in results),
+        drilled=drilled,
+        paraded=paraded,
+        passed=passed,
+        failed=failed,
+        purged=purged,
+        promoted=promoted,
         quarantined=verdicts["quarantined"],
         waived=verdicts["waived"],
     )
