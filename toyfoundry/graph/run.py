@@ -8,24 +8,21 @@ artefacts are the same as with doit's own `run`.
 
 - **Parallel when there is a lot to build.** A fresh clone, a first build or a large
   drop of orders leaves many tasks that never ran. When at least `PARALLEL_AT` of the
-  graph's tasks have no record in the DB, the build forks one worker per core (doit's
-  `MRunner`, as `-n` does), and one more for a graph of up to `EXTRA_WORKER_UP_TO`
-  tasks: a worker waiting for its task's files to reach the disk leaves its core idle
-  (on this project's 2-core machine, three workers built 1,000 orders 5-10% faster
-  than two; on a RAM-backed filesystem, where nothing waits, 2-3% slower). For a few
-  tasks a fork costs more than it saves, so the build stays serial, and so does a
-  graph of more than `PARALLEL_UP_TO` tasks, whose workers would each end up holding
-  most of its memory again. `-n`/`--process` on
-  the command line or `num_process` in the config always wins. Workers are forked,
-  never spawned (the actions are closures of the loaded graph), only on Linux and from
-  a single-threaded process (a fork next to other threads can inherit a lock one of
-  them holds), and they die with the build (a parent-death `SIGKILL`), so a killed
-  build never leaves a worker writing. A worker that dies mid-task (the out-of-memory
-  killer) ends the build with one line and exit code 3, where doit's own runner would
-  wait for its result for ever. Jobs and results go through pipes written by the
-  sending thread (`SimpleQueue`), not through a feeder thread per queue: a thread switch
-  less for every message, several per task (a quarter of the context switches, and a
-  few percent of the CPU, of a parallel build of 1,000 orders).
+  graph's tasks have no record in the DB, the build runs one worker per core (as `-n`
+  does), and one more for a graph of up to `EXTRA_WORKER_UP_TO` tasks: a worker waiting
+  for its task's files to reach the disk leaves its core idle (on this project's 2-core
+  machine, three workers built 1,000 orders 5-10% faster than two; on a RAM-backed
+  filesystem, where nothing waits, 2-3% slower). For a few tasks starting workers costs
+  more than it saves, so the build stays serial, and so does a graph of more than
+  `PARALLEL_UP_TO` tasks. `-n`/`--process` on the command line or `num_process` in the
+  config always wins. The workers come from a fork server started after the graph is
+  loaded and never hold the graph: each gets one small pickled job per task (see
+  `workers`), and the build records each result in the DB as it arrives. They run only
+  on Linux, automatically only from a single-threaded process (the graph watcher's
+  in-process builds stay serial), and die with the build (a parent-death `SIGKILL`), so
+  a killed build never leaves a worker writing and loses at most one unfinished task
+  per worker. A worker that dies mid-task (the out-of-memory killer) ends the build with
+  one line and exit code 3, where doit's own runner would wait for its result for ever.
 - **A collector that leaves the graph alone.** The graph's few hundred thousand objects
   live until the command ends; Python's cyclic collector walked them again and again
   (a tenth of a no-op, more than half a second of a full build at 1,000 orders). The
