@@ -183,6 +183,7 @@ class PoolRunner(_CausedResult, MRunner):  # type: ignore[misc]
     """doit's process runner with workers that do not hold the graph (see `workers`)."""
 
     free_proc: int
+    _crew: workers.Crew | None = None
 
     def get_next_job(self, completed: Any) -> bytes | None:
         """doit's, handing out a pickled `workers.Job`; a task that cannot be one runs here."""
@@ -201,6 +202,8 @@ class PoolRunner(_CausedResult, MRunner):  # type: ignore[misc]
                 job = workers.job_of(node.task)
                 if job is not None:
                     return job
+                if self._crew is not None:
+                    self._crew.retire()
                 self.process_task_result(node, self.execute_task(node.task))
                 if self._stop_running:
                     return None
@@ -218,7 +221,7 @@ class PoolRunner(_CausedResult, MRunner):  # type: ignore[misc]
     def run_tasks(self, task_dispatcher: Any) -> None:
         """doit's loop: a job for each free worker, a result recorded as it arrives."""
         self._run_tasks_init(task_dispatcher)
-        crew = workers.Crew(self.stream)
+        crew = self._crew = workers.Crew(self.stream)
         failed = True
         try:
             for _ in range(self.num_process):

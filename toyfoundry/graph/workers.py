@@ -268,16 +268,29 @@ class Crew:
         self.put(first)
 
     def put(self, job: bytes | None) -> None:
-        """A job for a free worker; None ends one; HOLD leaves it free."""
+        """A job for a free worker; None ends one; HOLD leaves it free. With no free worker
+        (they retired, see `retire`) a job starts a new one and None has nothing to end."""
         if job == HOLD:
             return
-        conn = self.free.pop()
-        conn.send_bytes(job or b"")
+        if not self.free:
+            if job is not None:
+                self.start(job)
+            return
+        self.free.pop().send_bytes(job or b"")
+
+    def retire(self) -> None:
+        """End the workers that wait for a job: the build process is about to run a task
+        itself (the quilt, the exports: the last tasks of a build), and idle workers would
+        hold their memory all that time. A later job starts a new one."""
+        while self.free:
+            self.free.pop().send_bytes(b"")
 
     def get(self) -> dict[str, Any]:
         """The next message of any worker (a reporter call or a result); a result frees it."""
         while True:
             if not self.ready:
+                if not self.jobs:
+                    raise RuntimeError("no build worker left to wait for")
                 self.ready = wait(list(self.jobs), timeout=1.0)
                 continue
             conn = self.ready.pop()
