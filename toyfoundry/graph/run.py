@@ -71,8 +71,8 @@ from toyfoundry.store.lock import LockTimeout, lock_timeout, parse_timeout
 PARALLEL_AT = 24
 #: Graphs larger than this build serially unless `-n` says otherwise. The workers hold
 #: no graph (see `workers`), but past this size the build process alone holds more than
-#: the memory target (at 10,000 orders, 30,000 tasks, 330 MB of PSS before the quilt),
-#: and two workers, the fork server and its resource tracker add 90-100 MB to that.
+#: the memory target: at 10,000 orders (30,000 tasks) the serial build peaked at 415 MB
+#: of PSS, and with two workers the tree peaked at 454 MB (the build process 402 MB).
 PARALLEL_UP_TO = 6_000
 #: Graphs up to this size get one worker more than there are cores (memory grows with
 #: each: at 1,500 orders, 4,500 tasks, four processes held 230 MB against 200 MB for three).
