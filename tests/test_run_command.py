@@ -238,7 +238,7 @@ def test_a_very_large_graph_builds_serially_unless_asked(
     command.task_list = Tasks()
     command.dep_manager = None
     monkeypatch.setattr(run_command, "cores", lambda: 8)
-    monkeypatch.setattr(run_command, "can_fork_workers", lambda: True)
+    monkeypatch.setattr(run_command, "can_start_workers", lambda: True)
     assert command._auto_jobs(always=True) == 0
     monkeypatch.setattr(run_command, "PARALLEL_UP_TO", 10**9)
     assert command._auto_jobs(always=True) == 8

@@ -8,24 +8,21 @@ artefacts are the same as with doit's own `run`.
 
 - **Parallel when there is a lot to build.** A fresh clone, a first build or a large
   drop of orders leaves many tasks that never ran. When at least `PARALLEL_AT` of the
-  graph's tasks have no record in the DB, the build forks one worker per core (doit's
-  `MRunner`, as `-n` does), and one more for a graph of up to `EXTRA_WORKER_UP_TO`
-  tasks: a worker waiting for its task's files to reach the disk leaves its core idle
-  (on this project's 2-core machine, three workers built 1,000 orders 5-10% faster
-  than two; on a RAM-backed filesystem, where nothing waits, 2-3% slower). For a few
-  tasks a fork costs more than it saves, so the build stays serial, and so does a
-  graph of more than `PARALLEL_UP_TO` tasks, whose workers would each end up holding
-  most of its memory again. `-n`/`--process` on
-  the command line or `num_process` in the config always wins. Workers are forked,
-  never spawned (the actions are closures of the loaded graph), only on Linux and from
-  a single-threaded process (a fork next to other threads can inherit a lock one of
-  them holds), and they die with the build (a parent-death `SIGKILL`), so a killed
-  build never leaves a worker writing. A worker that dies mid-task (the out-of-memory
-  killer) ends the build with one line and exit code 3, where doit's own runner would
-  wait for its result for ever. Jobs and results go through pipes written by the
-  sending thread (`SimpleQueue`), not through a feeder thread per queue: a thread switch
-  less for every message, several per task (a quarter of the context switches, and a
-  few percent of the CPU, of a parallel build of 1,000 orders).
+  graph's tasks have no record in the DB, the build runs one worker per core (as `-n`
+  does), and one more for a graph of up to `EXTRA_WORKER_UP_TO` tasks: a worker waiting
+  for its task's files to reach the disk leaves its core idle (on this project's 2-core
+  machine, three workers built 1,000 orders 5-10% faster than two; on a RAM-backed
+  filesystem, where nothing waits, 2-3% slower). For a few tasks starting workers costs
+  more than it saves, so the build stays serial, and so does a graph of more than
+  `PARALLEL_UP_TO` tasks. `-n`/`--process` on the command line or `num_process` in the
+  config always wins. The workers come from a fork server started after the graph is
+  loaded and never hold the graph: each gets one small pickled job per task (see
+  `workers`), and the build records each result in the DB as it arrives. They run only
+  on Linux, automatically only from a single-threaded process (the graph watcher's
+  in-process builds stay serial), and die with the build (a parent-death `SIGKILL`), so
+  a killed build never leaves a worker writing and loses at most one unfinished task
+  per worker. A worker that dies mid-task (the out-of-memory killer) ends the build with
+  one line and exit code 3, where doit's own runner would wait for its result for ever.
 - **A collector that leaves the graph alone.** The graph's few hundred thousand objects
   live until the command ends; Python's cyclic collector walked them again and again
   (a tenth of a no-op, more than half a second of a full build at 1,000 orders). The
@@ -49,11 +46,8 @@ artefacts are the same as with doit's own `run`.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
-import multiprocessing
 import os
-import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -66,24 +60,25 @@ from doit.exceptions import InvalidDodoFile, TaskFailed, UnmetDependency
 from doit.runner import FAILURE, SUCCESS, MRunner, Runner
 
 from toyfoundry.errors import FoundryError, os_error_line, say
-from toyfoundry.graph import stale
+from toyfoundry.graph import stale, workers
 from toyfoundry.graph.implicit import linear_implicit_deps
 from toyfoundry.graph.reporter import counted
 from toyfoundry.graph.tasks import UNRECORDED
+from toyfoundry.graph.workers import WorkerLost
 from toyfoundry.store.lock import LockTimeout, lock_timeout, parse_timeout
 
 #: Tasks without a record in the DB from which a build runs on every core.
 PARALLEL_AT = 24
-#: Graphs larger than this build serially unless `-n` says otherwise: each forked worker
-#: ends up with its own copy of most of the graph's memory (at 5,000 orders, 15,000
-#: tasks, three processes held 464-495 MB together against 214 MB for one).
+#: Graphs larger than this build serially unless `-n` says otherwise. The workers hold
+#: no graph (see `workers`), but past this size the build process alone holds more than
+#: the memory target: at 10,000 orders (30,000 tasks) the serial build peaked at 415 MB
+#: of PSS, and with two workers the tree peaked at 454 MB (the build process 402 MB).
 PARALLEL_UP_TO = 6_000
 #: Graphs up to this size get one worker more than there are cores (memory grows with
 #: each: at 1,500 orders, 4,500 tasks, four processes held 230 MB against 200 MB for three).
 EXTRA_WORKER_UP_TO = 4_500
 #: Young-generation threshold while the command runs (CPython's default is 700).
 GC_THRESHOLD = 50_000
-_PR_SET_PDEATHSIG = 1
 
 #: `doit --lock-timeout SECONDS`: how long a build waits for the foundry lock at most.
 OPT_LOCK_TIMEOUT: dict[str, Any] = {
@@ -115,85 +110,11 @@ def quiet_collector() -> Iterator[None]:
         gc.set_threshold(*before)
 
 
-#: The build process whose workers must die with it; None until a parallel build starts.
-_build_pid: int | None = None
-
-
-def _die_with_parent() -> None:
-    """In a forked worker: be killed when the build that forked it dies."""
-    if _build_pid is None:
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != _build_pid:  # the build died before the signal was armed
-        os._exit(1)
-
-
-def can_fork_workers() -> bool:
-    """Workers are forked (they run closures of the loaded graph) and must die with the
-    build: Linux (fork is safe there, and a parent-death signal exists), and only from a
-    single-threaded process."""
-    if not sys.platform.startswith("linux") or threading.active_count() != 1:
-        return False
-    method = multiprocessing.get_start_method(allow_none=True)
-    if method is None:
-        multiprocessing.set_start_method("fork")
-        method = "fork"
-    return method == "fork"
-
-
-class WorkerLost(Exception):
-    """A worker ended (killed, out of memory) before it reported its task."""
-
-
-def _exit_text(code: int) -> str:
-    if code < 0:
-        with contextlib.suppress(ValueError):
-            return f"signal {signal.Signals(-code).name}"
-        return f"signal {-code}"
-    return f"exit status {code}"
-
-
-def _watched_queue() -> Any:
-    """A queue without a feeder thread whose blocking `get` also notices a worker that died.
-
-    doit's parallel runner passes every job, result and reporter call through a
-    `multiprocessing.Queue`, whose `put` hands the message to a feeder thread: a thread
-    switch and a GIL handover for each of them, several per task, on both sides. A
-    `SimpleQueue` writes to the pipe in the caller's thread (the runner never has more
-    than one job per free worker in flight, so a writer never waits long on a full pipe).
-
-    doit's runner also waits for results with a plain `get()`; a worker killed mid-task
-    (the out-of-memory killer, a crash in an extension) would leave the build waiting
-    for ever. This `get` wakes every second and raises `WorkerLost` when a worker of
-    this process has ended with a signal or an error status.
-    """
-    q: Any = multiprocessing.SimpleQueue()
-    plain_get = q.get
-    workers: list[Any] = []
-    build = os.getpid()
-
-    def get() -> Any:
-        if os.getpid() != build:
-            return plain_get()  # a worker waiting for its next job
-        if not workers:
-            # the runner starts every worker before it first waits; hold on to them, so
-            # one that ends is still seen after anything reaps it
-            workers.extend(multiprocessing.active_children())
-        while not q._reader.poll(1.0):
-            for worker in workers:
-                code = worker.exitcode
-                if code is not None and code != 0:
-                    raise WorkerLost(
-                        f"toyfoundry: error: a build worker (pid {worker.pid}) ended with"
-                        f" {_exit_text(code)} before finishing its task; the finished"
-                        " tasks are recorded, run the build again"
-                    ) from None
-        return plain_get()
-
-    q.get = get
-    return q
+def can_start_workers() -> bool:
+    """Workers come from a fork server and must die with the build: Linux (the parent-death
+    signal), and, for the automatic choice, a single-threaded process (the graph watcher's
+    in-process builds stay serial, as they always were)."""
+    return sys.platform.startswith("linux") and threading.active_count() == 1
 
 
 class _CausedResult:
@@ -272,28 +193,77 @@ class FoundryRunner(_CausedResult, Runner):  # type: ignore[misc]
     """doit's serial runner, with the result of a failed build as its cause says."""
 
 
-class WatchedRunner(_CausedResult, MRunner):  # type: ignore[misc]
-    """doit's process runner, with queues that notice a dead worker (see `_watched_queue`)."""
+class PoolRunner(_CausedResult, MRunner):  # type: ignore[misc]
+    """doit's process runner with workers that do not hold the graph (see `workers`)."""
 
-    Queue = staticmethod(_watched_queue)
+    free_proc: int
+    _crew: workers.Crew | None = None
 
-    def _run_start_processes(self, job_q: Any, result_q: Any) -> list[Any]:
-        """Start each worker, then hand it its first job: doit queues the job first, which a
-        queue without a feeder thread cannot do for a job bigger than the pipe holds (a
-        task with thousands of file deps) while nobody reads yet."""
-        workers: list[Any] = []
-        for _ in range(self.num_process):
-            job = self.get_next_job(None)
-            if job is None:
-                break  # no more workers than tasks
-            worker = self.Child(
-                target=self.execute_task_subprocess,
-                args=(job_q, result_q, self.reporter.__class__),
-            )
-            worker.start()
-            workers.append(worker)
-            job_q.put(job)
-        return workers
+    def get_next_job(self, completed: Any) -> bytes | None:
+        """doit's, handing out a pickled `workers.Job`; a task that cannot be one runs here."""
+        if self._stop_running:
+            return None
+        node = completed
+        while True:
+            try:
+                node = self.task_dispatcher.generator.send(node)
+            except StopIteration:
+                return None
+            if node == "hold on":
+                self.free_proc += 1
+                return workers.HOLD
+            if self.select_task(node, self.tasks):
+                job = workers.job_of(node.task)
+                if job is not None:
+                    return job
+                if self._crew is not None:
+                    self._crew.retire()
+                self.process_task_result(node, self.execute_task(node.task))
+                if self._stop_running:
+                    return None
+
+    def _process_result(self, node: Any, task: Any, result: dict[str, Any]) -> None:
+        """doit's, but the output reaches the task's actions only when the reporter shows
+        it (a failure): an action object per task would cost the build memory."""
+        base_fail = result.get("failure")
+        task.update_from_pickle(result["task"])
+        if base_fail is not None:
+            for action, out, err in zip(task.actions, result["out"], result["err"], strict=False):
+                action.out, action.err = out, err
+        self.process_task_result(node, base_fail)
+
+    def run_tasks(self, task_dispatcher: Any) -> None:
+        """doit's loop: a job for each free worker, a result recorded as it arrives."""
+        self._run_tasks_init(task_dispatcher)
+        crew = self._crew = workers.Crew(self.stream)
+        failed = True
+        try:
+            for _ in range(self.num_process):
+                job = self.get_next_job(None)
+                if job is None:
+                    break  # no more workers than tasks
+                crew.start(job)
+            running = len(crew)
+            while running:
+                result = crew.get()
+                if "exit" in result:
+                    raise result["exit"](result["exception"])
+                node = task_dispatcher.nodes[result["name"]]
+                if "reporter" in result:
+                    getattr(self.reporter, result["reporter"])(node.task)
+                    continue
+                self._process_result(node, node.task, result)
+                free, self.free_proc = self.free_proc + 1, 0
+                completed = node
+                for _ in range(free):
+                    job = self.get_next_job(completed)
+                    completed = None
+                    if job is None:
+                        running -= 1
+                    crew.put(job)
+            failed = False
+        finally:
+            crew.close(kill=failed)
 
 
 @contextlib.contextmanager
@@ -301,7 +271,7 @@ def our_runners() -> Iterator[None]:
     """doit's `run` picks its runners by module name: name ours for the block, and add
     implicit task dependencies in linear time (`implicit`: the same graph)."""
     before = doit.cmd_run.Runner, doit.cmd_run.MRunner
-    doit.cmd_run.Runner, doit.cmd_run.MRunner = FoundryRunner, WatchedRunner
+    doit.cmd_run.Runner, doit.cmd_run.MRunner = FoundryRunner, PoolRunner
     try:
         with linear_implicit_deps():
             yield
@@ -418,12 +388,6 @@ class FoundryRun(Run):  # type: ignore[misc]
         gc.freeze()
         if not getattr(self, "_jobs_chosen", True) and not pdb:
             num_process = self._auto_jobs(always)
-        parallel = bool(num_process) and par_type == "process"
-        if parallel:
-            global _build_pid
-            if _build_pid is None:
-                os.register_at_fork(after_in_child=_die_with_parent)
-            _build_pid = os.getpid()
         with our_runners():
             return super()._execute(
                 outfile,
@@ -443,7 +407,7 @@ class FoundryRun(Run):  # type: ignore[misc]
     def _auto_jobs(self, always: bool) -> int:
         jobs = cores()
         size = len(self.task_list)
-        if jobs < 2 or size > PARALLEL_UP_TO or not can_fork_workers():
+        if jobs < 2 or size > PARALLEL_UP_TO or not can_start_workers():
             return 0
         todo = size if always else never_ran(self.dep_manager, self.task_list)
         if todo < PARALLEL_AT:

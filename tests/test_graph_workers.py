@@ -1,0 +1,85 @@
+"""Build workers from a fork server: which tasks become jobs, and a build mixing both kinds."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+from doit.task import Task
+
+from tests.test_run_command import PYPROJECT, _doit, two_cores
+from toyfoundry.graph import tasks as foundry_tasks
+from toyfoundry.graph import workers
+
+
+def plain(target: str) -> None:
+    Path(target).write_text("x")
+
+
+def wants_changed(changed: list[str]) -> None:
+    del changed
+
+
+def wants_task(task: Any) -> None:
+    del task
+
+
+def test_a_task_of_importable_functions_becomes_a_small_job() -> None:
+    task = Task("t", [(plain, ["a.out"])], file_dep=["in.txt"], targets=["a.out"])
+    task.dep_changed = ["in.txt"]
+    job = workers.job_of(task)
+    assert job is not None
+    loaded = pickle.loads(job)
+    assert loaded.actions == [(plain, ["a.out"])] and loaded.targets == ["a.out"]
+    assert loaded.file_dep == [] and loaded.changed == []  # not asked for: not sent
+    asking = Task("t", [(wants_changed,)], file_dep=["in.txt"])
+    asking.dep_changed = ["in.txt"]
+    job = workers.job_of(asking)
+    assert job is not None and pickle.loads(job).changed == ["in.txt"]
+
+
+def test_tasks_a_worker_cannot_run_alone_stay_in_the_build() -> None:
+    assert workers.job_of(Task("t", [lambda: None])) is None  # does not pickle
+    assert workers.job_of(Task("t", [(wants_task,)])) is None  # asks for the task object
+    quilt = Task("t", [(foundry_tasks.quilt_action, ["."])])
+    assert workers.job_of(quilt) is None  # reads the plan the build has loaded
+    assert workers.job_of(Task("t", ["echo %(targets)s"], targets=["x"])) is not None
+
+
+MIXED = """\
+import os
+
+
+def work(target):
+    with open(target, "w") as f:
+        f.write(f"{os.getpid()} {os.getppid()}")
+
+
+def task_work():
+    for i in range(30):
+        yield {"name": str(i), "actions": [(work, [f"out/{i:03}.pid"])], "targets": [f"out/{i:03}.pid"]}
+
+
+def task_inline():
+    def here():  # a closure: it cannot be sent to a worker
+        work("out/inline.pid")
+
+    return {"actions": [here], "targets": ["out/inline.pid"]}
+"""
+
+
+@two_cores
+def test_workers_are_not_forks_of_the_build(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    (root / "out").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(PYPROJECT)
+    (root / "dodo.py").write_text(MIXED)
+    done = _doit(root, "-n", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    build, _ = (root / "out" / "inline.pid").read_text().split()
+    ran = [p.read_text().split() for p in (root / "out").glob("0*.pid")]
+    assert len(ran) == 30
+    assert {pid for pid, _ in ran} - {build}, "no task ran in a worker"
+    # forked from the fork server, never from the build process that holds the graph
+    assert all(parent != build for pid, parent in ran if pid != build)

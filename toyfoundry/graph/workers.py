@@ -1,0 +1,323 @@
+"""Build workers that never hold the graph: forked from a fork server, fed one small job at a time.
+
+doit's parallel runner forks its workers after the graph is loaded. Each then holds a
+copy-on-write view of the parent's heap, and every object it allocates or touches (a
+refcount, a free slot in one of the graph's memory pools) copies a page of it: at 5,000
+orders three workers held 588 MB summed over the tree against 239 MB for one process,
+so big graphs built serially.
+
+Here the workers come from a fork server (`multiprocessing`'s `forkserver`): a fresh
+interpreter, started when a build turns out to be parallel, that imports the action
+modules once and forks each worker from that state. A worker holds the imports (shared
+with the server and its siblings) and what its own tasks fill, never the graph. Each job
+is plain picklable data: the task's name, its actions as the dodo declared them (an
+importable function and its arguments, or a command line), its effective verbosity and
+the few task attributes an action may ask for by name. Results go back as doit's runner
+expects them (values, result, captured output, the failure), and the parent records each
+task in the DB as it arrives, as with doit's own workers.
+
+A task whose job does not pickle (an action that is a closure or a lambda, or that asks
+for the `task` object itself), that has a teardown, or whose action reads the whole plan
+(`IN_BUILD`) runs in the build process, between two results: same result, only not in
+parallel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import gc
+import inspect
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.context import BaseContext
+from typing import Any
+
+from doit.task import Stream, Task
+
+#: Imported by the fork server before it forks any worker, so that every worker shares
+#: them: the foundry's task actions and what they import when they first run.
+PRELOAD = (
+    "toyfoundry.graph.tasks",
+    "toyfoundry.forge.mint",
+    "toyfoundry.forge.rituals",
+    "toyfoundry.telemetry.reports",
+    "toyfoundry.telemetry.quilt",
+    "toyfoundry.telemetry.exports",
+    "toyfoundry.telemetry.dashboard",
+    "toyfoundry.exchange.validate",
+)
+#: Actions that read the whole plan (`tasks.current_plan`): the build process has it loaded,
+#: a worker would load it again (80 MB at 10,000 orders) for one task. They run there.
+IN_BUILD = frozenset(
+    {
+        "toyfoundry.graph.tasks.quilt_action",
+        "toyfoundry.graph.tasks.export_action",
+        "toyfoundry.graph.tasks.validate_action",
+    }
+)
+_PR_SET_PDEATHSIG = 1
+#: No job yet for a free worker (doit's "hold on"): it stays free.
+HOLD = b"hold"
+
+
+def context() -> BaseContext:
+    """The fork-server start method, preloading the worker module and the actions."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__, *PRELOAD])
+    return ctx
+
+
+def server_pid() -> int | None:
+    """Start the fork server if it is not running; its pid, for the workers' death check."""
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    return pid if isinstance(pid, int) else None
+
+
+def stop_server() -> None:
+    """End the fork server once the build's workers are gone (an in-process build, the
+    tests): it would otherwise wait, holding its imports, until the process ends."""
+    from multiprocessing import forkserver
+
+    stop = getattr(forkserver._forkserver, "_stop", None)
+    if stop is not None:
+        with contextlib.suppress(Exception):
+            stop()
+
+
+@dataclass
+class Job:
+    """What a worker needs to run one task: no graph, no dependency state."""
+
+    name: str
+    actions: list[Any]
+    verbosity: int | None
+    capture: bool
+    options: dict[str, Any] | None = None
+    pos_arg_val: Any = None
+    targets: list[str] = field(default_factory=list)
+    file_dep: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+
+
+@functools.cache
+def _asks_for(func: Any) -> frozenset[str]:
+    """The task attributes a Python action takes by name (doit passes them when it runs it)."""
+    try:
+        names = set(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
+        return frozenset({"task"})
+    return frozenset(names & {"task", "targets", "dependencies", "changed"})
+
+
+def job_of(task: Any) -> bytes | None:
+    """The task as a pickled `Job`, or None when it must run in the build process."""
+    if task.teardown:
+        return None
+    asked: set[str] = set()
+    for action in task._actions:
+        func = action[0] if isinstance(action, tuple) and action else action
+        if isinstance(func, str | list):
+            if "%(" in str(func):  # a command line that names them
+                asked |= {"targets", "dependencies", "changed"}
+        elif callable(func):
+            if f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', '')}" in IN_BUILD:
+                return None
+            asked |= _asks_for(func)
+        else:
+            return None
+    if "task" in asked:
+        return None
+    job = Job(
+        name=task.name,
+        actions=task._actions,
+        verbosity=task.verbosity,
+        capture=task.io.capture,
+        options=task.options,
+        pos_arg_val=task.pos_arg_val,
+        targets=list(task.targets),
+        file_dep=sorted(task.file_dep) if "dependencies" in asked else [],
+        changed=list(task.dep_changed or ()) if "changed" in asked else [],
+    )
+    try:
+        return pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return None
+
+
+def _die_with(parent: int | None) -> None:
+    """Be killed when the fork server dies, and let it die with the build.
+
+    The server ends when no process holds its "alive" pipe any more; each worker inherits
+    one end of it, which would keep it, and so the workers, alive after a killed build.
+    """
+    from multiprocessing import forkserver
+
+    server: Any = forkserver._forkserver
+    alive = getattr(server, "_forkserver_alive_fd", None)
+    if isinstance(alive, int):
+        with contextlib.suppress(OSError):
+            os.close(alive)
+        server._forkserver_alive_fd = None
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if parent is not None and os.getppid() != parent:  # it died before the signal was armed
+        os._exit(1)
+
+
+def serve(jobs: Any, results: Any, path: list[str], stream: Stream, parent: int | None) -> None:
+    """A worker's life: run each job, send doit's reporter call and result, until an empty job."""
+    # what the server imported stays shared only while nothing writes to its pages: the
+    # collector would, walking (and so touching) every object the worker inherited
+    gc.freeze()
+    _die_with(parent)
+    sys.path[:] = path  # the dodo's folder, for the dodo's own functions
+    try:
+        while True:
+            payload = jobs.recv_bytes()
+            if not payload:
+                return
+            job: Job = pickle.loads(payload)
+            task = Task(
+                job.name,
+                job.actions,
+                file_dep=job.file_dep,
+                targets=job.targets,
+                verbosity=job.verbosity,
+                io={"capture": job.capture},
+            )
+            task.options = job.options
+            task.pos_arg_val = job.pos_arg_val
+            task.dep_changed = job.changed
+            results.send({"name": job.name, "reporter": "execute_task"})
+            failure = task.execute(stream)
+            result: dict[str, Any] = {
+                "name": job.name,
+                "task": {"values": task.values, "result": task.result, "executed": True},
+                "out": [action.out for action in task.actions],
+                "err": [action.err for action in task.actions],
+            }
+            if failure:
+                result["failure"] = failure
+            results.send(result)
+    except (SystemExit, KeyboardInterrupt, Exception) as exc:
+        results.send({"exit": exc.__class__, "exception": str(exc)})
+
+
+class WorkerLost(Exception):
+    """A worker ended (killed, out of memory) before it reported its task."""
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"signal {signal.Signals(-code).name}"
+        return f"signal {-code}"
+    return f"exit status {code}"
+
+
+class Crew:
+    """The build's workers, each with a pipe of its own for jobs and one for results.
+
+    doit's runner hands a job to the queue when a worker is free and reads results from
+    another queue; `put` and `get` keep that shape. Pipes of their own need no lock (a
+    shared queue's are named semaphores, which a build that ends without teardown would
+    leave to the resource tracker), a job goes to a worker known to be waiting for one,
+    and a worker that dies is seen at once: its result pipe ends.
+    """
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self.ctx: Any = context()
+        self.server: int | None = None
+        self.processes: list[Any] = []
+        self.jobs: dict[Connection, Connection] = {}  # result pipe -> the same worker's job pipe
+        self.owner: dict[Connection, Any] = {}  # result pipe -> its worker's process
+        self.free: list[Connection] = []  # job pipes of workers waiting for a job
+        self.ready: list[Any] = []
+
+    def __len__(self) -> int:
+        return len(self.processes)
+
+    def start(self, first: bytes | None) -> None:
+        """Fork one more worker from the server and give it its first job."""
+        if self.server is None:
+            self.server = server_pid()
+        job_r, job_w = self.ctx.Pipe(duplex=False)
+        result_r, result_w = self.ctx.Pipe(duplex=False)
+        process = self.ctx.Process(
+            target=serve, args=(job_r, result_w, list(sys.path), self.stream, self.server)
+        )
+        process.start()
+        job_r.close()
+        result_w.close()  # only the worker writes: its end closing is its death
+        self.processes.append(process)
+        self.jobs[result_r] = job_w
+        self.owner[result_r] = process
+        self.free.append(job_w)
+        self.put(first)
+
+    def put(self, job: bytes | None) -> None:
+        """A job for a free worker; None ends one; HOLD leaves it free. With no free worker
+        (they retired, see `retire`) a job starts a new one and None has nothing to end."""
+        if job == HOLD:
+            return
+        if not self.free:
+            if job is not None:
+                self.start(job)
+            return
+        self.free.pop().send_bytes(job or b"")
+
+    def retire(self) -> None:
+        """End the workers that wait for a job: the build process is about to run a task
+        itself (the quilt, the exports: the last tasks of a build), and idle workers would
+        hold their memory all that time. A later job starts a new one."""
+        while self.free:
+            self.free.pop().send_bytes(b"")
+
+    def get(self) -> dict[str, Any]:
+        """The next message of any worker (a reporter call or a result); a result frees it."""
+        while True:
+            if not self.ready:
+                if not self.jobs:
+                    raise RuntimeError("no build worker left to wait for")
+                self.ready = wait(list(self.jobs), timeout=1.0)
+                continue
+            conn = self.ready.pop()
+            try:
+                message: dict[str, Any] = conn.recv()
+            except (EOFError, OSError):
+                process = self.owner.pop(conn)
+                self.jobs.pop(conn)
+                process.join(5)
+                code = process.exitcode
+                if code:
+                    raise WorkerLost(
+                        f"toyfoundry: error: a build worker (pid {process.pid}) ended with"
+                        f" {_exit_text(code)} before finishing its task; the finished"
+                        " tasks are recorded, run the build again"
+                    ) from None
+                continue
+            if "reporter" not in message:
+                self.free.append(self.jobs[conn])
+            return message
+
+    def close(self, *, kill: bool = False) -> None:
+        """Wait for the workers (end them first when the build failed), then the server."""
+        for process in self.processes:
+            with contextlib.suppress(Exception):
+                if kill:
+                    process.terminate()
+                process.join(5)
+        if self.server is not None:
+            stop_server()
