@@ -223,12 +223,12 @@ def test_a_worker_killed_mid_task_ends_the_build_instead_of_hanging(tmp_path: Pa
     assert "Traceback" not in done.stderr
 
 
-def test_a_very_large_graph_builds_serially_unless_asked(
+def test_a_very_large_graph_builds_on_every_core(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Past PARALLEL_UP_TO tasks each worker would hold most of the graph's memory again."""
+    """The workers hold no graph, so a graph of 30,000 tasks builds on every core too."""
 
-    size = run_command.PARALLEL_UP_TO + 1
+    size = 30_001
 
     class Tasks(list[object]):
         def __len__(self) -> int:
@@ -239,8 +239,6 @@ def test_a_very_large_graph_builds_serially_unless_asked(
     command.dep_manager = None
     monkeypatch.setattr(run_command, "cores", lambda: 8)
     monkeypatch.setattr(run_command, "can_start_workers", lambda: True)
-    assert command._auto_jobs(always=True) == 0
-    monkeypatch.setattr(run_command, "PARALLEL_UP_TO", 10**9)
     assert command._auto_jobs(always=True) == 8
     # a smaller graph gets one worker more than there are cores
     size = run_command.EXTRA_WORKER_UP_TO

@@ -13,9 +13,8 @@ artefacts are the same as with doit's own `run`.
   for its task's files to reach the disk leaves its core idle (on this project's 2-core
   machine, three workers built 1,000 orders 5-10% faster than two; on a RAM-backed
   filesystem, where nothing waits, 2-3% slower). For a few tasks starting workers costs
-  more than it saves, so the build stays serial, and so does a graph of more than
-  `PARALLEL_UP_TO` tasks. `-n`/`--process` on the command line or `num_process` in the
-  config always wins. The workers come from a fork server started after the graph is
+  more than it saves, so the build stays serial. `-n`/`--process` on the command line or
+  `num_process` in the config always wins. The workers come from a fork server started after the graph is
   loaded and never hold the graph: each gets one small pickled job per task (see
   `workers`), and the build records each result in the DB as it arrives. They run only
   on Linux, automatically only from a single-threaded process (the graph watcher's
@@ -69,11 +68,6 @@ from toyfoundry.store.lock import LockTimeout, lock_timeout, parse_timeout
 
 #: Tasks without a record in the DB from which a build runs on every core.
 PARALLEL_AT = 24
-#: Graphs larger than this build serially unless `-n` says otherwise. The workers hold
-#: no graph (see `workers`), but past this size the build process alone holds more than
-#: the memory target: at 10,000 orders (30,000 tasks) the serial build peaked at 415 MB
-#: of PSS, and with two workers the tree peaked at 454 MB (the build process 402 MB).
-PARALLEL_UP_TO = 6_000
 #: Graphs up to this size get one worker more than there are cores (memory grows with
 #: each: at 1,500 orders, 4,500 tasks, four processes held 230 MB against 200 MB for three).
 EXTRA_WORKER_UP_TO = 4_500
@@ -407,7 +401,10 @@ class FoundryRun(Run):  # type: ignore[misc]
     def _auto_jobs(self, always: bool) -> int:
         jobs = cores()
         size = len(self.task_list)
-        if jobs < 2 or size > PARALLEL_UP_TO or not can_start_workers():
+        # every size: the workers hold no graph (see `workers`), so at 10,000 orders two
+        # of them added 39 MB (9%) to the build process's 415 MB where forks of doit's
+        # runner each ended up with a copy of most of it
+        if jobs < 2 or not can_start_workers():
             return 0
         todo = size if always else never_ran(self.dep_manager, self.task_list)
         if todo < PARALLEL_AT:
