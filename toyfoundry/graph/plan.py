@@ -429,9 +429,17 @@ def _read_record(layout: Layout, text: str | None) -> tuple[dict[str, Any] | Non
 
 
 def load(layout: Layout) -> Plan:
-    """The plan, from the dependency DB when nothing it was read from has changed."""
+    """The plan, from the dependency DB when nothing it was read from has changed.
+
+    Each use of the stored record can be turned off (`toyfoundry.caches`):
+    `plan_stat_key` (the record by the inputs' stats, and each input's hash by its
+    stats), `plan_content_key` (the record by the inputs' contents, then `prehash`),
+    `plan_facts` (the facts per content hash, and the previous plan's inputs of an
+    order whose facts held). With all three off the plan is drawn from every input.
+    """
     from toyfoundry.graph import backend
 
+    on = caches.current().on
     entries = scan_inputs(layout)
     fast = stat_key(entries)
     db = backend.current()
@@ -440,7 +448,12 @@ def load(layout: Layout) -> Plan:
     if db is not None:
         text = db.get_meta("plan")
         record, stored = _read_record(layout, text)
-        if record is not None and record.get("stat") == fast and not record.get("unread"):
+        if (
+            record is not None
+            and on("plan_stat_key")
+            and record.get("stat") == fast
+            and not record.get("unread")
+        ):
             if stored is None:
                 stored = _decode(layout, record["plan"])
                 stored.contents = {k: str(v[3]) for k, v in record.get("inputs", {}).items()}
@@ -448,18 +461,21 @@ def load(layout: Layout) -> Plan:
             return stored
     # an input whose stats are the ones recorded keeps its recorded content: after a new
     # order only that order's file is looked up, not every input's hash
-    seen: dict[str, list[Any]] = record.get("inputs", {}) if record is not None else {}
+    seen: dict[str, list[Any]] = (
+        record.get("inputs", {}) if record is not None and on("plan_stat_key") else {}
+    )
     contents = [_content(layout, e, seen.get(e.rel)) for e in entries]
     slow = content_key(entries, contents)
-    if record is not None and record.get("content") == slow:
+    if record is not None and on("plan_content_key") and record.get("content") == slow:
         plan = stored or _decode(layout, record["plan"])
         facts: Facts = record["facts"]
         if db is not None:
             prehash(db, layout, plan)
     else:
-        old = (stored or _decode(layout, record["plan"])) if record is not None else None
-        known: Facts = record["facts"] if record is not None else {}
-        if record is not None and record.get("settings") != _settings(entries, contents):
+        kept = record if on("plan_facts") else None
+        old = (stored or _decode(layout, kept["plan"])) if kept is not None else None
+        known: Facts = kept["facts"] if kept is not None else {}
+        if kept is not None and kept.get("settings") != _settings(entries, contents):
             known = {}  # the size and depth limits decide what parses
         plan, facts = draw(layout, entries, contents, known, old)
     plan.contents = {e.rel: c for e, c in zip(entries, contents, strict=True)}

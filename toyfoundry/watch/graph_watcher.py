@@ -28,6 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
+from toyfoundry import caches
 from toyfoundry.errors import FoundryError
 from toyfoundry.exchange.loader import settings
 from toyfoundry.graph import plan as planning
@@ -302,7 +303,16 @@ class GraphWatcher:
     makes the event source pluggable (a `ScriptedSource` in tests); by default
     it is watchdog's native observer on `exchange/`. doit runs from the project
     folder, so a build changes the process's working folder while it runs.
+
+    Every build starts with fresh caches (`caches.next_build()` in the run
+    command), but the watcher's set keeps one table across cycles on purpose: the
+    `plan_record`, the plan record it last read or wrote, parsed. Each cycle reads
+    the record the previous one wrote (a megabyte at 1,000 orders); its text is
+    compared whole, so a record changed by anyone else is parsed again.
     """
+
+    #: The caches kept from one cycle's build to the next (see the class docstring).
+    KEPT = ("plan_record",)
 
     def __init__(
         self,
@@ -324,6 +334,7 @@ class GraphWatcher:
         # the graph's plan names files from the resolved working folder: compare like with like
         self.layout = layout = Layout(layout.root.resolve())
         self.dodo = dodo
+        caches.fresh(keep=self.KEPT)
         self.loop = WatchLoop(
             source,
             quiet=quiet,
