@@ -172,3 +172,26 @@ def test_the_sample_builds_the_same_bytes_with_every_cache_off(tmp_path: Path) -
         shutil.copytree(root, copy, symlinks=True, copy_function=shutil.copyfile)
         build(copy, setting)
         assert deliverables(copy) == want, setting
+
+
+def test_each_build_starts_with_fresh_caches_but_a_watcher_keeps_its_plan_record(
+    tmp_path: Path,
+) -> None:
+    """The run command starts every build with `caches.next_build()`: a table filled before
+    it is gone after, the switches stay; the graph watcher's set keeps its plan record."""
+    from tests.conftest import make_project
+    from toyfoundry.watch.graph_watcher import GraphWatcher, run_graph
+
+    layout = make_project(tmp_path / "project")
+    caches.fresh(["frontiers"])
+    caches.current().table("parsed")["sentinel"] = 1
+    assert run_graph(layout, ["validate"]).code == 0
+    assert "sentinel" not in caches.current().table("parsed")
+    assert not caches.current().on("frontiers")
+
+    GraphWatcher(layout, initial_build=False)
+    caches.current().table("parsed")["sentinel"] = 1
+    caches.current().table("plan_record")["sentinel"] = 1
+    assert run_graph(layout, ["validate"]).code == 0
+    assert "sentinel" not in caches.current().table("parsed")
+    assert "sentinel" in caches.current().table("plan_record")
