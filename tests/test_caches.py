@@ -122,7 +122,7 @@ def test_a_warm_process_rebuilds_an_edited_order_as_a_cold_one_builds_it(tmp_pat
 
 
 #: The records a build keeps in the dependency DB or beside the rollup, each switchable.
-RECORDS = ("plan_stat_key", "plan_content_key", "plan_facts", "code_fingerprints")
+RECORDS = ("plan_stat_key", "plan_facts", "code_fingerprints")
 RECORDS += ("rollup_vouching",)
 
 

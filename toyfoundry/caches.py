@@ -31,7 +31,6 @@ NAMES: dict[str, str] = {
     "rollup": "telemetry/parts.py: the rollup last written or trusted, by its bytes",
     "plan_record": "graph/plan.py: the plan record last read or written, by its text",
     "plan_stat_key": "graph/plan.py, DB: the plan (and each input's hash) by the inputs' stats",
-    "plan_content_key": "graph/plan.py, DB: the plan by the inputs' contents, then a prehash",
     "plan_facts": "graph/plan.py, DB: each order's and recipe's facts by content hash",
     "code_fingerprints": "graph/stages.py, DB: the stage fingerprints by the sources' stats",
     "rollup_vouching": "telemetry/parts.py: the rollup trusted while rollup_state.json vouches",
