@@ -1,15 +1,20 @@
 """What each cache buys: every figure with all caches on and with one turned off, side by side.
 
-    python -m bench.caches [--n 100] [--rounds 3] [--only name,name]
+    python -m bench.caches [--n 100] [--rounds 3] [--only name,name] [--full name,name]
 
 For each round, for each setting (all on, then each cache of `toyfoundry.caches.NAMES`
 off through `TOYFOUNDRY_NO_CACHE`, then all off), in turn: a fresh W(N) is written,
-built (`full`), built again with nothing to do (`noop`), then built after one new
-order (`new_order`). Rounds interleave the settings, so a busy host slows them alike.
-Each figure is the median over the rounds of the child's CPU time (user + system,
-its reaped workers included, from `wait4`), with the wall time beside it. Prints
-one JSON object and a Markdown table: per cache and figure, the CPU time off over
-on (1.10 = turning it off costs 10%).
+built (`full`), built once more untimed (a warm-up: the records a build keeps are
+then those of this setting), built again with nothing to do (`noop`), then after
+one new order (`new_order`), then a copy of it with every mtime and inode new, as a
+CI checkout with a restored `.toyfoundry/` is (`fresh_copy`). With `--full`, only
+the settings named there (and all on) build W(N) themselves; the others start
+from a copy of this round's all-on build (copied right after it was built, mtimes
+kept), which saves a full build each at N = 1,000. Rounds interleave the settings,
+so a busy host slows them alike. Each figure is the median over the rounds of the
+child's CPU time (user + system, its reaped workers included, from `wait4`), with
+the wall time beside it. Prints one JSON object and a Markdown table: per cache and
+figure, the CPU time off over on (1.10 = turning it off costs 10%).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from bench import workload
 from bench.runner import REPO, child_env, doit_cmd
 from bench.suite import make_project
 
-FIGURES = ("full", "noop", "new_order")
+FIGURES = ("full", "noop", "new_order", "fresh_copy")
 
 
 def _names() -> list[str]:
@@ -67,22 +72,40 @@ def _timed(cwd: Path, off: str) -> tuple[float, float]:
 
 
 def measure(
-    n: int, rounds: int, settings: list[str], work: Path, full_only: bool = False
+    n: int,
+    rounds: int,
+    settings: list[str],
+    work: Path,
+    full_only: bool = False,
+    full: set[str] | None = None,
 ) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """Samples per setting and figure; `full` (None: every setting) builds W(n) itself."""
     samples: dict[str, dict[str, list[tuple[float, float]]]] = {
         s: {f: [] for f in FIGURES} for s in settings
     }
     for r in range(rounds):
+        base = work / f"base-{r}"
         for setting in settings:
             project = work / f"p-{r}-{setting or 'on'}"
-            make_project(project, n)
-            samples[setting]["full"].append(_timed(project, setting))
+            if full is None or setting in full or not setting or not base.exists():
+                make_project(project, n)
+                samples[setting]["full"].append(_timed(project, setting))
+                if not setting and full is not None:
+                    shutil.copytree(project, base, symlinks=True)
+            else:
+                shutil.copytree(base, project, symlinks=True)
             if not full_only:
+                _timed(project, setting)  # warm-up: this setting's records, these inodes
                 samples[setting]["noop"].append(_timed(project, setting))
                 workload.extra(project, n)
                 samples[setting]["new_order"].append(_timed(project, setting))
+                copy = project.with_name(project.name + "-copy")
+                shutil.copytree(project, copy, symlinks=True, copy_function=shutil.copyfile)
+                samples[setting]["fresh_copy"].append(_timed(copy, setting))
+                shutil.rmtree(copy, ignore_errors=True)
             shutil.rmtree(project, ignore_errors=True)
             print(f"round {r + 1}/{rounds} {setting or 'on'} done", file=sys.stderr, flush=True)
+        shutil.rmtree(base, ignore_errors=True)
     return samples
 
 
@@ -92,13 +115,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated caches (default: all)")
     parser.add_argument("--full-only", action="store_true", help="measure the full build alone")
+    parser.add_argument(
+        "--full",
+        default=None,
+        help="comma-separated settings that time a full build (default: every one)",
+    )
+    parser.add_argument("--out", default="", help="also write the JSON object to this file")
     args = parser.parse_args(argv)
     names = [s for s in args.only.split(",") if s] or _names()
     settings = ["", *names, "all"]
     figures = ("full",) if args.full_only else FIGURES
     work = Path(tempfile.mkdtemp(prefix="toyfoundry-caches-"))
     try:
-        samples = measure(args.n, args.rounds, settings, work, args.full_only)
+        full = None if args.full is None else {s for s in args.full.split(",") if s}
+        samples = measure(args.n, args.rounds, settings, work, args.full_only, full)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     med = {
@@ -109,12 +139,18 @@ def main(argv: list[str] | None = None) -> int:
         }
         for s, figs in samples.items()
     }
-    print(json.dumps({"n": args.n, "rounds": args.rounds, "samples": samples, "median": med}))
+    result = json.dumps({"n": args.n, "rounds": args.rounds, "samples": samples, "median": med})
+    print(result)
+    if args.out:
+        Path(args.out).write_text(result + "\n")
     print(f"\n| cache off | {' | '.join(f'{f} cpu s (off/on)' for f in figures)} |")
     print("|---|" + "---:|" * len(figures))
     for s in settings:
         cells = []
         for f in figures:
+            if f not in med[s]:
+                cells.append("-")
+                continue
             cpu, wall = med[s][f]
             ratio = cpu / med[""][f][0]
             cells.append(f"{cpu:.2f} ({ratio:.2f}x; wall {wall:.2f})")

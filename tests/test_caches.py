@@ -143,3 +143,79 @@ def test_a_warm_process_rebuilds_an_edited_order_as_a_cold_one_builds_it(tmp_pat
             assert got.exists() == want.exists(), (order_id, name)
             if want.exists():
                 assert got.read_bytes() == want.read_bytes(), (order_id, name)
+
+
+#: The records a build keeps in the dependency DB or beside the rollup, each switchable.
+RECORDS = ("plan_stat_key", "plan_facts", "code_fingerprints")
+RECORDS += ("rollup_vouching",)
+
+
+def _edit(root: Path) -> None:
+    """A new order, and an edited one: what the records are there to make cheap."""
+    orders = root / "exchange" / "orders"
+    text = (orders / "2025-10-28-002.json").read_text()
+    new = text.replace("2025-10-28-002", "2025-10-29-001").replace("20251028002", "20251029001")
+    (orders / "2025-10-29-001.json").write_text(new)
+    (orders / "2025-10-28-002.json").write_text(text.replace("second line.", "second line!"))
+
+
+def test_the_sample_builds_the_same_bytes_with_every_cache_off(tmp_path: Path) -> None:
+    """`TOYFOUNDRY_NO_CACHE=all` and each of the build's records turned off alone give the
+    bytes of a build with everything on: from scratch, after an edit, and in a copy with
+    every mtime new (a CI checkout with a restored `.toyfoundry/`)."""
+    import shutil
+
+    from tests.conftest import doit, executed, make_project
+    from tests.test_incremental_equals_clean import deliverables
+
+    def build(root: Path, off: str = "") -> None:
+        env = {caches.ENV: off}
+        result = doit(root, env=env)
+        assert result.code == 0, result.out + result.err
+        again = doit(root, env=env)
+        assert executed(again.out) == [], (off, again.out)
+
+    on = make_project(tmp_path / "on").root
+    build(on)
+    off = make_project(tmp_path / "off").root
+    build(off, "all")
+    assert deliverables(off) == deliverables(on)
+
+    before = tmp_path / "before"
+    shutil.copytree(on, before, symlinks=True)
+    _edit(on)
+    build(on)
+    want = deliverables(on)
+    for setting in ("all", *RECORDS):
+        root = tmp_path / f"edited-{setting}"
+        shutil.copytree(before, root, symlinks=True)
+        _edit(root)
+        build(root, setting)
+        assert deliverables(root) == want, setting
+        copy = tmp_path / f"copy-{setting}"
+        shutil.copytree(root, copy, symlinks=True, copy_function=shutil.copyfile)
+        build(copy, setting)
+        assert deliverables(copy) == want, setting
+
+
+def test_each_build_starts_with_fresh_caches_but_a_watcher_keeps_its_plan_record(
+    tmp_path: Path,
+) -> None:
+    """The run command starts every build with `caches.next_build()`: a table filled before
+    it is gone after, the switches stay; the graph watcher's set keeps its plan record."""
+    from tests.conftest import make_project
+    from toyfoundry.watch.graph_watcher import GraphWatcher, run_graph
+
+    layout = make_project(tmp_path / "project")
+    caches.fresh(["frontiers"])
+    caches.current().table("parsed")["sentinel"] = 1
+    assert run_graph(layout, ["validate"]).code == 0
+    assert "sentinel" not in caches.current().table("parsed")
+    assert not caches.current().on("frontiers")
+
+    GraphWatcher(layout, initial_build=False)
+    caches.current().table("parsed")["sentinel"] = 1
+    caches.current().table("plan_record")["sentinel"] = 1
+    assert run_graph(layout, ["validate"]).code == 0
+    assert "sentinel" not in caches.current().table("parsed")
+    assert "sentinel" in caches.current().table("plan_record")

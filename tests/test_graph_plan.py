@@ -127,40 +127,6 @@ def test_settings_change_forgets_the_facts(tmp_path: Path, reads: list[str]) -> 
     assert sum(r.endswith(".json") for r in reads) >= 4
 
 
-def test_a_restored_cache_hashes_the_build_artefacts_before_doit_checks_them(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from bench import workload
-    from toyfoundry.graph import checker
-    from toyfoundry.watch.graph_watcher import run_graph
-
-    built = Layout(tmp_path / "built")
-    workload.write(built.root, 25)
-    shutil.copy2(Path(__file__).resolve().parents[1] / "pyproject.toml", built.settings_file)
-    assert run_graph(built).code == 0
-    copy = Layout(tmp_path / "copy")
-    shutil.copytree(built.root, copy.root)  # new inodes and mtimes, same bytes
-    artefacts = [
-        str(p.relative_to(copy.root))
-        for p in sorted((copy.root / ".toyfoundry/build").rglob("*.json"))
-    ]
-    assert len(artefacts) >= 64
-    with db(copy) as opened:
-        plan.load(copy)
-        for rel in artefacts:
-            assert opened.cached_hash(rel, os.stat(copy.root / rel)) is not None, rel
-    hashed: list[str] = []
-    real = checker.whole_hash
-    monkeypatch.setattr(
-        checker, "whole_hash", lambda p, size=None: hashed.append(p) or real(p, size)
-    )
-    run = run_graph(copy)
-    assert run.code == 0 and run.ran == []
-    assert not [
-        p for p in hashed if "/.toyfoundry/build/" in p or p.startswith(".toyfoundry/build")
-    ]
-
-
 def test_a_record_read_back_in_the_same_process_is_not_parsed_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -198,3 +198,37 @@ def test_a_second_signal_while_stopping_is_no_traceback(auto: Auto) -> None:
     auto.proc.send_signal(signal.SIGINT)
     assert auto.stop() == 0
     assert not any("Traceback" in line for line in auto.lines), auto.lines
+
+
+def test_in_a_foundry_project_the_plan_says_what_a_change_is(tmp_path: Path) -> None:
+    """Real events in a foundry project: a new order re-runs the graph and gets its report;
+    a rewrite with the same bytes, a new mtime, a temp file, a file the plan does not
+    read and the foundry's own outputs start no cycle (the plan read those bytes)."""
+    from tests.conftest import make_project
+
+    layout = make_project(tmp_path / "factory")
+    running = Auto(layout.root)
+    try:
+        first = running.wait_cycles(1)[0]
+        assert "ok" in first and "the plan names" in first, first
+        order = layout.orders_dir / "2025-10-28-002.json"
+        data = order.read_bytes()
+        drop(order, data)  # same bytes, new inode and mtime
+        os.utime(order)
+        (layout.orders_dir / ".draft.json.tmp").write_text("{")
+        (layout.exchange / "notes.txt").write_text("not an input")
+        (layout.root / "exchange" / "reports" / "scratch.md").write_text("x")
+        stays(lambda: len(running.cycles()) == 1, seconds=1.5)
+
+        new = layout.orders_dir / "2025-10-29-001.json"
+        text = data.decode().replace("2025-10-28-002", "2025-10-29-001")
+        drop(new, text.replace("20251028002", "20251029001").encode())
+        second = running.wait_cycles(2)[1]
+        assert "after exchange/orders/2025-10-29-001.json" in second and "ok" in second, second
+        assert (layout.root / "exchange" / "reports" / "2025-10-29-001.md").exists()
+        stays(lambda: len(running.cycles()) == 2, seconds=1.0)
+        assert running.stop() == 0
+    finally:
+        if running.proc.poll() is None:
+            running.proc.kill()
+            running.proc.wait()

@@ -3,7 +3,13 @@
 Every cache is a second copy of the truth with an invalidation rule, so each one is
 named here, can be turned off (`TOYFOUNDRY_NO_CACHE=name[,name]`, or `all`, read once
 when the object is made) and has a row in BENCHMARKS.md that shows what it buys.
-A command, a test or a watcher starts clean with `fresh()`.
+A test starts clean with `fresh()`; each build (`doit`, `toyfoundry build`, a
+watcher's cycle) starts with `next_build()`, which drops every table but those the
+set was made to keep (a watcher keeps its plan record, see `graph_watcher`).
+
+Some entries name a record kept in the dependency DB or beside the rollup rather
+than a table here: turning one off makes its readers ignore it and take the slow
+path, which must give the same outputs.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ NAMES: dict[str, str] = {
     "doctrine_index": "forge/doctrine.py: digests in the doctrine index, read by its tail",
     "rollup": "telemetry/parts.py: the rollup last written or trusted, by its bytes",
     "plan_record": "graph/plan.py: the plan record last read or written, by its text",
+    "plan_stat_key": "graph/plan.py, DB: the plan (and each input's hash) by the inputs' stats",
+    "plan_facts": "graph/plan.py, DB: each order's and recipe's facts by content hash",
+    "code_fingerprints": "graph/stages.py, DB: the stage fingerprints by the sources' stats",
+    "rollup_vouching": "telemetry/parts.py: the rollup trusted while rollup_state.json vouches",
     "paths": "store/layout.py: joined paths (lru_cache)",
 }
 
@@ -33,11 +43,13 @@ NAMES: dict[str, str] = {
 class Caches:
     """Which caches are on, and the caches themselves: one table each, by name."""
 
-    def __init__(self, off: Iterable[str] | None = None) -> None:
+    def __init__(self, off: Iterable[str] | None = None, keep: Iterable[str] = ()) -> None:
         if off is None:
             off = os.environ.get(ENV, "").split(",")
         names = frozenset(n.strip() for n in off if n.strip())
         self.off = frozenset(NAMES) if "all" in names else names
+        #: the tables `next_build` carries over to the next build's set
+        self.keep = frozenset(keep)
         self._tables: dict[str, dict[Any, Any]] = {n: {} for n in NAMES if n not in self.off}
 
     def on(self, name: str) -> bool:
@@ -64,8 +76,21 @@ def current() -> Caches:
     return _current
 
 
-def fresh(off: Iterable[str] | None = None) -> Caches:
-    """Drop every cache and start a new set: for a new build, a test or a watcher."""
+def fresh(off: Iterable[str] | None = None, keep: Iterable[str] = ()) -> Caches:
+    """Drop every cache and start a new set (for a test, or a watcher that names the tables
+    its builds keep)."""
     global _current
-    _current = Caches(off)
+    _current = Caches(off, keep)
+    return _current
+
+
+def next_build() -> Caches:
+    """The set for a build about to start: the same switches, every table dropped but those
+    the previous set was made to keep."""
+    global _current
+    before = current()
+    _current = Caches(before.off, before.keep)
+    for name in before.keep:
+        if name in before._tables and name in _current._tables:
+            _current._tables[name] = before._tables[name]
     return _current

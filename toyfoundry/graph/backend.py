@@ -368,7 +368,7 @@ class FoundryDB:
         self._dirty.clear()
         self._write("delete from doit")  # and, by its trigger, every stamp
 
-    # --- the file-hash cache shared with FoundryChecker (and the plan's content key) ---
+    # --- the file-hash cache shared with FoundryChecker ---
     def cached_hash(self, path: str, st: os.stat_result) -> str | None:
         if self._hashes is None and self._lookups < _POINT_LOOKUPS:
             # a few files (one new order): ask for each; many (a fresh copy): load them all

@@ -3,18 +3,14 @@
 Drawing the graph needs one look at every order (its recipe and phase decide its
 chain and its inputs). Parsing a thousand orders through the models on every
 `doit` costs more than checking the whole graph, so the plan is kept in the
-dependency DB with two keys over everything it was read from (every exchange
-input and the settings file, plus the code that draws it):
+dependency DB with a key over everything it was read from (every exchange input
+and the settings file, plus the code that draws it): the *stat key* (name, type,
+size, mtime, inode). A no-op run stats the files and reuses the plan without
+hashing or parsing anything.
 
-- the *stat key* (name, type, size, mtime, inode): a no-op run stats the files
-  and reuses the plan without hashing or parsing anything;
-- the *content key* (name, type, size, content hash from the checker's cache):
-  a copy of the project with new mtimes and inodes (a CI checkout with a
-  restored cache) still matches its plan, and then the build artefacts doit is
-  about to re-hash are hashed first, in one pass (`prehash`).
-
-When neither matches, the plan is drawn again, but only the files whose bytes
-changed are parsed: the few facts the plan takes from each order (recipe and
+When it does not match (an edit, or a copy of the project with new mtimes and
+inodes, as a CI checkout with a restored cache is), the plan is drawn again, but
+only the files whose bytes changed are parsed: the few facts the plan takes from each order (recipe and
 phase) and recipe (experimental or not) are remembered per content hash. A new
 order therefore costs one parse, not a thousand.
 """
@@ -40,7 +36,6 @@ from toyfoundry.store.layout import INPUT_FOLDERS, Layout, UnsafeIdError, check_
 
 if TYPE_CHECKING:
     from toyfoundry.exchange.loader import Exchange
-    from toyfoundry.graph.backend import FoundryDB
 
 #: Bumped when the cached record's shape changes.
 RECORD_VERSION = 4
@@ -197,10 +192,6 @@ def _key(*parts: object) -> str:
 
 def stat_key(entries: list[Entry]) -> str:
     return _key([(e.rel, e.kind, e.st.st_size, e.st.st_mtime_ns, e.st.st_ino) for e in entries])
-
-
-def content_key(entries: list[Entry], contents: list[str]) -> str:
-    return _key([(e.rel, e.kind, e.st.st_size, c) for e, c in zip(entries, contents, strict=True)])
 
 
 # --------------------------------------------------------------------------- drawing the plan
@@ -429,9 +420,16 @@ def _read_record(layout: Layout, text: str | None) -> tuple[dict[str, Any] | Non
 
 
 def load(layout: Layout) -> Plan:
-    """The plan, from the dependency DB when nothing it was read from has changed."""
+    """The plan, from the dependency DB when nothing it was read from has changed.
+
+    Each use of the stored record can be turned off (`toyfoundry.caches`):
+    `plan_stat_key` (the record by the inputs' stats, and each input's hash by its
+    stats), `plan_facts` (the facts per content hash, and the previous plan's inputs of an
+    order whose facts held). With both off the plan is drawn from every input.
+    """
     from toyfoundry.graph import backend
 
+    on = caches.current().on
     entries = scan_inputs(layout)
     fast = stat_key(entries)
     db = backend.current()
@@ -440,7 +438,12 @@ def load(layout: Layout) -> Plan:
     if db is not None:
         text = db.get_meta("plan")
         record, stored = _read_record(layout, text)
-        if record is not None and record.get("stat") == fast and not record.get("unread"):
+        if (
+            record is not None
+            and on("plan_stat_key")
+            and record.get("stat") == fast
+            and not record.get("unread")
+        ):
             if stored is None:
                 stored = _decode(layout, record["plan"])
                 stored.contents = {k: str(v[3]) for k, v in record.get("inputs", {}).items()}
@@ -448,26 +451,21 @@ def load(layout: Layout) -> Plan:
             return stored
     # an input whose stats are the ones recorded keeps its recorded content: after a new
     # order only that order's file is looked up, not every input's hash
-    seen: dict[str, list[Any]] = record.get("inputs", {}) if record is not None else {}
+    seen: dict[str, list[Any]] = (
+        record.get("inputs", {}) if record is not None and on("plan_stat_key") else {}
+    )
     contents = [_content(layout, e, seen.get(e.rel)) for e in entries]
-    slow = content_key(entries, contents)
-    if record is not None and record.get("content") == slow:
-        plan = stored or _decode(layout, record["plan"])
-        facts: Facts = record["facts"]
-        if db is not None:
-            prehash(db, layout, plan)
-    else:
-        old = (stored or _decode(layout, record["plan"])) if record is not None else None
-        known: Facts = record["facts"] if record is not None else {}
-        if record is not None and record.get("settings") != _settings(entries, contents):
-            known = {}  # the size and depth limits decide what parses
-        plan, facts = draw(layout, entries, contents, known, old)
+    kept = record if on("plan_facts") else None
+    old = (stored or _decode(layout, kept["plan"])) if kept is not None else None
+    known: Facts = kept["facts"] if kept is not None else {}
+    if kept is not None and kept.get("settings") != _settings(entries, contents):
+        known = {}  # the size and depth limits decide what parses
+    plan, facts = draw(layout, entries, contents, known, old)
     plan.contents = {e.rel: c for e, c in zip(entries, contents, strict=True)}
     if db is not None:
         fresh = {
             "version": RECORD_VERSION,
             "stat": fast,
-            "content": slow,
             "settings": _settings(entries, contents),
             # a file not read now may be readable next time under the same stats
             "unread": any(unread(e, c) for e, c in zip(entries, contents, strict=True)),
@@ -482,33 +480,6 @@ def load(layout: Layout) -> Plan:
         db.put_meta("plan", text)
         _remember(layout, text, fresh, plan)
     return plan
-
-
-def prehash(db: FoundryDB, layout: Layout, plan: Plan) -> None:
-    """Hash the orders' build artefacts in one pass, before doit checks them one by one.
-
-    Same bytes under new stats is what a restored cache looks like (a CI checkout
-    gives every file a new mtime and inode): doit is about to re-hash every build
-    artefact, one task at a time. Here they are hashed in one loop and remembered in
-    batched transactions, and the checker then finds each hash in the DB. Files
-    already hashed for their current stats are skipped.
-
-    One thread: an artefact is tens of KB, so opening and reading it holds the GIL
-    about as long as hashing it releases it, and two threads spent more time handing
-    the GIL over than hashing (3,078 files of W(1,000): 0.25-0.35 s on two threads
-    against 0.12-0.21 s on one).
-    """
-    from toyfoundry.graph.checker import whole_hash
-
-    for node in plan.orders:
-        for rel in (node.mint, node.rituals, node.chain):
-            path = os.path.join(layout.root, rel)
-            try:
-                st = os.stat(path)
-                if db.cached_hash(rel, st) is None:
-                    db.remember_hash(rel, st, whole_hash(path, st.st_size))
-            except (OSError, safe_read.ReadError):  # gone or odd: the checker will say so
-                continue
 
 
 def _settings(entries: list[Entry], contents: list[str]) -> str | None:

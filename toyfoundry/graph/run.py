@@ -58,6 +58,7 @@ from doit.dependency import DatabaseException
 from doit.exceptions import InvalidDodoFile, TaskFailed, UnmetDependency
 from doit.runner import FAILURE, SUCCESS, MRunner, Runner
 
+from toyfoundry import caches
 from toyfoundry.errors import FoundryError, os_error_line, say
 from toyfoundry.graph import stale, workers
 from toyfoundry.graph.implicit import linear_implicit_deps
@@ -308,6 +309,7 @@ class FoundryRun(Run):  # type: ignore[misc]
     cmd_options = (*Run.cmd_options, OPT_LOCK_TIMEOUT)
 
     def execute(self, params: Any, args: list[str]) -> Any:
+        caches.next_build()  # this build's caches, dropped when the next build starts
         self._jobs_chosen = "num_process" in params._non_default_keys or bool(
             params.get("num_process")
         )

@@ -145,11 +145,13 @@ def fingerprints() -> dict[str, str]:
     Reading the sources, following their imports and scanning the installed
     distributions for plugins costs more than the rest of a no-op's own work, and
     runs on every doit invocation; a stat of each source file and import folder
-    says whether anything could have changed.
+    says whether anything could have changed. The record is the `code_fingerprints`
+    cache (`toyfoundry.caches`): turned off, every process computes them afresh.
     """
+    from toyfoundry import caches
     from toyfoundry.graph import backend
 
-    db = backend.current()
+    db = backend.current() if caches.current().on("code_fingerprints") else None
     key = _code_key() if db is not None else ""
     if db is not None:
         text = db.get_meta("code")

@@ -173,8 +173,11 @@ def load_rollup(layout: Layout, code: str | None = None) -> Stored | None:
     Bytes equal to those this process last wrote or trusted are not hashed or
     parsed again: the document is shared (see `Stored`). Never raises for a
     missing, unreadable or malformed rollup or record: the caller then takes
-    the slow path, which says what is wrong.
+    the slow path, which says what is wrong. The record's vouching is the
+    `rollup_vouching` cache (`toyfoundry.caches`): turned off, this is always None.
     """
+    if not caches.current().on("rollup_vouching"):
+        return None
     try:
         raw = state_path(layout).read_bytes()
         data = layout.rollup.read_bytes()

@@ -14,6 +14,11 @@ tasks' targets, the dependency DB, hidden and temporary names, and the
 `--ignore` patterns (by default the foundry's own outputs). After a quiet
 period without events it reports what changed to the parent and exits, and the
 parent starts the next cycle. A periodic rescan catches events that never came.
+
+In a foundry project (a task list drawn from its plan) the plan alone says what
+to watch and what a change is, as for `toyfoundry watch` (`PlanWatchSet`): the
+files it names, settings included, new files in the folders it lists, each
+compared with the content the plan read.
 """
 
 from __future__ import annotations
@@ -206,6 +211,127 @@ class WatchSet:
         trees = f" and {len(self.trees)} tree(s)" if self.trees else ""
         return f"watching {len(self.files)} file(s) in {len(self.dirs())} folder(s){trees}"
 
+    def remembered(self) -> tuple[list[str], list[str]]:
+        """Files and folders for the next cycle, should its tasks fail to load."""
+        return sorted(map(str, self.files)), sorted(map(str, self.folders))
+
+    # --- what `Auto._wait` asks: each returns the changed paths and when to look again ---
+    def begin(self, started_ns: int, before: Mapping[Path, set[str]]) -> Found:
+        """The baseline, and what changed while the tasks ran."""
+        self.baseline = self.listing()
+        return self.changed_since(started_ns, before), None
+
+    def hinted(self, hints: Sequence[Path | None]) -> Found:
+        """A debounced batch of relevant events: each is a change (see `events_are_changes`)."""
+        return [p for p in hints if p is not None], None
+
+    #: whether a relevant event ends the wait by itself, as a change of unknown paths
+    events_are_changes = True
+
+    def rescan(self) -> Found:
+        """Every watched entry compared with the baseline."""
+        now, start = self.listing(), self.baseline
+        return [p for p in now.keys() | start.keys() if now.get(p) != start.get(p)], None
+
+
+#: What a look at the watched files found: the changed paths, and seconds until a file
+#: that is still being written should be looked at again (None: nothing pending).
+Found = tuple[list[Path], float | None]
+
+
+@dataclass
+class PlanWatchSet(WatchSet):
+    """A foundry project's watch set: what its plan names, as `toyfoundry watch` has it.
+
+    The plan the cycle's tasks were drawn from names every file it was read from
+    (settings included) and every file an order reads, present or not yet, and
+    lists the input folders; `graph_watcher.watched` says what an event there is.
+    A change is a file whose content differs from what the plan read (`Plan.contents`,
+    the checker's sha256), a named file that appeared or went, or a new file in a
+    listed folder: so a write during the run is seen, and a touch that keeps the
+    bytes is not. Events are hints; each is checked by a scan of those files, which
+    waits for a file still being written (`StableScanner`). The dodo file alone is
+    compared by stat, as in other projects.
+    """
+
+    plan: Any = None
+    named: frozenset[Path] = frozenset()
+    listed: frozenset[Path] = frozenset()
+    #: how long a file must stay unchanged before it is read (`--quiet-period`)
+    quiet: float = 0.2
+    scanner: Any = None
+
+    def relevant(self, path: Path) -> bool:
+        from toyfoundry.watch.graph_watcher import watched
+
+        if self.ignored(path):
+            return False
+        return path in self.files or watched(path, self.named, self.listed)
+
+    def roots(self) -> list[WatchRoot]:
+        from toyfoundry.watch.graph_watcher import plan_roots
+
+        return sorted(
+            set(plan_roots(self.listed, [*self.named, *self.files])), key=lambda r: r.path
+        )
+
+    def _inputs(self) -> list[Path]:
+        from toyfoundry.watch.graph_watcher import plan_inputs
+
+        return [p for p in plan_inputs(self.plan.layout, self.named) if not self.ignored(p)]
+
+    def begin(self, started_ns: int, before: Mapping[Path, set[str]]) -> Found:
+        from toyfoundry.watch.observer import FileState, StableScanner
+
+        self.baseline = {p: _stat_key(p) for p in self.files}
+        limit = started_ns - _CLOCK_SLACK_NS
+        dodo = [p for p in self.files if (k := self.baseline[p]) is not None and k[0] >= limit]
+        self.scanner = scanner = StableScanner(quiet=self.quiet, settle=self.quiet, check="bytes")
+        root = self.plan.layout.root
+        for rel, content in self.plan.contents.items():
+            path = root / rel
+            if _is_sha256(content):
+                # what the plan read: stats unknown, so the first scan compares the bytes
+                scanner.snapshot[path] = FileState("regular", -1, -1, -1, content)
+                continue
+            with contextlib.suppress(OSError):  # a link or an odd entry: as it is now
+                scanner.snapshot[path] = FileState.of(os.lstat(path))
+        changed, retry = self._scan(first=True)
+        return sorted({*changed, *dodo}), retry
+
+    def _scan(self, first: bool = False) -> Found:
+        scan = self.scanner.scan(self._inputs())
+        changed = [
+            c.path
+            for c in scan.changes
+            # a named file outside the listed folders that the plan did not read: the baseline
+            if not (first and c.what == "added" and c.path.parent not in self.listed)
+        ]
+        return changed, scan.retry_after
+
+    def hinted(self, hints: Sequence[Path | None]) -> Found:
+        return self.rescan()
+
+    events_are_changes = False
+
+    def rescan(self) -> Found:
+        changed, retry = self._scan()
+        dodo = [p for p in self.files if _stat_key(p) != self.baseline.get(p)]
+        return sorted({*changed, *dodo}), retry
+
+    def describe(self) -> str:
+        return (
+            f"watching the {len(self.named)} file(s) the plan names"
+            f" and {len(self.listed)} folder(s) it lists"
+        )
+
+    def remembered(self) -> tuple[list[str], list[str]]:
+        return sorted(map(str, self.named | self.files)), sorted(map(str, self.listed))
+
+
+def _is_sha256(content: str) -> bool:
+    return len(content) == 64 and all(c in "0123456789abcdef" for c in content)
+
 
 def _shown(root: Path, paths: Sequence[str]) -> str:
     if not paths or paths == ["?"]:
@@ -392,7 +518,7 @@ class Auto(DoitCmdBase):  # type: ignore[misc]
                 self._callback(params, outcome.code)
             sys.stdout.flush()
             paths = self._wait(params, watch, started_ns, before)
-            files, folders = sorted(map(str, watch.files)), sorted(map(str, watch.folders))
+            files, folders = watch.remembered()
             conn.send(("changed", paths, files, folders))
         except KeyboardInterrupt:
             conn.send(("stopped",))
@@ -418,32 +544,51 @@ class Auto(DoitCmdBase):  # type: ignore[misc]
         control = runner.control
         selected = list(tasks_and_deps_iter(control.tasks, control.selected_tasks))
         root = Path.cwd()
-        watch = WatchSet(
-            root,
-            targets={root / t for t in control.targets},
-            dep_file=(root / params["dep_file"]),
-            ignore=params["ignore"],
-        )
-        for task in selected:
-            for dep in task.file_dep:
-                watch.add_file(root / dep)
-            for entry in task.watch:
-                path = root / entry
-                if path.is_dir():
-                    watch.trees.add(path)
-                else:
-                    watch.add_file(path)
-        listed = planned_folders(self.loader.namespace, root)
-        for path in plan_paths(self.loader.namespace, root):
-            # a file the plan is read from (the settings) is a change when it changes; in a
-            # folder the plan lists, a new file is one too
-            watch.add_file(path, folder=path.parent in listed)
+        if _draws_from_plan(self.loader.namespace):
+            watch: WatchSet = self._plan_watch(params, root)
+        else:
+            watch = WatchSet(
+                root,
+                targets={root / t for t in control.targets},
+                dep_file=(root / params["dep_file"]),
+                ignore=params["ignore"],
+            )
+            for task in selected:
+                for dep in task.file_dep:
+                    watch.add_file(root / dep)
+                for entry in task.watch:
+                    path = root / entry
+                    if path.is_dir():
+                        watch.trees.add(path)
+                    else:
+                        watch.add_file(path)
+        watch.targets = {root / t for t in control.targets}
         dodo = self.loader.namespace.get("__file__") if self.loader.namespace else None
         if isinstance(dodo, str):
             watch.add_file(Path(dodo).absolute(), folder=False)
         with_actions = [t for t in selected if t.actions]
         ran = sum(1 for t in with_actions if t.executed)
         return CycleOutcome(code, watch, ran, len(with_actions), seconds)
+
+    @staticmethod
+    def _plan_watch(params: Any, root: Path) -> PlanWatchSet:
+        """The watch set of a foundry project: from the plan this cycle's tasks were drawn
+        from (kept for the process: no second read)."""
+        from toyfoundry.graph import plan as planning
+        from toyfoundry.graph import tasks
+        from toyfoundry.store.layout import Layout
+        from toyfoundry.watch.graph_watcher import named_files
+
+        plan = tasks.current_plan()
+        return PlanWatchSet(
+            root,
+            dep_file=(root / params["dep_file"]),
+            ignore=params["ignore"],
+            plan=plan,
+            named=named_files(plan.layout, plan),
+            listed=frozenset(planning.listed_folders(Layout(root))),
+            quiet=params["quiet_period"],
+        )
 
     @staticmethod
     def _callback(params: Any, code: int) -> None:
@@ -462,23 +607,25 @@ class Auto(DoitCmdBase):  # type: ignore[misc]
             rescan=params["rescan"],
             accept=watch.relevant,
         )
-        watch.baseline = start = watch.listing()
         found: list[Path] = []
 
-        def cycle(wake: Wake) -> None:
+        def cycle(wake: Wake) -> float | None:
             if wake.trigger == "start":
-                found.extend(watch.changed_since(started_ns, before))
+                changed, retry = watch.begin(started_ns, before)
+                found.extend(changed)
                 if found:
                     # changed while the tasks ran: let the writer finish, then go again
                     loop.hints.notify(None)
-                return
+                return retry
             if wake.trigger == "event":
-                found.extend(p for p in wake.hints if p is not None)
+                changed, retry = watch.hinted(wake.hints)
             else:
-                now = watch.listing()
-                found.extend(p for p in now.keys() | start.keys() if now.get(p) != start.get(p))
-            if wake.trigger == "event" or found:
+                changed, retry = watch.rescan()
+            found.extend(changed)
+            ended = found or (wake.trigger == "event" and watch.events_are_changes)
+            if ended and retry is None:
                 loop.stop()
+            return retry
 
         loop.run(watch.roots(), cycle)
         return _paths(found) or ["?"]
@@ -490,29 +637,6 @@ def _draws_from_plan(namespace: Mapping[str, Any] | None) -> bool:
         getattr(value, "__module__", None) == "toyfoundry.graph.tasks"
         for value in (namespace or {}).values()
     )
-
-
-def plan_paths(namespace: Mapping[str, Any] | None, root: Path) -> list[Path]:
-    """Every file the foundry's plan names (settings included, optional files not there yet),
-    when the task list is drawn from it: a change to one may change the task list itself,
-    as the dodo file's does; [] in any other project."""
-    if not _draws_from_plan(namespace):
-        return []
-    from toyfoundry.graph import plan as planning
-    from toyfoundry.graph import tasks
-
-    # the plan this process drew its tasks from (kept for the process: no second read)
-    return sorted(root / p for p in planning.named_paths(tasks.current_plan()))
-
-
-def planned_folders(namespace: Mapping[str, Any] | None, root: Path) -> set[Path]:
-    """The folders the foundry's plan lists (a new file in one is an input); none elsewhere."""
-    if not _draws_from_plan(namespace):
-        return set()
-    from toyfoundry.graph import plan as planning
-    from toyfoundry.store.layout import Layout
-
-    return set(planning.listed_folders(Layout(root)))
 
 
 def _paths(paths: Iterable[Path]) -> list[str]:

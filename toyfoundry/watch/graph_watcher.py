@@ -23,11 +23,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
+from toyfoundry import caches
 from toyfoundry.errors import FoundryError
 from toyfoundry.exchange.loader import settings
 from toyfoundry.graph import plan as planning
@@ -233,6 +235,34 @@ def focus_orders(layout: Layout, plan: planning.Plan, selected: Iterable[str]) -
     return out
 
 
+def named_files(layout: Layout, plan: planning.Plan) -> frozenset[Path]:
+    """Every file the plan names (`plan.named_paths`), as absolute paths."""
+    return frozenset(layout.root / p for p in planning.named_paths(plan))
+
+
+def watched(path: Path, named: AbstractSet[Path], listed: AbstractSet[Path]) -> bool:
+    """True for a file the plan names, or a new file in a folder it lists; the foundry's
+    own outputs are neither, nor are hidden and temporary names. `toyfoundry watch` and
+    `doit auto` both ask this."""
+    if path in named:
+        return True
+    return path.parent in listed and not safe_read.is_skipped_name(path.name)
+
+
+def plan_inputs(layout: Layout, named: AbstractSet[Path]) -> list[Path]:
+    """The files the plan is read from now (its input folders' files and the settings in
+    `pyproject.toml`) and every file the last plan names (an optional one may appear)."""
+    listing = planning.scan_inputs(layout)
+    found = {layout.root / e.rel for e in listing if e.kind != planning.UNLISTED}
+    return sorted(found | named)
+
+
+def plan_roots(listed: AbstractSet[Path], named: Iterable[Path]) -> list[WatchRoot]:
+    """The folders to get events from: those the plan lists, and those of its named files."""
+    folders = set(listed) | {p.parent for p in named}
+    return [WatchRoot(folder, recursive=False) for folder in sorted(folders)]
+
+
 # --------------------------------------------------------------------------- one cycle
 
 
@@ -302,7 +332,16 @@ class GraphWatcher:
     makes the event source pluggable (a `ScriptedSource` in tests); by default
     it is watchdog's native observer on `exchange/`. doit runs from the project
     folder, so a build changes the process's working folder while it runs.
+
+    Every build starts with fresh caches (`caches.next_build()` in the run
+    command), but the watcher's set keeps one table across cycles on purpose: the
+    `plan_record`, the plan record it last read or wrote, parsed. Each cycle reads
+    the record the previous one wrote (a megabyte at 1,000 orders); its text is
+    compared whole, so a record changed by anyone else is parsed again.
     """
+
+    #: The caches kept from one cycle's build to the next (see the class docstring).
+    KEPT = ("plan_record",)
 
     def __init__(
         self,
@@ -324,6 +363,7 @@ class GraphWatcher:
         # the graph's plan names files from the resolved working folder: compare like with like
         self.layout = layout = Layout(layout.root.resolve())
         self.dodo = dodo
+        caches.fresh(keep=self.KEPT)
         self.loop = WatchLoop(
             source,
             quiet=quiet,
@@ -378,30 +418,22 @@ class GraphWatcher:
 
     # --- what is watched: what the plan names ---
     def relevant(self, path: Path) -> bool:
-        """True for a file the plan names, or a new file in a folder it lists; the foundry's
-        own outputs are neither, nor are hidden and temporary names."""
-        if path in self._named:
-            return True
-        return path.parent in self._listed and not safe_read.is_skipped_name(path.name)
+        """See `watched`."""
+        return watched(path, self._named, self._listed)
 
     def inputs(self) -> list[Path]:
-        """The files the plan is read from now (its input folders' files and the settings in
-        `pyproject.toml`) and every file the last plan names (an optional one may appear)."""
-        root = self.layout.root
-        listing = planning.scan_inputs(self.layout)
-        found = {root / e.rel for e in listing if e.kind != planning.UNLISTED}
-        return sorted(found | self._named)
+        """See `plan_inputs`."""
+        return plan_inputs(self.layout, self._named)
 
     def roots(self) -> list[WatchRoot]:
         """The folders to get events from: those the plan lists, and those of its named files."""
         named = self._named or self.inputs()  # before the first plan: what it will be read from
-        folders = set(self._listed) | {p.parent for p in named}
-        return [WatchRoot(folder, recursive=False) for folder in sorted(folders)]
+        return plan_roots(self._listed, named)
 
     def _adopt(self, plan: planning.Plan) -> None:
         """Take `plan` as the last one: what the next change is compared with, what is watched."""
         self._plan = plan
-        self._named = frozenset(self.layout.root / p for p in planning.named_paths(plan))
+        self._named = named_files(self.layout, plan)
         self.loop.add(self.roots())
 
     # --- cycles ---
