@@ -35,7 +35,7 @@ import hashlib
 import os
 import sqlite3
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -272,19 +272,11 @@ class FoundryDB:
             self._write("insert or replace into doit values (?, ?)", (task_id, data))
         else:
             # one transaction: the record, then its stamp (the insert's trigger drops the old)
-            with _storage(self.name):
-                self._conn.execute("begin")
-                try:
-                    self._conn.execute("insert or replace into doit values (?, ?)", (task_id, data))
-                    self._conn.execute(
-                        "insert or replace into stamps values (?, ?)", (task_id, stamp)
-                    )
-                    fsio.commit_point()
-                    self._conn.execute("commit")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        self._conn.execute("rollback")
-                    raise
+            def write(conn: sqlite3.Connection) -> None:
+                conn.execute("insert or replace into doit values (?, ?)", (task_id, data))
+                conn.execute("insert or replace into stamps values (?, ?)", (task_id, stamp))
+
+            self._transaction(write)
         self._dirty.discard(task_id)
 
     def stamps(self) -> dict[str, str]:
@@ -297,16 +289,9 @@ class FoundryDB:
         rows = [(task_id, stamp) for task_id, stamp in stamps if task_id not in self._dirty]
         if not rows:
             return
-        with _storage(self.name):
-            self._conn.execute("begin")
-            try:
-                self._conn.executemany("insert or replace into stamps values (?, ?)", rows)
-                fsio.commit_point()
-                self._conn.execute("commit")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    self._conn.execute("rollback")
-                raise
+        self._transaction(
+            lambda conn: conn.executemany("insert or replace into stamps values (?, ?)", rows)
+        )
 
     def in_(self, task_id: str) -> bool:
         return bool(self._task(task_id))
@@ -409,15 +394,22 @@ class FoundryDB:
             return
         rows = [(path, *row) for path, row in sorted(self._new_hashes.items())]
         self._new_hashes.clear()
+
+        def write(conn: sqlite3.Connection) -> None:
+            for row in rows:
+                # a file name that is not UTF-8 cannot be a key: it is hashed again next run
+                with contextlib.suppress(UnicodeEncodeError):
+                    conn.execute("insert or replace into hashes values (?, ?, ?, ?, ?)", row)
+
+        self._transaction(write)
+
+    def _transaction(self, write: Callable[[sqlite3.Connection], object]) -> None:
+        """`write`'s statements as one transaction, through the fault point and the error
+        mapping; rolled back whole if any of them, or the commit, fails."""
         with _storage(self.name):
             self._conn.execute("begin")
             try:
-                for row in rows:
-                    # a file name that is not UTF-8 cannot be a key: it is hashed again next run
-                    with contextlib.suppress(UnicodeEncodeError):
-                        self._conn.execute(
-                            "insert or replace into hashes values (?, ?, ?, ?, ?)", row
-                        )
+                write(self._conn)
                 fsio.commit_point()
                 self._conn.execute("commit")
             except BaseException:
