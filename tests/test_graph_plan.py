@@ -162,3 +162,27 @@ def test_a_few_task_records_are_read_one_query_each(tmp_path: Path) -> None:
         assert opened._raw is None  # a watcher's rebuild asks about a few tasks
         assert all(opened.in_(f"t{i}") for i in range(200))  # then all are read at once
         assert opened._raw is not None
+
+
+def test_facts_read_from_other_bytes_than_hashed_are_not_remembered(tmp_path: Path) -> None:
+    """Found by CI: an order that was a FIFO when its facts were read but whole when it was
+    hashed was remembered as "no recipe" under the whole file's hash, so every later build
+    planned it in no chain ("belongs to no chain") until the file changed."""
+    layout = make_project(tmp_path / "p")
+    entries = plan.scan_inputs(layout)
+    contents = [plan.content_of(layout, e) for e in entries]
+    order = layout.order_file("2025-10-20-011")
+    good = order.read_bytes()
+    order.unlink()
+    os.mkfifo(order)  # the read of its facts finds a FIFO
+    try:
+        drawn, facts, mixed = plan.draw(layout, entries, contents)
+    finally:
+        order.unlink()
+        order.write_bytes(good)
+    rel = "exchange/orders/2025-10-20-011.json"
+    assert mixed and rel not in facts
+    assert drawn.by_id["2025-10-20-011"].recipe is None  # right for that build at most
+    again, facts, mixed = plan.draw(layout, entries, contents)
+    assert not mixed and facts[rel][1] is not None
+    assert again.by_id["2025-10-20-011"].recipe is not None

@@ -210,6 +210,9 @@ class FactsView(InputView):
         self.contents = contents
         self.known = known
         self.facts: Facts = {}
+        #: a file was read with other bytes than the plan hashed: the plan is right for this
+        #: build at most, and is not to be reused by its stats
+        self.mixed = False
         self._exchange: Exchange | None = None
         self._orders = rel(layout, layout.orders_dir) + "/"
         self._recipes = rel(layout, layout.recipes_dir) + "/"
@@ -232,7 +235,16 @@ class FactsView(InputView):
         if content is None:  # not an input file (missing): ask the exchange, remember nothing
             return read()
         old = self.known.get(rel)
-        value = old[1] if old is not None and old[0] == content else read()
+        if old is not None and old[0] == content:
+            value = old[1]
+        else:
+            value = read()
+            if self.exchange.digests.get(self.layout.root / rel) != content:
+                # the read took other bytes than the plan hashed (the file changed, or was a
+                # FIFO for a moment): right for this build at most, never to be remembered
+                # under this content, or every later build would plan the file from them
+                self.mixed = True
+                return value
         self.facts[rel] = [content, value]
         return value
 
@@ -292,9 +304,9 @@ def draw(
     contents: list[str],
     known: Facts | None = None,
     old: Plan | None = None,
-) -> tuple[Plan, Facts]:
+) -> tuple[Plan, Facts, bool]:
     """The plan from the inputs, parsing only files whose content is not in `known`;
-    the facts it used, to remember for next time."""
+    the facts it used, to remember for next time; whether a file changed under it."""
     view = FactsView(
         layout, {e.rel: c for e, c in zip(entries, contents, strict=True)}, known or {}
     )
@@ -361,7 +373,7 @@ def draw(
                 *files,
             )
         )
-    return plan, view.facts
+    return plan, view.facts, view.mixed
 
 
 def scan(layout: Layout) -> Plan:
@@ -460,7 +472,7 @@ def load(layout: Layout) -> Plan:
     known: Facts = kept["facts"] if kept is not None else {}
     if kept is not None and kept.get("settings") != _settings(entries, contents):
         known = {}  # the size and depth limits decide what parses
-    plan, facts = draw(layout, entries, contents, known, old)
+    plan, facts, mixed = draw(layout, entries, contents, known, old)
     plan.contents = {e.rel: c for e, c in zip(entries, contents, strict=True)}
     if db is not None:
         fresh = {
@@ -468,7 +480,7 @@ def load(layout: Layout) -> Plan:
             "stat": fast,
             "settings": _settings(entries, contents),
             # a file not read now may be readable next time under the same stats
-            "unread": any(unread(e, c) for e, c in zip(entries, contents, strict=True)),
+            "unread": mixed or any(unread(e, c) for e, c in zip(entries, contents, strict=True)),
             "facts": facts,
             "inputs": {
                 e.rel: [e.st.st_size, e.st.st_mtime_ns, e.st.st_ino, c]
