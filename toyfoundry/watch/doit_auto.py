@@ -27,6 +27,7 @@ import contextlib
 import fnmatch
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -492,6 +493,7 @@ class Auto(DoitCmdBase):  # type: ignore[misc]
         previous: tuple[list[str], list[str]],
         conn: Connection,
     ) -> None:
+        signal.signal(signal.SIGINT, _interrupt_once)
         try:
             started_ns = time.time_ns()
             before = _names(Path(f) for f in previous[1])
@@ -521,7 +523,8 @@ class Auto(DoitCmdBase):  # type: ignore[misc]
             files, folders = watch.remembered()
             conn.send(("changed", paths, files, folders))
         except KeyboardInterrupt:
-            conn.send(("stopped",))
+            with contextlib.suppress(OSError):
+                conn.send(("stopped",))
         finally:
             conn.close()
 
@@ -641,3 +644,10 @@ def _draws_from_plan(namespace: Mapping[str, Any] | None) -> bool:
 
 def _paths(paths: Iterable[Path]) -> list[str]:
     return sorted({str(p) for p in paths})
+
+
+def _interrupt_once(signum: int, frame: object) -> None:
+    """Ctrl-C stops a cycle's child once: a second signal while it stops (a SIGTERM and a
+    Ctrl-C together) must not interrupt the stop with a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
