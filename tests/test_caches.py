@@ -215,7 +215,31 @@ def test_each_build_starts_with_fresh_caches_but_a_watcher_keeps_its_plan_record
 
     GraphWatcher(layout, initial_build=False)
     caches.current().table("parsed")["sentinel"] = 1
-    caches.current().table("plan_record")["sentinel"] = 1
+    kept = caches.current().table("plan_record")
     assert run_graph(layout, ["validate"]).code == 0
     assert "sentinel" not in caches.current().table("parsed")
-    assert "sentinel" in caches.current().table("plan_record")
+    assert caches.current().table("plan_record") is kept
+
+
+def test_a_process_keeps_the_fingerprints_of_the_code_it_runs_across_builds() -> None:
+    """The `code` cache describes the running process's code, which does not change when its
+    sources on disk do: every build of a watcher stamps what the watcher runs."""
+    from toyfoundry.graph import stages
+
+    first = stages.fingerprints()
+    caches.current().table("parsed")["sentinel"] = 1
+    caches.next_build()
+    assert "sentinel" not in caches.current().table("parsed")
+    assert stages.fingerprints() is first
+    caches.fresh(["code"])
+    assert stages.fingerprints() == first
+    assert not caches.current().table("code")
+
+
+def test_the_build_plan_is_a_snapshot_that_cannot_be_turned_off() -> None:
+    """Every task creator must share one read of the inputs: `all` leaves the plan on."""
+    assert caches.fresh(["all"]).on("parsed") is False
+    caches.current().table("plan")["root"] = "plan"
+    assert caches.current().table("plan") == {"root": "plan"}
+    caches.next_build()
+    assert caches.current().table("plan") == {}

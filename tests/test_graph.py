@@ -326,7 +326,7 @@ def _in_process(root: Path, *args: str) -> int:
 
     from toyfoundry.graph import dodo, tasks
 
-    tasks._plan.cache_clear()
+    tasks.forget_plan()
     cwd = os.getcwd()
     os.chdir(root)
     try:

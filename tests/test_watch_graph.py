@@ -359,7 +359,7 @@ def test_the_watcher_hands_doit_only_the_affected_orders(tmp_path: Path) -> None
     with contextlib.chdir(layout.root):
         db = backend.FoundryDB(str(layout.dep_db), None)
         try:
-            tasks._plan.cache_clear()
+            tasks.forget_plan()
             plan = tasks.current_plan()
         finally:
             db.dump()

@@ -37,6 +37,20 @@ NAMES: dict[str, str] = {
     "code_fingerprints": "graph/stages.py, DB: the stage fingerprints by the sources' stats",
     "rollup_vouching": "telemetry/parts.py: the rollup trusted while rollup_state.json vouches",
     "paths": "store/layout.py: joined paths (lru_cache)",
+    "code": "graph/stages.py: each module's imports, each stage's closure and the fingerprints",
+    "entry_points": "forge/plugins.py: the installed validator plugins, by import path",
+    "schema_validators": "formats/schemas.py: the compiled JSON Schema validators, by name",
+}
+
+#: Caches about the running process itself, which every build of the process carries
+#: over: the code it runs does not change when its sources on disk do.
+PROCESS = frozenset({"code"})
+
+#: Tables of a build that are not caches and cannot be turned off: the build's one read
+#: of its inputs (the plan), which every task creator must share, since two reads of a
+#: changing exchange could disagree. They live and die with the build's set all the same.
+SNAPSHOTS: dict[str, str] = {
+    "plan": "graph/tasks.py: the build's plan, by project folder",
 }
 
 
@@ -51,6 +65,7 @@ class Caches:
         #: the tables `next_build` carries over to the next build's set
         self.keep = frozenset(keep)
         self._tables: dict[str, dict[Any, Any]] = {n: {} for n in NAMES if n not in self.off}
+        self._tables.update((n, {}) for n in SNAPSHOTS)
 
     def on(self, name: str) -> bool:
         return name not in self.off
@@ -59,7 +74,7 @@ class Caches:
         """The cache `name`; an empty table that nobody keeps when it is turned off."""
         found = self._tables.get(name)
         if found is None:
-            if name not in NAMES:
+            if name not in NAMES:  # a snapshot is always there
                 raise KeyError(name)
             return {}
         return found
@@ -86,11 +101,11 @@ def fresh(off: Iterable[str] | None = None, keep: Iterable[str] = ()) -> Caches:
 
 def next_build() -> Caches:
     """The set for a build about to start: the same switches, every table dropped but those
-    the previous set was made to keep."""
+    the previous set was made to keep and the process's own (`PROCESS`)."""
     global _current
     before = current()
     _current = Caches(before.off, before.keep)
-    for name in before.keep:
+    for name in before.keep | PROCESS:
         if name in before._tables and name in _current._tables:
             _current._tables[name] = before._tables[name]
     return _current

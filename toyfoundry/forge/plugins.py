@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from functools import cache
 from importlib.metadata import EntryPoint, entry_points
+
+from toyfoundry import caches
 
 GROUP = "toyfoundry.validators"
 
@@ -19,10 +20,15 @@ def registered() -> list[EntryPoint]:
     return list(_entry_points_on(tuple(sys.path)))
 
 
-@cache
 def _entry_points_on(search_path: tuple[str, ...]) -> tuple[EntryPoint, ...]:
-    """Scanning installed distributions costs milliseconds; do it once per import path."""
-    return tuple(sorted(entry_points(group=GROUP), key=lambda ep: (ep.name, ep.value)))
+    """Scanning installed distributions costs milliseconds: once per build and import path
+    (the `entry_points` cache); a plugin installed under a watcher counts from its next build."""
+    table = caches.current().table("entry_points")
+    found = table.get(search_path)
+    if found is None:
+        found = tuple(sorted(entry_points(group=GROUP), key=lambda ep: (ep.name, ep.value)))
+        table[search_path] = found
+    return found
 
 
 def plugin_signatures() -> list[str]:

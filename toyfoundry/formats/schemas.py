@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from jsonschema.protocols import Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from toyfoundry import caches
 from toyfoundry.formats.models import EXCHANGE_INPUTS, SCHEMA_KEY
 from toyfoundry.formats.models import SCHEMA_MODELS as SCHEMA_MODELS
 
@@ -78,7 +78,6 @@ def write_all(folder: Path | None = None) -> list[Path]:
     return written
 
 
-@cache
 def _registry() -> Registry[Any]:
     """Only our own schemas: a remote `$ref` is an unresolvable error, never a fetch."""
     resources = [
@@ -88,10 +87,19 @@ def _registry() -> Registry[Any]:
     return Registry().with_resources(resources)
 
 
-@cache
 def validator(name: str) -> Validator:
-    cls = jsonschema.Draft202012Validator
-    return cls(generate(name), registry=_registry(), format_checker=cls.FORMAT_CHECKER)
+    """The compiled validator of a schema, kept for the build (`schema_validators` cache):
+    generating a schema and its registry costs more than checking a file against it."""
+    table = caches.current().table("schema_validators")
+    found = table.get(name)
+    if found is None:
+        cls = jsonschema.Draft202012Validator
+        registry = table.get(None)
+        if registry is None:
+            table[None] = registry = _registry()
+        found = cls(generate(name), registry=registry, format_checker=cls.FORMAT_CHECKER)
+        table[name] = found
+    return found
 
 
 _REQUIRED = re.compile(r"^'(?P<name>[^']{1,80})' is a required property$")

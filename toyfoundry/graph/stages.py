@@ -17,10 +17,10 @@ import json
 import os
 import re
 import sys
-from functools import cache
 from pathlib import Path
 
 import toyfoundry
+from toyfoundry import caches
 
 PACKAGE = Path(toyfoundry.__file__).resolve().parent
 
@@ -57,13 +57,17 @@ _IMPORT = re.compile(
 )
 
 
-@cache
 def _imports(module: str, path: Path) -> frozenset[str]:
     """The `toyfoundry.*` modules a module imports (at any depth), with each package on the way.
 
     A regular expression over the source, not an AST walk: the package imports only
-    absolutely, and this runs on every doit invocation.
+    absolutely, and this runs on every doit invocation. Kept in the `code` cache: the
+    stages' closures share most modules.
     """
+    table = caches.current().table("code")
+    key = ("imports", module, path)
+    if key in table:
+        return table[key]  # type: ignore[no-any-return]
     found: set[str] = set()
     for match in _IMPORT.finditer(path.read_text(encoding="utf-8")):
         base, names, plain = match.groups()
@@ -77,12 +81,16 @@ def _imports(module: str, path: Path) -> frozenset[str]:
         for name in candidates:
             parts = name.split(".")
             found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-    return frozenset(found)
+    table[key] = out = frozenset(found)
+    return out
 
 
-@cache
 def closure(entry: str) -> tuple[Path, ...]:
     """Every package source file reachable from `entry` by imports, sorted."""
+    table = caches.current().table("code")
+    key = ("closure", entry)
+    if key in table:
+        return table[key]  # type: ignore[no-any-return]
     seen: dict[str, Path] = {}
     todo = [entry]
     while todo:
@@ -94,7 +102,8 @@ def closure(entry: str) -> tuple[Path, ...]:
             continue
         seen[module] = path
         todo.extend(_imports(module, path) - seen.keys())
-    return tuple(sorted(set(seen.values())))
+    table[key] = out = tuple(sorted(set(seen.values())))
+    return out
 
 
 def _compute(stage: str) -> str:
@@ -138,7 +147,6 @@ def _code_key() -> str:
     return digest.hexdigest()
 
 
-@cache
 def fingerprints() -> dict[str, str]:
     """Every stage's fingerprint, kept in the dependency DB while the sources' stats hold.
 
@@ -146,9 +154,18 @@ def fingerprints() -> dict[str, str]:
     distributions for plugins costs more than the rest of a no-op's own work, and
     runs on every doit invocation; a stat of each source file and import folder
     says whether anything could have changed. The record is the `code_fingerprints`
-    cache (`toyfoundry.caches`): turned off, every process computes them afresh.
+    cache (`toyfoundry.caches`): turned off, every process computes them afresh. Within
+    a process they are kept in the `code` cache, for the life of the process: they must
+    describe the code it runs, even when the sources on disk change under a watcher.
     """
-    from toyfoundry import caches
+    table = caches.current().table("code")
+    if "fingerprints" in table:
+        return table["fingerprints"]  # type: ignore[no-any-return]
+    table["fingerprints"] = out = _fingerprints()
+    return out
+
+
+def _fingerprints() -> dict[str, str]:
     from toyfoundry.graph import backend
 
     db = backend.current() if caches.current().on("code_fingerprints") else None

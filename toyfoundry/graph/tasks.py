@@ -12,13 +12,13 @@ import contextlib
 import hashlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from doit.exceptions import InvalidDodoFile, TaskFailed
 from doit.tools import config_changed
 
+from toyfoundry import caches
 from toyfoundry.errors import FoundryError, Problem, os_error_line, say
 from toyfoundry.forge.snapshot import ODD_PREFIX
 from toyfoundry.graph import plan as planning
@@ -55,13 +55,23 @@ def _nodes(plan: planning.Plan) -> list[planning.OrderNode]:
     return plan.orders if _focus is None else [n for n in plan.orders if n.order_id in _focus]
 
 
-@cache
 def _plan(root: str) -> planning.Plan:
-    return planning.load(Layout(Path(root)))
+    """The build's plan of the project at `root`: drawn once per build, then shared by every
+    task creator and global action (the `plan` snapshot of `toyfoundry.caches`)."""
+    table = caches.current().table("plan")
+    plan = table.get(root)
+    if plan is None:
+        table[root] = plan = planning.load(Layout(Path(root)))
+    return plan
 
 
 def current_plan() -> planning.Plan:
     return _plan(os.getcwd())
+
+
+def forget_plan() -> None:
+    """Draw the plan again on its next use (a watcher's new cycle)."""
+    caches.current().table("plan").clear()
 
 
 def code_dep(layout: Layout, stage: str) -> str:

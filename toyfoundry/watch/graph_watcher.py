@@ -337,11 +337,13 @@ class GraphWatcher:
     command), but the watcher's set keeps one table across cycles on purpose: the
     `plan_record`, the plan record it last read or wrote, parsed. Each cycle reads
     the record the previous one wrote (a megabyte at 1,000 orders); its text is
-    compared whole, so a record changed by anyone else is parsed again.
+    compared whole, so a record changed by anyone else is parsed again. The cycle's
+    plan is drawn before its build starts, so the `plan` snapshot is carried into the
+    build too, and forgotten when the next cycle begins.
     """
 
     #: The caches kept from one cycle's build to the next (see the class docstring).
-    KEPT = ("plan_record",)
+    KEPT = ("plan_record", "plan")
 
     def __init__(
         self,
@@ -476,7 +478,7 @@ class GraphWatcher:
         from toyfoundry.graph import backend, tasks
 
         with contextlib.chdir(self.layout.root):
-            tasks._plan.cache_clear()
+            tasks.forget_plan()
             if self.dodo is not None:
                 return tasks.current_plan()
             # with the dependency DB open, as doit has it: the plan's record and the file
