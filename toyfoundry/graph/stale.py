@@ -181,6 +181,7 @@ def stale_closure(named: list[tuple[str, str, Task]]) -> set[str]:
 
     stale: set[str] = set()
     unstamped: list[tuple[str, str]] = []
+    verified: Verified = {}
     with _no_collection():
         for _, name, task in named:
             if not _checkable(task):
@@ -202,7 +203,7 @@ def stale_closure(named: list[tuple[str, str, Task]]) -> set[str]:
                     stamped = backend.stamp_of(deps, now) == stamp
                     if stamped and _targets_present(task, mtime, seen):
                         continue
-            fresh = _up_to_date(task, db.record(name), mtime, seen)
+            fresh = _up_to_date(task, db.record(name), mtime, seen, verified)
             if fresh is None:
                 stale.add(name)
             elif fresh and fresh != stamp:
@@ -229,6 +230,10 @@ def stale_closure(named: list[tuple[str, str, Task]]) -> set[str]:
 
 Mtime = Callable[[str], "float | None"]
 Seen = Callable[[str, Any], Any]
+#: Per dep, a recorded state (mtime, size, digest) found unmodified this run, and the dep's
+#: mtime then: an artefact is a dep of several tasks, recorded alike by each, and is
+#: stat-ed and looked up in the hash cache once, not once per task that reads it.
+Verified = dict[str, tuple[tuple[Any, ...], float]]
 
 
 @contextlib.contextmanager
@@ -262,7 +267,9 @@ def _targets_present(task: Task, mtime: Mtime, seen: Seen) -> bool:
     return True
 
 
-def _up_to_date(task: Task, record: dict[str, Any], mtime: Mtime, seen: Seen) -> str | None:
+def _up_to_date(
+    task: Task, record: dict[str, Any], mtime: Mtime, seen: Seen, verified: Verified
+) -> str | None:
     """Whether doit's check would find the task up to date, from its whole record: None when
     not, else the stamp of its deps at their current mtimes ("" when no stamp may vouch for
     it: a dep recorded as refused or gone, or a record in a shape stamps do not know).
@@ -284,6 +291,11 @@ def _up_to_date(task: Task, record: dict[str, Any], mtime: Mtime, seen: Seen) ->
         state = record.get(dep)
         if state is None or not isinstance(dep, str):
             return None
+        key = tuple(state) if isinstance(state, list | tuple) else (state,)
+        known = verified.get(dep)
+        if known is not None and known[0] == key:
+            now[dep] = known[1]
+            continue
         try:
             st = os.stat(dep)  # the whole stat: a changed mtime is settled by size and hash
         except (OSError, ValueError):
@@ -292,15 +304,16 @@ def _up_to_date(task: Task, record: dict[str, Any], mtime: Mtime, seen: Seen) ->
             st = VANISHED
         if modified(dep, st, state):
             return None
-        if stampable and (
+        if (
             st is VANISHED
-            or not isinstance(state, list | tuple)
-            or len(state) != 3
-            or not isinstance(state[0], float)
-            or not isinstance(state[2], str)
-            or not_hashed(state[2])
+            or len(key) != 3
+            or not isinstance(key[0], float)
+            or not isinstance(key[2], str)
+            or not_hashed(key[2])
         ):
-            stampable = False
+            stampable = False  # and looked at again for every task that reads it
+        else:
+            verified[dep] = (key, st.st_mtime)
         now[dep] = st.st_mtime
     if not stampable:
         return ""
