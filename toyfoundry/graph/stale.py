@@ -6,9 +6,10 @@ walked it, asking the DB about each file dep of each task: per task that costs
 several times the stats the question needs, so a no-op grew with the graph far
 above the floor of stat-ing its files (11x that floor at 10,000 orders). This module
 asks the same question of the same task dicts before doit loads them: every task's
-stamp (`backend`: its deps and their recorded mtimes) is read in one query, each path
-of the graph is stat-ed once, a task whose stamp does not settle it is checked against
-its whole record, and a task is *left out* only when doit would find it up to date.
+stamp (`backend`: its deps and the mtimes they were last found equal at) is read in
+one query, each path of the graph is stat-ed once, a task whose stamp does not settle
+it is checked against its whole record, and a task is *left out* only when doit would
+find it up to date.
 doit then loads and checks the rest as usual; on a no-op that is nothing.
 
 What "up to date" means here is doit's own check (`Dependency.get_status`) with
