@@ -98,8 +98,11 @@ def test_a_no_op_hands_doit_nothing_and_counts_every_task(project: Layout) -> No
 
 
 def _stamps(layout: Layout) -> dict[str, str]:
-    with sqlite3.connect(layout.state / "doit.sqlite") as conn:
+    conn = sqlite3.connect(layout.state / "doit.sqlite")
+    try:  # closed here, not when collected: the last close removes the WAL files
         return dict(conn.execute("select task_id, stamp from stamps"))
+    finally:
+        conn.close()
 
 
 def test_a_fresh_copy_is_stamped_by_its_first_run_and_an_edit_still_rebuilds(
