@@ -97,6 +97,46 @@ def test_a_no_op_hands_doit_nothing_and_counts_every_task(project: Layout) -> No
     assert {line[3:] for line in uptodate} == stamped
 
 
+def _stamps(layout: Layout) -> dict[str, str]:
+    conn = sqlite3.connect(layout.state / "doit.sqlite")
+    try:  # closed here, not when collected: the last close removes the WAL files
+        return dict(conn.execute("select task_id, stamp from stamps"))
+    finally:
+        conn.close()
+
+
+def test_a_fresh_copy_is_stamped_by_its_first_run_and_an_edit_still_rebuilds(
+    tmp_path: Path,
+) -> None:
+    """A CI checkout with `.toyfoundry/` restored: every mtime new, the same bytes. Its first
+    run finds every task equal by hash and stamps it at the new mtimes, so the run after
+    it settles every task by its stamp; an input edited in a copy still rebuilds."""
+    built = make_project(tmp_path / "built")
+    assert doit(built.root).code == 0
+    assert executed(doit(built.root).out) == []
+    for name, edit in (("copy", None), ("edited", _edit_notes)):
+        copy = Layout(tmp_path / name)
+        shutil.copytree(built.root, copy.root, copy_function=shutil.copyfile)
+        before = _stamps(copy)
+        if edit is not None:
+            edit(copy)
+        first = doit(copy.root)
+        assert first.code == 0, first.out + first.err
+        ran = executed(first.out)
+        if edit is None:
+            assert ran == []
+            after = _stamps(copy)
+            assert set(after) == set(before)
+            assert all(after[task] != before[task] for task in after)  # every mtime moved
+        else:
+            assert any(ORDER in task for task in ran), first.out
+            assert not any("2025-10-20-012" in task for task in ran)
+        assert executed(doit(copy.root).out) == []
+        reference = Layout(tmp_path / f"{name}-reference")
+        shutil.copytree(copy.root, reference.root, symlinks=True)
+        assert executed(doit(reference.root, "--reporter", "console").out) == []
+
+
 def test_a_record_written_by_anything_else_loses_its_stamp(tmp_path: Path) -> None:
     """The triggers: a stamp never outlives the record it was made from."""
     db = backend.FoundryDB(str(tmp_path / ".toyfoundry" / "doit.sqlite"), None)

@@ -17,7 +17,9 @@ deps and the mtimes recorded for them, written with the record in one transactio
 when the record is one a check can settle by mtimes alone (our checker's, not
 ignored, every dep hashed). A plain `doit` (`graph/stale.py`) reads every stamp in
 one query and compares each with the digest of the deps' current mtimes, instead of
-decoding every record (26 MB of JSON at 10,000 orders). Triggers on the `doit` table
+decoding every record (26 MB of JSON at 10,000 orders). A task that check finds up to
+date from its record although its deps' mtimes moved (a fresh copy: equal by size and
+hash) is stamped again at the current mtimes, in one transaction for the run. Triggers on the `doit` table
 drop a task's stamp whenever its record is written or deleted by anything, an older
 release or a hand-run `sqlite3` included, so a stamp never outlives its record.
 

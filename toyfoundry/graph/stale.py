@@ -6,9 +6,10 @@ walked it, asking the DB about each file dep of each task: per task that costs
 several times the stats the question needs, so a no-op grew with the graph far
 above the floor of stat-ing its files (11x that floor at 10,000 orders). This module
 asks the same question of the same task dicts before doit loads them: every task's
-stamp (`backend`: its deps and their recorded mtimes) is read in one query, each path
-of the graph is stat-ed once, a task whose stamp does not settle it is checked against
-its whole record, and a task is *left out* only when doit would find it up to date.
+stamp (`backend`: its deps and the mtimes they were last found equal at) is read in
+one query, each path of the graph is stat-ed once, a task whose stamp does not settle
+it is checked against its whole record, and a task is *left out* only when doit would
+find it up to date.
 doit then loads and checks the rest as usual; on a no-op that is nothing.
 
 What "up to date" means here is doit's own check (`Dependency.get_status`) with
@@ -42,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from toyfoundry.graph import backend
-from toyfoundry.graph.checker import VANISHED, FoundryChecker, is_input, modified
+from toyfoundry.graph.checker import VANISHED, FoundryChecker, is_input, modified, not_hashed
 
 Task = dict[str, Any]
 
@@ -181,6 +182,7 @@ def stale_closure(named: list[tuple[str, str, Task]]) -> set[str]:
 
     stale: set[str] = set()
     unstamped: list[tuple[str, str]] = []
+    verified: Verified = {}
     with _no_collection():
         for _, name, task in named:
             if not _checkable(task):
@@ -202,13 +204,13 @@ def stale_closure(named: list[tuple[str, str, Task]]) -> set[str]:
                     stamped = backend.stamp_of(deps, now) == stamp
                     if stamped and _targets_present(task, mtime, seen):
                         continue
-            record = db.record(name)
-            if not _up_to_date(task, record, mtime, seen):
+            fresh = _up_to_date(task, db.record(name), mtime, seen, verified)
+            if fresh is None:
                 stale.add(name)
-            elif (fresh := backend.record_stamp(record)) is not None and fresh != stamp:
+            elif fresh and fresh != stamp:
                 unstamped.append((name, fresh))
     if unstamped:
-        db.add_stamps(unstamped)  # records of a release before stamps: once
+        db.add_stamps(unstamped)  # found equal by hash (a fresh copy): the next run trusts mtimes
     if not stale:
         return stale
     made_by = {target: name for _, name, task in named for target in task.get("targets", ())}
@@ -229,6 +231,10 @@ def stale_closure(named: list[tuple[str, str, Task]]) -> set[str]:
 
 Mtime = Callable[[str], "float | None"]
 Seen = Callable[[str, Any], Any]
+#: Per dep, a recorded state (mtime, size, digest) found unmodified this run, and the dep's
+#: mtime then: an artefact is a dep of several tasks, recorded alike by each, and is
+#: stat-ed and looked up in the hash cache once, not once per task that reads it.
+Verified = dict[str, tuple[tuple[Any, ...], float]]
 
 
 @contextlib.contextmanager
@@ -262,24 +268,55 @@ def _targets_present(task: Task, mtime: Mtime, seen: Seen) -> bool:
     return True
 
 
-def _up_to_date(task: Task, record: dict[str, Any], mtime: Mtime, seen: Seen) -> bool:
-    """Whether doit's check would find the task up to date, from its whole record."""
+def _up_to_date(
+    task: Task, record: dict[str, Any], mtime: Mtime, seen: Seen, verified: Verified
+) -> str | None:
+    """Whether doit's check would find the task up to date, from its whole record: None when
+    not, else the stamp of its deps at their current mtimes ("" when no stamp may vouch for
+    it: a dep recorded as refused or gone, or a record in a shape stamps do not know).
+
+    That stamp vouches for the task from now on, not only its record's mtimes: every dep
+    at its current mtime was found equal to the record (by the mtime, or by size and hash
+    when the mtime moved), and an mtime that holds is what doit trusts too. So the run
+    after a fresh copy (every mtime new, every byte the same) settles each task by its
+    stamp, without doit ever saving the task again."""
     if not record or record.get("ignore:") or record.get("checker:") != CHECKER:
-        return False
+        return None
     deps = task["file_dep"]
     recorded = record.get("deps:")
     if not recorded or set(recorded) != set(deps) or not _targets_present(task, mtime, seen):
-        return False
+        return None
+    stampable = True
+    now: dict[str, float] = {}
     for dep in deps:
         state = record.get(dep)
         if state is None or not isinstance(dep, str):
-            return False
+            return None
+        key = tuple(state) if isinstance(state, list | tuple) else (state,)
+        known = verified.get(dep)
+        if known is not None and known[0] == key:
+            now[dep] = known[1]
+            continue
         try:
             st = os.stat(dep)  # the whole stat: a changed mtime is settled by size and hash
         except (OSError, ValueError):
             if not is_input(dep):
-                return False  # a missing build artefact: doit's error to report
+                return None  # a missing build artefact: doit's error to report
             st = VANISHED
         if modified(dep, st, state):
-            return False
-    return True
+            return None
+        if (
+            st is VANISHED
+            or len(key) != 3
+            or not isinstance(key[0], float)
+            or not isinstance(key[2], str)
+            or not_hashed(key[2])
+        ):
+            stampable = False  # and looked at again for every task that reads it
+        else:
+            verified[dep] = (key, st.st_mtime)
+        now[dep] = st.st_mtime
+    if not stampable:
+        return ""
+    names = sorted(now)
+    return backend.stamp_of(names, [now[dep] for dep in names])
