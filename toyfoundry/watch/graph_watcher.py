@@ -334,14 +334,28 @@ class GraphWatcher:
     folder, so a build changes the process's working folder while it runs.
 
     Every build starts with fresh caches (`caches.next_build()` in the run
-    command), but the watcher's set keeps one table across cycles on purpose: the
-    `plan_record`, the plan record it last read or wrote, parsed. Each cycle reads
-    the record the previous one wrote (a megabyte at 1,000 orders); its text is
-    compared whole, so a record changed by anyone else is parsed again.
+    command), but the watcher's set keeps the tables whose entries are checked
+    against the bytes they were made from: the `plan_record` (each cycle reads the
+    record the previous one wrote, a megabyte at 1,000 orders, compared whole), the
+    parsed artefacts and exchange files, the recipes' frontiers (by chain digest),
+    the rollup last written (by its bytes), the settings, and the pure functions of
+    a definition (permutations, domains, number keys). A file changed by anyone
+    else no longer matches and is read again; nothing is trusted by its stat. Of
+    each table a cycle carries only the entries the cycle before used.
     """
 
     #: The caches kept from one cycle's build to the next (see the class docstring).
-    KEPT = ("plan_record",)
+    KEPT = (
+        "plan_record",
+        "parsed",
+        "exchange_files",
+        "frontiers",
+        "rollup",
+        "settings",
+        "permutations",
+        "domains",
+        "number_keys",
+    )
 
     def __init__(
         self,
