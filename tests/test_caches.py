@@ -198,11 +198,12 @@ def test_the_sample_builds_the_same_bytes_with_every_cache_off(tmp_path: Path) -
         assert deliverables(copy) == want, setting
 
 
-def test_each_build_starts_with_fresh_caches_but_a_watcher_keeps_its_plan_record(
+def test_each_build_starts_with_fresh_caches_but_a_watcher_keeps_what_it_used(
     tmp_path: Path,
 ) -> None:
     """The run command starts every build with `caches.next_build()`: a table filled before
-    it is gone after, the switches stay; the graph watcher's set keeps its plan record."""
+    it is gone after, the switches stay; the graph watcher's set keeps its content-keyed
+    tables, but only the entries used since the build before."""
     from tests.conftest import make_project
     from toyfoundry.watch.graph_watcher import GraphWatcher, run_graph
 
@@ -215,10 +216,17 @@ def test_each_build_starts_with_fresh_caches_but_a_watcher_keeps_its_plan_record
 
     GraphWatcher(layout, initial_build=False)
     caches.current().table("parsed")["sentinel"] = 1
-    kept = caches.current().table("plan_record")
+    caches.current().table("frontiers")["sentinel"] = 1
+    caches.current().table("domains")["sentinel"] = 1
     assert run_graph(layout, ["validate"]).code == 0
-    assert "sentinel" not in caches.current().table("parsed")
-    assert caches.current().table("plan_record") is kept
+    assert dict.get(caches.current().table("parsed"), "sentinel") == 1
+    assert dict.get(caches.current().table("frontiers"), "sentinel") == 1
+    assert caches.current().table("frontiers").get("sentinel") == 1  # used again: kept
+    assert run_graph(layout, ["validate"]).code == 0
+    # `parsed` and `domains` were not used by the last build: dropped; `frontiers` was
+    assert "sentinel" in caches.current().table("frontiers")
+    assert not dict.__contains__(caches.current().table("parsed"), "sentinel")
+    assert not dict.__contains__(caches.current().table("domains"), "sentinel")
 
 
 def test_a_process_keeps_the_fingerprints_of_the_code_it_runs_across_builds() -> None:

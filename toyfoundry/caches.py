@@ -5,7 +5,9 @@ named here, can be turned off (`TOYFOUNDRY_NO_CACHE=name[,name]`, or `all`, read
 when the object is made) and has a row in BENCHMARKS.md that shows what it buys.
 A test starts clean with `fresh()`; each build (`doit`, `toyfoundry build`, a
 watcher's cycle) starts with `next_build()`, which drops every table but those the
-set was made to keep (a watcher keeps its plan record, see `graph_watcher`).
+set was made to keep (a watcher keeps its content-keyed tables, see `graph_watcher`),
+and of those keeps only the entries the build before used: memory stays that of one
+build's working set however long the process lives.
 
 Some entries name a record kept in the dependency DB or beside the rollup rather
 than a table here: turning one off makes its readers ignore it and take the slow
@@ -54,6 +56,50 @@ SNAPSHOTS: dict[str, str] = {
 }
 
 
+class _Used(dict[Any, Any]):
+    """A kept table: notes each key looked up or stored, so `next_build` carries only those."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.used: set[Any] = set()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self.used.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: Any) -> Any:
+        self.used.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.used.add(key)
+        return super().__contains__(key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.used.add(key)
+        super().__setitem__(key, value)
+
+    def values(self) -> Any:
+        self.used.update(self.keys())
+        return super().values()
+
+    def items(self) -> Any:
+        self.used.update(self.keys())
+        return super().items()
+
+    def clear(self) -> None:
+        self.used.clear()
+        super().clear()
+
+    def carried(self) -> _Used:
+        """A table for the next build: the entries this one used, none marked used yet."""
+        out = _Used()
+        for key in self.used:
+            if dict.__contains__(self, key):
+                dict.__setitem__(out, key, dict.__getitem__(self, key))
+        return out
+
+
 class Caches:
     """Which caches are on, and the caches themselves: one table each, by name."""
 
@@ -64,8 +110,10 @@ class Caches:
         self.off = frozenset(NAMES) if "all" in names else names
         #: the tables `next_build` carries over to the next build's set
         self.keep = frozenset(keep)
-        self._tables: dict[str, dict[Any, Any]] = {n: {} for n in NAMES if n not in self.off}
-        self._tables.update((n, {}) for n in SNAPSHOTS)
+        self._tables: dict[str, dict[Any, Any]] = {
+            n: _Used() if n in self.keep else {} for n in NAMES if n not in self.off
+        }
+        self._tables.update((n, _Used() if n in self.keep else {}) for n in SNAPSHOTS)
 
     def on(self, name: str) -> bool:
         return name not in self.off
@@ -101,11 +149,16 @@ def fresh(off: Iterable[str] | None = None, keep: Iterable[str] = ()) -> Caches:
 
 def next_build() -> Caches:
     """The set for a build about to start: the same switches, every table dropped but those
-    the previous set was made to keep and the process's own (`PROCESS`)."""
+    the previous set was made to keep, and of those the entries it used since it was made,
+    and the process's own (`PROCESS`) whole."""
     global _current
     before = current()
     _current = Caches(before.off, before.keep)
-    for name in before.keep | PROCESS:
+    for name in before.keep:
+        table = before._tables.get(name)
+        if isinstance(table, _Used) and name in _current._tables:
+            _current._tables[name] = table.carried()
+    for name in PROCESS:
         if name in before._tables and name in _current._tables:
             _current._tables[name] = before._tables[name]
     return _current

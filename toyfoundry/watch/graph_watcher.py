@@ -263,6 +263,31 @@ def plan_roots(listed: AbstractSet[Path], named: Iterable[Path]) -> list[WatchRo
     return [WatchRoot(folder, recursive=False) for folder in sorted(folders)]
 
 
+@contextlib.contextmanager
+def _checkpoint_once(layout: Layout) -> Iterator[None]:
+    """Hold the dependency DB open while a cycle plans and builds, so that the plan's and
+    doit's connections close without a checkpoint each: SQLite checkpoints the WAL into
+    the DB (and syncs it) when the last connection closes, and this one closes last,
+    after the build's outputs are written."""
+    import sqlite3
+
+    if not layout.dep_db.is_file():
+        yield
+        return
+    try:
+        # read-write, or its close could not checkpoint; the read, run to its end so no
+        # snapshot stays open, maps the WAL index: only now does it count as a connection
+        keeper = sqlite3.connect(layout.dep_db, isolation_level=None, timeout=60.0)
+        keeper.execute("select count(*) from sqlite_master").fetchall()
+    except sqlite3.Error:
+        yield  # doit's own run reports a DB it cannot open
+        return
+    try:
+        yield
+    finally:
+        keeper.close()
+
+
 # --------------------------------------------------------------------------- one cycle
 
 
@@ -334,16 +359,31 @@ class GraphWatcher:
     folder, so a build changes the process's working folder while it runs.
 
     Every build starts with fresh caches (`caches.next_build()` in the run
-    command), but the watcher's set keeps one table across cycles on purpose: the
-    `plan_record`, the plan record it last read or wrote, parsed. Each cycle reads
-    the record the previous one wrote (a megabyte at 1,000 orders); its text is
-    compared whole, so a record changed by anyone else is parsed again. The cycle's
+    command), but the watcher's set keeps the tables whose entries are checked
+    against the bytes they were made from: the `plan_record` (each cycle reads the
+    record the previous one wrote, a megabyte at 1,000 orders, compared whole), the
+    parsed artefacts and exchange files, the recipes' frontiers (by chain digest),
+    the rollup last written (by its bytes), the settings, and the pure functions of
+    a definition (permutations, domains, number keys). A file changed by anyone
+    else no longer matches and is read again; nothing is trusted by its stat. Of
+    each table a cycle carries only the entries the cycle before used. The cycle's
     plan is drawn before its build starts, so the `plan` snapshot is carried into the
     build too, and forgotten when the next cycle begins.
     """
 
     #: The caches kept from one cycle's build to the next (see the class docstring).
-    KEPT = ("plan_record", "plan")
+    KEPT = (
+        "plan_record",
+        "parsed",
+        "exchange_files",
+        "frontiers",
+        "rollup",
+        "settings",
+        "permutations",
+        "domains",
+        "number_keys",
+        "plan",
+    )
 
     def __init__(
         self,
@@ -401,6 +441,8 @@ class GraphWatcher:
         self.builds = 0
         self._plan: planning.Plan | None = None
         self._named: frozenset[Path] = frozenset()
+        self._named_rels: frozenset[str] = frozenset()
+        self._named_sorted: list[Path] = []
         self._listed = frozenset(planning.listed_folders(layout))
         self._unbuilt: list[Change] = []
         self._first_scan = True
@@ -424,8 +466,19 @@ class GraphWatcher:
         return watched(path, self._named, self._listed)
 
     def inputs(self) -> list[Path]:
-        """See `plan_inputs`."""
-        return plan_inputs(self.layout, self._named)
+        """See `plan_inputs`: the last plan's files, sorted once per plan, and any input the
+        plan does not name yet (a new order) merged in."""
+        rels = self._named_rels
+        root = self.layout.root
+        new = [
+            root / e.rel
+            for e in planning.scan_inputs(self.layout)
+            if e.kind != planning.UNLISTED and e.rel not in rels
+        ]
+        if not new:
+            return self._named_sorted
+        # one sorted run and a few more: the sort merges them in one pass
+        return sorted([*self._named_sorted, *(set(new) - self._named)], key=str)
 
     def roots(self) -> list[WatchRoot]:
         """The folders to get events from: those the plan lists, and those of its named files."""
@@ -435,7 +488,11 @@ class GraphWatcher:
     def _adopt(self, plan: planning.Plan) -> None:
         """Take `plan` as the last one: what the next change is compared with, what is watched."""
         self._plan = plan
-        self._named = named_files(self.layout, plan)
+        rels = planning.named_paths(plan)
+        if rels != self._named_rels:
+            self._named_rels = frozenset(rels)
+            self._named = frozenset(self.layout.root / p for p in rels)
+            self._named_sorted = sorted(self._named, key=str)
         self.loop.add(self.roots())
 
     # --- cycles ---
@@ -496,7 +553,7 @@ class GraphWatcher:
                 db.dump()
 
     def _build(self, full: bool) -> GraphRun | None:
-        with self.lock, contextlib.chdir(self.layout.root):
+        with self.lock, contextlib.chdir(self.layout.root), _checkpoint_once(self.layout):
             plan = self._current_plan()
             selected: list[str] | None = None
             if not full:
