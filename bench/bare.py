@@ -128,6 +128,15 @@ def file_deps_in(spec: dict[str, Any]) -> int:
     return total
 
 
+def deps_in(spec: dict[str, Any]) -> set[str]:
+    """The files the graph's tasks depend on: what a dependency check reads (not the targets)."""
+    out: set[str] = set()
+    for c in spec["creators"]:
+        for entry in c.get("subtasks", [c.get("task")]):
+            out.update(entry["file_dep"])
+    return out
+
+
 def paths_in(spec: dict[str, Any]) -> set[str]:
     out: set[str] = set()
     for c in spec["creators"]:

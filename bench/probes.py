@@ -23,6 +23,7 @@ so the suite's own process never imports the product.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import json
 import os
@@ -157,6 +158,43 @@ def floor(project: Path, paths_file: Path, repeats: int) -> dict[str, Any]:
     }
 
 
+def hash_floor(project: Path, paths_file: Path, repeats: int) -> dict[str, Any]:
+    """The least a fresh copy's run can do besides starting and stat-ing: open, read and
+    sha256 each file the graph's tasks depend on, as much of each file as the dependency check must read
+    (a whole file; a telemetry ledger's sampled head and tail). Best of `repeats`."""
+    from toyfoundry.graph.checker import SAMPLE, is_ledger
+
+    names = json.loads(paths_file.read_text(encoding="utf-8"))
+    paths = [(str(project / p), is_ledger(str(project / p))) for p in names]
+    best, files, read = float("inf"), 0, 0
+    for _ in range(repeats):
+        files = read = 0
+        started = time.perf_counter()
+        for path, ledger in paths:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except (FileNotFoundError, IsADirectoryError):
+                continue
+            try:
+                if ledger:
+                    size = os.fstat(fd).st_size
+                    data = os.pread(fd, SAMPLE, 0)
+                    if size > SAMPLE:
+                        data += os.pread(fd, SAMPLE, max(SAMPLE, size - SAMPLE))
+                else:
+                    with os.fdopen(os.dup(fd), "rb") as fh:
+                        data = fh.read()
+            except IsADirectoryError:
+                continue
+            finally:
+                os.close(fd)
+            hashlib.sha256(data).digest()
+            files += 1
+            read += len(data)
+        best = min(best, time.perf_counter() - started)
+    return {"hash_seconds": best, "files": files, "bytes": read}
+
+
 def dashboard(project: Path, repeats: int) -> dict[str, Any]:
     """Seconds to draw and write the page for the project's orders; the best of `repeats`.
 
@@ -197,10 +235,14 @@ def dashboard(project: Path, repeats: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("probe", choices=["lint", "imports", "floor", "dashboard"])
+    parser.add_argument("probe", choices=["lint", "imports", "floor", "hash", "dashboard"])
     parser.add_argument("project", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--paths", type=Path, help="floor: a JSON list of the graph's paths")
+    parser.add_argument(
+        "--paths",
+        type=Path,
+        help="floor, hash: a JSON list of the graph's paths (its deps, for hash)",
+    )
     args = parser.parse_args(argv)
     project = args.project.resolve()
     if args.probe == "lint":
@@ -209,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         got = imports(project)
     elif args.probe == "dashboard":
         got = dashboard(project, args.repeats)
+    elif args.probe == "hash":
+        got = hash_floor(project, args.paths, args.repeats)
     else:
         got = floor(project, args.paths, args.repeats)
     json.dump(got, sys.stdout)

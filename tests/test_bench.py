@@ -42,6 +42,8 @@ FIGURES = {
     "watch_new_order_p90",
     "fresh_copy_tasks_executed",
     "fresh_copy_wall",
+    "fresh_copy_vs_floor",
+    "fresh_copy_after_wall",
     "killed_half_rerun_share",
     "lint_lines_per_s",
     "host_speed_spread",
