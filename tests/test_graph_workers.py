@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from tests.conftest import make_project
 from tests.test_run_command import PYPROJECT, _doit, two_cores
 from toyfoundry.graph import tasks as foundry_tasks
 from toyfoundry.graph import workers
-from toyfoundry.graph.run import release
+from toyfoundry.graph.run import compact, release
 
 
 def plain(target: str) -> None:
@@ -132,3 +133,14 @@ def test_release_leaves_a_finished_task_its_name_values_and_status() -> None:
     assert task.name == "t" and task.values == {"k": 1} and node.run_status == "successful"
     assert not task.file_dep and not task.targets and not task._actions
     assert not node.waiting_me and node.generator is None
+
+
+def test_a_compacted_task_keeps_every_attribute_in_less_memory() -> None:
+    task = Task("t", [(plain, ["a.out"])], file_dep=["in.txt"], targets=["a.out"])
+    before = dict(vars(task))
+    size = sys.getsizeof(task.__dict__)
+    compact([task])
+    assert sys.getsizeof(task.__dict__) < size
+    assert task.setup_tasks == () and task.teardown == () and task.value_savers == ()
+    assert vars(task).keys() == before.keys()
+    assert all(vars(task)[k] is v for k, v in before.items() if v != [])

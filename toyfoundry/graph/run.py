@@ -206,15 +206,31 @@ def release(node: Any) -> None:
     if node.run_status not in ("successful", "up-to-date"):
         return  # a failure is shown at the end, with its actions' output
     task = node.task
-    task._actions = []
+    task._actions = task.clean_actions = task.targets = ()
     task._action_instances = None
-    task.clean_actions = ()
     task.file_dep = _NO_NAMES
-    task.targets = []
     task.dep_changed = None
     node.calc_dep = node.wait_run = node.wait_run_calc = node.waiting_me = _NO_NAMES
-    node.ancestors = []
+    node.ancestors = ()
     node.generator = None
+
+
+#: Task attributes doit only reads once the graph is loaded (for a task without `calc_dep`,
+#: whose results could extend them): an empty one is shared, not a list of its own.
+_READ_ONLY = ("setup_tasks", "wild_dep", "value_savers", "teardown")
+
+
+def compact(tasks: list[Any]) -> None:
+    """Make each loaded task smaller: doit's `Task` sets 34 attributes one by one, which
+    leaves its `__dict__` at twice the size a copy of it takes (1,584 against 832 bytes),
+    and four empty lists of its own. 30 MB at 10,000 orders."""
+    for task in tasks:
+        attrs = task.__dict__
+        if not attrs.get("calc_dep"):
+            for name in _READ_ONLY:
+                if attrs.get(name) == []:
+                    attrs[name] = ()
+        task.__dict__ = dict(attrs)
 
 
 def releases() -> bool:
@@ -419,6 +435,7 @@ class FoundryRun(Run):  # type: ignore[misc]
         failure_verbosity: int = 0,
         pdb: bool = False,
     ) -> Any:
+        compact(self.task_list)
         # the loaded graph lives until the command ends: no collection needs to walk it
         gc.freeze()
         if not getattr(self, "_jobs_chosen", True) and not pdb:
