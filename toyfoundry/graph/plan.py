@@ -282,7 +282,7 @@ class FactsView(InputView):
         content = self.contents.get(rel)
         if content is None:  # not an input file (missing): ask the exchange, remember nothing
             return read()
-        old = self.known.get(rel)
+        old = self.known.get(rel) or self.facts.get(rel)
         if old is not None and old[0] == content:
             value = old[1]
         else:
@@ -304,6 +304,8 @@ class FactsView(InputView):
 
         def read() -> list[str] | None:
             facts = self.exchange.order_facts(order_id)
+            # the recipe and phase are all the plan keeps of the order's model
+            self.exchange.forget("order", self.layout.order_file(order_id))
             return None if facts is None else [facts.recipe, facts.phase]
 
         value = self._fact(rel, read)
