@@ -311,6 +311,12 @@ class FoundryDB:
             lambda conn: conn.executemany("insert or replace into stamps values (?, ?)", rows)
         )
 
+    def has_records(self) -> bool:
+        """Whether any task has a record (one query, nothing decoded)."""
+        if self._cache or self._gone or self._raw:
+            return True
+        return self._conn.execute("select 1 from doit limit 1").fetchone() is not None
+
     def in_(self, task_id: str) -> bool:
         return bool(self._task(task_id))
 

@@ -58,7 +58,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import doit.cmd_run
+import doit.control
 from doit.cmd_run import Run
+from doit.control import ExecNode
 from doit.dependency import DatabaseException
 from doit.exceptions import InvalidDodoFile, TaskFailed, UnmetDependency
 from doit.runner import FAILURE, SUCCESS, MRunner, Runner
@@ -337,17 +339,46 @@ class PoolRunner(_CausedResult, MRunner):  # type: ignore[misc]
             crew.close(kill=failed)
 
 
+class _NoCalc(frozenset[str]):
+    """The calc deps of a node whose task has none, and the set of those it waits for: doit
+    clears the one and adds nothing to the other, so every such node shares this object.
+    Anything added to it fails loudly."""
+
+    def clear(self) -> None:
+        pass
+
+    def update(self, *others: Any) -> None:
+        if any(others):
+            raise TypeError("calc deps for a task that declared none")
+
+
+_NO_CALC = _NoCalc()
+
+
+class SlimNode(ExecNode):  # type: ignore[misc]
+    """doit's dispatcher node, without two empty sets of its own for a task without calc
+    deps: doit makes the graph's 30,000 nodes in the first seconds of a full build, so
+    their size is the build process's peak (13 MB of it at 10,000 orders)."""
+
+    def __init__(self, task: Any, parent: Any) -> None:
+        super().__init__(task, parent)
+        if not task.calc_dep:
+            self.calc_dep = self.wait_run_calc = _NO_CALC
+
+
 @contextlib.contextmanager
 def our_runners() -> Iterator[None]:
-    """doit's `run` picks its runners by module name: name ours for the block, and add
-    implicit task dependencies in linear time (`implicit`: the same graph)."""
-    before = doit.cmd_run.Runner, doit.cmd_run.MRunner
+    """doit's `run` picks its runners by module name: name ours for the block, make its
+    dispatcher's nodes slim, and add implicit task dependencies in linear time
+    (`implicit`: the same graph)."""
+    before = doit.cmd_run.Runner, doit.cmd_run.MRunner, doit.control.ExecNode
     doit.cmd_run.Runner, doit.cmd_run.MRunner = FoundryRunner, PoolRunner
+    doit.control.ExecNode = SlimNode
     try:
         with linear_implicit_deps():
             yield
     finally:
-        doit.cmd_run.Runner, doit.cmd_run.MRunner = before
+        doit.cmd_run.Runner, doit.cmd_run.MRunner, doit.control.ExecNode = before
 
 
 def never_ran(dep_manager: Any, task_list: list[Any]) -> int:

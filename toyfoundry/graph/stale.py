@@ -129,7 +129,10 @@ def kept(base: str, draw: Callable[[], list[tuple[str, Task]]]) -> list[Task] | 
         return None
     if not pruning.decided:
         pruning.decided = True
-        if _enabled(pruning):
+        db = backend.current()
+        # a DB without records (a first build) leaves every task stale: nothing to prune,
+        # and each creator's dicts become doit's tasks one by one instead of all at once
+        if _enabled(pruning) and db is not None and db.has_records():
             _decide(pruning, draw())
     if pruning.drawn is None:
         return None
