@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_project
+from toyfoundry import caches
 from toyfoundry.exchange import loader
 from toyfoundry.graph import backend, plan
 from toyfoundry.store.layout import Layout
@@ -131,6 +132,7 @@ def test_a_record_read_back_in_the_same_process_is_not_parsed_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A warm watcher reads back the record it wrote; another writer's record is parsed."""
+    caches.fresh(keep=("plan_record",))  # as the graph watcher's set does
     layout = make_project(tmp_path / "p")
     first = cached(layout)
     parsed: list[int] = []
@@ -186,3 +188,56 @@ def test_facts_read_from_other_bytes_than_hashed_are_not_remembered(tmp_path: Pa
     again, facts, mixed = plan.draw(layout, entries, contents)
     assert not mixed and facts[rel][1] is not None
     assert again.by_id["2025-10-20-011"].recipe is not None
+
+
+def test_a_build_keeps_no_plan_record_in_memory(tmp_path: Path) -> None:
+    """Only a set of caches that carries the record to its next build (a watcher's) keeps it:
+    a `doit` loads the plan once, and would hold the text and the parsed record to its end."""
+    caches.fresh()
+    layout = make_project(tmp_path / "p")
+    first = cached(layout)
+    assert caches.current().table("plan_record") == {}
+    same(cached(layout), first)
+
+
+def test_an_orders_own_paths_are_the_layouts_and_not_in_the_record(tmp_path: Path) -> None:
+    layout = make_project(tmp_path / "p")
+    drawn = cached(layout)
+    for node in drawn.orders:
+        mint, rituals, chain, outputs = plan._outputs(layout, node.order_id)
+        assert (node.mint, node.rituals, node.chain) == (mint, rituals, chain)
+        assert drawn.paths.outputs(node.order_id) == list(outputs)
+    with db(layout) as opened:
+        text = opened.get_meta("plan")
+    assert text is not None and "mint.json" not in text and "reports" not in text
+
+
+def test_a_record_of_another_version_is_not_trusted(tmp_path: Path, reads: list[str]) -> None:
+    """A record whose rows have another shape (an older release's kept each order's output
+    paths) is drawn again, never decoded as this version's."""
+    layout = make_project(tmp_path / "p")
+    first = cached(layout)
+    with db(layout) as opened:
+        record = json.loads(opened.get_meta("plan") or "")
+        record["version"] = plan.RECORD_VERSION - 1
+        record["plan"][0] = [[*row, "x", "y", "z", ["w"]] for row in record["plan"][0]]
+        opened.put_meta("plan", json.dumps(record))
+    reads.clear()
+    same(cached(layout), first)
+    assert reads  # read again from the exchange, not from the old record
+
+
+def test_a_recorded_task_leaves_memory_and_reads_back_the_same(tmp_path: Path) -> None:
+    """A full build does not keep every task's record in memory: once committed it is read
+    back from the file if doit ever asks again."""
+    layout = make_project(tmp_path / "p")
+    with db(layout) as opened:
+        opened._records()  # every record read up front, as a no-op's check does
+        opened.set("t", "checker:", "FoundryChecker")
+        opened.set("t", "deps:", ["a"])
+        assert "t" not in opened._cache
+        assert opened.get("t", "checker:") == "FoundryChecker" and opened.recorded("t")
+        opened.starting("t")  # a task chosen to run again loses its record in the file
+        assert opened.in_("t")  # the copy in memory still spares re-checking its deps
+    with db(layout) as opened:
+        assert not opened.recorded("t")

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import pickle
+import sys
 from pathlib import Path
 from typing import Any
 
+from doit.control import ExecNode
 from doit.task import Task
 
+from tests.conftest import make_project
 from tests.test_run_command import PYPROJECT, _doit, two_cores
 from toyfoundry.graph import tasks as foundry_tasks
 from toyfoundry.graph import workers
+from toyfoundry.graph.run import compact, release
 
 
 def plain(target: str) -> None:
@@ -83,3 +87,60 @@ def test_workers_are_not_forks_of_the_build(tmp_path: Path) -> None:
     assert {pid for pid, _ in ran} - {build}, "no task ran in a worker"
     # forked from the fork server, never from the build process that holds the graph
     assert all(parent != build for pid, parent in ran if pid != build)
+
+
+def _built(root: Path) -> dict[str, bytes]:
+    tops = [
+        root / ".toyfoundry" / "build",
+        root / "exchange" / "reports",
+        root / "exchange" / "outbox",
+    ]
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for top in tops
+        for path in sorted(top.rglob("*"))
+        if path.is_file()
+    }
+
+
+@two_cores
+def test_a_parallel_build_that_releases_finished_tasks_builds_what_a_serial_one_does(
+    tmp_path: Path,
+) -> None:
+    """`python -m doit` is the whole process, so its parallel runner drops each finished
+    task's actions, deps and wait sets (`run.release`): same artefacts, same records."""
+    built = {}
+    for jobs in ("0", "2"):
+        root = tmp_path / f"n{jobs}"
+        make_project(root)
+        done = _doit(root, "-n", jobs)
+        assert done.returncode in (0, 1), done.stdout + done.stderr
+        built[jobs] = _built(root)
+        again = _doit(root, "-n", jobs)
+        assert ".  " not in again.stdout, again.stdout  # every task was recorded
+    assert built["0"] == built["2"]
+
+
+def test_release_leaves_a_finished_task_its_name_values_and_status() -> None:
+    task = Task("t", [(plain, ["a.out"])], file_dep=["in.txt"], targets=["a.out"])
+    task.values = {"k": 1}
+    node = ExecNode(task, None)
+    node.run_status = "failure"
+    release(node)
+    assert task.file_dep == {"in.txt"}  # a failure is shown with its actions at the end
+    node.run_status = "successful"
+    release(node)
+    assert task.name == "t" and task.values == {"k": 1} and node.run_status == "successful"
+    assert not task.file_dep and not task.targets and not task._actions
+    assert not node.waiting_me and node.generator is None
+
+
+def test_a_compacted_task_keeps_every_attribute_in_less_memory() -> None:
+    task = Task("t", [(plain, ["a.out"])], file_dep=["in.txt"], targets=["a.out"])
+    before = dict(vars(task))
+    size = sys.getsizeof(task.__dict__)
+    compact([task])
+    assert sys.getsizeof(task.__dict__) < size
+    assert task.setup_tasks == () and task.teardown == () and task.value_savers == ()
+    assert vars(task).keys() == before.keys()
+    assert all(vars(task)[k] is v for k, v in before.items() if v != [])

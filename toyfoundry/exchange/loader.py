@@ -226,6 +226,12 @@ class Exchange:
             self._cache[key] = self._load(kind, path)
         return self._cache[key]
 
+    def forget(self, kind: str, path: Path) -> None:
+        """Drop a file's remembered load (the digest of its bytes stays): for a reader that
+        keeps what it needs of it, as the graph's plan keeps an order's recipe and phase
+        (10,000 order models would otherwise live until the plan is drawn)."""
+        self._cache.pop((kind, path), None)
+
     def _load(self, kind: str, path: Path) -> Loaded[Any]:
         if kind in SELF_CONTAINED:
             return self._load_known(kind, path)

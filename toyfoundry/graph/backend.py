@@ -214,6 +214,9 @@ class FoundryDB:
         self._cache: dict[str, dict[str, Any]] = {}
         self._dirty: set[str] = set()
         self._raw: dict[str, str] | None = None
+        #: tasks whose record was committed and dropped from memory (see `_commit`): the
+        #: file holds it, and `_raw`, read earlier, does not
+        self._gone: set[str] = set()
         self._hashes: dict[str, tuple[int, int, int, str]] | None = None
         self._new_hashes: dict[str, tuple[int, int, int, str]] = {}
         self._lookups = 0
@@ -231,17 +234,20 @@ class FoundryDB:
         data = self._cache.get(task_id)
         if data is not None:
             return data
-        if self._raw is None and self._task_lookups < _POINT_LOOKUPS:
+        if task_id in self._gone or (self._raw is None and self._task_lookups < _POINT_LOOKUPS):
             # a watcher's rebuild asks about a few tasks: one query each, not every record
-            self._task_lookups += 1
-            row = self._conn.execute(
-                "select task_data from doit where task_id = ?", (task_id,)
-            ).fetchone()
-            text = row[0] if row else None
+            if task_id not in self._gone:
+                self._task_lookups += 1
+            text = self._point(task_id)
         else:
             text = self._records().pop(task_id, None)
         data = self._cache[task_id] = _decode(text) if text is not None else {}
         return data
+
+    def _point(self, task_id: str) -> str | None:
+        row = self._conn.execute("select task_data from doit where task_id = ?", (task_id,))
+        found = row.fetchone()
+        return str(found[0]) if found else None
 
     def record(self, task_id: str) -> dict[str, Any]:
         """A task's record, decoded but not kept: the stale check reads every record once,
@@ -251,7 +257,7 @@ class FoundryDB:
             return data
         if self._raw is None and self._task_lookups < _POINT_LOOKUPS:
             return self._task(task_id)
-        text = self._records().get(task_id)
+        text = self._point(task_id) if task_id in self._gone else self._records().get(task_id)
         return _decode(text) if text is not None else {}
 
     def set(self, task_id: str, dependency: str, value: Any) -> None:
@@ -280,6 +286,18 @@ class FoundryDB:
 
             self._transaction(write)
         self._dirty.discard(task_id)
+        # doit asks nothing more of a record it has saved: the file has it now, and a
+        # full build would otherwise keep every task's record in memory (30 MB at 10,000
+        # orders) until it ends; asked again, it is read back from the file
+        del self._cache[task_id]
+        self._gone.add(task_id)
+
+    def done_with(self, task_id: str) -> None:
+        """doit will ask nothing more of this task's record (found up to date): drop the
+        decoded copy, as `_commit` does, unless it holds changes not yet written."""
+        if task_id in self._cache and task_id not in self._dirty:
+            del self._cache[task_id]
+            self._gone.add(task_id)
 
     def stamps(self) -> dict[str, str]:
         """Every task's stamp (see `stamps` in the module's docstring), in one query."""
@@ -295,6 +313,12 @@ class FoundryDB:
             lambda conn: conn.executemany("insert or replace into stamps values (?, ?)", rows)
         )
 
+    def has_records(self) -> bool:
+        """Whether any task has a record (one query, nothing decoded)."""
+        if self._cache or self._gone or self._raw:
+            return True
+        return self._conn.execute("select 1 from doit limit 1").fetchone() is not None
+
     def in_(self, task_id: str) -> bool:
         return bool(self._task(task_id))
 
@@ -302,7 +326,7 @@ class FoundryDB:
         """`in_` without decoding the record (the run command asks about every task)."""
         if task_id in self._cache:
             return bool(self._cache[task_id])
-        if self._raw is None and self._task_lookups < _POINT_LOOKUPS:
+        if task_id in self._gone or (self._raw is None and self._task_lookups < _POINT_LOOKUPS):
             self._task_lookups += 1
             found = self._conn.execute("select 1 from doit where task_id = ?", (task_id,))
             return found.fetchone() is not None
@@ -339,11 +363,12 @@ class FoundryDB:
         runs again; the copy in memory still spares `save_success` re-checking the deps
         that did not change, and its commit puts the whole record back.
         """
-        if self._cache.get(task_id):
+        if self._cache.get(task_id) or task_id in self._gone:
             self._write("delete from doit where task_id = ?", (task_id,))
 
     def remove(self, task_id: str) -> None:
         self._cache.pop(task_id, None)
+        self._gone.discard(task_id)
         if self._raw is not None:
             self._raw.pop(task_id, None)
         self._dirty.discard(task_id)
@@ -351,6 +376,7 @@ class FoundryDB:
 
     def remove_all(self) -> None:
         self._cache.clear()
+        self._gone.clear()
         self._raw = {}
         self._dirty.clear()
         self._write("delete from doit")  # and, by its trigger, every stamp

@@ -372,7 +372,7 @@ def _report_tasks(plan: planning.Plan) -> Iterator[Task]:
             "name": node.order_id,
             "actions": [(report_action, [root, node.order_id])],
             "file_dep": [node.mint, node.rituals, code],
-            "targets": list(node.outputs),
+            "targets": plan.paths.outputs(node.order_id),
             "clean": True,
         }
 

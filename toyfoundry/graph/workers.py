@@ -210,8 +210,22 @@ def serve(jobs: Any, results: Any, path: list[str], stream: Stream, parent: int 
             if failure:
                 result["failure"] = failure
             results.send(result)
+            _trim()
     except (SystemExit, KeyboardInterrupt, Exception) as exc:
         results.send({"exit": exc.__class__, "exception": str(exc)})
+
+
+def _trim() -> None:
+    """Give the heap a task left free back to the system (glibc): a job reads and writes
+    artefacts of 100 KB and more, whose freed space would otherwise stay in each worker's
+    memory (2 MB a worker at 1,000 orders)."""
+    with contextlib.suppress(OSError, AttributeError):
+        _libc().malloc_trim(0)
+
+
+@functools.cache
+def _libc() -> Any:
+    return ctypes.CDLL(None)
 
 
 class WorkerLost(Exception):
