@@ -7,7 +7,9 @@ A test starts clean with `fresh()`; each build (`doit`, `toyfoundry build`, a
 watcher's cycle) starts with `next_build()`, which drops every table but those the
 set was made to keep (a watcher keeps its content-keyed tables, see `graph_watcher`),
 and of those keeps only the entries the build before used: memory stays that of one
-build's working set however long the process lives.
+build's working set however long the process lives. Two kinds of table are not
+dropped that way: the process's own (`PROCESS`: the code it runs), carried whole, and
+the build's snapshots (`SNAPSHOTS`: its plan), which are not caches and have no switch.
 
 Some entries name a record kept in the dependency DB or beside the rollup rather
 than a table here: turning one off makes its readers ignore it and take the slow
