@@ -19,8 +19,8 @@ ignored, every dep hashed). A plain `doit` (`graph/stale.py`) reads every stamp 
 one query and compares each with the digest of the deps' current mtimes, instead of
 decoding every record (26 MB of JSON at 10,000 orders). A task that check finds up to
 date from its record although its deps' mtimes moved (a fresh copy: equal by size and
-hash) is stamped again at the current mtimes, in one transaction for the run. Triggers on the `doit` table
-drop a task's stamp whenever its record is written or deleted by anything, an older
+hash) is stamped again at the current mtimes, in one transaction for the run. Triggers
+on the `doit` table drop a task's stamp whenever its record is written or deleted by anything, an older
 release or a hand-run `sqlite3` included, so a stamp never outlives its record.
 
 SQLite's own storage failures (a full disk, an I/O error, a read-only file) are raised
@@ -327,7 +327,8 @@ class FoundryDB:
         if task_id in self._cache:
             return bool(self._cache[task_id])
         if task_id in self._gone or (self._raw is None and self._task_lookups < _POINT_LOOKUPS):
-            self._task_lookups += 1
+            if task_id not in self._gone:  # counted as `_task` counts them
+                self._task_lookups += 1
             found = self._conn.execute("select 1 from doit where task_id = ?", (task_id,))
             return found.fetchone() is not None
         return task_id in self._records()
