@@ -42,13 +42,20 @@ NAMES: dict[str, str] = {
     "rollup_vouching": "telemetry/parts.py: the rollup trusted while rollup_state.json vouches",
     "paths": "store/layout.py: joined paths (lru_cache)",
     "code": "graph/stages.py: each module's imports, each stage's closure and the fingerprints",
-    "entry_points": "forge/plugins.py: the installed validator plugins, by import path",
+    "entry_points": "installed.py: every installed entry point, by the import path folders' stats",
     "schema_validators": "formats/schemas.py: the compiled JSON Schema validators, by name",
 }
 
 #: Caches about the running process itself, which every build of the process carries
-#: over: the code it runs does not change when its sources on disk do.
-PROCESS = frozenset({"code"})
+#: over: the code it runs does not change when its sources on disk do, and the
+#: installed entry points are checked against the import path's stats on each use.
+PROCESS = frozenset({"code", "entry_points"})
+
+#: Kept tables carried whole rather than by use: each bounds its own size, and an entry
+#: is worth keeping past builds that do not use it. `frontiers` holds one set per recipe
+#: (at most 64): a watcher's next order is often of another recipe than the last one's,
+#: and without its set it reads back every chain file of its recipe.
+WHOLE = frozenset({"frontiers"})
 
 #: Tables of a build that are not caches and cannot be turned off: the build's one read
 #: of its inputs (the plan), which every task creator must share, since two reads of a
@@ -151,15 +158,15 @@ def fresh(off: Iterable[str] | None = None, keep: Iterable[str] = ()) -> Caches:
 
 def next_build() -> Caches:
     """The set for a build about to start: the same switches, every table dropped but those
-    the previous set was made to keep, and of those the entries it used since it was made,
-    and the process's own (`PROCESS`) whole."""
+    the previous set was made to keep, and of those the entries it used since it was made
+    (`WHOLE` ones whole), and the process's own (`PROCESS`) whole."""
     global _current
     before = current()
     _current = Caches(before.off, before.keep)
     for name in before.keep:
         table = before._tables.get(name)
         if isinstance(table, _Used) and name in _current._tables:
-            _current._tables[name] = table.carried()
+            _current._tables[name] = table if name in WHOLE else table.carried()
     for name in PROCESS:
         if name in before._tables and name in _current._tables:
             _current._tables[name] = before._tables[name]

@@ -6,6 +6,7 @@ import argparse
 import os
 import tomllib
 
+from toyfoundry import installed
 from toyfoundry.errors import FoundryError
 from toyfoundry.store.layout import Layout
 
@@ -53,6 +54,6 @@ def run(args: argparse.Namespace, layout: Layout) -> int:
         main = DoitMain(ModuleTaskLoader(dodo), extra_config=DOIT_PLUGINS)
     except tomllib.TOMLDecodeError as exc:  # doit reads the folder's pyproject.toml first
         raise FoundryError(f"pyproject.toml: -: is not valid TOML: {exc}") from None
-    with lock_timeout(args.lock_timeout):
+    with lock_timeout(args.lock_timeout), installed.for_doit():
         code: int = main.run(list(args.doit_args))
     return code

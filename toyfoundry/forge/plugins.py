@@ -7,28 +7,18 @@ plugins on every run without loading the models the hooks work on.
 from __future__ import annotations
 
 import hashlib
-import sys
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 
-from toyfoundry import caches
+from toyfoundry import installed
 
 GROUP = "toyfoundry.validators"
 
 
 def registered() -> list[EntryPoint]:
-    """The registered plugin entry points, sorted by name (none is loaded)."""
-    return list(_entry_points_on(tuple(sys.path)))
-
-
-def _entry_points_on(search_path: tuple[str, ...]) -> tuple[EntryPoint, ...]:
-    """Scanning installed distributions costs milliseconds: once per build and import path
-    (the `entry_points` cache); a plugin installed under a watcher counts from its next build."""
-    table = caches.current().table("entry_points")
-    found = table.get(search_path)
-    if found is None:
-        found = tuple(sorted(entry_points(group=GROUP), key=lambda ep: (ep.name, ep.value)))
-        table[search_path] = found
-    return found
+    """The registered plugin entry points, sorted by name (none is loaded). From the one
+    scan of the installed distributions (`installed`): a plugin installed under a
+    watcher counts from its next build."""
+    return sorted(installed.select(GROUP), key=lambda ep: (ep.name, ep.value))
 
 
 def plugin_signatures() -> list[str]:

@@ -20,12 +20,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import operator
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -142,9 +143,9 @@ def classify(path: str | os.PathLike[str]) -> str:
         return "missing"
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One input as the plan saw it: its lstat, and its content once someone asked for it."""
+class Entry(NamedTuple):
+    """One input as the plan saw it: its lstat, and its content once someone asked for it.
+    A tuple: a plan reads a thousand of them on every change a watcher sees."""
 
     rel: str
     kind: str
@@ -152,24 +153,33 @@ class Entry:
 
 
 def scan_inputs(layout: Layout) -> list[Entry]:
-    """Every input the plan is read from: the exchange's input folders and the settings file."""
+    """Every input the plan is read from: the exchange's input folders and the settings file.
+
+    Names are joined as text, not as `Path`s: at a thousand orders that was most of a
+    watcher's cost of seeing one new order."""
     out: list[Entry] = []
-    paths: list[Path] = []
+    listed: list[tuple[str, str, list[str]]] = []
     for folder in INPUT_FOLDERS:
+        path = layout.exchange / folder
         try:
-            paths += safe_read.list_json(layout.exchange / folder)
+            listed.append((os.fspath(path), rel(layout, path), safe_read.list_json_names(path)))
         except safe_read.ReadError:
             # not a folder, or unreadable (the validate task says so): tracked as a
             # whole, so every task that looks inside runs again once it can be listed
             with contextlib.suppress(OSError):
-                st = os.lstat(layout.exchange / folder)
-                out.append(Entry(rel(layout, layout.exchange / folder), UNLISTED, st))
-    for path in [*paths, layout.settings_file]:
-        try:
-            st = os.lstat(path)
-        except OSError:
-            continue
-        out.append(Entry(rel(layout, path), safe_read.file_kind(st.st_mode), st))
+                st = os.lstat(path)
+                out.append(Entry(rel(layout, path), UNLISTED, st))
+    kind = safe_read.file_kind
+    for folder_path, folder_rel, names in listed:
+        for name in names:
+            try:
+                st = os.lstat(f"{folder_path}/{name}")
+            except OSError:
+                continue
+            out.append(Entry(f"{folder_rel}/{name}", kind(st.st_mode), st))
+    with contextlib.suppress(OSError):
+        st = os.lstat(layout.settings_file)
+        out.append(Entry(rel(layout, layout.settings_file), kind(st.st_mode), st))
     return out
 
 
@@ -409,6 +419,15 @@ def draw(
             if before is not None
             else plan.paths.own(order_id)
         )
+        # the inputs present as regular files, and those of another kind, in one pass
+        regular: list[str] = []
+        odd: list[str] = []
+        for p in inputs:
+            kind = kinds.get(p)
+            if kind == "regular":
+                regular.append(p)
+            elif (kind := kind_of(p)) != "regular":
+                odd.append(f"{p}:{kind}")
         plan.orders.append(
             OrderNode(
                 order_id,
@@ -416,8 +435,8 @@ def draw(
                 facts.phase if facts is not None else None,
                 previous,
                 inputs,
-                tuple(p for p in inputs if kinds.get(p) == "regular"),
-                tuple(f"{p}:{kind_of(p)}" for p in inputs if kind_of(p) != "regular"),
+                tuple(regular),
+                tuple(odd),
                 (own,) if own is not None and kinds.get(own) == "regular" else (),
                 experimental,
                 *files,
@@ -439,7 +458,8 @@ def scan(layout: Layout) -> Plan:
 
 
 def _encode(plan: Plan) -> list[Any]:
-    rows = [[getattr(n, f.name) for f in fields(OrderNode)[:RECORDED]] for n in plan.orders]
+    recorded = operator.attrgetter(*(f.name for f in fields(OrderNode)[:RECORDED]))
+    rows = [recorded(n) for n in plan.orders]
     return [rows, plan.regular_inputs, plan.odd_inputs]
 
 
@@ -493,8 +513,11 @@ def _read_record(layout: Layout, text: str | None) -> tuple[dict[str, Any] | Non
     return record, None
 
 
-def load(layout: Layout) -> Plan:
+def load(layout: Layout, entries: list[Entry] | None = None) -> Plan:
     """The plan, from the dependency DB when nothing it was read from has changed.
+
+    `entries`: the inputs as the caller has just listed them (`scan_inputs`), for a
+    watcher that lists them anyway to see what changed.
 
     Each use of the stored record can be turned off (`toyfoundry.caches`):
     `plan_stat_key` (the record by the inputs' stats, and each input's hash by its
@@ -504,7 +527,8 @@ def load(layout: Layout) -> Plan:
     from toyfoundry.graph import backend
 
     on = caches.current().on
-    entries = scan_inputs(layout)
+    if entries is None:
+        entries = scan_inputs(layout)
     fast = stat_key(entries)
     db = backend.current()
     record: dict[str, Any] | None = None

@@ -65,7 +65,7 @@ from doit.dependency import DatabaseException
 from doit.exceptions import InvalidDodoFile, TaskFailed, UnmetDependency
 from doit.runner import FAILURE, SUCCESS, MRunner, Runner
 
-from toyfoundry import caches
+from toyfoundry import caches, installed
 from toyfoundry.errors import FoundryError, os_error_line, say
 from toyfoundry.graph import stale, workers
 from toyfoundry.graph.implicit import linear_implicit_deps
@@ -425,6 +425,8 @@ class FoundryRun(Run):  # type: ignore[misc]
                 raw = str(params.get("lock_timeout") or "").strip()
                 bound = parse_timeout(raw) if raw else None
                 with contextlib.ExitStack() as stack:
+                    # doit's backend and reporter lookups share the build's one scan
+                    stack.enter_context(installed.for_doit())
                     if bound is not None:
                         stack.enter_context(lock_timeout(bound))
                     # a plain run hands doit only what may be stale (`stale`)

@@ -55,18 +55,19 @@ def _nodes(plan: planning.Plan) -> list[planning.OrderNode]:
     return plan.orders if _focus is None else [n for n in plan.orders if n.order_id in _focus]
 
 
-def _plan(root: str) -> planning.Plan:
+def _plan(root: str, entries: list[planning.Entry] | None = None) -> planning.Plan:
     """The build's plan of the project at `root`: drawn once per build, then shared by every
     task creator and global action (the `plan` snapshot of `toyfoundry.caches`)."""
     table = caches.current().table("plan")
     plan = table.get(root)
     if plan is None:
-        table[root] = plan = planning.load(Layout(Path(root)))
+        table[root] = plan = planning.load(Layout(Path(root)), entries)
     return plan
 
 
-def current_plan() -> planning.Plan:
-    return _plan(os.getcwd())
+def current_plan(entries: list[planning.Entry] | None = None) -> planning.Plan:
+    """The plan of the project in the working folder; `entries`, see `plan.load`."""
+    return _plan(os.getcwd(), entries)
 
 
 def forget_plan() -> None:

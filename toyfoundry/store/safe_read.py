@@ -380,6 +380,11 @@ def list_json(folder: Path) -> list[Path]:
     Symlinks and other odd entries are listed on purpose: `read_bytes` refuses
     them with a message, so the user hears about them instead of a silent skip.
     """
+    return [folder / name for name in list_json_names(folder)]
+
+
+def list_json_names(folder: Path) -> list[str]:
+    """`list_json`'s entries as names: for a caller that lists a thousand and wants text."""
     try:
         with os.scandir(folder) as entries:
             names = [e.name for e in entries if e.name.endswith(".json")]
@@ -390,4 +395,4 @@ def list_json(folder: Path) -> list[Path]:
     except OSError as err:
         reason = f"cannot be listed: {err.strerror or err}"
         raise ReadError(Problem(str(folder), "-", reason)) from None
-    return [folder / name for name in sorted(names) if not is_skipped_name(name)]
+    return [name for name in sorted(names) if not is_skipped_name(name)]

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
-from toyfoundry import caches
+from toyfoundry import caches, installed
 from toyfoundry.errors import FoundryError
 from toyfoundry.exchange.loader import settings
 from toyfoundry.graph import plan as planning
@@ -53,6 +53,10 @@ ORDER_STAGES = ("mint", "rituals", "report")
 GLOBAL_TASKS = ("quilt", "export", "dashboard", "validate")
 
 Dodo = ModuleType | Mapping[str, Any]
+
+#: A cycle's listing of the inputs serves its plan unless it is older than this when the
+#: foundry is the cycle's (another build held it): then the plan lists them again.
+LISTING_AGE = 0.25
 
 
 # --------------------------------------------------------------------------- doit in-process
@@ -176,7 +180,7 @@ def run_graph(
     names = namespace(dodo)
     names["DOIT_CONFIG"] = {**(names.get("DOIT_CONFIG") or {}), "reporter": tally}
     started = time.perf_counter()
-    with contextlib.chdir(layout.root):
+    with contextlib.chdir(layout.root), installed.for_doit():
         try:
             main = DoitMain(ModuleTaskLoader(names), extra_config=DOIT_PLUGINS)
             code = int(main.run(["run", *(tasks or [])]))
@@ -442,8 +446,15 @@ class GraphWatcher:
         self._plan: planning.Plan | None = None
         self._named: frozenset[Path] = frozenset()
         self._named_rels: frozenset[str] = frozenset()
-        self._named_sorted: list[Path] = []
+        #: the named files as paths, by project-relative name (made once per name)
+        self._paths: dict[str, Path] = {}
+        #: the named files by folder: those of a folder that was listed need no `lstat`
+        self._by_folder: dict[str, list[str]] = {}
+        self._roots: list[WatchRoot] = []
+        #: the inputs as this cycle's scan saw them, for its plan (see `_scan`)
+        self._entries: list[planning.Entry] | None = None
         self._listed = frozenset(planning.listed_folders(layout))
+        self._listed_rels = frozenset(planning.rel(layout, f) for f in self._listed)
         self._unbuilt: list[Change] = []
         self._first_scan = True
         self._full = False
@@ -466,41 +477,65 @@ class GraphWatcher:
         return watched(path, self._named, self._listed)
 
     def inputs(self) -> list[Path]:
-        """See `plan_inputs`: the last plan's files, sorted once per plan, and any input the
-        plan does not name yet (a new order) merged in."""
-        rels = self._named_rels
+        """See `plan_inputs`: the files the plan is read from now and every file the last
+        plan names, sorted."""
+        return [path for path, _ in self._scan()]
+
+    def _scan(self) -> list[tuple[Path, os.stat_result | None]]:
+        """`inputs`, each with its `lstat` when the listing of its folder made one.
+
+        One listing of the input folders serves the scan and the cycle's plan (kept in
+        `_entries`): a named file in a folder that was listed is in the listing or
+        absent, so only named files elsewhere are looked up one by one (a thousand
+        orders name a thousand optional reviews, almost none of them there)."""
         root = self.layout.root
-        new = [
-            root / e.rel
-            for e in planning.scan_inputs(self.layout)
-            if e.kind != planning.UNLISTED and e.rel not in rels
+        entries = planning.scan_inputs(self.layout)
+        self._entries = entries
+        paths = self._paths
+        items: list[tuple[str, Path, os.stat_result | None]] = [
+            (e.rel, paths.get(e.rel) or root / e.rel, e.st)
+            for e in entries
+            if e.kind != planning.UNLISTED
         ]
-        if not new:
-            return self._named_sorted
-        # one sorted run and a few more: the sort merges them in one pass
-        return sorted([*self._named_sorted, *(set(new) - self._named)], key=str)
+        found = {rel for rel, _, _ in items}
+        # a listed folder that is missing holds none of its named files either
+        listed = self._listed_rels.difference(e.rel for e in entries if e.kind == planning.UNLISTED)
+        for folder, rels in self._by_folder.items():
+            if folder not in listed:
+                items += [(rel, paths[rel], None) for rel in rels if rel not in found]
+        items.sort(key=lambda item: item[0])
+        return [(path, st) for _, path, st in items]
 
     def roots(self) -> list[WatchRoot]:
         """The folders to get events from: those the plan lists, and those of its named files."""
-        named = self._named or self.inputs()  # before the first plan: what it will be read from
-        return plan_roots(self._listed, named)
+        if self._roots:
+            return self._roots
+        return plan_roots(self._listed, self.inputs())  # before the first plan
 
     def _adopt(self, plan: planning.Plan) -> None:
         """Take `plan` as the last one: what the next change is compared with, what is watched."""
         self._plan = plan
         rels = planning.named_paths(plan)
-        if rels != self._named_rels:
+        if rels != self._named_rels or not self._roots:
+            root = self.layout.root
+            before = self._paths
             self._named_rels = frozenset(rels)
-            self._named = frozenset(self.layout.root / p for p in rels)
-            self._named_sorted = sorted(self._named, key=str)
-        self.loop.add(self.roots())
+            self._paths = {rel: before.get(rel) or root / rel for rel in rels}
+            self._named = frozenset(self._paths.values())
+            by_folder: dict[str, list[str]] = {}
+            for rel in rels:
+                by_folder.setdefault(rel.rpartition("/")[0], []).append(rel)
+            self._by_folder = by_folder
+            folders = set(self._listed) | {root / f if f else root for f in by_folder}
+            self._roots = [WatchRoot(f, recursive=False) for f in sorted(folders)]
+        self.loop.add(self._roots)
 
     # --- cycles ---
     def run_cycle(self, trigger: str = "rescan") -> CycleResult:
         """Rescan the inputs and rebuild what changed; defers while an input is still being written."""
         self.cycles += 1
         result = CycleResult(trigger=trigger, started=self.clock())
-        scan = self.scanner.scan(self.inputs())
+        scan = self.scanner.scan_stats(self._scan())
         if self._first_scan:
             self._first_scan = False
             self._full = self.initial_build
@@ -531,13 +566,15 @@ class GraphWatcher:
         return self._finish(result)
 
     def _current_plan(self) -> planning.Plan:
-        """A fresh plan, from the same cache the graph's task creators read in this cycle."""
+        """A fresh plan, from the same cache the graph's task creators read in this cycle,
+        and from the listing this cycle's scan made (once: a later plan lists again)."""
         from toyfoundry.graph import backend, tasks
 
+        entries, self._entries = self._entries, None
         with contextlib.chdir(self.layout.root):
             tasks.forget_plan()
             if self.dodo is not None:
-                return tasks.current_plan()
+                return tasks.current_plan(entries)
             # with the dependency DB open, as doit has it: the plan's record and the file
             # hashes kept there make a cycle parse only the files that changed (a DB that
             # cannot be opened is left for doit's run to report)
@@ -546,14 +583,18 @@ class GraphWatcher:
             try:
                 db = backend.FoundryDB(str(self.layout.dep_db), None)
             except (DatabaseException, OSError):
-                return tasks.current_plan()
+                return tasks.current_plan(entries)
             try:
-                return tasks.current_plan()
+                return tasks.current_plan(entries)
             finally:
                 db.dump()
 
     def _build(self, full: bool) -> GraphRun | None:
+        asked = self.clock()
         with self.lock, contextlib.chdir(self.layout.root), _checkpoint_once(self.layout):
+            if self.clock() - asked > LISTING_AGE:
+                # another build held the foundry: the scan's listing is old, list again
+                self._entries = None
             plan = self._current_plan()
             selected: list[str] | None = None
             if not full:

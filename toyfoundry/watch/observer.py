@@ -440,24 +440,39 @@ class StableScanner:
 
     def scan(self, present: Iterable[Path]) -> ScanResult:
         """Compare the files that exist now with the snapshot; complete ones update it."""
+        return self.scan_stats((path, None) for path in present)
+
+    def scan_stats(self, present: Iterable[tuple[Path, os.stat_result | None]]) -> ScanResult:
+        """`scan`, for a caller that has just `lstat`ed some of the files itself (their
+        `os.lstat` with the path; None for one to `lstat` here)."""
         result = ScanResult()
         now = self.clock()
         seen: set[Path] = set()
         waits: list[float] = []
-        for path in present:
+        snapshot = self.snapshot
+        for path, known in present:
             seen.add(path)
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                seen.discard(path)
-                continue
-            except OSError:
-                continue
-            observed = FileState.of(st)
-            old = self.snapshot.get(path)
-            if old is not None and old.same_stat(observed):
+            st = known
+            if st is None:
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    seen.discard(path)
+                    continue
+                except OSError:
+                    continue
+            old = snapshot.get(path)
+            if (
+                old is not None
+                and old.mtime_ns == st.st_mtime_ns
+                and old.size == st.st_size
+                and old.inode == st.st_ino
+                and old.kind == file_kind(st.st_mode)
+            ):
+                # `same_stat` without a state made for each of a thousand unchanged files
                 self._pending.pop(path, None)
                 continue
+            observed = FileState.of(st)
             ready, wait = self._examine(path, observed, now)
             if ready is None:
                 result.pending.append(path)
