@@ -390,6 +390,7 @@ def draw(
     made = old.by_id if old is not None else {}
     last_of_recipe: dict[str, str] = {}
     recipe_files: dict[str, str] = {}
+    recipes_experimental: dict[str, bool] = {}
     for order_id in view.order_ids():
         facts = view.order_facts(order_id)
         recipe = facts.recipe if facts is not None else None
@@ -399,7 +400,11 @@ def draw(
         if recipe and recipe not in recipe_files:
             recipe_files[recipe] = rel(layout, layout.recipe_file(recipe))
         own = recipe_files[recipe] if recipe else None
-        experimental = bool(recipe) and view.recipe_experimental(recipe or "")
+        experimental = False
+        if recipe:
+            if recipe not in recipes_experimental:
+                recipes_experimental[recipe] = view.recipe_experimental(recipe)
+            experimental = recipes_experimental[recipe]
         before = made.get(order_id)
         if (
             before is not None
@@ -428,20 +433,20 @@ def draw(
                 regular.append(p)
             elif (kind := kind_of(p)) != "regular":
                 odd.append(f"{p}:{kind}")
-        plan.orders.append(
-            OrderNode(
-                order_id,
-                recipe,
-                facts.phase if facts is not None else None,
-                previous,
-                inputs,
-                tuple(regular),
-                tuple(odd),
-                (own,) if own is not None and kinds.get(own) == "regular" else (),
-                experimental,
-                *files,
-            )
+        node = OrderNode(
+            order_id,
+            recipe,
+            facts.phase if facts is not None else None,
+            previous,
+            inputs,
+            tuple(regular),
+            tuple(odd),
+            (own,) if own is not None and kinds.get(own) == "regular" else (),
+            experimental,
+            *files,
         )
+        # an unchanged order keeps the node it had: a warm watcher's plans share them
+        plan.orders.append(before if node == before else node)
     return plan, view.facts, view.mixed
 
 
