@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import make_project
 from toyfoundry import caches
@@ -241,3 +243,79 @@ def test_a_recorded_task_leaves_memory_and_reads_back_the_same(tmp_path: Path) -
         assert opened.in_("t")  # the copy in memory still spares re-checking its deps
     with db(layout) as opened:
         assert not opened.recorded("t")
+
+
+# --------------------------------------------------------------------------- drawn again in part
+
+
+ORDER_IDS = [f"2025-11-{day:02d}-00{n}" for day in (3, 4, 5) for n in (1, 2)]
+RECIPES = ["sprocket-scout", "bolt-bunny", "marble-mech", "no-such-recipe"]
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["write", "delete", "garble", "review", "recipe"]),
+            st.sampled_from(ORDER_IDS),
+            st.sampled_from(RECIPES),
+            st.sampled_from(["pilot", "expansion"]),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_a_plan_drawn_again_in_part_equals_a_fresh_read(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, str, str, str]]
+) -> None:
+    """After any sequence of order edits (and now and then another input), the plan a warm
+    process draws from the last one (orders whose files did not change keep their nodes)
+    is the plan a fresh read of the exchange gives."""
+    caches.fresh(keep=("plan_record",))
+    layout = make_project(tmp_path_factory.mktemp("p") / "p")
+    with db(layout):
+        plan.load(layout)
+    for what, order_id, recipe, phase in steps:
+        path = layout.order_file(order_id)
+        if what == "write":
+            doc = {"schema_version": 1, "order_id": order_id, "phase": phase, "recipe": recipe}
+            doc.update(batch_size=12, seed=7, dry_run=False, issued_by="t", notes="n")
+            path.write_text(json.dumps(doc))
+        elif what == "delete":
+            path.unlink(missing_ok=True)
+        elif what == "garble":
+            path.write_text("{")
+        elif what == "review":
+            review = {"schema_version": 1, "order_id": order_id, "decisions": []}
+            layout.review_file(order_id).write_text(json.dumps(review))
+        else:
+            recipe_file = layout.recipe_file("sprocket-scout")
+            doc = json.loads(recipe_file.read_text())
+            doc["experimental"] = not doc.get("experimental", False)
+            recipe_file.write_text(json.dumps(doc))
+        with db(layout):
+            warm = plan.load(layout)
+        same(warm, plan.scan(layout))
+    caches.fresh(())
+
+
+def test_a_new_order_draws_only_itself(tmp_path: Path, reads: list[str]) -> None:
+    """A warm process that sees one new order keeps every other order's node as it was."""
+    caches.fresh(keep=("plan_record",))
+    layout = make_project(tmp_path / "p")
+    with db(layout):
+        first = plan.load(layout)
+    doc = json.loads(layout.order_file("2025-10-28-002").read_text())
+    doc["order_id"] = "2025-10-29-001"
+    layout.order_file("2025-10-29-001").write_text(json.dumps(doc))
+    reads.clear()
+    with db(layout):
+        second = plan.load(layout)
+    # no other order's file (its recipe, for the inputs a new order reads, is parsed)
+    assert [name for name in reads if name.startswith("2025")] == ["2025-10-29-001.json"]
+    same(second, plan.scan(layout))
+    kept = {n.order_id for n in second.orders if any(n is m for m in first.orders)}
+    assert kept == {n.order_id for n in first.orders} - {"2025-10-29-001"}
+    caches.fresh(())

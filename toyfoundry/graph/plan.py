@@ -22,7 +22,8 @@ import hashlib
 import json
 import operator
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
@@ -33,10 +34,16 @@ import orjson
 from toyfoundry import caches
 from toyfoundry.forge.inputs import InputView, OrderFacts, mint_input_paths
 from toyfoundry.store import safe_read
-from toyfoundry.store.layout import INPUT_FOLDERS, Layout, UnsafeIdError, check_order_id
+from toyfoundry.store.layout import (
+    INPUT_FOLDERS,
+    ORDER_ID_RE,
+    Layout,
+    check_order_id,
+)
 
 if TYPE_CHECKING:
     from toyfoundry.exchange.loader import Exchange
+    from toyfoundry.graph.backend import FoundryDB
 
 #: Bumped when the cached record's shape changes (5: an order's own paths are not stored).
 RECORD_VERSION = 5
@@ -216,9 +223,14 @@ def unread(entry: Entry, content: str) -> bool:
 
 def _content(layout: Layout, entry: Entry, recorded: list[Any] | None) -> str:
     st = entry.st
-    same = recorded is not None and recorded[:3] == [st.st_size, st.st_mtime_ns, st.st_ino]
-    if same and recorded is not None and not unread(entry, str(recorded[3])):
-        return str(recorded[3])
+    if (
+        recorded is not None
+        and recorded[1] == st.st_mtime_ns
+        and recorded[0] == st.st_size
+        and recorded[2] == st.st_ino
+        and not unread(entry, content := str(recorded[3]))
+    ):
+        return content
     return content_of(layout, entry)
 
 
@@ -274,10 +286,11 @@ class FactsView(InputView):
         self._exchange: Exchange | None = None
         self._orders = rel(layout, layout.orders_dir) + "/"
         self._recipes = rel(layout, layout.recipes_dir) + "/"
+        orders, is_id = self._orders, ORDER_ID_RE.match
         self._ids = sorted(
             stem
             for rel in contents
-            if rel.startswith(self._orders) and _is_order_id(stem := _stem(rel))
+            if rel.startswith(orders) and is_id(stem := _stem(rel)) is not None
         )
 
     @property
@@ -330,14 +343,6 @@ def _stem(rel: str) -> str:
     return rel.rsplit("/", 1)[-1].removesuffix(".json")
 
 
-def _is_order_id(stem: str) -> bool:
-    try:
-        check_order_id(stem)
-    except UnsafeIdError:
-        return False
-    return True
-
-
 def rel(layout: Layout, path: os.PathLike[str] | str) -> str:
     """A path as doit records it: relative to the project, so a relocated copy matches.
 
@@ -358,15 +363,25 @@ def _outputs(layout: Layout, order_id: str) -> tuple[str, str, str, tuple[str, .
     )
 
 
+class _DrawAll(Exception):
+    """An order drawn again reads other orders (an experimental one): draw every order."""
+
+
 def draw(
     layout: Layout,
     entries: list[Entry],
     contents: list[str],
     known: Facts | None = None,
     old: Plan | None = None,
+    redrawn: AbstractSet[str] | None = None,
 ) -> tuple[Plan, Facts, bool]:
     """The plan from the inputs, parsing only files whose content is not in `known`;
-    the facts it used, to remember for next time; whether a file changed under it."""
+    the facts it used, to remember for next time; whether a file changed under it.
+
+    `redrawn`: when the only inputs that changed since `old` was drawn are these orders'
+    files (see `_orders_changed`), the other orders keep their nodes unless the order
+    before them in their recipe's chain moved; None draws every order. Raises
+    `_DrawAll` when such an order is experimental (its inputs are other orders)."""
     view = FactsView(
         layout, {e.rel: c for e, c in zip(entries, contents, strict=True)}, known or {}
     )
@@ -392,6 +407,18 @@ def draw(
     recipe_files: dict[str, str] = {}
     recipes_experimental: dict[str, bool] = {}
     for order_id in view.order_ids():
+        before = made.get(order_id)
+        if (
+            redrawn is not None
+            and before is not None
+            and order_id not in redrawn
+            and (before.recipe is None or last_of_recipe.get(before.recipe) == before.previous)
+        ):
+            # nothing it reads changed, and the same order comes before it: the same node
+            if before.recipe is not None:
+                last_of_recipe[before.recipe] = order_id
+            plan.orders.append(before)
+            continue
         facts = view.order_facts(order_id)
         recipe = facts.recipe if facts is not None else None
         previous = last_of_recipe.get(recipe) if recipe else None
@@ -405,7 +432,8 @@ def draw(
             if recipe not in recipes_experimental:
                 recipes_experimental[recipe] = view.recipe_experimental(recipe)
             experimental = recipes_experimental[recipe]
-        before = made.get(order_id)
+            if experimental and redrawn is not None:
+                raise _DrawAll
         if (
             before is not None
             and not experimental
@@ -518,11 +546,18 @@ def _read_record(layout: Layout, text: str | None) -> tuple[dict[str, Any] | Non
     return record, None
 
 
-def load(layout: Layout, entries: list[Entry] | None = None) -> Plan:
+def load(
+    layout: Layout,
+    entries: list[Entry] | None = None,
+    later: list[Callable[[FoundryDB], None]] | None = None,
+) -> Plan:
     """The plan, from the dependency DB when nothing it was read from has changed.
 
     `entries`: the inputs as the caller has just listed them (`scan_inputs`), for a
-    watcher that lists them anyway to see what changed.
+    watcher that lists them anyway to see what changed. `later`: where to leave the
+    writing of a new record (a call, given an open DB), for a watcher that writes it
+    once the build it plans is done: the record serves the next process, not this
+    build, and at 10,000 orders it is 7 MB.
 
     Each use of the stored record can be turned off (`toyfoundry.caches`):
     `plan_stat_key` (the record by the inputs' stats, and each input's hash by its
@@ -558,18 +593,32 @@ def load(layout: Layout, entries: list[Entry] | None = None) -> Plan:
         record.get("inputs", {}) if record is not None and on("plan_stat_key") else {}
     )
     contents = [_content(layout, e, seen.get(e.rel)) for e in entries]
+    now = {e.rel: c for e, c in zip(entries, contents, strict=True)}
+    settings = _settings(entries, contents)
     kept = record if on("plan_facts") else None
     old = (stored or _decode(layout, kept["plan"])) if kept is not None else None
     known: Facts = kept["facts"] if kept is not None else {}
-    if kept is not None and kept.get("settings") != _settings(entries, contents):
+    if kept is not None and kept.get("settings") != settings:
         known = {}  # the size and depth limits decide what parses
-    plan, facts, mixed = draw(layout, entries, contents, known, old)
-    plan.contents = {e.rel: c for e, c in zip(entries, contents, strict=True)}
-    if db is not None:
+    redrawn = None
+    if kept is not None and old is not None and known and not kept.get("unread"):
+        before = stored.contents if stored is not None else {}
+        before = before or {k: str(v[3]) for k, v in seen.items()}
+        redrawn = _orders_changed(layout, old, before, now)
+    try:
+        plan, facts, mixed = draw(layout, entries, contents, known, old, redrawn)
+        if redrawn is not None:
+            # the facts of the orders that kept their nodes were not asked for: keep them
+            facts = {**{k: v for k, v in known.items() if k in now}, **facts}
+    except _DrawAll:
+        plan, facts, mixed = draw(layout, entries, contents, known, old)
+    plan.contents = now
+
+    def write_record(db: FoundryDB) -> None:
         fresh = {
             "version": RECORD_VERSION,
             "stat": fast,
-            "settings": _settings(entries, contents),
+            "settings": settings,
             # a file not read now may be readable next time under the same stats
             "unread": mixed or any(unread(e, c) for e, c in zip(entries, contents, strict=True)),
             "facts": facts,
@@ -582,14 +631,40 @@ def load(layout: Layout, entries: list[Entry] | None = None) -> Plan:
         text = _dumps(fresh).decode()
         db.put_meta("plan", text)
         _remember(layout, text, fresh, plan)
+
+    if db is not None and later is not None:
+        later.append(write_record)
+    elif db is not None:
+        write_record(db)
     return plan
 
 
 def _settings(entries: list[Entry], contents: list[str]) -> str | None:
-    for e, c in zip(entries, contents, strict=True):
+    # the settings file is listed last (see `scan_inputs`)
+    for e, c in zip(reversed(entries), reversed(contents), strict=True):
         if not e.rel.startswith("exchange/"):
             return c
     return None
+
+
+def _orders_changed(
+    layout: Layout, old: Plan, before: dict[str, str], now: dict[str, str]
+) -> set[str] | None:
+    """The orders whose files differ between two plans' inputs (`before`, `now`: path ->
+    content), when nothing else differs and no order of `old` is experimental (one reads
+    other orders); None when anything else changed: every order is drawn again."""
+    orders = rel(layout, layout.orders_dir) + "/"
+    moved = [p for p, c in now.items() if before.get(p) != c]
+    moved += before.keys() - now.keys()
+    ids: set[str] = set()
+    for path in moved:
+        stem = path[len(orders) :].removesuffix(".json")
+        if not path.startswith(orders) or "/" in stem:
+            return None
+        ids.add(stem)
+    if any(n.experimental for n in old.orders):
+        return None
+    return ids
 
 
 # --------------------------------------------------------------------------- what a change feeds

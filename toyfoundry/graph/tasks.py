@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from doit.exceptions import InvalidDodoFile, TaskFailed
 from doit.tools import config_changed
@@ -27,6 +27,9 @@ from toyfoundry.graph.plan import rel
 from toyfoundry.graph.stages import fingerprint
 from toyfoundry.store.atomic import grouped_folder_syncs, write_atomic
 from toyfoundry.store.layout import INPUT_FOLDERS, Layout
+
+if TYPE_CHECKING:
+    from toyfoundry.graph.backend import FoundryDB
 
 Task = dict[str, Any]
 
@@ -55,19 +58,26 @@ def _nodes(plan: planning.Plan) -> list[planning.OrderNode]:
     return plan.orders if _focus is None else [n for n in plan.orders if n.order_id in _focus]
 
 
-def _plan(root: str, entries: list[planning.Entry] | None = None) -> planning.Plan:
+def _plan(
+    root: str,
+    entries: list[planning.Entry] | None = None,
+    later: list[Callable[[FoundryDB], None]] | None = None,
+) -> planning.Plan:
     """The build's plan of the project at `root`: drawn once per build, then shared by every
     task creator and global action (the `plan` snapshot of `toyfoundry.caches`)."""
     table = caches.current().table("plan")
     plan = table.get(root)
     if plan is None:
-        table[root] = plan = planning.load(Layout(Path(root)), entries)
+        table[root] = plan = planning.load(Layout(Path(root)), entries, later)
     return plan
 
 
-def current_plan(entries: list[planning.Entry] | None = None) -> planning.Plan:
-    """The plan of the project in the working folder; `entries`, see `plan.load`."""
-    return _plan(os.getcwd(), entries)
+def current_plan(
+    entries: list[planning.Entry] | None = None,
+    later: list[Callable[[FoundryDB], None]] | None = None,
+) -> planning.Plan:
+    """The plan of the project in the working folder; `entries` and `later`, see `plan.load`."""
+    return _plan(os.getcwd(), entries, later)
 
 
 def forget_plan() -> None:

@@ -27,7 +27,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from toyfoundry import caches, installed
 from toyfoundry.errors import FoundryError
@@ -37,6 +37,10 @@ from toyfoundry.graph.reporter import counted
 from toyfoundry.store import safe_read
 from toyfoundry.store.layout import Layout
 from toyfoundry.store.lock import FoundryLock
+
+if TYPE_CHECKING:
+    from toyfoundry.graph.backend import FoundryDB
+
 from toyfoundry.watch.observer import (
     Change,
     Clock,
@@ -565,16 +569,19 @@ class GraphWatcher:
         self._deferred_since = None
         return self._finish(result)
 
-    def _current_plan(self) -> planning.Plan:
+    def _current_plan(
+        self, later: list[Callable[[FoundryDB], None]] | None = None
+    ) -> planning.Plan:
         """A fresh plan, from the same cache the graph's task creators read in this cycle,
-        and from the listing this cycle's scan made (once: a later plan lists again)."""
+        and from the listing this cycle's scan made (once: a later plan lists again).
+        `later`: see `plan.load` (the caller then calls `_write_later`)."""
         from toyfoundry.graph import backend, tasks
 
         entries, self._entries = self._entries, None
         with contextlib.chdir(self.layout.root):
             tasks.forget_plan()
             if self.dodo is not None:
-                return tasks.current_plan(entries)
+                return tasks.current_plan(entries, later)
             # with the dependency DB open, as doit has it: the plan's record and the file
             # hashes kept there make a cycle parse only the files that changed (a DB that
             # cannot be opened is left for doit's run to report)
@@ -583,24 +590,41 @@ class GraphWatcher:
             try:
                 db = backend.FoundryDB(str(self.layout.dep_db), None)
             except (DatabaseException, OSError):
-                return tasks.current_plan(entries)
+                return tasks.current_plan(entries, later)
             try:
-                return tasks.current_plan(entries)
+                return tasks.current_plan(entries, later)
             finally:
                 db.dump()
 
+    def _write_later(self, later: list[Callable[[FoundryDB], None]]) -> None:
+        """Write what the cycle's plan left for after its build (its record)."""
+        if not later:
+            return
+        from toyfoundry.graph import backend
+
+        db = backend.FoundryDB(str(self.layout.dep_db), None)
+        try:
+            for write in later:
+                write(db)
+        finally:
+            db.dump()
+
     def _build(self, full: bool) -> GraphRun | None:
         asked = self.clock()
+        later: list[Callable[[FoundryDB], None]] = []
         with self.lock, contextlib.chdir(self.layout.root), _checkpoint_once(self.layout):
             if self.clock() - asked > LISTING_AGE:
                 # another build held the foundry: the scan's listing is old, list again
                 self._entries = None
-            plan = self._current_plan()
+            # the plan's record is written after the build, which does not read it (a build
+            # that does not end leaves the record before it, which the next plan starts from)
+            plan = self._current_plan(later)
             selected: list[str] | None = None
             if not full:
                 names = namespace(self.dodo)
                 selected = affected_tasks(self.layout, self._unbuilt, self._plan, plan, names)
                 if not selected:
+                    self._write_later(later)
                     self._adopt(plan)
                     return None
             if self.dodo is None and selected is not None:
@@ -610,6 +634,7 @@ class GraphWatcher:
                     run = run_graph(self.layout, selected, dodo=self.dodo, err=self.err)
             else:
                 run = run_graph(self.layout, selected, dodo=self.dodo, err=self.err)
+            self._write_later(later)
             self._adopt(plan)
         self.builds += 1
         return run

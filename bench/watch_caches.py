@@ -1,0 +1,107 @@
+"""What each cache buys the warm watcher: a new order's latency with one cache turned off.
+
+    python -m bench.watch_caches [--n 1000] [--rounds 3] [--drops 3] [--only name,name]
+
+`python -m bench.caches` times `doit` runs; the caches a watcher keeps between its
+cycles (`GraphWatcher.KEPT`, `caches.WHOLE`, `caches.PROCESS`) serve its cycles
+instead, so each is measured here the way the suite's watch figure is: a built W(N)
+is copied per setting, a `toyfoundry watch` per setting starts on its copy with the
+cache turned off (`TOYFOUNDRY_NO_CACHE`) and lives through the whole run, and new
+orders are dropped one at a time, each timed until its report and export partition
+exist. Drops interleave the settings (the same new order for each in turn), so a busy
+host slows them alike; beside the latency, the watcher's CPU time for the whole cycle
+(from /proc), which a busy host moves less. Prints a Markdown table: per setting, the
+medians and their ratios to all caches on (1.10 = turning it off costs 10%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from bench import watching
+from bench.suite import doit, make_project
+
+DEFAULT = "entry_points,frontiers,plan_record,parsed"
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) the process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _start(project: Path, n: int, off: str) -> watching.Session:
+    cmd = ["env", f"TOYFOUNDRY_NO_CACHE={off}", sys.executable, "-m", "toyfoundry"]
+    cmd += ["--root", str(project), "watch", "--quiet-period", "0.05"]
+    session = watching.start(cmd, project)
+    if not session.ready("watch: start", timeout=600):
+        raise RuntimeError(f"watcher never started: {session.lines[-3:]}")
+    watching.wait_idle(project, session)
+    # a copy's first build re-reads what is indexed by inode: not measured
+    watching.drop(project, session, n, 0)
+    watching.wait_idle(project, session)
+    return session
+
+
+def _drop(project: Path, session: watching.Session, n: int, k: int) -> tuple[float, float]:
+    """(seconds to the order's report and partition, CPU seconds of the whole cycle)."""
+    cpu = _cpu(session.proc.pid)
+    wall = watching.drop(project, session, n, k)
+    watching.wait_idle(project, session)
+    return wall, _cpu(session.proc.pid) - cpu
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.watch_caches", description=__doc__)
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--drops", type=int, default=3, help="drops per setting and round")
+    parser.add_argument("--only", default=DEFAULT, help="comma-separated caches to turn off")
+    args = parser.parse_args(argv)
+    settings = ["", *[s for s in args.only.split(",") if s]]
+    work = Path(tempfile.mkdtemp(prefix="toyfoundry-watch-caches-"))
+    samples: dict[str, list[tuple[float, float]]] = {s: [] for s in settings}
+    sessions: dict[str, watching.Session] = {}
+    try:
+        base = work / "base"
+        make_project(base, args.n)
+        doit(base).check()
+        for setting in settings:
+            project = work / f"p-{setting or 'on'}"
+            shutil.copytree(base, project)  # mtimes kept: a no-op to start
+            sessions[setting] = _start(project, args.n, setting)
+        # every watcher lives through every round, as a watcher does: the caches it keeps
+        # across cycles are what is measured
+        for r in range(args.rounds):
+            for k in range(1 + r * args.drops, 1 + (r + 1) * args.drops):
+                for setting in settings:
+                    project = work / f"p-{setting or 'on'}"
+                    samples[setting].append(_drop(project, sessions[setting], args.n, k))
+            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    finally:
+        for session in sessions.values():
+            watching.stop(session)
+        shutil.rmtree(work, ignore_errors=True)
+    on_wall = statistics.median(w for w, _ in samples[""])
+    on_cpu = statistics.median(c for _, c in samples[""])
+    head = "new order: latency, median s | off/on | CPU of its cycle, median s | off/on"
+    print(f"\n| cache off (N = {args.n}) | {head} |")
+    print("|---|---:|---:|---:|---:|")
+    for setting in settings:
+        wall = statistics.median(w for w, _ in samples[setting])
+        cpu = statistics.median(c for _, c in samples[setting])
+        print(
+            f"| {setting or '(none: all on)'} | {wall:.3f} | {wall / on_wall:.2f}x"
+            f" | {cpu:.3f} | {cpu / on_cpu:.2f}x |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
