@@ -22,6 +22,7 @@ import hashlib
 import json
 import operator
 import os
+import stat
 from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, fields
@@ -176,14 +177,17 @@ def scan_inputs(layout: Layout) -> list[Entry]:
             with contextlib.suppress(OSError):
                 st = os.lstat(path)
                 out.append(Entry(rel(layout, path), UNLISTED, st))
-    kind = safe_read.file_kind
+    kind, lstat, regular, new = safe_read.file_kind, os.lstat, stat.S_ISREG, Entry._make
     for folder_path, folder_rel, names in listed:
         for name in names:
             try:
-                st = os.lstat(f"{folder_path}/{name}")
+                st = lstat(f"{folder_path}/{name}")
             except OSError:
                 continue
-            out.append(Entry(f"{folder_rel}/{name}", kind(st.st_mode), st))
+            mode = st.st_mode
+            out.append(
+                new((f"{folder_rel}/{name}", "regular" if regular(mode) else kind(mode), st))
+            )
     with contextlib.suppress(OSError):
         st = os.lstat(layout.settings_file)
         out.append(Entry(rel(layout, layout.settings_file), kind(st.st_mode), st))

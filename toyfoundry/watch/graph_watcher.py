@@ -483,7 +483,7 @@ class GraphWatcher:
     def inputs(self) -> list[Path]:
         """See `plan_inputs`: the files the plan is read from now and every file the last
         plan names, sorted."""
-        return [path for path, _ in self._scan()]
+        return sorted((path for path, _ in self._scan()), key=str)
 
     def _scan(self) -> list[tuple[Path, os.stat_result | None]]:
         """`inputs`, each with its `lstat` when the listing of its folder made one.
@@ -496,19 +496,20 @@ class GraphWatcher:
         entries = planning.scan_inputs(self.layout)
         self._entries = entries
         paths = self._paths
-        items: list[tuple[str, Path, os.stat_result | None]] = [
-            (e.rel, paths.get(e.rel) or root / e.rel, e.st)
-            for e in entries
-            if e.kind != planning.UNLISTED
+        unlisted = [e.rel for e in entries if e.kind == planning.UNLISTED]
+        if unlisted:
+            entries = [e for e in entries if e.kind != planning.UNLISTED]
+        items: list[tuple[Path, os.stat_result | None]] = [
+            (paths.get(e.rel) or root / e.rel, e.st) for e in entries
         ]
-        found = {rel for rel, _, _ in items}
         # a listed folder that is missing holds none of its named files either
-        listed = self._listed_rels.difference(e.rel for e in entries if e.kind == planning.UNLISTED)
+        listed = self._listed_rels.difference(unlisted)
+        found: set[str] | None = None
         for folder, rels in self._by_folder.items():
             if folder not in listed:
-                items += [(rel, paths[rel], None) for rel in rels if rel not in found]
-        items.sort(key=lambda item: item[0])
-        return [(path, st) for _, path, st in items]
+                found = found if found is not None else {e.rel for e in entries}
+                items += [(paths[rel], None) for rel in rels if rel not in found]
+        return items
 
     def roots(self) -> list[WatchRoot]:
         """The folders to get events from: those the plan lists, and those of its named files."""
@@ -557,7 +558,7 @@ class GraphWatcher:
             # the graph would read a half-written file: wait, but not for ever
             if self._deferred_since is None:
                 self._deferred_since = result.started
-                names = [os.path.relpath(p, self.layout.exchange) for p in scan.pending]
+                names = sorted(os.path.relpath(p, self.layout.exchange) for p in scan.pending)
                 self._say(f"watch: waiting for {_short(names, 3)} to be complete")
             if result.started - self._deferred_since < self.max_pending:
                 result.deferred = True

@@ -449,7 +449,7 @@ class StableScanner:
         now = self.clock()
         seen: set[Path] = set()
         waits: list[float] = []
-        snapshot = self.snapshot
+        snapshot, pending = self.snapshot, self._pending
         for path, known in present:
             seen.add(path)
             st = known
@@ -470,7 +470,8 @@ class StableScanner:
                 and old.kind == file_kind(st.st_mode)
             ):
                 # `same_stat` without a state made for each of a thousand unchanged files
-                self._pending.pop(path, None)
+                if pending:
+                    pending.pop(path, None)
                 continue
             observed = FileState.of(st)
             ready, wait = self._examine(path, observed, now)
