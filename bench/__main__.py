@@ -1,7 +1,7 @@
 """`python -m bench`: measure every figure against its reference and publish JSON and a table.
 
 python -m bench                      # N = 100 and 1,000 (about 15 minutes on 2 cores)
-python -m bench --n 100,1000 --big   # and the full build, no-op and floor at N = 5,000
+python -m bench --n 100,1000 --big   # and the full build, no-op, floor and watch at N = 5,000
 python -m bench --n 1000 --huge      # and the same at N = 10,000 (about an hour on 2 cores)
 python -m bench --quick --n 6 --out /tmp/b --md /tmp/b/BENCHMARKS.md   # proves it works
 """
@@ -24,10 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--n", default="100,1000", help="comma-separated sizes (default 100,1000)")
     parser.add_argument(
-        "--big", action="store_true", help="add the full build, no-op and floor at N = 5,000"
+        "--big", action="store_true", help="add the full build, no-op, floor and watch at N = 5,000"
     )
     parser.add_argument(
-        "--huge", action="store_true", help="add the full build, no-op and floor at N = 10,000"
+        "--huge",
+        action="store_true",
+        help="add the full build, no-op, floor and watch at N = 10,000",
     )
     parser.add_argument("--quick", action="store_true", help="fewest repeats: proves it runs")
     parser.add_argument(

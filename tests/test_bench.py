@@ -166,3 +166,19 @@ def test_scale_figures_compare_each_size_with_n_1000_of_the_same_run() -> None:
     assert got["bytes_per_order_vs_1000"].met is True
     assert got["noop_per_order_vs_1000"].ratio == pytest.approx(1.0)
     assert {f.n for f in got.values()} == {10_000}
+
+
+def test_the_big_sizes_time_the_watcher_on_the_built_project(tmp_path: Path) -> None:
+    """At N >= 5,000 the watch figure is taken in place, with no restarting reference."""
+    from bench import suite
+
+    measure = suite.Measure(6, suite.Options.for_run(tmp_path / "work", quick=True))
+    make_project(measure.ours, 6)
+    suite.doit(measure.ours).check()
+    measure.watch_in_place()
+    rows = {f.figure: f for f in measure.figures}
+    median = rows["watch_new_order_median"]
+    assert median.value is not None and median.value > 0 and median.reference_value is None
+    assert median.met is (median.value <= 0.25)
+    # the warm-up and the measured drop are the project's own orders now, with their reports
+    assert len(list((measure.ours / "exchange" / "reports").glob("*.json"))) == 6 + 2
