@@ -1,6 +1,7 @@
 """What each cache buys the warm watcher: a new order's latency with one cache turned off.
 
     python -m bench.watch_caches [--n 1000] [--rounds 3] [--drops 3] [--only name,name]
+    python -m bench.watch_caches --n 10000 --project PATH   # in place, on a built W(10,000)
 
 `python -m bench.caches` times `doit` runs; the caches a watcher keeps between its
 cycles (`GraphWatcher.KEPT`, `caches.WHOLE`, `caches.PROCESS`) serve its cycles
@@ -17,36 +18,52 @@ medians and their ratios to all caches on (1.10 = turning it off costs 10%).
 from __future__ import annotations
 
 import argparse
-import os
+import random
 import shutil
 import statistics
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
-from bench import watching
+from bench import watching, workload
 from bench.suite import doit, make_project
 
 DEFAULT = "entry_points,frontiers,plan_record,parsed"
 
 
 def _cpu(pid: int) -> float:
-    """CPU seconds (user + system) the process has used so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds the process has run so far, in nanoseconds' resolution (its threads'
+    time on a CPU, from /proc's scheduler statistics; /proc/PID/stat counts 10 ms ticks)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
 
 
-def _start(project: Path, n: int, off: str) -> watching.Session:
+def _start(project: Path, n: int, off: str, warmups: Sequence[int] = (0,)) -> watching.Session:
     cmd = ["env", f"TOYFOUNDRY_NO_CACHE={off}", sys.executable, "-m", "toyfoundry"]
     cmd += ["--root", str(project), "watch", "--quiet-period", "0.05"]
     session = watching.start(cmd, project)
     if not session.ready("watch: start", timeout=600):
         raise RuntimeError(f"watcher never started: {session.lines[-3:]}")
     watching.wait_idle(project, session)
-    # a copy's first build re-reads what is indexed by inode: not measured
-    watching.drop(project, session, n, 0)
-    watching.wait_idle(project, session)
+    # a copy's first build re-reads what is indexed by inode, and the first order of each
+    # recipe its recipe's chain links: not measured
+    for k in warmups:
+        watching.drop(project, session, n, k)
+        watching.wait_idle(project, session)
     return session
+
+
+def _first_new(project: Path, n: int) -> int:
+    """The first k for which order n + k of W(n)'s sequence is not in the project yet."""
+    rng = random.Random(1)  # `workload.extra`'s sequence
+    for index in range(n):
+        workload.order(index, rng)
+    k = 0
+    while (
+        project / "exchange" / "orders" / f"{workload.order(n + k, rng)['order_id']}.json"
+    ).exists():
+        k += 1
+    return k
 
 
 def _drop(project: Path, session: watching.Session, n: int, k: int) -> tuple[float, float]:
@@ -63,8 +80,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--drops", type=int, default=3, help="drops per setting and round")
     parser.add_argument("--only", default=DEFAULT, help="comma-separated caches to turn off")
+    parser.add_argument(
+        "--project",
+        type=Path,
+        help="a built W(N) to drop into in place, one watcher at a time (for the big sizes,"
+        " where a copy per setting is gigabytes): a watcher per setting and round, after"
+        " a warm-up order per recipe",
+    )
     args = parser.parse_args(argv)
     settings = ["", *[s for s in args.only.split(",") if s]]
+    if args.project is not None:
+        return _report(
+            args.n, settings, _in_place(args.project, args.n, settings, args.rounds, args.drops)
+        )
     work = Path(tempfile.mkdtemp(prefix="toyfoundry-watch-caches-"))
     samples: dict[str, list[tuple[float, float]]] = {s: [] for s in settings}
     sessions: dict[str, watching.Session] = {}
@@ -88,10 +116,34 @@ def main(argv: list[str] | None = None) -> int:
         for session in sessions.values():
             watching.stop(session)
         shutil.rmtree(work, ignore_errors=True)
+    return _report(args.n, settings, samples)
+    return 0
+
+
+def _in_place(
+    project: Path, n: int, settings: list[str], rounds: int, drops: int
+) -> dict[str, list[tuple[float, float]]]:
+    samples: dict[str, list[tuple[float, float]]] = {s: [] for s in settings}
+    k = _first_new(project, n)
+    for r in range(rounds):
+        for setting in settings:
+            session = _start(project, n, setting, warmups=range(k, k + 3))
+            k += 3
+            try:
+                for _ in range(drops):
+                    samples[setting].append(_drop(project, session, n, k))
+                    k += 1
+            finally:
+                watching.stop(session)
+        print(f"round {r + 1}/{rounds} done", file=sys.stderr)
+    return samples
+
+
+def _report(n: int, settings: list[str], samples: dict[str, list[tuple[float, float]]]) -> int:
     on_wall = statistics.median(w for w, _ in samples[""])
     on_cpu = statistics.median(c for _, c in samples[""])
     head = "new order: latency, median s | off/on | CPU of its cycle, median s | off/on"
-    print(f"\n| cache off (N = {args.n}) | {head} |")
+    print(f"\n| cache off (N = {n}) | {head} |")
     print("|---|---:|---:|---:|---:|")
     for setting in settings:
         wall = statistics.median(w for w, _ in samples[setting])
