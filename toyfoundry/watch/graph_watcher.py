@@ -483,18 +483,18 @@ class GraphWatcher:
     def inputs(self) -> list[Path]:
         """See `plan_inputs`: the files the plan is read from now and every file the last
         plan names, sorted."""
-        return sorted((path for path, _ in self._scan()), key=str)
+        return sorted((path for path, _ in self._scan()[0]), key=str)
 
-    def _scan(self) -> list[tuple[Path, os.stat_result | None]]:
-        """`inputs`, each with its `lstat` when the listing of its folder made one.
+    def _scan(self) -> tuple[list[tuple[Path, os.stat_result | None]], list[planning.Entry]]:
+        """`inputs`, each with its `lstat` when the listing of its folder made one, and the
+        listing itself.
 
         One listing of the input folders serves the scan and the cycle's plan (kept in
         `_entries`): a named file in a folder that was listed is in the listing or
         absent, so only named files elsewhere are looked up one by one (a thousand
         orders name a thousand optional reviews, almost none of them there)."""
         root = self.layout.root
-        entries = planning.scan_inputs(self.layout)
-        self._entries = entries
+        listing = entries = planning.scan_inputs(self.layout)
         paths = self._paths
         unlisted = [e.rel for e in entries if e.kind == planning.UNLISTED]
         if unlisted:
@@ -509,7 +509,7 @@ class GraphWatcher:
             if folder not in listed:
                 found = found if found is not None else {e.rel for e in entries}
                 items += [(paths[rel], None) for rel in rels if rel not in found]
-        return items
+        return items, listing
 
     def roots(self) -> list[WatchRoot]:
         """The folders to get events from: those the plan lists, and those of its named files."""
@@ -540,7 +540,8 @@ class GraphWatcher:
         """Rescan the inputs and rebuild what changed; defers while an input is still being written."""
         self.cycles += 1
         result = CycleResult(trigger=trigger, started=self.clock())
-        scan = self.scanner.scan_stats(self._scan())
+        items, self._entries = self._scan()
+        scan = self.scanner.scan_stats(items)
         if self._first_scan:
             self._first_scan = False
             self._full = self.initial_build
