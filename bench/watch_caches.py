@@ -54,16 +54,19 @@ def _start(project: Path, n: int, off: str, warmups: Sequence[int] = (0,)) -> wa
 
 
 def _first_new(project: Path, n: int) -> int:
-    """The first k for which order n + k of W(n)'s sequence is not in the project yet."""
+    """The k after the last order n + k of W(n)'s sequence that the project holds: a new order
+    there comes after every order of its recipe, as a new order does (one dropped into a
+    gap would come before later orders of its recipe, which it makes stale)."""
     rng = random.Random(1)  # `workload.extra`'s sequence
     for index in range(n):
         workload.order(index, rng)
-    k = 0
-    while (
-        project / "exchange" / "orders" / f"{workload.order(n + k, rng)['order_id']}.json"
-    ).exists():
+    orders = project / "exchange" / "orders"
+    k = last = 0
+    while k - last < 1_000:  # ids only grow along the sequence: a long run of absent ones ends it
+        if (orders / f"{workload.order(n + k, rng)['order_id']}.json").exists():
+            last = k + 1
         k += 1
-    return k
+    return last
 
 
 def _drop(project: Path, session: watching.Session, n: int, k: int) -> tuple[float, float]:
