@@ -177,6 +177,10 @@ class Space:
             size *= radix
         self.size = size
         self.key = space_key(recipe)
+        self._names = frozenset(self.names)
+        # (radix, domain) from the least significant digit (the last parameter) up
+        self._least_first = list(zip(reversed(self.radices), reversed(self.domains), strict=True))
+        self._digits = list(zip(self.names, self.domains, self.radices, strict=True))
 
     @cached_property
     def permutation(self) -> Permutation:
@@ -184,22 +188,19 @@ class Space:
 
     def params(self, index: int) -> Params:
         """The parameter set of an index."""
-        digits = []
-        for radix in reversed(self.radices):
+        values = []
+        for radix, domain in self._least_first:
             index, digit = divmod(index, radix)
-            digits.append(digit)
-        digits.reverse()
-        return {
-            n: domain.value_at(d)
-            for n, domain, d in zip(self.names, self.domains, digits, strict=True)
-        }
+            values.append(domain.value_at(digit))
+        values.reverse()
+        return dict(zip(self.names, values, strict=True))
 
     def index(self, params: Mapping[str, ParamValue]) -> int | None:
         """The index of a complete, in-bounds parameter set; None for anything else."""
-        if set(params) != set(self.names):
+        if params.keys() != self._names:
             return None
         index = 0
-        for name, domain, radix in zip(self.names, self.domains, self.radices, strict=True):
+        for name, domain, radix in self._digits:
             digit = domain.index_of(params[name])
             if digit is None:
                 return None
