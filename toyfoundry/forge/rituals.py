@@ -148,12 +148,13 @@ class _Scorer:
     def score(self, seed: int, alfa: Alfa) -> tuple[float, list[str]]:
         score = self.base
         weights = self._weights
-        for name, value in alfa.params.items():
+        params = alfa.params
+        for name, value in params.items():
             weight = weights.get((name, value.__class__, value))
             score += self._weight(name, value) if weight is None else weight
         score += noise(seed, alfa.alfa_id, self.amplitude)
-        defects = [defect for defect, when in self.rules if when.matches(alfa.params)]
-        return round(score, 6), sorted(set(defects))
+        defects = [defect for defect, when in self.rules if when.matches(params)]
+        return round(score, 6), sorted(set(defects)) if defects else defects
 
 
 def drill_score(recipe: Recipe, seed: int, alfa: Alfa) -> tuple[float, list[str]]:
