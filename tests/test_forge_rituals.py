@@ -16,6 +16,7 @@ from toyfoundry.forge.doctrine import DoctrineEntry, IndexLine, object_path, rea
 from toyfoundry.forge.mint import mint_order
 from toyfoundry.forge.rituals import drill_score, run_rituals
 from toyfoundry.formats.models import (
+    RITUALS,
     Chain,
     MintArtefact,
     MintRecord,
@@ -94,6 +95,22 @@ def test_drill_parade_purge_promote_do_what_they_say(built: Layout) -> None:
     # an order that promoted nothing still gets its manifest: an empty one, with no recipe
     empty = OutboxManifest.model_validate_json(built.outbox_file(EXPANSION).read_bytes())
     assert empty.alfas == [] and empty.recipe is None
+
+
+@pytest.mark.parametrize("ran", [{"drill"}, {"drill", "parade"}, set(RITUALS)])
+def test_compute_hands_on_plain_data_equal_to_its_model(built: Layout, ran: set[str]) -> None:
+    """rituals.json and the doctrine objects are written from `compute`'s plain data, not
+    from its models: the two must dump alike for every set of rituals."""
+    from toyfoundry.forge import doctrine
+    from toyfoundry.forge.rituals import compute
+
+    mint = MintArtefact.model_validate_json(built.mint_artefact(OPERATIONAL).read_bytes())
+    recipe = Recipe.model_validate_json((SAMPLE / "recipes" / "sprocket-scout.json").read_bytes())
+    computed = compute(mint, recipe, [], ran)
+    assert dumps_canonical(computed.document) == dumps_canonical(computed.artefact)
+    assert computed.encoded == [doctrine.encode(e) for e in computed.promoted]
+    results = {r.alfa_id: r for r in computed.artefact.results}
+    assert all(results[e.alfa_id].doctrine == doctrine.digest_of(e) for e in computed.promoted)
 
 
 def test_one_ritual_at_a_time_matches_a_full_run(

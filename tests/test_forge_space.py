@@ -124,3 +124,19 @@ def test_spaces_of_one_recipe_share_answers_and_keep_types_apart() -> None:
     assert first.index({"n": 1.0, "x": 0.5, "c": "a"}) is None  # 1.0 is not an integer value
     assert first.index({"n": 1, "x": -0.0, "c": "a"}) == first.index({"n": 1, "x": 0.0, "c": "a"})
     assert first.index({"n": True, "x": 0.5, "c": "a"}) is None
+
+
+def test_round_tables_change_no_element() -> None:
+    """A permutation that keeps each round's values in tables draws exactly as one that
+    hashes every round, both ways; so do the halves too wide for tables."""
+    key = bytes(range(32))
+    for size in (1, 2, 3, 97, 1 << 20, 258_560_000, (1 << 40) + 17):
+        tabled, hashed = Permutation(key, size), Permutation(key, size)
+        hashed._tables = None
+        draws = random.Random(size)
+        for x in [draws.randrange(size) for _ in range(500)] + list(range(min(size, 100))):
+            assert tabled.at(x) == hashed.at(x)
+            assert tabled.position(x) == hashed.position(x)
+    # a half of 14 bits: tables; of 21: none
+    assert Permutation(key, 258_560_000)._tables is not None
+    assert Permutation(key, (1 << 40) + 17)._tables is None

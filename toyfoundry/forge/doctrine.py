@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+import stat
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,8 +70,13 @@ class IndexLine(Strict):
     archived_at: Timestamp
 
 
+def encode(entry: DoctrineEntry) -> bytes:
+    """The object's bytes: the entry's canonical JSON."""
+    return dumps_canonical(entry)
+
+
 def digest_of(entry: DoctrineEntry) -> str:
-    return hashlib.sha256(dumps_canonical(entry)).hexdigest()
+    return hashlib.sha256(encode(entry)).hexdigest()
 
 
 def objects_dir(layout: Layout) -> Path:
@@ -155,9 +161,14 @@ class Staged:
         return {path: OBJECT_MODE for path, _ in self.objects}
 
 
-def stage(layout: Layout, entries: Iterable[DoctrineEntry]) -> Staged:
+def stage(
+    layout: Layout,
+    entries: Iterable[DoctrineEntry],
+    encoded: Sequence[bytes] | None = None,
+) -> Staged:
     """What `archive` writes, without writing it: for a caller that flushes the objects together
-    with files of its own (the rituals), then calls `index`.
+    with files of its own (the rituals), then calls `index`. `encoded`: each entry's
+    `encode`, when the caller has made it already (the rituals, for the digest).
 
     The index is read only when an object is already stored: its line is appended after
     its object is flushed, so an object not yet stored has no line to find, and a new
@@ -167,22 +178,28 @@ def stage(layout: Layout, entries: Iterable[DoctrineEntry]) -> Staged:
     digests: list[str] = []
     objects: dict[Path, bytes] = {}
     first: dict[str, tuple[DoctrineEntry, bool]] = {}  # digest -> (entry, stored before)
-    for entry in entries:
-        data = dumps_canonical(entry)
+    entries = list(entries)
+    datas = encoded if encoded is not None else [encode(entry) for entry in entries]
+    for entry, data in zip(entries, datas, strict=True):
         digest = hashlib.sha256(data).hexdigest()
         digests.append(digest)
         if digest in first:
             continue
         path = object_path(layout, digest)
-        stored = path.exists() or path.is_symlink()
-        if not stored:
+        try:  # one lstat: a link counts as stored, dangling or not, and is left as it is
+            mode: int | None = os.lstat(path).st_mode
+        except FileNotFoundError:
+            mode = None
+        stored = mode is not None
+        if mode is None:
             objects[path] = data
-        elif not path.is_symlink() and path.stat().st_mode & 0o222:
+        elif not stat.S_ISLNK(mode) and mode & 0o222:
             # objects are created read-only; one left writable (an older archive, or a hand
             # edit of its mode) is made read-only again
             os.chmod(path, OBJECT_MODE)
         first[digest] = (entry, stored)
     indexed = indexed_digests(layout) if any(s for _, s in first.values()) else set()
+    now = utc_now()
     lines = [
         IndexLine(
             schema_version=1,
@@ -191,7 +208,7 @@ def stage(layout: Layout, entries: Iterable[DoctrineEntry]) -> Staged:
             order_id=entry.order_id,
             recipe=entry.recipe,
             score=entry.score,
-            archived_at=utc_now(),
+            archived_at=now,
         )
         for digest, (entry, stored) in first.items()
         if not stored or digest not in indexed

@@ -84,6 +84,17 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "promote": ("drill",),
 }
 ROSTER_OUTCOMES = ("passed", "waived")
+#: An `AlfaResult`'s fields a ritual that did not run leaves at their defaults.
+_RESULT_DEFAULTS: dict[str, Any] = {
+    "score": None,
+    "passed": None,
+    "defects": [],
+    "rank": None,
+    "purged": False,
+    "purge_reason": None,
+    "promoted": False,
+    "doctrine": None,
+}
 
 
 # --------------------------------------------------------------------------- pure scoring
@@ -137,12 +148,13 @@ class _Scorer:
     def score(self, seed: int, alfa: Alfa) -> tuple[float, list[str]]:
         score = self.base
         weights = self._weights
-        for name, value in alfa.params.items():
+        params = alfa.params
+        for name, value in params.items():
             weight = weights.get((name, value.__class__, value))
             score += self._weight(name, value) if weight is None else weight
         score += noise(seed, alfa.alfa_id, self.amplitude)
-        defects = [defect for defect, when in self.rules if when.matches(alfa.params)]
-        return round(score, 6), sorted(set(defects))
+        defects = [defect for defect, when in self.rules if when.matches(params)]
+        return round(score, 6), sorted(set(defects)) if defects else defects
 
 
 def drill_score(recipe: Recipe, seed: int, alfa: Alfa) -> tuple[float, list[str]]:
@@ -157,6 +169,11 @@ class Computed:
     artefact: RitualsArtefact
     promoted: list[doctrine.DoctrineEntry] = field(default_factory=list)
     pool: list[PoolEntry] = field(default_factory=list)
+    #: the artefact as the plain data it was validated from, every field present: what
+    #: `artefact.model_dump(mode="json")` gives, without dumping a model per Alfa
+    document: dict[str, Any] = field(default_factory=dict)
+    #: each promoted entry's object bytes (`doctrine.encode`), made once for its digest
+    encoded: list[bytes] = field(default_factory=list)
 
 
 def compute(
@@ -204,6 +221,7 @@ def compute(
         )
     roster = [a.alfa_id for a in roster_alfas if not rows[a.alfa_id].get("purged")]
     promoted: list[doctrine.DoctrineEntry] = []
+    encoded: list[bytes] = []
     pool = list(previous_pool)
     if "promote" in ran:
         by_id = {a.alfa_id: a for a in roster_alfas}
@@ -226,8 +244,10 @@ def compute(
                 parent_id=alfa.parent_id,
                 score=row["score"],
             )
+            data = doctrine.encode(entry)
             promoted.append(entry)
-            row.update(promoted=True, doctrine=doctrine.digest_of(entry))
+            encoded.append(data)
+            row.update(promoted=True, doctrine=hashlib.sha256(data).hexdigest())
         # the pool takes the best Alfas that passed the validators unaided, the ones it took
         # before any review: a decision never changes a later order's carryover parents
         clean = [r for r in eligible if not reviewed(by_id[r["alfa_id"]])]
@@ -246,23 +266,23 @@ def compute(
             ran=True, stub=False, counts={"promoted": len(promoted), "pool": len(pool)}
         )
     # validated once as a whole, with its dicts in the sorted order a parse of rituals.json
-    # gives them, so the model can stand for that parse (see `run_rituals`)
-    artefact = RitualsArtefact.model_validate(
-        {
-            "schema_version": SCHEMA_VERSION,
-            "order_id": mint.order_id,
-            "status": mint.status,
-            "dry_run": False,
-            "rituals": {
-                name: {"ran": o.ran, "stub": o.stub, "counts": dict(sorted(o.counts.items()))}
-                for name, o in sorted(outcomes.items())
-            },
-            "results": [rows[a.alfa_id] for a in roster_alfas],
-            "roster": roster,
-            "promoted": [e.alfa_id for e in promoted],
-        }
-    )
-    return Computed(artefact, promoted, pool)
+    # gives them, so the model can stand for that parse (see `run_rituals`); every field
+    # present, so the same data is what the file holds
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "order_id": mint.order_id,
+        "status": mint.status,
+        "dry_run": False,
+        "rituals": {
+            name: {"ran": o.ran, "stub": o.stub, "counts": dict(sorted(o.counts.items()))}
+            for name, o in sorted(outcomes.items())
+        },
+        "results": [{**_RESULT_DEFAULTS, **rows[a.alfa_id]} for a in roster_alfas],
+        "roster": roster,
+        "promoted": [e.alfa_id for e in promoted],
+    }
+    artefact = RitualsArtefact.model_validate(document)
+    return Computed(artefact, promoted, pool, document, encoded)
 
 
 # --------------------------------------------------------------------------- running them
@@ -466,7 +486,7 @@ def run_rituals(
         ran.add(only)
     computed = compute(mint, recipe, start.chain.pool, ran)
     artefact = computed.artefact
-    staged = doctrine.stage(layout, computed.promoted)
+    staged = doctrine.stage(layout, computed.promoted, computed.encoded)
     parent = chains.parent_of(before, start.data)
     advanced = chains.advance(
         start.chain, Space(recipe), order_id, mint.alfas, parent, mint.hand_on
@@ -481,7 +501,8 @@ def run_rituals(
     outbox = layout.outbox_file(order_id)
     # the doctrine objects, the artefact, the chain handed on and the outbox manifest: one
     # flush for the set (see `write_many_atomic`), the objects renamed first
-    rituals_path, rituals_data = layout.rituals_artefact(order_id), dumps_canonical(artefact)
+    rituals_path = layout.rituals_artefact(order_id)
+    rituals_data = dumps_canonical(computed.document)
     chain = advanced.model_copy(update={"pool": computed.pool})
     chain_path, chain_data = layout.chain_file(order_id), dumps_canonical(chain)
     write_many_atomic(

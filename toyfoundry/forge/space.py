@@ -16,6 +16,7 @@ random but depends only on the recipe.
 from __future__ import annotations
 
 import hashlib
+from array import array
 from collections.abc import Mapping
 from functools import cached_property
 
@@ -26,6 +27,11 @@ from toyfoundry.formats.models import ParamValue, Recipe
 from toyfoundry.formats.params import cardinality, domain_of
 
 ROUNDS = 6
+#: Widest half (in bits) whose round values a permutation remembers in full: 6 tables of
+#: 2^14 eight-byte slots at most (768 KiB); the recipes seen have halves of 14 bits or less.
+TABLE_BITS = 14
+#: A round value not computed yet (every round value is below 2^TABLE_BITS).
+_UNSET = (1 << 64) - 1
 #: Most (position, element) pairs a permutation remembers, then it starts afresh: enough
 #: for the rituals to find what the mint of the same order drew, a few hundred pairs.
 MEMO_LIMIT = 1 << 12
@@ -44,7 +50,10 @@ class Permutation:
 
     Pairs already computed are remembered both ways (up to `MEMO_LIMIT` of them), so
     the position of an element `at` gave costs no rounds: the rituals and the chain
-    ask for the positions the mint just drew.
+    ask for the positions the mint just drew. Each round's value of a half is a sha256
+    of the key, the round and the half, so a half of at most `TABLE_BITS` bits takes
+    few values, met again and again over a recipe's draws: each is hashed once and kept
+    in that round's table.
     """
 
     def __init__(self, key: bytes, size: int) -> None:
@@ -65,23 +74,48 @@ class Permutation:
             self._rounds.append(h)
         self._element: dict[int, int] = {}
         self._position: dict[int, int] = {}
+        # round r's value of each half, `_UNSET` until computed (None: halves too wide)
+        self._tables: list[array[int]] | None = (
+            [array("Q", [_UNSET]) * (1 << self.half) for _ in range(ROUNDS)]
+            if self.half <= TABLE_BITS
+            else None
+        )
+
+    def _round(self, number: int, value: int) -> int:
+        """Round `number`'s value of a half: the first 8 bytes of its hash, masked."""
+        h = self._rounds[number].copy()
+        h.update(value.to_bytes(8, "big"))
+        return int.from_bytes(h.digest()[:8], "big") & self.mask
 
     def _encrypt(self, x: int) -> int:
-        half, mask, rounds = self.half, self.mask, self._rounds
+        half, mask, tables = self.half, self.mask, self._tables
         left, right = x >> half, x & mask
-        for h in rounds:
-            h = h.copy()
-            h.update(right.to_bytes(8, "big"))
-            left, right = right, left ^ (int.from_bytes(h.digest()[:8], "big") & mask)
+        if tables is None:
+            for number in range(ROUNDS):
+                left, right = right, left ^ self._round(number, right)
+            return (left << half) | right
+        for h, table in zip(self._rounds, tables, strict=True):
+            value = table[right]
+            if value == _UNSET:  # `_round`, inline: most of a build's rounds are first seen
+                h = h.copy()
+                h.update(right.to_bytes(8, "big"))
+                value = table[right] = int.from_bytes(h.digest()[:8], "big") & mask
+            left, right = right, left ^ value
         return (left << half) | right
 
     def _decrypt(self, x: int) -> int:
-        half, mask, rounds = self.half, self.mask, self._rounds
+        half, mask, tables = self.half, self.mask, self._tables
         left, right = x >> half, x & mask
-        for h in reversed(rounds):
-            h = h.copy()
-            h.update(left.to_bytes(8, "big"))
-            left, right = right ^ (int.from_bytes(h.digest()[:8], "big") & mask), left
+        if tables is None:
+            for number in reversed(range(ROUNDS)):
+                left, right = right ^ self._round(number, left), left
+            return (left << half) | right
+        for number in reversed(range(ROUNDS)):
+            table = tables[number]
+            value = table[left]
+            if value == _UNSET:
+                value = table[left] = self._round(number, left)
+            left, right = right ^ value, left
         return (left << half) | right
 
     def _remember(self, position: int, element: int) -> None:
@@ -143,6 +177,10 @@ class Space:
             size *= radix
         self.size = size
         self.key = space_key(recipe)
+        self._names = frozenset(self.names)
+        # (radix, domain) from the least significant digit (the last parameter) up
+        self._least_first = list(zip(reversed(self.radices), reversed(self.domains), strict=True))
+        self._digits = list(zip(self.names, self.domains, self.radices, strict=True))
 
     @cached_property
     def permutation(self) -> Permutation:
@@ -150,22 +188,19 @@ class Space:
 
     def params(self, index: int) -> Params:
         """The parameter set of an index."""
-        digits = []
-        for radix in reversed(self.radices):
+        values = []
+        for radix, domain in self._least_first:
             index, digit = divmod(index, radix)
-            digits.append(digit)
-        digits.reverse()
-        return {
-            n: domain.value_at(d)
-            for n, domain, d in zip(self.names, self.domains, digits, strict=True)
-        }
+            values.append(domain.value_at(digit))
+        values.reverse()
+        return dict(zip(self.names, values, strict=True))
 
     def index(self, params: Mapping[str, ParamValue]) -> int | None:
         """The index of a complete, in-bounds parameter set; None for anything else."""
-        if set(params) != set(self.names):
+        if params.keys() != self._names:
             return None
         index = 0
-        for name, domain, radix in zip(self.names, self.domains, self.radices, strict=True):
+        for name, domain, radix in self._digits:
             digit = domain.index_of(params[name])
             if digit is None:
                 return None

@@ -90,11 +90,15 @@ class Partial:
             ]
         except (OverflowError, ValueError):
             self.items = None  # `matches` says what such a value does
+        # `number_key` of the numbers seen, by value: equal numbers have the same key (1 and
+        # 1.0 alike), but for zero (0.0 and -0.0 differ), which is not kept
+        self._keys: dict[int | float, str] = {}
 
     def matches(self, params: Mapping[str, ParamValue]) -> bool:
         """`matches(params, partial)`."""
         if self.items is None:
             return matches(params, self.partial)
+        keys = self._keys
         for name, text, key in self.items:
             if name not in params:
                 return False
@@ -102,8 +106,16 @@ class Partial:
             if text is not None:
                 if value != text:
                     return False
-            elif isinstance(value, str) or number_key(value) != key:
+            elif isinstance(value, str):
                 return False
+            else:
+                found = keys.get(value)
+                if found is None:
+                    found = number_key(value)
+                    if value != 0:
+                        keys[value] = found
+                if found != key:
+                    return False
         return True
 
 
@@ -162,6 +174,17 @@ class Validators:
         self._seen: dict[bytes, str] = {}
         self._forbidden = [Partial(c) for c in recipe.forbidden]
         self._domains = {name: domain_of(spec) for name, spec in recipe.parameters.items()}
+        self._bounds = list(self._domains.items())
+
+    def _in_bounds(self, params: Mapping[str, ParamValue]) -> bool:
+        """True when `check_bounds` finds nothing: the recipe's parameters exactly (as many,
+        and each of them), each in its domain. The common case, without a list of reasons."""
+        if len(params) != len(self._bounds):
+            return False
+        for name, domain in self._bounds:
+            if name not in params or domain.index_of(params[name]) is None:
+                return False
+        return True
 
     def refuses(self, params: Mapping[str, ParamValue], key: bytes) -> bool:
         """True when a forbidden combination of the recipe matches or the batch already holds
@@ -173,13 +196,17 @@ class Validators:
         self, alfa_id: str, share: str, params: Mapping[str, ParamValue], key: bytes
     ) -> list[str]:
         """Every hook's reasons for one Alfa (empty: it passes); `key` is its canonical params."""
-        reasons = check_bounds(params, self.recipe, self._domains) + check_forbidden(
-            params, self.recipe, self._forbidden
+        reasons = (
+            [] if self._in_bounds(params) else check_bounds(params, self.recipe, self._domains)
         )
+        if any(p.matches(params) for p in self._forbidden):
+            reasons += check_forbidden(params, self.recipe, self._forbidden)
         if share != "baseline":
             earlier = self._seen.get(key)
             if earlier is not None:
                 reasons.append(f"duplicate: same parameters as {earlier}")
             else:
                 self._seen[key] = alfa_id
-        return reasons + run_plugins(self.plugins, params, self.recipe)
+        if self.plugins:
+            reasons += run_plugins(self.plugins, params, self.recipe)
+        return reasons
