@@ -378,6 +378,8 @@ def draw(
         else:
             plan.odd_inputs.append((e.rel, e.kind))
     made = old.by_id if old is not None else {}
+    # one string per path, however many orders read it (a recipe, a checkpoint)
+    names = {e.rel: e.rel for e in entries}
     last_of_recipe: dict[str, str] = {}
     recipe_files: dict[str, str] = {}
     for order_id in view.order_ids():
@@ -403,7 +405,10 @@ def draw(
             inputs = before.inputs
         else:
             found = mint_input_paths(layout, view, order_id, previous)
-            inputs = tuple(rel(layout, p) for p in (*found.present, *found.optional))
+            inputs = tuple(
+                names.setdefault(path, path)
+                for path in (rel(layout, p) for p in (*found.present, *found.optional))
+            )
         files = (
             (before.mint, before.rituals, before.chain)
             if before is not None
@@ -447,16 +452,24 @@ def _decode(layout: Layout, data: list[Any]) -> Plan:
     orders, regular, odd = data
     plan = Plan(layout, [], list(regular), [(a, b) for a, b in odd])
     own = plan.paths.own
+    # one string per path and name, however many orders name it: the parse makes one for
+    # each mention (a recipe's file, a checkpoint, an order's id as the next one's previous)
+    names: dict[str, str] = {p: p for p in regular}
+
+    def one(items: list[str]) -> tuple[str, ...]:
+        return tuple(names.setdefault(item, item) for item in items)
+
     for order_id, recipe, phase, previous, inputs, deps, odds, recipe_dep, experimental in orders:
+        order_id = names.setdefault(order_id, order_id)
         node = OrderNode(
             order_id,
-            recipe,
-            phase,
-            previous,
-            tuple(inputs),
-            tuple(deps),
-            tuple(odds),
-            tuple(recipe_dep),
+            recipe if recipe is None else names.setdefault(recipe, recipe),
+            phase if phase is None else names.setdefault(phase, phase),
+            previous if previous is None else names.setdefault(previous, previous),
+            one(inputs),
+            one(deps),
+            one(odds),
+            one(recipe_dep),
             experimental,
             *own(order_id),
         )

@@ -210,13 +210,13 @@ def serve(jobs: Any, results: Any, path: list[str], stream: Stream, parent: int 
             if failure:
                 result["failure"] = failure
             results.send(result)
-            _trim()
+            trim()
     except (SystemExit, KeyboardInterrupt, Exception) as exc:
         results.send({"exit": exc.__class__, "exception": str(exc)})
 
 
-def _trim() -> None:
-    """Give the heap a task left free back to the system (glibc): a job reads and writes
+def trim() -> None:
+    """Give the free pages of the heap back to the system (glibc): a job reads and writes
     artefacts of 100 KB and more, whose freed space would otherwise stay in each worker's
     memory (2 MB a worker at 1,000 orders)."""
     with contextlib.suppress(OSError, AttributeError):
