@@ -21,11 +21,11 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import orjson
 
@@ -106,6 +106,46 @@ class OrderPaths:
     def outputs(self, order_id: str) -> list[str]:
         """What its report task writes."""
         return self._paths(order_id, 3, None)
+
+
+class Outputs(Sequence[str]):
+    """What an order's report task writes, made from its id each time it is read: doit
+    keeps each task's targets until it finishes, and 14 paths of every order's report
+    are 15 MB at 10,000 orders that no task reads as a file dep (see `tasks.slim_targets`)."""
+
+    __slots__ = ("order_id", "paths")
+
+    def __init__(self, paths: OrderPaths, order_id: str) -> None:
+        self.paths = paths
+        self.order_id = order_id
+
+    def _all(self) -> list[str]:
+        return self.paths.outputs(self.order_id)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        return self._all()[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Outputs):
+            return self._all() == other._all()
+        return isinstance(other, list | tuple) and self._all() == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._all())
 
 
 def _around(path: str) -> tuple[str, str] | None:
@@ -452,24 +492,16 @@ def _decode(layout: Layout, data: list[Any]) -> Plan:
     orders, regular, odd = data
     plan = Plan(layout, [], list(regular), [(a, b) for a, b in odd])
     own = plan.paths.own
-    # one string per path and name, however many orders name it: the parse makes one for
-    # each mention (a recipe's file, a checkpoint, an order's id as the next one's previous)
-    names: dict[str, str] = {p: p for p in regular}
-
-    def one(items: list[str]) -> tuple[str, ...]:
-        return tuple(names.setdefault(item, item) for item in items)
-
     for order_id, recipe, phase, previous, inputs, deps, odds, recipe_dep, experimental in orders:
-        order_id = names.setdefault(order_id, order_id)
         node = OrderNode(
             order_id,
-            recipe if recipe is None else names.setdefault(recipe, recipe),
-            phase if phase is None else names.setdefault(phase, phase),
-            previous if previous is None else names.setdefault(previous, previous),
-            one(inputs),
-            one(deps),
-            one(odds),
-            one(recipe_dep),
+            recipe,
+            phase,
+            previous,
+            tuple(inputs),
+            tuple(deps),
+            tuple(odds),
+            tuple(recipe_dep),
             experimental,
             *own(order_id),
         )
