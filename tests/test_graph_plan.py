@@ -214,6 +214,32 @@ def test_an_orders_own_paths_are_the_layouts_and_not_in_the_record(tmp_path: Pat
     assert text is not None and "mint.json" not in text and "reports" not in text
 
 
+def test_a_reports_targets_are_made_from_its_id_once_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tasks.slim_targets` gives each report task its outputs as `plan.Outputs`: the same
+    paths, in the same order, read as doit reads a target list; any other task keeps its own."""
+    from doit.task import Task
+
+    from toyfoundry.graph import tasks
+
+    caches.fresh()
+    layout = make_project(tmp_path / "p")
+    monkeypatch.chdir(layout.root)
+    drawn = tasks.current_plan()
+    order_id = drawn.orders[0].order_id
+    listed = drawn.paths.outputs(order_id)
+    report = Task(
+        f"report:{order_id}", [(tasks.report_action, [str(layout.root), order_id])], targets=listed
+    )
+    other = Task(f"mint:{order_id}", [(tasks.mint_action, [])], targets=listed)
+    tasks.slim_targets([report, other])
+    assert isinstance(report.targets, plan.Outputs) and type(other.targets) is list
+    assert report.targets == listed and list(report.targets) == listed
+    assert len(report.targets) == len(listed) and report.targets[-1] == listed[-1]
+    assert sorted(report.targets) == sorted(listed) and " ".join(report.targets) == " ".join(listed)
+
+
 def test_a_record_of_another_version_is_not_trusted(tmp_path: Path, reads: list[str]) -> None:
     """A record whose rows have another shape (an older release's kept each order's output
     paths) is drawn again, never decoded as this version's."""

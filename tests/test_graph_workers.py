@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from doit.control import ExecNode
 from doit.task import Task
 
@@ -140,7 +141,24 @@ def test_a_compacted_task_keeps_every_attribute_in_less_memory() -> None:
     before = dict(vars(task))
     size = sys.getsizeof(task.__dict__)
     compact([task])
-    assert sys.getsizeof(task.__dict__) < size
+    assert isinstance(task, Task) and sys.getsizeof(task.__dict__) * 3 < size
+    for name, value in before.items():
+        now = getattr(task, name)
+        if isinstance(value, list | set | dict) and not value:
+            assert not now and not isinstance(now, str), name  # an empty one, shared
+        elif name == "io":
+            assert now.capture is True
+        else:
+            assert now is value, name
     assert task.setup_tasks == () and task.teardown == () and task.value_savers == ()
-    assert vars(task).keys() == before.keys()
-    assert all(vars(task)[k] is v for k, v in before.items() if v != [])
+    with pytest.raises(TypeError):
+        task.creator_params.append("x")  # the shared empty list is not to be filled
+    task.verbosity = 2  # setting one gives the task its own
+    assert task.verbosity == 2 and Task("u", [(plain, [])]).verbosity is None
+
+
+def test_a_task_with_calc_deps_keeps_its_own_attributes() -> None:
+    task = Task("t", [(plain, ["a.out"])], calc_dep=["c"])
+    before = dict(vars(task))
+    compact([task])
+    assert type(task) is Task and vars(task) == before

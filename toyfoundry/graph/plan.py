@@ -23,12 +23,12 @@ import json
 import operator
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 import orjson
 
@@ -115,6 +115,46 @@ class OrderPaths:
     def outputs(self, order_id: str) -> list[str]:
         """What its report task writes."""
         return self._paths(order_id, 3, None)
+
+
+class Outputs(Sequence[str]):
+    """What an order's report task writes, made from its id each time it is read: doit
+    keeps each task's targets until it finishes, and 14 paths of every order's report
+    are 15 MB at 10,000 orders that no task reads as a file dep (see `tasks.slim_targets`)."""
+
+    __slots__ = ("order_id", "paths")
+
+    def __init__(self, paths: OrderPaths, order_id: str) -> None:
+        self.paths = paths
+        self.order_id = order_id
+
+    def _all(self) -> list[str]:
+        return self.paths.outputs(self.order_id)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        return self._all()[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Outputs):
+            return self._all() == other._all()
+        return isinstance(other, list | tuple) and self._all() == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._all())
 
 
 def _around(path: str) -> tuple[str, str] | None:
@@ -407,6 +447,8 @@ def draw(
         else:
             plan.odd_inputs.append((e.rel, e.kind))
     made = old.by_id if old is not None else {}
+    # one string per path, however many orders read it (a recipe, a checkpoint)
+    names = {e.rel: e.rel for e in entries}
     last_of_recipe: dict[str, str] = {}
     recipe_files: dict[str, str] = {}
     recipes_experimental: dict[str, bool] = {}
@@ -450,7 +492,10 @@ def draw(
             inputs = before.inputs
         else:
             found = mint_input_paths(layout, view, order_id, previous)
-            inputs = tuple(rel(layout, p) for p in (*found.present, *found.optional))
+            inputs = tuple(
+                names.setdefault(path, path)
+                for path in (rel(layout, p) for p in (*found.present, *found.optional))
+            )
         files = (
             (before.mint, before.rituals, before.chain)
             if before is not None

@@ -388,6 +388,29 @@ def _report_tasks(plan: planning.Plan) -> Iterator[Task]:
         }
 
 
+def slim_targets(tasks: Iterable[Any]) -> None:
+    """Give each loaded report task its targets as `plan.Outputs`, made from the order id
+    when read, in place of doit's list of 14 strings. Only a report whose targets are
+    those outputs, in that order (so doit's target map was made from the same paths)."""
+    plan: planning.Plan | None = caches.current().table("plan").get(os.getcwd())
+    if plan is None:
+        return  # no plan drawn: these are not the foundry's tasks
+    for task in tasks:
+        actions = task._actions
+        if (
+            len(actions) != 1
+            or not isinstance(actions[0], tuple)
+            or actions[0][0] is not report_action
+        ):
+            continue
+        node = plan.by_id.get(task.name.partition(":")[2])
+        if node is None:
+            continue
+        outputs = planning.Outputs(plan.paths, node.order_id)
+        if outputs == task.targets:
+            task.targets = outputs
+
+
 def _draw() -> list[tuple[str, Task]]:
     """Every task of the graph as (creator's basename, dict): what the creators would yield."""
     plan = current_plan()
