@@ -275,3 +275,20 @@ def test_a_first_job_bigger_than_a_pipe_reaches_its_worker(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     assert (root / "big.out").exists()
     assert done.stdout.count(".  small:") == 4
+
+
+def test_a_doit_auto_cycle_keeps_the_tasks_it_reads_after_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A `doit auto` cycle is the whole process too, but it reads the tasks' file deps and
+    targets once its run is over: our runners release nothing for it."""
+    from toyfoundry.graph import run as runmod
+
+    monkeypatch.setattr(runmod, "whole_process", lambda: True)
+    assert runmod.releases()
+    with runmod.our_runners(drop_targets=True, keep_tasks=True):
+        assert not runmod.releases()
+        assert not runmod.SlimDispatcher.drop_targets
+    assert runmod.releases()
+    source = Path(runmod.__file__).parent.parent / "watch" / "doit_auto.py"
+    assert "our_runners(keep_tasks=True)" in source.read_text()

@@ -379,9 +379,14 @@ def compact(tasks: list[Any]) -> None:
         task.__dict__ = slim
 
 
+#: True while a caller that reads the tasks once the run is over (a `doit auto` cycle,
+#: which watches their file deps) runs them: nothing is released.
+_keep_tasks = False
+
+
 def releases() -> bool:
-    """Whether a parallel build releases its finished tasks (see `release`)."""
-    return whole_process()
+    """Whether a build releases its finished tasks (see `release`)."""
+    return whole_process() and not _keep_tasks
 
 
 class PoolRunner(_CausedResult, MRunner):  # type: ignore[misc]
@@ -563,10 +568,12 @@ class _PlainSteps:
 
 
 @contextlib.contextmanager
-def our_runners(*, drop_targets: bool = False) -> Iterator[None]:
+def our_runners(*, drop_targets: bool = False, keep_tasks: bool = False) -> Iterator[None]:
     """doit's `run` picks its runners by module name: name ours for the block, make its
     dispatcher and nodes slim (`drop_targets`: see `SlimDispatcher`), and add implicit
-    task dependencies in linear time (`implicit`: the same graph)."""
+    task dependencies in linear time (`implicit`: the same graph). `keep_tasks`: the
+    caller reads the tasks after the run, so none is released (see `release`)."""
+    global _keep_tasks
     before = (
         doit.cmd_run.Runner,
         doit.cmd_run.MRunner,
@@ -575,12 +582,13 @@ def our_runners(*, drop_targets: bool = False) -> Iterator[None]:
     )
     doit.cmd_run.Runner, doit.cmd_run.MRunner = FoundryRunner, PoolRunner
     doit.control.ExecNode, doit.control.TaskDispatcher = SlimNode, SlimDispatcher
-    SlimDispatcher.drop_targets = drop_targets
+    SlimDispatcher.drop_targets = drop_targets and not keep_tasks
+    _keep_tasks = keep_tasks
     try:
         with linear_implicit_deps():
             yield
     finally:
-        SlimDispatcher.drop_targets = False
+        SlimDispatcher.drop_targets = _keep_tasks = False
         (
             doit.cmd_run.Runner,
             doit.cmd_run.MRunner,

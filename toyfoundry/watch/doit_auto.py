@@ -536,7 +536,8 @@ class Auto(DoitCmdBase):  # type: ignore[misc]
         params.add_defaults(defaults)
         started = time.perf_counter()
         try:
-            with our_runners() if self.foundry_runners else contextlib.nullcontext():
+            # the cycle reads the tasks' file deps and targets once the run is over
+            with our_runners(keep_tasks=True) if self.foundry_runners else contextlib.nullcontext():
                 code = int(runner.execute(params, args))
         except (InvalidCommand, InvalidDodoFile, InvalidTask) as exc:
             return CycleOutcome(3, None, error=f"ERROR: {exc}")
