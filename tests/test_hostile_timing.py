@@ -61,8 +61,8 @@ def scan_inputs(layout):
     return entries
 
 
-def load(layout):
-    plan = _load(layout)
+def load(layout, *args):
+    plan = _load(layout, *args)
     if {step!r} == "plan":
         act(layout)
     return plan
