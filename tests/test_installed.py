@@ -4,7 +4,6 @@ plugins, and is kept while the import path folders keep their stats (`toyfoundry
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,4 +98,3 @@ def test_doit_reads_its_plugins_from_the_scan_only_inside_the_block() -> None:
         names = [ep.name for ep in doit.plugin.entry_points_impl()(group="doit.COMMAND")]
         assert "auto" in names
     assert doit.plugin.entry_points_impl is before
-    assert sys.modules["toyfoundry.installed"] is installed
