@@ -33,8 +33,9 @@ DEFAULT = "entry_points,frontiers,plan_record,parsed"
 
 
 def _cpu(pid: int) -> float:
-    """CPU seconds the process has run so far, in nanoseconds' resolution (its threads'
-    time on a CPU, from /proc's scheduler statistics; /proc/PID/stat counts 10 ms ticks)."""
+    """CPU seconds the process's main thread, where the watcher's cycles run, has run so
+    far: /proc's scheduler statistics, in nanoseconds (/proc/PID/stat counts 10 ms ticks).
+    The pid is `env`'s, which becomes the watcher's own when it execs it."""
     return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
 
 
