@@ -267,8 +267,12 @@ def plan_inputs(layout: Layout, named: AbstractSet[Path]) -> list[Path]:
 
 def plan_roots(listed: AbstractSet[Path], named: Iterable[Path]) -> list[WatchRoot]:
     """The folders to get events from: those the plan lists, and those of its named files."""
-    folders = set(listed) | {p.parent for p in named}
-    return [WatchRoot(folder, recursive=False) for folder in sorted(folders)]
+    return folder_roots(set(listed) | {p.parent for p in named})
+
+
+def folder_roots(folders: Iterable[Path]) -> list[WatchRoot]:
+    """Each folder once, sorted, watched without its subfolders."""
+    return [WatchRoot(folder, recursive=False) for folder in sorted(set(folders))]
 
 
 @contextlib.contextmanager
@@ -531,8 +535,8 @@ class GraphWatcher:
             for rel in rels:
                 by_folder.setdefault(rel.rpartition("/")[0], []).append(rel)
             self._by_folder = by_folder
-            folders = set(self._listed) | {root / f if f else root for f in by_folder}
-            self._roots = [WatchRoot(f, recursive=False) for f in sorted(folders)]
+            # `plan_roots`, from the folders' names rather than a parent per named file
+            self._roots = folder_roots([*self._listed, *(root / f for f in by_folder)])
         self.loop.add(self._roots)
 
     # --- cycles ---
