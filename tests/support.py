@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +47,18 @@ def cli(capsys: pytest.CaptureFixture[str], layout: Layout, *args: str) -> tuple
 
 def load(layout: Layout, order_id: str) -> MintArtefact:
     return MintArtefact.model_validate_json(layout.mint_artefact(order_id).read_bytes())
+
+
+@contextlib.contextmanager
+def foundry_graph(root: Path) -> Iterator[dict[str, Any]]:
+    """A sample project at `root`, and the namespace doit loads the foundry's tasks from, with
+    the project as the working folder for the block (and a fresh plan on both sides)."""
+    from toyfoundry.graph import dodo, tasks
+
+    _make_project(root)
+    with contextlib.chdir(root):
+        tasks.forget_plan()
+        try:
+            yield {name: getattr(dodo, name) for name in dodo.__all__}
+        finally:
+            tasks.forget_plan()

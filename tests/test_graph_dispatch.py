@@ -3,7 +3,6 @@ order as doit's own, with the same failed dependencies, on generated graphs and 
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,8 @@ from doit.exceptions import InvalidDodoFile
 from doit.loader import load_tasks
 from doit.task import Task
 
-from tests.conftest import make_project
-from toyfoundry.graph import dodo, tasks
+from tests.support import foundry_graph
+from toyfoundry.graph import tasks
 from toyfoundry.graph.run import SlimTask, compact, our_runners
 
 Spec = list[dict[str, Any]]
@@ -99,12 +98,7 @@ def test_the_same_tasks_in_the_same_order_as_doits_dispatcher(seed: int) -> None
 
 
 def test_the_foundrys_graph_is_dispatched_the_same(tmp_path: Path) -> None:
-    make_project(tmp_path)
-    before = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        tasks.forget_plan()
-        namespace = {name: getattr(dodo, name) for name in dodo.__all__}
+    with foundry_graph(tmp_path) as namespace:
         expected = _dispatch(_copied(load_tasks(namespace)), set())
         loaded = _copied(load_tasks(namespace))
         compact(loaded)
@@ -112,6 +106,4 @@ def test_the_foundrys_graph_is_dispatched_the_same(tmp_path: Path) -> None:
         assert all(isinstance(t, SlimTask) for t in loaded)
         with our_runners(drop_targets=True):
             got = _dispatch(loaded, set())
-    finally:
-        os.chdir(before)
     assert got == expected and len(got) == len(loaded)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,7 @@ from doit.control import TaskControl
 from doit.loader import load_tasks
 from doit.task import Task
 
-from tests.conftest import make_project
-from toyfoundry.graph import dodo, tasks
+from tests.support import foundry_graph
 from toyfoundry.graph.implicit import linear_implicit_deps
 from toyfoundry.graph.run import our_runners
 
@@ -67,17 +65,9 @@ def test_the_patch_is_undone_after_the_block() -> None:
 
 
 def test_the_foundrys_graph_is_the_same_with_either(tmp_path: Path) -> None:
-    make_project(tmp_path)
-    before = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        tasks.forget_plan()
-        namespace = {name: getattr(dodo, name) for name in dodo.__all__}
+    with foundry_graph(tmp_path) as namespace:
         expected = _deps(load_tasks(namespace))
         with linear_implicit_deps():
             got = _deps(load_tasks(namespace))
-    finally:
-        os.chdir(before)
-        tasks.forget_plan()
     assert got == expected
     assert len(got["quilt"]) > 2  # the global tasks depend on the orders' tasks
