@@ -3,6 +3,7 @@
 python -m bench                      # N = 100 and 1,000 (about 15 minutes on 2 cores)
 python -m bench --n 100,1000 --big   # and the full build, no-op, floor and watch at N = 5,000
 python -m bench --n 1000 --huge      # and the same at N = 10,000 (about an hour on 2 cores)
+python -m bench --n 1000 --huge --full-only   # the full builds alone: the scale ratios
 python -m bench --quick --n 6 --out /tmp/b --md /tmp/b/BENCHMARKS.md   # proves it works
 """
 
@@ -31,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="add the full build, no-op, floor and watch at N = 10,000",
     )
+    parser.add_argument(
+        "--full-only",
+        action="store_true",
+        help="the full build's figures alone at every size (Alfas/s and bytes per order against"
+        " N = 1,000 in minutes)",
+    )
     parser.add_argument("--quick", action="store_true", help="fewest repeats: proves it runs")
     parser.add_argument(
         "--out",
@@ -55,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     figures: list[Figure] = []
     try:
         for n in sizes:
-            figures += Measure(n, opts).all()
+            figures += Measure(n, opts).all(full_only=args.full_only)
         for big, n in ((args.big, 5000), (args.huge, 10_000)):
             if big:
-                figures += Measure(n, opts).all(big=True)
+                figures += Measure(n, opts).all(big=True, full_only=args.full_only)
         figures += scale_figures(figures)
     finally:
         opts.empty_trash()
