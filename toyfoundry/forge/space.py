@@ -80,6 +80,8 @@ class Permutation:
             if self.half <= TABLE_BITS
             else None
         )
+        # each round's hash state and table, in round order, for `_encrypt`'s loop
+        self._steps = list(zip(self._rounds, self._tables or (), strict=False))
 
     def _round(self, number: int, value: int) -> int:
         """Round `number`'s value of a half: the first 8 bytes of its hash, masked."""
@@ -94,7 +96,7 @@ class Permutation:
             for number in range(ROUNDS):
                 left, right = right, left ^ self._round(number, right)
             return (left << half) | right
-        for h, table in zip(self._rounds, tables, strict=True):
+        for h, table in self._steps:
             value = table[right]
             if value == _UNSET:  # `_round`, inline: most of a build's rounds are first seen
                 h = h.copy()
@@ -127,14 +129,16 @@ class Permutation:
 
     def at(self, position: int) -> int:
         """The element at `position` of the sequence."""
-        if not 0 <= position < self.size:
-            raise IndexError(position)
-        x = self._element.get(position)
+        x = self._element.get(position)  # only positions in range are remembered
         if x is not None:
             return x
-        x = self._encrypt(position)
-        while x >= self.size:
-            x = self._encrypt(x)
+        size = self.size
+        if not 0 <= position < size:
+            raise IndexError(position)
+        encrypt = self._encrypt
+        x = encrypt(position)
+        while x >= size:
+            x = encrypt(x)
         self._remember(position, x)
         return x
 
@@ -178,8 +182,11 @@ class Space:
         self.size = size
         self.key = space_key(recipe)
         self._names = frozenset(self.names)
-        # (radix, domain) from the least significant digit (the last parameter) up
-        self._least_first = list(zip(reversed(self.radices), reversed(self.domains), strict=True))
+        # (radix, the domain's value_at) from the least significant digit (the last parameter) up
+        self._least_first = [
+            (radix, domain.value_at)
+            for radix, domain in zip(reversed(self.radices), reversed(self.domains), strict=True)
+        ]
         self._digits = list(zip(self.names, self.domains, self.radices, strict=True))
 
     @cached_property
@@ -189,9 +196,9 @@ class Space:
     def params(self, index: int) -> Params:
         """The parameter set of an index."""
         values = []
-        for radix, domain in self._least_first:
+        for radix, value_at in self._least_first:
             index, digit = divmod(index, radix)
-            values.append(domain.value_at(digit))
+            values.append(value_at(digit))
         values.reverse()
         return dict(zip(self.names, values, strict=True))
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from toyfoundry.errors import FoundryError
 from toyfoundry.forge.plugins import GROUP as GROUP
 from toyfoundry.forge.plugins import registered
-from toyfoundry.formats.models import ParamValue, Recipe
+from toyfoundry.formats.models import FloatParam, ParamValue, Recipe
 from toyfoundry.formats.params import Domain, describe, domain_of, index_of, number_key
 from toyfoundry.formats.params import matches as matches
 from toyfoundry.formats.params import same_value as same_value
@@ -175,6 +175,21 @@ class Validators:
         self._forbidden = [Partial(c) for c in recipe.forbidden]
         self._domains = {name: domain_of(spec) for name, spec in recipe.parameters.items()}
         self._bounds = list(self._domains.items())
+        # a float value made from an index may still miss its domain's grid (a step with
+        # more decimals than `value_at` rounds to); an int or enum value cannot
+        self._floats = [
+            (name, self._domains[name])
+            for name, spec in recipe.parameters.items()
+            if isinstance(spec, FloatParam)
+        ]
+
+    def _drawn_in_bounds(self, params: Mapping[str, ParamValue]) -> bool:
+        """`_in_bounds` of parameters made from an index of the recipe's space: the recipe's
+        parameters exactly, each int or enum value in its domain; only floats are looked at."""
+        for name, domain in self._floats:  # noqa: SIM110 (a loop: no generator an Alfa)
+            if domain.index_of(params[name]) is None:
+                return False
+        return True
 
     def _in_bounds(self, params: Mapping[str, ParamValue]) -> bool:
         """True when `check_bounds` finds nothing: the recipe's parameters exactly (as many,
@@ -193,20 +208,31 @@ class Validators:
         return key in self._seen or any(p.matches(params) for p in self._forbidden)
 
     def check(
-        self, alfa_id: str, share: str, params: Mapping[str, ParamValue], key: bytes
+        self,
+        alfa_id: str,
+        share: str,
+        params: Mapping[str, ParamValue],
+        key: bytes,
+        *,
+        drawn: bool = False,
     ) -> list[str]:
-        """Every hook's reasons for one Alfa (empty: it passes); `key` is its canonical params."""
-        reasons = (
-            [] if self._in_bounds(params) else check_bounds(params, self.recipe, self._domains)
-        )
-        if any(p.matches(params) for p in self._forbidden):
-            reasons += check_forbidden(params, self.recipe, self._forbidden)
+        """Every hook's reasons for one Alfa (empty: it passes); `key` is its canonical params.
+
+        `drawn`: the parameters were made from an index of the recipe's space (the recipe's
+        parameters exactly, each `value_at` of its domain): `bounds` looks at the floats only."""
+        fits = self._drawn_in_bounds(params) if drawn else self._in_bounds(params)
+        reasons = [] if fits else check_bounds(params, self.recipe, self._domains)
+        for partial in self._forbidden:
+            if partial.matches(params):
+                reasons += check_forbidden(params, self.recipe, self._forbidden)
+                break
         if share != "baseline":
-            earlier = self._seen.get(key)
+            seen = self._seen
+            earlier = seen.get(key)
             if earlier is not None:
                 reasons.append(f"duplicate: same parameters as {earlier}")
             else:
-                self._seen[key] = alfa_id
+                seen[key] = alfa_id
         if self.plugins:
             reasons += run_plugins(self.plugins, params, self.recipe)
         return reasons
