@@ -59,7 +59,7 @@ from toyfoundry.forge import carried
 from toyfoundry.forge import chain as chains
 from toyfoundry.forge.inputs import MintInputs, mint_input_paths, sprint_of, sprint_orders
 from toyfoundry.forge.snapshot import CHANGED, changed_inputs
-from toyfoundry.forge.space import Params, Space
+from toyfoundry.forge.space import Params, Space, space_of
 from toyfoundry.forge.validators import Validators, load_plugins
 from toyfoundry.formats import parsed
 from toyfoundry.formats.models import (
@@ -154,14 +154,17 @@ def mutate(
 class _Mutator:
     """`mutate` for one recipe, its domains looked up once for a batch's many mutations."""
 
-    def __init__(self, recipe: Recipe) -> None:
+    def __init__(self, recipe: Recipe, space: Space | None = None) -> None:
+        """`space`: the recipe's, if at hand, for its domains and their sizes."""
         self.order = list(recipe.parameters)
         self.known = set(self.order)
+        sizes = space.radices if space is not None else map(cardinality, recipe.parameters.values())
+        domains = space.domains if space is not None else map(domain_of, recipe.parameters.values())
         # the parameters a mutation may move, in the recipe's order: (name, size, domain)
         self.movable = [
-            (name, size, domain_of(spec))
-            for name, spec in recipe.parameters.items()
-            if (size := cardinality(spec)) > 1
+            (name, size, domain)
+            for name, size, domain in zip(self.order, sizes, domains, strict=True)
+            if size > 1
         ]
 
     def __call__(
@@ -183,6 +186,8 @@ class _Mutator:
                 choice = _below(gen, size - 1)
                 choice += choice >= current
             out[name] = domain.value_at(choice)
+        if out.keys() == self.known:  # the recipe's parameters, as a pool entry has them
+            return {n: out[n] for n in self.order}
         extra = set(out) - self.known
         order = [*self.order, *sorted(extra)] if extra else self.order
         return {n: out[n] for n in order if n in out}
@@ -306,6 +311,7 @@ class _Sequence:
         self.baseline_index = {i for i in (space.index(b) for b in baselines) if i is not None}
         self.baseline_position = {space.permutation.position(i) for i in self.baseline_index}
         self.end = space.size - 1
+        self._at, self._params = space.permutation.at, space.params
 
     def unseen(self) -> int:
         cursor, carried = self.cursor, self.carried
@@ -315,16 +321,16 @@ class _Sequence:
         return self.space.size - cursor - (len(carried) - behind) - len(extra)
 
     def draw(self) -> Params | None:
-        carried, own = self.carried, self.own
-        while self.cursor < self.space.size:
+        carried, own, size = self.carried, self.own, self.space.size
+        while self.cursor < size:
             position = self.cursor
             self.cursor += 1
             if position in carried or position in own:
                 continue
-            index = self.space.at(position)
+            index = self._at(position)
             if index in self.baseline_index:
                 continue
-            return self.space.params(index)
+            return self._params(index)
         return None
 
     def draw_last(self) -> Params | None:
@@ -375,9 +381,9 @@ class _Batch:
         cursor = chains.start_cursor(chain, space.key)
         self.baselines = [dict(b) for b in recipe.baselines]
         self.sequence = _Sequence(space, cursor, carried_ahead, self.baselines)
-        self.validators = Validators(recipe, load_plugins())
+        self.validators = Validators(recipe, load_plugins(), space.domains)
         self.mutation = order.mutation or recipe.mutation
-        self.mutate = _Mutator(recipe)
+        self.mutate = _Mutator(recipe, space)
         self.slots: list[list[_Draft]] = []
         self.reserve: list[Params] = []
         self.hand_on: HandOn | None = None
@@ -586,7 +592,7 @@ def _compose(
         raise Refused("rejected", "the order is invalid", loaded.problems + extra)
     recipe = recipe_loaded.require()
     ctx.recipe = recipe
-    space = Space(recipe)
+    space = space_of(recipe)
     chain, data = chains.start_chain(
         layout, exchange, order_id, recipe.recipe_id, space.key, previous
     )

@@ -32,6 +32,8 @@ ROUNDS = 6
 TABLE_BITS = 14
 #: A round value not computed yet (every round value is below 2^TABLE_BITS).
 _UNSET = (1 << 64) - 1
+#: Widest domain whose values a `Space` lists in full (`params` then indexes a list).
+LISTED_VALUES = 1024
 #: Most (position, element) pairs a permutation remembers, then it starts afresh: enough
 #: for the rituals to find what the mint of the same order drew, a few hundred pairs.
 MEMO_LIMIT = 1 << 12
@@ -167,6 +169,19 @@ def permutation(key: str, size: int) -> Permutation:
     return found
 
 
+def space_of(recipe: Recipe) -> Space:
+    """The `Space` of a recipe model, made once for this model while the `spaces` cache keeps
+    it: the exchange gives the same model for the same recipe bytes, so the orders of a
+    recipe share one (its space key, domains and value lists made once)."""
+    spaces: dict[int, Space] = caches.current().table("spaces")
+    found = spaces.get(id(recipe))
+    if found is None or found.recipe is not recipe:  # an id is only unique while alive
+        if len(spaces) >= 64:
+            spaces.clear()
+        found = spaces[id(recipe)] = Space(recipe)
+    return found
+
+
 class Space:
     """The parameter space of one recipe: params <-> index <-> sequence position."""
 
@@ -182,9 +197,14 @@ class Space:
         self.size = size
         self.key = space_key(recipe)
         self._names = frozenset(self.names)
-        # (radix, the domain's value_at) from the least significant digit (the last parameter) up
+        # (radix, the domain's values listed or None, its value_at) from the least significant
+        # digit (the last parameter) up: listed for a domain of at most LISTED_VALUES values
         self._least_first = [
-            (radix, domain.value_at)
+            (
+                radix,
+                [domain.value_at(i) for i in range(radix)] if radix <= LISTED_VALUES else None,
+                domain.value_at,
+            )
             for radix, domain in zip(reversed(self.radices), reversed(self.domains), strict=True)
         ]
         self._digits = list(zip(self.names, self.domains, self.radices, strict=True))
@@ -196,9 +216,9 @@ class Space:
     def params(self, index: int) -> Params:
         """The parameter set of an index."""
         values = []
-        for radix, value_at in self._least_first:
+        for radix, listed, value_at in self._least_first:
             index, digit = divmod(index, radix)
-            values.append(value_at(digit))
+            values.append(value_at(digit) if listed is None else listed[digit])
         values.reverse()
         return dict(zip(self.names, values, strict=True))
 
