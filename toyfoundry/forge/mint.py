@@ -280,12 +280,18 @@ class _Draft:
     #: a composed carryover's sequence position, noted as it is minted (None: not in the space)
     position: int | None = None
 
-    def data(self) -> dict[str, Any]:
-        """The Alfa as the artefact holds it; its parameters in sorted order, as JSON has them."""
+    def data(
+        self, names: AbstractSet[str] = frozenset(), in_order: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """The Alfa as the artefact holds it; its parameters in sorted order, as JSON has them.
+        `in_order`: the names of `names` sorted, for parameters with exactly those names."""
+        params = self.params
         return {
             "alfa_id": self.alfa_id,
             "slot": self.slot,
-            "params": dict(sorted(self.params.items())),
+            "params": {n: params[n] for n in in_order}
+            if params.keys() == names
+            else dict(sorted(params.items())),
             "share": self.share,
             "parent_id": self.parent_id,
             "outcome": self.outcome,
@@ -535,7 +541,9 @@ class _Batch:
         return self.sequence.draw_last()
 
     def alfas(self) -> list[dict[str, Any]]:
-        return [draft.data() for chain in self.slots for draft in chain]
+        names = self.mutate.known  # the recipe's parameters, as most Alfas have them
+        in_order = sorted(names)
+        return [draft.data(names, in_order) for chain in self.slots for draft in chain]
 
     def achieved(self) -> ShareCounts:
         counts = {"novel": 0, "carryover": 0, "baseline": 0}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from array import array
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 
 import orjson
@@ -197,15 +197,23 @@ class Space:
         self.size = size
         self.key = space_key(recipe)
         self._names = frozenset(self.names)
-        # (radix, the domain's values listed or None, its value_at) from the least significant
-        # digit (the last parameter) up: listed for a domain of at most LISTED_VALUES values
-        self._least_first = [
+        # each digit as (name, place value, radix, the value of a digit), in the recipe's order:
+        # a domain of at most LISTED_VALUES values is listed, so a value is an index into it
+        places = [1] * len(self.radices)
+        for i in range(len(places) - 2, -1, -1):
+            places[i] = places[i + 1] * self.radices[i + 1]
+        self._ordered: list[tuple[str, int, int, Callable[[int], ParamValue]]] = [
             (
+                name,
+                place,
                 radix,
-                [domain.value_at(i) for i in range(radix)] if radix <= LISTED_VALUES else None,
-                domain.value_at,
+                [domain.value_at(i) for i in range(radix)].__getitem__
+                if radix <= LISTED_VALUES
+                else domain.value_at,
             )
-            for radix, domain in zip(reversed(self.radices), reversed(self.domains), strict=True)
+            for name, place, radix, domain in zip(
+                self.names, places, self.radices, self.domains, strict=True
+            )
         ]
         self._digits = list(zip(self.names, self.domains, self.radices, strict=True))
 
@@ -215,12 +223,7 @@ class Space:
 
     def params(self, index: int) -> Params:
         """The parameter set of an index."""
-        values = []
-        for radix, listed, value_at in self._least_first:
-            index, digit = divmod(index, radix)
-            values.append(value_at(digit) if listed is None else listed[digit])
-        values.reverse()
-        return dict(zip(self.names, values, strict=True))
+        return {name: value(index // place % radix) for name, place, radix, value in self._ordered}
 
     def index(self, params: Mapping[str, ParamValue]) -> int | None:
         """The index of a complete, in-bounds parameter set; None for anything else."""
