@@ -700,7 +700,7 @@ def _artefact_model(doc: dict[str, Any]) -> MintArtefact:
     """The model of the artefact `doc`, every field present: its fields validated, but for
     its Alfas, which the batch made each field of (ids from the order id and slots,
     parameters from the recipe's domains, literal shares and outcomes, text reasons): their
-    models are made from the same data unchecked, a fifth of what validating them costs.
+    models are made from the same data unchecked, a quarter of what validating them costs.
     A process that reads the file back validates it whole (`read_mint`)."""
     alfas = doc["alfas"]
     if not alfas:
