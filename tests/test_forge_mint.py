@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from tests.support import build, cli, load, make_project, write_json
 from toyfoundry.forge.mint import mint_order, plan_shares
 from toyfoundry.forge.rituals import run_rituals
-from toyfoundry.formats.models import MintRecord, RitualRecord
+from toyfoundry.formats.models import Alfa, MintArtefact, MintRecord, RitualRecord
 from toyfoundry.store.layout import Layout
 
 SAMPLE = Path(__file__).resolve().parents[1] / "exchange"
@@ -153,6 +154,24 @@ def test_remint_rewrites_identical_bytes_and_logs_a_new_attempt(tmp_path: Path) 
     mint_order(layout, "2025-10-20-011")
     assert path.read_bytes() == before and path.stat().st_mtime_ns == mtime
     assert layout.mint_ledger.read_bytes().count(b"\n") == lines + 48
+
+
+def test_the_model_the_mint_hands_on_equals_a_parse_of_its_file(tmp_path: Path) -> None:
+    """The Alfas' models are made from the batch's data unchecked: the same as validating
+    the file, field for field, and as frozen."""
+    layout = make_project(tmp_path)
+    build(layout, *SAMPLE_ORDERS[:3])
+    artefact = mint_order(layout, SAMPLE_ORDERS[3])
+    data = layout.mint_artefact(SAMPLE_ORDERS[3]).read_bytes()
+    parsed = MintArtefact.model_validate_json(data)
+    assert artefact.alfas and artefact == parsed
+    assert artefact.model_dump() == parsed.model_dump()
+    assert artefact.model_dump_json() == parsed.model_dump_json()
+    for mine, theirs in zip(artefact.alfas, parsed.alfas, strict=True):
+        assert isinstance(mine, Alfa) and mine == theirs
+        assert mine.model_fields_set == theirs.model_fields_set
+    with pytest.raises(ValidationError):
+        artefact.alfas[0].slot = 1  # type: ignore[misc]
 
 
 # --------------------------------------------------------------------------- dry runs

@@ -7,7 +7,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toyfoundry.forge.space import Permutation, Space, space_key
+from toyfoundry import caches
+from toyfoundry.forge.space import LISTED_VALUES, Permutation, Space, space_key, space_of
 from toyfoundry.formats.models import Recipe
 
 
@@ -41,6 +42,24 @@ def test_large_spaces_are_cheap_and_invertible() -> None:
     for _ in range(200):
         p = gen.randrange(perm.size)
         assert perm.position(perm.at(p)) == p
+
+
+def test_a_recipe_model_has_one_space_and_wide_domains_are_not_listed() -> None:
+    r = recipe(
+        wide={"kind": "int", "min": 0, "max": LISTED_VALUES + 10},
+        paint={"kind": "enum", "values": ["red", "blue"]},
+    )
+    space = space_of(r)
+    assert space_of(r) is space and space_of(r.model_copy()) is not space
+    for index in (0, 1, 2 * LISTED_VALUES + 5, space.size - 1):
+        assert space.params(index) == Space(r).params(index)
+        assert space.index(space.params(index)) == index
+    assert space.params(space.size - 1) == {"wide": LISTED_VALUES + 10, "paint": "blue"}
+    caches.fresh(["spaces"])
+    try:
+        assert space_of(r) is not space_of(r)
+    finally:
+        caches.fresh()
 
 
 def test_index_and_params_round_trip_in_recipe_order() -> None:

@@ -31,6 +31,7 @@ NAMES: dict[str, str] = {
     "parsed": "formats/parsed.py: models of mint/rituals/chain files by their bytes",
     "frontiers": "forge/carried.py: a recipe's carried-over positions by chain digest",
     "permutations": "forge/space.py: a space's permutation by key and size",
+    "spaces": "forge/space.py: a recipe model's Space (key, domains, values listed)",
     "domains": "formats/params.py: a parameter's Domain by its definition",
     "number_keys": "formats/params.py: the weight key of a number",
     "doctrine_index": "forge/doctrine.py: digests in the doctrine index, read by its tail",

@@ -62,8 +62,19 @@ def _scan() -> Any:
 
 
 def select(group: str) -> EntryPoints:
-    """The entry points of one group, in the order the distributions were found."""
-    selected: EntryPoints = _scan().select(group=group)
+    """The entry points of one group, in the order the distributions were found.
+
+    Kept with the scan it came from: a `select` reads every entry point of the scan
+    (0.1-0.4 ms), and the mint asks for its validator plugins once an order."""
+    scan = _scan()
+    table = caches.current().table("entry_points")  # beside the scan, cleared with it
+    known = table.get(("select", group))
+    if known is not None and known[0] is scan:
+        selected: EntryPoints = known[1]
+        return selected
+    selected = scan.select(group=group)
+    if any(found is scan for found in table.values()):  # only a kept scan's
+        table[("select", group)] = (scan, selected)
     return selected
 
 

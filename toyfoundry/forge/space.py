@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from array import array
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 
 import orjson
@@ -32,6 +32,8 @@ ROUNDS = 6
 TABLE_BITS = 14
 #: A round value not computed yet (every round value is below 2^TABLE_BITS).
 _UNSET = (1 << 64) - 1
+#: Widest domain whose values a `Space` lists in full (`params` then indexes a list).
+LISTED_VALUES = 1024
 #: Most (position, element) pairs a permutation remembers, then it starts afresh: enough
 #: for the rituals to find what the mint of the same order drew, a few hundred pairs.
 MEMO_LIMIT = 1 << 12
@@ -80,6 +82,8 @@ class Permutation:
             if self.half <= TABLE_BITS
             else None
         )
+        # each round's hash state and table, in round order, for `_encrypt`'s loop
+        self._steps = list(zip(self._rounds, self._tables or (), strict=False))
 
     def _round(self, number: int, value: int) -> int:
         """Round `number`'s value of a half: the first 8 bytes of its hash, masked."""
@@ -94,7 +98,7 @@ class Permutation:
             for number in range(ROUNDS):
                 left, right = right, left ^ self._round(number, right)
             return (left << half) | right
-        for h, table in zip(self._rounds, tables, strict=True):
+        for h, table in self._steps:
             value = table[right]
             if value == _UNSET:  # `_round`, inline: most of a build's rounds are first seen
                 h = h.copy()
@@ -127,14 +131,16 @@ class Permutation:
 
     def at(self, position: int) -> int:
         """The element at `position` of the sequence."""
-        if not 0 <= position < self.size:
-            raise IndexError(position)
-        x = self._element.get(position)
+        x = self._element.get(position)  # only positions in range are remembered
         if x is not None:
             return x
-        x = self._encrypt(position)
-        while x >= self.size:
-            x = self._encrypt(x)
+        size = self.size
+        if not 0 <= position < size:
+            raise IndexError(position)
+        encrypt = self._encrypt
+        x = encrypt(position)
+        while x >= size:
+            x = encrypt(x)
         self._remember(position, x)
         return x
 
@@ -163,6 +169,19 @@ def permutation(key: str, size: int) -> Permutation:
     return found
 
 
+def space_of(recipe: Recipe) -> Space:
+    """The `Space` of a recipe model, made once for this model while the `spaces` cache keeps
+    it: the exchange gives the same model for the same recipe bytes, so the orders of a
+    recipe share one (its space key, domains and value lists made once)."""
+    spaces: dict[int, Space] = caches.current().table("spaces")
+    found = spaces.get(id(recipe))
+    if found is None or found.recipe is not recipe:  # an id is only unique while alive
+        if len(spaces) >= 64:
+            spaces.clear()
+        found = spaces[id(recipe)] = Space(recipe)
+    return found
+
+
 class Space:
     """The parameter space of one recipe: params <-> index <-> sequence position."""
 
@@ -178,8 +197,24 @@ class Space:
         self.size = size
         self.key = space_key(recipe)
         self._names = frozenset(self.names)
-        # (radix, domain) from the least significant digit (the last parameter) up
-        self._least_first = list(zip(reversed(self.radices), reversed(self.domains), strict=True))
+        # each digit as (name, place value, radix, the value of a digit), in the recipe's order:
+        # a domain of at most LISTED_VALUES values is listed, so a value is an index into it
+        places = [1] * len(self.radices)
+        for i in range(len(places) - 2, -1, -1):
+            places[i] = places[i + 1] * self.radices[i + 1]
+        self._ordered: list[tuple[str, int, int, Callable[[int], ParamValue]]] = [
+            (
+                name,
+                place,
+                radix,
+                [domain.value_at(i) for i in range(radix)].__getitem__
+                if radix <= LISTED_VALUES
+                else domain.value_at,
+            )
+            for name, place, radix, domain in zip(
+                self.names, places, self.radices, self.domains, strict=True
+            )
+        ]
         self._digits = list(zip(self.names, self.domains, self.radices, strict=True))
 
     @cached_property
@@ -188,12 +223,7 @@ class Space:
 
     def params(self, index: int) -> Params:
         """The parameter set of an index."""
-        values = []
-        for radix, domain in self._least_first:
-            index, digit = divmod(index, radix)
-            values.append(domain.value_at(digit))
-        values.reverse()
-        return dict(zip(self.names, values, strict=True))
+        return {name: value(index // place % radix) for name, place, radix, value in self._ordered}
 
     def index(self, params: Mapping[str, ParamValue]) -> int | None:
         """The index of a complete, in-bounds parameter set; None for anything else."""

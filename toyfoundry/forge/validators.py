@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from toyfoundry.errors import FoundryError
 from toyfoundry.forge.plugins import GROUP as GROUP
 from toyfoundry.forge.plugins import registered
-from toyfoundry.formats.models import ParamValue, Recipe
+from toyfoundry.formats.models import FloatParam, ParamValue, Recipe
 from toyfoundry.formats.params import Domain, describe, domain_of, index_of, number_key
 from toyfoundry.formats.params import matches as matches
 from toyfoundry.formats.params import same_value as same_value
@@ -168,13 +168,39 @@ def run_plugins(
 class Validators:
     """All hooks for one batch; remembers the novel and carryover parameter sets it has seen."""
 
-    def __init__(self, recipe: Recipe, plugins: Iterable[Plugin]) -> None:
+    def __init__(
+        self, recipe: Recipe, plugins: Iterable[Plugin], domains: Iterable[Domain] | None = None
+    ) -> None:
+        """`domains`: the recipe's parameters' domains in its order, if at hand (`Space`)."""
         self.recipe = recipe
         self.plugins = list(plugins)
         self._seen: dict[bytes, str] = {}
+        # a baseline's bounds and forbidden reasons, by its canonical parameters
+        self._baselines: dict[bytes, list[str]] = {}
         self._forbidden = [Partial(c) for c in recipe.forbidden]
-        self._domains = {name: domain_of(spec) for name, spec in recipe.parameters.items()}
+        self._domains = dict(
+            zip(
+                recipe.parameters,
+                domains if domains is not None else map(domain_of, recipe.parameters.values()),
+                strict=True,
+            )
+        )
         self._bounds = list(self._domains.items())
+        # a float value made from an index may still miss its domain's grid (a step with
+        # more decimals than `value_at` rounds to); an int or enum value cannot
+        self._floats = [
+            (name, self._domains[name])
+            for name, spec in recipe.parameters.items()
+            if isinstance(spec, FloatParam)
+        ]
+
+    def _drawn_in_bounds(self, params: Mapping[str, ParamValue]) -> bool:
+        """`_in_bounds` of parameters made from an index of the recipe's space: the recipe's
+        parameters exactly, each int or enum value in its domain; only floats are looked at."""
+        for name, domain in self._floats:  # noqa: SIM110 (a loop: no generator an Alfa)
+            if domain.index_of(params[name]) is None:
+                return False
+        return True
 
     def _in_bounds(self, params: Mapping[str, ParamValue]) -> bool:
         """True when `check_bounds` finds nothing: the recipe's parameters exactly (as many,
@@ -186,6 +212,16 @@ class Validators:
                 return False
         return True
 
+    def _rules(self, params: Mapping[str, ParamValue], drawn: bool) -> list[str]:
+        """The `bounds` and `forbidden` hooks' reasons."""
+        fits = self._drawn_in_bounds(params) if drawn else self._in_bounds(params)
+        reasons = [] if fits else check_bounds(params, self.recipe, self._domains)
+        for partial in self._forbidden:
+            if partial.matches(params):
+                reasons += check_forbidden(params, self.recipe, self._forbidden)
+                break
+        return reasons
+
     def refuses(self, params: Mapping[str, ParamValue], key: bytes) -> bool:
         """True when a forbidden combination of the recipe matches or the batch already holds
         these parameters (`key`: canonical): a reroll draws again instead of handing back an
@@ -193,20 +229,33 @@ class Validators:
         return key in self._seen or any(p.matches(params) for p in self._forbidden)
 
     def check(
-        self, alfa_id: str, share: str, params: Mapping[str, ParamValue], key: bytes
+        self,
+        alfa_id: str,
+        share: str,
+        params: Mapping[str, ParamValue],
+        key: bytes,
+        *,
+        drawn: bool = False,
     ) -> list[str]:
-        """Every hook's reasons for one Alfa (empty: it passes); `key` is its canonical params."""
-        reasons = (
-            [] if self._in_bounds(params) else check_bounds(params, self.recipe, self._domains)
-        )
-        if any(p.matches(params) for p in self._forbidden):
-            reasons += check_forbidden(params, self.recipe, self._forbidden)
-        if share != "baseline":
-            earlier = self._seen.get(key)
+        """Every hook's reasons for one Alfa (empty: it passes); `key` is its canonical params.
+
+        `drawn`: the parameters were made from an index of the recipe's space (the recipe's
+        parameters exactly, each `value_at` of its domain): `bounds` looks at the floats only."""
+        if share == "baseline":
+            # a batch repeats its recipe's few baselines: their bounds and forbidden reasons
+            # are worked out once (the plugins still see every Alfa)
+            known = self._baselines.get(key)
+            if known is None:
+                known = self._baselines[key] = self._rules(params, drawn)
+            reasons = list(known)
+        else:
+            reasons = self._rules(params, drawn)
+            seen = self._seen
+            earlier = seen.get(key)
             if earlier is not None:
                 reasons.append(f"duplicate: same parameters as {earlier}")
             else:
-                self._seen[key] = alfa_id
+                seen[key] = alfa_id
         if self.plugins:
             reasons += run_plugins(self.plugins, params, self.recipe)
         return reasons

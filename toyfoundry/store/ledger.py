@@ -63,10 +63,10 @@ def warn_torn(t: TornTail) -> None:
 
 def _encode(record: Mapping[str, object] | BaseModel) -> bytes:
     obj: object
-    if hasattr(record, "model_dump"):
-        obj = record.model_dump(mode="json")
-    elif isinstance(record, dict):
+    if isinstance(record, dict):  # first: a failed `hasattr` costs an exception a record
         obj = record
+    elif hasattr(record, "model_dump"):
+        obj = record.model_dump(mode="json")
     else:
         obj = dict(record)
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) + b"\n"
