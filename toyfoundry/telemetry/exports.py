@@ -108,14 +108,14 @@ def alfa_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
             rows.append(
                 (
                     *head,
-                    result.score,
-                    result.passed,
-                    len(result.defects),
-                    result.rank,
-                    result.purged,
-                    result.purge_reason or "",
-                    result.promoted,
-                    result.doctrine or "",
+                    result["score"],
+                    result["passed"],
+                    len(result["defects"]),
+                    result["rank"],
+                    result["purged"],
+                    result["purge_reason"] or "",
+                    result["promoted"],
+                    result["doctrine"] or "",
                 )
             )
     return rows
@@ -153,7 +153,7 @@ def note_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
         rows += [(oid, alfa.alfa_id, "validator", reason) for reason in alfa.reasons]
         result = results.get(alfa.alfa_id)
         if result is not None:
-            rows += [(oid, alfa.alfa_id, "drill", defect) for defect in result.defects]
+            rows += [(oid, alfa.alfa_id, "drill", defect) for defect in result["defects"]]
     return rows
 
 
@@ -161,9 +161,11 @@ def ritual_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
     """`ritual_rows` as plain values in column order."""
     if arts.rituals is None:
         return []
-    done = arts.rituals.rituals
+    done = arts.rituals["rituals"]
     return [
-        (arts.order_id, name, done[name].ran, done[name].stub) for name in RITUALS if name in done
+        (arts.order_id, name, done[name]["ran"], done[name]["stub"])
+        for name in RITUALS
+        if name in done
     ]
 
 
@@ -171,12 +173,12 @@ def count_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
     """One row per thing each ritual counted, in ritual then counter order."""
     if arts.rituals is None:
         return []
-    done = arts.rituals.rituals
+    done = arts.rituals["rituals"]
     return [
         (arts.order_id, name, counter, count)
         for name in RITUALS
         if name in done
-        for counter, count in sorted(done[name].counts.items())
+        for counter, count in sorted(done[name]["counts"].items())
     ]
 
 
