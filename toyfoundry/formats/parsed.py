@@ -10,17 +10,16 @@ equal model whatever happened to the file in between. The writers of mint.json,
 rituals.json and chain.json leave the model they wrote here (`remember`), so a
 process parses none of the three that it wrote itself.
 
-Plain data (`plain`) is kept the same way, for a reader that wants no model: the
-rituals leave rituals.json's data here as they wrote it, and the report reads it back.
+Plain data is kept the same way (`remember_plain`, `recall_plain`), for a reader that
+wants no model: the rituals leave rituals.json's data here as they wrote it, and the
+report reads it back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
 from pydantic import BaseModel
 
 from toyfoundry import caches
@@ -62,27 +61,18 @@ def remember(model: type[M], path: Path, data: bytes, value: M) -> None:
     _keep((model, path), data, value)
 
 
-def plain(path: Path, data: bytes, check: Callable[[Any], bool]) -> Any:
-    """`orjson.loads(data)` if `check` accepts it, else None; from memory when `path` last
-    held these bytes. The data is shared by every reader: read it, never change it.
-
-    Raises `orjson.JSONDecodeError` (a ValueError) for bytes that are not JSON.
-    """
+def recall_plain(path: Path, data: bytes) -> Any:
+    """The plain data left for `path` (`remember_plain`) if it still holds `data`, else None.
+    Shared by every reader: read it, never change it."""
     recent: dict[tuple[object, Path], tuple[bytes, Any]] = caches.current().table("parsed")
     known = recent.get((_PLAIN, path))
-    if known is not None and known[0] == data:
-        return known[1]
-    document = orjson.loads(data)
-    if not check(document):
-        return None
-    remember_plain(path, data, document)
-    return document
+    return known[1] if known is not None and known[0] == data else None
 
 
 def remember_plain(path: Path, data: bytes, document: Any) -> None:
-    """Note that `path` holds `data`, which is `document` as JSON: for a writer of plain data
-    (equal to `orjson.loads(data)`, whatever the order of its dicts), or a reader that made
-    it from the model of these bytes."""
+    """Note that `path` holds `data`, which is `document` as plain data: for a writer
+    (`document` equal to `orjson.loads(data)`, whatever the order of its dicts), or a
+    reader that made it from the model of these bytes."""
     _keep((_PLAIN, path), data, document)
 
 
