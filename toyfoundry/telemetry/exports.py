@@ -150,10 +150,11 @@ def note_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
     oid = arts.order_id
     results = results_by_alfa(arts)
     rows: list[tuple[Any, ...]] = []
-    for alfa in arts.mint.alfas:
-        rows += [(oid, alfa.alfa_id, "validator", reason) for reason in alfa.reasons]
+    for alfa in arts.mint.alfas:  # most Alfas have neither
+        if alfa.reasons:
+            rows += [(oid, alfa.alfa_id, "validator", reason) for reason in alfa.reasons]
         result = results.get(alfa.alfa_id)
-        if result is not None:
+        if result is not None and result["defects"]:
             rows += [(oid, alfa.alfa_id, "drill", defect) for defect in result["defects"]]
     return rows
 
@@ -265,6 +266,7 @@ def _csv_text(value: object) -> str:
 #: CSV text of a boolean or null cell, as `_cell` gives it.
 _FLAG_TEXT: dict[object, str] = {True: "true", False: "false", None: ""}
 _NEEDS_QUOTES = (",", '"', "\n", "\r")
+_NONE = type(None)
 
 
 def _column_texts(column: Sequence[Any]) -> Sequence[str]:
@@ -278,10 +280,15 @@ def _column_texts(column: Sequence[Any]) -> Sequence[str]:
             return column
     elif kinds == {int}:
         return list(map(str, column))
-    elif kinds <= {bool, type(None)}:
+    elif kinds <= {bool, _NONE}:
         return list(map(_FLAG_TEXT.__getitem__, column))
     elif kinds == {float}:
         return list(map(repr, column))
+    elif kinds in ({int, _NONE}, {float, _NONE}):
+        # a null is "" and no number's text holds "None" (a rank, or the score of an Alfa
+        # that was not drilled)
+        texts = map(str if int in kinds else repr, column)
+        return "\x00".join(texts).replace("None", "").split("\x00")
     return list(map(_csv_text, column))
 
 
@@ -301,8 +308,12 @@ def values_csv_bytes(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> b
 
 
 def values_jsonl_bytes(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
-    """`jsonl_bytes` for plain rows in column order."""
-    return b"".join(orjson.dumps(dict(zip(columns, row, strict=True))) + b"\n" for row in rows)
+    """`jsonl_bytes` for plain rows in column order (each as long as `columns`): a dict
+    and a line per row made by builtins, without a Python call per row."""
+    lines = list(map(orjson.dumps, map(dict, map(zip, repeat(columns), rows))))
+    if lines:
+        lines.append(b"")
+    return b"\n".join(lines)
 
 
 #: The JSON keys of an alfa_params row, as orjson writes its dict: b'{"order_id":',
