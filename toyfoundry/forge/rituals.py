@@ -132,6 +132,9 @@ class _Scorer:
         self.amplitude = recipe.scoring.noise
         self.table = _weight_table(recipe)
         self.floats = {n for n, s in recipe.parameters.items() if isinstance(s, FloatParam)}
+        #: parameters without weights (often the numeric ones): each adds 0.0, whatever its
+        #: value, with no key made or looked up for each new value
+        self.unweighted = frozenset(n for n in recipe.parameters if not self.table.get(n))
         self.rules = [(rule.defect, Partial(rule.when)) for rule in recipe.scoring.defects]
         # by name, type and value, since 1 == 1.0 (zero floats are never kept: 0.0 == -0.0)
         self._weights: dict[tuple[str, type, ParamValue], float] = {}
@@ -149,9 +152,12 @@ class _Scorer:
 
     def score(self, seed: int, alfa: Alfa) -> tuple[float, list[str]]:
         score = self.base
-        weights = self._weights
+        weights, unweighted = self._weights, self.unweighted
         params = alfa.params
         for name, value in params.items():
+            if name in unweighted:
+                score += 0.0  # as the weight it has (-0.0 + 0.0 is 0.0)
+                continue
             weight = weights.get((name, value.__class__, value))
             score += self._weight(name, value) if weight is None else weight
         score += noise(seed, alfa.alfa_id, self.amplitude)
