@@ -190,7 +190,7 @@ def test_dry_run_leaves_roster_pool_and_doctrine_untouched_but_both_ledgers_reco
     }
     order(layout, "2025-11-03-001", dry_run=True)
     artefact = mint_order(layout, "2025-11-03-001")
-    rituals = run_rituals(layout, "2025-11-03-001")
+    rituals = run_rituals(layout, "2025-11-03-001").artefact
     assert artefact.status == "dry-run" and len(artefact.alfas) == 96
     assert rituals.dry_run and rituals.roster == [] and rituals.promoted == []
     assert all(o.stub and not o.ran for o in rituals.rituals.values())

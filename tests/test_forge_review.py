@@ -42,7 +42,7 @@ def test_a_quarantined_alfa_stays_out_until_a_review_decides(
     held = by_id(first)[HELD]
     assert held.outcome == "quarantined" and held.reasons[0].startswith("forbidden:")
     assert first.status == "awaiting-review"
-    rituals = run_rituals(minted, EXPANSION)
+    rituals = run_rituals(minted, EXPANSION).artefact
     assert HELD not in rituals.roster and HELD not in {r.alfa_id for r in rituals.results}
     mint_order(minted, EXPANSION)
     assert load(minted, EXPANSION) == first  # not retried without a decision
@@ -73,7 +73,7 @@ def test_waive_accepts_the_alfa_as_minted(
         by_id(after)[HELD].outcome == "waived"
         and by_id(after)[HELD].params == by_id(before)[HELD].params
     )
-    assert HELD in run_rituals(minted, EXPANSION).roster
+    assert HELD in run_rituals(minted, EXPANSION).artefact.roster
     review = json.loads(minted.review_file(EXPANSION).read_text())
     assert review["decisions"][0]["by"] == "QA" and review["decisions"][0]["decision"] == "waive"
 
@@ -99,7 +99,7 @@ def test_reroll_draws_a_replacement_for_the_slot(
     ]
     assert after.achieved == before.achieved
     assert mint_order(minted, EXPANSION) == after  # the same decisions give the same batch
-    rituals = run_rituals(minted, EXPANSION)
+    rituals = run_rituals(minted, EXPANSION).artefact
     assert f"{HELD}r1" in rituals.roster and HELD not in rituals.roster
     records = [
         MintRecord.model_validate_json(x) for x in minted.mint_ledger.read_bytes().splitlines()
@@ -115,7 +115,7 @@ def test_reject_leaves_the_slot_empty(minted: Layout, capsys: pytest.CaptureFixt
     assert by_id(after)[HELD].outcome == "rejected"
     assert after.achieved.novel == after.target.novel - 1
     assert after.status == "built" and "1 slot(s) left empty by review" in after.reason
-    assert HELD not in run_rituals(minted, EXPANSION).roster
+    assert HELD not in run_rituals(minted, EXPANSION).artefact.roster
 
 
 def test_a_later_decision_changes_nothing_else(

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.support import build, cli, make_project
@@ -108,6 +109,8 @@ def test_compute_hands_on_plain_data_equal_to_its_model(built: Layout, ran: set[
     recipe = Recipe.model_validate_json((SAMPLE / "recipes" / "sprocket-scout.json").read_bytes())
     computed = compute(mint, recipe, [], ran)
     assert dumps_canonical(computed.document) == dumps_canonical(computed.artefact)
+    # the report takes the document for a parse of rituals.json (`parsed.remember_plain`)
+    assert orjson.loads(dumps_canonical(computed.document)) == computed.document
     assert computed.encoded == [doctrine.encode(e) for e in computed.promoted]
     results = {r.alfa_id: r for r in computed.artefact.results}
     assert all(results[e.alfa_id].doctrine == doctrine.digest_of(e) for e in computed.promoted)

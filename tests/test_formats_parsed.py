@@ -42,7 +42,8 @@ def test_only_the_latest_files_are_kept(tmp_path: Path) -> None:
 def test_what_the_forge_leaves_is_what_a_parse_of_its_bytes_gives(tmp_path: Path) -> None:
     """The mint and the rituals leave the models they wrote for the next read of their files:
     each must equal a parse of the bytes, down to the order of every dict and the type of
-    every number (the Drill sums weights in parameter order)."""
+    every number (the Drill sums weights in parameter order). The rituals leave
+    rituals.json as plain data: it must equal the bytes' JSON and the model's dump."""
     from tests.support import build, make_project
     from toyfoundry.formats.models import Chain, MintArtefact, RitualsArtefact
 
@@ -51,9 +52,15 @@ def test_what_the_forge_leaves_is_what_a_parse_of_its_bytes_gives(tmp_path: Path
     build(layout, *orders)
     checked = 0
     for order_id in orders:
+        path = layout.rituals_artefact(order_id)
+        plain = caches.current().table("parsed").get(("plain", path))
+        if plain is not None:
+            data = path.read_bytes()
+            assert plain[0] == data and plain[1] == orjson.loads(data)
+            assert plain[1] == RitualsArtefact.model_validate_json(data).model_dump(mode="json")
+            checked += 1
         for model, path in (
             (MintArtefact, layout.mint_artefact(order_id)),
-            (RitualsArtefact, layout.rituals_artefact(order_id)),
             (Chain, layout.chain_file(order_id)),
         ):
             left = caches.current().table("parsed").get((model, path))

@@ -239,3 +239,42 @@ def test_rollup_data_is_the_callers_own(exported: Layout) -> None:
         p.unlink()
     exports.build_exports(exported, ORDERS)
     assert [p.read_bytes() for p in outputs] == before
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        # a recipe's batch: the same names, each all texts or all numbers
+        {"colour": ["ochre", 'say "hi", twice', "a\nb"], "size": [3, 4.5, -0.0], "n": [0, 7, 2]},
+        # integers and floats in one column, zeros of both signs
+        {"tension": [0.0, -0.0, 12], "z": [1e-7, 1e22, 3]},
+        # a column of texts and numbers, and Alfas with other names: Alfa by Alfa
+        {"mixed": ["x", 1, 2.5]},
+        {"only_first": [1, None, None], "b": ["u", "v", "w"]},
+    ],
+)
+def test_the_param_partition_is_the_row_models_bytes_for_any_batch(
+    exported: Layout, columns: dict[str, list[Any]]
+) -> None:
+    from toyfoundry.telemetry import artefacts
+
+    arts = artefacts.load(exported, "2025-10-27-014")
+    alfas = [
+        alfa.model_copy(
+            update={
+                "params": {
+                    name: values[i] for name, values in columns.items() if values[i] is not None
+                }
+            }
+        )
+        for i, alfa in enumerate(arts.mint.alfas[:3])
+    ]
+    arts = artefacts.OrderArtefacts(
+        arts.order_id, arts.mint.model_copy(update={"alfas": alfas}), arts.rituals, arts.source
+    )
+    values = exports.param_values(arts)
+    rows = [AlfaParamRow(**dict(zip(AlfaParamRow.model_fields, v, strict=True))) for v in values]
+    expected = (exports.csv_bytes(AlfaParamRow, rows), exports.jsonl_bytes(rows))
+    assert exports._param_files(arts) == expected
+    by_column = exports._param_columns(arts)
+    assert by_column == (None if "mixed" in columns or "only_first" in columns else expected)

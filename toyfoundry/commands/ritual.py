@@ -32,7 +32,8 @@ def run(args: argparse.Namespace, layout: Layout) -> int:
             # one ritual at a time leaves artefacts no build makes: the graph runs the
             # order's rituals again at the next build rather than trust them
             forget_tasks(layout.dep_db, [f"rituals:{args.order_id}"])
-        artefact = run_rituals(layout, args.order_id, only=only, force_dry_run=args.dry_run)
+        ran = run_rituals(layout, args.order_id, only=only, force_dry_run=args.dry_run)
+    artefact = ran.artefact
     # in the order they run, not the artefact's (sorted keys put promote before purge)
     done = {r for r, o in artefact.rituals.items() if o.ran or o.stub}
     shown = [only] if only else [r for r in RITUALS if r in done]

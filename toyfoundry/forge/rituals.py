@@ -38,6 +38,7 @@ import contextlib
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, cast
 
 from toyfoundry.errors import FoundryError, Problem
@@ -52,6 +53,7 @@ from toyfoundry.formats.models import (
     RITUALS,
     SCHEMA_VERSION,
     Alfa,
+    AlfaResult,
     Chain,
     FloatParam,
     MintArtefact,
@@ -130,6 +132,9 @@ class _Scorer:
         self.amplitude = recipe.scoring.noise
         self.table = _weight_table(recipe)
         self.floats = {n for n, s in recipe.parameters.items() if isinstance(s, FloatParam)}
+        #: parameters without weights (often the numeric ones): each adds 0.0, whatever its
+        #: value, with no key made or looked up for each new value
+        self.unweighted = frozenset(n for n in recipe.parameters if not self.table.get(n))
         self.rules = [(rule.defect, Partial(rule.when)) for rule in recipe.scoring.defects]
         # by name, type and value, since 1 == 1.0 (zero floats are never kept: 0.0 == -0.0)
         self._weights: dict[tuple[str, type, ParamValue], float] = {}
@@ -147,9 +152,12 @@ class _Scorer:
 
     def score(self, seed: int, alfa: Alfa) -> tuple[float, list[str]]:
         score = self.base
-        weights = self._weights
+        weights, unweighted = self._weights, self.unweighted
         params = alfa.params
         for name, value in params.items():
+            if name in unweighted:
+                score += 0.0  # as the weight it has (-0.0 + 0.0 is 0.0)
+                continue
             weight = weights.get((name, value.__class__, value))
             score += self._weight(name, value) if weight is None else weight
         score += noise(seed, alfa.alfa_id, self.amplitude)
@@ -166,14 +174,20 @@ def drill_score(recipe: Recipe, seed: int, alfa: Alfa) -> tuple[float, list[str]
 class Computed:
     """The rituals' results for one set of rituals that ran, before anything is written."""
 
-    artefact: RitualsArtefact
+    #: rituals.json as plain data, every field present: what a parse of its bytes gives
+    #: (`artefact.model_dump(mode="json")`), made without a model per Alfa
+    document: dict[str, Any]
     promoted: list[doctrine.DoctrineEntry] = field(default_factory=list)
     pool: list[PoolEntry] = field(default_factory=list)
-    #: the artefact as the plain data it was validated from, every field present: what
-    #: `artefact.model_dump(mode="json")` gives, without dumping a model per Alfa
-    document: dict[str, Any] = field(default_factory=dict)
     #: each promoted entry's object bytes (`doctrine.encode`), made once for its digest
     encoded: list[bytes] = field(default_factory=list)
+
+    @cached_property
+    def artefact(self) -> RitualsArtefact:
+        """The document as a model, validated when first asked: a build never asks (the
+        validation of a batch's results cost a tenth of the rituals), one ritual at a
+        time compares it with the recorded one."""
+        return RitualsArtefact.model_validate(self.document)
 
 
 def compute(
@@ -265,9 +279,8 @@ def compute(
         outcomes["promote"] = RitualOutcome(
             ran=True, stub=False, counts={"promoted": len(promoted), "pool": len(pool)}
         )
-    # validated once as a whole, with its dicts in the sorted order a parse of rituals.json
-    # gives them, so the model can stand for that parse (see `run_rituals`); every field
-    # present, so the same data is what the file holds
+    # every field present, so the same data is what the file holds; made from a valid
+    # batch and recipe, so valid by construction (`Computed.artefact` checks it when asked)
     document = {
         "schema_version": SCHEMA_VERSION,
         "order_id": mint.order_id,
@@ -281,8 +294,7 @@ def compute(
         "roster": roster,
         "promoted": [e.alfa_id for e in promoted],
     }
-    artefact = RitualsArtefact.model_validate(document)
-    return Computed(artefact, promoted, pool, document, encoded)
+    return Computed(document, promoted, pool, encoded)
 
 
 # --------------------------------------------------------------------------- running them
@@ -314,9 +326,10 @@ def _closure(rituals: Iterable[str]) -> list[str]:
 
 
 def _records(
-    mint: MintArtefact, artefact: RitualsArtefact, invoked: Iterable[str], outcome: str
+    mint: MintArtefact, document: Mapping[str, Any], invoked: Iterable[str], outcome: str
 ) -> list[dict[str, Any]]:
-    """The ritual ledger lines, as the plain data of `RitualRecord`s (every field present)."""
+    """The ritual ledger lines, as the plain data of `RitualRecord`s (every field present),
+    from rituals.json's plain data."""
     batch = {"size": mint.batch_size, "phase": mint.phase, "recipe": mint.recipe}
     now, rid = utc_now(), run_id()
     return [
@@ -327,9 +340,9 @@ def _records(
             "time": now,
             "ritual": ritual,
             "order_id": mint.order_id,
-            "dry_run": artefact.dry_run,
+            "dry_run": document["dry_run"],
             "batch": dict(batch),
-            "counts": dict(artefact.rituals[cast(Ritual, ritual)].counts),
+            "counts": dict(document["rituals"][ritual]["counts"]),
             "outcome": outcome,
         }
         for ritual in invoked
@@ -390,6 +403,24 @@ def _ran_before(
     return ran
 
 
+class Ran:
+    """What `run_rituals` wrote to rituals.json: its plain data, and its model when asked.
+
+    The graph asks for neither; the model of a batch's results is validated only for a
+    caller that reads it (the CLI, tests), from the same data the file holds.
+    """
+
+    def __init__(self, document: dict[str, Any], model: RitualsArtefact | None = None) -> None:
+        self.document = document
+        self._model = model
+
+    @property
+    def artefact(self) -> RitualsArtefact:
+        if self._model is None:
+            self._model = RitualsArtefact.model_validate(self.document)
+        return self._model
+
+
 def run_rituals(
     layout: Layout,
     order_id: str,
@@ -401,7 +432,7 @@ def run_rituals(
     remint_stale: bool = False,
     planned: Mapping[str, str] | None = None,
     planned_recipe: str | None = None,
-) -> RitualsArtefact:
+) -> Ran:
     """Run the order's rituals (or just `only`) on its minted batch and hand on its chain.
 
     Writes `rituals.json`, `chain.json`, doctrine objects and the outbox manifest,
@@ -465,8 +496,9 @@ def run_rituals(
                 layout.outbox_file(order_id),
                 dumps_canonical(adapter.empty_manifest(order_id)),
             )
-        ledger.append(_records(mint, artefact, selected, outcome))
-        return artefact
+        document = artefact.model_dump(mode="json")
+        ledger.append(_records(mint, document, selected, outcome))
+        return Ran(document, artefact)
 
     recipe = ex.recipe(mint.recipe or "").require()
     if start is None:  # a minted order always parses; a changed file is caught by _stale_inputs
@@ -485,7 +517,7 @@ def run_rituals(
             )
         ran.add(only)
     computed = compute(mint, recipe, start.chain.pool, ran)
-    artefact = computed.artefact
+    document = computed.document
     staged = doctrine.stage(layout, computed.promoted, computed.encoded)
     parent = chains.parent_of(before, start.data)
     advanced = chains.advance(
@@ -497,12 +529,14 @@ def run_rituals(
         )
         for e in computed.promoted
     ]
-    results = {r.alfa_id: r for r in artefact.results}
+    # the results of the promoted Alfas, the only ones the manifest reads
+    rows = {r["alfa_id"]: r for r in document["results"]} if promoted else {}
+    results = {p.alfa_id: AlfaResult.model_validate(rows[p.alfa_id]) for p in promoted}
     outbox = layout.outbox_file(order_id)
     # the doctrine objects, the artefact, the chain handed on and the outbox manifest: one
     # flush for the set (see `write_many_atomic`), the objects renamed first
     rituals_path = layout.rituals_artefact(order_id)
-    rituals_data = dumps_canonical(computed.document)
+    rituals_data = dumps_canonical(document)
     chain = advanced.model_copy(update={"pool": computed.pool})
     chain_path, chain_data = layout.chain_file(order_id), dumps_canonical(chain)
     write_many_atomic(
@@ -521,13 +555,14 @@ def run_rituals(
         ],
         modes=staged.modes,
     )
-    # the report reads rituals.json next, the recipe's next order chain.json: both models
-    # equal a parse of their bytes (sorted dicts; the pool's parameters come from mint.json)
-    parsed.remember(RitualsArtefact, rituals_path, rituals_data, artefact)
+    # the report reads rituals.json next, as plain data; the recipe's next order reads
+    # chain.json, whose model equals a parse of its bytes (sorted dicts; the pool's
+    # parameters come from mint.json)
+    parsed.remember_plain(rituals_path, rituals_data, document)
     parsed.remember(Chain, chain_path, chain_data, chain)
     doctrine.index(layout, staged)
-    ledger.append(_records(mint, artefact, selected, "ok"))
-    return artefact
+    ledger.append(_records(mint, document, selected, "ok"))
+    return Ran(document)
 
 
 def _pass_on(layout: Layout, order_id: str, previous: _Previous | None) -> None:

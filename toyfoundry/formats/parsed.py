@@ -9,18 +9,24 @@ the file's stats: the caller has read them anyway, and equal bytes parse to an
 equal model whatever happened to the file in between. The writers of mint.json,
 rituals.json and chain.json leave the model they wrote here (`remember`), so a
 process parses none of the three that it wrote itself.
+
+Plain data is kept the same way (`remember_plain`, `recall_plain`), for a reader that
+wants no model: the rituals leave rituals.json's data here as they wrote it, and the
+report reads it back.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from toyfoundry import caches
 
 M = TypeVar("M", bound=BaseModel)
+#: What stands for the model in the key of a file's plain data.
+_PLAIN = "plain"
 
 #: The `parsed` cache (`toyfoundry.caches`), of at most this many entries: (model, file)
 #: -> (bytes, the model validated from them). Three files an order, read
@@ -52,8 +58,26 @@ def remember(model: type[M], path: Path, data: bytes, value: M) -> None:
     """Note that `path` holds `data`, whose parse is `value`: for a writer whose model was
     validated from the same plain data it wrote, with every dict in the order JSON gives
     it, so that reading the file back in this process costs nothing."""
+    _keep((model, path), data, value)
+
+
+def recall_plain(path: Path, data: bytes) -> Any:
+    """The plain data left for `path` (`remember_plain`) if it still holds `data`, else None.
+    Shared by every reader: read it, never change it."""
+    recent: dict[tuple[object, Path], tuple[bytes, Any]] = caches.current().table("parsed")
+    known = recent.get((_PLAIN, path))
+    return known[1] if known is not None and known[0] == data else None
+
+
+def remember_plain(path: Path, data: bytes, document: Any) -> None:
+    """Note that `path` holds `data`, which is `document` as plain data: for a writer
+    (`document` equal to `orjson.loads(data)`, whatever the order of its dicts), or a
+    reader that made it from the model of these bytes."""
+    _keep((_PLAIN, path), data, document)
+
+
+def _keep(key: tuple[object, Path], data: bytes, value: Any) -> None:
     recent = caches.current().table("parsed")
-    key = (model, path)
     recent.pop(key, None)
     if len(recent) >= _KEPT:
         del recent[next(iter(recent))]

@@ -21,6 +21,7 @@ import operator
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any, cast
 
@@ -108,14 +109,14 @@ def alfa_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
             rows.append(
                 (
                     *head,
-                    result.score,
-                    result.passed,
-                    len(result.defects),
-                    result.rank,
-                    result.purged,
-                    result.purge_reason or "",
-                    result.promoted,
-                    result.doctrine or "",
+                    result["score"],
+                    result["passed"],
+                    len(result["defects"]),
+                    result["rank"],
+                    result["purged"],
+                    result["purge_reason"] or "",
+                    result["promoted"],
+                    result["doctrine"] or "",
                 )
             )
     return rows
@@ -149,11 +150,12 @@ def note_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
     oid = arts.order_id
     results = results_by_alfa(arts)
     rows: list[tuple[Any, ...]] = []
-    for alfa in arts.mint.alfas:
-        rows += [(oid, alfa.alfa_id, "validator", reason) for reason in alfa.reasons]
+    for alfa in arts.mint.alfas:  # most Alfas have neither
+        if alfa.reasons:
+            rows += [(oid, alfa.alfa_id, "validator", reason) for reason in alfa.reasons]
         result = results.get(alfa.alfa_id)
-        if result is not None:
-            rows += [(oid, alfa.alfa_id, "drill", defect) for defect in result.defects]
+        if result is not None and result["defects"]:
+            rows += [(oid, alfa.alfa_id, "drill", defect) for defect in result["defects"]]
     return rows
 
 
@@ -161,9 +163,11 @@ def ritual_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
     """`ritual_rows` as plain values in column order."""
     if arts.rituals is None:
         return []
-    done = arts.rituals.rituals
+    done = arts.rituals["rituals"]
     return [
-        (arts.order_id, name, done[name].ran, done[name].stub) for name in RITUALS if name in done
+        (arts.order_id, name, done[name]["ran"], done[name]["stub"])
+        for name in RITUALS
+        if name in done
     ]
 
 
@@ -171,12 +175,12 @@ def count_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
     """One row per thing each ritual counted, in ritual then counter order."""
     if arts.rituals is None:
         return []
-    done = arts.rituals.rituals
+    done = arts.rituals["rituals"]
     return [
         (arts.order_id, name, counter, count)
         for name in RITUALS
         if name in done
-        for counter, count in sorted(done[name].counts.items())
+        for counter, count in sorted(done[name]["counts"].items())
     ]
 
 
@@ -262,6 +266,7 @@ def _csv_text(value: object) -> str:
 #: CSV text of a boolean or null cell, as `_cell` gives it.
 _FLAG_TEXT: dict[object, str] = {True: "true", False: "false", None: ""}
 _NEEDS_QUOTES = (",", '"', "\n", "\r")
+_NONE = type(None)
 
 
 def _column_texts(column: Sequence[Any]) -> Sequence[str]:
@@ -275,10 +280,15 @@ def _column_texts(column: Sequence[Any]) -> Sequence[str]:
             return column
     elif kinds == {int}:
         return list(map(str, column))
-    elif kinds <= {bool, type(None)}:
+    elif kinds <= {bool, _NONE}:
         return list(map(_FLAG_TEXT.__getitem__, column))
     elif kinds == {float}:
         return list(map(repr, column))
+    elif kinds in ({int, _NONE}, {float, _NONE}):
+        # a null is "" and no number's text holds "None" (a rank, or the score of an Alfa
+        # that was not drilled)
+        texts = map(str if int in kinds else repr, column)
+        return "\x00".join(texts).replace("None", "").split("\x00")
     return list(map(_csv_text, column))
 
 
@@ -298,25 +308,37 @@ def values_csv_bytes(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> b
 
 
 def values_jsonl_bytes(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
-    """`jsonl_bytes` for plain rows in column order."""
-    return b"".join(orjson.dumps(dict(zip(columns, row, strict=True))) + b"\n" for row in rows)
+    """`jsonl_bytes` for plain rows in column order (each as long as `columns`): a dict
+    and a line per row made by builtins, without a Python call per row."""
+    lines = list(map(orjson.dumps, map(dict, map(zip, repeat(columns), rows))))
+    if lines:
+        lines.append(b"")
+    return b"\n".join(lines)
+
+
+#: The JSON keys of an alfa_params row, as orjson writes its dict: b'{"order_id":',
+#: b',"alfa_id":', ...
+_K_OID, _K_ALFA, _K_PARAM, _K_NUMBER, _K_TEXT = (
+    (b"," if i else b"{") + orjson.dumps(c) + b":" for i, c in enumerate(PARAM_COLUMNS)
+)
 
 
 def _param_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
     """The alfa_params partition, CSV and JSON Lines: `values_csv_bytes` and
     `values_jsonl_bytes` of `param_values`, without a row tuple or a dict per row
-    (six or so rows an Alfa). A row is the Alfa's head (order and Alfa id) and a
-    tail (name, number, text), each made once: the tail per distinct parameter
-    value of the batch, which repeat (enumerations, small integer ranges)."""
+    (six or so rows an Alfa): a parameter at a time when the batch allows it
+    (`_param_columns`), else an Alfa at a time. A row is the Alfa's head (order and
+    Alfa id) and a tail (name, number, text), each made once: the tail per distinct
+    parameter value of the batch, which repeat (enumerations, small integer ranges)."""
+    by_column = _param_columns(arts)
+    if by_column is not None:
+        return by_column
     oid = arts.order_id
     csv_lines = [",".join(map(_csv_text, PARAM_COLUMNS))]
     json_lines: list[bytes] = []
     csv_oid = _csv_text(oid) + ","
-    # the JSON keys, as orjson writes a row's dict: b'{"order_id":', b',"alfa_id":', ...
-    k_oid, k_alfa, k_param, k_number, k_text = (
-        (b"," if i else b"{") + orjson.dumps(c) + b":" for i, c in enumerate(PARAM_COLUMNS)
-    )
-    json_oid = k_oid + orjson.dumps(oid) + k_alfa
+    k_param, k_number, k_text = _K_PARAM, _K_NUMBER, _K_TEXT
+    json_oid = _K_OID + orjson.dumps(oid) + _K_ALFA
     tails: dict[tuple[str, type, ParamValue], tuple[str, bytes]] = {}
     for alfa in arts.mint.alfas:
         csv_head = csv_oid + _csv_text(alfa.alfa_id) + ","
@@ -343,6 +365,59 @@ def _param_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
             csv_lines.append(csv_head + tail[0])
             json_lines.append(json_head + tail[1])
     csv_lines.append("")
+    json_lines.append(b"")
+    return "\n".join(csv_lines).encode("utf-8"), b"\n".join(json_lines)
+
+
+def _param_columns(arts: OrderArtefacts) -> tuple[bytes, bytes] | None:
+    """`_param_files` a parameter at a time, for a batch whose Alfas have the same
+    parameters, each all texts or all numbers (a recipe's batch): each parameter's lines
+    are made from its column by builtins, as the CSV columns are (`_column_texts`), then
+    interleaved Alfa by Alfa; a few calls a line rather than a dozen operations. None
+    for any other batch."""
+    alfas = arts.mint.alfas
+    if not alfas:
+        return None
+    params = [a.params for a in alfas]
+    names = params[0].keys()
+    if any(p.keys() != names for p in params):
+        return None
+    ids = [a.alfa_id for a in alfas]
+    csv_oid = _csv_text(arts.order_id) + ","
+    csv_heads = [csv_oid + i + "," for i in _column_texts(ids)]
+    json_oid = _K_OID + orjson.dumps(arts.order_id) + _K_ALFA
+    json_heads = [json_oid + i + _K_PARAM for i in map(orjson.dumps, ids)]
+    csv_columns: list[list[str]] = []
+    json_columns: list[list[bytes]] = []
+    for name in sorted(names):
+        values = list(map(operator.itemgetter(name), params))
+        kinds = set(map(type, values))
+        csv_name, json_name = _csv_text(name), orjson.dumps(name)
+        if kinds == {str}:
+            csv_tails = map((csv_name + ",,").__add__, _column_texts(values))
+            json_parts = zip(
+                json_heads,
+                repeat(json_name + _K_NUMBER + b"null" + _K_TEXT),
+                map(orjson.dumps, values),
+                repeat(b"}"),
+            )
+        elif kinds <= {int, float}:
+            numbers = list(map(float, values))
+            csv_tails = map("".join, zip(repeat(csv_name + ","), map(repr, numbers), repeat(",")))
+            json_parts = zip(
+                json_heads,
+                repeat(json_name + _K_NUMBER),
+                map(orjson.dumps, numbers),
+                repeat(_K_TEXT + b'""}'),
+            )
+        else:
+            return None
+        csv_columns.append(list(map(operator.add, csv_heads, csv_tails)))
+        json_columns.append(list(map(b"".join, json_parts)))
+    csv_lines = [",".join(map(_csv_text, PARAM_COLUMNS))]
+    csv_lines += chain.from_iterable(zip(*csv_columns, strict=True))
+    csv_lines.append("")
+    json_lines = list(chain.from_iterable(zip(*json_columns, strict=True)))
     json_lines.append(b"")
     return "\n".join(csv_lines).encode("utf-8"), b"\n".join(json_lines)
 

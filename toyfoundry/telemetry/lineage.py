@@ -245,8 +245,9 @@ def trace(layout: Layout, ident: str) -> Lineage:
             )
         if is_alfa:
             alfa = next((a for a in arts.mint.alfas if a.alfa_id == ident), None)
-            results = arts.rituals.results if arts.rituals else []
-            result = next((r for r in results if r.alfa_id == ident), None)
+            results = arts.rituals["results"] if arts.rituals else []
+            row = next((r for r in results if r["alfa_id"] == ident), None)
+            result = AlfaResult.model_validate(row) if row is not None else None
             if alfa is None:
                 lineage.notes.append(f"{ident} is not in {lineage.build[0]}")
             _describe_alfa(alfa, result, lineage)

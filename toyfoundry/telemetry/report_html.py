@@ -24,7 +24,8 @@ li { margin: 3px 0; }
 
 def _inline(text: str) -> str:
     """Code spans, and `\\|` (a pipe escaped for a table cell) as the pipe it stands for."""
-    return _CODE.sub(lambda m: f"<code>{m.group(1)}</code>", html.escape(text.replace("\\|", "|")))
+    escaped = html.escape(text.replace("\\|", "|"))
+    return _CODE.sub(r"<code>\1</code>", escaped) if "`" in escaped else escaped
 
 
 def _cells(line: str) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from toyfoundry.formats.models import AwaitingReview, BatchSummary, Report
+from toyfoundry.formats.models import AwaitingReview, BatchSummary, Report, RitualOutcome
 from toyfoundry.store.atomic import dumps_canonical, write_many_atomic
 from toyfoundry.store.layout import Layout
 from toyfoundry.telemetry import artefacts, exports, render
@@ -38,7 +38,7 @@ def next_steps(arts: OrderArtefacts, summary: BatchSummary, waiting: int) -> lis
             f" `toyfoundry review decide {oid} {{waive|reroll|reject}} --by NAME`,"
             " then run `toyfoundry build`"
         )
-    if arts.rituals and arts.rituals.promoted:
+    if arts.rituals and arts.rituals["promoted"]:
         steps.append(f"promoted Alfas are in exchange/outbox/toysoldiers/{oid}.json")
     return steps
 
@@ -60,11 +60,13 @@ def build_report(arts: OrderArtefacts, summary: BatchSummary | None = None) -> R
         dry_run=summary.dry_run,
         target=summary.target,
         achieved=summary.achieved,
-        rituals={str(k): v for k, v in arts.rituals.rituals.items()} if arts.rituals else {},
+        rituals={str(k): RitualOutcome(**v) for k, v in arts.rituals["rituals"].items()}
+        if arts.rituals
+        else {},
         outcomes=summary.outcomes,
         defects=summary.defects,
         awaiting_review=waiting,
-        promoted=list(arts.rituals.promoted) if arts.rituals else [],
+        promoted=list(arts.rituals["promoted"]) if arts.rituals else [],
         next_steps=next_steps(arts, summary, len(waiting)),
     )
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
-from toyfoundry.formats.models import AlfaResult, BatchSummary, Outcomes
+from toyfoundry.formats.models import BatchSummary, Outcomes
 from toyfoundry.telemetry.artefacts import OrderArtefacts
 
 #: Width of a score histogram bin; a bin is keyed by its lower bound ("40" holds 40 <= s < 50).
@@ -14,8 +15,12 @@ SCORE_BIN = 10
 _UNKNOWN = "unknown"
 
 
-def results_by_alfa(arts: OrderArtefacts) -> dict[str, AlfaResult]:
-    return {r.alfa_id: r for r in arts.rituals.results} if arts.rituals else {}
+#: One Alfa's result in rituals.json, as plain data (the fields of `AlfaResult`).
+Result = dict[str, Any]
+
+
+def results_by_alfa(arts: OrderArtefacts) -> dict[str, Result]:
+    return {r["alfa_id"]: r for r in arts.rituals["results"]} if arts.rituals else {}
 
 
 def outcomes(arts: OrderArtefacts) -> Outcomes:
@@ -29,22 +34,22 @@ def outcomes(arts: OrderArtefacts) -> Outcomes:
     return _outcomes(arts, _batch_results(arts))
 
 
-def _batch_results(arts: OrderArtefacts) -> list[AlfaResult]:
+def _batch_results(arts: OrderArtefacts) -> list[Result]:
     """The rituals' results for Alfas of this batch."""
     ids = {a.alfa_id for a in arts.mint.alfas}
-    return [r for r in results_by_alfa(arts).values() if r.alfa_id in ids]
+    return [r for r in results_by_alfa(arts).values() if r["alfa_id"] in ids]
 
 
-def _outcomes(arts: OrderArtefacts, results: list[AlfaResult]) -> Outcomes:
+def _outcomes(arts: OrderArtefacts, results: list[Result]) -> Outcomes:
     verdicts = Counter(a.outcome for a in arts.mint.alfas)
     drilled = paraded = passed = failed = purged = promoted = 0
     for r in results:  # one pass, not one per count: a batch has up to 96 results
-        drilled += r.score is not None
-        paraded += r.rank is not None
-        passed += r.passed is True
-        failed += r.passed is False
-        purged += r.purged
-        promoted += r.promoted
+        drilled += r["score"] is not None
+        paraded += r["rank"] is not None
+        passed += r["passed"] is True
+        failed += r["passed"] is False
+        purged += r["purged"]
+        promoted += r["promoted"]
     return Outcomes(
         minted=len(arts.mint.alfas),
         drilled=drilled,
@@ -62,8 +67,8 @@ def defects(arts: OrderArtefacts) -> dict[str, int]:
     return _defects(_batch_results(arts))
 
 
-def _defects(results: list[AlfaResult]) -> dict[str, int]:
-    found = Counter(d for r in results for d in r.defects)
+def _defects(results: list[Result]) -> dict[str, int]:
+    found = Counter(d for r in results for d in r["defects"])
     return dict(sorted(found.items()))
 
 
@@ -97,7 +102,7 @@ def summarize(arts: OrderArtefacts) -> BatchSummary:
         defects=_defects(results),
         target=mint.target,
         achieved=mint.achieved,
-        score_histogram=score_histogram(r.score for r in results),
+        score_histogram=score_histogram(r["score"] for r in results),
         source=arts.source,
     )
 
