@@ -46,7 +46,7 @@ from toyfoundry.exchange.loader import Exchange, display
 from toyfoundry.forge import adapter, doctrine
 from toyfoundry.forge import chain as chains
 from toyfoundry.forge.mint import input_digests, mint_inputs, mint_order, read_mint
-from toyfoundry.forge.space import Space, space_key
+from toyfoundry.forge.space import space_key, space_of
 from toyfoundry.forge.validators import Partial
 from toyfoundry.formats import parsed
 from toyfoundry.formats.models import (
@@ -521,7 +521,7 @@ def run_rituals(
     staged = doctrine.stage(layout, computed.promoted, computed.encoded)
     parent = chains.parent_of(before, start.data)
     advanced = chains.advance(
-        start.chain, Space(recipe), order_id, mint.alfas, parent, mint.hand_on
+        start.chain, space_of(recipe), order_id, mint.alfas, parent, mint.hand_on
     )
     promoted = [
         adapter.Promoted(
