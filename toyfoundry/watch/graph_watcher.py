@@ -41,6 +41,7 @@ from toyfoundry.store.lock import FoundryLock
 if TYPE_CHECKING:
     from toyfoundry.graph.backend import FoundryDB
 
+from toyfoundry.watch.listing import Listing
 from toyfoundry.watch.observer import (
     Change,
     Clock,
@@ -461,6 +462,12 @@ class GraphWatcher:
         self._roots: list[WatchRoot] = []
         #: the inputs as this cycle's scan saw them, for its plan (see `_scan`)
         self._entries: list[planning.Entry] | None = None
+        #: the inputs as last listed, patched from events since (see `Listing`), and when
+        #: the last full listing was made
+        self._listing: Listing | None = None
+        self._listed_at = 0.0
+        #: something events may not have reported: the next cycle lists everything
+        self._doubt = False
         self._listed = frozenset(planning.listed_folders(layout))
         self._listed_rels = frozenset(planning.rel(layout, f) for f in self._listed)
         self._unbuilt: list[Change] = []
@@ -489,16 +496,27 @@ class GraphWatcher:
         plan names, sorted."""
         return sorted((path for path, _ in self._scan()[0]), key=str)
 
-    def _scan(self) -> tuple[list[tuple[Path, os.stat_result | None]], list[planning.Entry]]:
+    def _scan(
+        self, hinted: Iterable[Path] | None = None
+    ) -> tuple[list[tuple[Path, os.stat_result | None]], list[planning.Entry], set[Path] | None]:
         """`inputs`, each with its `lstat` when the listing of its folder made one, and the
         listing itself.
 
         One listing of the input folders serves the scan and the cycle's plan (kept in
         `_entries`): a named file in a folder that was listed is in the listing or
         absent, so only named files elsewhere are looked up one by one (a thousand
-        orders name a thousand optional reviews, almost none of them there)."""
+        orders name a thousand optional reviews, almost none of them there).
+
+        `hinted`: the paths the events since the last scan named, when they are trusted
+        (see `_trusts`): only those are looked at, and the third item is the set of them
+        (the scan's verdict on every other input is the last one); None lists everything."""
+        if hinted is not None and self._listing is not None:
+            return self._scan_hinted(self._listing, hinted)
         root = self.layout.root
         listing = entries = planning.scan_inputs(self.layout)
+        self._listing = Listing(self.layout, listing)
+        self._listed_at = self.clock()
+        self._doubt = False
         paths = self._paths
         unlisted = [e.rel for e in entries if e.kind == planning.UNLISTED]
         if unlisted:
@@ -513,13 +531,51 @@ class GraphWatcher:
             if folder not in listed:
                 found = found if found is not None else {e.rel for e in entries}
                 items += [(paths[rel], None) for rel in rels if rel not in found]
-        return items, listing
+        return items, listing, None
+
+    def _scan_hinted(
+        self, listing: Listing, hinted: Iterable[Path]
+    ) -> tuple[list[tuple[Path, os.stat_result | None]], list[planning.Entry], set[Path]]:
+        """`_scan` of the hinted paths only: the listing kept is patched with each."""
+        layout, paths = self.layout, self._paths
+        items: list[tuple[Path, os.stat_result | None]] = []
+        looked: set[Path] = set()
+        for hint in hinted:
+            rel = planning.rel(layout, hint)
+            path = paths.get(rel) or hint
+            if path in looked:
+                continue
+            held, st = listing.look(rel)
+            if held:
+                looked.add(path)
+                if st is not None:
+                    items.append((path, st))
+            elif path in self._named:
+                # a named file outside the listed folders (`scan_stats` `lstat`s it)
+                looked.add(path)
+                items.append((path, None))
+        return items, listing.entries(), looked
+
+    def _trusts(self, hints: Sequence[Path | None] | None) -> bool:
+        """Whether a cycle may look only at the paths its events named: not at start, not
+        after a hint that stands for anything (an overflow, a new folder), not once the
+        last full listing is `rescan` seconds old, not when its listing was not whole."""
+        return (
+            hints is not None
+            and None not in hints
+            and self._listing is not None
+            and self._listing.trusted
+            and not self._doubt
+            and self.clock() - self._listed_at < self.rescan
+        )
 
     def roots(self) -> list[WatchRoot]:
         """The folders to get events from: those the plan lists, and those of its named files."""
         if self._roots:
             return self._roots
-        return plan_roots(self._listed, self.inputs())  # before the first plan
+        # before the first plan: what the loop starts watching
+        self._roots = plan_roots(self._listed, self.inputs())
+        return self._roots
 
     def _adopt(self, plan: planning.Plan) -> None:
         """Take `plan` as the last one: what the next change is compared with, what is watched."""
@@ -536,16 +592,31 @@ class GraphWatcher:
                 by_folder.setdefault(rel.rpartition("/")[0], []).append(rel)
             self._by_folder = by_folder
             # `plan_roots`, from the folders' names rather than a parent per named file
-            self._roots = folder_roots([*self._listed, *(root / f for f in by_folder)])
+            roots = folder_roots([*self._listed, *(root / f for f in by_folder)])
+            if self._roots and not set(roots) <= set(self._roots):
+                # a folder watched from now on may have changed before its watch began
+                self._doubt = True
+            self._roots = roots
         self.loop.add(self._roots)
 
     # --- cycles ---
-    def run_cycle(self, trigger: str = "rescan") -> CycleResult:
-        """Rescan the inputs and rebuild what changed; defers while an input is still being written."""
+    def run_cycle(
+        self, trigger: str = "rescan", hints: Sequence[Path | None] | None = None
+    ) -> CycleResult:
+        """Rescan the inputs and rebuild what changed; defers while an input is still being written.
+
+        `hints`: the paths the events since the last cycle named ([] for none); the scan
+        then looks only at those and at files still being written, unless a full listing
+        is due (see `_trusts`). None rescans every input."""
         self.cycles += 1
         result = CycleResult(trigger=trigger, started=self.clock())
-        items, self._entries = self._scan()
-        scan = self.scanner.scan_stats(items)
+        if self._trusts(hints):
+            assert hints is not None
+            pending = self.scanner.pending
+            items, self._entries, looked = self._scan([*pending, *(h for h in hints if h)])
+        else:
+            items, self._entries, looked = self._scan()
+        scan = self.scanner.scan_stats(items, only=looked)
         if self._first_scan:
             self._first_scan = False
             self._full = self.initial_build
@@ -693,12 +764,13 @@ class GraphWatcher:
             self.stop()
             thread.join(60)
 
-    def _safe_cycle(self, trigger: str) -> CycleResult:
+    def _safe_cycle(self, trigger: str, hints: Sequence[Path | None] = ()) -> CycleResult:
         try:
-            return self.run_cycle(trigger)
+            return self.run_cycle(trigger, list(hints) if trigger != "start" else None)
         except Exception as exc:
             # a watcher reports and keeps watching; the next cycle starts from a fresh scan
             self._warn(f"watch: cycle failed: {type(exc).__name__}: {exc}")
+            self._doubt = True
             result = CycleResult(trigger=trigger, started=self.clock(), error=str(exc))
             result.retry_after = self.rescan
             return self._finish(result)
@@ -711,7 +783,7 @@ class GraphWatcher:
         return 0
 
     def _loop_cycle(self, wake: Wake) -> float | None:
-        return self._safe_cycle(wake.trigger).retry_after
+        return self._safe_cycle(wake.trigger, wake.hints).retry_after
 
     def stop(self) -> None:
         """Make `run()` return after the current cycle (callable from any thread)."""

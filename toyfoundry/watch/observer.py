@@ -21,6 +21,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,7 +40,7 @@ Notify = Callable[[Path | None], None]
 Clock = Callable[[], float]
 
 #: watchdog event types that can mean new bytes; opens and reads (our own scans) are not news.
-_CHANGE_EVENTS = frozenset({"created", "modified", "deleted", "moved", "closed"})
+_CHANGE_EVENTS = frozenset({"created", "modified", "deleted", "moved", "closed", "attrib"})
 #: A hint inbox holds at most this many paths; past it, one "anything changed" hint stands for all.
 _MAX_HINTS = 10_000
 _CHUNK = 1 << 16
@@ -76,7 +77,12 @@ class _Forward(FileSystemEventHandler):
         self._notify = notify
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type not in _CHANGE_EVENTS:
+        kind = event.event_type
+        if kind == "events_lost":
+            # the kernel's queue overflowed: anything may have changed
+            self._notify(None)
+            return
+        if kind not in _CHANGE_EVENTS:
             return
         for raw in (event.src_path, event.dest_path):
             if raw:
@@ -442,9 +448,16 @@ class StableScanner:
         """Compare the files that exist now with the snapshot; complete ones update it."""
         return self.scan_stats((path, None) for path in present)
 
-    def scan_stats(self, present: Iterable[tuple[Path, os.stat_result | None]]) -> ScanResult:
+    def scan_stats(
+        self,
+        present: Iterable[tuple[Path, os.stat_result | None]],
+        only: AbstractSet[Path] | None = None,
+    ) -> ScanResult:
         """`scan`, for a caller that has just `lstat`ed some of the files itself (their
-        `os.lstat` with the path; None for one to `lstat` here)."""
+        `os.lstat` with the path; None for one to `lstat` here).
+
+        `only`: the files the caller looked at, when not all of them (a watcher that trusts
+        its events): one of those not `present` is gone, every other file is as it was."""
         result = ScanResult()
         now = self.clock()
         seen: set[Path] = set()
@@ -485,10 +498,12 @@ class StableScanner:
                 result.changes.append(Change(path, "added", None, ready))
             elif not old.same_content(ready):
                 result.changes.append(Change(path, "changed", old, ready))
-        for path in [p for p in self.snapshot if p not in seen]:
+        gone: Iterable[Path] = self.snapshot if only is None else only
+        for path in [p for p in gone if p not in seen and p in snapshot]:
             old = self.snapshot.pop(path)
             result.changes.append(Change(path, "removed", old, None))
-        for path in [p for p in self._pending if p not in seen]:
+        gone = self._pending if only is None else only
+        for path in [p for p in gone if p not in seen and p in pending]:
             del self._pending[path]
         if waits:
             result.retry_after = max(0.05, min(waits))
