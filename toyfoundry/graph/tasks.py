@@ -62,22 +62,24 @@ def _plan(
     root: str,
     entries: list[planning.Entry] | None = None,
     later: list[Callable[[FoundryDB], None]] | None = None,
+    changed: dict[str, planning.Entry | None] | None = None,
 ) -> planning.Plan:
     """The build's plan of the project at `root`: drawn once per build, then shared by every
     task creator and global action (the `plan` snapshot of `toyfoundry.caches`)."""
     table = caches.current().table("plan")
     plan = table.get(root)
     if plan is None:
-        table[root] = plan = planning.load(Layout(Path(root)), entries, later)
+        table[root] = plan = planning.load(Layout(Path(root)), entries, later, changed)
     return plan
 
 
 def current_plan(
     entries: list[planning.Entry] | None = None,
     later: list[Callable[[FoundryDB], None]] | None = None,
+    changed: dict[str, planning.Entry | None] | None = None,
 ) -> planning.Plan:
-    """The plan of the project in the working folder; `entries` and `later`, see `plan.load`."""
-    return _plan(os.getcwd(), entries, later)
+    """The plan of the project in the working folder; the rest, see `plan.load`."""
+    return _plan(os.getcwd(), entries, later, changed)
 
 
 def forget_plan() -> None:

@@ -471,6 +471,8 @@ class GraphWatcher:
         self._listed = frozenset(planning.listed_folders(layout))
         self._listed_rels = frozenset(planning.rel(layout, f) for f in self._listed)
         self._unbuilt: list[Change] = []
+        #: what the last plan left to write once the watcher is idle (see `write_record`)
+        self._unwritten: list[Callable[[FoundryDB], None]] = []
         self._first_scan = True
         self._full = False
         self._deferred_since: float | None = None
@@ -514,7 +516,11 @@ class GraphWatcher:
             return self._scan_hinted(self._listing, hinted)
         root = self.layout.root
         listing = entries = planning.scan_inputs(self.layout)
-        self._listing = Listing(self.layout, listing)
+        last, self._listing = self._listing, Listing(self.layout, listing)
+        if last is not None:
+            # what changed since the last plan: what was patched since, and what the
+            # events missed (the plan is then patched, not drawn whole, if it can be)
+            self._listing.touched = last.changes_to(self._listing)
         self._listed_at = self.clock()
         self._doubt = False
         paths = self._paths
@@ -579,7 +585,11 @@ class GraphWatcher:
 
     def _adopt(self, plan: planning.Plan) -> None:
         """Take `plan` as the last one: what the next change is compared with, what is watched."""
-        self._plan = plan
+        last, self._plan = self._plan, plan
+        delta = plan.delta
+        if delta is not None and delta.base is last and self._roots:
+            self._name_more(plan, delta)
+            return
         rels = planning.named_paths(plan)
         if rels != self._named_rels or not self._roots:
             root = self.layout.root
@@ -598,6 +608,29 @@ class GraphWatcher:
                 self._doubt = True
             self._roots = roots
         self.loop.add(self._roots)
+
+    def _name_more(self, plan: planning.Plan, delta: planning.Delta) -> None:
+        """`_adopt` for a plan patched for a few orders: what they name now is added to
+        what is named (what a removed order named stays named until a plan is drawn
+        whole: at most a hint too many)."""
+        nodes = plan.by_id
+        new = {p for o in delta.orders if o in nodes for p in nodes[o].inputs}
+        new.update(delta.paths)
+        new.difference_update(self._named_rels)
+        if not new:
+            return
+        root, paths, by_folder = self.layout.root, self._paths, self._by_folder
+        folders = len(by_folder)
+        for rel in new:
+            paths[rel] = root / rel
+            by_folder.setdefault(rel.rpartition("/")[0], []).append(rel)
+        self._named_rels = self._named_rels | new
+        self._named = self._named | {paths[rel] for rel in new}
+        if len(by_folder) != folders:
+            # a folder watched from now on may have changed before its watch began
+            self._doubt = True
+            self._roots = folder_roots([*self._listed, *(root / f for f in by_folder)])
+            self.loop.add(self._roots)
 
     # --- cycles ---
     def run_cycle(
@@ -629,6 +662,8 @@ class GraphWatcher:
         result.pending = scan.pending
         result.retry_after = scan.retry_after
         if not (self._unbuilt or self._full):
+            if trigger == "rescan" and self._unwritten and not scan.pending:
+                self.write_record()
             return self._finish(result)
         if scan.pending:
             # the graph would read a half-written file: wait, but not for ever
@@ -651,14 +686,22 @@ class GraphWatcher:
     ) -> planning.Plan:
         """A fresh plan, from the same cache the graph's task creators read in this cycle,
         and from the listing this cycle's scan made (once: a later plan lists again).
-        `later`: see `plan.load` (the caller then calls `_write_later`)."""
+        `later`: see `plan.load` (the caller leaves it to `write_record`)."""
         from toyfoundry.graph import backend, tasks
 
         entries, self._entries = self._entries, None
+        changed = None
+        if entries is None:
+            # listed again (see `_build`): the listing kept is not the plan's
+            self._doubt = True
+            self._listing = None
+        elif self._listing is not None:
+            # what changed since the last plan, when it was drawn from this listing too
+            changed = self._listing.take_touched()
         with contextlib.chdir(self.layout.root):
             tasks.forget_plan()
             if self.dodo is not None:
-                return tasks.current_plan(entries, later)
+                return tasks.current_plan(entries, later, changed)
             # with the dependency DB open, as doit has it: the plan's record and the file
             # hashes kept there make a cycle parse only the files that changed (a DB that
             # cannot be opened is left for doit's run to report)
@@ -667,24 +710,32 @@ class GraphWatcher:
             try:
                 db = backend.FoundryDB(str(self.layout.dep_db), None)
             except (DatabaseException, OSError):
-                return tasks.current_plan(entries, later)
+                return tasks.current_plan(entries, later, changed)
             try:
-                return tasks.current_plan(entries, later)
+                return tasks.current_plan(entries, later, changed)
             finally:
                 db.dump()
 
-    def _write_later(self, later: list[Callable[[FoundryDB], None]]) -> None:
-        """Write what the cycle's plan left for after its build (its record)."""
+    def write_record(self) -> None:
+        """Write what the last plan left for later (its record, for the next process: 7 MB
+        at 10,000 orders, which a warm watcher does not read back), under the foundry lock.
+
+        A cycle that changes nothing once events went quiet for `rescan` seconds writes
+        it, and so does the end of `run`, so a stream of changes pays for one record, not
+        one each; a watcher killed before leaves the record of an older plan, which the
+        next process finds does not match the inputs' stats, and draws the plan again."""
+        later, self._unwritten = self._unwritten, []
         if not later:
             return
         from toyfoundry.graph import backend
 
-        db = backend.FoundryDB(str(self.layout.dep_db), None)
-        try:
-            for write in later:
-                write(db)
-        finally:
-            db.dump()
+        with self.lock, contextlib.chdir(self.layout.root):
+            db = backend.FoundryDB(str(self.layout.dep_db), None)
+            try:
+                for write in later:
+                    write(db)
+            finally:
+                db.dump()
 
     def _build(self, full: bool) -> GraphRun | None:
         asked = self.clock()
@@ -701,7 +752,7 @@ class GraphWatcher:
                 names = namespace(self.dodo)
                 selected = affected_tasks(self.layout, self._unbuilt, self._plan, plan, names)
                 if not selected:
-                    self._write_later(later)
+                    self._unwritten = later
                     self._adopt(plan)
                     return None
             if self.dodo is None and selected is not None:
@@ -711,7 +762,7 @@ class GraphWatcher:
                     run = run_graph(self.layout, selected, dodo=self.dodo, err=self.err)
             else:
                 run = run_graph(self.layout, selected, dodo=self.dodo, err=self.err)
-            self._write_later(later)
+            self._unwritten = later
             self._adopt(plan)
         self.builds += 1
         return run
@@ -770,7 +821,9 @@ class GraphWatcher:
         except Exception as exc:
             # a watcher reports and keeps watching; the next cycle starts from a fresh scan
             self._warn(f"watch: cycle failed: {type(exc).__name__}: {exc}")
+            # the next cycle lists everything, and draws its plan whole
             self._doubt = True
+            self._listing = None
             result = CycleResult(trigger=trigger, started=self.clock(), error=str(exc))
             result.retry_after = self.rescan
             return self._finish(result)
@@ -778,8 +831,15 @@ class GraphWatcher:
     # --- the loop ---
     def run(self) -> int:
         """Watch until `stop()` or Ctrl-C (and SIGTERM under `stop_on_signals`); returns 0."""
-        with contextlib.suppress(KeyboardInterrupt):
-            self.loop.run(self.roots(), self._loop_cycle)
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                self.loop.run(self.roots(), self._loop_cycle)
+        finally:
+            try:
+                self.write_record()
+            except (KeyboardInterrupt, Exception) as exc:
+                # a record not written is one the next process draws again: say so, and end
+                self._warn(f"watch: the plan's record was not written: {exc!r}")
         return 0
 
     def _loop_cycle(self, wake: Wake) -> float | None:

@@ -46,6 +46,9 @@ class Listing:
                 held[0].append(name)
                 held[1][name] = entry
         self._entries: list[Entry] | None = list(entries)
+        #: the paths patched since `take_touched` (each with its entry now, None when gone);
+        #: None until then: what a fresh listing differs in from the last plan is not known
+        self.touched: dict[str, Entry | None] | None = None
 
     def entries(self) -> list[Entry]:
         """The inputs as `scan_inputs` would list them now, had no event been missed."""
@@ -57,6 +60,25 @@ class Listing:
                 out.append(self._last)
             self._entries = out
         return self._entries
+
+    def changes_to(self, fresh: Listing) -> dict[str, Entry | None] | None:
+        """The paths patched since `take_touched`, and those a fresh listing differs in from
+        this one (by kind and `lstat`: size, mtime, inode), each with its entry in `fresh`."""
+        if self.touched is None or not (self.trusted and fresh.trusted):
+            return None
+        out = dict(self.touched)
+        mine = {e.rel: e for e in self.entries()}
+        for entry in fresh.entries():
+            was = mine.pop(entry.rel, None)
+            if was is None or was.kind != entry.kind or _stat(was) != _stat(entry):
+                out[entry.rel] = entry
+        out.update(dict.fromkeys(mine))
+        return out
+
+    def take_touched(self) -> dict[str, Entry | None] | None:
+        """The paths patched since the last call (None the first time), and start again."""
+        touched, self.touched = self.touched, {}
+        return touched
 
     def look(self, rel: str) -> tuple[bool, os.stat_result | None]:
         """`lstat` one project-relative path and patch the listing with it: (whether it is
@@ -77,6 +99,8 @@ class Listing:
             kind = "regular" if stat.S_ISREG(mode) else safe_read.file_kind(mode)
             entry = Entry(rel, kind, st)
         self._entries = None
+        if self.touched is not None:
+            self.touched[rel] = entry
         if held is None:
             self._last = entry
             return True, st
@@ -89,3 +113,8 @@ class Listing:
                 bisect.insort(names, name)
             by_name[name] = entry
         return True, st
+
+
+def _stat(entry: Entry) -> tuple[int, int, int]:
+    st = entry.st
+    return st.st_size, st.st_mtime_ns, st.st_ino
