@@ -657,6 +657,8 @@ class GraphWatcher:
                 # the state at start is the baseline, not a change
                 scan = ScanResult([], scan.pending, scan.retry_after)
                 self._adopt(self._current_plan())
+                if self.dodo is None:
+                    self._warm()
         self._unbuilt += scan.changes
         result.changes = list(self._unbuilt)
         result.pending = scan.pending
@@ -676,6 +678,8 @@ class GraphWatcher:
                 return self._finish(result)
         result.full = self._full
         result.build = self._build(self._full)
+        if result.full and self.dodo is None:
+            self._warm()
         self._unbuilt = []
         self._full = False
         self._deferred_since = None
@@ -715,6 +719,15 @@ class GraphWatcher:
                 return tasks.current_plan(entries, later, changed)
             finally:
                 db.dump()
+
+    def _warm(self) -> None:
+        """Gather each recipe's carried positions for its next order (`graph.frontiers`),
+        so that the first new order of a recipe does not walk its chain back."""
+        from toyfoundry.graph import frontiers
+
+        if self._plan is not None:
+            with contextlib.chdir(self.layout.root):
+                frontiers.warm(self._plan)
 
     def write_record(self) -> None:
         """Write what the last plan left for later (its record, for the next process: 7 MB
