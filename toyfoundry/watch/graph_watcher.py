@@ -2,10 +2,12 @@
 
 Unlike `doit auto`, which restarts doit and re-checks the whole graph for every
 event, the watcher keeps what it knows between events: a snapshot of every
-input (path -> size, mtime, sha256) and the last plan. It watches what the plan
-names (the files it is read from, settings included, and every file an order
-reads), and keeps no rules of its own about what a change affects: each cycle
-rescans the inputs (events are only hints), asks the plan which orders the
+input (path -> size, mtime, sha256), the listing of the input folders and the last
+plan. It watches what the plan names (the files it is read from, settings included,
+and every file an order reads), and keeps no rules of its own about what a change
+affects: each cycle looks at the files its events named (the whole input folders
+at start, after an overflow and at least every `rescan` seconds: see `_trusts`),
+patches its listing and its plan with them, asks the plan which orders the
 changed files feed (`plan.orders_fed_by`: from the inputs each order's tasks
 declare, and down its recipe's chain), and runs doit in-process on those orders'
 tasks and the global ones, under the foundry lock. doit's early cutoff skips

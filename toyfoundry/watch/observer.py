@@ -1,10 +1,13 @@
 """The watch core every watcher shares: event sources, debounced hints, one loop, and scans
 that read only complete files.
 
-Events are hints, never the truth: inotify queues overflow, editors replace files
-in odd ways, and a network filesystem may send nothing at all. So a watcher turns
-each debounced batch of hints (and a periodic timer) into a rescan, and the
-rescan compares what is on disk with what it remembers. A file enters that memory
+Events are hints, never the whole truth: inotify queues overflow, editors replace
+files in odd ways, and a network filesystem may send nothing at all. So a watcher
+turns each debounced batch of hints (and a periodic timer) into a rescan, and the
+rescan compares what is on disk with what it remembers; the graph watcher rescans
+only the hinted files between full rescans, made at least every rescan period and
+after an overflow (watchdog's "events lost", passed on as an "anything changed"
+hint). A file enters that memory
 only once it is complete: a JSON file once it parses (unchanged while it was read),
 any other file once unchanged (size, mtime, inode) for a quiet period; a JSON
 file that still does not parse after a longer settle period is taken as it is,
