@@ -55,7 +55,11 @@ def focus(order_ids: Iterable[str]) -> Iterator[None]:
 
 
 def _nodes(plan: planning.Plan) -> list[planning.OrderNode]:
-    return plan.orders if _focus is None else [n for n in plan.orders if n.order_id in _focus]
+    if _focus is None:
+        return plan.orders
+    # the plan's orders are in issue order, which is their ids' order
+    nodes = plan.by_id
+    return [nodes[o] for o in sorted(_focus) if o in nodes]
 
 
 def _plan(
