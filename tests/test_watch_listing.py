@@ -165,3 +165,42 @@ def test_edits_removals_and_pending_files_through_trusted_cycles(
     assert full.changes == [] and full.build is None
     assert watcher.scanner.snapshot == snapshot
     assert planning.scan(layout).orders == plan.orders
+
+
+def test_the_plans_record_is_written_once_idle_and_at_stop(tmp_path: Path) -> None:
+    """The record serves the next process: after a stream of changes it is written when
+    events go quiet for the rescan period, and when the watcher stops."""
+    from tests.conftest import make_project as make_real
+    from toyfoundry.graph.backend import FoundryDB
+
+    layout = Layout(make_real(tmp_path / "real").root.resolve())
+
+    def recorded() -> str | None:
+        db = FoundryDB(str(layout.dep_db), None)
+        try:
+            text = db.get_meta("plan")
+        finally:
+            db.dump()
+        return None if text is None else str(json.loads(text)["stat"])
+
+    watcher = GraphWatcher(layout, source=ScriptedSource(), quiet=0.0, settle=0.0)
+    watcher.scanner.wall_ns = lambda: 10**30
+    watcher.run_cycle("start", None)
+    doc = json.loads(layout.order_file("2025-10-28-002").read_text())
+    doc.update(order_id="2025-10-29-001", seed=99)
+    new = layout.order_file("2025-10-29-001")
+    drop(new, json.dumps(doc).encode())
+    built = watcher.run_cycle("event", [new])
+    assert built.build is not None and "report:2025-10-29-001" in built.build.ran
+    now = planning.stat_key(planning.scan_inputs(layout))
+    assert recorded() != now  # not after every change
+    assert watcher.run_cycle("event", []).build is None and recorded() != now
+    watcher.run_cycle("rescan", [])  # events quiet for the rescan period: written
+    assert recorded() == now
+    # and at stop, from the loop
+    doc.update(order_id="2025-10-29-002", seed=98)
+    drop(layout.order_file("2025-10-29-002"), json.dumps(doc).encode())
+    watcher.run_cycle("event", [layout.order_file("2025-10-29-002")])
+    watcher.stop()
+    watcher.run()
+    assert recorded() == planning.stat_key(planning.scan_inputs(layout))
