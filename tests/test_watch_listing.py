@@ -17,7 +17,7 @@ from tests.conftest import make_project
 from tests.test_watch_helpers import drop, drop_order, load_module, write_light_dodo
 from toyfoundry.graph import plan as planning
 from toyfoundry.store.layout import Layout
-from toyfoundry.watch.graph_watcher import GraphWatcher
+from toyfoundry.watch.graph_watcher import GraphWatcher, plan_inputs
 from toyfoundry.watch.listing import Listing
 from toyfoundry.watch.observer import ScriptedSource, _Forward
 
@@ -204,3 +204,50 @@ def test_the_plans_record_is_written_once_idle_and_at_stop(tmp_path: Path) -> No
     watcher.stop()
     watcher.run()
     assert recorded() == planning.stat_key(planning.scan_inputs(layout))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_edits_through_trusted_cycles_end_where_a_fresh_read_does(
+    layout: Layout, light: ModuleType, seed: int
+) -> None:
+    """Orders added (in the middle of a chain too), edited, moved to another recipe,
+    garbled, linked and removed, each cycle told only the path it changed: the watcher's
+    plan and snapshot are those of a fresh read after every cycle."""
+    from toyfoundry.watch.observer import StableScanner
+
+    rng = random.Random(seed)
+    ids = [f"2025-11-{d:02d}-{k:03d}" for d in range(3, 7) for k in range(1, 4)]
+    recipes = ["sprocket-scout", "bolt-bunny"]
+    for order_id in ids[::3]:
+        drop_order(layout, order_id, recipe=rng.choice(recipes))
+    clock = [100.0]
+    watcher = _watcher(layout, light, clock)
+    watcher.run_cycle("start", None)
+    for step in range(25):
+        order_id = rng.choice(ids)
+        path = layout.order_file(order_id)
+        what = rng.random()
+        if what < 0.5:
+            drop_order(layout, order_id, recipe=rng.choice(recipes), seed=step)
+        elif what < 0.65:
+            path.unlink(missing_ok=True)
+        elif what < 0.75:
+            drop(path, b"{")
+        elif what < 0.85:
+            path.unlink(missing_ok=True)
+            path.symlink_to(layout.order_file(ids[0]))
+        else:
+            path = layout.review_file(order_id)
+            review = {"schema_version": 1, "order_id": order_id, "decisions": []}
+            drop(path, json.dumps(review).encode())
+        clock[0] += 0.5
+        watcher.run_cycle("event", [path])
+        fresh = planning.scan(layout)
+        assert watcher._plan is not None
+        assert watcher._plan.orders == fresh.orders
+        assert watcher._plan.regular_inputs == fresh.regular_inputs
+        assert watcher._plan.odd_inputs == fresh.odd_inputs
+        scanner = StableScanner(quiet=0.0, settle=0.0, clock=lambda: clock[0])
+        scanner.wall_ns = lambda: 10**30
+        scanner.scan_stats((p, None) for p in plan_inputs(layout, watcher._named))
+        assert watcher.scanner.snapshot == scanner.snapshot
