@@ -2,6 +2,7 @@
 
     python -m bench.watch_caches [--n 1000] [--rounds 3] [--drops 3] [--only name,name]
     python -m bench.watch_caches --n 10000 --project PATH   # in place, on a built W(10,000)
+    python -m bench.watch_caches --n 10000 --project PATH --only "" --against OLD_TREE
 
 `python -m bench.caches` times `doit` runs; the caches a watcher keeps between its
 cycles (`GraphWatcher.KEPT`, `caches.WHOLE`, `caches.PROCESS`) serve its cycles
@@ -40,7 +41,9 @@ def _cpu(pid: int) -> float:
 
 
 def _start(project: Path, n: int, off: str, warmups: Sequence[int] = (0,)) -> watching.Session:
-    cmd = ["env", f"TOYFOUNDRY_NO_CACHE={off}", sys.executable, "-m", "toyfoundry"]
+    # "@PATH": every cache on, the watcher run from the source tree at PATH (`--against`)
+    env = f"PYTHONPATH={off[1:]}" if off.startswith("@") else f"TOYFOUNDRY_NO_CACHE={off}"
+    cmd = ["env", env, sys.executable, "-m", "toyfoundry"]
     cmd += ["--root", str(project), "watch", "--quiet-period", "0.05"]
     session = watching.start(cmd, project)
     if not session.ready("watch: start", timeout=600):
@@ -91,8 +94,16 @@ def main(argv: list[str] | None = None) -> int:
         " where a copy per setting is gigabytes): a watcher per setting and round, after"
         " a warm-up order per recipe",
     )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="with --project: also a watcher run from this source tree (an earlier"
+        " checkout), all caches on, in the same rounds; its row reads @PATH",
+    )
     args = parser.parse_args(argv)
     settings = ["", *[s for s in args.only.split(",") if s]]
+    if args.against is not None:
+        settings.append(f"@{args.against.resolve()}")
     if args.project is not None:
         return _report(
             args.n, settings, _in_place(args.project, args.n, settings, args.rounds, args.drops)

@@ -345,3 +345,71 @@ def test_a_new_order_draws_only_itself(tmp_path: Path, reads: list[str]) -> None
     kept = {n.order_id for n in second.orders if any(n is m for m in first.orders)}
     assert kept == {n.order_id for n in first.orders} - {"2025-10-29-001"}
     caches.fresh(())
+
+
+# --------------------------------------------------------------------------- patched
+
+
+PATCH_IDS = [*ORDER_IDS, "2025-10-20-005", "2025-10-24-004", "2025-10-01-001"]
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["write", "write", "delete", "garble", "link", "touch", "review"]),
+            st.sampled_from(PATCH_IDS),
+            st.sampled_from(RECIPES),
+            st.sampled_from(["pilot", "expansion"]),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_a_plan_patched_for_the_changes_named_equals_a_fresh_read(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, str, str, str]]
+) -> None:
+    """A process told which inputs changed (a watcher trusting its events) patches its last
+    plan for those: after any sequence of order edits (new ones, in the middle of a chain,
+    removed, garbled, made links) and now and then another input, the plan, its inputs'
+    contents and the record it writes are those of a fresh read."""
+    caches.fresh(keep=("plan_record",))
+    layout = make_project(tmp_path_factory.mktemp("p") / "p")
+    with db(layout):
+        plan.load(layout, plan.scan_inputs(layout))
+    for what, order_id, recipe, phase in steps:
+        path = layout.order_file(order_id)
+        touched = [path]
+        if what in ("write", "delete", "garble", "link"):
+            path.unlink(missing_ok=True)
+        if what == "write":
+            doc = {"schema_version": 1, "order_id": order_id, "phase": phase, "recipe": recipe}
+            doc.update(batch_size=12, seed=7, dry_run=False, issued_by="t", notes="n")
+            path.write_text(json.dumps(doc))
+        elif what == "garble":
+            path.write_text("{")
+        elif what == "link":
+            path.symlink_to(layout.order_file("2025-10-20-011"))
+        elif what == "touch":
+            touched = [layout.order_file("2025-10-20-011")]
+            os.utime(touched[0], ns=(1, 1))
+        elif what == "review":
+            touched = [layout.review_file(order_id)]
+            review = {"schema_version": 1, "order_id": order_id, "decisions": []}
+            touched[0].write_text(json.dumps(review))
+        entries = plan.scan_inputs(layout)
+        by_rel = {e.rel: e for e in entries}
+        changed = {r: by_rel.get(r) for r in (plan.rel(layout, p) for p in touched)}
+        with db(layout) as opened:
+            warm = plan.load(layout, entries, changed=changed)
+        fresh = plan.scan(layout)
+        same(warm, fresh)
+        assert warm.contents == fresh.contents
+        assert warm.by_id == fresh.by_id
+        with db(layout) as opened:
+            record = json.loads(opened.get_meta("plan") or "")
+        assert record["stat"] == plan.stat_key(entries)
+        same(plan._decode(layout, record["plan"]), fresh)
+    caches.fresh(())

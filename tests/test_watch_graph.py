@@ -323,6 +323,21 @@ def test_end_to_end_with_the_real_graph(tmp_path: Path) -> None:
         stays(lambda: watcher.builds == builds, seconds=1.0)
 
 
+def test_the_start_gathers_each_recipes_carried_positions(tmp_path: Path) -> None:
+    """A watcher walks each recipe's chain links back at start, not at its first new order."""
+    from toyfoundry import caches
+    from toyfoundry.graph import plan as planning
+
+    layout = make_project(tmp_path / "project")
+    assert run_graph(layout).code in (0, 1)
+    watcher = GraphWatcher(layout, source=ScriptedSource(), initial_build=False)
+    watcher.run_cycle()
+    last = {n.recipe: n for n in planning.scan(layout).orders if n.recipe is not None}
+    chained = {recipe for recipe, n in last.items() if (layout.root / n.chain).exists()}
+    assert chained and set(caches.current().table("frontiers")) == chained
+    caches.fresh(())
+
+
 def test_raising_the_experimental_quota_rebuilds_what_it_blocked(tmp_path: Path) -> None:
     """The settings are an input the plan names (experimental orders read the quota), so
     the watcher watches them and rebuilds the orders that read them, as `doit` does."""

@@ -17,6 +17,7 @@ order therefore costs one parse, not a thousand.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import json
@@ -173,6 +174,8 @@ class Plan:
     #: each input's content identity as the plan read it (its sha256 for a regular file):
     #: the snapshot every task checks its reads against (see `forge.snapshot`)
     contents: dict[str, str] = field(default_factory=dict)
+    #: when this plan was patched from another (see `patch`): what changed between them
+    delta: Delta | None = None
 
     @cached_property
     def by_id(self) -> dict[str, OrderNode]:
@@ -181,6 +184,19 @@ class Plan:
     @cached_property
     def paths(self) -> OrderPaths:
         return OrderPaths(self.layout)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """How a patched plan differs from the plan it was patched from (`base`)."""
+
+    base: Plan
+    #: the inputs that changed (project-relative): order files only
+    paths: frozenset[str]
+    #: the orders whose nodes differ from the base's: new, redrawn or gone
+    orders: frozenset[str]
+    #: every recipe's orders in issue order, as in the patched plan
+    chains: dict[str, list[str]]
 
 
 def classify(path: str | os.PathLike[str]) -> str:
@@ -330,12 +346,6 @@ class FactsView(InputView):
         self._exchange: Exchange | None = None
         self._orders = rel(layout, layout.orders_dir) + "/"
         self._recipes = rel(layout, layout.recipes_dir) + "/"
-        orders, is_id = self._orders, ORDER_ID_RE.match
-        self._ids = sorted(
-            stem
-            for rel in contents
-            if rel.startswith(orders) and is_id(stem := _stem(rel)) is not None
-        )
 
     @property
     def exchange(self) -> Exchange:
@@ -362,6 +372,15 @@ class FactsView(InputView):
                 return value
         self.facts[rel] = [content, value]
         return value
+
+    @cached_property
+    def _ids(self) -> list[str]:
+        orders, is_id = self._orders, ORDER_ID_RE.match
+        return sorted(
+            stem
+            for rel in self.contents
+            if rel.startswith(orders) and is_id(stem := _stem(rel)) is not None
+        )
 
     def order_ids(self) -> list[str]:
         return list(self._ids)
@@ -430,14 +449,6 @@ def draw(
         layout, {e.rel: c for e, c in zip(entries, contents, strict=True)}, known or {}
     )
     kinds = {e.rel: e.kind for e in entries}
-
-    def kind_of(path: str) -> str:
-        """An input's kind; one in a folder that cannot be listed is `unlisted` too."""
-        found = kinds.get(path)
-        if found is None and kinds.get(path.rpartition("/")[0]) == UNLISTED:
-            return UNLISTED
-        return found or "regular"
-
     plan = Plan(layout)
     for e in entries:
         if not e.rel.startswith("exchange/"):
@@ -448,10 +459,9 @@ def draw(
             plan.odd_inputs.append((e.rel, e.kind))
     made = old.by_id if old is not None else {}
     # one string per path, however many orders read it (a recipe, a checkpoint)
-    names = {e.rel: e.rel for e in entries}
+    drawer = _Drawer(layout, view, kinds, {e.rel: e.rel for e in entries}, plan.paths)
+    drawer.strict = redrawn is not None
     last_of_recipe: dict[str, str] = {}
-    recipe_files: dict[str, str] = {}
-    recipes_experimental: dict[str, bool] = {}
     for order_id in view.order_ids():
         before = made.get(order_id)
         if (
@@ -470,15 +480,58 @@ def draw(
         previous = last_of_recipe.get(recipe) if recipe else None
         if recipe:
             last_of_recipe[recipe] = order_id
-        if recipe and recipe not in recipe_files:
-            recipe_files[recipe] = rel(layout, layout.recipe_file(recipe))
-        own = recipe_files[recipe] if recipe else None
+        plan.orders.append(drawer.node(order_id, facts, previous, before))
+    return plan, view.facts, view.mixed
+
+
+class _Drawer:
+    """Draws one order's node from the inputs' kinds and facts: for `draw`, which draws
+    them all, and `patch`, which draws those a change touched."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        view: FactsView,
+        kinds: dict[str, str],
+        names: dict[str, str],
+        paths: OrderPaths,
+    ) -> None:
+        self.layout = layout
+        self.view = view
+        self.kinds = kinds
+        self.names = names
+        self.paths = paths
+        #: raise `_DrawAll` for an experimental order (its inputs are other orders)
+        self.strict = False
+        self.recipe_files: dict[str, str] = {}
+        self.experimental: dict[str, bool] = {}
+
+    def kind_of(self, path: str) -> str:
+        """An input's kind; one in a folder that cannot be listed is `unlisted` too."""
+        kinds = self.kinds
+        found = kinds.get(path)
+        if found is None and kinds.get(path.rpartition("/")[0]) == UNLISTED:
+            return UNLISTED
+        return found or "regular"
+
+    def node(
+        self,
+        order_id: str,
+        facts: OrderFacts | None,
+        previous: str | None,
+        before: OrderNode | None,
+    ) -> OrderNode:
+        layout, view, kinds = self.layout, self.view, self.kinds
+        recipe = facts.recipe if facts is not None else None
+        if recipe and recipe not in self.recipe_files:
+            self.recipe_files[recipe] = rel(layout, layout.recipe_file(recipe))
+        own = self.recipe_files[recipe] if recipe else None
         experimental = False
         if recipe:
-            if recipe not in recipes_experimental:
-                recipes_experimental[recipe] = view.recipe_experimental(recipe)
-            experimental = recipes_experimental[recipe]
-            if experimental and redrawn is not None:
+            if recipe not in self.experimental:
+                self.experimental[recipe] = view.recipe_experimental(recipe)
+            experimental = self.experimental[recipe]
+            if experimental and self.strict:
                 raise _DrawAll
         if (
             before is not None
@@ -492,6 +545,7 @@ def draw(
             inputs = before.inputs
         else:
             found = mint_input_paths(layout, view, order_id, previous)
+            names = self.names
             inputs = tuple(
                 names.setdefault(path, path)
                 for path in (rel(layout, p) for p in (*found.present, *found.optional))
@@ -499,7 +553,7 @@ def draw(
         files = (
             (before.mint, before.rituals, before.chain)
             if before is not None
-            else plan.paths.own(order_id)
+            else self.paths.own(order_id)
         )
         # the inputs present as regular files, and those of another kind, in one pass
         regular: list[str] = []
@@ -508,7 +562,7 @@ def draw(
             kind = kinds.get(p)
             if kind == "regular":
                 regular.append(p)
-            elif (kind := kind_of(p)) != "regular":
+            elif (kind := self.kind_of(p)) != "regular":
                 odd.append(f"{p}:{kind}")
         node = OrderNode(
             order_id,
@@ -523,8 +577,7 @@ def draw(
             *files,
         )
         # an unchanged order keeps the node it had: a warm watcher's plans share them
-        plan.orders.append(before if node == before else node)
-    return plan, view.facts, view.mixed
+        return before if node == before else node
 
 
 def scan(layout: Layout) -> Plan:
@@ -534,6 +587,162 @@ def scan(layout: Layout) -> Plan:
     plan = draw(layout, entries, contents)[0]
     plan.contents = {e.rel: c for e, c in zip(entries, contents, strict=True)}
     return plan
+
+
+# --------------------------------------------------------------------------- patching the plan
+
+
+@dataclass
+class Drawn:
+    """A plan and what it was drawn from, kept by a process that can name what changed
+    before it draws again (a warm watcher, which trusts its events): `patch` then redraws
+    only the orders a change touches, where `load` goes over every input and order."""
+
+    plan: Plan
+    #: every input's kind, by project-relative path
+    kinds: dict[str, str]
+    facts: Facts
+    #: the settings file's content (the size and depth limits decide what parses)
+    settings: str | None
+    #: no order is experimental (one reads other orders) and no input is unread
+    patchable: bool
+    #: each recipe's orders in issue order (made on first use)
+    chains: dict[str, list[str]] | None = None
+
+
+def _chains(plan: Plan) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for node in plan.orders:
+        if node.recipe is not None:
+            out.setdefault(node.recipe, []).append(node.order_id)
+    return out
+
+
+def _folder_rank(layout: Layout) -> Callable[[str], tuple[int, str]]:
+    """The order `scan_inputs` lists inputs in: folder by folder, by name within each."""
+    rank = {rel(layout, layout.exchange / f): i for i, f in enumerate(INPUT_FOLDERS)}
+    return lambda path: (rank[path.rpartition("/")[0]], path)
+
+
+def patch(
+    layout: Layout, drawn: Drawn, changed: dict[str, Entry | None]
+) -> tuple[Plan, Drawn, Facts] | None:
+    """The plan `drawn.plan` becomes when only the inputs in `changed` did (path -> its
+    entry now, None when gone), drawn again only for the orders whose files changed and
+    those that now follow another order in their recipe's chain; with the new `Drawn`,
+    and the facts asked for. None when that is not enough (a change to anything but an
+    order's file, an experimental order, a file that was not or could not be read as
+    hashed): `load` then draws every order, as it does in a fresh process."""
+    old = drawn.plan
+    if not drawn.patchable or any(k == UNLISTED for _, k in old.odd_inputs):
+        return None
+    prefix = rel(layout, layout.orders_dir) + "/"
+    contents = dict(old.contents)
+    kinds = dict(drawn.kinds)
+    regular = list(old.regular_inputs)
+    odd = list(old.odd_inputs)
+    key = _folder_rank(layout)
+    ids: dict[str, bool] = {}
+    for path, entry in changed.items():
+        stem = _stem(path)
+        if path != f"{prefix}{stem}.json" or ORDER_ID_RE.match(stem) is None:
+            return None
+        was = kinds.pop(path, None)
+        contents.pop(path, None)
+        if was == "regular":
+            del regular[bisect.bisect_left(regular, key(path), key=key)]
+        elif was is not None:
+            del odd[bisect.bisect_left(odd, key(path), key=lambda o: key(o[0]))]
+        if entry is not None:
+            content = content_of(layout, entry)
+            if unread(entry, content):
+                return None
+            contents[path] = content
+            kinds[path] = entry.kind
+            if entry.kind == "regular":
+                bisect.insort(regular, path, key=key)
+            else:
+                bisect.insort(odd, (path, entry.kind), key=lambda o: key(o[0]))
+        ids[stem] = entry is not None
+    view = FactsView(layout, contents, drawn.facts)
+    plan = Plan(layout, [], regular, odd, contents)
+    drawer = _Drawer(layout, view, kinds, {}, plan.paths)
+    drawer.strict = True
+    chains = drawn.chains if drawn.chains is not None else _chains(old)
+    chains = dict(chains)
+    made = old.by_id
+    facts_of: dict[str, OrderFacts | None] = {}
+    touched: set[str] = set()
+    # each changed order leaves its old chain, and joins its new one
+    for order_id, present in ids.items():
+        before = made.get(order_id)
+        if before is not None and before.recipe is not None:
+            chain = chains[before.recipe] = list(chains[before.recipe])
+            chain.pop(bisect.bisect_left(chain, order_id))
+            touched.add(before.recipe)
+        if present:
+            facts = facts_of[order_id] = view.order_facts(order_id)
+            if facts is not None and facts.recipe:
+                chain = chains.setdefault(facts.recipe, [])
+                if facts.recipe not in touched:
+                    chain = chains[facts.recipe] = list(chain)
+                    touched.add(facts.recipe)
+                bisect.insort(chain, order_id)
+    # the orders to draw: the changed ones, and the one after each place a change left or took
+    redraw = {order_id for order_id, present in ids.items() if present}
+    for order_id in ids:
+        before = made.get(order_id)
+        if before is not None and before.recipe is not None:
+            _after(chains[before.recipe], order_id, redraw)
+        facts = facts_of.get(order_id)
+        if facts is not None and facts.recipe:
+            _after(chains[facts.recipe], order_id, redraw)
+    by_id = dict(made)
+    orders = list(old.orders)
+    at = operator.attrgetter("order_id")
+    differ: set[str] = set()
+    for order_id, present in ids.items():
+        if not present and by_id.pop(order_id, None) is not None:
+            del orders[bisect.bisect_left(orders, order_id, key=at)]
+            differ.add(order_id)
+    try:
+        for order_id in sorted(redraw):
+            before = by_id.get(order_id)
+            facts = facts_of[order_id] if order_id in facts_of else view.order_facts(order_id)
+            previous = None
+            if facts is not None and facts.recipe:
+                chain = chains[facts.recipe]
+                index = bisect.bisect_left(chain, order_id)
+                previous = chain[index - 1] if index else None
+            node = drawer.node(order_id, facts, previous, before)
+            if node is before:
+                continue
+            differ.add(order_id)
+            by_id[order_id] = node
+            index = bisect.bisect_left(orders, order_id, key=at)
+            if before is None:
+                orders.insert(index, node)
+            else:
+                orders[index] = node
+    except _DrawAll:
+        return None
+    if view.mixed:
+        return None
+    plan.orders = orders
+    plan.__dict__["by_id"] = by_id
+    plan.delta = Delta(old, frozenset(changed), frozenset(differ), chains)
+    known = dict(drawn.facts)
+    for path in changed:
+        known.pop(path, None)
+    known.update(view.facts)
+    return plan, Drawn(plan, kinds, known, drawn.settings, True, chains), view.facts
+
+
+def _after(chain: list[str], order_id: str, out: set[str]) -> None:
+    """Add the order after `order_id`'s place in `chain` (it is there or not)."""
+    index = bisect.bisect_right(chain, order_id)
+    if index < len(chain):
+        out.add(chain[index])
 
 
 # --------------------------------------------------------------------------- the cached record
@@ -575,8 +784,11 @@ def _remember(layout: Layout, text: str, record: dict[str, Any], plan: Plan) -> 
     if "plan_record" not in caches.current().keep:
         return
     last = caches.current().table("plan_record")
+    drawn = _drawn(layout)
     last.clear()
     last[str(layout.root)] = (text, record, plan)
+    if drawn is not None:
+        _keep(layout, drawn)
 
 
 def _read_record(layout: Layout, text: str | None) -> tuple[dict[str, Any] | None, Plan | None]:
@@ -599,6 +811,7 @@ def load(
     layout: Layout,
     entries: list[Entry] | None = None,
     later: list[Callable[[FoundryDB], None]] | None = None,
+    changed: dict[str, Entry | None] | None = None,
 ) -> Plan:
     """The plan, from the dependency DB when nothing it was read from has changed.
 
@@ -612,14 +825,31 @@ def load(
     `plan_stat_key` (the record by the inputs' stats, and each input's hash by its
     stats), `plan_facts` (the facts per content hash, and the previous plan's inputs of an
     order whose facts held). With both off the plan is drawn from every input.
+
+    `changed`: for a process that keeps its plans (the `plan_record` cache) and knows
+    which inputs changed since the last one it drew, with `entries` (see `patch`):
+    those paths, each with its entry now (None when gone).
     """
     from toyfoundry.graph import backend
 
     on = caches.current().on
+    db = backend.current()
+    if changed is not None and entries is not None and on("plan_stat_key") and on("plan_facts"):
+        drawn = _drawn(layout)
+        patched = patch(layout, drawn, changed) if drawn is not None else None
+        if patched is not None:
+            plan, drawn = patched[:2]
+            _keep(layout, drawn)
+            if db is not None:
+                write = _writer(layout, entries, drawn, None)
+                if later is not None:
+                    later.append(write)
+                else:
+                    write(db)
+            return plan
     if entries is None:
         entries = scan_inputs(layout)
     fast = stat_key(entries)
-    db = backend.current()
     record: dict[str, Any] | None = None
     stored: Plan | None = None
     if db is not None:
@@ -635,6 +865,7 @@ def load(
                 stored = _decode(layout, record["plan"])
                 stored.contents = {k: str(v[3]) for k, v in record.get("inputs", {}).items()}
                 _remember(layout, text or "", record, stored)
+            _keep_drawn(layout, stored, entries, record.get("facts") or {}, record["settings"])
             return stored
     # an input whose stats are the ones recorded keeps its recorded content: after a new
     # order only that order's file is looked up, not every input's hash
@@ -662,18 +893,36 @@ def load(
     except _DrawAll:
         plan, facts, mixed = draw(layout, entries, contents, known, old)
     plan.contents = now
+    # a file not read now may be readable next time under the same stats
+    unread_now = mixed or any(unread(e, c) for e, c in zip(entries, contents, strict=True))
+    drawn = Drawn(plan, {}, facts, settings, not unread_now)
+    _keep_drawn(layout, plan, entries, facts, settings, unread_now)
+    write_record = _writer(layout, entries, drawn, fast, unread_now)
+    if db is not None and later is not None:
+        later.append(write_record)
+    elif db is not None:
+        write_record(db)
+    return plan
+
+
+def _writer(
+    layout: Layout, entries: list[Entry], drawn: Drawn, fast: str | None, unread: bool = False
+) -> Callable[[FoundryDB], None]:
+    """The writing of the record of `drawn`'s plan, drawn from `entries`: made when it is
+    written (a warm watcher writes it once idle, see `graph_watcher`)."""
 
     def write_record(db: FoundryDB) -> None:
+        plan = drawn.plan
+        contents = plan.contents
         fresh = {
             "version": RECORD_VERSION,
-            "stat": fast,
-            "settings": settings,
-            # a file not read now may be readable next time under the same stats
-            "unread": mixed or any(unread(e, c) for e, c in zip(entries, contents, strict=True)),
-            "facts": facts,
+            "stat": fast if fast is not None else stat_key(entries),
+            "settings": drawn.settings,
+            "unread": unread,
+            "facts": drawn.facts,
             "inputs": {
-                e.rel: [e.st.st_size, e.st.st_mtime_ns, e.st.st_ino, c]
-                for e, c in zip(entries, contents, strict=True)
+                e.rel: [e.st.st_size, e.st.st_mtime_ns, e.st.st_ino, contents[e.rel]]
+                for e in entries
             },
             "plan": _encode(plan),
         }
@@ -681,11 +930,32 @@ def load(
         db.put_meta("plan", text)
         _remember(layout, text, fresh, plan)
 
-    if db is not None and later is not None:
-        later.append(write_record)
-    elif db is not None:
-        write_record(db)
-    return plan
+    return write_record
+
+
+def _drawn(layout: Layout) -> Drawn | None:
+    found = caches.current().table("plan_record").get(("drawn", str(layout.root)))
+    return found if isinstance(found, Drawn) else None
+
+
+def _keep(layout: Layout, drawn: Drawn) -> None:
+    if "plan_record" in caches.current().keep:
+        caches.current().table("plan_record")[("drawn", str(layout.root))] = drawn
+
+
+def _keep_drawn(
+    layout: Layout,
+    plan: Plan,
+    entries: list[Entry],
+    facts: Facts,
+    settings: str | None,
+    unread: bool = False,
+) -> None:
+    """Keep what `patch` needs of a plan drawn (or read) whole, in a process that keeps it."""
+    if "plan_record" not in caches.current().keep:
+        return
+    patchable = not unread and not any(n.experimental for n in plan.orders)
+    _keep(layout, Drawn(plan, {e.rel: e.kind for e in entries}, facts, settings, patchable))
 
 
 def _settings(entries: list[Entry], contents: list[str]) -> str | None:
@@ -740,6 +1010,9 @@ def orders_fed_by(plan: Plan, paths: Iterable[str], before: Plan | None = None) 
     a file of it appeared or went), and every order that reads the chain file of one of
     those, and so on down its recipe's chain. doit's early cutoff skips what did not change."""
     changed = set(paths)
+    delta = plan.delta
+    if delta is not None and before is delta.base and changed <= delta.paths:
+        return _fed_by_delta(plan, delta, changed)
     old = before.by_id if before is not None else {}
     out = {
         n.order_id
@@ -756,4 +1029,18 @@ def orders_fed_by(plan: Plan, paths: Iterable[str], before: Plan | None = None) 
             if follower not in out:
                 out.add(follower)
                 todo.append(follower)
+    return out
+
+
+def _fed_by_delta(plan: Plan, delta: Delta, changed: set[str]) -> set[str]:
+    """`orders_fed_by` for a plan patched from `before` for changes of order files only: no
+    order is experimental, so an order file is read by its own order alone, and the orders
+    that follow one are those after it in its recipe's chain."""
+    nodes = plan.by_id
+    out = {o for o in (*delta.orders, *(_stem(p) for p in changed)) if o in nodes}
+    for order_id in list(out):
+        recipe = nodes[order_id].recipe
+        if recipe is not None:
+            chain = delta.chains[recipe]
+            out.update(chain[bisect.bisect_right(chain, order_id) :])
     return out

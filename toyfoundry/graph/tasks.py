@@ -55,29 +55,35 @@ def focus(order_ids: Iterable[str]) -> Iterator[None]:
 
 
 def _nodes(plan: planning.Plan) -> list[planning.OrderNode]:
-    return plan.orders if _focus is None else [n for n in plan.orders if n.order_id in _focus]
+    if _focus is None:
+        return plan.orders
+    # the plan's orders are in issue order, which is their ids' order
+    nodes = plan.by_id
+    return [nodes[o] for o in sorted(_focus) if o in nodes]
 
 
 def _plan(
     root: str,
     entries: list[planning.Entry] | None = None,
     later: list[Callable[[FoundryDB], None]] | None = None,
+    changed: dict[str, planning.Entry | None] | None = None,
 ) -> planning.Plan:
     """The build's plan of the project at `root`: drawn once per build, then shared by every
     task creator and global action (the `plan` snapshot of `toyfoundry.caches`)."""
     table = caches.current().table("plan")
     plan = table.get(root)
     if plan is None:
-        table[root] = plan = planning.load(Layout(Path(root)), entries, later)
+        table[root] = plan = planning.load(Layout(Path(root)), entries, later, changed)
     return plan
 
 
 def current_plan(
     entries: list[planning.Entry] | None = None,
     later: list[Callable[[FoundryDB], None]] | None = None,
+    changed: dict[str, planning.Entry | None] | None = None,
 ) -> planning.Plan:
-    """The plan of the project in the working folder; `entries` and `later`, see `plan.load`."""
-    return _plan(os.getcwd(), entries, later)
+    """The plan of the project in the working folder; the rest, see `plan.load`."""
+    return _plan(os.getcwd(), entries, later, changed)
 
 
 def forget_plan() -> None:

@@ -2,10 +2,12 @@
 
 Unlike `doit auto`, which restarts doit and re-checks the whole graph for every
 event, the watcher keeps what it knows between events: a snapshot of every
-input (path -> size, mtime, sha256) and the last plan. It watches what the plan
-names (the files it is read from, settings included, and every file an order
-reads), and keeps no rules of its own about what a change affects: each cycle
-rescans the inputs (events are only hints), asks the plan which orders the
+input (path -> size, mtime, sha256), the listing of the input folders and the last
+plan. It watches what the plan names (the files it is read from, settings included,
+and every file an order reads), and keeps no rules of its own about what a change
+affects: each cycle looks at the files its events named (the whole input folders
+at start, after an overflow and at least every `rescan` seconds: see `_trusts`),
+patches its listing and its plan with them, asks the plan which orders the
 changed files feed (`plan.orders_fed_by`: from the inputs each order's tasks
 declare, and down its recipe's chain), and runs doit in-process on those orders'
 tasks and the global ones, under the foundry lock. doit's early cutoff skips
@@ -41,6 +43,7 @@ from toyfoundry.store.lock import FoundryLock
 if TYPE_CHECKING:
     from toyfoundry.graph.backend import FoundryDB
 
+from toyfoundry.watch.listing import Listing
 from toyfoundry.watch.observer import (
     Change,
     Clock,
@@ -461,9 +464,17 @@ class GraphWatcher:
         self._roots: list[WatchRoot] = []
         #: the inputs as this cycle's scan saw them, for its plan (see `_scan`)
         self._entries: list[planning.Entry] | None = None
+        #: the inputs as last listed, patched from events since (see `Listing`), and when
+        #: the last full listing was made
+        self._listing: Listing | None = None
+        self._listed_at = 0.0
+        #: something events may not have reported: the next cycle lists everything
+        self._doubt = False
         self._listed = frozenset(planning.listed_folders(layout))
         self._listed_rels = frozenset(planning.rel(layout, f) for f in self._listed)
         self._unbuilt: list[Change] = []
+        #: what the last plan left to write once the watcher is idle (see `write_record`)
+        self._unwritten: list[Callable[[FoundryDB], None]] = []
         self._first_scan = True
         self._full = False
         self._deferred_since: float | None = None
@@ -489,16 +500,31 @@ class GraphWatcher:
         plan names, sorted."""
         return sorted((path for path, _ in self._scan()[0]), key=str)
 
-    def _scan(self) -> tuple[list[tuple[Path, os.stat_result | None]], list[planning.Entry]]:
+    def _scan(
+        self, hinted: Iterable[Path] | None = None
+    ) -> tuple[list[tuple[Path, os.stat_result | None]], list[planning.Entry], set[Path] | None]:
         """`inputs`, each with its `lstat` when the listing of its folder made one, and the
         listing itself.
 
         One listing of the input folders serves the scan and the cycle's plan (kept in
         `_entries`): a named file in a folder that was listed is in the listing or
         absent, so only named files elsewhere are looked up one by one (a thousand
-        orders name a thousand optional reviews, almost none of them there)."""
+        orders name a thousand optional reviews, almost none of them there).
+
+        `hinted`: the paths the events since the last scan named, when they are trusted
+        (see `_trusts`): only those are looked at, and the third item is the set of them
+        (the scan's verdict on every other input is the last one); None lists everything."""
+        if hinted is not None and self._listing is not None:
+            return self._scan_hinted(self._listing, hinted)
         root = self.layout.root
         listing = entries = planning.scan_inputs(self.layout)
+        last, self._listing = self._listing, Listing(self.layout, listing)
+        if last is not None:
+            # what changed since the last plan: what was patched since, and what the
+            # events missed (the plan is then patched, not drawn whole, if it can be)
+            self._listing.touched = last.changes_to(self._listing)
+        self._listed_at = self.clock()
+        self._doubt = False
         paths = self._paths
         unlisted = [e.rel for e in entries if e.kind == planning.UNLISTED]
         if unlisted:
@@ -513,17 +539,59 @@ class GraphWatcher:
             if folder not in listed:
                 found = found if found is not None else {e.rel for e in entries}
                 items += [(paths[rel], None) for rel in rels if rel not in found]
-        return items, listing
+        return items, listing, None
+
+    def _scan_hinted(
+        self, listing: Listing, hinted: Iterable[Path]
+    ) -> tuple[list[tuple[Path, os.stat_result | None]], list[planning.Entry], set[Path]]:
+        """`_scan` of the hinted paths only: the listing kept is patched with each."""
+        layout, paths = self.layout, self._paths
+        items: list[tuple[Path, os.stat_result | None]] = []
+        looked: set[Path] = set()
+        for hint in hinted:
+            rel = planning.rel(layout, hint)
+            path = paths.get(rel) or hint
+            if path in looked:
+                continue
+            held, st = listing.look(rel)
+            if held:
+                looked.add(path)
+                if st is not None:
+                    items.append((path, st))
+            elif path in self._named:
+                # a named file outside the listed folders (`scan_stats` `lstat`s it)
+                looked.add(path)
+                items.append((path, None))
+        return items, listing.entries(), looked
+
+    def _trusts(self, hints: Sequence[Path | None] | None) -> bool:
+        """Whether a cycle may look only at the paths its events named: not at start, not
+        after a hint that stands for anything (an overflow, a new folder), not once the
+        last full listing is `rescan` seconds old, not when its listing was not whole."""
+        return (
+            hints is not None
+            and None not in hints
+            and self._listing is not None
+            and self._listing.trusted
+            and not self._doubt
+            and self.clock() - self._listed_at < self.rescan
+        )
 
     def roots(self) -> list[WatchRoot]:
         """The folders to get events from: those the plan lists, and those of its named files."""
         if self._roots:
             return self._roots
-        return plan_roots(self._listed, self.inputs())  # before the first plan
+        # before the first plan: what the loop starts watching
+        self._roots = plan_roots(self._listed, self.inputs())
+        return self._roots
 
     def _adopt(self, plan: planning.Plan) -> None:
         """Take `plan` as the last one: what the next change is compared with, what is watched."""
-        self._plan = plan
+        last, self._plan = self._plan, plan
+        delta = plan.delta
+        if delta is not None and delta.base is last and self._roots:
+            self._name_more(plan, delta)
+            return
         rels = planning.named_paths(plan)
         if rels != self._named_rels or not self._roots:
             root = self.layout.root
@@ -536,16 +604,54 @@ class GraphWatcher:
                 by_folder.setdefault(rel.rpartition("/")[0], []).append(rel)
             self._by_folder = by_folder
             # `plan_roots`, from the folders' names rather than a parent per named file
-            self._roots = folder_roots([*self._listed, *(root / f for f in by_folder)])
+            roots = folder_roots([*self._listed, *(root / f for f in by_folder)])
+            if self._roots and not set(roots) <= set(self._roots):
+                # a folder watched from now on may have changed before its watch began
+                self._doubt = True
+            self._roots = roots
         self.loop.add(self._roots)
 
+    def _name_more(self, plan: planning.Plan, delta: planning.Delta) -> None:
+        """`_adopt` for a plan patched for a few orders: what they name now is added to
+        what is named (what a removed order named stays named until a plan is drawn
+        whole: at most a hint too many)."""
+        nodes = plan.by_id
+        new = {p for o in delta.orders if o in nodes for p in nodes[o].inputs}
+        new.update(delta.paths)
+        new.difference_update(self._named_rels)
+        if not new:
+            return
+        root, paths, by_folder = self.layout.root, self._paths, self._by_folder
+        folders = len(by_folder)
+        for rel in new:
+            paths[rel] = root / rel
+            by_folder.setdefault(rel.rpartition("/")[0], []).append(rel)
+        self._named_rels = self._named_rels | new
+        self._named = self._named | {paths[rel] for rel in new}
+        if len(by_folder) != folders:
+            # a folder watched from now on may have changed before its watch began
+            self._doubt = True
+            self._roots = folder_roots([*self._listed, *(root / f for f in by_folder)])
+            self.loop.add(self._roots)
+
     # --- cycles ---
-    def run_cycle(self, trigger: str = "rescan") -> CycleResult:
-        """Rescan the inputs and rebuild what changed; defers while an input is still being written."""
+    def run_cycle(
+        self, trigger: str = "rescan", hints: Sequence[Path | None] | None = None
+    ) -> CycleResult:
+        """Rescan the inputs and rebuild what changed; defers while an input is still being written.
+
+        `hints`: the paths the events since the last cycle named ([] for none); the scan
+        then looks only at those and at files still being written, unless a full listing
+        is due (see `_trusts`). None rescans every input."""
         self.cycles += 1
         result = CycleResult(trigger=trigger, started=self.clock())
-        items, self._entries = self._scan()
-        scan = self.scanner.scan_stats(items)
+        if self._trusts(hints):
+            assert hints is not None
+            pending = self.scanner.pending
+            items, self._entries, looked = self._scan([*pending, *(h for h in hints if h)])
+        else:
+            items, self._entries, looked = self._scan()
+        scan = self.scanner.scan_stats(items, only=looked)
         if self._first_scan:
             self._first_scan = False
             self._full = self.initial_build
@@ -553,11 +659,15 @@ class GraphWatcher:
                 # the state at start is the baseline, not a change
                 scan = ScanResult([], scan.pending, scan.retry_after)
                 self._adopt(self._current_plan())
+                if self.dodo is None:
+                    self._warm()
         self._unbuilt += scan.changes
         result.changes = list(self._unbuilt)
         result.pending = scan.pending
         result.retry_after = scan.retry_after
         if not (self._unbuilt or self._full):
+            if trigger == "rescan" and self._unwritten and not scan.pending:
+                self.write_record()
             return self._finish(result)
         if scan.pending:
             # the graph would read a half-written file: wait, but not for ever
@@ -570,6 +680,8 @@ class GraphWatcher:
                 return self._finish(result)
         result.full = self._full
         result.build = self._build(self._full)
+        if result.full and self.dodo is None:
+            self._warm()
         self._unbuilt = []
         self._full = False
         self._deferred_since = None
@@ -580,14 +692,22 @@ class GraphWatcher:
     ) -> planning.Plan:
         """A fresh plan, from the same cache the graph's task creators read in this cycle,
         and from the listing this cycle's scan made (once: a later plan lists again).
-        `later`: see `plan.load` (the caller then calls `_write_later`)."""
+        `later`: see `plan.load` (the caller leaves it to `write_record`)."""
         from toyfoundry.graph import backend, tasks
 
         entries, self._entries = self._entries, None
+        changed = None
+        if entries is None:
+            # listed again (see `_build`): the listing kept is not the plan's
+            self._doubt = True
+            self._listing = None
+        elif self._listing is not None:
+            # what changed since the last plan, when it was drawn from this listing too
+            changed = self._listing.take_touched()
         with contextlib.chdir(self.layout.root):
             tasks.forget_plan()
             if self.dodo is not None:
-                return tasks.current_plan(entries, later)
+                return tasks.current_plan(entries, later, changed)
             # with the dependency DB open, as doit has it: the plan's record and the file
             # hashes kept there make a cycle parse only the files that changed (a DB that
             # cannot be opened is left for doit's run to report)
@@ -596,24 +716,41 @@ class GraphWatcher:
             try:
                 db = backend.FoundryDB(str(self.layout.dep_db), None)
             except (DatabaseException, OSError):
-                return tasks.current_plan(entries, later)
+                return tasks.current_plan(entries, later, changed)
             try:
-                return tasks.current_plan(entries, later)
+                return tasks.current_plan(entries, later, changed)
             finally:
                 db.dump()
 
-    def _write_later(self, later: list[Callable[[FoundryDB], None]]) -> None:
-        """Write what the cycle's plan left for after its build (its record)."""
+    def _warm(self) -> None:
+        """Gather each recipe's carried positions for its next order (`graph.frontiers`),
+        so that the first new order of a recipe does not walk its chain back."""
+        from toyfoundry.graph import frontiers
+
+        if self._plan is not None:
+            with contextlib.chdir(self.layout.root):
+                frontiers.warm(self._plan)
+
+    def write_record(self) -> None:
+        """Write what the last plan left for later (its record, for the next process: 7 MB
+        at 10,000 orders, which a warm watcher does not read back), under the foundry lock.
+
+        A cycle that changes nothing once events went quiet for `rescan` seconds writes
+        it, and so does the end of `run`, so a stream of changes pays for one record, not
+        one each; a watcher killed before leaves the record of an older plan, which the
+        next process finds does not match the inputs' stats, and draws the plan again."""
+        later, self._unwritten = self._unwritten, []
         if not later:
             return
         from toyfoundry.graph import backend
 
-        db = backend.FoundryDB(str(self.layout.dep_db), None)
-        try:
-            for write in later:
-                write(db)
-        finally:
-            db.dump()
+        with self.lock, contextlib.chdir(self.layout.root):
+            db = backend.FoundryDB(str(self.layout.dep_db), None)
+            try:
+                for write in later:
+                    write(db)
+            finally:
+                db.dump()
 
     def _build(self, full: bool) -> GraphRun | None:
         asked = self.clock()
@@ -630,7 +767,7 @@ class GraphWatcher:
                 names = namespace(self.dodo)
                 selected = affected_tasks(self.layout, self._unbuilt, self._plan, plan, names)
                 if not selected:
-                    self._write_later(later)
+                    self._unwritten = later
                     self._adopt(plan)
                     return None
             if self.dodo is None and selected is not None:
@@ -640,7 +777,7 @@ class GraphWatcher:
                     run = run_graph(self.layout, selected, dodo=self.dodo, err=self.err)
             else:
                 run = run_graph(self.layout, selected, dodo=self.dodo, err=self.err)
-            self._write_later(later)
+            self._unwritten = later
             self._adopt(plan)
         self.builds += 1
         return run
@@ -693,12 +830,15 @@ class GraphWatcher:
             self.stop()
             thread.join(60)
 
-    def _safe_cycle(self, trigger: str) -> CycleResult:
+    def _safe_cycle(self, trigger: str, hints: Sequence[Path | None] = ()) -> CycleResult:
         try:
-            return self.run_cycle(trigger)
+            return self.run_cycle(trigger, list(hints) if trigger != "start" else None)
         except Exception as exc:
             # a watcher reports and keeps watching; the next cycle starts from a fresh scan
             self._warn(f"watch: cycle failed: {type(exc).__name__}: {exc}")
+            # the next cycle lists everything, and draws its plan whole
+            self._doubt = True
+            self._listing = None
             result = CycleResult(trigger=trigger, started=self.clock(), error=str(exc))
             result.retry_after = self.rescan
             return self._finish(result)
@@ -706,12 +846,19 @@ class GraphWatcher:
     # --- the loop ---
     def run(self) -> int:
         """Watch until `stop()` or Ctrl-C (and SIGTERM under `stop_on_signals`); returns 0."""
-        with contextlib.suppress(KeyboardInterrupt):
-            self.loop.run(self.roots(), self._loop_cycle)
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                self.loop.run(self.roots(), self._loop_cycle)
+        finally:
+            try:
+                self.write_record()
+            except (KeyboardInterrupt, Exception) as exc:
+                # a record not written is one the next process draws again: say so, and end
+                self._warn(f"watch: the plan's record was not written: {exc!r}")
         return 0
 
     def _loop_cycle(self, wake: Wake) -> float | None:
-        return self._safe_cycle(wake.trigger).retry_after
+        return self._safe_cycle(wake.trigger, wake.hints).retry_after
 
     def stop(self) -> None:
         """Make `run()` return after the current cycle (callable from any thread)."""

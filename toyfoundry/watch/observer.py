@@ -1,10 +1,13 @@
 """The watch core every watcher shares: event sources, debounced hints, one loop, and scans
 that read only complete files.
 
-Events are hints, never the truth: inotify queues overflow, editors replace files
-in odd ways, and a network filesystem may send nothing at all. So a watcher turns
-each debounced batch of hints (and a periodic timer) into a rescan, and the
-rescan compares what is on disk with what it remembers. A file enters that memory
+Events are hints, never the whole truth: inotify queues overflow, editors replace
+files in odd ways, and a network filesystem may send nothing at all. So a watcher
+turns each debounced batch of hints (and a periodic timer) into a rescan, and the
+rescan compares what is on disk with what it remembers; the graph watcher rescans
+only the hinted files between full rescans, made at least every rescan period and
+after an overflow (watchdog's "events lost", passed on as an "anything changed"
+hint). A file enters that memory
 only once it is complete: a JSON file once it parses (unchanged while it was read),
 any other file once unchanged (size, mtime, inode) for a quiet period; a JSON
 file that still does not parse after a longer settle period is taken as it is,
@@ -21,6 +24,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,7 +43,7 @@ Notify = Callable[[Path | None], None]
 Clock = Callable[[], float]
 
 #: watchdog event types that can mean new bytes; opens and reads (our own scans) are not news.
-_CHANGE_EVENTS = frozenset({"created", "modified", "deleted", "moved", "closed"})
+_CHANGE_EVENTS = frozenset({"created", "modified", "deleted", "moved", "closed", "attrib"})
 #: A hint inbox holds at most this many paths; past it, one "anything changed" hint stands for all.
 _MAX_HINTS = 10_000
 _CHUNK = 1 << 16
@@ -76,7 +80,12 @@ class _Forward(FileSystemEventHandler):
         self._notify = notify
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type not in _CHANGE_EVENTS:
+        kind = event.event_type
+        if kind == "events_lost":
+            # the kernel's queue overflowed: anything may have changed
+            self._notify(None)
+            return
+        if kind not in _CHANGE_EVENTS:
             return
         for raw in (event.src_path, event.dest_path):
             if raw:
@@ -442,9 +451,16 @@ class StableScanner:
         """Compare the files that exist now with the snapshot; complete ones update it."""
         return self.scan_stats((path, None) for path in present)
 
-    def scan_stats(self, present: Iterable[tuple[Path, os.stat_result | None]]) -> ScanResult:
+    def scan_stats(
+        self,
+        present: Iterable[tuple[Path, os.stat_result | None]],
+        only: AbstractSet[Path] | None = None,
+    ) -> ScanResult:
         """`scan`, for a caller that has just `lstat`ed some of the files itself (their
-        `os.lstat` with the path; None for one to `lstat` here)."""
+        `os.lstat` with the path; None for one to `lstat` here).
+
+        `only`: the files the caller looked at, when not all of them (a watcher that trusts
+        its events): one of those not `present` is gone, every other file is as it was."""
         result = ScanResult()
         now = self.clock()
         seen: set[Path] = set()
@@ -485,10 +501,12 @@ class StableScanner:
                 result.changes.append(Change(path, "added", None, ready))
             elif not old.same_content(ready):
                 result.changes.append(Change(path, "changed", old, ready))
-        for path in [p for p in self.snapshot if p not in seen]:
+        gone: Iterable[Path] = self.snapshot if only is None else only
+        for path in [p for p in gone if p not in seen and p in snapshot]:
             old = self.snapshot.pop(path)
             result.changes.append(Change(path, "removed", old, None))
-        for path in [p for p in self._pending if p not in seen]:
+        gone = self._pending if only is None else only
+        for path in [p for p in gone if p not in seen and p in pending]:
             del self._pending[path]
         if waits:
             result.retry_after = max(0.05, min(waits))
