@@ -580,3 +580,26 @@ def test_ledgers_read_aside_give_the_same_rollup(
         return (lambda: None) if os.getpid() != parent else "here"
 
     assert quilt.aside(unpicklable)() == "here"
+
+
+def test_a_failed_quilt_reaps_the_ledger_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A quilt that fails while its ledgers are read aside leaves no child behind."""
+    layout = sample(tmp_path / "p")
+    monkeypatch.setattr(quilt, "ASIDE_AT", 0)
+    made: list[Any] = []
+    real = quilt.aside
+
+    def spy(fn: Any, *args: Any) -> Any:
+        made.append(real(fn, *args))
+        return made[-1]
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(quilt, "aside", spy)
+    monkeypatch.setattr(quilt, "stitch", broken)
+    with pytest.raises(OSError):
+        quilt.build_quilt(layout, list(ORDERS))
+    assert all(getattr(handle, "done", True) for handle in made) and made

@@ -330,18 +330,24 @@ def build_quilt(
     ledger_index = aside(update_index, layout) if len(wanted) >= ASIDE_AT else None
     have = _part_ids(layout)
     problems = []
-    for oid in ids:
-        if oid not in wanted and oid in have:
-            continue
-        if not artefacts.is_built(layout, oid):
-            continue
-        try:
-            if not reports.is_current(layout, oid):
-                reports.build_order_outputs(layout, oid)
-        except FoundryError as exc:
-            problems.append(str(exc))
-            remove_file(part_path(layout, oid))
-    return stitch(layout, ids, problems=problems, changed=fresh, ledger_index=ledger_index)
+    try:
+        for oid in ids:
+            if oid not in wanted and oid in have:
+                continue
+            if not artefacts.is_built(layout, oid):
+                continue
+            try:
+                if not reports.is_current(layout, oid):
+                    reports.build_order_outputs(layout, oid)
+            except FoundryError as exc:
+                problems.append(str(exc))
+                remove_file(part_path(layout, oid))
+        return stitch(layout, ids, problems=problems, changed=fresh, ledger_index=ledger_index)
+    except BaseException:
+        if isinstance(ledger_index, _Aside):
+            with contextlib.suppress(Exception):  # the caller's error wins
+                ledger_index.reap()
+        raise
 
 
 def aside(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
@@ -376,17 +382,38 @@ def aside(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
         finally:
             os._exit(code)
     os.close(write_end)
+    return _Aside(pid, read_end, functools.partial(fn, *args))
 
-    def result() -> Any:
-        with os.fdopen(read_end, "rb") as pipe:
+
+class _Aside:
+    """The value of `aside`'s child, read once; a caller that fails before asking for it
+    reaps the child (`reap`), which would otherwise wait on a full pipe."""
+
+    def __init__(self, pid: int, pipe: int, again: Callable[[], Any]) -> None:
+        self.pid, self.pipe, self.again = pid, pipe, again
+        self.value: Any = None
+        self.done = False
+
+    def __call__(self) -> Any:
+        if not self.done:
+            data = self.reap()
+            try:
+                if not data:
+                    raise ValueError("no value from the child")
+                self.value = pickle.loads(data)
+            except Exception:
+                self.value = self.again()
+        return self.value
+
+    def reap(self) -> bytes:
+        """What the child sent (empty when it failed), once; it has ended when this returns."""
+        if self.done:
+            return b""
+        self.done = True
+        with os.fdopen(self.pipe, "rb") as pipe:
             data = pipe.read()
-        _, status = os.waitpid(pid, 0)
-        if status == 0 and data:
-            with contextlib.suppress(Exception):
-                return pickle.loads(data)
-        return fn(*args)
-
-    return result
+        _, status = os.waitpid(self.pid, 0)
+        return data if status == 0 else b""
 
 
 def _part_ids(layout: Layout) -> set[str]:
