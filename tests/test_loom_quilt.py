@@ -547,3 +547,59 @@ def test_stitching_again_in_one_process_leaves_the_earlier_document_alone(tmp_pa
     assert first.document["batches"][0]["telemetry"]["mint_attempts"] == 1
     assert second.document["batches"][0]["telemetry"]["mint_attempts"] == 2
     assert second.document == orjson.loads(layout.rollup.read_bytes())
+
+
+def ledger_index(layout: Layout) -> dict[str, Any]:
+    """The ledger index but each ledger's inode (a copy's differ)."""
+    found: dict[str, Any] = orjson.loads(quilt.index_path(layout).read_bytes())["ledgers"]
+    return {name: {k: v for k, v in state.items() if k != "inode"} for name, state in found.items()}
+
+
+def test_ledgers_read_aside_give_the_same_rollup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big build reads the ledgers in a forked child (`quilt.aside`): same bytes, and a
+    child that fails leaves the work to the caller, whose errors surface as before."""
+    layout = sample(tmp_path / "p")
+    expected = from_scratch(layout, list(ORDERS), tmp_path / "serial")
+    index = ledger_index(Layout(tmp_path / "serial"))
+    monkeypatch.setattr(quilt, "ASIDE_AT", 0)
+    assert from_scratch(layout, list(ORDERS), tmp_path / "aside") == expected
+    aside_layout = Layout(tmp_path / "aside")
+    assert ledger_index(aside_layout) == index
+
+    def fails(value: int) -> int:
+        if os.getpid() != parent:
+            raise RuntimeError("in the child")
+        return value + 1
+
+    parent = os.getpid()
+    assert quilt.aside(fails, 1)() == 2
+
+    def unpicklable() -> object:
+        return (lambda: None) if os.getpid() != parent else "here"
+
+    assert quilt.aside(unpicklable)() == "here"
+
+
+def test_a_failed_quilt_reaps_the_ledger_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A quilt that fails while its ledgers are read aside leaves no child behind."""
+    layout = sample(tmp_path / "p")
+    monkeypatch.setattr(quilt, "ASIDE_AT", 0)
+    made: list[Any] = []
+    real = quilt.aside
+
+    def spy(fn: Any, *args: Any) -> Any:
+        made.append(real(fn, *args))
+        return made[-1]
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(quilt, "aside", spy)
+    monkeypatch.setattr(quilt, "stitch", broken)
+    with pytest.raises(OSError):
+        quilt.build_quilt(layout, list(ORDERS))
+    assert all(getattr(handle, "done", True) for handle in made) and made

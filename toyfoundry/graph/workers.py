@@ -32,10 +32,11 @@ import inspect
 import multiprocessing
 import os
 import pickle
+import select
 import signal
 import sys
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import Any
 
@@ -262,6 +263,10 @@ class Crew:
         self.owner: dict[Connection, Any] = {}  # result pipe -> its worker's process
         self.free: list[Connection] = []  # job pipes of workers waiting for a job
         self.ready: list[Any] = []
+        # one poll set for the build, where `multiprocessing.connection.wait` would make
+        # and fill a selector for every message (two per task)
+        self.poller = select.poll()
+        self.by_fd: dict[int, Connection] = {}
 
     def __len__(self) -> int:
         return len(self.processes)
@@ -279,6 +284,8 @@ class Crew:
         job_r.close()
         result_w.close()  # only the worker writes: its end closing is its death
         self.processes.append(process)
+        self.poller.register(result_r.fileno(), select.POLLIN)
+        self.by_fd[result_r.fileno()] = result_r
         self.jobs[result_r] = job_w
         self.owner[result_r] = process
         self.free.append(job_w)
@@ -308,7 +315,7 @@ class Crew:
             if not self.ready:
                 if not self.jobs:
                     raise RuntimeError("no build worker left to wait for")
-                self.ready = wait(list(self.jobs), timeout=1.0)
+                self.ready = [self.by_fd[fd] for fd, _ in self.poller.poll(1000)]
                 continue
             conn = self.ready.pop()
             try:
@@ -316,6 +323,8 @@ class Crew:
             except (EOFError, OSError):
                 process = self.owner.pop(conn)
                 self.jobs.pop(conn)
+                self.poller.unregister(conn.fileno())
+                del self.by_fd[conn.fileno()]
                 process.join(5)
                 code = process.exitcode
                 if code:
