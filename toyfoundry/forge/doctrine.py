@@ -114,8 +114,9 @@ def indexed_digests(layout: Layout) -> set[str]:
         seen.pop(path, None)
         return set()
     inode, offset, prefix, known = seen.get(path, (found.inode, 0, "", set()))
-    if inode != found.inode or found.end < offset or _prefix_digest(path, offset) != prefix:
-        offset, known = 0, set()
+    hashed = _hashed(path, 0, offset) if inode == found.inode and found.end >= offset else None
+    if hashed is None or _hex(hashed, offset) != prefix:
+        offset, known, hashed = 0, set(), hashlib.sha256()
     for _number, line in lines(path, offset, found.end):
         try:
             digest = orjson.loads(line).get("sha256")
@@ -123,27 +124,38 @@ def indexed_digests(layout: Layout) -> set[str]:
             continue
         if isinstance(digest, str):
             known.add(digest)
-    seen[path] = (found.inode, found.end, _prefix_digest(path, found.end), known)
+    # the digest of the first `found.end` bytes: the prefix's, just checked, and the tail's
+    whole = _hashed(path, offset, found.end, hashed)
+    seen[path] = (found.inode, found.end, "" if whole is None else _hex(whole, found.end), known)
     return known
 
 
-def _prefix_digest(path: Path, length: int) -> str:
-    """sha256 of the file's first `length` bytes ("" for none, or when it cannot be read)."""
-    if length == 0:
-        return ""
-    digest = hashlib.sha256()
+def _hex(hashed: hashlib._Hash, length: int) -> str:
+    return hashed.hexdigest() if length else ""
+
+
+def _hashed(
+    path: Path, start: int, end: int, into: hashlib._Hash | None = None
+) -> hashlib._Hash | None:
+    """`into` (a new sha256 by default) updated with the file's bytes from `start` to `end`;
+    None when they cannot all be read. Each call reads the bytes it hashes, so the index's
+    prefix is hashed once a call, the tail parsed then added to it."""
+    digest = into if into is not None else hashlib.sha256()
+    if end <= start:
+        return digest
     try:
         with path.open("rb") as fh:
-            left = length
+            fh.seek(start)
+            left = end - start
             while left > 0:
                 chunk = fh.read(min(left, 1 << 20))
                 if not chunk:
-                    return ""
+                    return None
                 digest.update(chunk)
                 left -= len(chunk)
     except OSError:
-        return ""
-    return digest.hexdigest()
+        return None
+    return digest
 
 
 @dataclass

@@ -4,16 +4,22 @@ Kept apart from the mint (and free of pydantic) because the graph needs the same
 answer for every order on every change of the exchange: the graph's plan answers
 from facts it remembers per file content, the mint from the models it parsed.
 Both go through `mint_input_paths`, so the file deps doit checks are exactly the
-files the mint reads.
+files the mint reads. The digests of those files (`file_digest`) are here too: the mint
+records them in mint.json and the rituals take them again to check that none changed
+since, in the same process in a serial build.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+from toyfoundry import caches
 from toyfoundry.store import safe_read
 from toyfoundry.store.layout import Layout
 
@@ -105,3 +111,78 @@ def mint_input_paths(
                     present.append(other_recipe)
         optional.append(layout.settings_file)
     return MintInputs(present, optional, layout.chain_file(previous) if previous else None)
+
+
+#: How long before its stats are taken a file must have last changed for them to stand for
+#: its bytes: a write within the same tick of the clock that stamps files (1-10 ms) leaves
+#: its times as they were, so a file changed more recently is read again each time.
+SETTLED_NS = 100_000_000
+#: The most digests the `input_digests` cache keeps (an order's chain, its recipe's
+#: checkpoint): emptied when full.
+_KEPT = 64
+
+
+def file_digest(path: Path, max_bytes: int | None = None) -> str | None:
+    """sha256 of a file's bytes; None when it is absent or not a readable regular file.
+
+    The mint takes the digests of its inputs and the rituals take them again, to refuse a
+    mint.json made from inputs that changed since: a file this process hashed is not read
+    again while its stats (`lstat`: device, inode, mode, links, size, modification and
+    change times) are those it had before that read, and it had last changed at least
+    `SETTLED_NS` before (the `input_digests` cache). A write changes the change time,
+    which nothing can set back, unless it falls within the same tick of the file times'
+    clock: hence the wait.
+    """
+    before = time.time_ns()
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # what `read_bytes` says of it, without the words
+    except OSError:
+        return _read_digest(path, max_bytes)
+    known: dict[tuple[object, ...], str] = caches.current().table("input_digests")
+    key = (
+        path,
+        st.st_dev,
+        st.st_ino,
+        st.st_mode,
+        st.st_nlink,
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ctime_ns,
+        max_bytes,
+        os.environ.get(safe_read.MAX_BYTES_ENV),
+    )
+    digest = known.get(key)
+    if digest is not None:
+        return digest
+    digest = _read_digest(path, max_bytes)
+    if digest is not None and st.st_ctime_ns < before - SETTLED_NS:
+        if len(known) >= _KEPT:
+            known.clear()
+        known[key] = digest
+    return digest
+
+
+def _read_digest(path: Path, max_bytes: int | None) -> str | None:
+    try:
+        return hashlib.sha256(safe_read.read_bytes(path, max_bytes=max_bytes)).hexdigest()
+    except safe_read.ReadError:
+        return None
+
+
+def display_path(root: Path, path: Path) -> str:
+    """`exchange.loader.display` of a path: relative to the project when inside it, from its
+    text when both are absolute (as the layout's paths are), without a `Path` made."""
+    text, top = str(path), str(root)
+    if (
+        text.startswith(top)
+        and text[len(top) : len(top) + 1] == "/"
+        and top != "/"
+        and path.is_absolute()
+    ):
+        return text[len(top) + 1 :]
+    try:
+        return str(path.absolute().relative_to(root))
+    except ValueError:
+        return text

@@ -48,7 +48,6 @@ import random
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -57,7 +56,14 @@ from toyfoundry.errors import FoundryError, Problem
 from toyfoundry.exchange.loader import Exchange, display
 from toyfoundry.forge import carried
 from toyfoundry.forge import chain as chains
-from toyfoundry.forge.inputs import MintInputs, mint_input_paths, sprint_of, sprint_orders
+from toyfoundry.forge.inputs import (
+    MintInputs,
+    display_path,
+    file_digest,
+    mint_input_paths,
+    sprint_of,
+    sprint_orders,
+)
 from toyfoundry.forge.snapshot import CHANGED, changed_inputs
 from toyfoundry.forge.space import Params, Space, space_of
 from toyfoundry.forge.validators import Validators, load_plugins
@@ -245,14 +251,6 @@ def mint_inputs(
     return mint_input_paths(layout, exchange, order_id, before)
 
 
-def file_digest(path: Path, max_bytes: int | None = None) -> str | None:
-    """sha256 of a file's bytes; None when it is absent or not a readable regular file."""
-    try:
-        return hashlib.sha256(safe_read.read_bytes(path, max_bytes=max_bytes)).hexdigest()
-    except safe_read.ReadError:
-        return None
-
-
 def input_digests(
     layout: Layout,
     inputs: MintInputs,
@@ -262,7 +260,7 @@ def input_digests(
     """Digests of the inputs as `exchange` read them (the bytes a mint used), else as they are."""
     paths = [*inputs.present, *inputs.optional, *([inputs.chain] if inputs.chain else [])]
     read = exchange.digests if exchange is not None else {}
-    return {display(layout, p): read.get(p) or file_digest(p, max_bytes) for p in paths}
+    return {display_path(layout.root, p): read.get(p) or file_digest(p, max_bytes) for p in paths}
 
 
 # --------------------------------------------------------------------------- composing a batch

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, cast
@@ -164,6 +164,33 @@ class _Scorer:
         defects = [defect for defect, when in self.rules if when.matches(params)]
         return round(score, 6), sorted(set(defects)) if defects else defects
 
+    def scores(self, seed: int, alfas: Sequence[Alfa]) -> list[tuple[float, list[str]]]:
+        """`score` of each Alfa of a batch: each defect rule matched over the batch at once
+        (`Partial.matching`), the noise's text made once but for the Alfa's id."""
+        found: dict[int, list[str]] = {}
+        batch = [a.params for a in alfas]
+        for defect, when in self.rules:
+            for i in when.matching(batch):
+                found.setdefault(i, []).append(defect)
+        base, amplitude = self.base, self.amplitude
+        weights, unweighted, weight_of = self._weights, self.unweighted, self._weight
+        prefix, sha256, from_bytes = f"{seed}\ndrill\n".encode(), hashlib.sha256, int.from_bytes
+        out: list[tuple[float, list[str]]] = []
+        for i, alfa in enumerate(alfas):
+            score = base
+            for name, value in batch[i].items():
+                if name in unweighted:
+                    score += 0.0  # as the weight it has (-0.0 + 0.0 is 0.0)
+                    continue
+                weight = weights.get((name, value.__class__, value))
+                score += weight_of(name, value) if weight is None else weight
+            # `noise`, its bytes the same
+            unit = from_bytes(sha256(prefix + alfa.alfa_id.encode()).digest()[:8], "big") / 2**64
+            score += amplitude * (2.0 * unit - 1.0)
+            defects = found.get(i)
+            out.append((round(score, 6), sorted(set(defects)) if defects else []))
+        return out
+
 
 def drill_score(recipe: Recipe, seed: int, alfa: Alfa) -> tuple[float, list[str]]:
     """(score, defects) of one Alfa, from the recipe's scoring data."""
@@ -199,9 +226,8 @@ def compute(
     rows: dict[str, dict[str, Any]] = {a.alfa_id: {"alfa_id": a.alfa_id} for a in roster_alfas}
     outcomes = {r: RitualOutcome(ran=False, stub=False) for r in RITUALS}
     if "drill" in ran:
-        scorer = _Scorer(recipe)
-        for alfa in roster_alfas:
-            score, defects = scorer.score(seed, alfa)
+        scored = _Scorer(recipe).scores(seed, roster_alfas)
+        for alfa, (score, defects) in zip(roster_alfas, scored, strict=True):
             passed = score >= recipe.pass_score and not defects
             rows[alfa.alfa_id].update(score=score, passed=passed, defects=defects)
         drilled = list(rows.values())

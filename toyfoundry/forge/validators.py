@@ -28,7 +28,7 @@ never skipped silently). Installing, removing or upgrading a plugin changes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from toyfoundry.errors import FoundryError
@@ -117,6 +117,39 @@ class Partial:
                 if found != key:
                     return False
         return True
+
+    def matching(self, batch: Sequence[Mapping[str, ParamValue]]) -> list[int]:
+        """The places in `batch` of the parameter sets that `matches`, in order: an item at
+        a time over the sets that matched the items before, as `matches` takes the items
+        of one set, so a rule's first item (most often a text) leaves few to look at."""
+        if self.items is None:
+            return [i for i, params in enumerate(batch) if matches(params, self.partial)]
+        chosen: list[int] = list(range(len(batch)))
+        keys = self._keys
+        for name, text, key in self.items:
+            if not chosen:
+                break
+            if text is not None:
+                # a missing name gives None, and a number is never equal to a text
+                chosen = [i for i in chosen if batch[i].get(name) == text]
+                continue
+            kept = []
+            for i in chosen:
+                params = batch[i]
+                if name not in params:
+                    continue
+                value = params[name]
+                if isinstance(value, str):
+                    continue
+                found = keys.get(value)
+                if found is None:
+                    found = number_key(value)
+                    if value != 0:
+                        keys[value] = found
+                if found == key:
+                    kept.append(i)
+            chosen = kept
+        return chosen
 
 
 def check_bounds(
