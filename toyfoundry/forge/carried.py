@@ -30,6 +30,7 @@ from toyfoundry import caches
 from toyfoundry.errors import FoundryError
 from toyfoundry.exchange.loader import display
 from toyfoundry.formats.models import Chain
+from toyfoundry.store.atomic import read_whole
 from toyfoundry.store.layout import Layout
 
 
@@ -115,7 +116,7 @@ def _read_parent(layout: Layout, order_id: str, sha256: str) -> _Ancestor:
     """
     path = layout.chain_file(order_id)
     try:
-        data = path.read_bytes()
+        data = read_whole(path)
     except OSError as exc:
         raise FoundryError(
             f"{display(layout, path)}: -: an earlier chain of the recipe cannot be read"

@@ -42,6 +42,7 @@ from toyfoundry.formats.models import (
     Recipe,
 )
 from toyfoundry.formats.review_key import is_replacement
+from toyfoundry.store.atomic import read_whole
 from toyfoundry.store.layout import Layout
 
 
@@ -106,7 +107,7 @@ def read_chain_data(layout: Layout, order_id: str) -> tuple[Chain, bytes]:
     """
     path = layout.chain_file(order_id)
     try:
-        data = path.read_bytes()
+        data = read_whole(path)
         chain = parsed.parse(Chain, path, data)
     except FileNotFoundError:
         raise FoundryError(
