@@ -29,6 +29,7 @@ import orjson
 from toyfoundry import caches
 from toyfoundry.errors import FoundryError
 from toyfoundry.exchange.loader import display
+from toyfoundry.forge.chain import digest_of
 from toyfoundry.formats.models import Chain
 from toyfoundry.store.atomic import read_whole
 from toyfoundry.store.layout import Layout
@@ -66,7 +67,7 @@ def ahead(layout: Layout, chain: Chain, data: bytes) -> Set[int]:
     chain file is missing or no longer holds the bytes its successor was made from
     (the graph rebuilds such a successor before anything reads it).
     """
-    digest = hashlib.sha256(data).hexdigest()
+    digest = digest_of(data)
     frontiers: dict[str, _Frontier] = caches.current().table("frontiers")
     known = frontiers.get(chain.recipe)
     if known is not None and known.sha256 == digest and known.space == chain.space:

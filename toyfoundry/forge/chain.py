@@ -131,7 +131,10 @@ def start_chain(
     previous = resolve_previous(exchange, order_id, previous)
     if previous is None:
         return genesis(recipe_id, space), None
-    return read_chain_data(layout, previous)
+    chain, data = read_chain_data(layout, previous)
+    # the bytes the mint used, as the exchange's reads are: its inputs' digests take them
+    exchange.digests[layout.chain_file(previous)] = digest_of(data)
+    return chain, data
 
 
 def start_cursor(chain: Chain, space: str) -> int:
@@ -211,7 +214,23 @@ def parent_of(previous: str | None, data: bytes) -> ChainParent | None:
     """The link from an order's chain to the one it was advanced from (None: from genesis)."""
     if previous is None:
         return None
-    return ChainParent(order=previous, sha256=hashlib.sha256(data).hexdigest())
+    return ChainParent(order=previous, sha256=digest_of(data))
+
+
+_last_digest: tuple[bytes, str] = (b"", hashlib.sha256(b"").hexdigest())
+
+
+def digest_of(data: bytes) -> str:
+    """sha256 of a chain file's bytes, kept for the last bytes hashed: the mint hashes the
+    previous chain for its inputs and its carried set, the rituals for their inputs and
+    the link, each the same bytes (a comparison costs far less than a hash)."""
+    global _last_digest
+    seen, digest = _last_digest
+    if seen == data:
+        return digest
+    digest = hashlib.sha256(data).hexdigest()
+    _last_digest = (data, digest)
+    return digest
 
 
 def merge_pool(

@@ -246,9 +246,11 @@ def mint_inputs(
 
 
 def file_digest(path: Path, max_bytes: int | None = None) -> str | None:
-    """sha256 of a file's bytes; None when it is absent or not a readable regular file."""
+    """sha256 of a file's bytes; None when it is absent or not a readable regular file.
+    (The one input not read through the `Exchange` is a chain, which the rituals hash
+    again for its link: `digest_of` keeps the last.)"""
     try:
-        return hashlib.sha256(safe_read.read_bytes(path, max_bytes=max_bytes)).hexdigest()
+        return chains.digest_of(safe_read.read_bytes(path, max_bytes=max_bytes))
     except safe_read.ReadError:
         return None
 
