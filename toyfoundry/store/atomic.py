@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -127,14 +128,16 @@ def _read_rest(fd: int, size: int) -> bytes:
 
 def _same_bytes(path: Path, data: bytes) -> bool:
     """Whether `path` holds `data` already: one open (a failing one for a new file), an
-    fstat and, when the sizes match, one read."""
+    fstat and, when the sizes match, one read. Non-blocking, so a FIFO there is not
+    waited on: it is no regular file and gets replaced."""
     try:
-        fd = os.open(path, _READ_FLAGS)
+        fd = os.open(path, _READ_FLAGS | os.O_NONBLOCK)
     except OSError:
         return False
     try:
-        size = os.fstat(fd).st_size
-        return size == len(data) and _read_rest(fd, size) == data
+        info = os.fstat(fd)
+        size = info.st_size
+        return stat.S_ISREG(info.st_mode) and size == len(data) and _read_rest(fd, size) == data
     except OSError:
         return False
     finally:
