@@ -1,5 +1,5 @@
-"""The digests of the mint's inputs, taken again by the rituals: a file is read again unless
-its stats are those of a read this process made after the file had settled."""
+"""The digests of the mint's inputs, taken again by the rituals: always of the bytes the file
+holds now, and none for what the reader refuses."""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ import hashlib
 import os
 from pathlib import Path
 
-import pytest
-
-from toyfoundry import caches
 from toyfoundry.forge import inputs
 from toyfoundry.store.layout import Layout
 
@@ -27,43 +24,18 @@ def _rewrite_keeping_stats(path: Path, data: bytes) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def test_a_file_just_written_is_read_again_whatever_its_stats(tmp_path: Path) -> None:
-    caches.fresh()
-    path = tmp_path / "order.json"
+def test_a_file_rewritten_with_its_stats_kept_gives_its_new_digest(tmp_path: Path) -> None:
+    path = tmp_path / "chain.json"
     path.write_bytes(b'{"a": 1}')
     assert inputs.file_digest(path) == _sha(b'{"a": 1}')
     _rewrite_keeping_stats(path, b'{"a": 2}')
     assert inputs.file_digest(path) == _sha(b'{"a": 2}')
-    assert not caches.current().table("input_digests")
-
-
-def test_a_settled_file_is_not_read_again_until_its_stats_change(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    caches.fresh()
-    monkeypatch.setattr(inputs, "SETTLED_NS", -(10**12))  # every file counts as settled
-    path = tmp_path / "chain.json"
-    path.write_bytes(b"[1]")
-    assert inputs.file_digest(path) == _sha(b"[1]")
-    read = inputs._read_digest
-    monkeypatch.setattr(inputs, "_read_digest", lambda *_: pytest.fail("read again"))
-    assert inputs.file_digest(path) == _sha(b"[1]")
-    monkeypatch.setattr(inputs, "_read_digest", read)
-    path.write_bytes(b"[1, 2]")
-    assert inputs.file_digest(path) == _sha(b"[1, 2]")
-    os.replace(tmp_path / "chain.json", tmp_path / "moved.json")
-    (tmp_path / "moved.json").rename(path)  # back under its name: its change time moved
-    assert inputs.file_digest(path) == _sha(b"[1, 2]")
     assert inputs.file_digest(path, max_bytes=2) is None  # over the limit: refused
     path.unlink()
     assert inputs.file_digest(path) is None
 
 
-def test_what_the_reader_refuses_has_no_digest(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    caches.fresh()
-    monkeypatch.setattr(inputs, "SETTLED_NS", -(10**12))
+def test_what_the_reader_refuses_has_no_digest(tmp_path: Path) -> None:
     target = tmp_path / "target.json"
     target.write_bytes(b"{}")
     link = tmp_path / "link.json"

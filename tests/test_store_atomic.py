@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from toyfoundry.store import fsio
 from toyfoundry.store.atomic import (
     dumps_canonical,
+    read_whole,
     remove_file,
     write_atomic,
     write_json_atomic,
@@ -59,6 +60,25 @@ def test_identical_bytes_leave_file_and_mtime_alone(tmp_path: Path) -> None:
     assert target.stat().st_ino == inode
     assert write_atomic(target, b"same but longer\n") is True
     assert target.stat().st_mtime_ns != 1_000_000_000_000_000_000
+
+
+def test_read_whole_reads_every_byte_and_names_a_folder(tmp_path: Path) -> None:
+    target = tmp_path / "a.bin"
+    for data in (b"", b"x", os.urandom(70_000)):
+        target.write_bytes(data)
+        assert read_whole(target) == data
+    with pytest.raises(IsADirectoryError, match=str(tmp_path)):
+        read_whole(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        read_whole(tmp_path / "missing")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_in_the_way_is_replaced_not_waited_on(tmp_path: Path) -> None:
+    target = tmp_path / "out.json"
+    os.mkfifo(target)
+    assert write_atomic(target, b"")
+    assert target.is_file() and target.read_bytes() == b""
 
 
 def test_dumps_canonical_is_sorted_indented_and_ends_in_newline() -> None:

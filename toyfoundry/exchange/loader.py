@@ -226,6 +226,22 @@ class Exchange:
             self._cache[key] = self._load(kind, path)
         return self._cache[key]
 
+    def _load_present(self, kind: str, path: Path) -> Loaded[Any] | None:
+        """`load`, or None when there is no entry at `path` (a missing file is not kept).
+
+        The load comes first and only a failed one asks whether the file is there: an
+        `lstat` before every load cost a syscall per read of an order, its recipe and
+        checkpoint, several times an order.
+        """
+        key = (kind, path)
+        loaded = self._cache.get(key)
+        if loaded is None:
+            loaded = self._load(kind, path)
+            if loaded.model is None and not safe_read.present(path):
+                return None
+            self._cache[key] = loaded
+        return loaded
+
     def forget(self, kind: str, path: Path) -> None:
         """Drop a file's remembered load (the digest of its bytes stays): for a reader that
         keeps what it needs of it, as the graph's plan keeps an order's recipe and phase
@@ -312,11 +328,12 @@ class Exchange:
 
     def _recipe_for(self, recipe_id: str, shown: str) -> list[Problem]:
         path = self.layout.recipe_file(recipe_id)
-        if not safe_read.present(path):
+        loaded = self._load_present("recipe", path)
+        if loaded is None:
             return [
                 Problem(shown, "recipe", f"recipe {recipe_id!r} not found in exchange/recipes/")
             ]
-        if not self.recipe(recipe_id).ok:
+        if not loaded.ok:
             return [
                 Problem(
                     shown,
@@ -332,9 +349,10 @@ class Exchange:
             path = self.layout.order_file(check_order_id(order_id))
         except UnsafeIdError as exc:
             return Loaded(None, [Problem(order_id[:80], "order_id", str(exc))])
-        if not safe_read.present(path):
+        loaded = self._load_present("order", path)
+        if loaded is None:
             return Loaded(None, [Problem(display(self.layout, path), "-", "does not exist")])
-        return self.load("order", path)
+        return loaded
 
     def recipe(self, recipe_id: str) -> Loaded[Recipe]:
         try:
@@ -345,10 +363,7 @@ class Exchange:
 
     def checkpoint(self, phase: str) -> Loaded[Checkpoint] | None:
         """None when the phase has no checkpoint file (the order is then blocked)."""
-        path = self.layout.checkpoint_file(check_phase(phase))
-        if not safe_read.present(path):
-            return None
-        return self.load("checkpoint", path)
+        return self._load_present("checkpoint", self.layout.checkpoint_file(check_phase(phase)))
 
     def review(self, order_id: str) -> Loaded[Review] | None:
         """None when no review was written for the order."""

@@ -29,7 +29,9 @@ import orjson
 from toyfoundry import caches
 from toyfoundry.errors import FoundryError
 from toyfoundry.exchange.loader import display
+from toyfoundry.forge.chain import digest_of
 from toyfoundry.formats.models import Chain
+from toyfoundry.store.atomic import read_whole
 from toyfoundry.store.layout import Layout
 
 
@@ -65,7 +67,7 @@ def ahead(layout: Layout, chain: Chain, data: bytes) -> Set[int]:
     chain file is missing or no longer holds the bytes its successor was made from
     (the graph rebuilds such a successor before anything reads it).
     """
-    digest = hashlib.sha256(data).hexdigest()
+    digest = digest_of(data)
     frontiers: dict[str, _Frontier] = caches.current().table("frontiers")
     known = frontiers.get(chain.recipe)
     if known is not None and known.sha256 == digest and known.space == chain.space:
@@ -115,7 +117,7 @@ def _read_parent(layout: Layout, order_id: str, sha256: str) -> _Ancestor:
     """
     path = layout.chain_file(order_id)
     try:
-        data = path.read_bytes()
+        data = read_whole(path)
     except OSError as exc:
         raise FoundryError(
             f"{display(layout, path)}: -: an earlier chain of the recipe cannot be read"

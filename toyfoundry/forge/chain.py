@@ -42,6 +42,7 @@ from toyfoundry.formats.models import (
     Recipe,
 )
 from toyfoundry.formats.review_key import is_replacement
+from toyfoundry.store.atomic import read_whole
 from toyfoundry.store.layout import Layout
 
 
@@ -106,7 +107,7 @@ def read_chain_data(layout: Layout, order_id: str) -> tuple[Chain, bytes]:
     """
     path = layout.chain_file(order_id)
     try:
-        data = path.read_bytes()
+        data = read_whole(path)
         chain = parsed.parse(Chain, path, data)
     except FileNotFoundError:
         raise FoundryError(
@@ -130,7 +131,10 @@ def start_chain(
     previous = resolve_previous(exchange, order_id, previous)
     if previous is None:
         return genesis(recipe_id, space), None
-    return read_chain_data(layout, previous)
+    chain, data = read_chain_data(layout, previous)
+    # the bytes the mint used, as the exchange's reads are: its inputs' digests take them
+    exchange.digests[layout.chain_file(previous)] = digest_of(data)
+    return chain, data
 
 
 def start_cursor(chain: Chain, space: str) -> int:
@@ -210,7 +214,12 @@ def parent_of(previous: str | None, data: bytes) -> ChainParent | None:
     """The link from an order's chain to the one it was advanced from (None: from genesis)."""
     if previous is None:
         return None
-    return ChainParent(order=previous, sha256=hashlib.sha256(data).hexdigest())
+    return ChainParent(order=previous, sha256=digest_of(data))
+
+
+def digest_of(data: bytes) -> str:
+    """sha256 of a chain file's bytes: its link, and its digest among the mint's inputs."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def merge_pool(

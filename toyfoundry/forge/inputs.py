@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from toyfoundry import caches
 from toyfoundry.store import safe_read
 from toyfoundry.store.layout import Layout
 
@@ -113,58 +110,14 @@ def mint_input_paths(
     return MintInputs(present, optional, layout.chain_file(previous) if previous else None)
 
 
-#: How long before its stats are taken a file must have last changed for them to stand for
-#: its bytes: a write within the same tick of the clock that stamps files (1-10 ms) leaves
-#: its times as they were, so a file changed more recently is read again each time.
-SETTLED_NS = 100_000_000
-#: The most digests the `input_digests` cache keeps (an order's chain, its recipe's
-#: checkpoint): emptied when full.
-_KEPT = 64
-
-
 def file_digest(path: Path, max_bytes: int | None = None) -> str | None:
     """sha256 of a file's bytes; None when it is absent or not a readable regular file.
 
-    The mint takes the digests of its inputs and the rituals take them again, to refuse a
-    mint.json made from inputs that changed since: a file this process hashed is not read
-    again while its stats (`lstat`: device, inode, mode, links, size, modification and
-    change times) are those it had before that read, and it had last changed at least
-    `SETTLED_NS` before (the `input_digests` cache). A write changes the change time,
-    which nothing can set back, unless it falls within the same tick of the file times'
-    clock: hence the wait.
+    The mint records the digests of its inputs in mint.json and the rituals take them
+    again, to refuse a mint.json made from inputs that changed since. Read each time: a
+    cache of digests by the files' stats saved 1% of the rituals' instructions
+    (BENCHMARKS, "The rituals and the report, second round") and was removed.
     """
-    before = time.time_ns()
-    try:
-        st = os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None  # what `read_bytes` says of it, without the words
-    except OSError:
-        return _read_digest(path, max_bytes)
-    known: dict[tuple[object, ...], str] = caches.current().table("input_digests")
-    key = (
-        path,
-        st.st_dev,
-        st.st_ino,
-        st.st_mode,
-        st.st_nlink,
-        st.st_size,
-        st.st_mtime_ns,
-        st.st_ctime_ns,
-        max_bytes,
-        os.environ.get(safe_read.MAX_BYTES_ENV),
-    )
-    digest = known.get(key)
-    if digest is not None:
-        return digest
-    digest = _read_digest(path, max_bytes)
-    if digest is not None and st.st_ctime_ns < before - SETTLED_NS:
-        if len(known) >= _KEPT:
-            known.clear()
-        known[key] = digest
-    return digest
-
-
-def _read_digest(path: Path, max_bytes: int | None) -> str | None:
     try:
         return hashlib.sha256(safe_read.read_bytes(path, max_bytes=max_bytes)).hexdigest()
     except safe_read.ReadError:

@@ -88,7 +88,7 @@ from toyfoundry.formats.models import (
 from toyfoundry.formats.params import cardinality, domain_of
 from toyfoundry.formats.review_key import decides
 from toyfoundry.store import safe_read
-from toyfoundry.store.atomic import dumps_canonical, write_atomic
+from toyfoundry.store.atomic import dumps_canonical, read_whole, write_atomic
 from toyfoundry.store.layout import Layout, UnsafeIdError, check_order_id
 from toyfoundry.store.ledger import Ledger
 from toyfoundry.store.runid import run_id, utc_now
@@ -828,7 +828,7 @@ def read_mint(layout: Layout, order_id: str) -> MintArtefact | None:
     """The order's mint artefact, or None when it was never minted."""
     path = layout.mint_artefact(order_id)
     try:
-        data = path.read_bytes()
+        data = read_whole(path)
     except FileNotFoundError:
         return None
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -16,6 +17,7 @@ from toyfoundry.store import fsio
 
 _CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2
 _temp_serial = itertools.count()
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC
 
 
 @dataclass
@@ -94,20 +96,76 @@ def _fsync_folders(folders: list[Path], *, whole: bool = False) -> None:
             os.close(fd)
 
 
-def _same_bytes(path: Path, data: bytes) -> bool:
+def read_whole(path: str | os.PathLike[str]) -> bytes:
+    """A foundry file's bytes by plain syscalls: open, fstat, one read, close.
+
+    A buffered `open()` or `Path.read_bytes()` adds an fstat, a failing ioctl, an lseek
+    and a second read to every file; the actions read several of their own files an order.
+    A short read of a regular file is its end, so one read of size + 1 bytes takes it whole.
+    """
+    fd = os.open(path, _READ_FLAGS)
     try:
-        if path.stat().st_size != len(data):
-            return False
-        return path.read_bytes() == data
+        return _read_rest(fd, os.fstat(fd).st_size)
+    except OSError as err:  # a folder, say: named in the error as a buffered open names it
+        raise type(err)(err.errno, err.strerror, path) from None
+    finally:
+        os.close(fd)
+
+
+def _read_rest(fd: int, size: int) -> bytes:
+    """The bytes from `fd`'s offset to its end, `size` the expected length."""
+    want = size + 1
+    data = os.read(fd, want)
+    if len(data) < want:
+        return data
+    chunks = [data]  # the file grew since its fstat: read on to its end
+    while True:
+        data = os.read(fd, want)
+        chunks.append(data)
+        if len(data) < want:
+            return b"".join(chunks)
+
+
+def _same_bytes(path: Path, data: bytes) -> bool:
+    """Whether `path` holds `data` already: one open (a failing one for a new file), an
+    fstat and, when the sizes match, one read. Non-blocking, so a FIFO there is not
+    waited on: it is no regular file and gets replaced."""
+    try:
+        fd = os.open(path, _READ_FLAGS | os.O_NONBLOCK)
     except OSError:
         return False
+    try:
+        info = os.fstat(fd)
+        size = info.st_size
+        return stat.S_ISREG(info.st_mode) and size == len(data) and _read_rest(fd, size) == data
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _pid() -> int:
+    """This process's id, asked of the kernel once (and again in a forked child)."""
+    global _own_pid
+    if _own_pid is None:
+        _own_pid = os.getpid()
+    return _own_pid
+
+
+def _forget_pid() -> None:
+    global _own_pid
+    _own_pid = None
+
+
+_own_pid: int | None = None
+os.register_at_fork(after_in_child=_forget_pid)
 
 
 def _open_temp(path: Path, mode: int) -> tuple[Path, int]:
     """A fresh temp file next to `path`; its folder is made only when the open says it is
     missing (a mkdir per write costs a syscall on every artefact of every build)."""
     folder = path.parent
-    temp = folder / f".{path.name}.{os.getpid()}.{next(_temp_serial)}.tmp"
+    temp = folder / f".{path.name}.{_pid()}.{next(_temp_serial)}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
         return temp, os.open(temp, flags, mode)
@@ -185,6 +243,5 @@ def remove_file(path: Path) -> bool:
         removed = True
     except FileNotFoundError:
         removed = False
-    if path.parent.is_dir():
-        fsync_dir(path.parent)
+    fsync_dir(path.parent)  # a folder gone meanwhile is skipped by the flush
     return removed

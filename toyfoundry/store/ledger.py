@@ -97,9 +97,13 @@ class Ledger:
         if not records:
             return
         data = b"".join(_encode(r) for r in records)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         torn: TornTail | None = None
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        try:
+            fd = os.open(self.path, flags, 0o666)
+        except FileNotFoundError:  # the folder is made when missing, not checked every append
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, flags, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
@@ -117,7 +121,7 @@ class Ledger:
     def repair(self) -> TornTail | None:
         """Set a torn last line aside into `.torn`; None if the ledger is missing or whole."""
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
         try:
@@ -129,22 +133,19 @@ class Ledger:
         finally:
             os.close(fd)
 
-    def _repair_locked(self, wfd: int) -> TornTail | None:
-        """The repair itself; the caller holds the exclusive lock on `wfd`, open for writing."""
-        size = os.fstat(wfd).st_size
+    def _repair_locked(self, fd: int) -> TornTail | None:
+        """The repair itself; the caller holds the exclusive lock on `fd`, open for reading
+        and appending (one descriptor: no second open of the ledger every append)."""
+        size = os.fstat(fd).st_size
         if size == 0:
             return None
-        rfd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            if os.pread(rfd, 1, size - 1) == b"\n":
-                return None
-            offset = _after_last_newline(rfd, size)
-            fragment = os.pread(rfd, size - offset, offset)
-        finally:
-            os.close(rfd)
+        if os.pread(fd, 1, size - 1) == b"\n":
+            return None
+        offset = _after_last_newline(fd, size)
+        fragment = os.pread(fd, size - offset, offset)
         self._save_fragment(offset, fragment)
-        os.ftruncate(wfd, offset)
-        fsio.fsync(wfd)
+        os.ftruncate(fd, offset)
+        fsio.fsync(fd)
         return TornTail(self.path, offset, len(fragment), self.torn_path)
 
     def _save_fragment(self, offset: int, fragment: bytes) -> None:

@@ -198,11 +198,12 @@ def read_bytes(path: Path, *, max_bytes: int | None = None) -> bytes:
         chunks: list[bytes] = []
         total = 0
         while total <= limit:
-            chunk = os.read(fd, limit + 1 - total)
-            if not chunk:
-                break
+            want = limit + 1 - total
+            chunk = os.read(fd, want)
             chunks.append(chunk)
             total += len(chunk)
+            if len(chunk) < want:
+                break  # a short read of a regular file is its end: no second read to see it
         if total > limit:
             raise fail(f"grew past the {limit}-byte limit while being read")
         return b"".join(chunks)
