@@ -232,3 +232,22 @@ def test_in_a_foundry_project_the_plan_says_what_a_change_is(tmp_path: Path) -> 
         if running.proc.poll() is None:
             running.proc.kill()
             running.proc.wait()
+
+
+def test_a_cycles_child_stops_once_for_either_signal() -> None:
+    """The loop terminates its child again when a second signal reaches it while the child
+    stops: the child raises for the first signal only, SIGINT or SIGTERM alike."""
+    from toyfoundry.watch import doit_auto
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+    try:
+        for first, second in ((signal.SIGTERM, signal.SIGTERM), (signal.SIGINT, signal.SIGTERM)):
+            doit_auto.stop_once()
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(first)
+            signal.raise_signal(second)  # ignored: no second KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -493,7 +493,7 @@ class Auto(DoitCmdBase):  # type: ignore[misc]
         previous: tuple[list[str], list[str]],
         conn: Connection,
     ) -> None:
-        signal.signal(signal.SIGINT, _interrupt_once)
+        stop_once()
         try:
             started_ns = time.time_ns()
             before = _names(Path(f) for f in previous[1])
@@ -647,8 +647,17 @@ def _paths(paths: Iterable[Path]) -> list[str]:
     return sorted({str(p) for p in paths})
 
 
+def stop_once() -> None:
+    """Ctrl-C or SIGTERM stops a cycle's child once (`_interrupt_once`), in place of the
+    handlers it inherits from the loop, which raise on every signal."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt_once)
+
+
 def _interrupt_once(signum: int, frame: object) -> None:
-    """Ctrl-C stops a cycle's child once: a second signal while it stops (a SIGTERM and a
-    Ctrl-C together) must not interrupt the stop with a traceback."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """The first signal stops the child; a second one while it stops (a SIGTERM and a
+    Ctrl-C to the loop together make the loop terminate the child twice) must not
+    interrupt the stop with a traceback."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     raise KeyboardInterrupt
