@@ -174,6 +174,31 @@ def test_the_model_the_mint_hands_on_equals_a_parse_of_its_file(tmp_path: Path) 
         artefact.alfas[0].slot = 1  # type: ignore[misc]
 
 
+def test_an_input_refused_at_the_read_is_recorded_as_refused_not_as_it_is_later(
+    tmp_path: Path,
+) -> None:
+    """A mint that found its order a link records no digest for it, even if the file is a
+    regular one by the time the digests are taken: the rituals then see it changed."""
+    from toyfoundry.exchange.loader import Exchange
+    from toyfoundry.forge.mint import input_digests, mint_inputs
+
+    layout = make_project(tmp_path)
+    order_id = SAMPLE_ORDERS[0]
+    path = layout.order_file(order_id)
+    good = path.read_bytes()
+    path.unlink()
+    path.symlink_to("/dev/zero")
+    exchange = Exchange(layout)
+    assert exchange.order(order_id).model is None  # refused: a link
+    path.unlink()
+    path.write_bytes(good)
+    inputs = mint_inputs(layout, exchange, order_id)
+    recorded = input_digests(layout, inputs, exchange.max_bytes, exchange)
+    shown = f"exchange/orders/{order_id}.json"
+    assert recorded[shown] is None
+    assert input_digests(layout, inputs, exchange.max_bytes)[shown] is not None
+
+
 # --------------------------------------------------------------------------- dry runs
 
 

@@ -199,13 +199,15 @@ class Exchange:
         self.settings = conf
         self._cache: dict[tuple[str, Path], Loaded[Any]] = {}
         #: sha256 of the bytes each file had when this read took them: what a build used,
-        #: even if the file changes before anyone hashes it again.
-        self.digests: dict[Path, str] = {}
+        #: even if the file changes before anyone hashes it again; None for a file the read
+        #: refused (a link, a FIFO, too big, gone), which gave the build no bytes at all.
+        self.digests: dict[Path, str | None] = {}
 
     def read_document(self, path: Path) -> tuple[Any, list[Problem]]:
         try:
             raw = safe_read.read_bytes(path, max_bytes=self.max_bytes)
         except safe_read.ReadError as exc:
+            self.digests[path] = None
             p = exc.problem
             return None, [Problem(display(self.layout, path), p.field, p.reason)]
         return self._document(path, raw)
@@ -268,7 +270,7 @@ class Exchange:
             raw = safe_read.read_bytes(path, max_bytes=self.max_bytes)
         except safe_read.ReadError:
             return self._checked(kind, path, self._parse(kind, path))  # says why, as before
-        known: dict[tuple[object, ...], tuple[bytes, str, Loaded[Any]]]
+        known: dict[tuple[object, ...], tuple[bytes, str | None, Loaded[Any]]]
         known = caches.current().table("exchange_files")
         key = (
             kind,

@@ -257,10 +257,16 @@ def input_digests(
     max_bytes: int | None = None,
     exchange: Exchange | None = None,
 ) -> dict[str, str | None]:
-    """Digests of the inputs as `exchange` read them (the bytes a mint used), else as they are."""
+    """Digests of the inputs as `exchange` read them (the bytes a mint used, None for a file
+    it refused), else as they are: a file refused at the read and hashed later could be
+    recorded with bytes the mint never saw, and the rituals would then take the refusal
+    for fresh."""
     paths = [*inputs.present, *inputs.optional, *([inputs.chain] if inputs.chain else [])]
     read = exchange.digests if exchange is not None else {}
-    return {display_path(layout.root, p): read.get(p) or file_digest(p, max_bytes) for p in paths}
+    return {
+        display_path(layout.root, p): read[p] if p in read else file_digest(p, max_bytes)
+        for p in paths
+    }
 
 
 # --------------------------------------------------------------------------- composing a batch
