@@ -246,6 +246,8 @@ class Watching:
             start_new_session=True,
         )
         self.lines: queue.Queue[str] = queue.Queue()
+        #: every line read so far, for a failure's message
+        self.seen: list[str] = []
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
@@ -264,9 +266,13 @@ class Watching:
                 if self.proc.poll() is not None and self.lines.empty():
                     return False
                 continue
+            self.seen.append(line)
             if line.startswith(prefix):
                 return True
         return False
+
+    def transcript(self) -> str:
+        return "".join(self.seen[-40:])
 
     def __enter__(self) -> Watching:
         return self
@@ -552,7 +558,10 @@ class IncrementalEqualsClean(RuleBasedStateMachine):
             temp.write_bytes(dump(order))
             os.replace(temp, path)
             self.changed()
-            watching.wait_for(later)
+            assert watching.wait_for(later), (
+                f"{command}: no rebuild after {path.name} was edited while watched:\n"
+                + watching.transcript()
+            )
         self.changed()
 
     @rule(delay=st.floats(0.0, 1.5))
