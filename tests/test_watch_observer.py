@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -192,6 +193,46 @@ def test_watchdog_source_reports_real_events_and_waits_for_missing_roots(tmp_pat
         wait_for(lambda: None in seen or later in seen, timeout=5)
         (later / "b.json").write_text("{}")
         wait_for(lambda: later / "b.json" in seen, timeout=5)
+    finally:
+        source.stop()
+
+
+def test_watchdog_source_watches_a_removed_or_replaced_root_again(tmp_path: Path) -> None:
+    """`rm -r orders && mkdir orders`, or a folder swapped for another: the old watch ended
+    with (or went along with) the old folder; `repair` watches the new one."""
+    seen: list[Path | None] = []
+    lock = threading.Lock()
+
+    def notify(path: Path | None) -> None:
+        with lock:
+            seen.append(path)
+
+    here = tmp_path / "exchange" / "orders"
+    here.mkdir(parents=True)
+    source = WatchdogSource()
+    source.start([WatchRoot(here, recursive=False)], notify)
+    try:
+        # removed, then made again: the removal is reported, and repair waits for the folder
+        shutil.rmtree(here)
+        wait_for(lambda: here in seen, timeout=5)
+        source.repair()
+        with lock:
+            seen.clear()
+        here.mkdir()
+        source.repair()  # made before its parent's watch began, or reported by it
+        wait_for(lambda: None in seen, timeout=5)
+        drop(here / "a.json", b"{}")
+        wait_for(lambda: here / "a.json" in seen, timeout=5)
+        # renamed away and replaced: nothing is reported under the old name, and the
+        # rescan's check of every folder finds the folder at that path is another one
+        here.rename(tmp_path / "exchange" / "old")
+        here.mkdir()
+        with lock:
+            seen.clear()
+        source.repair(everything=True)
+        assert None in seen
+        drop(here / "b.json", b"{}")
+        wait_for(lambda: here / "b.json" in seen, timeout=5)
     finally:
         source.stop()
 

@@ -16,6 +16,7 @@ so a bad file gets reported instead of waited on for ever.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -33,7 +34,7 @@ from typing import Literal, Protocol
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
+from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
 from toyfoundry.store import safe_read
@@ -69,15 +70,29 @@ class EventSource(Protocol):
         """Also watch these roots from now on (those already watched are left as they are)."""
         ...
 
+    def repair(self, *, everything: bool = False) -> None:
+        """Watch again any root that was removed or replaced since it was watched (called
+        by the loop before each cycle, from the loop's thread); `everything`: check every
+        root, not only those reported gone."""
+        ...
+
     def stop(self) -> None: ...
 
 
 class _Forward(FileSystemEventHandler):
-    """Passes the paths of watchdog's change events on as hints."""
+    """Passes the paths of watchdog's change events on as hints; `lost` hears of the
+    watched folder itself going away (its watch ends with it)."""
 
-    def __init__(self, notify: Notify) -> None:
+    def __init__(
+        self,
+        notify: Notify,
+        root: Path | None = None,
+        lost: Callable[[Path], None] | None = None,
+    ) -> None:
         super().__init__()
         self._notify = notify
+        self._root = root
+        self._lost = lost
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         kind = event.event_type
@@ -89,14 +104,22 @@ class _Forward(FileSystemEventHandler):
             return
         for raw in (event.src_path, event.dest_path):
             if raw:
-                self._notify(Path(os.fsdecode(raw)))
+                path = Path(os.fsdecode(raw))
+                if path == self._root and self._lost and kind in ("deleted", "moved"):
+                    self._lost(path)
+                self._notify(path)
 
 
 class WatchdogSource:
     """Real filesystem events through watchdog's `Observer` (inotify on Linux), or its poller.
 
     A root that does not exist yet is waited for: its nearest existing ancestor is
-    watched, and the root is scheduled (and announced as a hint) once it appears.
+    watched, and the root is scheduled (and announced as a hint) once it appears. A
+    watch ends with the folder it watches, and a folder moved away takes its watch
+    along, so a root removed, replaced or renamed (`rm -r orders && mkdir orders`, a
+    sync tool swapping folders) is watched again by `repair`: at once when its removal
+    was reported, otherwise once a rescan finds the folder at that path is not the one
+    watched.
     """
 
     def __init__(self, *, polling: bool = False, poll_interval: float = 1.0) -> None:
@@ -105,7 +128,11 @@ class WatchdogSource:
         self._observer: BaseObserver | None = None
         self._notify: Notify | None = None
         self._missing: list[WatchRoot] = []
-        self._scheduled: set[tuple[Path, bool]] = set()
+        #: (folder, recursive, waits for roots to appear) -> its watch and the folder's
+        #: (device, inode) when it was watched
+        self._scheduled: dict[tuple[Path, bool, bool], tuple[ObservedWatch, tuple[int, int]]] = {}
+        #: roots reported removed since the last `repair`
+        self._lost: set[Path] = set()
         self._lock = threading.RLock()
 
     def start(self, roots: Sequence[WatchRoot], notify: Notify) -> None:
@@ -123,29 +150,75 @@ class WatchdogSource:
     def add(self, roots: Sequence[WatchRoot]) -> None:
         with self._lock:
             for root in roots:
-                if (root.path, root.recursive) not in self._scheduled and root not in self._missing:
+                if (root.path, root.recursive, False) not in self._scheduled and (
+                    root not in self._missing
+                ):
                     self._schedule(root)
 
-    def _watch(self, path: Path, recursive: bool, notify: Notify) -> None:
-        key = (path, recursive)
+    def repair(self, *, everything: bool = False) -> None:
+        """Watch again each root reported removed, or (`everything`) each whose folder is
+        gone or is no longer the one watched, and each awaited root that is there now; a
+        root watched again is announced as an "anything changed" hint, since files may
+        have come and gone meanwhile."""
+        with self._lock:
+            if any(root.path.is_dir() for root in self._missing):
+                # it appeared before the watch of its parent began (watches start in
+                # their own thread): nothing reported it
+                self._appeared(None)
+            lost, self._lost = self._lost, set()
+            if not (lost or everything) or self._observer is None:
+                return
+            broken: list[WatchRoot] = []
+            for key, (watch, ident) in list(self._scheduled.items()):
+                path, recursive, waiting = key
+                if not (everything or path in lost) or _identity(path) == ident:
+                    continue
+                # one watch per folder: a root's and a waiting parent's share it
+                with contextlib.suppress(Exception):
+                    self._observer.unschedule(watch)
+                for role in (False, True):
+                    self._scheduled.pop((path, recursive, role), None)
+                if not waiting:
+                    broken.append(WatchRoot(path, recursive))
+            if not broken and not lost:
+                return
+            waiting_roots, self._missing = self._missing, []
+            for root in [*broken, *waiting_roots]:
+                self._schedule(root)
+            if broken:
+                self._hint(None)
+
+    def _watch(self, path: Path, recursive: bool, waiting: bool) -> None:
+        key = (path, recursive, waiting)
         if key in self._scheduled or self._observer is None:
             return
+        ident = _identity(path)
+        handler = (
+            _Forward(self._appeared, path, self._gone)
+            if waiting
+            else _Forward(self._hint, path, self._gone)
+        )
         try:
-            self._observer.schedule(_Forward(notify), str(path), recursive=recursive)
+            watch = self._observer.schedule(handler, str(path), recursive=recursive)
         except OSError:
             # gone between the check and the watch; the periodic rescan still covers it
             return
-        self._scheduled.add(key)
+        if ident is not None:
+            self._scheduled[key] = (watch, ident)
 
     def _schedule(self, root: WatchRoot) -> None:
         if root.path.is_dir():
-            self._watch(root.path, root.recursive, self._hint)
+            self._watch(root.path, root.recursive, False)
             return
         self._missing.append(root)
         parent = root.path.parent
         while not parent.is_dir() and parent != parent.parent:
             parent = parent.parent
-        self._watch(parent, False, self._appeared)
+        self._watch(parent, False, True)
+
+    def _gone(self, path: Path) -> None:
+        with self._lock:
+            self._lost.add(path)
 
     def _hint(self, path: Path | None) -> None:
         if self._notify is not None:
@@ -177,6 +250,15 @@ class WatchdogSource:
         stopper.join(timeout)
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """A folder's (device, inode), or None when there is no folder at `path`."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
 class ScriptedSource:
     """An event source a test drives by hand: `emit(path)` delivers a hint as an observer would."""
 
@@ -192,6 +274,9 @@ class ScriptedSource:
 
     def add(self, roots: Sequence[WatchRoot]) -> None:
         self.roots += [r for r in roots if r not in self.roots]
+
+    def repair(self, *, everything: bool = False) -> None:
+        return None
 
     def stop(self) -> None:
         self._notify = None
@@ -319,11 +404,19 @@ class WatchLoop:
         self.running = True
         try:
             retry = cycle(Wake("start"))
+            checked = self.clock()
             while not self.hints.stopped:
                 wait = self.rescan if retry is None else min(self.rescan, retry)
                 batch = self.hints.next_batch(self.clock() + wait)
                 if self.hints.stopped:
                     break
+                # a watched folder removed or replaced is watched again before the cycle
+                # looks: those events reported at once, every folder at least every
+                # `rescan` seconds (one renamed away reports nothing under its old name)
+                everything = not batch or self.clock() - checked >= self.rescan
+                if everything:
+                    checked = self.clock()
+                self.source.repair(everything=everything)
                 retry = cycle(Wake("event", batch) if batch else Wake("rescan"))
         finally:
             self.running = False
