@@ -111,9 +111,12 @@ def test_compute_hands_on_plain_data_equal_to_its_model(built: Layout, ran: set[
     assert dumps_canonical(computed.document) == dumps_canonical(computed.artefact)
     # the report takes the document for a parse of rituals.json (`parsed.remember_plain`)
     assert orjson.loads(dumps_canonical(computed.document)) == computed.document
-    assert computed.encoded == [doctrine.encode(e) for e in computed.promoted]
+    entries = [doctrine.DoctrineEntry.model_validate(e) for e in computed.promoted]
+    assert [e.model_dump(mode="json") for e in entries] == computed.promoted
+    assert computed.encoded == [doctrine.encode(e) for e in entries]
     results = {r.alfa_id: r for r in computed.artefact.results}
-    assert all(results[e.alfa_id].doctrine == doctrine.digest_of(e) for e in computed.promoted)
+    assert all(results[e.alfa_id].doctrine == doctrine.digest_of(e) for e in entries)
+    assert ("promote" in ran) == bool(entries)
 
 
 def test_one_ritual_at_a_time_matches_a_full_run(

@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -166,7 +167,8 @@ class Staged:
     digests: list[str]
     #: objects not stored yet (path, canonical bytes), sorted by path; created read-only
     objects: list[tuple[Path, bytes]]
-    lines: list[IndexLine]
+    #: the `IndexLine`s to append, as their plain data (every field present)
+    lines: list[dict[str, Any]]
 
     @property
     def modes(self) -> dict[Path, int]:
@@ -175,11 +177,12 @@ class Staged:
 
 def stage(
     layout: Layout,
-    entries: Iterable[DoctrineEntry],
+    entries: Sequence[Mapping[str, Any]],
     encoded: Sequence[bytes] | None = None,
 ) -> Staged:
     """What `archive` writes, without writing it: for a caller that flushes the objects together
-    with files of its own (the rituals), then calls `index`. `encoded`: each entry's
+    with files of its own (the rituals), then calls `index`. `entries`: each entry's plain
+    data (a `DoctrineEntry`'s dump, every field present); `encoded`: each entry's
     `encode`, when the caller has made it already (the rituals, for the digest).
 
     The index is read only when an object is already stored: its line is appended after
@@ -189,15 +192,15 @@ def stage(
     """
     digests: list[str] = []
     objects: dict[Path, bytes] = {}
-    first: dict[str, tuple[DoctrineEntry, bool]] = {}  # digest -> (entry, stored before)
-    entries = list(entries)
-    datas = encoded if encoded is not None else [encode(entry) for entry in entries]
+    first: dict[str, tuple[Mapping[str, Any], bool]] = {}  # digest -> (entry, stored before)
+    datas = encoded if encoded is not None else [dumps_canonical(entry) for entry in entries]
+    folder = str(objects_dir(layout))  # each object's path made from text: one `Path` each
     for entry, data in zip(entries, datas, strict=True):
         digest = hashlib.sha256(data).hexdigest()
         digests.append(digest)
         if digest in first:
             continue
-        path = object_path(layout, digest)
+        path = Path(f"{folder}/{digest[:2]}/{digest}.json")
         try:  # one lstat: a link counts as stored, dangling or not, and is left as it is
             mode: int | None = os.lstat(path).st_mode
         except FileNotFoundError:
@@ -212,16 +215,17 @@ def stage(
         first[digest] = (entry, stored)
     indexed = indexed_digests(layout) if any(s for _, s in first.values()) else set()
     now = utc_now()
+    # `IndexLine`s' plain data: every value from a valid entry, its digest and the clock
     lines = [
-        IndexLine(
-            schema_version=1,
-            sha256=digest,
-            alfa_id=entry.alfa_id,
-            order_id=entry.order_id,
-            recipe=entry.recipe,
-            score=entry.score,
-            archived_at=now,
-        )
+        {
+            "schema_version": 1,
+            "sha256": digest,
+            "alfa_id": entry["alfa_id"],
+            "order_id": entry["order_id"],
+            "recipe": entry["recipe"],
+            "score": entry["score"],
+            "archived_at": now,
+        }
         for digest, (entry, stored) in first.items()
         if not stored or digest not in indexed
     ]
@@ -235,9 +239,10 @@ def index(layout: Layout, staged: Staged) -> None:
 
 def archive(layout: Layout, entries: Iterable[DoctrineEntry]) -> list[str]:
     """Store each entry (a no-op for one already archived); its content hash, in order."""
-    staged = stage(layout, entries)
-    # created read-only, all flushed at once, before the index says they exist
-    write_many_atomic(staged.objects, mode=OBJECT_MODE)
+    staged = stage(layout, [entry.model_dump(mode="json") for entry in entries])
+    # created read-only, all flushed at once, before the index says they exist; objects
+    # found absent are not opened again to compare
+    write_many_atomic(staged.objects, mode=OBJECT_MODE, absent=staged.modes)
     index(layout, staged)
     return staged.digests
 
