@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -13,7 +14,15 @@ import pytest
 
 from tests.support import build, cli, make_project
 from toyfoundry.forge.adapter import OutboxManifest
-from toyfoundry.forge.doctrine import DoctrineEntry, IndexLine, object_path, read_index
+from toyfoundry.forge.doctrine import (
+    DoctrineEntry,
+    IndexLine,
+    object_path,
+    pack_folder,
+    read_index,
+    split_pack,
+    stored_objects,
+)
 from toyfoundry.forge.mint import mint_order
 from toyfoundry.forge.rituals import drill_score, run_rituals
 from toyfoundry.formats.models import (
@@ -25,7 +34,7 @@ from toyfoundry.formats.models import (
     RitualRecord,
     RitualsArtefact,
 )
-from toyfoundry.store.atomic import dumps_canonical
+from toyfoundry.store.atomic import dumps_canonical, write_many_atomic
 from toyfoundry.store.layout import Layout
 
 SAMPLE = Path(__file__).resolve().parents[1] / "exchange"
@@ -197,38 +206,67 @@ def test_doctrine_is_content_addressed_and_archiving_twice_is_a_no_op(built: Lay
     assert not problems and entries
     promoted = rituals_of(built, OPERATIONAL).promoted + rituals_of(built, BUNNY).promoted
     assert sorted(e.alfa_id for e in entries) == sorted(promoted)
+    stored = stored_objects(built)
+    assert sorted(stored) == sorted(e.sha256 for e in entries)
     for entry in entries:
-        path = object_path(built, entry.sha256)
-        DoctrineEntry.model_validate_json(path.read_bytes())
-        assert not os.access(path, os.W_OK) or os.geteuid() == 0
+        DoctrineEntry.model_validate_json(stored[entry.sha256])
+    # one read-only pack an order, named by its bytes, its objects in digest order
+    packs = sorted(built.doctrine.rglob("*.pack"))
+    assert [p.parent.name for p in packs] == sorted({e.order_id for e in entries})
+    for pack in packs:
+        data = pack.read_bytes()
+        assert pack.stem == hashlib.sha256(data).hexdigest()
+        assert not os.access(pack, os.W_OK) or os.geteuid() == 0
+        digests = [hashlib.sha256(o).hexdigest() for o in split_pack(data)]
+        assert digests == sorted(digests) and b"".join(stored[d] for d in digests) == data
+    assert not (built.doctrine / "objects").exists()
     index = built.doctrine_index.read_bytes()
     run_rituals(built, OPERATIONAL)
     run_rituals(built, OPERATIONAL, only="promote")
     assert built.doctrine_index.read_bytes() == index
+    assert sorted(built.doctrine.rglob("*.pack")) == packs
 
 
 def test_archive_indexes_each_object_once_and_repairs_a_lost_line(built: Layout) -> None:
     from toyfoundry.forge import doctrine
 
     entries, _ = read_index(built)
-    objects = [
-        DoctrineEntry.model_validate_json(object_path(built, e.sha256).read_bytes())
-        for e in entries[:3]
-    ]
+    stored = stored_objects(built)
+    objects = [DoctrineEntry.model_validate_json(stored[e.sha256]) for e in entries[:3]]
     fresh = objects[0].model_copy(update={"score": objects[0].score + 1})
     before = len(entries)
-    # stored and indexed: nothing new; a new entry twice in one call: one object, one line
+    packs = sorted(built.doctrine.rglob("*.pack"))
+    # stored and indexed: nothing new; a new entry twice in one call: one object, one line,
+    # in a new pack of its order's
     doctrine.archive(built, [*objects, fresh, fresh])
     after, _ = read_index(built)
     assert len(after) == before + 1 and after[-1].sha256 == doctrine.digest_of(fresh)
+    new = sorted(set(built.doctrine.rglob("*.pack")) - set(packs))
+    assert new == [pack_folder(built, fresh.order_id) / f"{_sha(doctrine.encode(fresh))}.pack"]
     # an object stored but never indexed (a crash between the two): indexed on the next call
     lost = objects[1].model_copy(update={"score": objects[1].score + 2})
     digest = doctrine.digest_of(lost)
-    object_path(built, digest).parent.mkdir(parents=True, exist_ok=True)
-    object_path(built, digest).write_bytes(doctrine.dumps_canonical(lost))
+    staged = doctrine.stage(built, [lost.model_dump(mode="json")])
+    write_many_atomic(staged.objects, mode=doctrine.OBJECT_MODE)
     doctrine.archive(built, [lost])
     final, problems = read_index(built)
     assert not problems and [e.sha256 for e in final[len(after) :]] == [digest]
+    # an older archive's loose object counts as stored, and is verified as it is
+    loose = objects[2].model_copy(update={"score": objects[2].score + 3})
+    path = object_path(built, doctrine.digest_of(loose))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(doctrine.encode(loose))
+    doctrine.archive(built, [loose])
+    assert sorted(built.doctrine.rglob("*.pack")) == sorted([*packs, *new, *staged_paths(staged)])
+    assert doctrine.verify(built) == (len(final) + 1, [])
+
+
+def staged_paths(staged: Any) -> list[Path]:
+    return [path for path, _ in staged.objects]
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def test_doctrine_verify_catches_tampered_and_missing_entries(
@@ -239,17 +277,22 @@ def test_doctrine_verify_catches_tampered_and_missing_entries(
     code, out, _ = cli(capsys, built, "doctrine", "list")
     assert code == 0 and len(out.splitlines()) == len(read_index(built)[0])
     entries = read_index(built)[0]
-    tampered = object_path(built, entries[0].sha256)
+    orders = sorted({e.order_id for e in entries})
+    assert len(orders) == 2
+    (tampered,) = pack_folder(built, orders[0]).glob("*.pack")
     tampered.chmod(0o644)
-    tampered.write_text(tampered.read_text().replace('"score": ', '"score": 1'))
-    object_path(built, entries[1].sha256).unlink()
+    tampered.write_text(tampered.read_text().replace('"score": ', '"score": 1', 1))
+    (gone,) = pack_folder(built, orders[1]).glob("*.pack")
+    gone.unlink()
     code, _, err = cli(capsys, built, "doctrine", "verify")
     assert code == 1
     lines = err.strip().splitlines()
     rel = str(tampered.relative_to(built.root))
     assert any(line.startswith(f"{rel}: -: is tampered") for line in lines)
-    assert any("is missing" in line and entries[1].alfa_id in line for line in lines)
-    assert len(lines) == 2
+    missing = [e for e in entries if e.order_id == orders[1]]
+    for entry in missing:
+        assert any("is missing" in line and entry.alfa_id in line for line in lines)
+    assert len(lines) == 1 + len(missing)
 
 
 def test_a_ritual_on_an_order_with_no_file_says_so_rather_than_advise_a_build(

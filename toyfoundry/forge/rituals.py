@@ -566,7 +566,7 @@ def run_rituals(
     # flush for the set (see `write_many_atomic`), the objects renamed first
     rituals_path = layout.rituals_artefact(order_id)
     rituals_data = dumps_canonical(document)
-    modes = staged.modes  # the objects `stage` found absent, created read-only
+    modes = staged.modes  # the new doctrine packs, named by their bytes: created read-only
     chain = advanced.model_copy(update={"pool": computed.pool})
     chain_path, chain_data = layout.chain_file(order_id), dumps_canonical(chain)
     write_many_atomic(
