@@ -316,3 +316,67 @@ def test_ritual_all_prints_the_rituals_in_the_order_they_run(tmp_path: Path, run
     assert result.code == 0, result.err
     ran = [line.split(": ")[1] for line in result.out.splitlines()]
     assert ran == ["drill", "parade", "purge", "promote"]
+
+
+@pytest.mark.parametrize("base", [50.0, 0.0, -0.0, 1.5])
+def test_batch_scores_add_the_weights_as_one_alfa_at_a_time(base: float) -> None:
+    """Drill's batch scores equal an Alfa's own, bit for bit: mixed types in a column,
+    signed zeros, a -0.0 base (where a parameter without weights adds 0.0 that counts),
+    parameters in another order."""
+    import random
+
+    from toyfoundry.forge.rituals import _Scorer
+    from toyfoundry.formats.models import Alfa
+
+    recipe = Recipe.model_validate(
+        {
+            "schema_version": 1,
+            "recipe_id": "r",
+            "version": "1",
+            "parameters": {
+                "c": {"kind": "enum", "values": ["a", "b", "z"]},
+                "x": {"kind": "float", "min": -1.0, "max": 1.0, "step": 0.5},
+                "n": {"kind": "int", "min": 0, "max": 3},
+                "u": {"kind": "float", "min": 0.0, "max": 9.0, "step": 0.1},
+            },
+            "baselines": [{"c": "a", "x": 0.0, "n": 0, "u": 0.0}],
+            "scoring": {
+                "base": base,
+                "noise": 3.0,
+                "weights": {
+                    "c": {"a": -0.0, "b": 0.1, "z": -0.2},
+                    "x": {"0.0": 1.0, "-0.0": 5.0, "1": 2.0, "0.5": 0.3},
+                    "n": {"1": 3.0, "2": -0.0, "3": 1e-17},
+                },
+            },
+            "pass_score": 0.0,
+            "promote_score": 0.0,
+        }
+    )
+    draw = random.Random(5)
+    for round_ in range(40):
+        alfas = []
+        for slot in range(30):
+            params: dict[str, Any] = {
+                "c": draw.choice(["a", "b", "z"]),
+                "x": draw.choice([0.0, -0.0, 0.5, -0.5, 1.0, -1.0]),
+                "n": draw.choice([0, 1, 2, 3]),
+                "u": draw.choice([0.0, 0.1, 4.2]),
+            }
+            if round_ % 4 == 1:
+                params["x"] = draw.choice([1, 0, params["x"]])  # ints among the floats
+            if round_ % 4 == 2 and slot == 7:
+                params = dict(reversed(list(params.items())))  # another order
+            alfas.append(
+                Alfa(
+                    alfa_id=f"2025-01-01-001.a{slot:03d}",
+                    slot=slot,
+                    params=params,
+                    share="novel",
+                    outcome="passed",
+                )
+            )
+        batch = _Scorer(recipe).scores(round_, alfas)
+        one = [_Scorer(recipe).score(round_, a) for a in alfas]
+        assert [orjson.dumps(s) for s, _ in batch] == [orjson.dumps(s) for s, _ in one]
+        assert batch == one
