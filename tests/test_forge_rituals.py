@@ -380,3 +380,20 @@ def test_batch_scores_add_the_weights_as_one_alfa_at_a_time(base: float) -> None
         one = [_Scorer(recipe).score(round_, a) for a in alfas]
         assert [orjson.dumps(s) for s, _ in batch] == [orjson.dumps(s) for s, _ in one]
         assert batch == one
+
+
+def test_a_fifo_among_an_orders_packs_is_never_waited_on(built: Layout) -> None:
+    from toyfoundry.forge import doctrine
+
+    entries, _ = read_index(built)
+    fifo = pack_folder(built, entries[0].order_id) / f"{'0' * 64}.pack"
+    os.mkfifo(fifo)
+    stored = stored_objects(built)  # opened without blocking, and skipped
+    assert sorted(stored) == sorted(e.sha256 for e in entries)
+    entry = DoctrineEntry.model_validate_json(stored[entries[0].sha256])
+    doctrine.archive(built, [entry])  # stored already: nothing written
+    checked, problems = doctrine.verify(built)
+    assert checked == len(entries)
+    assert [(p.path, p.reason) for p in problems] == [
+        (str(fifo.relative_to(built.root)), "cannot be read: is not a regular file")
+    ]

@@ -19,6 +19,7 @@ re-hashes every pack and indexed object and reports missing, tampered and uninde
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import stat
@@ -44,7 +45,7 @@ from toyfoundry.formats.models import (
     Timestamp,
     Version,
 )
-from toyfoundry.store.atomic import dumps_canonical, read_whole, write_many_atomic
+from toyfoundry.store.atomic import dumps_canonical, write_many_atomic
 from toyfoundry.store.layout import Layout
 from toyfoundry.store.ledger import Ledger, extent, lines
 from toyfoundry.store.runid import utc_now
@@ -127,13 +128,28 @@ def _packs(folder: Path) -> list[Path]:
     return [folder / n for n in sorted(names) if n.endswith(PACK_SUFFIX) and n[0] != "."]
 
 
+def _read_pack(path: Path) -> bytes:
+    """A pack's bytes; OSError when it is no regular file (opened without blocking: a FIFO
+    in its place is not waited on) or cannot be read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "is not a regular file", str(path))
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def order_objects(layout: Layout, order_id: str) -> dict[str, bytes]:
     """The objects stored in an order's packs, by digest: what its rituals archived before
     (a new order's: none, for the one failing `listdir` of its folder)."""
     found: dict[str, bytes] = {}
     for pack in _packs(pack_folder(layout, order_id)):
         try:
-            data = read_whole(pack)
+            data = _read_pack(pack)
         except OSError:
             continue  # unreadable: its objects are stored again, in a pack of their own
         for data_of in split_pack(data):
@@ -349,7 +365,7 @@ def verify(layout: Layout) -> tuple[int, list[Problem]]:
         for pack in _packs(folder / order_id):
             shown = display(layout, pack)
             try:
-                data = pack.read_bytes()
+                data = _read_pack(pack)
             except OSError as exc:
                 problems.append(Problem(shown, "-", f"cannot be read: {exc.strerror or exc}"))
                 continue
