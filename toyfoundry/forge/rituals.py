@@ -54,6 +54,7 @@ from toyfoundry.formats.models import (
     SCHEMA_VERSION,
     Alfa,
     Chain,
+    ChainParent,
     FloatParam,
     MintArtefact,
     ParamValue,
@@ -401,18 +402,40 @@ class _Previous:
 
     chain: Chain
     data: bytes
+    #: the sha256 of `data` when it was read from the previous order's chain file
+    digest: str | None = None
+
+
+def _read_previous(layout: Layout, previous: str | None) -> _Previous | None:
+    """The previous order's chain, read once for both its digest among the mint's inputs
+    and the chain itself; None when there is none or it cannot be read (`_previous` then
+    reads it again, and says why)."""
+    if previous is None:
+        return None
+    try:
+        chain, data = chains.read_chain_data(layout, previous)
+    except FoundryError:
+        return None
+    return _Previous(chain, data, chains.digest_of(data))
 
 
 def _previous(
-    layout: Layout, exchange: Exchange, previous: str | None, recipe_id: str | None
+    layout: Layout,
+    exchange: Exchange,
+    previous: str | None,
+    recipe_id: str | None,
+    read: _Previous | None = None,
 ) -> _Previous | None:
-    """The chain the order starts from: the previous order's, else the recipe's first; None
-    for an order in no chain (`recipe_id` None: its file did not parse when planned)."""
+    """The chain the order starts from: the previous order's (`read`, when it was read
+    already), else the recipe's first; None for an order in no chain (`recipe_id` None:
+    its file did not parse when planned)."""
     if recipe_id is None:
         return None
     if previous is not None:
+        if read is not None:
+            return read
         chain, data = chains.read_chain_data(layout, previous)
-        return _Previous(chain, data)
+        return _Previous(chain, data, chains.digest_of(data))
     recipe = exchange.recipe(recipe_id).model
     key = space_key(recipe) if recipe is not None else chains.orphan_space(recipe_id)
     chain = chains.genesis(recipe_id, key)
@@ -502,9 +525,14 @@ def run_rituals(
             f"{shown}: -: order {order_id} is not minted yet; run `toyfoundry build`"
         )
     before = chains.resolve_previous(ex, order_id, previous)
+    # the previous chain, read once: its digest among the inputs is that of the bytes the
+    # order starts from (as the mint's is, `chains.start_chain`), not of a second read
+    read = _read_previous(layout, before)
+    if read is not None and before is not None:
+        ex.digests[layout.chain_file(before)] = read.digest
     stale = _stale_inputs(layout, ex, mint, before)
     if stale and remint_stale:
-        ex = Exchange(layout)
+        ex, read = Exchange(layout), None
         mint = mint_order(layout, order_id, exchange=ex, previous=before, planned=planned)
     elif stale:
         shown = display(layout, layout.mint_artefact(order_id))
@@ -517,7 +545,7 @@ def run_rituals(
     # the graph hands on the chain its plan drew, whatever the order file holds now
     own_recipe = order.recipe if order is not None else None
     chain_recipe = planned_recipe if planned is not None else own_recipe
-    start = _previous(layout, ex, before, chain_recipe)
+    start = _previous(layout, ex, before, chain_recipe, read)
     ledger = Ledger(layout.ritual_ledger)
 
     if mint.status in ("blocked", "rejected") or mint.dry_run or force_dry_run:
@@ -554,7 +582,11 @@ def run_rituals(
     computed = compute(mint, recipe, start.chain.pool, ran)
     document = computed.document
     staged = doctrine.stage(layout, computed.promoted, computed.encoded)
-    parent = chains.parent_of(before, start.data)
+    parent = (
+        None
+        if before is None
+        else ChainParent(order=before, sha256=start.digest or chains.digest_of(start.data))
+    )
     advanced = chains.advance(
         start.chain, space_of(recipe), order_id, mint.alfas, parent, mint.hand_on
     )
