@@ -85,8 +85,7 @@ def _fsync_folders(folders: list[Path], *, whole: bool = False) -> None:
     `whole`: file data waits too, so flush the folders' filesystems whole (`syncfs`).
 
     A `syncfs` needs one open folder of each filesystem: the others are only `stat`ed for
-    their device (a task's folders, eight of them the doctrine's, cost an open, an fstat
-    and a close each)."""
+    their device, not opened, `fstat`ed and closed (a task flushes up to a dozen folders)."""
     groups = [[folder] for folder in folders]
     if len(folders) > 1 and fsio.HAS_SYNCFS:
         by_device: dict[int, list[Path]] = {}
