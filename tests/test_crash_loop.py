@@ -22,6 +22,7 @@ import pytest
 
 from bench import workload
 from tests.conftest import REPO, doit, executed, make_project
+from toyfoundry.forge import doctrine
 from toyfoundry.formats.models import MintRecord, RitualRecord
 from toyfoundry.store import sweep
 from toyfoundry.store.layout import Layout
@@ -55,11 +56,15 @@ def outputs(layout: Layout) -> dict[str, bytes]:
     """
     out: dict[str, bytes] = {}
     bases = [layout.build, layout.reports_dir, layout.outbox_dir, layout.exports]
-    bases += [layout.quilt_parts, layout.doctrine / "objects"]
+    bases += [layout.quilt_parts]
     for base in bases:
         for path in sorted(base.rglob("*")) if base.exists() else []:
             if path.is_file() and not is_temp(path) and "dashboards" not in path.parts:
                 out[str(path.relative_to(layout.root))] = path.read_bytes()
+    # the doctrine's objects, by digest, wherever they are stored (packs are the order's
+    # objects stored together, so a build that ran an order twice may group them apart)
+    for digest, data in doctrine.stored_objects(layout).items():
+        out[f".toyfoundry/doctrine/objects/{digest}"] = data
     if layout.rollup.exists():
         rollup = json.loads(layout.rollup.read_bytes())
         for batch in rollup["batches"]:
@@ -183,5 +188,5 @@ def test_killed_builds_finish_as_if_never_killed(tmp_path: Path) -> None:
     assert sorted(ours) == sorted(theirs), context
     differ = [name for name in ours if ours[name] != theirs[name]]
     assert differ == [], f"{context}: {differ}"
-    objects = (layout.doctrine / "objects").rglob("*.json")
-    assert all(p.stat().st_mode & 0o222 == 0 for p in objects), "a doctrine object is writable"
+    packs = layout.doctrine.rglob("*.pack")
+    assert all(p.stat().st_mode & 0o222 == 0 for p in packs), "a doctrine pack is writable"

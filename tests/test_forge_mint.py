@@ -131,7 +131,7 @@ def test_two_builds_in_different_folders_are_byte_identical(tmp_path: Path) -> N
         build(layout, *SAMPLE_ORDERS)
         files = {
             str(p.relative_to(layout.root)): p.read_bytes()
-            for folder in (layout.build, layout.outbox_dir, layout.doctrine / "objects")
+            for folder in (layout.build, layout.outbox_dir, layout.doctrine / "packs")
             for p in sorted(folder.rglob("*"))
             if p.is_file()
         }

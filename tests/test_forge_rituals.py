@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -13,7 +14,15 @@ import pytest
 
 from tests.support import build, cli, make_project
 from toyfoundry.forge.adapter import OutboxManifest
-from toyfoundry.forge.doctrine import DoctrineEntry, IndexLine, object_path, read_index
+from toyfoundry.forge.doctrine import (
+    DoctrineEntry,
+    IndexLine,
+    object_path,
+    pack_folder,
+    read_index,
+    split_pack,
+    stored_objects,
+)
 from toyfoundry.forge.mint import mint_order
 from toyfoundry.forge.rituals import drill_score, run_rituals
 from toyfoundry.formats.models import (
@@ -25,7 +34,7 @@ from toyfoundry.formats.models import (
     RitualRecord,
     RitualsArtefact,
 )
-from toyfoundry.store.atomic import dumps_canonical
+from toyfoundry.store.atomic import dumps_canonical, write_many_atomic
 from toyfoundry.store.layout import Layout
 
 SAMPLE = Path(__file__).resolve().parents[1] / "exchange"
@@ -111,9 +120,12 @@ def test_compute_hands_on_plain_data_equal_to_its_model(built: Layout, ran: set[
     assert dumps_canonical(computed.document) == dumps_canonical(computed.artefact)
     # the report takes the document for a parse of rituals.json (`parsed.remember_plain`)
     assert orjson.loads(dumps_canonical(computed.document)) == computed.document
-    assert computed.encoded == [doctrine.encode(e) for e in computed.promoted]
+    entries = [doctrine.DoctrineEntry.model_validate(e) for e in computed.promoted]
+    assert [e.model_dump(mode="json") for e in entries] == computed.promoted
+    assert computed.encoded == [doctrine.encode(e) for e in entries]
     results = {r.alfa_id: r for r in computed.artefact.results}
-    assert all(results[e.alfa_id].doctrine == doctrine.digest_of(e) for e in computed.promoted)
+    assert all(results[e.alfa_id].doctrine == doctrine.digest_of(e) for e in entries)
+    assert ("promote" in ran) == bool(entries)
 
 
 def test_one_ritual_at_a_time_matches_a_full_run(
@@ -194,38 +206,67 @@ def test_doctrine_is_content_addressed_and_archiving_twice_is_a_no_op(built: Lay
     assert not problems and entries
     promoted = rituals_of(built, OPERATIONAL).promoted + rituals_of(built, BUNNY).promoted
     assert sorted(e.alfa_id for e in entries) == sorted(promoted)
+    stored = stored_objects(built)
+    assert sorted(stored) == sorted(e.sha256 for e in entries)
     for entry in entries:
-        path = object_path(built, entry.sha256)
-        DoctrineEntry.model_validate_json(path.read_bytes())
-        assert not os.access(path, os.W_OK) or os.geteuid() == 0
+        DoctrineEntry.model_validate_json(stored[entry.sha256])
+    # one read-only pack an order, named by its bytes, its objects in digest order
+    packs = sorted(built.doctrine.rglob("*.pack"))
+    assert [p.parent.name for p in packs] == sorted({e.order_id for e in entries})
+    for pack in packs:
+        data = pack.read_bytes()
+        assert pack.stem == hashlib.sha256(data).hexdigest()
+        assert not os.access(pack, os.W_OK) or os.geteuid() == 0
+        digests = [hashlib.sha256(o).hexdigest() for o in split_pack(data)]
+        assert digests == sorted(digests) and b"".join(stored[d] for d in digests) == data
+    assert not (built.doctrine / "objects").exists()
     index = built.doctrine_index.read_bytes()
     run_rituals(built, OPERATIONAL)
     run_rituals(built, OPERATIONAL, only="promote")
     assert built.doctrine_index.read_bytes() == index
+    assert sorted(built.doctrine.rglob("*.pack")) == packs
 
 
 def test_archive_indexes_each_object_once_and_repairs_a_lost_line(built: Layout) -> None:
     from toyfoundry.forge import doctrine
 
     entries, _ = read_index(built)
-    objects = [
-        DoctrineEntry.model_validate_json(object_path(built, e.sha256).read_bytes())
-        for e in entries[:3]
-    ]
+    stored = stored_objects(built)
+    objects = [DoctrineEntry.model_validate_json(stored[e.sha256]) for e in entries[:3]]
     fresh = objects[0].model_copy(update={"score": objects[0].score + 1})
     before = len(entries)
-    # stored and indexed: nothing new; a new entry twice in one call: one object, one line
+    packs = sorted(built.doctrine.rglob("*.pack"))
+    # stored and indexed: nothing new; a new entry twice in one call: one object, one line,
+    # in a new pack of its order's
     doctrine.archive(built, [*objects, fresh, fresh])
     after, _ = read_index(built)
     assert len(after) == before + 1 and after[-1].sha256 == doctrine.digest_of(fresh)
+    new = sorted(set(built.doctrine.rglob("*.pack")) - set(packs))
+    assert new == [pack_folder(built, fresh.order_id) / f"{_sha(doctrine.encode(fresh))}.pack"]
     # an object stored but never indexed (a crash between the two): indexed on the next call
     lost = objects[1].model_copy(update={"score": objects[1].score + 2})
     digest = doctrine.digest_of(lost)
-    object_path(built, digest).parent.mkdir(parents=True, exist_ok=True)
-    object_path(built, digest).write_bytes(doctrine.dumps_canonical(lost))
+    staged = doctrine.stage(built, [lost.model_dump(mode="json")])
+    write_many_atomic(staged.objects, mode=doctrine.OBJECT_MODE)
     doctrine.archive(built, [lost])
     final, problems = read_index(built)
     assert not problems and [e.sha256 for e in final[len(after) :]] == [digest]
+    # an older archive's loose object counts as stored, and is verified as it is
+    loose = objects[2].model_copy(update={"score": objects[2].score + 3})
+    path = object_path(built, doctrine.digest_of(loose))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(doctrine.encode(loose))
+    doctrine.archive(built, [loose])
+    assert sorted(built.doctrine.rglob("*.pack")) == sorted([*packs, *new, *staged_paths(staged)])
+    assert doctrine.verify(built) == (len(final) + 1, [])
+
+
+def staged_paths(staged: Any) -> list[Path]:
+    return [path for path, _ in staged.objects]
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def test_doctrine_verify_catches_tampered_and_missing_entries(
@@ -236,17 +277,22 @@ def test_doctrine_verify_catches_tampered_and_missing_entries(
     code, out, _ = cli(capsys, built, "doctrine", "list")
     assert code == 0 and len(out.splitlines()) == len(read_index(built)[0])
     entries = read_index(built)[0]
-    tampered = object_path(built, entries[0].sha256)
+    orders = sorted({e.order_id for e in entries})
+    assert len(orders) == 2
+    (tampered,) = pack_folder(built, orders[0]).glob("*.pack")
     tampered.chmod(0o644)
-    tampered.write_text(tampered.read_text().replace('"score": ', '"score": 1'))
-    object_path(built, entries[1].sha256).unlink()
+    tampered.write_text(tampered.read_text().replace('"score": ', '"score": 1', 1))
+    (gone,) = pack_folder(built, orders[1]).glob("*.pack")
+    gone.unlink()
     code, _, err = cli(capsys, built, "doctrine", "verify")
     assert code == 1
     lines = err.strip().splitlines()
     rel = str(tampered.relative_to(built.root))
     assert any(line.startswith(f"{rel}: -: is tampered") for line in lines)
-    assert any("is missing" in line and entries[1].alfa_id in line for line in lines)
-    assert len(lines) == 2
+    missing = [e for e in entries if e.order_id == orders[1]]
+    for entry in missing:
+        assert any("is missing" in line and entry.alfa_id in line for line in lines)
+    assert len(lines) == 1 + len(missing)
 
 
 def test_a_ritual_on_an_order_with_no_file_says_so_rather_than_advise_a_build(
@@ -270,3 +316,84 @@ def test_ritual_all_prints_the_rituals_in_the_order_they_run(tmp_path: Path, run
     assert result.code == 0, result.err
     ran = [line.split(": ")[1] for line in result.out.splitlines()]
     assert ran == ["drill", "parade", "purge", "promote"]
+
+
+@pytest.mark.parametrize("base", [50.0, 0.0, -0.0, 1.5])
+def test_batch_scores_add_the_weights_as_one_alfa_at_a_time(base: float) -> None:
+    """Drill's batch scores equal an Alfa's own, bit for bit: mixed types in a column,
+    signed zeros, a -0.0 base (where a parameter without weights adds 0.0 that counts),
+    parameters in another order."""
+    import random
+
+    from toyfoundry.forge.rituals import _Scorer
+    from toyfoundry.formats.models import Alfa
+
+    recipe = Recipe.model_validate(
+        {
+            "schema_version": 1,
+            "recipe_id": "r",
+            "version": "1",
+            "parameters": {
+                "c": {"kind": "enum", "values": ["a", "b", "z"]},
+                "x": {"kind": "float", "min": -1.0, "max": 1.0, "step": 0.5},
+                "n": {"kind": "int", "min": 0, "max": 3},
+                "u": {"kind": "float", "min": 0.0, "max": 9.0, "step": 0.1},
+            },
+            "baselines": [{"c": "a", "x": 0.0, "n": 0, "u": 0.0}],
+            "scoring": {
+                "base": base,
+                "noise": 3.0,
+                "weights": {
+                    "c": {"a": -0.0, "b": 0.1, "z": -0.2},
+                    "x": {"0.0": 1.0, "-0.0": 5.0, "1": 2.0, "0.5": 0.3},
+                    "n": {"1": 3.0, "2": -0.0, "3": 1e-17},
+                },
+            },
+            "pass_score": 0.0,
+            "promote_score": 0.0,
+        }
+    )
+    draw = random.Random(5)
+    for round_ in range(40):
+        alfas = []
+        for slot in range(30):
+            params: dict[str, Any] = {
+                "c": draw.choice(["a", "b", "z"]),
+                "x": draw.choice([0.0, -0.0, 0.5, -0.5, 1.0, -1.0]),
+                "n": draw.choice([0, 1, 2, 3]),
+                "u": draw.choice([0.0, 0.1, 4.2]),
+            }
+            if round_ % 4 == 1:
+                params["x"] = draw.choice([1, 0, params["x"]])  # ints among the floats
+            if round_ % 4 == 2 and slot == 7:
+                params = dict(reversed(list(params.items())))  # another order
+            alfas.append(
+                Alfa(
+                    alfa_id=f"2025-01-01-001.a{slot:03d}",
+                    slot=slot,
+                    params=params,
+                    share="novel",
+                    outcome="passed",
+                )
+            )
+        batch = _Scorer(recipe).scores(round_, alfas)
+        one = [_Scorer(recipe).score(round_, a) for a in alfas]
+        assert [orjson.dumps(s) for s, _ in batch] == [orjson.dumps(s) for s, _ in one]
+        assert batch == one
+
+
+def test_a_fifo_among_an_orders_packs_is_never_waited_on(built: Layout) -> None:
+    from toyfoundry.forge import doctrine
+
+    entries, _ = read_index(built)
+    fifo = pack_folder(built, entries[0].order_id) / f"{'0' * 64}.pack"
+    os.mkfifo(fifo)
+    stored = stored_objects(built)  # opened without blocking, and skipped
+    assert sorted(stored) == sorted(e.sha256 for e in entries)
+    entry = DoctrineEntry.model_validate_json(stored[entries[0].sha256])
+    doctrine.archive(built, [entry])  # stored already: nothing written
+    checked, problems = doctrine.verify(built)
+    assert checked == len(entries)
+    assert [(p.path, p.reason) for p in problems] == [
+        (str(fifo.relative_to(built.root)), "cannot be read: is not a regular file")
+    ]

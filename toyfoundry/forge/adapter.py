@@ -18,7 +18,6 @@ from typing import Any
 from toyfoundry.formats.models import (
     SCHEMA_VERSION,
     AlfaId,
-    AlfaResult,
     OrderId,
     ParamName,
     ParamSpec,
@@ -62,45 +61,40 @@ class OutboxManifest(Strict):
     alfas: list[OutboxAlfa]
 
 
-class Promoted(Strict):
-    """What the adapter needs of one promoted Alfa."""
-
-    alfa_id: AlfaId
-    share: Share
-    parent_id: AlfaId | None
-    params: dict[ParamName, ParamValue]
-    score: float
-
-
 def empty_manifest(order_id: str) -> dict[str, Any]:
     """The manifest of an order that promoted nothing: it says so, and needs no recipe."""
     return {"schema_version": SCHEMA_VERSION, "order_id": order_id, "recipe": None, "alfas": []}
 
 
 def manifest(
-    order_id: str, recipe: Recipe, promoted: Iterable[Promoted], results: Mapping[str, AlfaResult]
+    order_id: str,
+    recipe: Recipe,
+    promoted: Iterable[Mapping[str, Any]],
+    results: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any]:
     """The order's `OutboxManifest` as the plain data it dumps to: what the rituals write.
 
-    Every value comes from validated models (the recipe, the promoted Alfas, their
-    results), so the manifest's shape is all there is to check, and the tests check
-    it against the model; a model per hydrated parameter cost a twentieth of the rituals.
+    `promoted`: each promoted Alfa's doctrine entry, best first; `results`: their rows of
+    rituals.json, by Alfa id; both plain data the rituals made from validated models
+    (the batch, the recipe), so the manifest's shape is all there is to check, and the
+    tests check it against the model; a model per hydrated parameter cost a twentieth
+    of the rituals, a model per promoted Alfa and its result a fiftieth.
     """
     definitions = {name: spec.model_dump(mode="json") for name, spec in recipe.parameters.items()}
     alfas = []
     for p in promoted:
-        result = results.get(p.alfa_id)
+        result = results.get(p["alfa_id"])
         alfas.append(
             {
-                "alfa_id": p.alfa_id,
-                "share": p.share,
-                "parent_id": p.parent_id,
-                "score": p.score,
-                "rank": result.rank if result else None,
-                "doctrine": result.doctrine if result else None,
+                "alfa_id": p["alfa_id"],
+                "share": p["share"],
+                "parent_id": p["parent_id"],
+                "score": p["score"],
+                "rank": result["rank"] if result else None,
+                "doctrine": result["doctrine"] if result else None,
                 "params": {
                     name: {"value": value, "definition": definitions[name]}
-                    for name, value in p.params.items()
+                    for name, value in p["params"].items()
                     if name in definitions
                 },
             }

@@ -53,8 +53,8 @@ from toyfoundry.formats.models import (
     RITUALS,
     SCHEMA_VERSION,
     Alfa,
-    AlfaResult,
     Chain,
+    ChainParent,
     FloatParam,
     MintArtefact,
     ParamValue,
@@ -204,7 +204,9 @@ class Computed:
     #: rituals.json as plain data, every field present: what a parse of its bytes gives
     #: (`artefact.model_dump(mode="json")`), made without a model per Alfa
     document: dict[str, Any]
-    promoted: list[doctrine.DoctrineEntry] = field(default_factory=list)
+    #: each promoted Alfa's doctrine entry as plain data, every field present: what
+    #: `doctrine.DoctrineEntry(...).model_dump(mode="json")` gives, from validated models
+    promoted: list[dict[str, Any]] = field(default_factory=list)
     pool: list[PoolEntry] = field(default_factory=list)
     #: each promoted entry's object bytes (`doctrine.encode`), made once for its digest
     encoded: list[bytes] = field(default_factory=list)
@@ -217,81 +219,92 @@ class Computed:
         return RitualsArtefact.model_validate(self.document)
 
 
+def _outcome(counts: dict[str, int]) -> dict[str, Any]:
+    """A ritual that ran, as rituals.json holds it (`RitualOutcome`'s plain data)."""
+    return {"ran": True, "stub": False, "counts": dict(sorted(counts.items()))}
+
+
 def compute(
     mint: MintArtefact, recipe: Recipe, previous_pool: Iterable[PoolEntry], ran: set[str]
 ) -> Computed:
-    """The results of the rituals in `ran` on a really minted batch (a pure function)."""
+    """The results of the rituals in `ran` on a really minted batch (a pure function).
+
+    Plain data throughout: every value comes from the validated batch and recipe, so the
+    document and the doctrine entries are valid by construction (`Computed.artefact` and
+    the tests check them against the models)."""
     seed = mint.seed or 0
     roster_alfas = [a for a in mint.alfas if a.outcome in ROSTER_OUTCOMES]
-    rows: dict[str, dict[str, Any]] = {a.alfa_id: {"alfa_id": a.alfa_id} for a in roster_alfas}
-    outcomes = {r: RitualOutcome(ran=False, stub=False) for r in RITUALS}
+    results = [{**_RESULT_DEFAULTS, "alfa_id": a.alfa_id} for a in roster_alfas]
+    outcomes: dict[str, dict[str, Any]] = {}
     if "drill" in ran:
         scored = _Scorer(recipe).scores(seed, roster_alfas)
-        for alfa, (score, defects) in zip(roster_alfas, scored, strict=True):
-            passed = score >= recipe.pass_score and not defects
-            rows[alfa.alfa_id].update(score=score, passed=passed, defects=defects)
-        drilled = list(rows.values())
-        outcomes["drill"] = RitualOutcome(
-            ran=True,
-            stub=False,
-            counts={
-                "drilled": len(drilled),
-                "passed": sum(1 for r in drilled if r["passed"]),
-                "failed": sum(1 for r in drilled if not r["passed"]),
-                "defective": sum(1 for r in drilled if r["defects"]),
-            },
+        pass_score = recipe.pass_score
+        passed_count = defective = 0
+        for row, (score, defects) in zip(results, scored, strict=True):
+            passed = score >= pass_score and not defects
+            row["score"], row["passed"], row["defects"] = score, passed, defects
+            passed_count += passed
+            defective += bool(defects)
+        outcomes["drill"] = _outcome(
+            {
+                "drilled": len(results),
+                "passed": passed_count,
+                "failed": len(results) - passed_count,
+                "defective": defective,
+            }
         )
-    ranked = sorted(rows.values(), key=lambda r: (-r.get("score", 0.0), r["alfa_id"]))
+        # by score, best first, ties by id (the ids are unique: no two rows compare equal)
+        ranked = sorted(results, key=lambda r: (-r["score"], r["alfa_id"]))
+    else:
+        ranked = sorted(results, key=lambda r: r["alfa_id"])
     if "parade" in ran:
         for rank, row in enumerate(ranked, start=1):
             row["rank"] = rank
-        outcomes["parade"] = RitualOutcome(ran=True, stub=False, counts={"ranked": len(ranked)})
+        outcomes["parade"] = _outcome({"ranked": len(ranked)})
     if "purge" in ran:
-        for row in rows.values():
+        purged = 0
+        for row in results:
             if row["defects"]:
-                row.update(purged=True, purge_reason="defect: " + ", ".join(row["defects"]))
+                row["purged"] = True
+                row["purge_reason"] = "defect: " + ", ".join(row["defects"])
+                purged += 1
             elif not row["passed"]:
-                row.update(
-                    purged=True,
-                    purge_reason=f"score {row['score']} below pass_score {recipe.pass_score}",
-                )
-        purged = sum(1 for r in rows.values() if r.get("purged"))
-        outcomes["purge"] = RitualOutcome(
-            ran=True, stub=False, counts={"purged": purged, "kept": len(rows) - purged}
-        )
-    roster = [a.alfa_id for a in roster_alfas if not rows[a.alfa_id].get("purged")]
-    promoted: list[doctrine.DoctrineEntry] = []
+                row["purged"] = True
+                row["purge_reason"] = f"score {row['score']} below pass_score {recipe.pass_score}"
+                purged += 1
+        outcomes["purge"] = _outcome({"purged": purged, "kept": len(results) - purged})
+    roster = [row["alfa_id"] for row in results if not row["purged"]]
+    promoted: list[dict[str, Any]] = []
     encoded: list[bytes] = []
     pool = list(previous_pool)
     if "promote" in ran:
         by_id = {a.alfa_id: a for a in roster_alfas}
+        promote_score = recipe.promote_score
         eligible = [
-            r
-            for r in ranked
-            if r["passed"] and r["score"] >= recipe.promote_score and not r.get("purged")
+            r for r in ranked if r["passed"] and r["score"] >= promote_score and not r["purged"]
         ]
-        candidates = eligible[: recipe.promotion.max_per_order]
-        for row in candidates:
+        limit = recipe.promotion.max_per_order
+        for row in eligible[:limit]:
             alfa = by_id[row["alfa_id"]]
-            entry = doctrine.DoctrineEntry(
-                schema_version=SCHEMA_VERSION,
-                alfa_id=alfa.alfa_id,
-                order_id=mint.order_id,
-                recipe=recipe.recipe_id,
-                recipe_version=recipe.version,
-                params=alfa.params,
-                share=alfa.share,
-                parent_id=alfa.parent_id,
-                score=row["score"],
-            )
-            data = doctrine.encode(entry)
+            entry = {
+                "schema_version": SCHEMA_VERSION,
+                "alfa_id": alfa.alfa_id,
+                "order_id": mint.order_id,
+                "recipe": recipe.recipe_id,
+                "recipe_version": recipe.version,
+                "params": alfa.params,
+                "share": alfa.share,
+                "parent_id": alfa.parent_id,
+                "score": row["score"],
+            }
+            data = dumps_canonical(entry)  # `doctrine.encode` of its model: the same bytes
             promoted.append(entry)
             encoded.append(data)
-            row.update(promoted=True, doctrine=hashlib.sha256(data).hexdigest())
+            row["promoted"] = True
+            row["doctrine"] = hashlib.sha256(data).hexdigest()
         # the pool takes the best Alfas that passed the validators unaided, the ones it took
         # before any review: a decision never changes a later order's carryover parents
-        clean = [r for r in eligible if not reviewed(by_id[r["alfa_id"]])]
-        clean = clean[: recipe.promotion.max_per_order]
+        clean = [r for r in eligible if not reviewed(by_id[r["alfa_id"]])][:limit]
         new_entries = [
             PoolEntry(
                 alfa_id=r["alfa_id"],
@@ -302,23 +315,20 @@ def compute(
             for r in clean
         ]
         pool = chains.merge_pool(pool, new_entries, recipe)
-        outcomes["promote"] = RitualOutcome(
-            ran=True, stub=False, counts={"promoted": len(promoted), "pool": len(pool)}
-        )
-    # every field present, so the same data is what the file holds; made from a valid
-    # batch and recipe, so valid by construction (`Computed.artefact` checks it when asked)
+        outcomes["promote"] = _outcome({"promoted": len(promoted), "pool": len(pool)})
+    # every field present, so the same data is what the file holds
     document = {
         "schema_version": SCHEMA_VERSION,
         "order_id": mint.order_id,
         "status": mint.status,
         "dry_run": False,
         "rituals": {
-            name: {"ran": o.ran, "stub": o.stub, "counts": dict(sorted(o.counts.items()))}
-            for name, o in sorted(outcomes.items())
+            name: outcomes.get(name) or {"ran": False, "stub": False, "counts": {}}
+            for name in sorted(RITUALS)
         },
-        "results": [{**_RESULT_DEFAULTS, **rows[a.alfa_id]} for a in roster_alfas],
+        "results": results,
         "roster": roster,
-        "promoted": [e.alfa_id for e in promoted],
+        "promoted": [e["alfa_id"] for e in promoted],
     }
     return Computed(document, promoted, pool, encoded)
 
@@ -392,18 +402,40 @@ class _Previous:
 
     chain: Chain
     data: bytes
+    #: the sha256 of `data` when it was read from the previous order's chain file
+    digest: str | None = None
+
+
+def _read_previous(layout: Layout, previous: str | None) -> _Previous | None:
+    """The previous order's chain, read once for both its digest among the mint's inputs
+    and the chain itself; None when there is none or it cannot be read (`_previous` then
+    reads it again, and says why)."""
+    if previous is None:
+        return None
+    try:
+        chain, data = chains.read_chain_data(layout, previous)
+    except FoundryError:
+        return None
+    return _Previous(chain, data, chains.digest_of(data))
 
 
 def _previous(
-    layout: Layout, exchange: Exchange, previous: str | None, recipe_id: str | None
+    layout: Layout,
+    exchange: Exchange,
+    previous: str | None,
+    recipe_id: str | None,
+    read: _Previous | None = None,
 ) -> _Previous | None:
-    """The chain the order starts from: the previous order's, else the recipe's first; None
-    for an order in no chain (`recipe_id` None: its file did not parse when planned)."""
+    """The chain the order starts from: the previous order's (`read`, when it was read
+    already), else the recipe's first; None for an order in no chain (`recipe_id` None:
+    its file did not parse when planned)."""
     if recipe_id is None:
         return None
     if previous is not None:
+        if read is not None:
+            return read
         chain, data = chains.read_chain_data(layout, previous)
-        return _Previous(chain, data)
+        return _Previous(chain, data, chains.digest_of(data))
     recipe = exchange.recipe(recipe_id).model
     key = space_key(recipe) if recipe is not None else chains.orphan_space(recipe_id)
     chain = chains.genesis(recipe_id, key)
@@ -493,9 +525,14 @@ def run_rituals(
             f"{shown}: -: order {order_id} is not minted yet; run `toyfoundry build`"
         )
     before = chains.resolve_previous(ex, order_id, previous)
+    # the previous chain, read once: its digest among the inputs is that of the bytes the
+    # order starts from (as the mint's is, `chains.start_chain`), not of a second read
+    read = _read_previous(layout, before)
+    if read is not None and before is not None:
+        ex.digests[layout.chain_file(before)] = read.digest
     stale = _stale_inputs(layout, ex, mint, before)
     if stale and remint_stale:
-        ex = Exchange(layout)
+        ex, read = Exchange(layout), None
         mint = mint_order(layout, order_id, exchange=ex, previous=before, planned=planned)
     elif stale:
         shown = display(layout, layout.mint_artefact(order_id))
@@ -508,7 +545,7 @@ def run_rituals(
     # the graph hands on the chain its plan drew, whatever the order file holds now
     own_recipe = order.recipe if order is not None else None
     chain_recipe = planned_recipe if planned is not None else own_recipe
-    start = _previous(layout, ex, before, chain_recipe)
+    start = _previous(layout, ex, before, chain_recipe, read)
     ledger = Ledger(layout.ritual_ledger)
 
     if mint.status in ("blocked", "rejected") or mint.dry_run or force_dry_run:
@@ -545,24 +582,23 @@ def run_rituals(
     computed = compute(mint, recipe, start.chain.pool, ran)
     document = computed.document
     staged = doctrine.stage(layout, computed.promoted, computed.encoded)
-    parent = chains.parent_of(before, start.data)
+    parent = (
+        None
+        if before is None
+        else ChainParent(order=before, sha256=start.digest or chains.digest_of(start.data))
+    )
     advanced = chains.advance(
         start.chain, space_of(recipe), order_id, mint.alfas, parent, mint.hand_on
     )
-    promoted = [
-        adapter.Promoted(
-            alfa_id=e.alfa_id, share=e.share, parent_id=e.parent_id, params=e.params, score=e.score
-        )
-        for e in computed.promoted
-    ]
+    promoted = computed.promoted
     # the results of the promoted Alfas, the only ones the manifest reads
-    rows = {r["alfa_id"]: r for r in document["results"]} if promoted else {}
-    results = {p.alfa_id: AlfaResult.model_validate(rows[p.alfa_id]) for p in promoted}
+    results = {r["alfa_id"]: r for r in document["results"] if r["promoted"]}
     outbox = layout.outbox_file(order_id)
     # the doctrine objects, the artefact, the chain handed on and the outbox manifest: one
     # flush for the set (see `write_many_atomic`), the objects renamed first
     rituals_path = layout.rituals_artefact(order_id)
     rituals_data = dumps_canonical(document)
+    modes = staged.modes  # the new doctrine packs, named by their bytes: created read-only
     chain = advanced.model_copy(update={"pool": computed.pool})
     chain_path, chain_data = layout.chain_file(order_id), dumps_canonical(chain)
     write_many_atomic(
@@ -579,7 +615,8 @@ def run_rituals(
                 ),
             ),
         ],
-        modes=staged.modes,
+        modes=modes,
+        absent=modes,
     )
     # the report reads rituals.json next, as plain data; the recipe's next order reads
     # chain.json, whose model equals a parse of its bytes (sorted dicts; the pool's

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -82,14 +82,28 @@ def defer_data_flush(path: Path) -> bool:
 def _fsync_folders(folders: list[Path], *, whole: bool = False) -> None:
     """Make the folders' entries durable: one fsync for one folder, one `syncfs` for several
     (see `fsio.fsync_many`); a folder removed meanwhile has nothing left to make durable.
-    `whole`: file data waits too, so flush the folders' filesystems whole (`syncfs`)."""
-    fds: list[int] = []
-    try:
+    `whole`: file data waits too, so flush the folders' filesystems whole (`syncfs`).
+
+    A `syncfs` needs one open folder of each filesystem: the others are only `stat`ed for
+    their device, not opened, `fstat`ed and closed (a task flushes up to a dozen folders)."""
+    groups = [[folder] for folder in folders]
+    if len(folders) > 1 and fsio.HAS_SYNCFS:
+        by_device: dict[int, list[Path]] = {}
         for folder in folders:
             try:
-                fds.append(os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+                by_device.setdefault(os.stat(folder).st_dev, []).append(folder)
             except FileNotFoundError:
                 continue
+        groups, whole = list(by_device.values()), True
+    fds: list[int] = []
+    try:
+        for group in groups:  # the first folder of each group that opens
+            for folder in group:
+                try:
+                    fds.append(os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+                    break
+                except FileNotFoundError:
+                    continue
         fsio.fsync_many(fds, whole=whole)
     finally:
         for fd in fds:
@@ -188,6 +202,7 @@ def write_many_atomic(
     *,
     mode: int = 0o666,
     modes: Mapping[Path, int] | None = None,
+    absent: Container[Path] = (),
 ) -> list[Path]:
     """Write several files atomically; the ones that changed, in order.
 
@@ -198,8 +213,10 @@ def write_many_atomic(
     where Linux has it, which costs about a third of an fsync per file for a
     task's handful of outputs. A file that already holds its bytes is left alone
     (its mtime kept). `modes` gives some files a mode of their own (`mode` for the rest).
+    `absent`: files the caller has just found missing (the doctrine's `lstat`), written
+    without the open that would find them missing again.
     """
-    todo = [(path, data) for path, data in items if not _same_bytes(path, data)]
+    todo = [(path, data) for path, data in items if path in absent or not _same_bytes(path, data)]
     temps: list[Path] = []
     open_fds: list[int] = []
     try:
