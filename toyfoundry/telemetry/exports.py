@@ -21,7 +21,6 @@ import operator
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, repeat
 from pathlib import Path
 from typing import Any, cast
 
@@ -269,51 +268,98 @@ _NEEDS_QUOTES = (",", '"', "\n", "\r")
 _NONE = type(None)
 
 
-def _column_texts(column: Sequence[Any]) -> Sequence[str]:
-    """The CSV cells of one column (`_csv_text` of each value), made a column at a time:
-    a column of plain ints, of safe texts, of flags or of floats is turned into text by
-    builtins, without a Python call per cell; anything else goes cell by cell."""
+#: JSON text of a boolean or null cell.
+_JSON_FLAG: dict[object, str] = {True: "true", False: "false", None: "null"}
+_PLAIN = frozenset((str, int, bool, _NONE))
+
+
+def _json_texts(column: Sequence[Any]) -> list[str]:
+    return list(map(bytes.decode, map(orjson.dumps, column)))
+
+
+#: A column in a line's `%` format: its CSV and JSON parts, and the cells that fill them
+#: (the CSV and JSON texts or values, one a row), or None for a column written out whole.
+Column = tuple[str, str, tuple[Sequence[Any], Sequence[Any]] | None]
+
+
+def _column_formats(column: Sequence[Any]) -> Column:
+    """One column of a table as its part of each line's `%` format, CSV and JSON.
+
+    A column holding one value in every row (an order's id, its recipe, its day) is
+    written into the format; the others are turned into text a column at a time by
+    builtins, once for both files where their texts agree (numbers, flags, texts that
+    need no escaping): `%d` takes an int as is, and a text needing neither CSV quotes
+    nor JSON escapes fills both files (`"%s"` in the JSON)."""
     kinds = set(map(type, column))
+    first = column[0]
+    if len(kinds) == 1 and first.__class__ in _PLAIN and column.count(first) == len(column):
+        csv_text = _csv_text(first).replace("%", "%%")
+        return csv_text, orjson.dumps(first).decode().replace("%", "%%"), None
     if kinds == {str}:
-        joined = "\x00".join(column)
-        if not any(mark in joined for mark in _NEEDS_QUOTES):
-            return column
-    elif kinds == {int}:
-        return list(map(str, column))
-    elif kinds <= {bool, _NONE}:
-        return list(map(_FLAG_TEXT.__getitem__, column))
-    elif kinds == {float}:
-        return list(map(repr, column))
-    elif kinds in ({int, _NONE}, {float, _NONE}):
-        # a null is "" and no number's text holds "None" (a rank, or the score of an Alfa
-        # that was not drilled)
-        texts = map(str if int in kinds else repr, column)
-        return "\x00".join(texts).replace("None", "").split("\x00")
-    return list(map(_csv_text, column))
+        joined = "".join(column)
+        csv_cells = column
+        if any(mark in joined for mark in _NEEDS_QUOTES):
+            csv_cells = list(map(_csv_text, column))
+        if '"' in joined or "\\" in joined or not joined.isprintable():
+            return "%s", "%s", (csv_cells, _json_texts(column))
+        return "%s", '"%s"', (csv_cells, column)
+    if kinds == {int}:
+        return "%d", "%d", (column, column)
+    if kinds <= {bool, _NONE}:
+        flags = list(map(_FLAG_TEXT.__getitem__, column))
+        if _NONE in kinds:
+            return "%s", "%s", (flags, list(map(_JSON_FLAG.__getitem__, column)))
+        return "%s", "%s", (flags, flags)
+    if kinds <= {int, float, _NONE}:
+        # a null is "None", which no number's text holds; a float's repr is orjson's
+        # text unless it has an exponent or is not finite
+        texts = "\x00".join(map(repr if float in kinds else str, column))
+        numbers = texts.replace("None", "")
+        cells = numbers.split("\x00")
+        if float in kinds and ("e" in numbers or "n" in numbers):  # an exponent, inf, nan
+            return "%s", "%s", (cells, _json_texts(column))
+        if _NONE in kinds:
+            return "%s", "%s", (cells, texts.replace("None", "null").split("\x00"))
+        return "%s", "%s", (cells, cells)
+    return "%s", "%s", (list(map(_csv_text, column)), _json_texts(column))
 
 
-def values_csv_bytes(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
-    """`csv_bytes` for plain rows in column order (two or more columns).
-
-    Made a column at a time (`_column_texts`): the csv module looks at every character
-    of every cell from C, and a Python call per cell costs as much, 50,000 instructions
-    for an Alfa's row of 20 cells; the cells come out as the module writes them."""
-    cells = list(zip(*rows, strict=True))
-    if not cells:
-        return (",".join(map(_csv_text, columns)) + "\n").encode("utf-8")
-    lines = [",".join(map(_csv_text, columns))]
-    lines += map(",".join, zip(*map(_column_texts, cells), strict=True))
-    lines.append("")
-    return "\n".join(lines).encode("utf-8")
+def _lines(
+    csv_format: str, json_format: str, cells: list[tuple[Sequence[Any], Sequence[Any]]], n: int
+) -> tuple[list[str], list[str]]:
+    """The `n` lines (or blocks of lines) of each format, filled row by row from `cells`."""
+    if not cells:  # every column written into the formats
+        return [csv_format % ()] * n, [json_format % ()] * n
+    csv_cells, json_cells = zip(*cells, strict=True)
+    return (
+        list(map(csv_format.__mod__, zip(*csv_cells, strict=True))),
+        list(map(json_format.__mod__, zip(*json_cells, strict=True))),
+    )
 
 
-def values_jsonl_bytes(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
-    """`jsonl_bytes` for plain rows in column order (each as long as `columns`): a dict
-    and a line per row made by builtins, without a Python call per row."""
-    lines = list(map(orjson.dumps, map(dict, map(zip, repeat(columns), rows))))
-    if lines:
-        lines.append(b"")
-    return b"\n".join(lines)
+def table_files(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[bytes, bytes]:
+    """`csv_bytes` and `jsonl_bytes` of the row models, from plain rows in column order
+    (two or more columns), made together.
+
+    Each line is one `%` format of its row's cells: the column names, the separators
+    and every column holding one value are in the format, and each other column's
+    cells are turned into text once for both files (`_column_formats`); a line costs
+    two formats rather than a dict, a tuple of texts and a join."""
+    header = ",".join(map(_csv_text, columns)) + "\n"
+    if not rows:
+        return header.encode("utf-8"), b""
+    csv_parts, json_parts, cells = [], [], []
+    for i, column in enumerate(zip(*rows, strict=True)):
+        csv_part, json_part, filled = _column_formats(column)
+        key = orjson.dumps(columns[i]).decode().replace("%", "%%")
+        csv_parts.append(csv_part)
+        json_parts.append(f"{',' if i else '{'}{key}:{json_part}")
+        if filled is not None:
+            cells.append(filled)
+    csv_lines, json_lines = _lines(",".join(csv_parts), "".join(json_parts) + "}", cells, len(rows))
+    csv_lines.append("")
+    json_lines.append("")
+    return (header + "\n".join(csv_lines)).encode("utf-8"), "\n".join(json_lines).encode("utf-8")
 
 
 #: The JSON keys of an alfa_params row, as orjson writes its dict: b'{"order_id":',
@@ -324,10 +370,9 @@ _K_OID, _K_ALFA, _K_PARAM, _K_NUMBER, _K_TEXT = (
 
 
 def _param_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
-    """The alfa_params partition, CSV and JSON Lines: `values_csv_bytes` and
-    `values_jsonl_bytes` of `param_values`, without a row tuple or a dict per row
-    (six or so rows an Alfa): a parameter at a time when the batch allows it
-    (`_param_columns`), else an Alfa at a time. A row is the Alfa's head (order and
+    """The alfa_params partition, CSV and JSON Lines: `table_files` of `param_values`,
+    without a row tuple per row (six or so rows an Alfa): a parameter at a time when the
+    batch allows it (`_param_columns`), else an Alfa at a time. A row is the Alfa's head (order and
     Alfa id) and a tail (name, number, text), each made once: the tail per distinct
     parameter value of the batch, which repeat (enumerations, small integer ranges)."""
     by_column = _param_columns(arts)
@@ -370,11 +415,11 @@ def _param_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
 
 
 def _param_columns(arts: OrderArtefacts) -> tuple[bytes, bytes] | None:
-    """`_param_files` a parameter at a time, for a batch whose Alfas have the same
-    parameters, each all texts or all numbers (a recipe's batch): each parameter's lines
-    are made from its column by builtins, as the CSV columns are (`_column_texts`), then
-    interleaved Alfa by Alfa; a few calls a line rather than a dozen operations. None
-    for any other batch."""
+    """`_param_files` an Alfa at a time by one `%` format, for a batch whose Alfas have the
+    same parameters, each all texts or all numbers (a recipe's batch): the format holds
+    the Alfa's lines, with the order id, the names and every parameter the batch does
+    not vary, and each other parameter's column is turned into text once for both files
+    (`_column_formats`). None for any other batch."""
     alfas = arts.mint.alfas
     if not alfas:
         return None
@@ -382,44 +427,42 @@ def _param_columns(arts: OrderArtefacts) -> tuple[bytes, bytes] | None:
     names = params[0].keys()
     if any(p.keys() != names for p in params):
         return None
-    ids = [a.alfa_id for a in alfas]
-    csv_oid = _csv_text(arts.order_id) + ","
-    csv_heads = [csv_oid + i + "," for i in _column_texts(ids)]
-    json_oid = _K_OID + orjson.dumps(arts.order_id) + _K_ALFA
-    json_heads = [json_oid + i + _K_PARAM for i in map(orjson.dumps, ids)]
-    csv_columns: list[list[str]] = []
-    json_columns: list[list[bytes]] = []
+    oid_csv = _csv_text(arts.order_id).replace("%", "%%")
+    oid_json = orjson.dumps(arts.order_id).decode().replace("%", "%%")
+    id_csv, id_json, ids = _column_formats([a.alfa_id for a in alfas])
+    csv_lines: list[str] = []
+    json_lines: list[str] = []
+    cells: list[tuple[Sequence[Any], Sequence[Any]]] = []
     for name in sorted(names):
         values = list(map(operator.itemgetter(name), params))
         kinds = set(map(type, values))
-        csv_name, json_name = _csv_text(name), orjson.dumps(name)
         if kinds == {str}:
-            csv_tails = map((csv_name + ",,").__add__, _column_texts(values))
-            json_parts = zip(
-                json_heads,
-                repeat(json_name + _K_NUMBER + b"null" + _K_TEXT),
-                map(orjson.dumps, values),
-                repeat(b"}"),
-            )
+            csv_text, json_text, filled = _column_formats(values)
+            csv_number, json_number = "", "null"
         elif kinds <= {int, float}:
-            numbers = list(map(float, values))
-            csv_tails = map("".join, zip(repeat(csv_name + ","), map(repr, numbers), repeat(",")))
-            json_parts = zip(
-                json_heads,
-                repeat(json_name + _K_NUMBER),
-                map(orjson.dumps, numbers),
-                repeat(_K_TEXT + b'""}'),
-            )
+            csv_number, json_number, filled = _column_formats(list(map(float, values)))
+            csv_text, json_text = "", '""'
         else:
             return None
-        csv_columns.append(list(map(operator.add, csv_heads, csv_tails)))
-        json_columns.append(list(map(b"".join, json_parts)))
-    csv_lines = [",".join(map(_csv_text, PARAM_COLUMNS))]
-    csv_lines += chain.from_iterable(zip(*csv_columns, strict=True))
-    csv_lines.append("")
-    json_lines = list(chain.from_iterable(zip(*json_columns, strict=True)))
-    json_lines.append(b"")
-    return "\n".join(csv_lines).encode("utf-8"), b"\n".join(json_lines)
+        csv_name = _csv_text(name).replace("%", "%%")
+        json_name = orjson.dumps(name).decode().replace("%", "%%")
+        csv_lines.append(f"{oid_csv},{id_csv},{csv_name},{csv_number},{csv_text}")
+        json_lines.append(
+            f"{_J_OID}{oid_json}{_J_ALFA}{id_json}{_J_PARAM}{json_name}"
+            f"{_J_NUMBER}{json_number}{_J_TEXT}{json_text}}}"
+        )
+        cells += [c for c in (ids, filled) if c is not None]
+    csv_blocks, json_blocks = _lines("\n".join(csv_lines), "\n".join(json_lines), cells, len(alfas))
+    csv_blocks.append("")
+    json_blocks.append("")
+    csv_data = ",".join(map(_csv_text, PARAM_COLUMNS)) + "\n" + "\n".join(csv_blocks)
+    return csv_data.encode("utf-8"), "\n".join(json_blocks).encode("utf-8")
+
+
+#: The JSON keys of an alfa_params row as text, for a `%` format: '{"order_id":', ...
+_J_OID, _J_ALFA, _J_PARAM, _J_NUMBER, _J_TEXT = (
+    k.decode() for k in (_K_OID, _K_ALFA, _K_PARAM, _K_NUMBER, _K_TEXT)
+)
 
 
 def partition_files(layout: Layout, arts: OrderArtefacts) -> list[tuple[Path, bytes]]:
@@ -436,10 +479,7 @@ def partition_files(layout: Layout, arts: OrderArtefacts) -> list[tuple[Path, by
         if rows is None:
             csv_data, jsonl_data = _param_files(arts)
         else:
-            csv_data, jsonl_data = (
-                values_csv_bytes(columns, rows),
-                values_jsonl_bytes(columns, rows),
-            )
+            csv_data, jsonl_data = table_files(columns, rows)
         out.append((partition(layout, dataset, arts.order_id, "csv"), csv_data))
         out.append((partition(layout, dataset, arts.order_id, "jsonl"), jsonl_data))
     return out
@@ -503,11 +543,12 @@ def build_exports(
     batches = [b for b in _rollup_batches(layout) if b["order_id"] in keep]
     records = [batch_record(b) for b in batches]
     result = ExportsResult()
+    csv_data, jsonl_data = batches_files(records)
     # the three files in one batch: one flush for the set (see `write_many_atomic`)
     result.written = write_many_atomic(
         [
-            (batches_csv(layout), batches_csv_bytes(records)),
-            (batches_jsonl(layout), values_jsonl_bytes(BATCH_COLUMNS, map(_batch_values, records))),
+            (batches_csv(layout), csv_data),
+            (batches_jsonl(layout), jsonl_data),
             (layout.summary_md, render.summary_md(batches).encode("utf-8")),
         ]
     )
@@ -515,9 +556,9 @@ def build_exports(
     return result
 
 
-def batches_csv_bytes(records: Sequence[Mapping[str, Any]]) -> bytes:
-    """`csv_bytes(BatchRow, rows)` for plain rows (`batch_record`s)."""
-    return values_csv_bytes(BATCH_COLUMNS, map(_batch_values, records))
+def batches_files(records: Sequence[Mapping[str, Any]]) -> tuple[bytes, bytes]:
+    """`csv_bytes(BatchRow, rows)` and `jsonl_bytes(rows)` for plain rows (`batch_record`s)."""
+    return table_files(BATCH_COLUMNS, list(map(_batch_values, records)))
 
 
 def stale_outputs(layout: Layout, keep: set[str]) -> list[Path]:
