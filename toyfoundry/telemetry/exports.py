@@ -21,6 +21,7 @@ import operator
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any, cast
 
@@ -277,89 +278,86 @@ def _json_texts(column: Sequence[Any]) -> list[str]:
     return list(map(bytes.decode, map(orjson.dumps, column)))
 
 
-#: A column in a line's `%` format: its CSV and JSON parts, and the cells that fill them
-#: (the CSV and JSON texts or values, one a row), or None for a column written out whole.
-Column = tuple[str, str, tuple[Sequence[Any], Sequence[Any]] | None]
+#: Part of every line of a file: a text the same in each line, or each line's own text.
+Piece = str | Sequence[str]
 
 
-def _column_formats(column: Sequence[Any]) -> Column:
-    """One column of a table as its part of each line's `%` format, CSV and JSON.
+def _column_pieces(column: Sequence[Any]) -> tuple[list[Piece], list[Piece]]:
+    """One column's part of each line, CSV and JSON.
 
-    A column holding one value in every row (an order's id, its recipe, its day) is
-    written into the format; the others are turned into text a column at a time by
-    builtins, once for both files where their texts agree (numbers, flags, texts that
-    need no escaping): `%d` takes an int as is, and a text needing neither CSV quotes
-    nor JSON escapes fills both files (`"%s"` in the JSON)."""
+    A column holding one value in every row (an order's id, its recipe, its day) is one
+    text for all lines. The others are turned into text a column at a time by builtins,
+    once for both files where their texts agree: numbers (a float's repr is orjson's
+    text unless it has an exponent or is not finite), flags, and texts that need
+    neither CSV quotes nor JSON escapes (the JSON quotes are pieces of their own)."""
     kinds = set(map(type, column))
     first = column[0]
     if len(kinds) == 1 and first.__class__ in _PLAIN and column.count(first) == len(column):
-        csv_text = _csv_text(first).replace("%", "%%")
-        return csv_text, orjson.dumps(first).decode().replace("%", "%%"), None
+        return [_csv_text(first)], [orjson.dumps(first).decode()]
     if kinds == {str}:
         joined = "".join(column)
         csv_cells = column
         if any(mark in joined for mark in _NEEDS_QUOTES):
             csv_cells = list(map(_csv_text, column))
         if '"' in joined or "\\" in joined or not joined.isprintable():
-            return "%s", "%s", (csv_cells, _json_texts(column))
-        return "%s", '"%s"', (csv_cells, column)
+            return [csv_cells], [_json_texts(column)]
+        return [csv_cells], ['"', column, '"']
     if kinds == {int}:
-        return "%d", "%d", (column, column)
+        digits = list(map(str, column))
+        return [digits], [digits]
     if kinds <= {bool, _NONE}:
         flags = list(map(_FLAG_TEXT.__getitem__, column))
         if _NONE in kinds:
-            return "%s", "%s", (flags, list(map(_JSON_FLAG.__getitem__, column)))
-        return "%s", "%s", (flags, flags)
+            return [flags], [list(map(_JSON_FLAG.__getitem__, column))]
+        return [flags], [flags]
     if kinds <= {int, float, _NONE}:
-        # a null is "None", which no number's text holds; a float's repr is orjson's
-        # text unless it has an exponent or is not finite
+        # a null is "None", which no number's text holds
         texts = "\x00".join(map(repr if float in kinds else str, column))
         numbers = texts.replace("None", "")
         cells = numbers.split("\x00")
         if float in kinds and ("e" in numbers or "n" in numbers):  # an exponent, inf, nan
-            return "%s", "%s", (cells, _json_texts(column))
+            return [cells], [_json_texts(column)]
         if _NONE in kinds:
-            return "%s", "%s", (cells, texts.replace("None", "null").split("\x00"))
-        return "%s", "%s", (cells, cells)
-    return "%s", "%s", (list(map(_csv_text, column)), _json_texts(column))
+            return [cells], [texts.replace("None", "null").split("\x00")]
+        return [cells], [cells]
+    return [list(map(_csv_text, column))], [_json_texts(column)]
 
 
-def _lines(
-    csv_format: str, json_format: str, cells: list[tuple[Sequence[Any], Sequence[Any]]], n: int
-) -> tuple[list[str], list[str]]:
-    """The `n` lines (or blocks of lines) of each format, filled row by row from `cells`."""
-    if not cells:  # every column written into the formats
-        return [csv_format % ()] * n, [json_format % ()] * n
-    csv_cells, json_cells = zip(*cells, strict=True)
-    return (
-        list(map(csv_format.__mod__, zip(*csv_cells, strict=True))),
-        list(map(json_format.__mod__, zip(*json_cells, strict=True))),
-    )
+def _joined(pieces: list[Piece], n: int) -> str:
+    """`n` lines (or blocks of lines) made of `pieces`, as one text: one join of every
+    line's pieces in order, no string made per line."""
+    merged: list[Piece] = []
+    for piece in pieces:  # neighbouring texts as one
+        if isinstance(piece, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += piece
+        else:
+            merged.append(piece)
+    if len(merged) == 1:  # every column the same in every line
+        return cast(str, merged[0]) * n
+    parts = [repeat(p, n) if isinstance(p, str) else p for p in merged]
+    return "".join(chain.from_iterable(zip(*parts, strict=True)))
 
 
 def table_files(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[bytes, bytes]:
     """`csv_bytes` and `jsonl_bytes` of the row models, from plain rows in column order
     (two or more columns), made together.
 
-    Each line is one `%` format of its row's cells: the column names, the separators
-    and every column holding one value are in the format, and each other column's
-    cells are turned into text once for both files (`_column_formats`); a line costs
-    two formats rather than a dict, a tuple of texts and a join."""
+    Each column's cells are turned into text once for both files (`_column_pieces`),
+    and each file is one join of its lines' pieces (`_joined`), the column names and
+    separators among them: a line costs no dict, no tuple of texts, no string of its own."""
     header = ",".join(map(_csv_text, columns)) + "\n"
     if not rows:
         return header.encode("utf-8"), b""
-    csv_parts, json_parts, cells = [], [], []
+    csv_pieces: list[Piece] = []
+    json_pieces: list[Piece] = []
     for i, column in enumerate(zip(*rows, strict=True)):
-        csv_part, json_part, filled = _column_formats(column)
-        key = orjson.dumps(columns[i]).decode().replace("%", "%%")
-        csv_parts.append(csv_part)
-        json_parts.append(f"{',' if i else '{'}{key}:{json_part}")
-        if filled is not None:
-            cells.append(filled)
-    csv_lines, json_lines = _lines(",".join(csv_parts), "".join(json_parts) + "}", cells, len(rows))
-    csv_lines.append("")
-    json_lines.append("")
-    return (header + "\n".join(csv_lines)).encode("utf-8"), "\n".join(json_lines).encode("utf-8")
+        csv_part, json_part = _column_pieces(column)
+        csv_pieces += [",", *csv_part] if i else csv_part
+        json_pieces += [("," if i else "{") + orjson.dumps(columns[i]).decode() + ":", *json_part]
+    csv_pieces.append("\n")
+    json_pieces.append("}\n")
+    n = len(rows)
+    return (header + _joined(csv_pieces, n)).encode("utf-8"), _joined(json_pieces, n).encode()
 
 
 #: The JSON keys of an alfa_params row, as orjson writes its dict: b'{"order_id":',
@@ -415,11 +413,11 @@ def _param_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
 
 
 def _param_columns(arts: OrderArtefacts) -> tuple[bytes, bytes] | None:
-    """`_param_files` an Alfa at a time by one `%` format, for a batch whose Alfas have the
-    same parameters, each all texts or all numbers (a recipe's batch): the format holds
-    the Alfa's lines, with the order id, the names and every parameter the batch does
-    not vary, and each other parameter's column is turned into text once for both files
-    (`_column_formats`). None for any other batch."""
+    """`_param_files` for a batch whose Alfas have the same parameters, each all texts
+    or all numbers (a recipe's batch): an Alfa's lines are one block of pieces, the
+    order id, the names and any parameter the batch does not vary among them, and
+    each parameter's column is turned into text once for both files
+    (`_column_pieces`). None for any other batch."""
     alfas = arts.mint.alfas
     if not alfas:
         return None
@@ -427,39 +425,36 @@ def _param_columns(arts: OrderArtefacts) -> tuple[bytes, bytes] | None:
     names = params[0].keys()
     if any(p.keys() != names for p in params):
         return None
-    oid_csv = _csv_text(arts.order_id).replace("%", "%%")
-    oid_json = orjson.dumps(arts.order_id).decode().replace("%", "%%")
-    id_csv, id_json, ids = _column_formats([a.alfa_id for a in alfas])
-    csv_lines: list[str] = []
-    json_lines: list[str] = []
-    cells: list[tuple[Sequence[Any], Sequence[Any]]] = []
+    oid_csv = _csv_text(arts.order_id) + ","
+    oid_json = _J_OID + orjson.dumps(arts.order_id).decode() + _J_ALFA
+    id_csv, id_json = _column_pieces([a.alfa_id for a in alfas])
+    csv_pieces: list[Piece] = []
+    json_pieces: list[Piece] = []
+    csv_number: list[Piece]
+    json_number: list[Piece]
+    csv_text: list[Piece]
+    json_text: list[Piece]
     for name in sorted(names):
         values = list(map(operator.itemgetter(name), params))
         kinds = set(map(type, values))
         if kinds == {str}:
-            csv_text, json_text, filled = _column_formats(values)
-            csv_number, json_number = "", "null"
+            csv_text, json_text = _column_pieces(values)
+            csv_number, json_number = [""], ["null"]
         elif kinds <= {int, float}:
-            csv_number, json_number, filled = _column_formats(list(map(float, values)))
-            csv_text, json_text = "", '""'
+            csv_number, json_number = _column_pieces(list(map(float, values)))
+            csv_text, json_text = [""], ['""']
         else:
             return None
-        csv_name = _csv_text(name).replace("%", "%%")
-        json_name = orjson.dumps(name).decode().replace("%", "%%")
-        csv_lines.append(f"{oid_csv},{id_csv},{csv_name},{csv_number},{csv_text}")
-        json_lines.append(
-            f"{_J_OID}{oid_json}{_J_ALFA}{id_json}{_J_PARAM}{json_name}"
-            f"{_J_NUMBER}{json_number}{_J_TEXT}{json_text}}}"
-        )
-        cells += [c for c in (ids, filled) if c is not None]
-    csv_blocks, json_blocks = _lines("\n".join(csv_lines), "\n".join(json_lines), cells, len(alfas))
-    csv_blocks.append("")
-    json_blocks.append("")
-    csv_data = ",".join(map(_csv_text, PARAM_COLUMNS)) + "\n" + "\n".join(csv_blocks)
-    return csv_data.encode("utf-8"), "\n".join(json_blocks).encode("utf-8")
+        csv_name = "," + _csv_text(name) + ","
+        json_name = _J_PARAM + orjson.dumps(name).decode() + _J_NUMBER
+        csv_pieces += [oid_csv, *id_csv, csv_name, *csv_number, ",", *csv_text, "\n"]
+        json_pieces += [oid_json, *id_json, json_name, *json_number, _J_TEXT, *json_text, "}\n"]
+    header = ",".join(map(_csv_text, PARAM_COLUMNS)) + "\n"
+    n = len(alfas)
+    return (header + _joined(csv_pieces, n)).encode("utf-8"), _joined(json_pieces, n).encode()
 
 
-#: The JSON keys of an alfa_params row as text, for a `%` format: '{"order_id":', ...
+#: The JSON keys of an alfa_params row as text: '{"order_id":', ',"alfa_id":', ...
 _J_OID, _J_ALFA, _J_PARAM, _J_NUMBER, _J_TEXT = (
     k.decode() for k in (_K_OID, _K_ALFA, _K_PARAM, _K_NUMBER, _K_TEXT)
 )

@@ -13,6 +13,7 @@ import html
 import re
 
 _CODE = re.compile(r"`([^`]*)`")
+_CELL_BAR = re.compile(r"(?<!\\)\|")
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width: 1100px; }
 table { border-collapse: collapse; margin: 8px 0; font-size: 14px; }
@@ -23,22 +24,25 @@ li { margin: 3px 0; }
 
 
 def _inline(text: str) -> str:
-    """Code spans, and `\\|` (a pipe escaped for a table cell) as the pipe it stands for."""
-    escaped = html.escape(text.replace("\\|", "|"))
-    return _CODE.sub(r"<code>\1</code>", escaped) if "`" in escaped else escaped
+    """Code spans of an escaped text, and `\\|` (a pipe escaped for a table cell) as the
+    pipe it stands for."""
+    text = text.replace("\\|", "|")
+    return _CODE.sub(r"<code>\1</code>", text) if "`" in text else text
 
 
 def _cells(line: str) -> list[str]:
     """A Markdown table row's cells; `\\|` inside a cell is a literal pipe."""
     inner = line.strip()[1:-1] if line.strip().endswith("|") else line.strip()[1:]
-    cells = re.split(r"(?<!\\)\|", inner)
+    cells = _CELL_BAR.split(inner) if "\\|" in inner else inner.split("|")
     return [c.strip().replace("\\|", "|") for c in cells]
 
 
 def md_to_html(markdown: str, title: str) -> str:
     """The page for one report's Markdown (as `render.report_md` writes it)."""
     out: list[str] = []
-    lines = markdown.splitlines()
+    # escaped whole, once: escaping maps each character on its own and leaves the
+    # Markdown's marks (`#`, `|`, `-`, `\\`, backticks, spaces) as they are
+    lines = html.escape(markdown).splitlines()
     i = 0
     while i < len(lines):
         line = lines[i]
