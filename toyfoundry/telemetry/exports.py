@@ -263,15 +263,12 @@ def _csv_text(value: object) -> str:
     return buffer.getvalue()[:-2]
 
 
-#: CSV text of a boolean or null cell, as `_cell` gives it.
-_FLAG_TEXT: dict[object, str] = {True: "true", False: "false", None: ""}
 _NEEDS_QUOTES = (",", '"', "\n", "\r")
 _NONE = type(None)
 
 
-#: JSON text of a boolean or null cell.
-_JSON_FLAG: dict[object, str] = {True: "true", False: "false", None: "null"}
 _PLAIN = frozenset((str, int, bool, _NONE))
+_SCALARS = frozenset((int, float, bool, _NONE))
 
 
 def _json_texts(column: Sequence[Any]) -> list[str]:
@@ -287,9 +284,9 @@ def _column_pieces(column: Sequence[Any]) -> tuple[list[Piece], list[Piece]]:
 
     A column holding one value in every row (an order's id, its recipe, its day) is one
     text for all lines. The others are turned into text a column at a time by builtins,
-    once for both files where their texts agree: numbers (a float's repr is orjson's
-    text unless it has an exponent or is not finite), flags, and texts that need
-    neither CSV quotes nor JSON escapes (the JSON quotes are pieces of their own)."""
+    once for both files where their texts agree: numbers and flags (one orjson call for
+    the column), and texts that need neither CSV quotes nor JSON escapes (the JSON
+    quotes are pieces of their own)."""
     kinds = set(map(type, column))
     first = column[0]
     if len(kinds) == 1 and first.__class__ in _PLAIN and column.count(first) == len(column):
@@ -299,26 +296,24 @@ def _column_pieces(column: Sequence[Any]) -> tuple[list[Piece], list[Piece]]:
         csv_cells = column
         if any(mark in joined for mark in _NEEDS_QUOTES):
             csv_cells = list(map(_csv_text, column))
-        if '"' in joined or "\\" in joined or not joined.isprintable():
+        # orjson's text of the whole column's characters is two quotes longer than
+        # their UTF-8 exactly when none of them needs an escape
+        size = len(joined) if joined.isascii() else len(joined.encode("utf-8"))
+        if len(orjson.dumps(joined)) != size + 2:
             return [csv_cells], [_json_texts(column)]
         return [csv_cells], ['"', column, '"']
-    if kinds == {int}:
-        digits = list(map(str, column))
-        return [digits], [digits]
-    if kinds <= {bool, _NONE}:
-        flags = list(map(_FLAG_TEXT.__getitem__, column))
+    if kinds <= _SCALARS:
+        # numbers, flags and nulls: orjson's texts of the whole column at once, which are
+        # the CSV's too (a null's is empty) unless a float's repr differs (an exponent, a
+        # value below 1e-4, which orjson writes out, or nan and inf, which it writes null)
+        texts = orjson.dumps(column)[1:-1].decode()
+        cells = texts.split(",")
+        if float in kinds and (
+            "e" in texts or "0.0000" in texts or texts.count("null") != column.count(None)
+        ):
+            return [list(map(_csv_text, column))], [cells]
         if _NONE in kinds:
-            return [flags], [list(map(_JSON_FLAG.__getitem__, column))]
-        return [flags], [flags]
-    if kinds <= {int, float, _NONE}:
-        # a null is "None", which no number's text holds
-        texts = "\x00".join(map(repr if float in kinds else str, column))
-        numbers = texts.replace("None", "")
-        cells = numbers.split("\x00")
-        if float in kinds and ("e" in numbers or "n" in numbers):  # an exponent, inf, nan
-            return [cells], [_json_texts(column)]
-        if _NONE in kinds:
-            return [cells], [texts.replace("None", "null").split("\x00")]
+            return [texts.replace("null", "").split(",")], [cells]
         return [cells], [cells]
     return [list(map(_csv_text, column))], [_json_texts(column)]
 
