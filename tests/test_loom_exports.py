@@ -315,7 +315,10 @@ def test_table_files_are_the_csv_and_json_modules_bytes(kinds: list[Any], data: 
     writer.writerow(columns)
     writer.writerows([exports._cell(v) for v in row] for row in rows)
     jsonl = b"".join(orjson.dumps(dict(zip(columns, row, strict=True))) + b"\n" for row in rows)
-    assert exports.table_files(columns, rows) == (buffer.getvalue().encode("utf-8"), jsonl)
+    assert exports.table_files(exports.table(columns), rows) == (
+        buffer.getvalue().encode("utf-8"),
+        jsonl,
+    )
 
 
 @pytest.mark.parametrize(
@@ -324,6 +327,6 @@ def test_table_files_are_the_csv_and_json_modules_bytes(kinds: list[Any], data: 
 def test_equal_cells_of_other_types_are_not_one_value(column: list[Any]) -> None:
     """`1 == True == 1.0` and `0.0 == -0.0`, yet each has its own text."""
     rows = [(value, "x") for value in column]
-    csv_data, jsonl = exports.table_files(["a", "b"], rows)
+    csv_data, jsonl = exports.table_files(exports.table(["a", "b"]), rows)
     assert csv_data.decode().splitlines()[1:] == [f"{exports._cell(v)},x" for v in column]
     assert jsonl.splitlines() == [orjson.dumps({"a": v, "b": "x"}) for v in column]

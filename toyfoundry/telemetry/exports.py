@@ -333,26 +333,52 @@ def _joined(pieces: list[Piece], n: int) -> str:
     return "".join(chain.from_iterable(zip(*parts, strict=True)))
 
 
-def table_files(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[bytes, bytes]:
+@dataclass(frozen=True)
+class Table:
+    """A dataset's columns, with the texts every file of it repeats: the CSV header line
+    and each column's JSON key as it leads the column's value ('{"a":', ',"b":')."""
+
+    columns: tuple[str, ...]
+    header: str
+    keys: tuple[str, ...]
+
+
+def table(columns: Sequence[str]) -> Table:
+    keys = [orjson.dumps(c).decode() + ":" for c in columns]
+    return Table(
+        tuple(columns),
+        ",".join(map(_csv_text, columns)) + "\n",
+        tuple(("," if i else "{") + k for i, k in enumerate(keys)),
+    )
+
+
+def table_files(form: Table, rows: Sequence[Sequence[Any]]) -> tuple[bytes, bytes]:
     """`csv_bytes` and `jsonl_bytes` of the row models, from plain rows in column order
     (two or more columns), made together.
 
     Each column's cells are turned into text once for both files (`_column_pieces`),
     and each file is one join of its lines' pieces (`_joined`), the column names and
     separators among them: a line costs no dict, no tuple of texts, no string of its own."""
-    header = ",".join(map(_csv_text, columns)) + "\n"
     if not rows:
-        return header.encode("utf-8"), b""
+        return form.header.encode("utf-8"), b""
     csv_pieces: list[Piece] = []
     json_pieces: list[Piece] = []
     for i, column in enumerate(zip(*rows, strict=True)):
         csv_part, json_part = _column_pieces(column)
-        csv_pieces += [",", *csv_part] if i else csv_part
-        json_pieces += [("," if i else "{") + orjson.dumps(columns[i]).decode() + ":", *json_part]
+        if i:
+            csv_pieces.append(",")
+        csv_pieces += csv_part
+        json_pieces.append(form.keys[i])
+        json_pieces += json_part
     csv_pieces.append("\n")
     json_pieces.append("}\n")
     n = len(rows)
-    return (header + _joined(csv_pieces, n)).encode("utf-8"), _joined(json_pieces, n).encode()
+    return (form.header + _joined(csv_pieces, n)).encode("utf-8"), _joined(json_pieces, n).encode()
+
+
+ALFA_TABLE, PARAM_TABLE, NOTE_TABLE, RITUAL_TABLE, COUNT_TABLE, BATCH_TABLE = map(
+    table, (ALFA_COLUMNS, PARAM_COLUMNS, NOTE_COLUMNS, RITUAL_COLUMNS, COUNT_COLUMNS, BATCH_COLUMNS)
+)
 
 
 #: The JSON keys of an alfa_params row, as orjson writes its dict: b'{"order_id":',
@@ -372,7 +398,7 @@ def _param_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
     if by_column is not None:
         return by_column
     oid = arts.order_id
-    csv_lines = [",".join(map(_csv_text, PARAM_COLUMNS))]
+    csv_lines = [PARAM_TABLE.header[:-1]]
     json_lines: list[bytes] = []
     csv_oid = _csv_text(oid) + ","
     k_param, k_number, k_text = _K_PARAM, _K_NUMBER, _K_TEXT
@@ -444,9 +470,10 @@ def _param_columns(arts: OrderArtefacts) -> tuple[bytes, bytes] | None:
         json_name = _J_PARAM + orjson.dumps(name).decode() + _J_NUMBER
         csv_pieces += [oid_csv, *id_csv, csv_name, *csv_number, ",", *csv_text, "\n"]
         json_pieces += [oid_json, *id_json, json_name, *json_number, _J_TEXT, *json_text, "}\n"]
-    header = ",".join(map(_csv_text, PARAM_COLUMNS)) + "\n"
     n = len(alfas)
-    return (header + _joined(csv_pieces, n)).encode("utf-8"), _joined(json_pieces, n).encode()
+    return (PARAM_TABLE.header + _joined(csv_pieces, n)).encode("utf-8"), _joined(
+        json_pieces, n
+    ).encode()
 
 
 #: The JSON keys of an alfa_params row as text: '{"order_id":', ',"alfa_id":', ...
@@ -459,17 +486,17 @@ def partition_files(layout: Layout, arts: OrderArtefacts) -> list[tuple[Path, by
     """The order's partition files, a CSV and a JSON Lines file per dataset, and their bytes
     (as `csv_bytes` and `jsonl_bytes` of the row models would give them)."""
     out = []
-    for dataset, columns, rows in (
-        ("alfas", ALFA_COLUMNS, alfa_values(arts)),
-        ("alfa_params", PARAM_COLUMNS, None),
-        ("alfa_notes", NOTE_COLUMNS, note_values(arts)),
-        ("rituals", RITUAL_COLUMNS, ritual_values(arts)),
-        ("ritual_counts", COUNT_COLUMNS, count_values(arts)),
+    for dataset, form, rows in (
+        ("alfas", ALFA_TABLE, alfa_values(arts)),
+        ("alfa_params", PARAM_TABLE, None),
+        ("alfa_notes", NOTE_TABLE, note_values(arts)),
+        ("rituals", RITUAL_TABLE, ritual_values(arts)),
+        ("ritual_counts", COUNT_TABLE, count_values(arts)),
     ):
         if rows is None:
             csv_data, jsonl_data = _param_files(arts)
         else:
-            csv_data, jsonl_data = table_files(columns, rows)
+            csv_data, jsonl_data = table_files(form, rows)
         out.append((partition(layout, dataset, arts.order_id, "csv"), csv_data))
         out.append((partition(layout, dataset, arts.order_id, "jsonl"), jsonl_data))
     return out
@@ -548,7 +575,7 @@ def build_exports(
 
 def batches_files(records: Sequence[Mapping[str, Any]]) -> tuple[bytes, bytes]:
     """`csv_bytes(BatchRow, rows)` and `jsonl_bytes(rows)` for plain rows (`batch_record`s)."""
-    return table_files(BATCH_COLUMNS, list(map(_batch_values, records)))
+    return table_files(BATCH_TABLE, list(map(_batch_values, records)))
 
 
 def stale_outputs(layout: Layout, keep: set[str]) -> list[Path]:
