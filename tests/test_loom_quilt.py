@@ -611,8 +611,6 @@ def test_a_failed_quilt_reaps_the_ledger_child(
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.floats(), st.integers(-500, 500).map(float))))
 def test_the_score_histogram_counts_each_finite_score_in_its_bin(scores: list[Any]) -> None:
-    from collections import Counter
-
     from toyfoundry.telemetry.summary import score_bin, score_histogram
 
     found = Counter(score_bin(s) for s in scores if s is not None and math.isfinite(s))
