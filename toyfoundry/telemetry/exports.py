@@ -318,19 +318,34 @@ def _column_pieces(column: Sequence[Any]) -> tuple[list[Piece], list[Piece]]:
     return [list(map(_csv_text, column))], [_json_texts(column)]
 
 
-def _joined(pieces: list[Piece], n: int) -> str:
-    """`n` lines (or blocks of lines) made of `pieces`, as one text: one join of every
-    line's pieces in order, no string made per line."""
-    merged: list[Piece] = []
-    for piece in pieces:  # neighbouring texts as one
-        if isinstance(piece, str) and merged and isinstance(merged[-1], str):
-            merged[-1] += piece
-        else:
-            merged.append(piece)
-    if len(merged) == 1:  # every column the same in every line
-        return cast(str, merged[0]) * n
-    parts = [repeat(p, n) if isinstance(p, str) else p for p in merged]
-    return "".join(chain.from_iterable(zip(*parts, strict=True)))
+class _Lines:
+    """`n` lines (or blocks of lines) of a file, built left to right from pieces: texts the
+    same in every line (neighbours kept as one) and columns of each line's own text."""
+
+    __slots__ = ("n", "parts", "text")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.parts: list[Iterable[str]] = []
+        self.text = ""
+
+    def add(self, pieces: list[Piece]) -> None:
+        for piece in pieces:
+            if isinstance(piece, str):
+                self.text += piece
+                continue
+            if self.text:
+                self.parts.append(repeat(self.text, self.n))
+                self.text = ""
+            self.parts.append(piece)
+
+    def joined(self) -> str:
+        """The lines as one text: one join of every line's pieces in order, no string
+        made per line."""
+        if not self.parts:  # every column the same in every line
+            return self.text * self.n
+        parts = [*self.parts, repeat(self.text, self.n)] if self.text else self.parts
+        return "".join(chain.from_iterable(zip(*parts, strict=True)))
 
 
 @dataclass(frozen=True)
@@ -357,23 +372,18 @@ def table_files(form: Table, rows: Sequence[Sequence[Any]]) -> tuple[bytes, byte
     (two or more columns), made together.
 
     Each column's cells are turned into text once for both files (`_column_pieces`),
-    and each file is one join of its lines' pieces (`_joined`), the column names and
+    and each file is one join of its lines' pieces (`_Lines`), the column names and
     separators among them: a line costs no dict, no tuple of texts, no string of its own."""
     if not rows:
         return form.header.encode("utf-8"), b""
-    csv_pieces: list[Piece] = []
-    json_pieces: list[Piece] = []
+    csv, json = _Lines(len(rows)), _Lines(len(rows))
     for i, column in enumerate(zip(*rows, strict=True)):
         csv_part, json_part = _column_pieces(column)
-        if i:
-            csv_pieces.append(",")
-        csv_pieces += csv_part
-        json_pieces.append(form.keys[i])
-        json_pieces += json_part
-    csv_pieces.append("\n")
-    json_pieces.append("}\n")
-    n = len(rows)
-    return (form.header + _joined(csv_pieces, n)).encode("utf-8"), _joined(json_pieces, n).encode()
+        csv.add([",", *csv_part] if i else csv_part)
+        json.add([form.keys[i], *json_part])
+    csv.add(["\n"])
+    json.add(["}\n"])
+    return (form.header + csv.joined()).encode("utf-8"), json.joined().encode()
 
 
 ALFA_TABLE, PARAM_TABLE, NOTE_TABLE, RITUAL_TABLE, COUNT_TABLE, BATCH_TABLE = map(
@@ -449,8 +459,7 @@ def _param_columns(arts: OrderArtefacts) -> tuple[bytes, bytes] | None:
     oid_csv = _csv_text(arts.order_id) + ","
     oid_json = _J_OID + orjson.dumps(arts.order_id).decode() + _J_ALFA
     id_csv, id_json = _column_pieces([a.alfa_id for a in alfas])
-    csv_pieces: list[Piece] = []
-    json_pieces: list[Piece] = []
+    csv, json = _Lines(len(alfas)), _Lines(len(alfas))
     csv_number: list[Piece]
     json_number: list[Piece]
     csv_text: list[Piece]
@@ -468,12 +477,9 @@ def _param_columns(arts: OrderArtefacts) -> tuple[bytes, bytes] | None:
             return None
         csv_name = "," + _csv_text(name) + ","
         json_name = _J_PARAM + orjson.dumps(name).decode() + _J_NUMBER
-        csv_pieces += [oid_csv, *id_csv, csv_name, *csv_number, ",", *csv_text, "\n"]
-        json_pieces += [oid_json, *id_json, json_name, *json_number, _J_TEXT, *json_text, "}\n"]
-    n = len(alfas)
-    return (PARAM_TABLE.header + _joined(csv_pieces, n)).encode("utf-8"), _joined(
-        json_pieces, n
-    ).encode()
+        csv.add([oid_csv, *id_csv, csv_name, *csv_number, ",", *csv_text, "\n"])
+        json.add([oid_json, *id_json, json_name, *json_number, _J_TEXT, *json_text, "}\n"])
+    return (PARAM_TABLE.header + csv.joined()).encode("utf-8"), json.joined().encode()
 
 
 #: The JSON keys of an alfa_params row as text: '{"order_id":', ',"alfa_id":', ...
