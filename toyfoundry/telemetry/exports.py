@@ -265,9 +265,10 @@ def _csv_text(value: object) -> str:
 
 _NEEDS_QUOTES = (",", '"', "\n", "\r")
 _NONE = type(None)
-
-
+#: Types whose equal values have one text (unlike 0.0 and -0.0): a column of one of them
+#: holding one value is one text for every line.
 _PLAIN = frozenset((str, int, bool, _NONE))
+#: Types orjson writes as the CSV writes them, but for some floats (see `_column_pieces`).
 _SCALARS = frozenset((int, float, bool, _NONE))
 
 
