@@ -31,10 +31,14 @@ def _inline(text: str) -> str:
 
 
 def _cells(line: str) -> list[str]:
-    """A Markdown table row's cells; `\\|` inside a cell is a literal pipe."""
+    """A Markdown table row's cells as HTML (`_inline`); `\\|` inside a cell is a literal
+    pipe. A row without a backslash or a backtick (most rows: names and numbers) is
+    split and stripped, with nothing to replace in its cells."""
     inner = line.strip()[1:-1] if line.strip().endswith("|") else line.strip()[1:]
+    if "\\" not in inner and "`" not in inner:
+        return [c.strip() for c in inner.split("|")]
     cells = _CELL_BAR.split(inner) if "\\|" in inner else inner.split("|")
-    return [c.strip().replace("\\|", "|") for c in cells]
+    return [_inline(c.strip().replace("\\|", "|")) for c in cells]
 
 
 def md_to_html(markdown: str, title: str) -> str:
@@ -57,12 +61,9 @@ def md_to_html(markdown: str, title: str) -> str:
                 i += 1
             head, data = rows[0], rows[2:]
             out.append("<table><thead><tr>")
-            out += [f"<th>{_inline(c)}</th>" for c in _cells(head)]
+            out += [f"<th>{c}</th>" for c in _cells(head)]
             out.append("</tr></thead><tbody>")
-            for row in data:
-                out.append(
-                    "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in _cells(row)) + "</tr>"
-                )
+            out += ["<tr><td>" + "</td><td>".join(_cells(row)) + "</td></tr>" for row in data]
             out.append("</tbody></table>")
             continue
         elif line.startswith("- "):
