@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.test_loom_support import REPO, SAMPLE, ledger_lines, sample
 from toyfoundry.errors import FoundryError
@@ -141,7 +144,10 @@ def test_batch_records_are_batch_rows(exported: Layout) -> None:
     rows = [BatchRow.model_validate(r) for r in records]
     assert [list(r) for r in records] == [list(BatchRow.model_fields)] * len(records)
     assert [r.model_dump(mode="json") for r in rows] == records
-    assert exports.batches_csv_bytes(records) == exports.csv_bytes(BatchRow, rows)
+    assert exports.batches_files(records) == (
+        exports.csv_bytes(BatchRow, rows),
+        exports.jsonl_bytes(rows),
+    )
     assert exports.batches_csv(exported).read_bytes() == exports.csv_bytes(BatchRow, rows)
     assert exports.batches_jsonl(exported).read_bytes() == exports.jsonl_bytes(rows)
 
@@ -278,3 +284,49 @@ def test_the_param_partition_is_the_row_models_bytes_for_any_batch(
     assert exports._param_files(arts) == expected
     by_column = exports._param_columns(arts)
     assert by_column == (None if "mixed" in columns or "only_first" in columns else expected)
+
+
+#: Cells of one kind each, and few of them, so that columns repeat a value (and some hold
+#: one value in every row): texts needing CSV quotes, JSON escapes or neither, and `%`.
+_CELLS = [
+    st.sampled_from(["a", "b,c", 'say "hi"', "x\ny", "back\\slash", "50%", "%s", "\x07", ""]),
+    st.text(max_size=6),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.sampled_from([0, 1, 7]),
+    st.floats(),
+    st.sampled_from([0.0, -0.0, 1e-7, 1e22, 2.5, float("inf"), float("nan")]),
+    st.booleans(),
+    st.none(),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_CELLS), min_size=2, max_size=5), st.data())
+def test_table_files_are_the_csv_and_json_modules_bytes(kinds: list[Any], data: Any) -> None:
+    """Any rows, each column of one kind or mixed: the bytes the csv module and orjson give."""
+    columns = [f"c{i}%" for i in range(len(kinds))]
+    n = data.draw(st.integers(min_value=0, max_value=5))
+    mixed = data.draw(st.booleans())
+    rows = [
+        tuple(data.draw(st.one_of(*_CELLS) if mixed else kind) for kind in kinds) for _ in range(n)
+    ]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([exports._cell(v) for v in row] for row in rows)
+    jsonl = b"".join(orjson.dumps(dict(zip(columns, row, strict=True))) + b"\n" for row in rows)
+    assert exports.table_files(exports.table(columns), rows) == (
+        buffer.getvalue().encode("utf-8"),
+        jsonl,
+    )
+
+
+@pytest.mark.parametrize(
+    "column", [[1, True], [True, 1], [1, 1.0], [0, False, 0.0], [0.0, -0.0], ["1", 1], [None, ""]]
+)
+def test_equal_cells_of_other_types_are_not_one_value(column: list[Any]) -> None:
+    """`1 == True == 1.0` and `0.0 == -0.0`, yet each has its own text."""
+    rows = [(value, "x") for value in column]
+    csv_data, jsonl = exports.table_files(exports.table(["a", "b"]), rows)
+    assert csv_data.decode().splitlines()[1:] == [f"{exports._cell(v)},x" for v in column]
+    assert jsonl.splitlines() == [orjson.dumps({"a": v, "b": "x"}) for v in column]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import csv
 import hashlib
+import math
 import os
 import shutil
 from collections import Counter
@@ -13,6 +14,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.test_loom_support import SAMPLE, Spec, append_raw, build, ledger_lines, sample
 from toyfoundry.formats import schemas
@@ -603,3 +606,13 @@ def test_a_failed_quilt_reaps_the_ledger_child(
     with pytest.raises(OSError):
         quilt.build_quilt(layout, list(ORDERS))
     assert all(getattr(handle, "done", True) for handle in made) and made
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.floats(), st.integers(-500, 500).map(float))))
+def test_the_score_histogram_counts_each_finite_score_in_its_bin(scores: list[Any]) -> None:
+    from toyfoundry.telemetry.summary import score_bin, score_histogram
+
+    found = Counter(score_bin(s) for s in scores if s is not None and math.isfinite(s))
+    expected = dict(sorted(found.items(), key=lambda kv: int(kv[0])))
+    assert list(score_histogram(scores).items()) == list(expected.items())

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tests.test_loom_support import sample
 from toyfoundry.telemetry.loom import run_loom
 from toyfoundry.telemetry.report_html import md_to_html
@@ -44,3 +47,75 @@ def test_text_from_the_exchange_is_never_markup() -> None:
     )
     assert "<script>" not in page and "<img" not in page
     assert "&lt;script&gt;" in page and "<code>&lt;img src=x" in page
+
+
+def _escaped_piece_by_piece(markdown: str, title: str) -> str:
+    """`md_to_html` as it was written first: every piece of text escaped on its own."""
+    import html
+    import re
+
+    def inline(text: str) -> str:
+        escaped = html.escape(text.replace("\\|", "|"))
+        return re.sub(r"`([^`]*)`", r"<code>\1</code>", escaped)
+
+    def cells(line: str) -> list[str]:
+        inner = line.strip()[1:-1] if line.strip().endswith("|") else line.strip()[1:]
+        return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", inner)]
+
+    out: list[str] = []
+    lines, i = markdown.splitlines(), 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("## "):
+            out.append(f"<h2>{inline(line[3:])}</h2>")
+        elif line.startswith("# "):
+            out.append(f"<h1>{inline(line[2:])}</h1>")
+        elif line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append(lines[i])
+                i += 1
+            out.append("<table><thead><tr>")
+            out += [f"<th>{inline(c)}</th>" for c in cells(rows[0])]
+            out.append("</tr></thead><tbody>")
+            for row in rows[2:]:
+                out.append("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in cells(row)) + "</tr>")
+            out.append("</tbody></table>")
+            continue
+        elif line.startswith("- "):
+            out.append("<ul>")
+            while i < len(lines) and lines[i].startswith(("- ", "  ")):
+                item = lines[i]
+                if item.startswith("- "):
+                    if out[-1] != "<ul>":
+                        out.append("</li>")
+                    out.append(f"<li>{inline(item[2:])}")
+                else:
+                    out.append(f"<br>{inline(item.strip())}")
+                i += 1
+            out.append("</li></ul>")
+            continue
+        elif line.strip():
+            out.append(f"<p>{inline(line)}</p>")
+        i += 1
+    head = md_to_html("", title).split("<body>\n")[0]
+    return head + "<body>\n" + "\n".join(out) + "\n</body>\n</html>\n"
+
+
+_MD_TEXT = st.text(alphabet=st.sampled_from(list("ab |\\`<>&\"'-#\t")), max_size=12)
+_MD_LINE = st.one_of(
+    st.builds("# {}".format, _MD_TEXT),
+    st.builds("## {}".format, _MD_TEXT),
+    st.builds("- {}".format, _MD_TEXT),
+    st.builds("  {}".format, _MD_TEXT),
+    st.builds("| {} | {} |".format, _MD_TEXT, _MD_TEXT),
+    st.just("|---|---|"),
+    _MD_TEXT,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_MD_LINE, max_size=12))
+def test_escaping_the_whole_page_once_is_escaping_each_piece(lines: list[str]) -> None:
+    markdown = "\n".join(lines) + "\n"
+    assert md_to_html(markdown, "t") == _escaped_piece_by_piece(markdown, "t")

@@ -263,57 +263,133 @@ def _csv_text(value: object) -> str:
     return buffer.getvalue()[:-2]
 
 
-#: CSV text of a boolean or null cell, as `_cell` gives it.
-_FLAG_TEXT: dict[object, str] = {True: "true", False: "false", None: ""}
 _NEEDS_QUOTES = (",", '"', "\n", "\r")
 _NONE = type(None)
+#: Types whose equal values have one text (unlike 0.0 and -0.0): a column of one of them
+#: holding one value is one text for every line.
+_PLAIN = frozenset((str, int, bool, _NONE))
+#: Types orjson writes as the CSV writes them, but for some floats (see `_column_pieces`).
+_SCALARS = frozenset((int, float, bool, _NONE))
 
 
-def _column_texts(column: Sequence[Any]) -> Sequence[str]:
-    """The CSV cells of one column (`_csv_text` of each value), made a column at a time:
-    a column of plain ints, of safe texts, of flags or of floats is turned into text by
-    builtins, without a Python call per cell; anything else goes cell by cell."""
+def _json_texts(column: Sequence[Any]) -> list[str]:
+    return list(map(bytes.decode, map(orjson.dumps, column)))
+
+
+#: Part of every line of a file: a text the same in each line, or each line's own text.
+Piece = str | Sequence[str]
+
+
+def _column_pieces(column: Sequence[Any]) -> tuple[list[Piece], list[Piece]]:
+    """One column's part of each line, CSV and JSON.
+
+    A column holding one value in every row (an order's id, its recipe, its day) is one
+    text for all lines. The others are turned into text a column at a time by builtins,
+    once for both files where their texts agree: numbers and flags (one orjson call for
+    the column), and texts that need neither CSV quotes nor JSON escapes (the JSON
+    quotes are pieces of their own)."""
     kinds = set(map(type, column))
+    first = column[0]
+    if len(kinds) == 1 and first.__class__ in _PLAIN and column.count(first) == len(column):
+        return [_csv_text(first)], [orjson.dumps(first).decode()]
     if kinds == {str}:
-        joined = "\x00".join(column)
-        if not any(mark in joined for mark in _NEEDS_QUOTES):
-            return column
-    elif kinds == {int}:
-        return list(map(str, column))
-    elif kinds <= {bool, _NONE}:
-        return list(map(_FLAG_TEXT.__getitem__, column))
-    elif kinds == {float}:
-        return list(map(repr, column))
-    elif kinds in ({int, _NONE}, {float, _NONE}):
-        # a null is "" and no number's text holds "None" (a rank, or the score of an Alfa
-        # that was not drilled)
-        texts = map(str if int in kinds else repr, column)
-        return "\x00".join(texts).replace("None", "").split("\x00")
-    return list(map(_csv_text, column))
+        joined = "".join(column)
+        csv_cells = column
+        if any(mark in joined for mark in _NEEDS_QUOTES):
+            csv_cells = list(map(_csv_text, column))
+        # orjson's text of the whole column's characters is two quotes longer than
+        # their UTF-8 exactly when none of them needs an escape
+        size = len(joined) if joined.isascii() else len(joined.encode("utf-8"))
+        if len(orjson.dumps(joined)) != size + 2:
+            return [csv_cells], [_json_texts(column)]
+        return [csv_cells], ['"', column, '"']
+    if kinds <= _SCALARS:
+        # numbers, flags and nulls: orjson's texts of the whole column at once, which are
+        # the CSV's too (a null's is empty) unless a float's repr differs (an exponent, a
+        # value below 1e-4, which orjson writes out, or nan and inf, which it writes null)
+        texts = orjson.dumps(column)[1:-1].decode()
+        cells = texts.split(",")
+        if float in kinds and (
+            "e" in texts or "0.0000" in texts or texts.count("null") != column.count(None)
+        ):
+            return [list(map(_csv_text, column))], [cells]
+        if _NONE in kinds:
+            return [texts.replace("null", "").split(",")], [cells]
+        return [cells], [cells]
+    return [list(map(_csv_text, column))], [_json_texts(column)]
 
 
-def values_csv_bytes(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
-    """`csv_bytes` for plain rows in column order (two or more columns).
+class _Lines:
+    """`n` lines (or blocks of lines) of a file, built left to right from pieces: texts the
+    same in every line (neighbours kept as one) and columns of each line's own text."""
 
-    Made a column at a time (`_column_texts`): the csv module looks at every character
-    of every cell from C, and a Python call per cell costs as much, 50,000 instructions
-    for an Alfa's row of 20 cells; the cells come out as the module writes them."""
-    cells = list(zip(*rows, strict=True))
-    if not cells:
-        return (",".join(map(_csv_text, columns)) + "\n").encode("utf-8")
-    lines = [",".join(map(_csv_text, columns))]
-    lines += map(",".join, zip(*map(_column_texts, cells), strict=True))
-    lines.append("")
-    return "\n".join(lines).encode("utf-8")
+    __slots__ = ("n", "parts", "text")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.parts: list[Iterable[str]] = []
+        self.text = ""
+
+    def add(self, pieces: list[Piece]) -> None:
+        for piece in pieces:
+            if isinstance(piece, str):
+                self.text += piece
+                continue
+            if self.text:
+                self.parts.append(repeat(self.text, self.n))
+                self.text = ""
+            self.parts.append(piece)
+
+    def joined(self) -> str:
+        """The lines as one text: one join of every line's pieces in order, no string
+        made per line."""
+        if not self.parts:  # every column the same in every line
+            return self.text * self.n
+        parts = [*self.parts, repeat(self.text, self.n)] if self.text else self.parts
+        return "".join(chain.from_iterable(zip(*parts, strict=True)))
 
 
-def values_jsonl_bytes(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
-    """`jsonl_bytes` for plain rows in column order (each as long as `columns`): a dict
-    and a line per row made by builtins, without a Python call per row."""
-    lines = list(map(orjson.dumps, map(dict, map(zip, repeat(columns), rows))))
-    if lines:
-        lines.append(b"")
-    return b"\n".join(lines)
+@dataclass(frozen=True)
+class Table:
+    """A dataset's columns, with the texts every file of it repeats: the CSV header line
+    and each column's JSON key as it leads the column's value ('{"a":', ',"b":')."""
+
+    columns: tuple[str, ...]
+    header: str
+    keys: tuple[str, ...]
+
+
+def table(columns: Sequence[str]) -> Table:
+    keys = [orjson.dumps(c).decode() + ":" for c in columns]
+    return Table(
+        tuple(columns),
+        ",".join(map(_csv_text, columns)) + "\n",
+        tuple(("," if i else "{") + k for i, k in enumerate(keys)),
+    )
+
+
+def table_files(form: Table, rows: Sequence[Sequence[Any]]) -> tuple[bytes, bytes]:
+    """`csv_bytes` and `jsonl_bytes` of the row models, from plain rows in column order
+    (two or more columns), made together.
+
+    Each column's cells are turned into text once for both files (`_column_pieces`),
+    and each file is one join of its lines' pieces (`_Lines`), the column names and
+    separators among them: a line costs no dict, no tuple of texts, no string of its own."""
+    if not rows:
+        return form.header.encode("utf-8"), b""
+    csv, json = _Lines(len(rows)), _Lines(len(rows))
+    for i, column in enumerate(zip(*rows, strict=True)):
+        csv_part, json_part = _column_pieces(column)
+        csv.add([",", *csv_part] if i else csv_part)
+        json.add([form.keys[i], *json_part])
+    csv.add(["\n"])
+    json.add(["}\n"])
+    return (form.header + csv.joined()).encode("utf-8"), json.joined().encode()
+
+
+ALFA_TABLE, PARAM_TABLE, NOTE_TABLE, RITUAL_TABLE, COUNT_TABLE, BATCH_TABLE = map(
+    table, (ALFA_COLUMNS, PARAM_COLUMNS, NOTE_COLUMNS, RITUAL_COLUMNS, COUNT_COLUMNS, BATCH_COLUMNS)
+)
 
 
 #: The JSON keys of an alfa_params row, as orjson writes its dict: b'{"order_id":',
@@ -324,17 +400,16 @@ _K_OID, _K_ALFA, _K_PARAM, _K_NUMBER, _K_TEXT = (
 
 
 def _param_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
-    """The alfa_params partition, CSV and JSON Lines: `values_csv_bytes` and
-    `values_jsonl_bytes` of `param_values`, without a row tuple or a dict per row
-    (six or so rows an Alfa): a parameter at a time when the batch allows it
-    (`_param_columns`), else an Alfa at a time. A row is the Alfa's head (order and
+    """The alfa_params partition, CSV and JSON Lines: `table_files` of `param_values`,
+    without a row tuple per row (six or so rows an Alfa): a parameter at a time when the
+    batch allows it (`_param_columns`), else an Alfa at a time. A row is the Alfa's head (order and
     Alfa id) and a tail (name, number, text), each made once: the tail per distinct
     parameter value of the batch, which repeat (enumerations, small integer ranges)."""
     by_column = _param_columns(arts)
     if by_column is not None:
         return by_column
     oid = arts.order_id
-    csv_lines = [",".join(map(_csv_text, PARAM_COLUMNS))]
+    csv_lines = [PARAM_TABLE.header[:-1]]
     json_lines: list[bytes] = []
     csv_oid = _csv_text(oid) + ","
     k_param, k_number, k_text = _K_PARAM, _K_NUMBER, _K_TEXT
@@ -370,11 +445,11 @@ def _param_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
 
 
 def _param_columns(arts: OrderArtefacts) -> tuple[bytes, bytes] | None:
-    """`_param_files` a parameter at a time, for a batch whose Alfas have the same
-    parameters, each all texts or all numbers (a recipe's batch): each parameter's lines
-    are made from its column by builtins, as the CSV columns are (`_column_texts`), then
-    interleaved Alfa by Alfa; a few calls a line rather than a dozen operations. None
-    for any other batch."""
+    """`_param_files` for a batch whose Alfas have the same parameters, each all texts
+    or all numbers (a recipe's batch): an Alfa's lines are one block of pieces, the
+    order id, the names and any parameter the batch does not vary among them, and
+    each parameter's column is turned into text once for both files
+    (`_column_pieces`). None for any other batch."""
     alfas = arts.mint.alfas
     if not alfas:
         return None
@@ -382,64 +457,53 @@ def _param_columns(arts: OrderArtefacts) -> tuple[bytes, bytes] | None:
     names = params[0].keys()
     if any(p.keys() != names for p in params):
         return None
-    ids = [a.alfa_id for a in alfas]
-    csv_oid = _csv_text(arts.order_id) + ","
-    csv_heads = [csv_oid + i + "," for i in _column_texts(ids)]
-    json_oid = _K_OID + orjson.dumps(arts.order_id) + _K_ALFA
-    json_heads = [json_oid + i + _K_PARAM for i in map(orjson.dumps, ids)]
-    csv_columns: list[list[str]] = []
-    json_columns: list[list[bytes]] = []
+    oid_csv = _csv_text(arts.order_id) + ","
+    oid_json = _J_OID + orjson.dumps(arts.order_id).decode() + _J_ALFA
+    id_csv, id_json = _column_pieces([a.alfa_id for a in alfas])
+    csv, json = _Lines(len(alfas)), _Lines(len(alfas))
+    csv_number: list[Piece]
+    json_number: list[Piece]
+    csv_text: list[Piece]
+    json_text: list[Piece]
     for name in sorted(names):
         values = list(map(operator.itemgetter(name), params))
         kinds = set(map(type, values))
-        csv_name, json_name = _csv_text(name), orjson.dumps(name)
         if kinds == {str}:
-            csv_tails = map((csv_name + ",,").__add__, _column_texts(values))
-            json_parts = zip(
-                json_heads,
-                repeat(json_name + _K_NUMBER + b"null" + _K_TEXT),
-                map(orjson.dumps, values),
-                repeat(b"}"),
-            )
+            csv_text, json_text = _column_pieces(values)
+            csv_number, json_number = [""], ["null"]
         elif kinds <= {int, float}:
-            numbers = list(map(float, values))
-            csv_tails = map("".join, zip(repeat(csv_name + ","), map(repr, numbers), repeat(",")))
-            json_parts = zip(
-                json_heads,
-                repeat(json_name + _K_NUMBER),
-                map(orjson.dumps, numbers),
-                repeat(_K_TEXT + b'""}'),
-            )
+            csv_number, json_number = _column_pieces(list(map(float, values)))
+            csv_text, json_text = [""], ['""']
         else:
             return None
-        csv_columns.append(list(map(operator.add, csv_heads, csv_tails)))
-        json_columns.append(list(map(b"".join, json_parts)))
-    csv_lines = [",".join(map(_csv_text, PARAM_COLUMNS))]
-    csv_lines += chain.from_iterable(zip(*csv_columns, strict=True))
-    csv_lines.append("")
-    json_lines = list(chain.from_iterable(zip(*json_columns, strict=True)))
-    json_lines.append(b"")
-    return "\n".join(csv_lines).encode("utf-8"), b"\n".join(json_lines)
+        csv_name = "," + _csv_text(name) + ","
+        json_name = _J_PARAM + orjson.dumps(name).decode() + _J_NUMBER
+        csv.add([oid_csv, *id_csv, csv_name, *csv_number, ",", *csv_text, "\n"])
+        json.add([oid_json, *id_json, json_name, *json_number, _J_TEXT, *json_text, "}\n"])
+    return (PARAM_TABLE.header + csv.joined()).encode("utf-8"), json.joined().encode()
+
+
+#: The JSON keys of an alfa_params row as text: '{"order_id":', ',"alfa_id":', ...
+_J_OID, _J_ALFA, _J_PARAM, _J_NUMBER, _J_TEXT = (
+    k.decode() for k in (_K_OID, _K_ALFA, _K_PARAM, _K_NUMBER, _K_TEXT)
+)
 
 
 def partition_files(layout: Layout, arts: OrderArtefacts) -> list[tuple[Path, bytes]]:
     """The order's partition files, a CSV and a JSON Lines file per dataset, and their bytes
     (as `csv_bytes` and `jsonl_bytes` of the row models would give them)."""
     out = []
-    for dataset, columns, rows in (
-        ("alfas", ALFA_COLUMNS, alfa_values(arts)),
-        ("alfa_params", PARAM_COLUMNS, None),
-        ("alfa_notes", NOTE_COLUMNS, note_values(arts)),
-        ("rituals", RITUAL_COLUMNS, ritual_values(arts)),
-        ("ritual_counts", COUNT_COLUMNS, count_values(arts)),
+    for dataset, form, rows in (
+        ("alfas", ALFA_TABLE, alfa_values(arts)),
+        ("alfa_params", PARAM_TABLE, None),
+        ("alfa_notes", NOTE_TABLE, note_values(arts)),
+        ("rituals", RITUAL_TABLE, ritual_values(arts)),
+        ("ritual_counts", COUNT_TABLE, count_values(arts)),
     ):
         if rows is None:
             csv_data, jsonl_data = _param_files(arts)
         else:
-            csv_data, jsonl_data = (
-                values_csv_bytes(columns, rows),
-                values_jsonl_bytes(columns, rows),
-            )
+            csv_data, jsonl_data = table_files(form, rows)
         out.append((partition(layout, dataset, arts.order_id, "csv"), csv_data))
         out.append((partition(layout, dataset, arts.order_id, "jsonl"), jsonl_data))
     return out
@@ -503,11 +567,12 @@ def build_exports(
     batches = [b for b in _rollup_batches(layout) if b["order_id"] in keep]
     records = [batch_record(b) for b in batches]
     result = ExportsResult()
+    csv_data, jsonl_data = batches_files(records)
     # the three files in one batch: one flush for the set (see `write_many_atomic`)
     result.written = write_many_atomic(
         [
-            (batches_csv(layout), batches_csv_bytes(records)),
-            (batches_jsonl(layout), values_jsonl_bytes(BATCH_COLUMNS, map(_batch_values, records))),
+            (batches_csv(layout), csv_data),
+            (batches_jsonl(layout), jsonl_data),
             (layout.summary_md, render.summary_md(batches).encode("utf-8")),
         ]
     )
@@ -515,9 +580,9 @@ def build_exports(
     return result
 
 
-def batches_csv_bytes(records: Sequence[Mapping[str, Any]]) -> bytes:
-    """`csv_bytes(BatchRow, rows)` for plain rows (`batch_record`s)."""
-    return values_csv_bytes(BATCH_COLUMNS, map(_batch_values, records))
+def batches_files(records: Sequence[Mapping[str, Any]]) -> tuple[bytes, bytes]:
+    """`csv_bytes(BatchRow, rows)` and `jsonl_bytes(rows)` for plain rows (`batch_record`s)."""
+    return table_files(BATCH_TABLE, list(map(_batch_values, records)))
 
 
 def stale_outputs(layout: Layout, keep: set[str]) -> list[Path]:

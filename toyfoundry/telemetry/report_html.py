@@ -13,6 +13,7 @@ import html
 import re
 
 _CODE = re.compile(r"`([^`]*)`")
+_CELL_BAR = re.compile(r"(?<!\\)\|")
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width: 1100px; }
 table { border-collapse: collapse; margin: 8px 0; font-size: 14px; }
@@ -23,22 +24,29 @@ li { margin: 3px 0; }
 
 
 def _inline(text: str) -> str:
-    """Code spans, and `\\|` (a pipe escaped for a table cell) as the pipe it stands for."""
-    escaped = html.escape(text.replace("\\|", "|"))
-    return _CODE.sub(r"<code>\1</code>", escaped) if "`" in escaped else escaped
+    """Code spans of an escaped text, and `\\|` (a pipe escaped for a table cell) as the
+    pipe it stands for."""
+    text = text.replace("\\|", "|")
+    return _CODE.sub(r"<code>\1</code>", text) if "`" in text else text
 
 
 def _cells(line: str) -> list[str]:
-    """A Markdown table row's cells; `\\|` inside a cell is a literal pipe."""
+    """A Markdown table row's cells as HTML (`_inline`); `\\|` inside a cell is a literal
+    pipe. A row without a backslash or a backtick (most rows: names and numbers) is
+    split and stripped, with nothing to replace in its cells."""
     inner = line.strip()[1:-1] if line.strip().endswith("|") else line.strip()[1:]
-    cells = re.split(r"(?<!\\)\|", inner)
-    return [c.strip().replace("\\|", "|") for c in cells]
+    if "\\" not in inner and "`" not in inner:
+        return [c.strip() for c in inner.split("|")]
+    cells = _CELL_BAR.split(inner) if "\\|" in inner else inner.split("|")
+    return [_inline(c.strip().replace("\\|", "|")) for c in cells]
 
 
 def md_to_html(markdown: str, title: str) -> str:
     """The page for one report's Markdown (as `render.report_md` writes it)."""
     out: list[str] = []
-    lines = markdown.splitlines()
+    # escaped whole, once: escaping maps each character on its own and leaves the
+    # Markdown's marks (`#`, `|`, `-`, `\\`, backticks, spaces) as they are
+    lines = html.escape(markdown).splitlines()
     i = 0
     while i < len(lines):
         line = lines[i]
@@ -53,12 +61,9 @@ def md_to_html(markdown: str, title: str) -> str:
                 i += 1
             head, data = rows[0], rows[2:]
             out.append("<table><thead><tr>")
-            out += [f"<th>{_inline(c)}</th>" for c in _cells(head)]
+            out += [f"<th>{c}</th>" for c in _cells(head)]
             out.append("</tr></thead><tbody>")
-            for row in data:
-                out.append(
-                    "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in _cells(row)) + "</tr>"
-                )
+            out += ["<tr><td>" + "</td><td>".join(_cells(row)) + "</td></tr>" for row in data]
             out.append("</tbody></table>")
             continue
         elif line.startswith("- "):

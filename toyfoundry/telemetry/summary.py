@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import operator
 from collections import Counter
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from itertools import chain, compress, repeat
+from typing import Any, cast
 
 from toyfoundry.formats.models import BatchSummary, Outcomes
 from toyfoundry.telemetry.artefacts import OrderArtefacts
@@ -41,26 +43,28 @@ def _batch_results(arts: OrderArtefacts) -> list[Result]:
 
 
 def _outcomes(arts: OrderArtefacts, results: list[Result]) -> Outcomes:
-    verdicts = Counter(a.outcome for a in arts.mint.alfas)
-    drilled = paraded = passed = failed = purged = promoted = 0
-    for r in results:  # one pass, not one per count: a batch has up to 96 results
-        drilled += r["score"] is not None
-        paraded += r["rank"] is not None
-        passed += r["passed"] is True
-        failed += r["passed"] is False
-        purged += r["purged"]
-        promoted += r["promoted"]
+    # each count is a column of the results counted by builtins, not a Python step per
+    # result (a batch has up to 96); the flags are booleans or null, as the model has them
+    verdicts = [a.outcome for a in arts.mint.alfas]
+    scores = list(map(_SCORE, results))
+    ranks = list(map(_RANK, results))
+    passed = list(map(_PASSED, results))
     return Outcomes(
-        minted=len(arts.mint.alfas),
-        drilled=drilled,
-        paraded=paraded,
-        passed=passed,
-        failed=failed,
-        purged=purged,
-        promoted=promoted,
-        quarantined=verdicts["quarantined"],
-        waived=verdicts["waived"],
+        minted=len(verdicts),
+        drilled=len(scores) - scores.count(None),
+        paraded=len(ranks) - ranks.count(None),
+        passed=passed.count(True),
+        failed=passed.count(False),
+        purged=sum(map(_PURGED, results)),
+        promoted=sum(map(_PROMOTED, results)),
+        quarantined=verdicts.count("quarantined"),
+        waived=verdicts.count("waived"),
     )
+
+
+_SCORE, _RANK, _PASSED, _PURGED, _PROMOTED, _DEFECTS = map(
+    operator.itemgetter, ("score", "rank", "passed", "purged", "promoted", "defects")
+)
 
 
 def defects(arts: OrderArtefacts) -> dict[str, int]:
@@ -68,7 +72,7 @@ def defects(arts: OrderArtefacts) -> dict[str, int]:
 
 
 def _defects(results: list[Result]) -> dict[str, int]:
-    found = Counter(d for r in results for d in r["defects"])
+    found = Counter(chain.from_iterable(map(_DEFECTS, results)))
     return dict(sorted(found.items()))
 
 
@@ -77,8 +81,13 @@ def score_bin(score: float) -> str:
 
 
 def score_histogram(scores: Iterable[float | None]) -> dict[str, int]:
-    found = Counter(score_bin(s) for s in scores if s is not None and math.isfinite(s))
-    return dict(sorted(found.items(), key=lambda kv: int(kv[0])))
+    """Counts by `score_bin`, in the bins' order; nulls and non-finite scores left out."""
+    given = list(scores)
+    present = cast(Iterator[float], compress(given, map(operator.is_not, given, repeat(None))))
+    finite = filter(math.isfinite, present)
+    # a bin's lower bound as `score_bin` makes it: floor(score / SCORE_BIN) * SCORE_BIN
+    found = Counter(map(math.floor, map(operator.truediv, finite, repeat(SCORE_BIN))))
+    return {str(low * SCORE_BIN): n for low, n in sorted(found.items())}
 
 
 def summarize(arts: OrderArtefacts) -> BatchSummary:
