@@ -610,8 +610,9 @@ def _compose(
     )
     ahead: AbstractSet[int] = (
         frozenset()
-        if data is None or chain.space != space.key
-        else carried.ahead(layout, chain, data)
+        if data is None or previous is None or chain.space != space.key
+        # the chain's digest as `start_chain` took it for the inputs: hashed once
+        else carried.ahead(layout, chain, data, exchange.digests.get(layout.chain_file(previous)))
     )
     batch = _Batch(order, order_id, recipe, chain, space, ahead)
     ctx.target = batch.target
