@@ -23,7 +23,7 @@ from functools import cached_property
 import orjson
 
 from toyfoundry import caches
-from toyfoundry.formats.models import ParamValue, Recipe
+from toyfoundry.formats.models import FloatParam, ParamValue, Recipe
 from toyfoundry.formats.params import cardinality, domain_of
 
 ROUNDS = 6
@@ -141,7 +141,12 @@ class Permutation:
         x = encrypt(position)
         while x >= size:
             x = encrypt(x)
-        self._remember(position, x)
+        element = self._element  # `_remember`, inline: most of a build's draws are new
+        if len(element) >= MEMO_LIMIT:
+            element.clear()
+            self._position.clear()
+        element[position] = x
+        self._position[x] = position
         return x
 
     def position(self, element: int) -> int:
@@ -216,6 +221,8 @@ class Space:
             )
         ]
         self._digits = list(zip(self.names, self.domains, self.radices, strict=True))
+        # the same digits by name: a parameter set in the sorted order JSON gives it
+        self._by_name = sorted(self._ordered, key=lambda digit: digit[0])
 
     @cached_property
     def permutation(self) -> Permutation:
@@ -224,6 +231,25 @@ class Space:
     def params(self, index: int) -> Params:
         """The parameter set of an index."""
         return {name: value(index // place % radix) for name, place, radix, value in self._ordered}
+
+    def sorted_params(self, index: int) -> Params:
+        """`params`, its names in sorted order (as an artefact holds them)."""
+        return {name: value(index // place % radix) for name, place, radix, value in self._by_name}
+
+    @cached_property
+    def values_fit(self) -> bool:
+        """Whether every value `params` makes lies in its domain by `index_of`: an int or enum
+        value always does, a float value only when `value_at` gives it on its domain's grid
+        (a step with more decimals than it rounds to may miss), so each listed float value is
+        tried once; a domain too wide to list is not, and says False."""
+        for spec, domain, radix in zip(self.specs, self.domains, self.radices, strict=True):
+            if not isinstance(spec, FloatParam):
+                continue
+            if radix > LISTED_VALUES:
+                return False
+            if any(domain.index_of(domain.value_at(i)) is None for i in range(radix)):
+                return False
+        return True
 
     def index(self, params: Mapping[str, ParamValue]) -> int | None:
         """The index of a complete, in-bounds parameter set; None for anything else."""
