@@ -50,7 +50,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from toyfoundry.errors import FoundryError, Problem
 from toyfoundry.exchange.loader import Exchange, display
@@ -718,15 +718,22 @@ def _artefact_model(doc: dict[str, Any]) -> MintArtefact:
 _ALFA_FIELDS = frozenset(Alfa.model_fields)
 
 
+#: The slots a model instance keeps its state in (pydantic's `BaseModel.__slots__`), set
+#: through their descriptors: `object.__setattr__` looks each name up on the type first.
+_SET_DICT = BaseModel.__dict__["__dict__"].__set__
+_SET_FIELDS_SET = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_SET_EXTRA = BaseModel.__dict__["__pydantic_extra__"].__set__
+_SET_PRIVATE = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
 def _alfa_model(data: dict[str, Any]) -> Alfa:
     """`Alfa.model_construct(**data)` for data with every field, without its per-field loop:
     the instance attributes a validated model has, `data` itself as its fields."""
-    alfa = Alfa.__new__(Alfa)
-    set_attribute = object.__setattr__
-    set_attribute(alfa, "__dict__", data)
-    set_attribute(alfa, "__pydantic_fields_set__", set(_ALFA_FIELDS))
-    set_attribute(alfa, "__pydantic_extra__", None)
-    set_attribute(alfa, "__pydantic_private__", None)
+    alfa = object.__new__(Alfa)
+    _SET_DICT(alfa, data)
+    _SET_FIELDS_SET(alfa, set(_ALFA_FIELDS))
+    _SET_EXTRA(alfa, None)
+    _SET_PRIVATE(alfa, None)
     return alfa
 
 
@@ -822,12 +829,12 @@ def mint_record_data(artefact: MintArtefact) -> list[dict[str, Any]]:
     return [
         {
             **common,
-            "alfa_id": a.alfa_id,
-            "share": a.share,
-            "outcome": LEDGER_OUTCOME[a.outcome],
-            "reasons": list(a.reasons),
+            "alfa_id": a["alfa_id"],
+            "share": a["share"],
+            "outcome": LEDGER_OUTCOME[a["outcome"]],
+            "reasons": list(a["reasons"]),
         }
-        for a in artefact.alfas
+        for a in map(vars, artefact.alfas)  # each model's fields, read as a dict's items
     ]
 
 
