@@ -45,6 +45,7 @@ NAMES: dict[str, str] = {
     "code": "graph/stages.py: each module's imports, each stage's closure and the fingerprints",
     "entry_points": "installed.py: every installed entry point, by the import path folders' stats",
     "schema_validators": "formats/schemas.py: the compiled JSON Schema validators, by name",
+    "validator_plugins": "forge/validators.py: the build's loaded validator plugins, by import path",
 }
 
 #: Caches about the running process itself, which every build of the process carries

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from toyfoundry import caches
 from toyfoundry.errors import FoundryError, Problem
 from toyfoundry.exchange import rules
-from toyfoundry.forge.inputs import OrderFacts
+from toyfoundry.forge.inputs import OrderFacts, display_path
 from toyfoundry.formats.models import (
     EXCHANGE_INPUTS,
     SCHEMA_KEY,
@@ -82,11 +82,9 @@ class Loaded(Generic[M]):
 
 
 def display(layout: Layout, path: Path) -> str:
-    """A path as people should read it: relative to the project when inside it."""
-    try:
-        return str(path.absolute().relative_to(layout.root))
-    except ValueError:
-        return str(path)
+    """A path as people should read it: relative to the project when inside it (from the
+    paths' text when both are absolute, as the layout's are: the mint shows several an order)."""
+    return display_path(layout.root, path)
 
 
 def kind_for(layout: Layout, path: Path) -> str | None:

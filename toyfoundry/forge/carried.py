@@ -59,15 +59,16 @@ class _Ancestor:
 _RECIPES_KEPT = 64
 
 
-def ahead(layout: Layout, chain: Chain, data: bytes) -> Set[int]:
+def ahead(layout: Layout, chain: Chain, data: bytes, digest: str | None = None) -> Set[int]:
     """Every position at or beyond `chain.cursor` minted as carryover by the chain's orders.
 
-    `data` are the bytes `chain` was read from. The set is read-only and stays valid
-    until the next call for the same recipe. Raises `FoundryError` when an earlier
-    chain file is missing or no longer holds the bytes its successor was made from
-    (the graph rebuilds such a successor before anything reads it).
+    `data` are the bytes `chain` was read from, `digest` their sha256 if at hand. The set
+    is read-only and stays valid until the next call for the same recipe. Raises
+    `FoundryError` when an earlier chain file is missing or no longer holds the bytes its
+    successor was made from (the graph rebuilds such a successor before anything reads it).
     """
-    digest = digest_of(data)
+    if digest is None:
+        digest = digest_of(data)
     frontiers: dict[str, _Frontier] = caches.current().table("frontiers")
     known = frontiers.get(chain.recipe)
     if known is not None and known.sha256 == digest and known.space == chain.space:

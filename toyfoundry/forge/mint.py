@@ -44,13 +44,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-import random
+from _random import Random as Generator
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from toyfoundry.errors import FoundryError, Problem
 from toyfoundry.exchange.loader import Exchange, display
@@ -85,7 +85,6 @@ from toyfoundry.formats.models import (
     Share,
     ShareCounts,
 )
-from toyfoundry.formats.params import cardinality, domain_of
 from toyfoundry.formats.review_key import decides
 from toyfoundry.store import safe_read
 from toyfoundry.store.atomic import dumps_canonical, read_whole, write_atomic
@@ -125,10 +124,15 @@ class Refused(Exception):
 # --------------------------------------------------------------------------- pure helpers
 
 
-def rng(seed: int, *purpose: str) -> random.Random:
-    """A generator seeded by sha256 of the order's seed and a purpose: never global state."""
+def rng(seed: int, *purpose: str) -> Generator:
+    """A generator seeded by sha256 of the order's seed and a purpose: never global state.
+
+    The C generator `random.Random` is made on: the same Mersenne Twister seeded the same
+    way from an int (its `seed` hands an int down to it), without the Python layer around
+    it, which a batch's carryovers do not use (6,000 instructions of the 40,000 a seed
+    costs)."""
     text = "\n".join([str(seed), *purpose]).encode()
-    return random.Random(int.from_bytes(hashlib.sha256(text).digest(), "big"))
+    return Generator(int.from_bytes(hashlib.sha256(text).digest(), "big"))
 
 
 def plan_shares(
@@ -143,60 +147,50 @@ def plan_shares(
     )
 
 
-def _below(gen: random.Random, n: int) -> int:
+def _below(gen: Generator, n: int) -> int:
     """A draw from [0, n) built on `random()` alone: the one method Python keeps stable across
     versions for a given seed (`randrange` and `sample` may change), so cached artefacts
     stay reproducible on a newer interpreter."""
     return min(int(gen.random() * n), n - 1)
 
 
-def mutate(
-    params: Mapping[str, ParamValue], recipe: Recipe, mutation: Mutation, gen: random.Random
-) -> Params:
-    """A carryover child: 1..max_changes parameters moved to another value of their domain."""
-    return _Mutator(recipe)(params, mutation, gen)
-
-
 class _Mutator:
-    """`mutate` for one recipe, its domains looked up once for a batch's many mutations."""
+    """A carryover child of a recipe's parameters: 1..max_changes parameters moved to another
+    value of their domain, its parameters in sorted order (as the artefact holds them)."""
 
-    def __init__(self, recipe: Recipe, space: Space | None = None) -> None:
-        """`space`: the recipe's, if at hand, for its domains and their sizes."""
+    def __init__(self, recipe: Recipe, space: Space) -> None:
         self.order = list(recipe.parameters)
         self.known = set(self.order)
-        sizes = space.radices if space is not None else map(cardinality, recipe.parameters.values())
-        domains = space.domains if space is not None else map(domain_of, recipe.parameters.values())
+        self.in_order = sorted(self.order)
         # the parameters a mutation may move, in the recipe's order: (name, size, domain)
         self.movable = [
             (name, size, domain)
-            for name, size, domain in zip(self.order, sizes, domains, strict=True)
+            for name, size, domain in zip(self.order, space.radices, space.domains, strict=True)
             if size > 1
         ]
 
     def __call__(
-        self, params: Mapping[str, ParamValue], mutation: Mutation, gen: random.Random
+        self, params: Mapping[str, ParamValue], mutation: Mutation, gen: Generator
     ) -> Params:
         out = dict(params)
         movable = list(self.movable)
-        if not movable:
-            return out
-        changes = 1
-        while changes < min(mutation.max_changes, len(movable)) and gen.random() < mutation.rate:
-            changes += 1
-        for _ in range(changes):
-            name, size, domain = movable.pop(_below(gen, len(movable)))
-            current = domain.index_of(out[name]) if name in out else None
-            if current is None:
-                choice = _below(gen, size)
-            else:
-                choice = _below(gen, size - 1)
-                choice += choice >= current
-            out[name] = domain.value_at(choice)
+        if movable:
+            changes = 1
+            most = min(mutation.max_changes, len(movable))
+            while changes < most and gen.random() < mutation.rate:
+                changes += 1
+            for _ in range(changes):
+                name, size, domain = movable.pop(_below(gen, len(movable)))
+                current = domain.index_of(out[name]) if name in out else None
+                if current is None:
+                    choice = _below(gen, size)
+                else:
+                    choice = _below(gen, size - 1)
+                    choice += choice >= current
+                out[name] = domain.value_at(choice)
         if out.keys() == self.known:  # the recipe's parameters, as a pool entry has them
-            return {n: out[n] for n in self.order}
-        extra = set(out) - self.known
-        order = [*self.order, *sorted(extra)] if extra else self.order
-        return {n: out[n] for n in order if n in out}
+            return {n: out[n] for n in self.in_order}
+        return dict(sorted(out.items()))
 
 
 def alfa_id(order_id: str, slot: int, reroll: int = 0) -> str:
@@ -272,35 +266,17 @@ def input_digests(
 # --------------------------------------------------------------------------- composing a batch
 
 
-@dataclass(slots=True)
-class _Draft:
+class _Draft(TypedDict):
+    """An Alfa as the artefact holds it, its fields in the model's order and its parameters
+    in sorted order: the batch builds each Alfa once, as the data the artefact is made of."""
+
     alfa_id: str
     slot: int
     params: Params
     share: Share
     parent_id: str | None
-    outcome: Outcome = "passed"
-    reasons: list[str] = field(default_factory=list)
-    #: a composed carryover's sequence position, noted as it is minted (None: not in the space)
-    position: int | None = None
-
-    def data(
-        self, names: AbstractSet[str] = frozenset(), in_order: Sequence[str] = ()
-    ) -> dict[str, Any]:
-        """The Alfa as the artefact holds it; its parameters in sorted order, as JSON has them.
-        `in_order`: the names of `names` sorted, for parameters with exactly those names."""
-        params = self.params
-        return {
-            "alfa_id": self.alfa_id,
-            "slot": self.slot,
-            "params": {n: params[n] for n in in_order}
-            if params.keys() == names
-            else dict(sorted(params.items())),
-            "share": self.share,
-            "parent_id": self.parent_id,
-            "outcome": self.outcome,
-            "reasons": list(self.reasons),
-        }
+    outcome: Outcome
+    reasons: list[str]
 
 
 class _Sequence:
@@ -308,6 +284,7 @@ class _Sequence:
 
     `carried`: the positions at or beyond `cursor` that earlier orders minted as
     carryover (read-only, see `carried.ahead`); this batch's carryovers join `own`.
+    Parameter sets are made in sorted order (`Space.sorted_params`).
     """
 
     def __init__(
@@ -321,7 +298,6 @@ class _Sequence:
         self.baseline_index = {i for i in (space.index(b) for b in baselines) if i is not None}
         self.baseline_position = {space.permutation.position(i) for i in self.baseline_index}
         self.end = space.size - 1
-        self._at, self._params = space.permutation.at, space.params
 
     def unseen(self) -> int:
         cursor, carried = self.cursor, self.carried
@@ -330,18 +306,22 @@ class _Sequence:
         extra = {p for p in self.own | self.baseline_position if p >= cursor and p not in carried}
         return self.space.size - cursor - (len(carried) - behind) - len(extra)
 
-    def draw(self) -> Params | None:
-        carried, own, size = self.carried, self.own, self.space.size
-        while self.cursor < size:
-            position = self.cursor
-            self.cursor += 1
+    def draw(self, count: int) -> list[Params]:
+        """The next `count` unseen parameter sets (fewer when the sequence runs out)."""
+        carried, own, size, skip = self.carried, self.own, self.space.size, self.baseline_index
+        at, params = self.space.permutation.at, self.space.sorted_params
+        out: list[Params] = []
+        cursor = self.cursor
+        while len(out) < count and cursor < size:
+            position = cursor
+            cursor += 1
             if position in carried or position in own:
                 continue
-            index = self._at(position)
-            if index in self.baseline_index:
-                continue
-            return self._params(index)
-        return None
+            index = at(position)
+            if index not in skip:
+                out.append(params(index))
+        self.cursor = cursor
+        return out
 
     def draw_last(self) -> Params | None:
         """A novel reroll's draw once the batch's reserve is used up: the last unseen position
@@ -356,7 +336,7 @@ class _Sequence:
             if index in self.baseline_index:
                 continue
             self.own.add(position)
-            return self.space.params(index)
+            return self.space.sorted_params(index)
         return None
 
     def note_carryover(self, params: Params) -> int | None:
@@ -369,6 +349,20 @@ class _Sequence:
 
 def _canonical(params: Params) -> bytes:
     return chains.canonical_params(params)
+
+
+def _draft(
+    alfa: str, slot: int, params: Params, share: Share, parent: str | None, reasons: list[str]
+) -> _Draft:
+    return {
+        "alfa_id": alfa,
+        "slot": slot,
+        "params": params,
+        "share": share,
+        "parent_id": parent,
+        "outcome": "quarantined" if reasons else "passed",
+        "reasons": reasons,
+    }
 
 
 class _Batch:
@@ -389,25 +383,19 @@ class _Batch:
         self.chain = chain
         self.space = space
         cursor = chains.start_cursor(chain, space.key)
+        # as the recipe lists them (the validators see them so), and sorted for the artefact
         self.baselines = [dict(b) for b in recipe.baselines]
+        self.sorted_baselines = [dict(sorted(b.items())) for b in self.baselines]
         self.sequence = _Sequence(space, cursor, carried_ahead, self.baselines)
         self.validators = Validators(recipe, load_plugins(), space.domains)
         self.mutation = order.mutation or recipe.mutation
         self.mutate = _Mutator(recipe, space)
         self.slots: list[list[_Draft]] = []
+        #: each composed carryover's sequence position, by slot (None: not in the space)
+        self.positions: dict[int, int | None] = {}
         self.reserve: list[Params] = []
         self.hand_on: HandOn | None = None
         self.target = plan_shares(order.batch_size, order.shares(), bool(chain.pool))
-
-    def _validate(self, draft: _Draft, drawn: bool = False) -> None:
-        """`drawn`: the parameters come from the recipe's space (see `Validators.check`)."""
-        params = draft.params
-        reasons = self.validators.check(
-            draft.alfa_id, draft.share, params, chains.canonical_params(params), drawn=drawn
-        )
-        if reasons:
-            draft.reasons = reasons
-            draft.outcome = "quarantined"
 
     def compose(self, order_path: str) -> None:
         needed = self.target.novel
@@ -425,34 +413,51 @@ class _Batch:
                     )
                 ],
             )
-        seed, order_id, slots, validate = self.order.seed, self.order_id, self.slots, self._validate
-        draw = self.sequence.draw
-        for slot in range(self.target.novel):
-            params = draw()
-            if params is None:  # unseen() said there were enough; a bug if not
-                raise FoundryError(f"order {order_id}: the novel sequence ran out early")
-            draft = _Draft(alfa_id(order_id, slot), slot, params, "novel", None)
-            validate(draft, drawn=True)
-            slots.append([draft])
-        slot = self.target.novel
-        waiting = sum(1 for chain in self.slots if chain[0].outcome == "quarantined")
-        for _ in range(waiting * RESERVE_FACTOR):
-            params = self.sequence.draw()
-            if params is None:
-                break
-            self.reserve.append(params)
-        pool = self.chain.pool
+        seed, order_id, slots, check = (
+            self.order.seed,
+            self.order_id,
+            self.slots,
+            self.validators.check,
+        )
+        prefix = f"{order_id}.a"
+        canonical = chains.canonical_params
+        novel = self.sequence.draw(needed)
+        if len(novel) < needed:  # unseen() said there were enough; a bug if not
+            raise FoundryError(f"order {order_id}: the novel sequence ran out early")
+        # made from indexes of the recipe's space: the recipe's parameters exactly, each int or
+        # enum value in its domain, float values too when `values_fit` (see `Validators.check`)
+        fits = True if self.space.values_fit else None
+        for slot, params in enumerate(novel):
+            alfa = f"{prefix}{slot:03d}"
+            reasons = check(alfa, "novel", params, canonical(params), drawn=True, fits=fits)
+            slots.append([_draft(alfa, slot, params, "novel", None, reasons)])
+        slot = needed
+        waiting = sum(1 for chain in slots if chain[0]["outcome"] == "quarantined")
+        self.reserve = self.sequence.draw(waiting * RESERVE_FACTOR)
+        pool, mutate, mutation, note = (
+            self.chain.pool,
+            self.mutate,
+            self.mutation,
+            self.sequence.note_carryover,
+        )
         for j in range(self.target.carryover):
             parent = pool[j % len(pool)]
-            new_id = alfa_id(self.order_id, slot)
-            params = self.mutate(parent.params, self.mutation, rng(seed, "carryover", new_id))
-            draft = _Draft(new_id, slot, params, "carryover", parent.alfa_id)
-            draft.position = self.sequence.note_carryover(params)
-            self._add(draft)
+            alfa = f"{prefix}{slot:03d}"
+            params = mutate(parent.params, mutation, rng(seed, "carryover", alfa))
+            position = self.positions[slot] = note(params)
+            # a position says the parameters are the recipe's, each in its domain
+            reasons = check(
+                alfa, "carryover", params, canonical(params), fits=position is not None or None
+            )
+            slots.append([_draft(alfa, slot, params, "carryover", parent.alfa_id, reasons)])
             slot += 1
+        baselines, shown = self.sorted_baselines, self.baselines
         for j in range(self.target.baseline):
-            params = dict(self.baselines[j % len(self.baselines)])
-            self._add(_Draft(alfa_id(self.order_id, slot), slot, params, "baseline", None))
+            alfa = f"{prefix}{slot:03d}"
+            original = shown[j % len(shown)]
+            reasons = check(alfa, "baseline", original, canonical(original))
+            params = dict(baselines[j % len(baselines)])
+            slots.append([_draft(alfa, slot, params, "baseline", None, reasons)])
             slot += 1
         self.hand_on = self._hand_on()
 
@@ -460,28 +465,22 @@ class _Batch:
         """The cursor and carried positions handed on, whatever the review decides."""
         cursor = self.sequence.cursor
         positions: list[int | None] = []
-        for chain in self.slots:
-            draft = chain[0]
-            if draft.share != "carryover":
+        for slot, position in self.positions.items():
+            positions.append(position)
+            draft = self.slots[slot][0]
+            if draft["outcome"] != "quarantined":
                 continue
-            positions.append(draft.position)
-            if draft.outcome != "quarantined":
-                continue
-            parent = next(e for e in self.chain.pool if e.alfa_id == draft.parent_id)
-            rerolled = draft.alfa_id
+            parent = next(e for e in self.chain.pool if e.alfa_id == draft["parent_id"])
+            rerolled = draft["alfa_id"]
             for k in range(1, _KEPT_LEVELS + 1):
                 # the generator `_reroll` seeds for the k-th reroll of this slot
                 gen = rng(self.order.seed, rerolled, "reroll")
                 for _ in range(_KEPT_TRIES):
                     params = self.mutate(parent.params, self.mutation, gen)
                     positions.append(self.space.position(params))
-                rerolled = alfa_id(self.order_id, draft.slot, k)
+                rerolled = alfa_id(self.order_id, slot, k)
         carried = sorted({p for p in positions if p is not None and p >= cursor})
         return HandOn(cursor=cursor, carried=carried)
-
-    def _add(self, draft: _Draft) -> None:
-        self._validate(draft)
-        self.slots.append([draft])
 
     def apply_review(self, review: Review, review_path: str) -> None:
         """Apply each decision, in file order, to the quarantined Alfas it is about (see
@@ -491,21 +490,23 @@ class _Batch:
         for number, decision in enumerate(review.decisions):
             for chain in self.slots:
                 current = chain[-1]
-                if current.outcome != "quarantined" or not decides(
-                    decision, recipe_id, current.alfa_id, current.params, current.reasons
+                if current["outcome"] != "quarantined" or not decides(
+                    decision, recipe_id, current["alfa_id"], current["params"], current["reasons"]
                 ):
                     continue
                 if decision.decision == "waive":
-                    current.outcome = "waived"
+                    current["outcome"] = "waived"
                 elif decision.decision == "reject":
-                    current.outcome = "rejected"
+                    current["outcome"] = "rejected"
                 else:
-                    current.outcome = "rerolled"
+                    current["outcome"] = "rerolled"
                     chain.append(self._reroll(current, len(chain), review_path, number))
 
     def _reroll(self, current: _Draft, k: int, review_path: str, number: int) -> _Draft:
-        new_id = alfa_id(self.order_id, current.slot, k)
-        if current.share == "novel":
+        slot, share = current["slot"], current["share"]
+        new_id = alfa_id(self.order_id, slot, k)
+        shown: Params | None = None
+        if share == "novel":
             params = self._from_reserve()
             while params is not None and self.validators.refuses(params, _canonical(params)):
                 params = self._from_reserve()
@@ -518,13 +519,13 @@ class _Batch:
                             review_path,
                             f"decisions.{number}.decision",
                             f"recipe {self.recipe.recipe_id} has no unseen permutation left"
-                            f" to reroll {current.alfa_id}",
+                            f" to reroll {current['alfa_id']}",
                         )
                     ],
                 )
-        elif current.share == "carryover":
-            parent = next(e for e in self.chain.pool if e.alfa_id == current.parent_id)
-            gen = rng(self.order.seed, current.alfa_id, "reroll")
+        elif share == "carryover":
+            parent = next(e for e in self.chain.pool if e.alfa_id == current["parent_id"])
+            gen = rng(self.order.seed, current["alfa_id"], "reroll")
             params = self.mutate(parent.params, self.mutation, gen)
             for _ in range(_REROLL_TRIES):  # a forbidden or duplicate mutation is drawn again
                 if not self.validators.refuses(params, _canonical(params)):
@@ -533,10 +534,11 @@ class _Batch:
             self.sequence.note_carryover(params)
         else:
             first_baseline = self.target.novel + self.target.carryover
-            params = dict(self.baselines[(current.slot - first_baseline + k) % len(self.baselines)])
-        draft = _Draft(new_id, current.slot, params, current.share, current.parent_id)
-        self._validate(draft)
-        return draft
+            which = (slot - first_baseline + k) % len(self.baselines)
+            shown, params = self.baselines[which], dict(self.sorted_baselines[which])
+        checked = params if shown is None else shown
+        reasons = self.validators.check(new_id, share, checked, _canonical(checked))
+        return _draft(new_id, slot, params, share, current["parent_id"], reasons)
 
     def _from_reserve(self) -> Params | None:
         """A novel reroll's draw: the reserve in order, then the sequence's last unseen position."""
@@ -544,16 +546,14 @@ class _Batch:
             return self.reserve.pop(0)
         return self.sequence.draw_last()
 
-    def alfas(self) -> list[dict[str, Any]]:
-        names = self.mutate.known  # the recipe's parameters, as most Alfas have them
-        in_order = sorted(names)
-        return [draft.data(names, in_order) for chain in self.slots for draft in chain]
+    def alfas(self) -> list[_Draft]:
+        return [draft for chain in self.slots for draft in chain]
 
     def achieved(self) -> ShareCounts:
         counts = {"novel": 0, "carryover": 0, "baseline": 0}
         for chain in self.slots:
-            if chain[-1].outcome != "rejected":
-                counts[chain[-1].share] += 1
+            if chain[-1]["outcome"] != "rejected":
+                counts[chain[-1]["share"]] += 1
         return ShareCounts(**counts)
 
 
@@ -610,8 +610,9 @@ def _compose(
     )
     ahead: AbstractSet[int] = (
         frozenset()
-        if data is None or chain.space != space.key
-        else carried.ahead(layout, chain, data)
+        if data is None or previous is None or chain.space != space.key
+        # the chain's digest as `start_chain` took it for the inputs: hashed once
+        else carried.ahead(layout, chain, data, exchange.digests.get(layout.chain_file(previous)))
     )
     batch = _Batch(order, order_id, recipe, chain, space, ahead)
     ctx.target = batch.target
@@ -717,15 +718,22 @@ def _artefact_model(doc: dict[str, Any]) -> MintArtefact:
 _ALFA_FIELDS = frozenset(Alfa.model_fields)
 
 
+#: The slots a model instance keeps its state in (pydantic's `BaseModel.__slots__`), set
+#: through their descriptors: `object.__setattr__` looks each name up on the type first.
+_SET_DICT = BaseModel.__dict__["__dict__"].__set__
+_SET_FIELDS_SET = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_SET_EXTRA = BaseModel.__dict__["__pydantic_extra__"].__set__
+_SET_PRIVATE = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
 def _alfa_model(data: dict[str, Any]) -> Alfa:
     """`Alfa.model_construct(**data)` for data with every field, without its per-field loop:
     the instance attributes a validated model has, `data` itself as its fields."""
-    alfa = Alfa.__new__(Alfa)
-    set_attribute = object.__setattr__
-    set_attribute(alfa, "__dict__", data)
-    set_attribute(alfa, "__pydantic_fields_set__", set(_ALFA_FIELDS))
-    set_attribute(alfa, "__pydantic_extra__", None)
-    set_attribute(alfa, "__pydantic_private__", None)
+    alfa = object.__new__(Alfa)
+    _SET_DICT(alfa, data)
+    _SET_FIELDS_SET(alfa, set(_ALFA_FIELDS))
+    _SET_EXTRA(alfa, None)
+    _SET_PRIVATE(alfa, None)
     return alfa
 
 
@@ -751,8 +759,8 @@ def _refused_artefact(order_id: str, ctx: _Context, refused: Refused) -> MintArt
 def _built_artefact(order_id: str, ctx: _Context, batch: _Batch) -> dict[str, Any]:
     """The artefact of a composed batch as plain data, every field present (see `mint_order`)."""
     alfas = batch.alfas()
-    waiting = sum(1 for chain in batch.slots if chain[-1].outcome == "quarantined")
-    empty = sum(1 for chain in batch.slots if chain[-1].outcome == "rejected")
+    waiting = sum(1 for chain in batch.slots if chain[-1]["outcome"] == "quarantined")
+    empty = sum(1 for chain in batch.slots if chain[-1]["outcome"] == "rejected")
     status: OrderStatus
     if ctx.dry_run:
         status, reason = "dry-run", "dry run: nothing enters the roster, the pool or the doctrine"
@@ -821,12 +829,12 @@ def mint_record_data(artefact: MintArtefact) -> list[dict[str, Any]]:
     return [
         {
             **common,
-            "alfa_id": a.alfa_id,
-            "share": a.share,
-            "outcome": LEDGER_OUTCOME[a.outcome],
-            "reasons": list(a.reasons),
+            "alfa_id": a["alfa_id"],
+            "share": a["share"],
+            "outcome": LEDGER_OUTCOME[a["outcome"]],
+            "reasons": list(a["reasons"]),
         }
-        for a in artefact.alfas
+        for a in map(vars, artefact.alfas)  # each model's fields, read as a dict's items
     ]
 
 

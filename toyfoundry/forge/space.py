@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import hashlib
 from array import array
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import cached_property
 
 import orjson
 
 from toyfoundry import caches
-from toyfoundry.formats.models import ParamValue, Recipe
-from toyfoundry.formats.params import cardinality, domain_of
+from toyfoundry.formats.models import FloatParam, ParamValue, Recipe
+from toyfoundry.formats.params import Domain, cardinality, domain_of
 
+#: Feistel rounds (`Permutation._encrypt` and `_decrypt` write them out).
 ROUNDS = 6
 #: Widest half (in bits) whose round values a permutation remembers in full: 6 tables of
 #: 2^14 eight-byte slots at most (768 KiB); the recipes seen have halves of 14 bits or less.
@@ -82,8 +83,6 @@ class Permutation:
             if self.half <= TABLE_BITS
             else None
         )
-        # each round's hash state and table, in round order, for `_encrypt`'s loop
-        self._steps = list(zip(self._rounds, self._tables or (), strict=False))
 
     def _round(self, number: int, value: int) -> int:
         """Round `number`'s value of a half: the first 8 bytes of its hash, masked."""
@@ -91,36 +90,60 @@ class Permutation:
         h.update(value.to_bytes(8, "big"))
         return int.from_bytes(h.digest()[:8], "big") & self.mask
 
+    def _fill(self, number: int, value: int) -> int:
+        """`_round`, kept in its table: most of a build's rounds are first seen by a draw."""
+        tables = self._tables
+        assert tables is not None
+        found = tables[number][value] = self._round(number, value)
+        return found
+
     def _encrypt(self, x: int) -> int:
         half, mask, tables = self.half, self.mask, self._tables
-        left, right = x >> half, x & mask
         if tables is None:
+            left, right = x >> half, x & mask
             for number in range(ROUNDS):
                 left, right = right, left ^ self._round(number, right)
             return (left << half) | right
-        for h, table in self._steps:
-            value = table[right]
-            if value == _UNSET:  # `_round`, inline: most of a build's rounds are first seen
-                h = h.copy()
-                h.update(right.to_bytes(8, "big"))
-                value = table[right] = int.from_bytes(h.digest()[:8], "big") & mask
-            left, right = right, left ^ value
-        return (left << half) | right
+        # the six rounds written out, the halves taking turns: no pair made or unpacked a
+        # round (a round value is at most `mask`; above it is `_UNSET`)
+        t0, t1, t2, t3, t4, t5 = tables
+        a, b = x >> half, x & mask
+        v = t0[b]
+        a ^= v if v <= mask else self._fill(0, b)
+        v = t1[a]
+        b ^= v if v <= mask else self._fill(1, a)
+        v = t2[b]
+        a ^= v if v <= mask else self._fill(2, b)
+        v = t3[a]
+        b ^= v if v <= mask else self._fill(3, a)
+        v = t4[b]
+        a ^= v if v <= mask else self._fill(4, b)
+        v = t5[a]
+        b ^= v if v <= mask else self._fill(5, a)
+        return (a << half) | b
 
     def _decrypt(self, x: int) -> int:
         half, mask, tables = self.half, self.mask, self._tables
-        left, right = x >> half, x & mask
         if tables is None:
+            left, right = x >> half, x & mask
             for number in reversed(range(ROUNDS)):
                 left, right = right ^ self._round(number, left), left
             return (left << half) | right
-        for number in reversed(range(ROUNDS)):
-            table = tables[number]
-            value = table[left]
-            if value == _UNSET:
-                value = table[left] = self._round(number, left)
-            left, right = right ^ value, left
-        return (left << half) | right
+        t0, t1, t2, t3, t4, t5 = tables  # `_encrypt`'s rounds undone, last first
+        a, b = x >> half, x & mask
+        v = t5[a]
+        b ^= v if v <= mask else self._fill(5, a)
+        v = t4[b]
+        a ^= v if v <= mask else self._fill(4, b)
+        v = t3[a]
+        b ^= v if v <= mask else self._fill(3, a)
+        v = t2[b]
+        a ^= v if v <= mask else self._fill(2, b)
+        v = t1[a]
+        b ^= v if v <= mask else self._fill(1, a)
+        v = t0[b]
+        a ^= v if v <= mask else self._fill(0, b)
+        return (a << half) | b
 
     def _remember(self, position: int, element: int) -> None:
         if len(self._element) >= MEMO_LIMIT:
@@ -141,7 +164,12 @@ class Permutation:
         x = encrypt(position)
         while x >= size:
             x = encrypt(x)
-        self._remember(position, x)
+        element = self._element  # `_remember`, inline: most of a build's draws are new
+        if len(element) >= MEMO_LIMIT:
+            element.clear()
+            self._position.clear()
+        element[position] = x
+        self._position[x] = position
         return x
 
     def position(self, element: int) -> int:
@@ -182,6 +210,16 @@ def space_of(recipe: Recipe) -> Space:
     return found
 
 
+class _Unlisted:
+    """A domain too wide to list, indexed as a list of its values is: `value_at` on demand."""
+
+    def __init__(self, domain: Domain) -> None:
+        self.domain = domain
+
+    def __getitem__(self, index: int) -> ParamValue:
+        return self.domain.value_at(index)
+
+
 class Space:
     """The parameter space of one recipe: params <-> index <-> sequence position."""
 
@@ -202,20 +240,22 @@ class Space:
         places = [1] * len(self.radices)
         for i in range(len(places) - 2, -1, -1):
             places[i] = places[i + 1] * self.radices[i + 1]
-        self._ordered: list[tuple[str, int, int, Callable[[int], ParamValue]]] = [
+        self._ordered: list[tuple[str, int, int, list[ParamValue] | _Unlisted]] = [
             (
                 name,
                 place,
                 radix,
-                [domain.value_at(i) for i in range(radix)].__getitem__
+                [domain.value_at(i) for i in range(radix)]
                 if radix <= LISTED_VALUES
-                else domain.value_at,
+                else _Unlisted(domain),
             )
             for name, place, radix, domain in zip(
                 self.names, places, self.radices, self.domains, strict=True
             )
         ]
         self._digits = list(zip(self.names, self.domains, self.radices, strict=True))
+        # the same digits by name: a parameter set in the sorted order JSON gives it
+        self._by_name = sorted(self._ordered, key=lambda digit: digit[0])
 
     @cached_property
     def permutation(self) -> Permutation:
@@ -223,7 +263,33 @@ class Space:
 
     def params(self, index: int) -> Params:
         """The parameter set of an index."""
-        return {name: value(index // place % radix) for name, place, radix, value in self._ordered}
+        # a loop, not a comprehension: no function made and called for each parameter set
+        out = {}
+        for name, place, radix, values in self._ordered:
+            out[name] = values[index // place % radix]
+        return out
+
+    def sorted_params(self, index: int) -> Params:
+        """`params`, its names in sorted order (as an artefact holds them)."""
+        out = {}
+        for name, place, radix, values in self._by_name:
+            out[name] = values[index // place % radix]
+        return out
+
+    @cached_property
+    def values_fit(self) -> bool:
+        """Whether every value `params` makes lies in its domain by `index_of`: an int or enum
+        value always does, a float value only when `value_at` gives it on its domain's grid
+        (a step with more decimals than it rounds to may miss), so each listed float value is
+        tried once; a domain too wide to list is not, and says False."""
+        for spec, domain, radix in zip(self.specs, self.domains, self.radices, strict=True):
+            if not isinstance(spec, FloatParam):
+                continue
+            if radix > LISTED_VALUES:
+                return False
+            if any(domain.index_of(domain.value_at(i)) is None for i in range(radix)):
+                return False
+        return True
 
     def index(self, params: Mapping[str, ParamValue]) -> int | None:
         """The index of a complete, in-bounds parameter set; None for anything else."""
