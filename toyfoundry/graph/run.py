@@ -16,11 +16,12 @@ artefacts are the same as with doit's own `run`.
   more than it saves, so the build stays serial. `-n`/`--process` on the command line or
   `num_process` in the config always wins. The workers come from a fork server started after the graph is
   loaded and never hold the graph: each gets one small pickled job per task (see
-  `workers`), and the build records each result in the DB as it arrives. They run only
-  on Linux, automatically only from a single-threaded process (the graph watcher's
-  in-process builds stay serial), and die with the build (a parent-death `SIGKILL`), so
-  a killed build never leaves a worker writing and loses at most one unfinished task
-  per worker. A worker that dies mid-task (the out-of-memory killer) ends the build with
+  `workers`), and the build records each result in the DB as it arrives (committed a
+  few at a time, see `backend`). They run only on Linux, automatically only from a
+  single-threaded process (the graph watcher's in-process builds stay serial), and die
+  with the build (a parent-death `SIGKILL`), so a killed build never leaves a worker
+  writing and runs again one unfinished task per worker and the few finished ones whose
+  records were not committed yet. A worker that dies mid-task (the out-of-memory killer) ends the build with
   one line and exit code 3, where doit's own runner would wait for its result for ever.
 - **A collector that leaves the graph alone.** The graph's few hundred thousand objects
   live until the command ends; Python's cyclic collector walked them again and again
@@ -415,15 +416,27 @@ class PoolRunner(_CausedResult, MRunner):  # type: ignore[misc]
             if self.select_task(node, self.tasks):
                 job = workers.job_of(node.task)
                 if job is not None:
+                    # the caller hands it to a free worker, which starts it at once
+                    self.reporter.execute_task(node.task)
                     return job
                 if self._crew is not None:
                     self._crew.retire()
+                self._commit_records()  # what finished waits no longer than this task
                 self.process_task_result(node, self.execute_task(node.task))
                 # what the task parsed and built is free now (the quilt's and the exports'
                 # 40 MB at 10,000 orders): hand its pages back before the next one
                 workers.trim()
                 if self._stop_running:
                     return None
+
+    def _commit_records(self) -> None:
+        """Commit the finished tasks' records that wait (see `backend`), now."""
+        commit = getattr(self.dep_manager.backend, "commit", None)
+        if commit is not None:
+            try:
+                commit()
+            except OSError as exc:
+                self._storage_failed(None, exc)
 
     def _process_result(self, node: Any, task: Any, result: dict[str, Any]) -> None:
         """doit's, but the output reaches the task's actions only when the reporter shows
@@ -448,14 +461,15 @@ class PoolRunner(_CausedResult, MRunner):  # type: ignore[misc]
                     break  # no more workers than tasks
                 crew.start(job)
             running = len(crew)
+            due = getattr(self.dep_manager.backend, "commit_due", lambda: None)
             while running:
-                result = crew.get()
+                result = crew.get(due())
+                if result is None:  # no result before the records waiting were due
+                    self._commit_records()
+                    continue
                 if "exit" in result:
                     raise result["exit"](result["exception"])
                 node = task_dispatcher.nodes[result["name"]]
-                if "reporter" in result:
-                    getattr(self.reporter, result["reporter"])(node.task)
-                    continue
                 self._process_result(node, node.task, result)
                 free, self.free_proc = self.free_proc + 1, 0
                 completed = node
