@@ -30,6 +30,21 @@ def wants_task(task: Any) -> None:
     del task
 
 
+def talks(word: str) -> Any:
+    print(f"out {word}")
+    sys.stderr.write(f"err {word}\n")
+    return {"False": False, "dict": {"v": 1}, "str": "done", "none": None}.get(word, word)
+
+
+def fails(reason: str) -> Any:
+    from doit.exceptions import TaskFailed
+
+    print("before")
+    if reason == "raise":
+        raise ValueError("broken")
+    return TaskFailed(reason)
+
+
 def test_a_task_of_importable_functions_becomes_a_small_job() -> None:
     task = Task("t", [(plain, ["a.out"])], file_dep=["in.txt"], targets=["a.out"])
     task.dep_changed = ["in.txt"]
@@ -42,6 +57,48 @@ def test_a_task_of_importable_functions_becomes_a_small_job() -> None:
     asking.dep_changed = ["in.txt"]
     job = workers.job_of(asking)
     assert job is not None and pickle.loads(job).changed == ["in.txt"]
+
+
+@pytest.mark.parametrize(
+    "actions",
+    [
+        [(talks, ["dict"]), (talks, ["str"])],
+        [(talks, ["none"]), (talks, [], {"word": "dict"})],
+        [(talks, ["False"]), (talks, ["dict"])],
+        [(fails, ["no"]), (talks, ["dict"])],
+        [(fails, ["raise"])],
+        [(talks, [["not", "a", "value"]])],
+    ],
+)
+@pytest.mark.parametrize("verbosity", [0, 1, 2, None])
+def test_a_plain_job_runs_as_its_doit_task_would(
+    actions: list[Any], verbosity: int | None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Without a `Task`, the same values, result, captured and shown output and failure."""
+    from doit.task import Stream
+
+    job = pickle.loads(workers.job_of(Task("t", actions, verbosity=verbosity)) or b"")
+    assert job.plain
+    stream = Stream(1)
+    ran = []
+    for run in (workers.run_task, workers.run_plain):
+        result = run(job, stream)
+        failure = result.pop("failure", None)
+        shown = capfd.readouterr()
+        ran.append((result, type(failure), str(failure)[:60], shown.out, shown.err))
+    assert ran[0] == ran[1]
+
+
+def test_a_job_that_asks_for_anything_is_not_plain() -> None:
+    task = Task("t", [(wants_changed,)], file_dep=["in.txt"])
+    task.dep_changed = []
+    assert not pickle.loads(workers.job_of(task) or b"").plain
+    assert not pickle.loads(workers.job_of(Task("t", ["echo hi"])) or b"").plain
+    quiet = Task("t", [(plain, ["a.out"])], io={"capture": False})
+    assert not pickle.loads(workers.job_of(quiet) or b"").plain
+    options = Task("t", [(plain, ["a.out"])])
+    options.options = {"x": 1}
+    assert not pickle.loads(workers.job_of(options) or b"").plain
 
 
 def test_tasks_a_worker_cannot_run_alone_stay_in_the_build() -> None:

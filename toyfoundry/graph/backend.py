@@ -51,7 +51,7 @@ from typing import Any
 import orjson
 
 from toyfoundry.errors import FoundryError
-from toyfoundry.store import fsio
+from toyfoundry.store import atomic, fsio
 from toyfoundry.store.lock import FoundryLock
 
 #: The DB currently open in this process; the file checker shares its connection.
@@ -236,6 +236,10 @@ class FoundryDB:
         self._pending: dict[str, tuple[str, str | None]] = {}
         #: when the oldest of them was saved (`time.monotonic`)
         self._pending_since = 0.0
+        #: folders that build workers wrote to and left to flush before their tasks'
+        #: records are committed (see `written`), and whether file data waits too
+        self._unflushed: set[str] = set()
+        self._unflushed_data = False
         _current = self
 
     # --- doit's backend interface ---
@@ -293,7 +297,7 @@ class FoundryDB:
     def _commit(self, task_id: str) -> None:
         """Take the task's saved record for the next commit (see the module's docstring)."""
         record = self._cache[task_id]
-        if not self._pending:
+        if not self._waiting():
             self._pending_since = time.monotonic()
         self._pending[task_id] = (_encode(record, self.codec), record_stamp(record))
         self._dirty.discard(task_id)
@@ -305,18 +309,36 @@ class FoundryDB:
         if len(self._pending) >= COMMIT_EVERY:
             self.commit()
 
+    def written(self, folders: Iterable[str], *, data: bool) -> None:
+        """A build worker's task renamed files into `folders` (and appended `data` to a
+        ledger) and left their flush to the build: done before the next commit, which may
+        hold its record, so a task is never recorded on outputs that are not durable;
+        one flush for several tasks' folders (see `atomic.deferred_folder_syncs`)."""
+        if not self._waiting():
+            self._pending_since = time.monotonic()
+        self._unflushed.update(folders)
+        self._unflushed_data = self._unflushed_data or data
+
+    def _waiting(self) -> bool:
+        return bool(self._pending or self._unflushed or self._unflushed_data)
+
     def commit_due(self) -> float | None:
         """Seconds until the records waiting must be committed (0: now), None if none wait."""
-        if not self._pending:
+        if not self._waiting():
             return None
         return max(0.0, self._pending_since + COMMIT_WITHIN - time.monotonic())
 
     def commit(self) -> None:
-        """Commit the records waiting, with their stamps, in one transaction. They leave the
-        queue first: if the commit fails, they are not recorded and their tasks run again."""
-        if not self._pending:
-            return
+        """Flush the folders written for them, then commit the records waiting, with their
+        stamps, in one transaction. They leave the queue first: if the flush or the commit
+        fails, they are not recorded and their tasks run again."""
         pending, self._pending = self._pending, {}
+        if self._unflushed or self._unflushed_data:
+            folders, whole = self._unflushed, self._unflushed_data
+            self._unflushed, self._unflushed_data = set(), False
+            atomic.flush_deferred(folders, data=whole)
+        if not pending:
+            return
         records = [(task_id, data) for task_id, (data, _) in pending.items()]
         stamps = [(task_id, stamp) for task_id, (_, stamp) in pending.items() if stamp]
 

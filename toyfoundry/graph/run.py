@@ -78,6 +78,7 @@ from toyfoundry.graph.implicit import linear_implicit_deps
 from toyfoundry.graph.reporter import counted
 from toyfoundry.graph.tasks import UNRECORDED, slim_targets
 from toyfoundry.graph.workers import WorkerLost
+from toyfoundry.store import atomic
 from toyfoundry.store.lock import LockTimeout, lock_timeout, parse_timeout
 
 #: Tasks without a record in the DB from which a build runs on every core.
@@ -442,6 +443,13 @@ class PoolRunner(_CausedResult, MRunner):  # type: ignore[misc]
         """doit's, but the output reaches the task's actions only when the reporter shows
         it (a failure): an action object per task would cost the build memory."""
         base_fail = result.get("failure")
+        folders, data = result["flush"]
+        if folders or data:
+            written = getattr(self.dep_manager.backend, "written", None)
+            if written is not None:  # flushed before the task's record is committed
+                written(folders, data=data)
+            else:
+                atomic.flush_deferred(folders, data=data)
         task.update_from_pickle(result["task"])
         if base_fail is not None:
             for action, out, err in zip(task.actions, result["out"], result["err"], strict=False):

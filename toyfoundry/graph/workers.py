@@ -45,6 +45,8 @@ from doit.action import PythonAction
 from doit.exceptions import BaseFail, InvalidTask
 from doit.task import Stream, Task
 
+from toyfoundry.store import atomic
+
 #: Imported by the fork server before it forks any worker, so that every worker shares
 #: them: the foundry's task actions and what they import when they first run.
 PRELOAD = (
@@ -208,7 +210,15 @@ def serve(jobs: Any, results: Any, path: list[str], stream: Stream, parent: int 
             if not payload:
                 return
             job: Job = pickle.loads(payload)
-            result = run_plain(job, stream) if job.plain else run_task(job, stream)
+            with atomic.deferred_folder_syncs() as block:
+                try:
+                    result = run_plain(job, stream) if job.plain else run_task(job, stream)
+                except BaseException:
+                    atomic.flush_deferred(map(str, block.folders), data=block.data)
+                    raise
+            # the folders its renames went to are flushed by the build process, with
+            # those of the other tasks it records in the same commit (see `backend`)
+            result["flush"] = (sorted(map(str, block.folders)), block.data)
             results.send(result)
             trim()
     except (SystemExit, KeyboardInterrupt, Exception) as exc:

@@ -54,6 +54,27 @@ def grouped_folder_syncs() -> Iterator[None]:
         _fsync_folders(sorted(block.folders), whole=block.data)
 
 
+@contextmanager
+def deferred_folder_syncs() -> Iterator[_Block]:
+    """Collect what `grouped_folder_syncs` blocks inside would flush, and flush none of it:
+    the caller makes it durable later with `flush_deferred`, before anything relies on it
+    (a build worker's task: the build process flushes several tasks' folders at once,
+    before it records them; see `graph.backend`). File data is still durable before
+    each rename."""
+    block = _Block()
+    token = _pending.set(block)
+    try:
+        yield block
+    finally:
+        _pending.reset(token)
+
+
+def flush_deferred(folders: Iterable[str], *, data: bool) -> None:
+    """Flush what `deferred_folder_syncs` collected (from any process): each folder once,
+    their filesystems whole when file data waits too."""
+    _fsync_folders(sorted({Path(folder) for folder in folders}), whole=data)
+
+
 def fsync_dir(folder: Path) -> None:
     """Make a rename or unlink in `folder` durable: the entry lives in the folder, not the file."""
     block = _pending.get()
