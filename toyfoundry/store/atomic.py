@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -72,7 +72,7 @@ def deferred_folder_syncs() -> Iterator[_Block]:
 def flush_deferred(folders: Iterable[str], *, data: bool) -> None:
     """Flush what `deferred_folder_syncs` collected (from any process): each folder once,
     their filesystems whole when file data waits too."""
-    _fsync_folders(sorted({Path(folder) for folder in folders}), whole=data)
+    _fsync_folders(sorted(set(folders)), whole=data)  # as strings: a Path each costs more
 
 
 def fsync_dir(folder: Path) -> None:
@@ -100,7 +100,7 @@ def defer_data_flush(path: Path) -> bool:
     return True
 
 
-def _fsync_folders(folders: list[Path], *, whole: bool = False) -> None:
+def _fsync_folders(folders: Sequence[str | Path], *, whole: bool = False) -> None:
     """Make the folders' entries durable: one fsync for one folder, one `syncfs` for several
     (see `fsio.fsync_many`); a folder removed meanwhile has nothing left to make durable.
     `whole`: file data waits too, so flush the folders' filesystems whole (`syncfs`)."""
