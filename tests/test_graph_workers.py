@@ -219,3 +219,16 @@ def test_a_task_with_calc_deps_keeps_its_own_attributes() -> None:
     before = dict(vars(task))
     compact([task])
     assert type(task) is Task and vars(task) == before
+
+
+def test_a_task_without_parameters_gets_the_options_doit_would_give() -> None:
+    from toyfoundry.graph.run import FoundryRunner
+
+    runner = object.__new__(FoundryRunner)
+    ours, theirs = Task("t", [(plain, ["a"])]), Task("t", [(plain, ["a"])])
+    runner._get_task_args(ours, {})
+    theirs.init_options()
+    assert ours.options == theirs.options == {}
+    with_params = Task("p", [(plain, ["a"])], params=[{"name": "x", "default": 3}])
+    runner._get_task_args(with_params, {})
+    assert with_params.options == {"x": 3}

@@ -170,6 +170,20 @@ class _CausedResult:
                 return False
         return chosen
 
+    def _get_task_args(self, task: Any, tasks_dict: Any) -> None:
+        """doit's, without the parser it makes for the options of a task that has none to
+        parse (every task of the foundry's graph): its options are then empty."""
+        if (
+            task.options is None
+            and not task.params
+            and not task.creator_params
+            and task.pos_arg is None
+            and not task.getargs
+        ):
+            task.options = {}
+            return
+        super()._get_task_args(task, tasks_dict)  # type: ignore[misc]
+
     def process_task_result(self, node: Any, base_fail: Any) -> None:
         try:
             super().process_task_result(node, base_fail)  # type: ignore[misc]
