@@ -13,8 +13,11 @@ with the server and its siblings) and what its own tasks fill, never the graph. 
 is plain picklable data: the task's name, its actions as the dodo declared them (an
 importable function and its arguments, or a command line), its effective verbosity and
 the few task attributes an action may ask for by name. Results go back as doit's runner
-expects them (values, result, captured output, the failure), and the parent records each
-task in the DB as it arrives, as with doit's own workers.
+expects them (values, result, captured output, the failure), with the folders the task
+renamed files into, and the parent records each task in the DB as it arrives, as with
+doit's own workers; it flushes those folders, several tasks' at once, before it commits
+their records (see `backend`). A job whose actions ask for nothing by name runs without
+a doit `Task` (`run_plain`).
 
 A task whose job does not pickle (an action that is a closure or a lambda, or that asks
 for the `task` object itself), that has a teardown, or whose action reads what the build
