@@ -232,3 +232,39 @@ def test_a_task_without_parameters_gets_the_options_doit_would_give() -> None:
     with_params = Task("p", [(plain, ["a"])], params=[{"name": "x", "default": 3}])
     runner._get_task_args(with_params, {})
     assert with_params.options == {"x": 3}
+
+
+def test_records_wait_for_a_few_more_and_their_folders_are_flushed_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records are committed several at a time, each commit after the flush of the folders
+    the workers left to flush; a record waiting for its commit reads back as it will be."""
+    from toyfoundry.graph import backend
+    from toyfoundry.store import atomic
+
+    events: list[str] = []
+    monkeypatch.setattr(atomic, "flush_deferred", lambda folders, data: events.append("flush"))
+    db = backend.FoundryDB(str(tmp_path / ".toyfoundry" / "doit.sqlite"), None)
+    real = db._transaction
+    monkeypatch.setattr(db, "_transaction", lambda write: (events.append("commit"), real(write)))
+    try:
+        for i in range(backend.COMMIT_EVERY - 1):
+            db.written([str(tmp_path)], data=False)
+            db.set(f"t{i}", "deps:", [])
+        assert events == [] and db.recorded("t0") and db.get("t0", "deps:") == []
+        assert db._conn.execute("select count(*) from doit").fetchone()[0] == 0
+        db.written([str(tmp_path)], data=True)
+        db.set("last", "deps:", [])
+        assert events == ["flush", "commit"]
+        assert db._conn.execute("select count(*) from doit").fetchone()[0] == backend.COMMIT_EVERY
+        db.set("late", "deps:", [])
+        due = db.commit_due()
+        assert due is not None and 0 < due <= backend.COMMIT_WITHIN
+    finally:
+        db.dump()  # commits what waits
+    assert events == ["flush", "commit", "commit"]
+    again = backend.FoundryDB(str(tmp_path / ".toyfoundry" / "doit.sqlite"), None)
+    try:
+        assert again.recorded("late") and again.recorded("t0")
+    finally:
+        again.dump()
