@@ -144,14 +144,17 @@ def test_a_record_written_by_anything_else_loses_its_stamp(tmp_path: Path) -> No
         db.set("t", "checker:", "FoundryChecker")
         db.set("t", "a.json", (1.5, 3, "ab" * 32))
         db.set("t", "deps:", ("a.json",))
+        db.commit()  # records wait for a few more, or a moment (see `backend`)
         assert db.stamps() == {"t": backend.stamp_of(["a.json"], [1.5])}
         conn = db._conn
         conn.execute("update doit set task_data = task_data where task_id = 't'")
         assert db.stamps() == {}
         db.set("t", "deps:", ("a.json",))
+        db.commit()
         conn.execute("insert or replace into doit values ('t', '{}')")
         assert db.stamps() == {}
         db.set("t", "deps:", ("a.json",))
+        db.commit()
         conn.execute("delete from doit")
         assert db.stamps() == {}
         # an ignored task, or a dep refused last time, needs the record's full check
@@ -162,6 +165,7 @@ def test_a_record_written_by_anything_else_loses_its_stamp(tmp_path: Path) -> No
         db.set("v", "b.json", (1.5, 3, "ab" * 32))
         db.set("v", "ignore:", "1")
         db.set("v", "deps:", ("b.json",))
+        db.commit()
         assert db.stamps() == {}
     finally:
         db.dump()

@@ -30,6 +30,21 @@ def wants_task(task: Any) -> None:
     del task
 
 
+def talks(word: str) -> Any:
+    print(f"out {word}")
+    sys.stderr.write(f"err {word}\n")
+    return {"False": False, "dict": {"v": 1}, "str": "done", "none": None}.get(word, word)
+
+
+def fails(reason: str) -> Any:
+    from doit.exceptions import TaskFailed
+
+    print("before")
+    if reason == "raise":
+        raise ValueError("broken")
+    return TaskFailed(reason)
+
+
 def test_a_task_of_importable_functions_becomes_a_small_job() -> None:
     task = Task("t", [(plain, ["a.out"])], file_dep=["in.txt"], targets=["a.out"])
     task.dep_changed = ["in.txt"]
@@ -42,6 +57,48 @@ def test_a_task_of_importable_functions_becomes_a_small_job() -> None:
     asking.dep_changed = ["in.txt"]
     job = workers.job_of(asking)
     assert job is not None and pickle.loads(job).changed == ["in.txt"]
+
+
+@pytest.mark.parametrize(
+    "actions",
+    [
+        [(talks, ["dict"]), (talks, ["str"])],
+        [(talks, ["none"]), (talks, [], {"word": "dict"})],
+        [(talks, ["False"]), (talks, ["dict"])],
+        [(fails, ["no"]), (talks, ["dict"])],
+        [(fails, ["raise"])],
+        [(talks, [["not", "a", "value"]])],
+    ],
+)
+@pytest.mark.parametrize("verbosity", [0, 1, 2, None])
+def test_a_plain_job_runs_as_its_doit_task_would(
+    actions: list[Any], verbosity: int | None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Without a `Task`, the same values, result, captured and shown output and failure."""
+    from doit.task import Stream
+
+    job = pickle.loads(workers.job_of(Task("t", actions, verbosity=verbosity)) or b"")
+    assert job.plain
+    stream = Stream(1)
+    ran = []
+    for run in (workers.run_task, workers.run_plain):
+        result = run(job, stream)
+        failure = result.pop("failure", None)
+        shown = capfd.readouterr()
+        ran.append((result, type(failure), str(failure)[:60], shown.out, shown.err))
+    assert ran[0] == ran[1]
+
+
+def test_a_job_that_asks_for_anything_is_not_plain() -> None:
+    task = Task("t", [(wants_changed,)], file_dep=["in.txt"])
+    task.dep_changed = []
+    assert not pickle.loads(workers.job_of(task) or b"").plain
+    assert not pickle.loads(workers.job_of(Task("t", ["echo hi"])) or b"").plain
+    quiet = Task("t", [(plain, ["a.out"])], io={"capture": False})
+    assert not pickle.loads(workers.job_of(quiet) or b"").plain
+    options = Task("t", [(plain, ["a.out"])])
+    options.options = {"x": 1}
+    assert not pickle.loads(workers.job_of(options) or b"").plain
 
 
 def test_tasks_a_worker_cannot_run_alone_stay_in_the_build() -> None:
@@ -162,3 +219,52 @@ def test_a_task_with_calc_deps_keeps_its_own_attributes() -> None:
     before = dict(vars(task))
     compact([task])
     assert type(task) is Task and vars(task) == before
+
+
+def test_a_task_without_parameters_gets_the_options_doit_would_give() -> None:
+    from toyfoundry.graph.run import FoundryRunner
+
+    runner = object.__new__(FoundryRunner)
+    ours, theirs = Task("t", [(plain, ["a"])]), Task("t", [(plain, ["a"])])
+    runner._get_task_args(ours, {})
+    theirs.init_options()
+    assert ours.options == theirs.options == {}
+    with_params = Task("p", [(plain, ["a"])], params=[{"name": "x", "default": 3}])
+    runner._get_task_args(with_params, {})
+    assert with_params.options == {"x": 3}
+
+
+def test_records_wait_for_a_few_more_and_their_folders_are_flushed_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records are committed several at a time, each commit after the flush of the folders
+    the workers left to flush; a record waiting for its commit reads back as it will be."""
+    from toyfoundry.graph import backend
+    from toyfoundry.store import atomic
+
+    events: list[str] = []
+    monkeypatch.setattr(atomic, "flush_deferred", lambda folders, data: events.append("flush"))
+    db = backend.FoundryDB(str(tmp_path / ".toyfoundry" / "doit.sqlite"), None)
+    real = db._transaction
+    monkeypatch.setattr(db, "_transaction", lambda write: (events.append("commit"), real(write)))
+    try:
+        for i in range(backend.COMMIT_EVERY - 1):
+            db.written([str(tmp_path)], data=False)
+            db.set(f"t{i}", "deps:", [])
+        assert events == [] and db.recorded("t0") and db.get("t0", "deps:") == []
+        assert db._conn.execute("select count(*) from doit").fetchone()[0] == 0
+        db.written([str(tmp_path)], data=True)
+        db.set("last", "deps:", [])
+        assert events == ["flush", "commit"]
+        assert db._conn.execute("select count(*) from doit").fetchone()[0] == backend.COMMIT_EVERY
+        db.set("late", "deps:", [])
+        due = db.commit_due()
+        assert due is not None and 0 < due <= backend.COMMIT_WITHIN
+    finally:
+        db.dump()  # commits what waits
+    assert events == ["flush", "commit", "commit"]
+    again = backend.FoundryDB(str(tmp_path / ".toyfoundry" / "doit.sqlite"), None)
+    try:
+        assert again.recorded("late") and again.recorded("t0")
+    finally:
+        again.dump()

@@ -1,12 +1,18 @@
-"""doit's dependency DB for the foundry: SQLite, one commit per finished task, under the lock.
+"""doit's dependency DB for the foundry: SQLite, committed as tasks finish, under the lock.
 
 Why not doit's own backends: `json` and `dbm` keep the whole DB in memory and write it
 when the run ends, so a killed build forgets every task it finished, and two processes
 that meet overwrite each other's records. doit's `sqlite3` backend stores in SQLite but
-also only at the end. This backend commits a task's record the moment doit saves it
-(the `deps:` key is the last one `Dependency.save_success` writes), so a killed build
-resumes with only the unfinished tasks left. The file is plain SQLite holding JSON
-text: the same bytes on every machine and Python version, so a CI cache can carry it.
+also only at the end. This backend takes a task's record the moment doit saves it (the
+`deps:` key is the last one `Dependency.save_success` writes) and commits it within
+`COMMIT_EVERY` records or `COMMIT_WITHIN` seconds, whichever comes first, in one
+transaction with the records that finished meanwhile: a commit per task cost a full
+build one SQLite transaction per task, a tenth of the build process's work. A killed
+build therefore resumes with the unfinished tasks and at most those few finished ones
+left, and a record is only ever written after doit saved it, which is after the task's
+outputs were written whole and flushed: a task is never recorded as done on outputs
+that are not on disk. The file is plain SQLite holding JSON text: the same bytes on
+every machine and Python version, so a CI cache can carry it.
 
 The backend also holds the foundry lock from the moment doit opens the DB until it
 closes it, so every doit command that reads or writes state (run, list, info, forget,
@@ -36,6 +42,7 @@ import errno
 import hashlib
 import os
 import sqlite3
+import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -44,7 +51,7 @@ from typing import Any
 import orjson
 
 from toyfoundry.errors import FoundryError
-from toyfoundry.store import fsio
+from toyfoundry.store import atomic, fsio
 from toyfoundry.store.lock import FoundryLock
 
 #: The DB currently open in this process; the file checker shares its connection.
@@ -114,6 +121,10 @@ def _encode(data: Any, codec: Any) -> str:
 _POINT_LOOKUPS = 64
 #: Remembered hashes are written to the DB in one transaction per this many.
 _HASH_BATCH = 512
+#: Task records committed in one transaction once this many wait (see the module's docstring).
+COMMIT_EVERY = 16
+#: Seconds a finished task's record waits for its commit at most while the build goes on.
+COMMIT_WITHIN = 0.2
 
 
 def current() -> FoundryDB | None:
@@ -182,7 +193,7 @@ def _refuse_linked_folders(db: Path) -> None:
 
 
 class FoundryDB:
-    """A doit DB backend (`backend = "toyfoundry"`): SQLite, committed per task, lock held."""
+    """A doit DB backend (`backend = "toyfoundry"`): SQLite, committed as tasks finish, lock held."""
 
     desc = "SQLite, committed as each task finishes; holds the foundry lock (toyfoundry)"
 
@@ -221,6 +232,14 @@ class FoundryDB:
         self._new_hashes: dict[str, tuple[int, int, int, str]] = {}
         self._lookups = 0
         self._task_lookups = 0
+        #: saved records not committed yet, as written: task -> (JSON text, stamp or None)
+        self._pending: dict[str, tuple[str, str | None]] = {}
+        #: when the oldest of them was saved (`time.monotonic`)
+        self._pending_since = 0.0
+        #: folders that build workers wrote to and left to flush before their tasks'
+        #: records are committed (see `written`), and whether file data waits too
+        self._unflushed: set[str] = set()
+        self._unflushed_data = False
         _current = self
 
     # --- doit's backend interface ---
@@ -245,6 +264,9 @@ class FoundryDB:
         return data
 
     def _point(self, task_id: str) -> str | None:
+        pending = self._pending.get(task_id)
+        if pending is not None:
+            return pending[0]
         row = self._conn.execute("select task_data from doit where task_id = ?", (task_id,))
         found = row.fetchone()
         return str(found[0]) if found else None
@@ -273,24 +295,60 @@ class FoundryDB:
             self._conn.execute(sql, params)
 
     def _commit(self, task_id: str) -> None:
+        """Take the task's saved record for the next commit (see the module's docstring)."""
         record = self._cache[task_id]
-        data = _encode(record, self.codec)
-        stamp = record_stamp(record)
-        if stamp is None:
-            self._write("insert or replace into doit values (?, ?)", (task_id, data))
-        else:
-            # one transaction: the record, then its stamp (the insert's trigger drops the old)
-            def write(conn: sqlite3.Connection) -> None:
-                conn.execute("insert or replace into doit values (?, ?)", (task_id, data))
-                conn.execute("insert or replace into stamps values (?, ?)", (task_id, stamp))
-
-            self._transaction(write)
+        if not self._waiting():
+            self._pending_since = time.monotonic()
+        self._pending[task_id] = (_encode(record, self.codec), record_stamp(record))
         self._dirty.discard(task_id)
-        # doit asks nothing more of a record it has saved: the file has it now, and a
-        # full build would otherwise keep every task's record in memory (30 MB at 10,000
-        # orders) until it ends; asked again, it is read back from the file
+        # doit asks nothing more of a record it has saved: a full build would otherwise
+        # keep every task's record in memory (30 MB at 10,000 orders) until it ends;
+        # asked again, it is read back from what waits for the commit or from the file
         del self._cache[task_id]
         self._gone.add(task_id)
+        if len(self._pending) >= COMMIT_EVERY:
+            self.commit()
+
+    def written(self, folders: Iterable[str], *, data: bool) -> None:
+        """A build worker's task renamed files into `folders` (and appended `data` to a
+        ledger) and left their flush to the build: done before the next commit, which may
+        hold its record, so a task is never recorded on outputs that are not durable;
+        one flush for several tasks' folders (see `atomic.deferred_folder_syncs`)."""
+        if not self._waiting():
+            self._pending_since = time.monotonic()
+        self._unflushed.update(folders)
+        self._unflushed_data = self._unflushed_data or data
+
+    def _waiting(self) -> bool:
+        return bool(self._pending or self._unflushed or self._unflushed_data)
+
+    def commit_due(self) -> float | None:
+        """Seconds until the records waiting must be committed (0: now), None if none wait."""
+        if not self._waiting():
+            return None
+        return max(0.0, self._pending_since + COMMIT_WITHIN - time.monotonic())
+
+    def commit(self) -> None:
+        """Flush the folders written for them, then commit the records waiting, with their
+        stamps, in one transaction. They leave the queue first: if the flush or the commit
+        fails, they are not recorded and their tasks run again."""
+        pending, self._pending = self._pending, {}
+        if self._unflushed or self._unflushed_data:
+            folders, whole = self._unflushed, self._unflushed_data
+            self._unflushed, self._unflushed_data = set(), False
+            atomic.flush_deferred(folders, data=whole)
+        if not pending:
+            return
+        records = [(task_id, data) for task_id, (data, _) in pending.items()]
+        stamps = [(task_id, stamp) for task_id, (_, stamp) in pending.items() if stamp]
+
+        def write(conn: sqlite3.Connection) -> None:
+            # the records, then their stamps (each insert's trigger drops the old stamp)
+            conn.executemany("insert or replace into doit values (?, ?)", records)
+            if stamps:
+                conn.executemany("insert or replace into stamps values (?, ?)", stamps)
+
+        self._transaction(write)
 
     def done_with(self, task_id: str) -> None:
         """doit will ask nothing more of this task's record (found up to date): drop the
@@ -315,7 +373,7 @@ class FoundryDB:
 
     def has_records(self) -> bool:
         """Whether any task has a record (one query, nothing decoded)."""
-        if self._cache or self._gone or self._raw:
+        if self._cache or self._gone or self._raw or self._pending:
             return True
         return self._conn.execute("select 1 from doit limit 1").fetchone() is not None
 
@@ -326,6 +384,8 @@ class FoundryDB:
         """`in_` without decoding the record (the run command asks about every task)."""
         if task_id in self._cache:
             return bool(self._cache[task_id])
+        if task_id in self._pending:
+            return True
         if task_id in self._gone or (self._raw is None and self._task_lookups < _POINT_LOOKUPS):
             if task_id not in self._gone:  # counted as `_task` counts them
                 self._task_lookups += 1
@@ -346,6 +406,7 @@ class FoundryDB:
         try:
             for task_id in sorted(self._dirty):
                 self._commit(task_id)
+            self.commit()
             self._write_hashes()
         finally:
             with contextlib.suppress(sqlite3.Error):
@@ -364,10 +425,15 @@ class FoundryDB:
         runs again; the copy in memory still spares `save_success` re-checking the deps
         that did not change, and its commit puts the whole record back.
         """
-        if self._cache.get(task_id) or task_id in self._gone:
+        due = self.commit_due()
+        if due is not None and due <= 0:
+            self.commit()  # a task runs next: what finished before it waited long enough
+        waiting = self._pending.pop(task_id, None) is not None
+        if waiting or self._cache.get(task_id) or task_id in self._gone:
             self._write("delete from doit where task_id = ?", (task_id,))
 
     def remove(self, task_id: str) -> None:
+        self._pending.pop(task_id, None)
         self._cache.pop(task_id, None)
         self._gone.discard(task_id)
         if self._raw is not None:
@@ -376,6 +442,7 @@ class FoundryDB:
         self._write("delete from doit where task_id = ?", (task_id,))
 
     def remove_all(self) -> None:
+        self._pending.clear()
         self._cache.clear()
         self._gone.clear()
         self._raw = {}

@@ -133,7 +133,9 @@ class FoundryReporter(ConsoleReporter):  # type: ignore[misc]
         if self.tty:
             self._status(task.name)
         else:
-            super().execute_task(task)
+            # doit's line; its own test (`task.actions`) makes an action object per action
+            # of every task it reports, which the build process never runs
+            self.write(f".  {task.title()}\n")
 
     def add_success(self, task: Any) -> None:
         if counted(task):

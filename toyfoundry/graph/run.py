@@ -16,11 +16,12 @@ artefacts are the same as with doit's own `run`.
   more than it saves, so the build stays serial. `-n`/`--process` on the command line or
   `num_process` in the config always wins. The workers come from a fork server started after the graph is
   loaded and never hold the graph: each gets one small pickled job per task (see
-  `workers`), and the build records each result in the DB as it arrives. They run only
-  on Linux, automatically only from a single-threaded process (the graph watcher's
-  in-process builds stay serial), and die with the build (a parent-death `SIGKILL`), so
-  a killed build never leaves a worker writing and loses at most one unfinished task
-  per worker. A worker that dies mid-task (the out-of-memory killer) ends the build with
+  `workers`), and the build records each result in the DB as it arrives (committed a
+  few at a time, see `backend`). They run only on Linux, automatically only from a
+  single-threaded process (the graph watcher's in-process builds stay serial), and die
+  with the build (a parent-death `SIGKILL`), so a killed build never leaves a worker
+  writing and runs again one unfinished task per worker and the few finished ones whose
+  records were not committed yet. A worker that dies mid-task (the out-of-memory killer) ends the build with
   one line and exit code 3, where doit's own runner would wait for its result for ever.
 - **A collector that leaves the graph alone.** The graph's few hundred thousand objects
   live until the command ends; Python's cyclic collector walked them again and again
@@ -77,6 +78,7 @@ from toyfoundry.graph.implicit import linear_implicit_deps
 from toyfoundry.graph.reporter import counted
 from toyfoundry.graph.tasks import UNRECORDED, slim_targets
 from toyfoundry.graph.workers import WorkerLost
+from toyfoundry.store import atomic
 from toyfoundry.store.lock import LockTimeout, lock_timeout, parse_timeout
 
 #: Tasks without a record in the DB from which a build runs on every core.
@@ -167,6 +169,20 @@ class _CausedResult:
                 self._storage_failed(node, exc)
                 return False
         return chosen
+
+    def _get_task_args(self, task: Any, tasks_dict: Any) -> None:
+        """doit's, without the parser it makes for the options of a task that has none to
+        parse (every task of the foundry's graph): its options are then empty."""
+        if (
+            task.options is None
+            and not task.params
+            and not task.creator_params
+            and task.pos_arg is None
+            and not task.getargs
+        ):
+            task.options = {}
+            return
+        super()._get_task_args(task, tasks_dict)  # type: ignore[misc]
 
     def process_task_result(self, node: Any, base_fail: Any) -> None:
         try:
@@ -415,9 +431,12 @@ class PoolRunner(_CausedResult, MRunner):  # type: ignore[misc]
             if self.select_task(node, self.tasks):
                 job = workers.job_of(node.task)
                 if job is not None:
+                    # the caller hands it to a free worker, which starts it at once
+                    self.reporter.execute_task(node.task)
                     return job
                 if self._crew is not None:
                     self._crew.retire()
+                self._commit_records()  # what finished waits no longer than this task
                 self.process_task_result(node, self.execute_task(node.task))
                 # what the task parsed and built is free now (the quilt's and the exports'
                 # 40 MB at 10,000 orders): hand its pages back before the next one
@@ -425,10 +444,26 @@ class PoolRunner(_CausedResult, MRunner):  # type: ignore[misc]
                 if self._stop_running:
                     return None
 
+    def _commit_records(self) -> None:
+        """Commit the finished tasks' records that wait (see `backend`), now."""
+        commit = getattr(self.dep_manager.backend, "commit", None)
+        if commit is not None:
+            try:
+                commit()
+            except OSError as exc:
+                self._storage_failed(None, exc)
+
     def _process_result(self, node: Any, task: Any, result: dict[str, Any]) -> None:
         """doit's, but the output reaches the task's actions only when the reporter shows
         it (a failure): an action object per task would cost the build memory."""
         base_fail = result.get("failure")
+        folders, data = result["flush"]
+        if folders or data:
+            written = getattr(self.dep_manager.backend, "written", None)
+            if written is not None:  # flushed before the task's record is committed
+                written(folders, data=data)
+            else:
+                atomic.flush_deferred(folders, data=data)
         task.update_from_pickle(result["task"])
         if base_fail is not None:
             for action, out, err in zip(task.actions, result["out"], result["err"], strict=False):
@@ -448,14 +483,15 @@ class PoolRunner(_CausedResult, MRunner):  # type: ignore[misc]
                     break  # no more workers than tasks
                 crew.start(job)
             running = len(crew)
+            due = getattr(self.dep_manager.backend, "commit_due", lambda: None)
             while running:
-                result = crew.get()
+                result = crew.get(due())
+                if result is None:  # no result before the records waiting were due
+                    self._commit_records()
+                    continue
                 if "exit" in result:
                     raise result["exit"](result["exception"])
                 node = task_dispatcher.nodes[result["name"]]
-                if "reporter" in result:
-                    getattr(self.reporter, result["reporter"])(node.task)
-                    continue
                 self._process_result(node, node.task, result)
                 free, self.free_proc = self.free_proc + 1, 0
                 completed = node

@@ -13,8 +13,11 @@ with the server and its siblings) and what its own tasks fill, never the graph. 
 is plain picklable data: the task's name, its actions as the dodo declared them (an
 importable function and its arguments, or a command line), its effective verbosity and
 the few task attributes an action may ask for by name. Results go back as doit's runner
-expects them (values, result, captured output, the failure), and the parent records each
-task in the DB as it arrives, as with doit's own workers.
+expects them (values, result, captured output, the failure), with the folders the task
+renamed files into, and the parent records each task in the DB as it arrives, as with
+doit's own workers; it flushes those folders, several tasks' at once, before it commits
+their records (see `backend`). A job whose actions ask for nothing by name runs without
+a doit `Task` (`run_plain`).
 
 A task whose job does not pickle (an action that is a closure or a lambda, or that asks
 for the `task` object itself), that has a teardown, or whose action reads what the build
@@ -29,6 +32,7 @@ import ctypes
 import functools
 import gc
 import inspect
+import math
 import multiprocessing
 import os
 import pickle
@@ -40,7 +44,11 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import Any
 
+from doit.action import PythonAction
+from doit.exceptions import BaseFail, InvalidTask
 from doit.task import Stream, Task
+
+from toyfoundry.store import atomic
 
 #: Imported by the fork server before it forks any worker, so that every worker shares
 #: them: the foundry's task actions and what they import when they first run.
@@ -111,6 +119,9 @@ class Job:
     targets: list[str] = field(default_factory=list)
     file_dep: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
+    #: every action is a Python callable that asks for nothing by name, and the task has
+    #: no options and captures its output: the worker runs the actions without a `Task`
+    plain: bool = False
 
 
 @functools.cache
@@ -141,6 +152,13 @@ def job_of(task: Any) -> bytes | None:
             return None
     if "task" in asked:
         return None
+    plain = (
+        not asked
+        and not task.options
+        and task.pos_arg is None
+        and task.io.capture
+        and all(isinstance(a, tuple) or callable(a) for a in task._actions)
+    )
     job = Job(
         name=task.name,
         actions=task._actions,
@@ -151,6 +169,7 @@ def job_of(task: Any) -> bytes | None:
         targets=list(task.targets),
         file_dep=sorted(task.file_dep) if "dependencies" in asked else [],
         changed=list(task.dep_changed or ()) if "changed" in asked else [],
+        plain=plain,
     )
     try:
         return pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
@@ -180,7 +199,9 @@ def _die_with(parent: int | None) -> None:
 
 
 def serve(jobs: Any, results: Any, path: list[str], stream: Stream, parent: int | None) -> None:
-    """A worker's life: run each job, send doit's reporter call and result, until an empty job."""
+    """A worker's life: run each job and send its result, until an empty job. The build
+    process told the reporter of the task when it handed the job over: the worker starts
+    it at once, and a message of its own would cost both processes a wake-up per task."""
     # what the server imported stays shared only while nothing writes to its pages: the
     # collector would, walking (and so touching) every object the worker inherited
     gc.freeze()
@@ -192,31 +213,83 @@ def serve(jobs: Any, results: Any, path: list[str], stream: Stream, parent: int 
             if not payload:
                 return
             job: Job = pickle.loads(payload)
-            task = Task(
-                job.name,
-                job.actions,
-                file_dep=job.file_dep,
-                targets=job.targets,
-                verbosity=job.verbosity,
-                io={"capture": job.capture},
-            )
-            task.options = job.options
-            task.pos_arg_val = job.pos_arg_val
-            task.dep_changed = job.changed
-            results.send({"name": job.name, "reporter": "execute_task"})
-            failure = task.execute(stream)
-            result: dict[str, Any] = {
-                "name": job.name,
-                "task": {"values": task.values, "result": task.result, "executed": True},
-                "out": [action.out for action in task.actions],
-                "err": [action.err for action in task.actions],
-            }
-            if failure:
-                result["failure"] = failure
+            with atomic.deferred_folder_syncs() as block:
+                try:
+                    result = run_plain(job, stream) if job.plain else run_task(job, stream)
+                except BaseException:
+                    atomic.flush_deferred(map(str, block.folders), data=block.data)
+                    raise
+            # the folders its renames went to are flushed by the build process, with
+            # those of the other tasks it records in the same commit (see `backend`)
+            result["flush"] = (sorted(map(str, block.folders)), block.data)
             results.send(result)
             trim()
     except (SystemExit, KeyboardInterrupt, Exception) as exc:
         results.send({"exit": exc.__class__, "exception": str(exc)})
+
+
+def run_task(job: Job, stream: Stream) -> dict[str, Any]:
+    """Run a job as doit's runner would run its task; the result doit's runner expects."""
+    task = Task(
+        job.name,
+        job.actions,
+        file_dep=job.file_dep,
+        targets=job.targets,
+        verbosity=job.verbosity,
+        io={"capture": job.capture},
+    )
+    task.options = job.options
+    task.pos_arg_val = job.pos_arg_val
+    task.dep_changed = job.changed
+    failure = task.execute(stream)
+    result: dict[str, Any] = {
+        "name": job.name,
+        "task": {"values": task.values, "result": task.result, "executed": True},
+        "out": [action.out for action in task.actions],
+        "err": [action.err for action in task.actions],
+    }
+    if failure:
+        result["failure"] = failure
+    return result
+
+
+def run_plain(job: Job, stream: Stream) -> dict[str, Any]:
+    """`run_task` for a plain job (see `Job.plain`), without a doit `Task`: its actions run
+    as `Task.execute` runs them, each a `PythonAction` of no task, which captures its
+    output and takes no arguments by name, as a plain job's actions ask. A `Task` and
+    doit's look at each callable's signature cost a worker more than the stat and the
+    read of a small artefact, on every task."""
+    out, err = stream._get_out_err(job.verbosity)
+    actions = [_python_action(action) for action in job.actions]
+    values: dict[str, Any] = {}
+    returned = None
+    failure = None
+    for action in actions:
+        failure = action.execute(out, err)
+        if isinstance(failure, BaseFail):
+            break
+        failure = None
+        returned = action.result
+        values.update(action.values)
+    result: dict[str, Any] = {
+        "name": job.name,
+        "task": {"values": values, "result": returned, "executed": True},
+        "out": [action.out for action in actions],
+        "err": [action.err for action in actions],
+    }
+    if failure:
+        result["failure"] = failure
+    return result
+
+
+def _python_action(action: Any) -> PythonAction:
+    """doit's `create_action` for a Python action, tied to no task."""
+    if isinstance(action, tuple):
+        if len(action) > 3:
+            raise InvalidTask(f"invalid 'actions' tuple length. got: {action!r}")
+        func, args, kwargs = (*action, None, None, None)[:3]
+        return PythonAction(func, args, kwargs)
+    return PythonAction(action)
 
 
 def trim() -> None:
@@ -309,13 +382,17 @@ class Crew:
         while self.free:
             self.free.pop().send_bytes(b"")
 
-    def get(self) -> dict[str, Any]:
-        """The next message of any worker (a reporter call or a result); a result frees it."""
+    def get(self, within: float | None = None) -> dict[str, Any] | None:
+        """The next result of any worker, which frees it; None when `within` seconds pass
+        first (without `within`, it waits for one)."""
         while True:
             if not self.ready:
                 if not self.jobs:
                     raise RuntimeError("no build worker left to wait for")
-                self.ready = [self.by_fd[fd] for fd, _ in self.poller.poll(1000)]
+                wait = 1000 if within is None else math.ceil(within * 1000)
+                self.ready = [self.by_fd[fd] for fd, _ in self.poller.poll(wait)]
+                if not self.ready and within is not None:
+                    return None
                 continue
             conn = self.ready.pop()
             try:
@@ -334,8 +411,7 @@ class Crew:
                         " tasks are recorded, run the build again"
                     ) from None
                 continue
-            if "reporter" not in message:
-                self.free.append(self.jobs[conn])
+            self.free.append(self.jobs[conn])
             return message
 
     def close(self, *, kill: bool = False) -> None:

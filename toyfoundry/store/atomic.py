@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import stat
-from collections.abc import Container, Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -54,6 +54,27 @@ def grouped_folder_syncs() -> Iterator[None]:
         _fsync_folders(sorted(block.folders), whole=block.data)
 
 
+@contextmanager
+def deferred_folder_syncs() -> Iterator[_Block]:
+    """Collect what `grouped_folder_syncs` blocks inside would flush, and flush none of it:
+    the caller makes it durable later with `flush_deferred`, before anything relies on it
+    (a build worker's task: the build process flushes several tasks' folders at once,
+    before it records them; see `graph.backend`). File data is still durable before
+    each rename."""
+    block = _Block()
+    token = _pending.set(block)
+    try:
+        yield block
+    finally:
+        _pending.reset(token)
+
+
+def flush_deferred(folders: Iterable[str], *, data: bool) -> None:
+    """Flush what `deferred_folder_syncs` collected (from any process): each folder once,
+    their filesystems whole when file data waits too."""
+    _fsync_folders(sorted(set(folders)), whole=data)  # as strings: a Path each costs more
+
+
 def fsync_dir(folder: Path) -> None:
     """Make a rename or unlink in `folder` durable: the entry lives in the folder, not the file."""
     block = _pending.get()
@@ -79,16 +100,16 @@ def defer_data_flush(path: Path) -> bool:
     return True
 
 
-def _fsync_folders(folders: list[Path], *, whole: bool = False) -> None:
+def _fsync_folders(folders: Sequence[str | Path], *, whole: bool = False) -> None:
     """Make the folders' entries durable: one fsync for one folder, one `syncfs` for several
     (see `fsio.fsync_many`); a folder removed meanwhile has nothing left to make durable.
     `whole`: file data waits too, so flush the folders' filesystems whole (`syncfs`).
 
     A `syncfs` needs one open folder of each filesystem: the others are only `stat`ed for
     their device, not opened, `fstat`ed and closed (a task flushes up to a dozen folders)."""
-    groups = [[folder] for folder in folders]
+    groups: list[list[str | Path]] = [[folder] for folder in folders]
     if len(folders) > 1 and fsio.HAS_SYNCFS:
-        by_device: dict[int, list[Path]] = {}
+        by_device: dict[int, list[str | Path]] = {}
         for folder in folders:
             try:
                 by_device.setdefault(os.stat(folder).st_dev, []).append(folder)
