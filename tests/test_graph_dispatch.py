@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from doit.task import Task
 
 from tests.support import foundry_graph
 from toyfoundry.graph import tasks
-from toyfoundry.graph.run import SlimTask, compact, our_runners
+from toyfoundry.graph.run import SlimTask, _Ready, compact, our_runners
 
 Spec = list[dict[str, Any]]
 
@@ -107,3 +108,25 @@ def test_the_foundrys_graph_is_dispatched_the_same(tmp_path: Path) -> None:
         with our_runners(drop_targets=True):
             got = _dispatch(loaded, set())
     assert got == expected and len(got) == len(loaded)
+
+
+def test_a_free_worker_is_handed_its_orders_next_stage_first() -> None:
+    """The ready queue hands out first a node of the order that just finished (so its
+    worker keeps the order's parsed artefacts), once, and only near the queue's head;
+    otherwise doit's order."""
+    ready = _Ready()
+    mint2, report1, rituals3 = _node("mint:2"), _node("report:1"), _node("rituals:3")
+    ready.extend([mint2, report1, rituals3])
+    ready.prefer = "1"
+    assert ready.popleft() is report1
+    assert ready.prefer is None
+    assert ready.popleft() is mint2
+    ready.extend([_node(f"mint:{i}") for i in range(40)])
+    ready.prefer = "39"  # further down than a running build's queue ever is
+    assert ready.popleft() is rituals3
+    ready.prefer = "nothing ready"
+    assert ready.popleft().task.name == "mint:0"
+
+
+def _node(name: str) -> Any:
+    return SimpleNamespace(task=SimpleNamespace(name=name))

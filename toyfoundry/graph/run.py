@@ -55,9 +55,11 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import os
 import sys
 import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -418,6 +420,10 @@ class PoolRunner(_CausedResult, MRunner):  # type: ignore[misc]
         if self._stop_running:
             return None
         node = completed
+        ready = self.task_dispatcher.ready
+        if completed is not None and isinstance(ready, _Ready):
+            # its worker is the one free now: keep it on the same order (see `_Ready`)
+            ready.prefer = completed.task.name.partition(":")[2] or None
         while True:
             try:
                 sent, node = node, self.task_dispatcher.generator.send(node)
@@ -548,6 +554,7 @@ class SlimDispatcher(TaskDispatcher):  # type: ignore[misc]
 
     def __init__(self, tasks: Any, targets: Any, selected_tasks: Any) -> None:
         super().__init__(tasks, targets, selected_tasks)
+        self.ready = _Ready()
         if self.drop_targets and all(not t.loader and not t.calc_dep for t in tasks.values()):
             targets.clear()
 
@@ -556,6 +563,33 @@ class SlimDispatcher(TaskDispatcher):  # type: ignore[misc]
         if task.loader or task.calc_dep or task.setup_tasks or node.calc_dep:
             return super()._add_task(node)
         return _PlainSteps(self, node)
+
+
+class _Ready(deque[Any]):
+    """doit's queue of ready nodes, which hands out first, when asked to (`prefer`), a node
+    of the same order as the task that just finished: its worker then runs the order's next
+    stage (the report after the rituals after the mint) with the order's artefacts still
+    in its memo of parsed files (`formats.parsed`), where another worker would read and
+    validate them again. Any ready node may run first: only the order changes."""
+
+    #: how far down the queue a preferred node is looked for (it is short once the build runs)
+    LOOK = 16
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: the order id (a task name's part after ':') to hand out first, once
+        self.prefer: str | None = None
+
+    def popleft(self) -> Any:
+        want, self.prefer = self.prefer, None
+        if want is not None:
+            for at, node in enumerate(itertools.islice(self, self.LOOK)):
+                if node.task.name.partition(":")[2] == want:
+                    if at:
+                        del self[at]
+                        return node
+                    break
+        return super().popleft()
 
 
 #: `_PlainSteps.at` before the first step, and once the node waits for its dependencies.
