@@ -440,7 +440,10 @@ class PoolRunner(_CausedResult, MRunner):  # type: ignore[misc]
                     # the caller hands it to a free worker, which starts it at once
                     self.reporter.execute_task(node.task)
                     return job
-                if self._crew is not None:
+                if self._crew is not None and not self._crew.busy():
+                    # the build's tail: the workers would idle through the global tasks;
+                    # mid-build (`validate` needs no order) they wait for this one task
+                    # with what their orders left in memory, which a new worker would lack
                     self._crew.retire()
                 self._commit_records()  # what finished waits no longer than this task
                 self.process_task_result(node, self.execute_task(node.task))

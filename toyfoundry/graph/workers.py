@@ -375,6 +375,10 @@ class Crew:
             return
         self.free.pop().send_bytes(job or b"")
 
+    def busy(self) -> int:
+        """How many workers are running a job now."""
+        return len(self.jobs) - len(self.free)
+
     def retire(self) -> None:
         """End the workers that wait for a job: the build process is about to run a task
         itself (the quilt, the exports: the last tasks of a build), and idle workers would
