@@ -191,6 +191,7 @@ def test_watchdog_source_reports_real_events_and_waits_for_missing_roots(tmp_pat
         wait_for(lambda: tmp_path / "here" / "a.json" in seen, timeout=5)
         later.mkdir(parents=True)
         wait_for(lambda: None in seen or later in seen, timeout=5)
+        source.repair()  # as the watch loop does before each cycle
         (later / "b.json").write_text("{}")
         wait_for(lambda: later / "b.json" in seen, timeout=5)
     finally:

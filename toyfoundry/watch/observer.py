@@ -114,7 +114,8 @@ class WatchdogSource:
     """Real filesystem events through watchdog's `Observer` (inotify on Linux), or its poller.
 
     A root that does not exist yet is waited for: its nearest existing ancestor is
-    watched, and the root is scheduled (and announced as a hint) once it appears. A
+    watched, and the root is scheduled (and announced as a hint) by the `repair` after
+    it appears (the loop repairs before every cycle). A
     watch ends with the folder it watches, and a folder moved away takes its watch
     along, so a root removed, replaced or renamed (`rm -r orders && mkdir orders`, a
     sync tool swapping folders) is watched again by `repair`: at once when its removal
@@ -131,8 +132,12 @@ class WatchdogSource:
         #: (folder, recursive, waits for roots to appear) -> its watch and the folder's
         #: (device, inode) when it was watched
         self._scheduled: dict[tuple[Path, bool, bool], tuple[ObservedWatch, tuple[int, int]]] = {}
-        #: roots reported removed since the last `repair`
+        #: roots reported removed since the last `repair`, under a lock of their own
         self._lost: set[Path] = set()
+        self._lost_lock = threading.Lock()
+        #: guards what is scheduled and awaited. Never taken by an event handler: watchdog
+        #: holds its own lock while it calls them, and `add`/`repair` hold this one while
+        #: they call watchdog
         self._lock = threading.RLock()
 
     def start(self, roots: Sequence[WatchRoot], notify: Notify) -> None:
@@ -161,11 +166,18 @@ class WatchdogSource:
         root watched again is announced as an "anything changed" hint, since files may
         have come and gone meanwhile."""
         with self._lock:
-            if any(root.path.is_dir() for root in self._missing):
-                # it appeared before the watch of its parent began (watches start in
-                # their own thread): nothing reported it
-                self._appeared(None)
-            lost, self._lost = self._lost, set()
+            if self._missing:
+                # each awaited root made since is watched (its parent's events said so, or
+                # it appeared before the parent's watch began: watches start in their own
+                # thread), and each still missing is awaited from its nearest folder now
+                awaited, self._missing = self._missing, []
+                for root in awaited:
+                    self._schedule(root)
+                if len(self._missing) < len(awaited):
+                    # everything under the new root is new: let the watcher rescan
+                    self._hint(None)
+            with self._lost_lock:
+                lost, self._lost = self._lost, set()
             if not (lost or everything) or self._observer is None:
                 return
             broken: list[WatchRoot] = []
@@ -203,8 +215,8 @@ class WatchdogSource:
         except OSError:
             # gone between the check and the watch; the periodic rescan still covers it
             return
-        if ident is not None:
-            self._scheduled[key] = (watch, ident)
+        # a folder gone meanwhile has no identity: the next full `repair` watches it again
+        self._scheduled[key] = (watch, ident or (-1, -1))
 
     def _schedule(self, root: WatchRoot) -> None:
         if root.path.is_dir():
@@ -217,21 +229,22 @@ class WatchdogSource:
         self._watch(parent, False, True)
 
     def _gone(self, path: Path) -> None:
-        with self._lock:
+        with self._lost_lock:
             self._lost.add(path)
+        self._hint(None)  # the watcher's next cycle repairs the watch, then rescans
 
     def _hint(self, path: Path | None) -> None:
         if self._notify is not None:
             self._notify(path)
 
     def _appeared(self, path: Path | None) -> None:
-        with self._lock:
-            waiting, self._missing = self._missing, []
-            for root in waiting:
-                self._schedule(root)
-                if root not in self._missing:
-                    # everything under the new root is new: let the watcher rescan
-                    self._hint(None)
+        """An event in the folder an awaited root is awaited from: when it names the root
+        or a folder on the way to it, wake the watcher, whose `repair` watches the root
+        or awaits it from nearer (not here: see `_lock`)."""
+        for root in list(self._missing):
+            if path is None or path == root.path or path in root.path.parents:
+                self._hint(None)
+                return
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the observer; a shutdown stuck inside watchdog is abandoned after `timeout`."""
