@@ -19,6 +19,7 @@ from typing import Any, cast
 from pydantic import ValidationError
 
 from toyfoundry.errors import FoundryError
+from toyfoundry.forge.inputs import display_path
 from toyfoundry.formats import parsed
 from toyfoundry.formats.models import MintArtefact, RitualsArtefact
 from toyfoundry.store import safe_read
@@ -141,10 +142,7 @@ def exchange_order_ids(layout: Layout) -> list[str]:
 
 def display(layout: Layout, path: Path) -> str:
     """A path as people should read it: relative to the project when inside it."""
-    try:
-        return str(path.absolute().relative_to(layout.root))
-    except ValueError:
-        return str(path)
+    return display_path(layout.root, path)
 
 
 def is_built(layout: Layout, order_id: str) -> bool:
