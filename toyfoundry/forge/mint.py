@@ -42,7 +42,6 @@ Alfas); a slot emptied by a reject decision is not counted.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from _random import Random as Generator
 from collections.abc import Mapping, Sequence
@@ -65,7 +64,7 @@ from toyfoundry.forge.inputs import (
     sprint_orders,
 )
 from toyfoundry.forge.snapshot import CHANGED, changed_inputs
-from toyfoundry.forge.space import Params, Space, space_of
+from toyfoundry.forge.space import Params, Space, one_block_sha256, space_of
 from toyfoundry.forge.validators import Validators, load_plugins
 from toyfoundry.formats import parsed
 from toyfoundry.formats.models import (
@@ -130,9 +129,9 @@ def rng(seed: int, *purpose: str) -> Generator:
     The C generator `random.Random` is made on: the same Mersenne Twister seeded the same
     way from an int (its `seed` hands an int down to it), without the Python layer around
     it, which a batch's carryovers do not use (6,000 instructions of the 40,000 a seed
-    costs)."""
+    costs). The seed's text is a short message (`space.one_block_sha256`)."""
     text = "\n".join([str(seed), *purpose]).encode()
-    return Generator(int.from_bytes(hashlib.sha256(text).digest(), "big"))
+    return Generator(int.from_bytes(one_block_sha256(text).digest(), "big"))
 
 
 def plan_shares(
