@@ -425,11 +425,27 @@ class _Batch:
             raise FoundryError(f"order {order_id}: the novel sequence ran out early")
         # made from indexes of the recipe's space: the recipe's parameters exactly, each int or
         # enum value in its domain, float values too when `values_fit` (see `Validators.check`)
-        fits = True if self.space.values_fit else None
-        for slot, params in enumerate(novel):
-            alfa = f"{prefix}{slot:03d}"
-            reasons = check(alfa, "novel", params, canonical(params), drawn=True, fits=fits)
-            slots.append([_draft(alfa, slot, params, "novel", None, reasons)])
+        fitting = self.validators.check_fitting
+        if self.space.values_fit:
+            for slot, params in enumerate(novel):
+                alfa = f"{prefix}{slot:03d}"
+                reasons = fitting(alfa, params, canonical(params))
+                # `_draft`, written out: a call less an Alfa
+                draft: _Draft = {
+                    "alfa_id": alfa,
+                    "slot": slot,
+                    "params": params,
+                    "share": "novel",
+                    "parent_id": None,
+                    "outcome": "quarantined" if reasons else "passed",
+                    "reasons": reasons,
+                }
+                slots.append([draft])
+        else:
+            for slot, params in enumerate(novel):
+                alfa = f"{prefix}{slot:03d}"
+                reasons = check(alfa, "novel", params, canonical(params), drawn=True)
+                slots.append([_draft(alfa, slot, params, "novel", None, reasons)])
         slot = needed
         waiting = sum(1 for chain in slots if chain[0]["outcome"] == "quarantined")
         self.reserve = self.sequence.draw(waiting * RESERVE_FACTOR)
@@ -439,15 +455,20 @@ class _Batch:
             self.mutation,
             self.sequence.note_carryover,
         )
+        # `rng(seed, "carryover", alfa)`: the seed's text up to the Alfa's id hashed once
+        head = one_block_sha256(f"{seed}\ncarryover\n".encode())
         for j in range(self.target.carryover):
             parent = pool[j % len(pool)]
             alfa = f"{prefix}{slot:03d}"
-            params = mutate(parent.params, mutation, rng(seed, "carryover", alfa))
+            h = head.copy()
+            h.update(alfa.encode())
+            params = mutate(parent.params, mutation, Generator(int.from_bytes(h.digest(), "big")))
             position = self.positions[slot] = note(params)
             # a position says the parameters are the recipe's, each in its domain
-            reasons = check(
-                alfa, "carryover", params, canonical(params), fits=position is not None or None
-            )
+            if position is not None:
+                reasons = fitting(alfa, params, canonical(params))
+            else:
+                reasons = check(alfa, "carryover", params, canonical(params))
             slots.append([_draft(alfa, slot, params, "carryover", parent.alfa_id, reasons)])
             slot += 1
         baselines, shown = self.sorted_baselines, self.baselines
