@@ -236,6 +236,11 @@ def space_of(recipe: Recipe) -> Space:
     return found
 
 
+def _fragment(name: str, value: ParamValue) -> bytes:
+    """`"name":value` as `orjson.dumps` writes a dict's item (compact)."""
+    return orjson.dumps(name) + b":" + orjson.dumps(value)
+
+
 class _Unlisted:
     """A domain too wide to list, indexed as a list of its values is: `value_at` on demand."""
 
@@ -282,6 +287,15 @@ class Space:
         self._digits = list(zip(self.names, self.domains, self.radices, strict=True))
         # the same digits by name: a parameter set in the sorted order JSON gives it
         self._by_name = sorted(self._ordered, key=lambda digit: digit[0])
+        # and each listed value as its `"name":value` in compact JSON: a drawn set's canonical
+        # bytes (None: a domain too wide to list)
+        self._keyed: list[tuple[str, int, int, list[ParamValue], list[bytes]]] | None = None
+        if all(isinstance(values, list) for *_, values in self._by_name):
+            self._keyed = [
+                (name, place, radix, values, [_fragment(name, v) for v in values])
+                for name, place, radix, values in self._by_name
+                if isinstance(values, list)
+            ]
 
     @cached_property
     def permutation(self) -> Permutation:
@@ -301,6 +315,22 @@ class Space:
         for name, place, radix, values in self._by_name:
             out[name] = values[index // place % radix]
         return out
+
+    def keyed_params(self, index: int) -> tuple[Params, bytes]:
+        """`sorted_params` and its canonical bytes (`chain.canonical_params`: compact JSON,
+        sorted keys), made in one pass from each value's JSON, where a dump of the set cost
+        3,300 instructions."""
+        keyed = self._keyed
+        if keyed is None:
+            params = self.sorted_params(index)
+            return params, orjson.dumps(params, option=orjson.OPT_SORT_KEYS)
+        out = {}
+        parts = []
+        for name, place, radix, values, texts in keyed:
+            digit = index // place % radix
+            out[name] = values[digit]
+            parts.append(texts[digit])
+        return out, b"{" + b",".join(parts) + b"}"
 
     @cached_property
     def values_fit(self) -> bool:
