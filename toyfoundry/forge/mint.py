@@ -146,13 +146,6 @@ def plan_shares(
     )
 
 
-def _below(gen: Generator, n: int) -> int:
-    """A draw from [0, n) built on `random()` alone: the one method Python keeps stable across
-    versions for a given seed (`randrange` and `sample` may change), so cached artefacts
-    stay reproducible on a newer interpreter."""
-    return min(int(gen.random() * n), n - 1)
-
-
 class _Mutator:
     """A carryover child of a recipe's parameters: 1..max_changes parameters moved to another
     value of their domain, its parameters in sorted order (as the artefact holds them)."""
@@ -174,17 +167,22 @@ class _Mutator:
         out = dict(params)
         movable = list(self.movable)
         if movable:
+            # each draw from [0, n) is `min(int(random() * n), n - 1)`: built on `random()`
+            # alone, the one method Python keeps stable across versions for a given seed
+            # (`randrange` and `sample` may change), so cached artefacts stay reproducible
+            random = gen.random
             changes = 1
-            most = min(mutation.max_changes, len(movable))
-            while changes < most and gen.random() < mutation.rate:
+            most, rate = min(mutation.max_changes, len(movable)), mutation.rate
+            while changes < most and random() < rate:
                 changes += 1
             for _ in range(changes):
-                name, size, domain = movable.pop(_below(gen, len(movable)))
+                n = len(movable)
+                name, size, domain = movable.pop(min(int(random() * n), n - 1))
                 current = domain.index_of(out[name]) if name in out else None
                 if current is None:
-                    choice = _below(gen, size)
+                    choice = min(int(random() * size), size - 1)
                 else:
-                    choice = _below(gen, size - 1)
+                    choice = min(int(random() * (size - 1)), size - 2)
                     choice += choice >= current
                 out[name] = domain.value_at(choice)
         if out.keys() == self.known:  # the recipe's parameters, as a pool entry has them
