@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-from array import array
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import cast
@@ -31,7 +30,8 @@ from toyfoundry.formats.params import Domain, cardinality, domain_of
 #: Feistel rounds (`Permutation._encrypt` and `_decrypt` write them out).
 ROUNDS = 6
 #: Widest half (in bits) whose round values a permutation remembers in full: 6 tables of
-#: 2^14 eight-byte slots at most (768 KiB); the recipes seen have halves of 14 bits or less.
+#: 2^14 eight-byte slots at most (768 KiB, each value one of `_halves()`'s ints); the recipes
+#: seen have halves of 14 bits or less.
 #: At most 16: `Permutation._fill` hashes a half as 6 zero bytes and two of its own, and
 #: reads its round value from two bytes of the hash.
 TABLE_BITS = 14
@@ -100,8 +100,10 @@ class Permutation:
         self._element: dict[int, int] = {}
         self._position: dict[int, int] = {}
         # round r's value of each half, `_UNSET` until computed (None: halves too wide)
-        self._tables: list[array[int]] | None = (
-            [array("Q", [_UNSET]) * (1 << self.half) for _ in range(ROUNDS)]
+        # (lists, not arrays of 8-byte ints: a list's item is read without an int made, six
+        # times a draw, and each value is an int of `_halves()`, so a slot costs 8 bytes alike)
+        self._tables: list[list[int]] | None = (
+            [[_UNSET] * (1 << self.half) for _ in range(ROUNDS)]
             if self.half <= TABLE_BITS
             else None
         )
@@ -109,12 +111,13 @@ class Permutation:
         # states, and two bytes, taken from a list made once a process (`_fill`)
         self._tabled = []
         self._pairs: list[bytes] = []
+        self._halves: list[int] = []
         if self._tables is not None:
             for h in self._rounds:
                 h = h.copy()
                 h.update(bytes(6))
                 self._tabled.append(h)
-            self._pairs = _pairs()
+            self._pairs, self._halves = _halves()
 
     def _round(self, number: int, value: int) -> int:
         """Round `number`'s value of a half: the first 8 bytes of its hash, masked."""
@@ -130,7 +133,7 @@ class Permutation:
         h = self._tabled[number].copy()
         h.update(self._pairs[value])
         digest = h.digest()
-        found = (digest[6] << 8 | digest[7]) & self.mask
+        found = self._halves[(digest[6] << 8 | digest[7]) & self.mask]
         self._tables[number][value] = found  # type: ignore[index]
         return found
 
@@ -223,16 +226,19 @@ class Permutation:
         return x
 
 
-#: `_pairs()`: every value below 2^TABLE_BITS as two big-endian bytes.
+#: `_halves()`: every half below 2^TABLE_BITS as two big-endian bytes, and as an int.
 _PAIRS: list[bytes] = []
+_HALVES: list[int] = []
 
 
-def _pairs() -> list[bytes]:
-    """`_PAIRS`, made by the first permutation with tables of the process (16,384 small
-    bytes objects, 0.7 MB): a round value's hash then takes its half's bytes from a list."""
+def _halves() -> tuple[list[bytes], list[int]]:
+    """`_PAIRS` and `_HALVES`, made by the process's first permutation with tables (16,384
+    small bytes and as many ints, 1.2 MB): a round value's hash takes its half's bytes from
+    a list, and every table keeps the same int objects as its values."""
     if not _PAIRS:
-        _PAIRS.extend(value.to_bytes(2, "big") for value in range(1 << TABLE_BITS))
-    return _PAIRS
+        _HALVES.extend(range(1 << TABLE_BITS))
+        _PAIRS.extend(value.to_bytes(2, "big") for value in _HALVES)
+    return _PAIRS, _HALVES
 
 
 def permutation(key: str, size: int) -> Permutation:
