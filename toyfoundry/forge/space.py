@@ -252,21 +252,13 @@ class Permutation:
         assert tables is not None
         a = [x >> half for x in xs]
         b = [x & mask for x in xs]
-        # a value not kept yet is `_UNSET`, which xored gives more than `mask`: one `max`
-        # tells whether a round has any to hash, and the round is then taken again
         for number, table in enumerate(tables):
             if number % 2 == 0:
-                out = [left ^ table[right] for left, right in zip(a, b, strict=True)]
-                if max(out) > mask:
-                    self._fill_many(number, {v for v in b if table[v] > mask})
-                    out = [left ^ table[right] for left, right in zip(a, b, strict=True)]
-                a = out
+                self._fill_many(number, {v for v in b if table[v] > mask})
+                a = [left ^ table[right] for left, right in zip(a, b, strict=True)]
             else:
-                out = [right ^ table[left] for left, right in zip(a, b, strict=True)]
-                if max(out) > mask:
-                    self._fill_many(number, {v for v in a if table[v] > mask})
-                    out = [right ^ table[left] for left, right in zip(a, b, strict=True)]
-                b = out
+                self._fill_many(number, {v for v in a if table[v] > mask})
+                b = [right ^ table[left] for left, right in zip(a, b, strict=True)]
         return [(left << half) | right for left, right in zip(a, b, strict=True)]
 
     def _fill_many(self, number: int, values: AbstractSet[int]) -> None:
