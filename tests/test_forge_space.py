@@ -177,19 +177,3 @@ def test_keyed_params_give_the_canonical_bytes_of_the_sorted_params() -> None:
         assert list(params) == sorted(params)
         assert params == space.sorted_params(index)
         assert key == canonical_params(params)
-
-
-def test_positions_drawn_together_are_drawn_alone() -> None:
-    """`at_many` gives `at` of each position, new or remembered, in or out of the tables'
-    reach, cycle-walked or not, and remembers them as `at` does."""
-    key = bytes(range(32))
-    for size in (97, 1000, (1 << 20) + 1, 258_560_000, (1 << 40) + 17):
-        alone, together = Permutation(key, size), Permutation(key, size)
-        draws = random.Random(size)
-        runs = [list(range(min(size, 40)))]
-        runs += [sorted(draws.sample(range(size), min(size, 30))) for _ in range(3)]
-        runs += [runs[1][:5], runs[2] + runs[1][:3]]  # few: one at a time; some remembered
-        for positions in runs:
-            assert together.at_many(positions) == [alone.at(p) for p in positions]
-        for positions in runs:
-            assert [together.position(alone.at(p)) for p in positions] == positions

@@ -307,18 +307,17 @@ class _Sequence:
         """The indexes of the next `count` unseen parameter sets (fewer when the sequence
         runs out)."""
         carried, own, size, skip = self.carried, self.own, self.space.size, self.baseline_index
-        at_many = self.space.permutation.at_many
+        at = self.space.permutation.at
         out: list[int] = []
         cursor = self.cursor
         while len(out) < count and cursor < size:
-            # the next positions that are neither carried nor this batch's own, as many as
-            # are still wanted, drawn together; a baseline among them asks for more
-            wanted, positions = count - len(out), list[int]()
-            while len(positions) < wanted and cursor < size:
-                if cursor not in carried and cursor not in own:
-                    positions.append(cursor)
-                cursor += 1
-            out += [index for index in at_many(positions) if index not in skip]
+            position = cursor
+            cursor += 1
+            if position in carried or position in own:
+                continue
+            index = at(position)
+            if index not in skip:
+                out.append(index)
         self.cursor = cursor
         return out
 

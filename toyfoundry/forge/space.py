@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 from collections.abc import Callable, Mapping
-from collections.abc import Set as AbstractSet
 from functools import cached_property
 from typing import cast
 
@@ -40,8 +39,6 @@ TABLE_BITS = 14
 _UNSET = (1 << 64) - 1
 #: Widest domain whose values a `Space` lists in full (`params` then indexes a list).
 LISTED_VALUES = 1024
-#: Fewest new positions `Permutation.at_many` takes round by round (fewer go one at a time).
-_MANY = 8
 #: Most (position, element) pairs a permutation remembers, then it starts afresh: enough
 #: for the rituals to find what the mint of the same order drew, a few hundred pairs.
 MEMO_LIMIT = 1 << 12
@@ -214,64 +211,6 @@ class Permutation:
         element[position] = x
         self._position[x] = position
         return x
-
-    def at_many(self, positions: list[int]) -> list[int]:
-        """`at` of each position, in order: the positions a batch draws, their rounds taken
-        together (`_encrypt_many`) where each position took six lines of Python alone."""
-        element = self._element
-        out = [element.get(p) for p in positions]
-        new = [p for p, x in zip(positions, out, strict=True) if x is None]
-        if len(new) < _MANY or self._tables is None:
-            return [self.at(p) for p in positions]
-        size = self.size
-        if not 0 <= min(new) <= max(new) < size:
-            raise IndexError(min(new) if min(new) < 0 else max(new))
-        encrypt, found = self._encrypt, self._encrypt_many(new)
-        reverse = self._position
-        made = iter(found)
-        for i, x in enumerate(out):
-            if x is not None:
-                continue
-            x = next(made)
-            while x >= size:  # cycle-walked back into range, one at a time (few are out)
-                x = encrypt(x)
-            position = positions[i]
-            if len(element) >= MEMO_LIMIT:  # `_remember`, inline, in draw order
-                element.clear()
-                reverse.clear()
-            element[position] = x
-            reverse[x] = position
-            out[i] = x
-        return out  # type: ignore[return-value]
-
-    def _encrypt_many(self, xs: list[int]) -> list[int]:
-        """`_encrypt` of each value, round by round over all of them, the round values not
-        yet in the tables hashed first (`_fill_many`)."""
-        half, mask = self.half, self.mask
-        tables = self._tables
-        assert tables is not None
-        a = [x >> half for x in xs]
-        b = [x & mask for x in xs]
-        for number, table in enumerate(tables):
-            if number % 2 == 0:
-                self._fill_many(number, {v for v in b if table[v] > mask})
-                a = [left ^ table[right] for left, right in zip(a, b, strict=True)]
-            else:
-                self._fill_many(number, {v for v in a if table[v] > mask})
-                b = [right ^ table[left] for left, right in zip(a, b, strict=True)]
-        return [(left << half) | right for left, right in zip(a, b, strict=True)]
-
-    def _fill_many(self, number: int, values: AbstractSet[int]) -> None:
-        """`_fill` of each value, in one loop."""
-        tables = self._tables
-        assert tables is not None
-        table, copy = tables[number], self._tabled[number].copy
-        pairs, halves, mask = self._pairs, self._halves, self.mask
-        for value in values:
-            h = copy()
-            h.update(pairs[value])
-            digest = h.digest()
-            table[value] = halves[(digest[6] << 8 | digest[7]) & mask]
 
     def position(self, element: int) -> int:
         """Where `element` sits in the sequence: the inverse of `at`."""
