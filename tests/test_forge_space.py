@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from toyfoundry import caches
+from toyfoundry.forge.chain import canonical_params
 from toyfoundry.forge.space import LISTED_VALUES, Permutation, Space, space_key, space_of
 from toyfoundry.formats.models import Recipe
 
@@ -159,3 +160,20 @@ def test_round_tables_change_no_element() -> None:
     # a half of 14 bits: tables; of 21: none
     assert Permutation(key, 258_560_000)._tables is not None
     assert Permutation(key, (1 << 40) + 17)._tables is None
+
+
+def test_keyed_params_give_the_canonical_bytes_of_the_sorted_params() -> None:
+    """A drawn set's key is the bytes `canonical_params` makes of it, floats, negative
+    numbers and any text included."""
+    r = recipe(
+        z={"kind": "int", "min": -3, "max": 4},
+        tension={"kind": "float", "min": -1.0, "max": 1e17, "step": 2.5e16},
+        c={"kind": "enum", "values": ["é", 'a"b', "\\n", "x"]},
+        a={"kind": "float", "min": 0.0, "max": 1.0, "step": 0.1},
+    )
+    space = Space(r)
+    for index in range(0, space.size, 7):
+        params, key = space.keyed_params(index)
+        assert list(params) == sorted(params)
+        assert params == space.sorted_params(index)
+        assert key == canonical_params(params)

@@ -366,9 +366,12 @@ class Exchange:
         return self._load_present("checkpoint", self.layout.checkpoint_file(check_phase(phase)))
 
     def review(self, order_id: str) -> Loaded[Review] | None:
-        """None when no review was written for the order."""
+        """None when no review was written for the order: its digest is then None, what this
+        read took of it (the mint's inputs list the path; a second, failing read of it cost
+        an exception and a `Problem` an order)."""
         path = self.layout.review_file(check_order_id(order_id))
         if not safe_read.present(path):
+            self.digests[path] = None
             return None
         return self.load("review", path)
 

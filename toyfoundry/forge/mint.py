@@ -42,7 +42,6 @@ Alfas); a slot emptied by a reject decision is not counted.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from _random import Random as Generator
 from collections.abc import Mapping, Sequence
@@ -65,7 +64,7 @@ from toyfoundry.forge.inputs import (
     sprint_orders,
 )
 from toyfoundry.forge.snapshot import CHANGED, changed_inputs
-from toyfoundry.forge.space import Params, Space, space_of
+from toyfoundry.forge.space import Params, Space, one_block_sha256, space_of
 from toyfoundry.forge.validators import Validators, load_plugins
 from toyfoundry.formats import parsed
 from toyfoundry.formats.models import (
@@ -130,9 +129,9 @@ def rng(seed: int, *purpose: str) -> Generator:
     The C generator `random.Random` is made on: the same Mersenne Twister seeded the same
     way from an int (its `seed` hands an int down to it), without the Python layer around
     it, which a batch's carryovers do not use (6,000 instructions of the 40,000 a seed
-    costs)."""
+    costs). The seed's text is a short message (`space.one_block_sha256`)."""
     text = "\n".join([str(seed), *purpose]).encode()
-    return Generator(int.from_bytes(hashlib.sha256(text).digest(), "big"))
+    return Generator(int.from_bytes(one_block_sha256(text).digest(), "big"))
 
 
 def plan_shares(
@@ -145,13 +144,6 @@ def plan_shares(
     return ShareCounts(
         novel=batch_size - carryover - baseline, carryover=carryover, baseline=baseline
     )
-
-
-def _below(gen: Generator, n: int) -> int:
-    """A draw from [0, n) built on `random()` alone: the one method Python keeps stable across
-    versions for a given seed (`randrange` and `sample` may change), so cached artefacts
-    stay reproducible on a newer interpreter."""
-    return min(int(gen.random() * n), n - 1)
 
 
 class _Mutator:
@@ -175,17 +167,22 @@ class _Mutator:
         out = dict(params)
         movable = list(self.movable)
         if movable:
+            # each draw from [0, n) is `min(int(random() * n), n - 1)`: built on `random()`
+            # alone, the one method Python keeps stable across versions for a given seed
+            # (`randrange` and `sample` may change), so cached artefacts stay reproducible
+            random = gen.random
             changes = 1
-            most = min(mutation.max_changes, len(movable))
-            while changes < most and gen.random() < mutation.rate:
+            most, rate = min(mutation.max_changes, len(movable)), mutation.rate
+            while changes < most and random() < rate:
                 changes += 1
             for _ in range(changes):
-                name, size, domain = movable.pop(_below(gen, len(movable)))
+                n = len(movable)
+                name, size, domain = movable.pop(min(int(random() * n), n - 1))
                 current = domain.index_of(out[name]) if name in out else None
                 if current is None:
-                    choice = _below(gen, size)
+                    choice = min(int(random() * size), size - 1)
                 else:
-                    choice = _below(gen, size - 1)
+                    choice = min(int(random() * (size - 1)), size - 2)
                     choice += choice >= current
                 out[name] = domain.value_at(choice)
         if out.keys() == self.known:  # the recipe's parameters, as a pool entry has them
@@ -306,11 +303,12 @@ class _Sequence:
         extra = {p for p in self.own | self.baseline_position if p >= cursor and p not in carried}
         return self.space.size - cursor - (len(carried) - behind) - len(extra)
 
-    def draw(self, count: int) -> list[Params]:
-        """The next `count` unseen parameter sets (fewer when the sequence runs out)."""
+    def draw(self, count: int) -> list[int]:
+        """The indexes of the next `count` unseen parameter sets (fewer when the sequence
+        runs out)."""
         carried, own, size, skip = self.carried, self.own, self.space.size, self.baseline_index
-        at, params = self.space.permutation.at, self.space.sorted_params
-        out: list[Params] = []
+        at = self.space.permutation.at
+        out: list[int] = []
         cursor = self.cursor
         while len(out) < count and cursor < size:
             position = cursor
@@ -319,7 +317,7 @@ class _Sequence:
                 continue
             index = at(position)
             if index not in skip:
-                out.append(params(index))
+                out.append(index)
         self.cursor = cursor
         return out
 
@@ -426,29 +424,54 @@ class _Batch:
             raise FoundryError(f"order {order_id}: the novel sequence ran out early")
         # made from indexes of the recipe's space: the recipe's parameters exactly, each int or
         # enum value in its domain, float values too when `values_fit` (see `Validators.check`)
-        fits = True if self.space.values_fit else None
-        for slot, params in enumerate(novel):
-            alfa = f"{prefix}{slot:03d}"
-            reasons = check(alfa, "novel", params, canonical(params), drawn=True, fits=fits)
-            slots.append([_draft(alfa, slot, params, "novel", None, reasons)])
+        fitting, keyed = self.validators.check_fitting, self.space.keyed_params
+        if self.space.values_fit:
+            for slot, index in enumerate(novel):
+                alfa = f"{prefix}{slot:03d}"
+                params, key = keyed(index)
+                reasons = fitting(alfa, params, key)
+                # `_draft`, written out: a call less an Alfa
+                draft: _Draft = {
+                    "alfa_id": alfa,
+                    "slot": slot,
+                    "params": params,
+                    "share": "novel",
+                    "parent_id": None,
+                    "outcome": "quarantined" if reasons else "passed",
+                    "reasons": reasons,
+                }
+                slots.append([draft])
+        else:
+            for slot, index in enumerate(novel):
+                alfa = f"{prefix}{slot:03d}"
+                params, key = keyed(index)
+                reasons = check(alfa, "novel", params, key, drawn=True)
+                slots.append([_draft(alfa, slot, params, "novel", None, reasons)])
         slot = needed
         waiting = sum(1 for chain in slots if chain[0]["outcome"] == "quarantined")
-        self.reserve = self.sequence.draw(waiting * RESERVE_FACTOR)
+        self.reserve = list(
+            map(self.space.sorted_params, self.sequence.draw(waiting * RESERVE_FACTOR))
+        )
         pool, mutate, mutation, note = (
             self.chain.pool,
             self.mutate,
             self.mutation,
             self.sequence.note_carryover,
         )
+        # `rng(seed, "carryover", alfa)`: the seed's text up to the Alfa's id hashed once
+        head = one_block_sha256(f"{seed}\ncarryover\n".encode())
         for j in range(self.target.carryover):
             parent = pool[j % len(pool)]
             alfa = f"{prefix}{slot:03d}"
-            params = mutate(parent.params, mutation, rng(seed, "carryover", alfa))
+            h = head.copy()
+            h.update(alfa.encode())
+            params = mutate(parent.params, mutation, Generator(int.from_bytes(h.digest(), "big")))
             position = self.positions[slot] = note(params)
             # a position says the parameters are the recipe's, each in its domain
-            reasons = check(
-                alfa, "carryover", params, canonical(params), fits=position is not None or None
-            )
+            if position is not None:
+                reasons = fitting(alfa, params, canonical(params))
+            else:
+                reasons = check(alfa, "carryover", params, canonical(params))
             slots.append([_draft(alfa, slot, params, "carryover", parent.alfa_id, reasons)])
             slot += 1
         baselines, shown = self.sorted_baselines, self.baselines
@@ -826,13 +849,30 @@ def mint_record_data(artefact: MintArtefact) -> list[dict[str, Any]]:
                 "reasons": [r for r in reasons if r],
             }
         ]
+    # each Alfa's line with its keys in sorted order, as the ledger writes them: its
+    # encoder's sort then finds them in place (1,700 instructions a line less)
+    run, time, dry_run = common["run_id"], common["time"], artefact.dry_run
+    order_id, seed, recipe, version = (
+        artefact.order_id,
+        artefact.seed,
+        artefact.recipe,
+        artefact.recipe_version,
+    )
     return [
         {
-            **common,
             "alfa_id": a["alfa_id"],
-            "share": a["share"],
+            "dry_run": dry_run,
+            "kind": "mint",
+            "order_id": order_id,
             "outcome": LEDGER_OUTCOME[a["outcome"]],
             "reasons": list(a["reasons"]),
+            "recipe": recipe,
+            "recipe_version": version,
+            "run_id": run,
+            "schema_version": SCHEMA_VERSION,
+            "seed": seed,
+            "share": a["share"],
+            "time": time,
         }
         for a in map(vars, artefact.alfas)  # each model's fields, read as a dict's items
     ]

@@ -16,9 +16,10 @@ random but depends only on the recipe.
 from __future__ import annotations
 
 import hashlib
-from array import array
-from collections.abc import Mapping
+import importlib
+from collections.abc import Callable, Mapping
 from functools import cached_property
+from typing import cast
 
 import orjson
 
@@ -29,7 +30,10 @@ from toyfoundry.formats.params import Domain, cardinality, domain_of
 #: Feistel rounds (`Permutation._encrypt` and `_decrypt` write them out).
 ROUNDS = 6
 #: Widest half (in bits) whose round values a permutation remembers in full: 6 tables of
-#: 2^14 eight-byte slots at most (768 KiB); the recipes seen have halves of 14 bits or less.
+#: 2^14 eight-byte slots at most (768 KiB, each value one of `_halves()`'s ints); the recipes
+#: seen have halves of 14 bits or less.
+#: At most 16: `Permutation._fill` hashes a half as 6 zero bytes and two of its own, and
+#: reads its round value from two bytes of the hash.
 TABLE_BITS = 14
 #: A round value not computed yet (every round value is below 2^TABLE_BITS).
 _UNSET = (1 << 64) - 1
@@ -39,6 +43,24 @@ LISTED_VALUES = 1024
 #: for the rituals to find what the mint of the same order drew, a few hundred pairs.
 MEMO_LIMIT = 1 << 12
 Params = dict[str, ParamValue]
+Hasher = Callable[[bytes], "hashlib._Hash"]
+
+
+def _one_block_hasher() -> Hasher:
+    """CPython's own sha256 (`_sha256`; `_sha2` from 3.12) when there is one, else hashlib's:
+    the same digests. For a message of one block (a round value, a generator's seed) the
+    hashing is the lesser part: a copy and a digest of hashlib's allocate and free OpenSSL
+    contexts, about 1,300 instructions of a round value's 5,000."""
+    for name in ("_sha256", "_sha2"):
+        try:
+            return cast(Hasher, importlib.import_module(name).sha256)
+        except (ImportError, AttributeError):
+            continue
+    return hashlib.sha256
+
+
+#: sha256 for short messages: the rounds' values, the mint's generators' seeds.
+one_block_sha256 = _one_block_hasher()
 
 
 def space_key(recipe: Recipe) -> str:
@@ -69,7 +91,7 @@ class Permutation:
         self.mask = (1 << self.half) - 1
         # round r of value v: the first 8 bytes of sha256(key, r, v as 8 bytes), masked;
         # the hash state after key and r is kept, so a round only hashes its value
-        keyed = hashlib.sha256(key)
+        keyed = one_block_sha256(key)
         self._rounds = []
         for number in range(ROUNDS):
             h = keyed.copy()
@@ -78,11 +100,24 @@ class Permutation:
         self._element: dict[int, int] = {}
         self._position: dict[int, int] = {}
         # round r's value of each half, `_UNSET` until computed (None: halves too wide)
-        self._tables: list[array[int]] | None = (
-            [array("Q", [_UNSET]) * (1 << self.half) for _ in range(ROUNDS)]
+        # (lists, not arrays of 8-byte ints: a list's item is read without an int made, six
+        # times a draw, and each value is an int of `_halves()`, so a slot costs 8 bytes alike)
+        self._tables: list[list[int]] | None = (
+            [[_UNSET] * (1 << self.half) for _ in range(ROUNDS)]
             if self.half <= TABLE_BITS
             else None
         )
+        # a tabled half is below 2^16: its 8 bytes are 6 zeros, hashed into the tables' own
+        # states, and two bytes, taken from a list made once a process (`_fill`)
+        self._tabled = []
+        self._pairs: list[bytes] = []
+        self._halves: list[int] = []
+        if self._tables is not None:
+            for h in self._rounds:
+                h = h.copy()
+                h.update(bytes(6))
+                self._tabled.append(h)
+            self._pairs, self._halves = _halves()
 
     def _round(self, number: int, value: int) -> int:
         """Round `number`'s value of a half: the first 8 bytes of its hash, masked."""
@@ -91,10 +126,15 @@ class Permutation:
         return int.from_bytes(h.digest()[:8], "big") & self.mask
 
     def _fill(self, number: int, value: int) -> int:
-        """`_round`, kept in its table: most of a build's rounds are first seen by a draw."""
-        tables = self._tables
-        assert tables is not None
-        found = tables[number][value] = self._round(number, value)
+        """`_round`, kept in its table: most of a build's rounds are first seen by a draw (a
+        serial W(300) hashes about 3 in 4 of the rounds its draws take). A tabled half has at
+        most `TABLE_BITS` bits, so its round value is the last two of the first 8 bytes,
+        masked: two bytes read where an int was made of a slice of eight."""
+        h = self._tabled[number].copy()
+        h.update(self._pairs[value])
+        digest = h.digest()
+        found = self._halves[(digest[6] << 8 | digest[7]) & self.mask]
+        self._tables[number][value] = found  # type: ignore[index]
         return found
 
     def _encrypt(self, x: int) -> int:
@@ -186,6 +226,21 @@ class Permutation:
         return x
 
 
+#: `_halves()`: every half below 2^TABLE_BITS as two big-endian bytes, and as an int.
+_PAIRS: list[bytes] = []
+_HALVES: list[int] = []
+
+
+def _halves() -> tuple[list[bytes], list[int]]:
+    """`_PAIRS` and `_HALVES`, made by the process's first permutation with tables (16,384
+    small bytes and as many ints, 1.2 MB): a round value's hash takes its half's bytes from
+    a list, and every table keeps the same int objects as its values."""
+    if not _PAIRS:
+        _HALVES.extend(range(1 << TABLE_BITS))
+        _PAIRS.extend(value.to_bytes(2, "big") for value in _HALVES)
+    return _PAIRS, _HALVES
+
+
 def permutation(key: str, size: int) -> Permutation:
     """The permutation of a space key and size, shared by every `Space` of this process."""
     permutations: dict[tuple[str, int], Permutation] = caches.current().table("permutations")
@@ -208,6 +263,11 @@ def space_of(recipe: Recipe) -> Space:
             spaces.clear()
         found = spaces[id(recipe)] = Space(recipe)
     return found
+
+
+def _fragment(name: str, value: ParamValue) -> bytes:
+    """`"name":value` as `orjson.dumps` writes a dict's item (compact)."""
+    return orjson.dumps(name) + b":" + orjson.dumps(value)
 
 
 class _Unlisted:
@@ -256,6 +316,15 @@ class Space:
         self._digits = list(zip(self.names, self.domains, self.radices, strict=True))
         # the same digits by name: a parameter set in the sorted order JSON gives it
         self._by_name = sorted(self._ordered, key=lambda digit: digit[0])
+        # and each listed value as its `"name":value` in compact JSON: a drawn set's canonical
+        # bytes (None: a domain too wide to list)
+        self._keyed: list[tuple[str, int, int, list[ParamValue], list[bytes]]] | None = None
+        if all(isinstance(values, list) for *_, values in self._by_name):
+            self._keyed = [
+                (name, place, radix, values, [_fragment(name, v) for v in values])
+                for name, place, radix, values in self._by_name
+                if isinstance(values, list)
+            ]
 
     @cached_property
     def permutation(self) -> Permutation:
@@ -275,6 +344,22 @@ class Space:
         for name, place, radix, values in self._by_name:
             out[name] = values[index // place % radix]
         return out
+
+    def keyed_params(self, index: int) -> tuple[Params, bytes]:
+        """`sorted_params` and its canonical bytes (`chain.canonical_params`: compact JSON,
+        sorted keys), made in one pass from each value's JSON, where a dump of the set cost
+        3,300 instructions."""
+        keyed = self._keyed
+        if keyed is None:
+            params = self.sorted_params(index)
+            return params, orjson.dumps(params, option=orjson.OPT_SORT_KEYS)
+        out = {}
+        parts = []
+        for name, place, radix, values, texts in keyed:
+            digit = index // place % radix
+            out[name] = values[digit]
+            parts.append(texts[digit])
+        return out, b"{" + b",".join(parts) + b"}"
 
     @cached_property
     def values_fit(self) -> bool:

@@ -111,6 +111,12 @@ class Partial:
             ]
         except (OverflowError, ValueError):
             self.items = None  # `matches` says what such a value does
+        #: a (name, text) the parameters must hold to match: a combination names few of a
+        #: parameter's values, so most sets differ there and are told apart without a call
+        #: of `matches` (None: the combination names no text)
+        self.guard: tuple[str, str] | None = next(
+            ((name, text) for name, text, _ in self.items or () if text is not None), None
+        )
         # `number_key` of the numbers seen, by value: equal numbers have the same key (1 and
         # 1.0 alike), but for zero (0.0 and -0.0 differ), which is not kept
         self._keys: dict[int | float, str] = {}
@@ -273,11 +279,17 @@ class Validators:
         if fits is None:
             fits = self._drawn_in_bounds(params) if drawn else self._in_bounds(params)
         reasons = [] if fits else check_bounds(params, self.recipe, self._domains)
+        return reasons + self._forbidden_reasons(params)
+
+    def _forbidden_reasons(self, params: Mapping[str, ParamValue]) -> list[str]:
+        """The `forbidden` hook's reasons (a new list)."""
         for partial in self._forbidden:
+            guard = partial.guard  # a missing name gives None, which is never a text
+            if guard is not None and params.get(guard[0]) != guard[1]:
+                continue
             if partial.matches(params):
-                reasons += check_forbidden(params, self.recipe, self._forbidden)
-                break
-        return reasons
+                return check_forbidden(params, self.recipe, self._forbidden)
+        return []
 
     def refuses(self, params: Mapping[str, ParamValue], key: bytes) -> bool:
         """True when a forbidden combination of the recipe matches or the batch already holds
@@ -323,6 +335,19 @@ class Validators:
         if self.plugins:
             shown = params if share == "baseline" else self._in_recipe_order(params)
             reasons += run_plugins(self.plugins, shown, self.recipe)
+        return reasons
+
+    def check_fitting(
+        self, alfa_id: str, params: Mapping[str, ParamValue], key: bytes
+    ) -> list[str]:
+        """`check` of a novel or carryover Alfa known to pass `bounds` (`fits`): the call the
+        composing of a batch makes for most of its Alfas, without the branches it needs not."""
+        reasons = self._forbidden_reasons(params)
+        earlier = self._seen.setdefault(key, alfa_id)
+        if earlier != alfa_id:
+            reasons.append(f"duplicate: same parameters as {earlier}")
+        if self.plugins:
+            reasons += run_plugins(self.plugins, self._in_recipe_order(params), self.recipe)
         return reasons
 
     def _in_recipe_order(self, params: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
