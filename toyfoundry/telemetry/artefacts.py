@@ -12,7 +12,10 @@ instructions to parse and 1.34M to check, against 1.60M for the model's validati
 from __future__ import annotations
 
 import hashlib
+import operator
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import repeat
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,6 +31,20 @@ from toyfoundry.store.layout import Layout, UnsafeIdError, check_order_id
 #: rituals.json as plain data, the values of a `RitualsArtefact`'s fields: shared by every
 #: reader in the process (`parsed.recall_plain`), so read it, never change it.
 RitualsData = dict[str, Any]
+#: An Alfa's result with no ritual's verdict (`AlfaResult`'s defaults): what an Alfa the
+#: rituals did not take (a quarantined one, or every one before they ran) has. Shared.
+NO_RESULT: dict[str, Any] = {
+    "score": None,
+    "passed": None,
+    "defects": [],
+    "rank": None,
+    "purged": False,
+    "purge_reason": None,
+    "promoted": False,
+    "doctrine": None,
+}
+_ALFA_ID = operator.attrgetter("alfa_id")
+_RESULT_ID = operator.itemgetter("alfa_id")
 
 
 @dataclass(frozen=True)
@@ -42,6 +59,23 @@ class OrderArtefacts:
     @property
     def day(self) -> str:
         return order_day(self.order_id)
+
+    @cached_property
+    def alfa_ids(self) -> list[str]:
+        """The mint's Alfas' ids, in slot order."""
+        return list(map(_ALFA_ID, self.mint.alfas))
+
+    @cached_property
+    def results(self) -> list[dict[str, Any]]:
+        """The rituals' result of each of the mint's Alfas, in slot order (`NO_RESULT` for an
+        Alfa without one); results of other Alfas are left out. Made once for the summary,
+        the report and the partitions, which read it as columns; shared, never changed."""
+        ids = self.alfa_ids
+        results = self.rituals["results"] if self.rituals else []
+        if len(results) == len(ids) and list(map(_RESULT_ID, results)) == ids:
+            return list(results)
+        by_id = dict(zip(map(_RESULT_ID, results), results, strict=True))
+        return list(map(by_id.get, ids, repeat(NO_RESULT)))
 
 
 def order_day(order_id: str) -> str:

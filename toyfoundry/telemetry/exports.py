@@ -21,7 +21,7 @@ import operator
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, repeat
+from itertools import compress, repeat
 from pathlib import Path
 from typing import Any, cast
 
@@ -50,7 +50,6 @@ from toyfoundry.store.layout import (
 from toyfoundry.telemetry import render
 from toyfoundry.telemetry.artefacts import OrderArtefacts, display
 from toyfoundry.telemetry.parts import load_rollup
-from toyfoundry.telemetry.summary import results_by_alfa
 
 DATASETS = EXPORT_DATASETS
 FORMATS = EXPORT_FORMATS
@@ -83,11 +82,10 @@ def alfa_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
     mint = arts.mint
     if mint.alfas and mint.phase is None:
         raise FoundryError(f"mint.json of {arts.order_id}: has Alfas but no phase")
-    results = results_by_alfa(arts)
     order_id, day, dry_run = arts.order_id, arts.day, mint.dry_run
     recipe, version, phase = mint.recipe or "", mint.recipe_version or "", mint.phase or "pilot"
     rows: list[tuple[Any, ...]] = []
-    for alfa in mint.alfas:
+    for alfa, result in zip(mint.alfas, arts.results, strict=True):
         head = (
             order_id,
             alfa.alfa_id,
@@ -102,23 +100,19 @@ def alfa_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
             len(alfa.reasons),
             dry_run,
         )
-        result = results.get(alfa.alfa_id)
-        if result is None:
-            rows.append((*head, None, None, 0, None, False, "", False, ""))
-        else:
-            rows.append(
-                (
-                    *head,
-                    result["score"],
-                    result["passed"],
-                    len(result["defects"]),
-                    result["rank"],
-                    result["purged"],
-                    result["purge_reason"] or "",
-                    result["promoted"],
-                    result["doctrine"] or "",
-                )
+        rows.append(
+            (
+                *head,
+                result["score"],
+                result["passed"],
+                len(result["defects"]),
+                result["rank"],
+                result["purged"],
+                result["purge_reason"] or "",
+                result["promoted"],
+                result["doctrine"] or "",
             )
+        )
     return rows
 
 
@@ -146,16 +140,18 @@ def param_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
 
 
 def note_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
-    """One row per validator reason, then per Drill defect, of each Alfa in slot order."""
-    oid = arts.order_id
-    results = results_by_alfa(arts)
+    """One row per validator reason, then per Drill defect, of each Alfa in slot order.
+
+    Most Alfas have neither: those that have one are found by builtins over the two
+    columns, and only they take a step in Python."""
+    oid, ids = arts.order_id, arts.alfa_ids
+    reasons = list(map(_REASONS, arts.mint.alfas))
+    defects = list(map(_DEFECTS, arts.results))
+    noted = map(operator.or_, map(bool, reasons), map(bool, defects))
     rows: list[tuple[Any, ...]] = []
-    for alfa in arts.mint.alfas:  # most Alfas have neither
-        if alfa.reasons:
-            rows += [(oid, alfa.alfa_id, "validator", reason) for reason in alfa.reasons]
-        result = results.get(alfa.alfa_id)
-        if result is not None and result["defects"]:
-            rows += [(oid, alfa.alfa_id, "drill", defect) for defect in result["defects"]]
+    for i in compress(range(len(ids)), noted):
+        rows += [(oid, ids[i], "validator", reason) for reason in reasons[i]]
+        rows += [(oid, ids[i], "drill", defect) for defect in defects[i]]
     return rows
 
 
@@ -280,7 +276,12 @@ def _json_texts(column: Sequence[Any]) -> list[str]:
 Piece = str | Sequence[str]
 
 
-def _column_pieces(column: Sequence[Any]) -> tuple[list[Piece], list[Piece]]:
+class Plain(list[str]):
+    """A column of texts that need neither CSV quotes nor JSON escapes, taken as they are:
+    ids and values a model holds to a pattern or a few literals (an Alfa's id, its share)."""
+
+
+def _column_pieces(column: Sequence[Any]) -> tuple[Piece, list[Piece]]:
     """One column's part of each line, CSV and JSON.
 
     A column holding one value in every row (an order's id, its recipe, its day) is one
@@ -291,7 +292,7 @@ def _column_pieces(column: Sequence[Any]) -> tuple[list[Piece], list[Piece]]:
     kinds = set(map(type, column))
     first = column[0]
     if len(kinds) == 1 and first.__class__ in _PLAIN and column.count(first) == len(column):
-        return [_csv_text(first)], [orjson.dumps(first).decode()]
+        return _csv_text(first), [orjson.dumps(first).decode()]
     if kinds == {str}:
         joined = "".join(column)
         csv_cells = column
@@ -301,8 +302,8 @@ def _column_pieces(column: Sequence[Any]) -> tuple[list[Piece], list[Piece]]:
         # their UTF-8 exactly when none of them needs an escape
         size = len(joined) if joined.isascii() else len(joined.encode("utf-8"))
         if len(orjson.dumps(joined)) != size + 2:
-            return [csv_cells], [_json_texts(column)]
-        return [csv_cells], ['"', column, '"']
+            return csv_cells, [_json_texts(column)]
+        return csv_cells, ['"', column, '"']
     if kinds <= _SCALARS:
         # numbers, flags and nulls: orjson's texts of the whole column at once, which are
         # the CSV's too (a null's is empty) unless a float's repr differs (an exponent, a
@@ -312,11 +313,51 @@ def _column_pieces(column: Sequence[Any]) -> tuple[list[Piece], list[Piece]]:
         if float in kinds and (
             "e" in texts or "0.0000" in texts or texts.count("null") != column.count(None)
         ):
-            return [list(map(_csv_text, column))], [cells]
+            return list(map(_csv_text, column)), [cells]
         if _NONE in kinds:
-            return [texts.replace("null", "").split(",")], [cells]
-        return [cells], [cells]
-    return [list(map(_csv_text, column))], [_json_texts(column)]
+            return texts.replace("null", "").split(","), [cells]
+        return cells, [cells]
+    return list(map(_csv_text, column)), [_json_texts(column)]
+
+
+def _pieces(column: object) -> tuple[Piece, list[Piece]]:
+    """`_column_pieces` of a column given as a list or tuple of cells; a `Plain` column's
+    texts as they are; any other value is the value of every row."""
+    cls = column.__class__
+    if cls is Plain:
+        plain = cast(Plain, column)
+        if plain.count(plain[0]) == len(plain):
+            return plain[0], [f'"{plain[0]}"']
+        return plain, ['"', plain, '"']
+    if cls is list or cls is tuple:
+        return _column_pieces(cast(Sequence[Any], column))
+    return _csv_text(column), [orjson.dumps(column).decode()]
+
+
+class _Cells:
+    """`n` CSV lines, built left to right a cell at a time: a text the same in every line
+    (neighbours kept as one, with the comma between them) or a column of each line's own
+    text. A line is its cells joined by commas: a tuple from `zip`, joined as it is."""
+
+    __slots__ = ("cells", "n", "text")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.cells: list[Iterable[str]] = []
+        self.text: str | None = None
+
+    def add(self, cell: Piece) -> None:
+        if isinstance(cell, str):
+            self.text = cell if self.text is None else f"{self.text},{cell}"
+            return
+        if self.text is not None:
+            self.cells.append(repeat(self.text, self.n))
+            self.text = None
+        self.cells.append(cell)
+
+    def joined(self) -> str:
+        cells = self.cells if self.text is None else [*self.cells, repeat(self.text, self.n)]
+        return "\n".join(map(",".join, zip(*cells, strict=True))) + "\n"
 
 
 class _Lines:
@@ -341,12 +382,12 @@ class _Lines:
             self.parts.append(piece)
 
     def joined(self) -> str:
-        """The lines as one text: one join of every line's pieces in order, no string
-        made per line."""
+        """The lines as one text: each line's pieces joined (a tuple from `zip`, joined
+        as it is), then the lines."""
         if not self.parts:  # every column the same in every line
             return self.text * self.n
         parts = [*self.parts, repeat(self.text, self.n)] if self.text else self.parts
-        return "".join(chain.from_iterable(zip(*parts, strict=True)))
+        return "".join(map("".join, zip(*parts, strict=True)))
 
 
 @dataclass(frozen=True)
@@ -368,21 +409,36 @@ def table(columns: Sequence[str]) -> Table:
     )
 
 
+#: Tables of up to this many rows are made a row at a time: each column's checks and
+#: pieces cost more than a few rows' cells.
+FEW_ROWS = 12
+
+
 def table_files(form: Table, rows: Sequence[Sequence[Any]]) -> tuple[bytes, bytes]:
     """`csv_bytes` and `jsonl_bytes` of the row models, from plain rows in column order
     (two or more columns), made together.
 
+    A few rows are made a row at a time (each line its cells' texts joined by commas,
+    and orjson's text of its dict). More are made a column at a time (`columns_files`)."""
+    if len(rows) > FEW_ROWS:
+        return columns_files(form, len(rows), list(zip(*rows, strict=True)))
+    names = form.columns
+    csv_text = form.header + "".join([",".join(map(_csv_text, row)) + "\n" for row in rows])
+    jsonl = b"".join([orjson.dumps(dict(zip(names, row, strict=True))) + b"\n" for row in rows])
+    return csv_text.encode("utf-8"), jsonl
+
+
+def columns_files(form: Table, n: int, columns: Sequence[object]) -> tuple[bytes, bytes]:
+    """`table_files` of `n` rows (one or more) given as columns (see `_pieces`).
+
     Each column's cells are turned into text once for both files (`_column_pieces`),
-    and each file is one join of its lines' pieces (`_Lines`), the column names and
-    separators among them: a line costs no dict, no tuple of texts, no string of its own."""
-    if not rows:
-        return form.header.encode("utf-8"), b""
-    csv, json = _Lines(len(rows)), _Lines(len(rows))
-    for i, column in enumerate(zip(*rows, strict=True)):
-        csv_part, json_part = _column_pieces(column)
-        csv.add([",", *csv_part] if i else csv_part)
-        json.add([form.keys[i], *json_part])
-    csv.add(["\n"])
+    and each file is one join of its lines' pieces, the column names and separators
+    among them: a line costs no dict and no string but its own."""
+    csv, json = _Cells(n), _Lines(n)
+    for key, column in zip(form.keys, columns, strict=True):
+        csv_piece, json_pieces = _pieces(column)
+        csv.add(csv_piece)
+        json.add([key, *json_pieces])
     json.add(["}\n"])
     return (form.header + csv.joined()).encode("utf-8"), json.joined().encode()
 
@@ -390,6 +446,54 @@ def table_files(form: Table, rows: Sequence[Sequence[Any]]) -> tuple[bytes, byte
 ALFA_TABLE, PARAM_TABLE, NOTE_TABLE, RITUAL_TABLE, COUNT_TABLE, BATCH_TABLE = map(
     table, (ALFA_COLUMNS, PARAM_COLUMNS, NOTE_COLUMNS, RITUAL_COLUMNS, COUNT_COLUMNS, BATCH_COLUMNS)
 )
+
+_SLOT, _SHARE, _PARENT, _OUTCOME, _REASONS = map(
+    operator.attrgetter, ("slot", "share", "parent_id", "outcome", "reasons")
+)
+_SCORE, _PASSED, _DEFECTS, _RANK, _PURGED, _PURGE_REASON, _PROMOTED, _DOCTRINE = map(
+    operator.itemgetter,
+    ("score", "passed", "defects", "rank", "purged", "purge_reason", "promoted", "doctrine"),
+)
+
+
+def _texts(values: Iterable[str | None]) -> list[str]:
+    """Nulls as empty texts."""
+    return [value or "" for value in values]
+
+
+def _alfa_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
+    """The alfas partition: `table_files` of `alfa_values`, made a column at a time from the
+    mint's Alfas and their results (`OrderArtefacts.results`), with no row an Alfa. The
+    order's values are one text for every line; ids and literals go in as they are."""
+    mint, results = arts.mint, arts.results
+    alfas = mint.alfas
+    if not alfas:
+        return ALFA_TABLE.header.encode("utf-8"), b""
+    if mint.phase is None:
+        raise FoundryError(f"mint.json of {arts.order_id}: has Alfas but no phase")
+    columns = (
+        arts.order_id,
+        Plain(arts.alfa_ids),
+        mint.recipe or "",
+        mint.recipe_version or "",
+        mint.phase,
+        arts.day,
+        list(map(_SLOT, alfas)),
+        Plain(map(_SHARE, alfas)),
+        Plain(_texts(map(_PARENT, alfas))),
+        Plain(map(_OUTCOME, alfas)),
+        list(map(len, map(_REASONS, alfas))),
+        mint.dry_run,
+        list(map(_SCORE, results)),
+        list(map(_PASSED, results)),
+        list(map(len, map(_DEFECTS, results))),
+        list(map(_RANK, results)),
+        list(map(_PURGED, results)),
+        _texts(map(_PURGE_REASON, results)),
+        list(map(_PROMOTED, results)),
+        Plain(_texts(map(_DOCTRINE, results))),
+    )
+    return columns_files(ALFA_TABLE, len(alfas), columns)
 
 
 #: The JSON keys of an alfa_params row, as orjson writes its dict: b'{"order_id":',
@@ -459,26 +563,27 @@ def _param_columns(arts: OrderArtefacts) -> tuple[bytes, bytes] | None:
         return None
     oid_csv = _csv_text(arts.order_id) + ","
     oid_json = _J_OID + orjson.dumps(arts.order_id).decode() + _J_ALFA
-    id_csv, id_json = _column_pieces([a.alfa_id for a in alfas])
+    ids = Plain(arts.alfa_ids)
+    id_csv, id_json = _pieces(ids)
     csv, json = _Lines(len(alfas)), _Lines(len(alfas))
-    csv_number: list[Piece]
+    csv_number: Piece
     json_number: list[Piece]
-    csv_text: list[Piece]
+    csv_text: Piece
     json_text: list[Piece]
     for name in sorted(names):
         values = list(map(operator.itemgetter(name), params))
         kinds = set(map(type, values))
         if kinds == {str}:
             csv_text, json_text = _column_pieces(values)
-            csv_number, json_number = [""], ["null"]
+            csv_number, json_number = "", ["null"]
         elif kinds <= {int, float}:
             csv_number, json_number = _column_pieces(list(map(float, values)))
-            csv_text, json_text = [""], ['""']
+            csv_text, json_text = "", ['""']
         else:
             return None
         csv_name = "," + _csv_text(name) + ","
         json_name = _J_PARAM + orjson.dumps(name).decode() + _J_NUMBER
-        csv.add([oid_csv, *id_csv, csv_name, *csv_number, ",", *csv_text, "\n"])
+        csv.add([oid_csv, id_csv, csv_name, csv_number, ",", csv_text, "\n"])
         json.add([oid_json, *id_json, json_name, *json_number, _J_TEXT, *json_text, "}\n"])
     return (PARAM_TABLE.header + csv.joined()).encode("utf-8"), json.joined().encode()
 
@@ -493,17 +598,13 @@ def partition_files(layout: Layout, arts: OrderArtefacts) -> list[tuple[Path, by
     """The order's partition files, a CSV and a JSON Lines file per dataset, and their bytes
     (as `csv_bytes` and `jsonl_bytes` of the row models would give them)."""
     out = []
-    for dataset, form, rows in (
-        ("alfas", ALFA_TABLE, alfa_values(arts)),
-        ("alfa_params", PARAM_TABLE, None),
-        ("alfa_notes", NOTE_TABLE, note_values(arts)),
-        ("rituals", RITUAL_TABLE, ritual_values(arts)),
-        ("ritual_counts", COUNT_TABLE, count_values(arts)),
+    for dataset, (csv_data, jsonl_data) in (
+        ("alfas", _alfa_files(arts)),
+        ("alfa_params", _param_files(arts)),
+        ("alfa_notes", table_files(NOTE_TABLE, note_values(arts))),
+        ("rituals", table_files(RITUAL_TABLE, ritual_values(arts))),
+        ("ritual_counts", table_files(COUNT_TABLE, count_values(arts))),
     ):
-        if rows is None:
-            csv_data, jsonl_data = _param_files(arts)
-        else:
-            csv_data, jsonl_data = table_files(form, rows)
         out.append((partition(layout, dataset, arts.order_id, "csv"), csv_data))
         out.append((partition(layout, dataset, arts.order_id, "jsonl"), jsonl_data))
     return out

@@ -6,13 +6,7 @@ import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from toyfoundry.formats.models import (
-    RITUALS,
-    Outcomes,
-    ProblemModel,
-    Report,
-    ShareCounts,
-)
+from toyfoundry.formats.models import RITUALS, Outcomes, ProblemModel
 
 SHARES = ("novel", "carryover", "baseline")
 OUTCOME_COLUMNS = tuple(Outcomes.model_fields)
@@ -35,63 +29,64 @@ def percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.0f}%" if whole else "-"
 
 
-def shares_table(target: ShareCounts, achieved: ShareCounts) -> list[str]:
-    t_all = sum(getattr(target, s) for s in SHARES)
-    a_all = sum(getattr(achieved, s) for s in SHARES)
+def shares_table(target: Mapping[str, int], achieved: Mapping[str, int]) -> list[str]:
+    """The planned and achieved shares (`ShareCounts` as plain data) side by side."""
+    t_all = sum(map(target.__getitem__, SHARES))
+    a_all = sum(map(achieved.__getitem__, SHARES))
     rows = [
-        (
-            s,
-            getattr(target, s),
-            percent(getattr(target, s), t_all),
-            getattr(achieved, s),
-            percent(getattr(achieved, s), a_all),
-        )
+        (s, target[s], percent(target[s], t_all), achieved[s], percent(achieved[s], a_all))
         for s in SHARES
     ]
     return table(("share", "planned", "planned %", "achieved", "achieved %"), rows)
 
 
-def report_md(report: Report, problems: Sequence[ProblemModel] = ()) -> str:
-    """The human form of `exchange/reports/<order>.json`."""
+def report_md(report: Mapping[str, Any], problems: Sequence[ProblemModel] = ()) -> str:
+    """The human form of `exchange/reports/<order>.json`, from its plain data
+    (`Report(...).model_dump(mode="json")`, as `reports.report_data` makes it)."""
     r = report
-    lines = [f"# Order {r.order_id}: {r.status}", ""]
-    dry = "yes" if r.dry_run else "no"
-    lines.append(f"- recipe: {r.recipe or '-'}; phase: {r.phase or '-'}; dry run: {dry}")
-    if r.reason:
-        lines.append(f"- {'reason' if r.status in ('blocked', 'rejected') else 'note'}: {r.reason}")
-    lines += ["", "## Quotas (planned against achieved)", "", *shares_table(r.target, r.achieved)]
-    o = r.outcomes
+    oid, status = r["order_id"], r["status"]
+    lines = [f"# Order {oid}: {status}", ""]
+    dry = "yes" if r["dry_run"] else "no"
+    lines.append(f"- recipe: {r['recipe'] or '-'}; phase: {r['phase'] or '-'}; dry run: {dry}")
+    if r["reason"]:
+        label = "reason" if status in ("blocked", "rejected") else "note"
+        lines.append(f"- {label}: {r['reason']}")
+    lines += ["", "## Quotas (planned against achieved)", ""]
+    lines += shares_table(r["target"], r["achieved"])
     lines += ["", "## Outcomes", ""]
-    lines += table(OUTCOME_COLUMNS, [[getattr(o, c) for c in OUTCOME_COLUMNS]])
-    if r.rituals:
+    lines += table(OUTCOME_COLUMNS, [list(map(r["outcomes"].__getitem__, OUTCOME_COLUMNS))])
+    rituals = r["rituals"]
+    if rituals:
         lines += ["", "## Rituals", ""]
         rows = []
         for name in RITUALS:
-            if name in r.rituals:
-                got = r.rituals[name]
-                counts = ", ".join(f"{k} {v}" for k, v in sorted(got.counts.items()))
-                state = "stub" if got.stub else ("ran" if got.ran else "not run")
+            if name in rituals:
+                got = rituals[name]
+                counts = ", ".join(f"{k} {v}" for k, v in sorted(got["counts"].items()))
+                state = "stub" if got["stub"] else ("ran" if got["ran"] else "not run")
                 rows.append((name, state, counts or "-"))
         lines += table(("ritual", "state", "counts"), rows)
-    if r.defects:
+    if r["defects"]:
         lines += ["", "## Defects", ""]
-        lines += table(("defect", "Alfas"), sorted(r.defects.items()))
+        lines += table(("defect", "Alfas"), sorted(r["defects"].items()))
     if problems:
         lines += ["", "## Problems", ""]
         lines += [f"- `{cell(p.path)}`: {cell(p.field)}: {cell(p.reason)}" for p in problems]
-    if r.awaiting_review:
-        lines += ["", f"## Awaiting review ({len(r.awaiting_review)})", ""]
+    waiting = r["awaiting_review"]
+    if waiting:
+        lines += ["", f"## Awaiting review ({len(waiting)})", ""]
         lines += ["Decide each quarantined Alfa (the review file re-mints exactly these):", ""]
-        for item in r.awaiting_review:
-            why = "; ".join(item.reasons) or "no reason recorded"
-            lines.append(f"- {item.alfa_id}: {cell(why)}")
-            lines.append(f"  `{REVIEW_COMMAND.format(order=r.order_id, alfa=item.alfa_id)}`")
-    if r.promoted:
-        lines += ["", f"## Promoted ({len(r.promoted)})", ""]
-        lines += [f"- {alfa}" for alfa in r.promoted]
-    if r.next_steps:
+        for item in waiting:
+            why = "; ".join(item["reasons"]) or "no reason recorded"
+            alfa = item["alfa_id"]
+            lines.append(f"- {alfa}: {cell(why)}")
+            lines.append(f"  `{REVIEW_COMMAND.format(order=oid, alfa=alfa)}`")
+    if r["promoted"]:
+        lines += ["", f"## Promoted ({len(r['promoted'])})", ""]
+        lines += [f"- {alfa}" for alfa in r["promoted"]]
+    if r["next_steps"]:
         lines += ["", "## Next steps", ""]
-        lines += [f"- {step}" for step in r.next_steps]
+        lines += [f"- {step}" for step in r["next_steps"]]
     return "\n".join(lines) + "\n"
 
 

@@ -21,10 +21,6 @@ _UNKNOWN = "unknown"
 Result = dict[str, Any]
 
 
-def results_by_alfa(arts: OrderArtefacts) -> dict[str, Result]:
-    return {r["alfa_id"]: r for r in arts.rituals["results"]} if arts.rituals else {}
-
-
 def outcomes(arts: OrderArtefacts) -> Outcomes:
     """What happened to the batch's Alfas.
 
@@ -33,19 +29,14 @@ def outcomes(arts: OrderArtefacts) -> Outcomes:
     (only for Alfas of this batch): drilled = has a score, paraded = has a rank,
     passed/failed = Drill's verdict, purged and promoted as flagged.
     """
-    return _outcomes(arts, _batch_results(arts))
-
-
-def _batch_results(arts: OrderArtefacts) -> list[Result]:
-    """The rituals' results for Alfas of this batch."""
-    ids = {a.alfa_id for a in arts.mint.alfas}
-    return [r for r in results_by_alfa(arts).values() if r["alfa_id"] in ids]
+    return _outcomes(arts, arts.results)
 
 
 def _outcomes(arts: OrderArtefacts, results: list[Result]) -> Outcomes:
     # each count is a column of the results counted by builtins, not a Python step per
-    # result (a batch has up to 96); the flags are booleans or null, as the model has them
-    verdicts = [a.outcome for a in arts.mint.alfas]
+    # result (a batch has up to 96); the flags are booleans or null, as the model has them.
+    # An Alfa without a result has `NO_RESULT`, which counts nowhere.
+    verdicts = list(map(_VERDICT, arts.mint.alfas))
     scores = list(map(_SCORE, results))
     ranks = list(map(_RANK, results))
     passed = list(map(_PASSED, results))
@@ -65,10 +56,11 @@ def _outcomes(arts: OrderArtefacts, results: list[Result]) -> Outcomes:
 _SCORE, _RANK, _PASSED, _PURGED, _PROMOTED, _DEFECTS = map(
     operator.itemgetter, ("score", "rank", "passed", "purged", "promoted", "defects")
 )
+_VERDICT = operator.attrgetter("outcome")
 
 
 def defects(arts: OrderArtefacts) -> dict[str, int]:
-    return _defects(_batch_results(arts))
+    return _defects(arts.results)
 
 
 def _defects(results: list[Result]) -> dict[str, int]:
@@ -85,9 +77,10 @@ def score_histogram(scores: Iterable[float | None]) -> dict[str, int]:
     given = list(scores)
     present = cast(Iterator[float], compress(given, map(operator.is_not, given, repeat(None))))
     finite = filter(math.isfinite, present)
-    # a bin's lower bound as `score_bin` makes it: floor(score / SCORE_BIN) * SCORE_BIN
-    found = Counter(map(math.floor, map(operator.truediv, finite, repeat(SCORE_BIN))))
-    return {str(low * SCORE_BIN): n for low, n in sorted(found.items())}
+    # a bin's lower bound as `score_bin` makes it: floor(score / SCORE_BIN) * SCORE_BIN;
+    # a batch's scores fall in a few bins, each counted by `list.count`
+    lows = list(map(math.floor, map(operator.truediv, finite, repeat(SCORE_BIN))))
+    return {str(low * SCORE_BIN): lows.count(low) for low in sorted(set(lows))}
 
 
 def summarize(arts: OrderArtefacts) -> BatchSummary:
@@ -97,8 +90,7 @@ def summarize(arts: OrderArtefacts) -> BatchSummary:
     rejected or awaiting review, and the rituals only run on what it minted.
     `telemetry` is left empty here; the rollup fills it from the ledgers.
     """
-    mint = arts.mint
-    results = _batch_results(arts)
+    mint, results = arts.mint, arts.results
     return BatchSummary(
         order_id=arts.order_id,
         recipe=mint.recipe,
@@ -111,7 +103,7 @@ def summarize(arts: OrderArtefacts) -> BatchSummary:
         defects=_defects(results),
         target=mint.target,
         achieved=mint.achieved,
-        score_histogram=score_histogram(r["score"] for r in results),
+        score_histogram=score_histogram(map(_SCORE, results)),
         source=arts.source,
     )
 
