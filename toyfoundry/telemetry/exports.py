@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -281,6 +281,14 @@ class Plain(list[str]):
     ids and values a model holds to a pattern or a few literals (an Alfa's id, its share)."""
 
 
+class Texts(NamedTuple):
+    """A column already turned into text, for each file: numbers and flags whose type the
+    model fixes, made by a lookup per cell (`_small`, `_flags`)."""
+
+    csv: list[str]
+    json: list[str]
+
+
 def _column_pieces(column: Sequence[Any]) -> tuple[Piece, list[Piece]]:
     """One column's part of each line, CSV and JSON.
 
@@ -324,6 +332,9 @@ def _pieces(column: object) -> tuple[Piece, list[Piece]]:
     """`_column_pieces` of a column given as a list or tuple of cells; a `Plain` column's
     texts as they are; any other value is the value of every row."""
     cls = column.__class__
+    if cls is Texts:
+        texts = cast(Texts, column)
+        return texts.csv, [texts.json]
     if cls is Plain:
         plain = cast(Plain, column)
         if plain.count(plain[0]) == len(plain):
@@ -461,6 +472,34 @@ def _texts(values: Iterable[str | None]) -> list[str]:
     return [value or "" for value in values]
 
 
+#: The texts of null, false, true and small non-negative integers: CSV's, then JSON's
+_CSV_OF: dict[object, str] = {None: "", False: "false", True: "true"}
+_JSON_OF: dict[object, str] = {None: "null", False: "false", True: "true"}
+#: ...and of integers, kept apart from the flags (0 == False, 1 == True as keys)
+_CSV_INT: dict[object, str] = {None: "", **{i: str(i) for i in range(1024)}}
+_JSON_INT: dict[object, str] = {None: "null", **{i: str(i) for i in range(1024)}}
+
+
+def _flags(column: list[bool | None]) -> Texts:
+    """A column of flags (booleans or nulls, as the model has them), a lookup a cell."""
+    csv_texts = list(map(_CSV_OF.__getitem__, column))
+    return Texts(
+        csv_texts, list(map(_JSON_OF.__getitem__, column)) if None in column else csv_texts
+    )
+
+
+def _small(column: list[int | None]) -> Texts | list[int | None]:
+    """A column of integers or nulls, a lookup a cell while they are small and not
+    negative; as it is (for `_column_pieces`) otherwise."""
+    try:
+        csv_texts = list(map(_CSV_INT.__getitem__, column))
+    except KeyError:
+        return column
+    return Texts(
+        csv_texts, list(map(_JSON_INT.__getitem__, column)) if None in column else csv_texts
+    )
+
+
 def _alfa_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
     """The alfas partition: `table_files` of `alfa_values`, made a column at a time from the
     mint's Alfas and their results (`OrderArtefacts.results`), with no row an Alfa. The
@@ -478,19 +517,19 @@ def _alfa_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
         mint.recipe_version or "",
         mint.phase,
         arts.day,
-        list(map(_SLOT, alfas)),
+        _small(list(map(_SLOT, alfas))),
         Plain(map(_SHARE, alfas)),
         Plain(_texts(map(_PARENT, alfas))),
         Plain(map(_OUTCOME, alfas)),
-        list(map(len, map(_REASONS, alfas))),
+        _small(list(map(len, map(_REASONS, alfas)))),
         mint.dry_run,
         list(map(_SCORE, results)),
-        list(map(_PASSED, results)),
-        list(map(len, map(_DEFECTS, results))),
-        list(map(_RANK, results)),
-        list(map(_PURGED, results)),
+        _flags(list(map(_PASSED, results))),
+        _small(list(map(len, map(_DEFECTS, results)))),
+        _small(list(map(_RANK, results))),
+        _flags(list(map(_PURGED, results))),
         _texts(map(_PURGE_REASON, results)),
-        list(map(_PROMOTED, results)),
+        _flags(list(map(_PROMOTED, results))),
         Plain(_texts(map(_DOCTRINE, results))),
     )
     return columns_files(ALFA_TABLE, len(alfas), columns)
@@ -557,9 +596,13 @@ def _param_columns(arts: OrderArtefacts) -> tuple[bytes, bytes] | None:
     alfas = arts.mint.alfas
     if not alfas:
         return None
-    params = [a.params for a in alfas]
-    names = params[0].keys()
-    if any(p.keys() != names for p in params):
+    params = list(map(_PARAMS, alfas))
+    if len(set(map(len, params))) != 1:
+        return None
+    names = sorted(params[0])
+    try:  # every Alfa has as many parameters as the first, so the same names
+        columns = [list(map(operator.itemgetter(name), params)) for name in names]
+    except KeyError:
         return None
     oid_csv = _csv_text(arts.order_id) + ","
     oid_json = _J_OID + orjson.dumps(arts.order_id).decode() + _J_ALFA
@@ -570,12 +613,20 @@ def _param_columns(arts: OrderArtefacts) -> tuple[bytes, bytes] | None:
     json_number: list[Piece]
     csv_text: Piece
     json_text: list[Piece]
-    for name in sorted(names):
-        values = list(map(operator.itemgetter(name), params))
+    for name, values in zip(names, columns, strict=True):
         kinds = set(map(type, values))
         if kinds == {str}:
             csv_text, json_text = _column_pieces(values)
             csv_number, json_number = "", ["null"]
+        elif kinds == {int} and min(values) >= 0 and max(values) < len(_FLOAT_INTS):
+            # a small integer's float text, without the float: "7.0"
+            if values.count(values[0]) == len(values):
+                csv_number = _FLOAT_INTS[values[0]]
+                json_number = [csv_number]
+            else:
+                csv_number = list(map(_FLOAT_INTS.__getitem__, values))
+                json_number = [csv_number]
+            csv_text, json_text = "", ['""']
         elif kinds <= {int, float}:
             csv_number, json_number = _column_pieces(list(map(float, values)))
             csv_text, json_text = "", ['""']
@@ -588,10 +639,58 @@ def _param_columns(arts: OrderArtefacts) -> tuple[bytes, bytes] | None:
     return (PARAM_TABLE.header + csv.joined()).encode("utf-8"), json.joined().encode()
 
 
+_PARAMS = operator.attrgetter("params")
+#: The texts of small non-negative integers as floats (`repr(float(i))`), and as themselves
+_FLOAT_INTS = tuple(f"{i}.0" for i in range(1024))
+_INTS = tuple(map(str, range(1024)))
 #: The JSON keys of an alfa_params row as text: '{"order_id":', ',"alfa_id":', ...
 _J_OID, _J_ALFA, _J_PARAM, _J_NUMBER, _J_TEXT = (
     k.decode() for k in (_K_OID, _K_ALFA, _K_PARAM, _K_NUMBER, _K_TEXT)
 )
+
+
+_BOOL = {False: "false", True: "true"}
+
+
+def _ritual_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
+    """The rituals partition (`table_files` of `ritual_values`): a line of text a ritual,
+    the order's id and the rituals' names as they are (a pattern and literals)."""
+    oid = arts.order_id
+    csv_lines, json_lines = [RITUAL_TABLE.header], []
+    for _, name, ran, stub in ritual_values(arts):
+        done, stubbed = _BOOL[ran], _BOOL[stub]
+        csv_lines.append(f"{oid},{name},{done},{stubbed}\n")
+        json_lines.append(
+            f'{{"order_id":"{oid}","ritual":"{name}","ran":{done},"stub":{stubbed}}}\n'
+        )
+    return "".join(csv_lines).encode("utf-8"), "".join(json_lines).encode("utf-8")
+
+
+def _count_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
+    """The ritual_counts partition (`table_files` of `count_values`): a line of text a
+    count, the counter's name quoted or escaped as each file needs."""
+    oid = arts.order_id
+    csv_lines, json_lines = [COUNT_TABLE.header], []
+    for _, name, counter, count in count_values(arts):
+        csv_lines.append(f"{oid},{name},{_csv_text(counter)},{count}\n")
+        json_lines.append(
+            f'{{"order_id":"{oid}","ritual":"{name}","counter":'
+            f'{orjson.dumps(counter).decode()},"count":{count}}}\n'
+        )
+    return "".join(csv_lines).encode("utf-8"), "".join(json_lines).encode("utf-8")
+
+
+def _note_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
+    """The alfa_notes partition (`table_files` of `note_values`): a line of text a note,
+    the note quoted or escaped as each file needs."""
+    csv_lines, json_lines = [NOTE_TABLE.header], []
+    for oid, alfa, source, note in note_values(arts):
+        csv_lines.append(f"{oid},{alfa},{source},{_csv_text(note)}\n")
+        json_lines.append(
+            f'{{"order_id":"{oid}","alfa_id":"{alfa}","source":"{source}","note":'
+            f"{orjson.dumps(note).decode()}}}\n"
+        )
+    return "".join(csv_lines).encode("utf-8"), "".join(json_lines).encode("utf-8")
 
 
 def partition_files(layout: Layout, arts: OrderArtefacts) -> list[tuple[Path, bytes]]:
@@ -601,9 +700,9 @@ def partition_files(layout: Layout, arts: OrderArtefacts) -> list[tuple[Path, by
     for dataset, (csv_data, jsonl_data) in (
         ("alfas", _alfa_files(arts)),
         ("alfa_params", _param_files(arts)),
-        ("alfa_notes", table_files(NOTE_TABLE, note_values(arts))),
-        ("rituals", table_files(RITUAL_TABLE, ritual_values(arts))),
-        ("ritual_counts", table_files(COUNT_TABLE, count_values(arts))),
+        ("alfa_notes", _note_files(arts)),
+        ("rituals", _ritual_files(arts)),
+        ("ritual_counts", _count_files(arts)),
     ):
         out.append((partition(layout, dataset, arts.order_id, "csv"), csv_data))
         out.append((partition(layout, dataset, arts.order_id, "jsonl"), jsonl_data))

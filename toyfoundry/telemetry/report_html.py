@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
+from itertools import chain
+
+from toyfoundry.telemetry.render import Block, Items, Table
 
 _CODE = re.compile(r"`([^`]*)`")
 _CELL_BAR = re.compile(r"(?<!\\)\|")
@@ -39,6 +43,62 @@ def _cells(line: str) -> list[str]:
         return [c.strip() for c in inner.split("|")]
     cells = _CELL_BAR.split(inner) if "\\|" in inner else inner.split("|")
     return [_inline(c.strip().replace("\\|", "|")) for c in cells]
+
+
+def _page(title: str, out: list[str]) -> str:
+    page = "\n".join(out)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
+        f"{page}\n</body>\n</html>\n"
+    )
+
+
+def report_html(blocks: Sequence[Block], markdown: str, title: str) -> str:
+    """`md_to_html(markdown, title)` for the Markdown `render.blocks_md(blocks)` wrote, made
+    from the blocks: each text escaped and marked up as `md_to_html` would once it found
+    the block, without finding it again line by line.
+
+    The blocks' texts come from the exchange, and a line break inside one would end its
+    block early for `md_to_html`; so would a backslash or a backtick in a table cell
+    (an escaped pipe, a code span). Such a page is made from its Markdown."""
+    expected = len(blocks) - 1  # the blank lines between blocks
+    out: list[str] = []
+    for block in blocks:
+        if isinstance(block, str):
+            expected += 1
+            out.append(f"<p>{_inline(html.escape(block))}</p>")
+        elif isinstance(block, Table):
+            expected += 2 + len(block.rows)
+            cells = [*block.header, *chain.from_iterable(block.rows)]
+            if any("\\" in c or "`" in c for c in cells):
+                return md_to_html(markdown, title)
+            out.append("<table><thead><tr>")
+            out += [f"<th>{html.escape(c).strip()}</th>" for c in block.header]
+            out.append("</tr></thead><tbody>")
+            out += [
+                "<tr><td>" + "</td><td>".join([html.escape(c).strip() for c in row]) + "</td></tr>"
+                for row in block.rows
+            ]
+            out.append("</tbody></table>")
+        elif isinstance(block, Items):
+            out.append("<ul>")
+            for text, more in block.items:
+                if out[-1] != "<ul>":
+                    out.append("</li>")
+                out.append(f"<li>{_inline(html.escape(text))}")
+                expected += 1
+                if more is not None:
+                    out.append(f"<br>{_inline(html.escape(more).strip())}")
+                    expected += 1
+            out.append("</li></ul>")
+        else:
+            level, text = block
+            expected += 1
+            out.append(f"<h{level}>{_inline(html.escape(text))}</h{level}>")
+    if len(markdown.splitlines()) != expected:  # a text broke a line
+        return md_to_html(markdown, title)
+    return _page(title, out)
 
 
 def md_to_html(markdown: str, title: str) -> str:
@@ -82,9 +142,4 @@ def md_to_html(markdown: str, title: str) -> str:
         elif line.strip():
             out.append(f"<p>{_inline(line)}</p>")
         i += 1
-    page = "\n".join(out)
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
-        f"{page}\n</body>\n</html>\n"
-    )
+    return _page(title, out)

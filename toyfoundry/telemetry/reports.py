@@ -17,7 +17,7 @@ from toyfoundry.store.layout import Layout
 from toyfoundry.telemetry import artefacts, exports, render
 from toyfoundry.telemetry.artefacts import OrderArtefacts
 from toyfoundry.telemetry.parts import part_path, read_part
-from toyfoundry.telemetry.report_html import md_to_html
+from toyfoundry.telemetry.report_html import report_html as page
 from toyfoundry.telemetry.summary import summarize
 
 
@@ -89,13 +89,14 @@ def write_order_outputs(layout: Layout, arts: OrderArtefacts) -> tuple[BatchSumm
     part = summary.model_dump(mode="json")
     report = report_data(arts, summary, part)
     oid = arts.order_id
-    markdown = render.report_md(report, arts.mint.problems)
+    blocks = render.report_blocks(report, arts.mint.problems)
+    markdown = render.blocks_md(blocks)
     # one flush for the order's files (see `write_many_atomic`)
     written = write_many_atomic(
         [
             (layout.report_json(oid), dumps_canonical(report)),
             (layout.report_md(oid), markdown.encode("utf-8")),
-            (layout.report_html(oid), md_to_html(markdown, f"Order {oid}").encode("utf-8")),
+            (layout.report_html(oid), page(blocks, markdown, f"Order {oid}").encode("utf-8")),
             (part_path(layout, oid), dumps_canonical(part)),
             *exports.partition_files(layout, arts),
         ]
