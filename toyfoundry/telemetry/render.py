@@ -79,7 +79,8 @@ def report_blocks(report: Mapping[str, Any], problems: Sequence[ProblemModel] = 
     r = report
     oid, status = r["order_id"], r["status"]
     dry = "yes" if r["dry_run"] else "no"
-    head: list[tuple[str, str | None]] = [(f"recipe: {r['recipe'] or '-'}; phase: {r['phase'] or '-'}; dry run: {dry}", None)]
+    about = f"recipe: {r['recipe'] or '-'}; phase: {r['phase'] or '-'}; dry run: {dry}"
+    head: list[tuple[str, str | None]] = [(about, None)]
     if r["reason"]:
         label = "reason" if status in ("blocked", "rejected") else "note"
         head.append((f"{label}: {r['reason']}", None))
