@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from itertools import repeat
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from pydantic import ValidationError
 
@@ -45,6 +45,22 @@ NO_RESULT: dict[str, Any] = {
 }
 _ALFA_ID = operator.attrgetter("alfa_id")
 _RESULT_ID = operator.itemgetter("alfa_id")
+
+
+class ResultColumns(NamedTuple):
+    """The results of the mint's Alfas (`OrderArtefacts.results`) a field at a time."""
+
+    score: tuple[float | None, ...]
+    passed: tuple[bool | None, ...]
+    defects: tuple[list[str], ...]
+    rank: tuple[int | None, ...]
+    purged: tuple[bool, ...]
+    purge_reason: tuple[str | None, ...]
+    promoted: tuple[bool, ...]
+    doctrine: tuple[str | None, ...]
+
+
+_RESULT_FIELDS = operator.itemgetter(*ResultColumns._fields)
 
 
 @dataclass(frozen=True)
@@ -76,6 +92,14 @@ class OrderArtefacts:
             return list(results)
         by_id = dict(zip(map(_RESULT_ID, results), results, strict=True))
         return list(map(by_id.get, ids, repeat(NO_RESULT)))
+
+    @cached_property
+    def columns(self) -> ResultColumns:
+        """`results` a field at a time, for the summary's counts and the partitions' columns:
+        one step an Alfa for all the fields."""
+        if not self.results:
+            return ResultColumns((), (), (), (), (), (), (), ())
+        return ResultColumns(*zip(*map(_RESULT_FIELDS, self.results), strict=True))
 
 
 def order_day(order_id: str) -> str:

@@ -146,7 +146,7 @@ def note_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
     columns, and only they take a step in Python."""
     oid, ids = arts.order_id, arts.alfa_ids
     reasons = list(map(_REASONS, arts.mint.alfas))
-    defects = list(map(_DEFECTS, arts.results))
+    defects = arts.columns.defects
     noted = map(operator.or_, map(bool, reasons), map(bool, defects))
     rows: list[tuple[Any, ...]] = []
     for i in compress(range(len(ids)), noted):
@@ -467,9 +467,13 @@ _SCORE, _PASSED, _DEFECTS, _RANK, _PURGED, _PURGE_REASON, _PROMOTED, _DOCTRINE =
 )
 
 
-def _texts(values: Iterable[str | None]) -> list[str]:
-    """Nulls as empty texts."""
-    return [value or "" for value in values]
+def _texts(values: Sequence[str | None]) -> list[str]:
+    """Nulls as empty texts (a lookup a cell: a text is its own default)."""
+    return cast(list[str], list(map(_EMPTY.get, values, values)))
+
+
+_EMPTY: dict[str | None, str | None] = {None: ""}
+_ALFA_FIELDS = operator.attrgetter("slot", "share", "parent_id", "outcome", "reasons")
 
 
 #: The texts of null, false, true and small non-negative integers: CSV's, then JSON's
@@ -480,7 +484,7 @@ _CSV_INT: dict[object, str] = {None: "", **{i: str(i) for i in range(1024)}}
 _JSON_INT: dict[object, str] = {None: "null", **{i: str(i) for i in range(1024)}}
 
 
-def _flags(column: list[bool | None]) -> Texts:
+def _flags(column: Sequence[bool | None]) -> Texts:
     """A column of flags (booleans or nulls, as the model has them), a lookup a cell."""
     csv_texts = list(map(_CSV_OF.__getitem__, column))
     return Texts(
@@ -488,7 +492,7 @@ def _flags(column: list[bool | None]) -> Texts:
     )
 
 
-def _small(column: list[int | None]) -> Texts | list[int | None]:
+def _small(column: Sequence[int | None]) -> Texts | Sequence[int | None]:
     """A column of integers or nulls, a lookup a cell while they are small and not
     negative; as it is (for `_column_pieces`) otherwise."""
     try:
@@ -504,12 +508,15 @@ def _alfa_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
     """The alfas partition: `table_files` of `alfa_values`, made a column at a time from the
     mint's Alfas and their results (`OrderArtefacts.results`), with no row an Alfa. The
     order's values are one text for every line; ids and literals go in as they are."""
-    mint, results = arts.mint, arts.results
+    mint = arts.mint
     alfas = mint.alfas
     if not alfas:
         return ALFA_TABLE.header.encode("utf-8"), b""
     if mint.phase is None:
         raise FoundryError(f"mint.json of {arts.order_id}: has Alfas but no phase")
+    # each object's fields at once, then the columns: one step an Alfa, not one a field
+    slots, shares, parents, verdicts, reasons = zip(*map(_ALFA_FIELDS, alfas), strict=True)
+    scores, passed, defects, ranks, purged, purge_reasons, promoted, doctrines = arts.columns
     columns = (
         arts.order_id,
         Plain(arts.alfa_ids),
@@ -517,20 +524,20 @@ def _alfa_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
         mint.recipe_version or "",
         mint.phase,
         arts.day,
-        _small(list(map(_SLOT, alfas))),
-        Plain(map(_SHARE, alfas)),
-        Plain(_texts(map(_PARENT, alfas))),
-        Plain(map(_OUTCOME, alfas)),
-        _small(list(map(len, map(_REASONS, alfas)))),
+        _small(slots),
+        Plain(shares),
+        Plain(_texts(parents)),
+        Plain(verdicts),
+        _small(list(map(len, reasons))),
         mint.dry_run,
-        list(map(_SCORE, results)),
-        _flags(list(map(_PASSED, results))),
-        _small(list(map(len, map(_DEFECTS, results)))),
-        _small(list(map(_RANK, results))),
-        _flags(list(map(_PURGED, results))),
-        _texts(map(_PURGE_REASON, results)),
-        _flags(list(map(_PROMOTED, results))),
-        Plain(_texts(map(_DOCTRINE, results))),
+        scores,
+        _flags(passed),
+        _small(list(map(len, defects))),
+        _small(ranks),
+        _flags(purged),
+        _texts(purge_reasons),
+        _flags(promoted),
+        Plain(_texts(doctrines)),
     )
     return columns_files(ALFA_TABLE, len(alfas), columns)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import chain
 
 from toyfoundry.telemetry.render import Block, Items, Table
@@ -54,6 +54,19 @@ def _page(title: str, out: list[str]) -> str:
     )
 
 
+#: A character that escaping or `_inline` would change, or that makes a table cell special
+_SPECIAL = re.compile("[&<>\"'\\\\`]").search
+
+
+def _marked(text: str) -> str:
+    """`_inline` of the escaped text; most texts hold nothing either would change."""
+    return text if _SPECIAL(text) is None else _inline(html.escape(text))
+
+
+def _escaped(cell: str) -> str:
+    return html.escape(cell).strip()
+
+
 def report_html(blocks: Sequence[Block], markdown: str, title: str) -> str:
     """`md_to_html(markdown, title)` for the Markdown `render.blocks_md(blocks)` wrote, made
     from the blocks: each text escaped and marked up as `md_to_html` would once it found
@@ -67,18 +80,20 @@ def report_html(blocks: Sequence[Block], markdown: str, title: str) -> str:
     for block in blocks:
         if isinstance(block, str):
             expected += 1
-            out.append(f"<p>{_inline(html.escape(block))}</p>")
+            out.append(f"<p>{_marked(block)}</p>")
         elif isinstance(block, Table):
             expected += 2 + len(block.rows)
-            cells = [*block.header, *chain.from_iterable(block.rows)]
-            if any("\\" in c or "`" in c for c in cells):
-                return md_to_html(markdown, title)
+            # most tables hold names and numbers: nothing to escape in any cell
+            mark: Callable[[str], str] = str.strip
+            if _SPECIAL("\n".join(chain(block.header, *block.rows))) is not None:
+                if any("\\" in c or "`" in c for c in chain(block.header, *block.rows)):
+                    return md_to_html(markdown, title)
+                mark = _escaped
             out.append("<table><thead><tr>")
-            out += [f"<th>{html.escape(c).strip()}</th>" for c in block.header]
+            out += [f"<th>{c}</th>" for c in map(mark, block.header)]
             out.append("</tr></thead><tbody>")
             out += [
-                "<tr><td>" + "</td><td>".join([html.escape(c).strip() for c in row]) + "</td></tr>"
-                for row in block.rows
+                "<tr><td>" + "</td><td>".join(map(mark, row)) + "</td></tr>" for row in block.rows
             ]
             out.append("</tbody></table>")
         elif isinstance(block, Items):
@@ -86,16 +101,16 @@ def report_html(blocks: Sequence[Block], markdown: str, title: str) -> str:
             for text, more in block.items:
                 if out[-1] != "<ul>":
                     out.append("</li>")
-                out.append(f"<li>{_inline(html.escape(text))}")
+                out.append(f"<li>{_marked(text)}")
                 expected += 1
                 if more is not None:
-                    out.append(f"<br>{_inline(html.escape(more).strip())}")
+                    out.append(f"<br>{_marked(more.strip())}")
                     expected += 1
             out.append("</li></ul>")
         else:
-            level, text = block
+            level, heading = block
             expected += 1
-            out.append(f"<h{level}>{_inline(html.escape(text))}</h{level}>")
+            out.append(f"<h{level}>{_marked(heading)}</h{level}>")
     if len(markdown.splitlines()) != expected:  # a text broke a line
         return md_to_html(markdown, title)
     return _page(title, out)

@@ -29,42 +29,37 @@ def outcomes(arts: OrderArtefacts) -> Outcomes:
     (only for Alfas of this batch): drilled = has a score, paraded = has a rank,
     passed/failed = Drill's verdict, purged and promoted as flagged.
     """
-    return _outcomes(arts, arts.results)
+    return _outcomes(arts)
 
 
-def _outcomes(arts: OrderArtefacts, results: list[Result]) -> Outcomes:
+def _outcomes(arts: OrderArtefacts) -> Outcomes:
     # each count is a column of the results counted by builtins, not a Python step per
     # result (a batch has up to 96); the flags are booleans or null, as the model has them.
     # An Alfa without a result has `NO_RESULT`, which counts nowhere.
     verdicts = list(map(_VERDICT, arts.mint.alfas))
-    scores = list(map(_SCORE, results))
-    ranks = list(map(_RANK, results))
-    passed = list(map(_PASSED, results))
+    c = arts.columns
     return Outcomes(
         minted=len(verdicts),
-        drilled=len(scores) - scores.count(None),
-        paraded=len(ranks) - ranks.count(None),
-        passed=passed.count(True),
-        failed=passed.count(False),
-        purged=sum(map(_PURGED, results)),
-        promoted=sum(map(_PROMOTED, results)),
+        drilled=len(c.score) - c.score.count(None),
+        paraded=len(c.rank) - c.rank.count(None),
+        passed=c.passed.count(True),
+        failed=c.passed.count(False),
+        purged=c.purged.count(True),
+        promoted=c.promoted.count(True),
         quarantined=verdicts.count("quarantined"),
         waived=verdicts.count("waived"),
     )
 
 
-_SCORE, _RANK, _PASSED, _PURGED, _PROMOTED, _DEFECTS = map(
-    operator.itemgetter, ("score", "rank", "passed", "purged", "promoted", "defects")
-)
 _VERDICT = operator.attrgetter("outcome")
 
 
 def defects(arts: OrderArtefacts) -> dict[str, int]:
-    return _defects(arts.results)
+    return _defects(arts)
 
 
-def _defects(results: list[Result]) -> dict[str, int]:
-    found = Counter(chain.from_iterable(map(_DEFECTS, results)))
+def _defects(arts: OrderArtefacts) -> dict[str, int]:
+    found = Counter(chain.from_iterable(arts.columns.defects))
     return dict(sorted(found.items()))
 
 
@@ -90,7 +85,7 @@ def summarize(arts: OrderArtefacts) -> BatchSummary:
     rejected or awaiting review, and the rituals only run on what it minted.
     `telemetry` is left empty here; the rollup fills it from the ledgers.
     """
-    mint, results = arts.mint, arts.results
+    mint = arts.mint
     return BatchSummary(
         order_id=arts.order_id,
         recipe=mint.recipe,
@@ -99,11 +94,11 @@ def summarize(arts: OrderArtefacts) -> BatchSummary:
         status=mint.status,
         reason=mint.reason,
         dry_run=mint.dry_run,
-        outcomes=_outcomes(arts, results),
-        defects=_defects(results),
+        outcomes=_outcomes(arts),
+        defects=_defects(arts),
         target=mint.target,
         achieved=mint.achieved,
-        score_histogram=score_histogram(map(_SCORE, results)),
+        score_histogram=score_histogram(arts.columns.score),
         source=arts.source,
     )
 
