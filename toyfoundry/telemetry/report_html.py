@@ -16,7 +16,6 @@ from itertools import chain
 
 from toyfoundry.telemetry.render import Block, Items, Table
 
-_CODE = re.compile(r"`([^`]*)`")
 _CELL_BAR = re.compile(r"(?<!\\)\|")
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width: 1100px; }
@@ -31,7 +30,17 @@ def _inline(text: str) -> str:
     """Code spans of an escaped text, and `\\|` (a pipe escaped for a table cell) as the
     pipe it stands for."""
     text = text.replace("\\|", "|")
-    return _CODE.sub(r"<code>\1</code>", text) if "`" in text else text
+    if "`" not in text:
+        return text
+    # what `re.sub("`([^`]*)`", r"<code>\1</code>", text)` gives: backticks paired left to
+    # right, an odd last one left as it is; by a split, not a template expanded a match
+    parts = text.split("`")
+    out = [parts[0]]
+    for i in range(1, len(parts) - 1, 2):
+        out += ("<code>", parts[i], "</code>", parts[i + 1])
+    if len(parts) % 2 == 0:
+        out += ("`", parts[-1])
+    return "".join(out)
 
 
 def _cells(line: str) -> list[str]:
@@ -97,12 +106,18 @@ def report_html(blocks: Sequence[Block], markdown: str, title: str) -> str:
             ]
             out.append("</tbody></table>")
         elif isinstance(block, Items):
+            texts = [text for text, _ in block.items]
+            expected += len(texts)
+            plain = texts and all(more is None for _, more in block.items)
+            if plain and _SPECIAL("\n".join(texts)) is None:
+                # names and ids (the promoted Alfas): nothing to escape or mark up
+                out.append("<ul>\n<li>" + "\n</li>\n<li>".join(texts) + "\n</li></ul>")
+                continue
             out.append("<ul>")
             for text, more in block.items:
                 if out[-1] != "<ul>":
                     out.append("</li>")
                 out.append(f"<li>{_marked(text)}")
-                expected += 1
                 if more is not None:
                     out.append(f"<br>{_marked(more.strip())}")
                     expected += 1
