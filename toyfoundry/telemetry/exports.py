@@ -484,6 +484,20 @@ _CSV_INT: dict[object, str] = {None: "", **{i: str(i) for i in range(1024)}}
 _JSON_INT: dict[object, str] = {None: "null", **{i: str(i) for i in range(1024)}}
 
 
+_NULL: dict[str, str] = {"null": ""}
+
+
+def _floats(column: Sequence[float | None]) -> Texts | Sequence[float | None]:
+    """A column of floats or nulls (as the model has them): orjson's texts of the whole
+    column, the CSV's too but for nulls; as it is (for `_column_pieces`) when a float's
+    repr may differ from orjson's (see there) or a float is nan or inf."""
+    raw = orjson.dumps(column)
+    if b"e" in raw or b"0.0000" in raw or raw.count(b"null") != column.count(None):
+        return column
+    texts = raw[1:-1].decode().split(",")
+    return Texts(cast(list[str], list(map(_NULL.get, texts, texts))), texts)
+
+
 def _flags(column: Sequence[bool | None]) -> Texts:
     """A column of flags (booleans or nulls, as the model has them), a lookup a cell."""
     csv_texts = list(map(_CSV_OF.__getitem__, column))
@@ -530,7 +544,7 @@ def _alfa_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
         Plain(verdicts),
         _small(list(map(len, reasons))),
         mint.dry_run,
-        scores,
+        _floats(scores),
         _flags(passed),
         _small(list(map(len, defects))),
         _small(ranks),
@@ -635,7 +649,7 @@ def _param_columns(arts: OrderArtefacts) -> tuple[bytes, bytes] | None:
                 json_number = [csv_number]
             csv_text, json_text = "", ['""']
         elif kinds <= {int, float}:
-            csv_number, json_number = _column_pieces(list(map(float, values)))
+            csv_number, json_number = _pieces(_floats(list(map(float, values))))
             csv_text, json_text = "", ['""']
         else:
             return None
