@@ -345,60 +345,44 @@ def _pieces(column: object) -> tuple[Piece, list[Piece]]:
     return _csv_text(column), [orjson.dumps(column).decode()]
 
 
-class _Cells:
-    """`n` CSV lines, built left to right a cell at a time: a text the same in every line
+def _csv_lines(cells: Iterable[Piece], n: int) -> str:
+    """`n` CSV lines from their cells, left to right: a text the same in every line
     (neighbours kept as one, with the comma between them) or a column of each line's own
     text. A line is its cells joined by commas: a tuple from `zip`, joined as it is."""
-
-    __slots__ = ("cells", "n", "text")
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.cells: list[Iterable[str]] = []
-        self.text: str | None = None
-
-    def add(self, cell: Piece) -> None:
-        if isinstance(cell, str):
-            self.text = cell if self.text is None else f"{self.text},{cell}"
-            return
-        if self.text is not None:
-            self.cells.append(repeat(self.text, self.n))
-            self.text = None
-        self.cells.append(cell)
-
-    def joined(self) -> str:
-        cells = self.cells if self.text is None else [*self.cells, repeat(self.text, self.n)]
-        return "\n".join(map(",".join, zip(*cells, strict=True))) + "\n"
+    columns: list[Iterable[str]] = []
+    text: str | None = None
+    for cell in cells:
+        if cell.__class__ is str:
+            text = cell if text is None else f"{text},{cell}"
+            continue
+        if text is not None:
+            columns.append(repeat(text, n))
+            text = None
+        columns.append(cell)
+    if text is not None:
+        columns.append(repeat(text, n))
+    return "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
 
 
-class _Lines:
-    """`n` lines (or blocks of lines) of a file, built left to right from pieces: texts the
-    same in every line (neighbours kept as one) and columns of each line's own text."""
-
-    __slots__ = ("n", "parts", "text")
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.parts: list[Iterable[str]] = []
-        self.text = ""
-
-    def add(self, pieces: list[Piece]) -> None:
-        for piece in pieces:
-            if isinstance(piece, str):
-                self.text += piece
-                continue
-            if self.text:
-                self.parts.append(repeat(self.text, self.n))
-                self.text = ""
-            self.parts.append(piece)
-
-    def joined(self) -> str:
-        """The lines as one text: each line's pieces joined (a tuple from `zip`, joined
-        as it is), then the lines."""
-        if not self.parts:  # every column the same in every line
-            return self.text * self.n
-        parts = [*self.parts, repeat(self.text, self.n)] if self.text else self.parts
-        return "".join(map("".join, zip(*parts, strict=True)))
+def _lines(pieces: Iterable[Piece], n: int) -> str:
+    """`n` lines (or blocks of lines) of a file from their pieces, left to right: texts the
+    same in every line (neighbours kept as one) and columns of each line's own text. Each
+    line's pieces are joined (a tuple from `zip`, joined as it is), then the lines."""
+    parts: list[Iterable[str]] = []
+    text = ""
+    for piece in pieces:
+        if piece.__class__ is str:
+            text += piece
+            continue
+        if text:
+            parts.append(repeat(text, n))
+            text = ""
+        parts.append(piece)
+    if not parts:  # every column the same in every line
+        return text * n
+    if text:
+        parts.append(repeat(text, n))
+    return "".join(map("".join, zip(*parts, strict=True)))
 
 
 @dataclass(frozen=True)
@@ -445,13 +429,15 @@ def columns_files(form: Table, n: int, columns: Sequence[object]) -> tuple[bytes
     Each column's cells are turned into text once for both files (`_column_pieces`),
     and each file is one join of its lines' pieces, the column names and separators
     among them: a line costs no dict and no string but its own."""
-    csv, json = _Cells(n), _Lines(n)
+    cells: list[Piece] = []
+    pieces: list[Piece] = []
     for key, column in zip(form.keys, columns, strict=True):
         csv_piece, json_pieces = _pieces(column)
-        csv.add(csv_piece)
-        json.add([key, *json_pieces])
-    json.add(["}\n"])
-    return (form.header + csv.joined()).encode("utf-8"), json.joined().encode()
+        cells.append(csv_piece)
+        pieces.append(key)
+        pieces += json_pieces
+    pieces.append("}\n")
+    return (form.header + _csv_lines(cells, n)).encode("utf-8"), _lines(pieces, n).encode()
 
 
 ALFA_TABLE, PARAM_TABLE, NOTE_TABLE, RITUAL_TABLE, COUNT_TABLE, BATCH_TABLE = map(
@@ -629,7 +615,8 @@ def _param_columns(arts: OrderArtefacts) -> tuple[bytes, bytes] | None:
     oid_json = _J_OID + orjson.dumps(arts.order_id).decode() + _J_ALFA
     ids = Plain(arts.alfa_ids)
     id_csv, id_json = _pieces(ids)
-    csv, json = _Lines(len(alfas)), _Lines(len(alfas))
+    csv: list[Piece] = []
+    json: list[Piece] = []
     csv_number: Piece
     json_number: list[Piece]
     csv_text: Piece
@@ -655,9 +642,10 @@ def _param_columns(arts: OrderArtefacts) -> tuple[bytes, bytes] | None:
             return None
         csv_name = "," + _csv_text(name) + ","
         json_name = _J_PARAM + orjson.dumps(name).decode() + _J_NUMBER
-        csv.add([oid_csv, id_csv, csv_name, csv_number, ",", csv_text, "\n"])
-        json.add([oid_json, *id_json, json_name, *json_number, _J_TEXT, *json_text, "}\n"])
-    return (PARAM_TABLE.header + csv.joined()).encode("utf-8"), json.joined().encode()
+        csv += (oid_csv, id_csv, csv_name, csv_number, ",", csv_text, "\n")
+        json += (oid_json, *id_json, json_name, *json_number, _J_TEXT, *json_text, "}\n")
+    n = len(alfas)
+    return (PARAM_TABLE.header + _lines(csv, n)).encode("utf-8"), _lines(json, n).encode()
 
 
 _PARAMS = operator.attrgetter("params")
