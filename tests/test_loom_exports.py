@@ -331,3 +331,32 @@ def test_equal_cells_of_other_types_are_not_one_value(column: list[Any]) -> None
     csv_data, jsonl = exports.table_files(exports.table(["a", "b"]), rows)
     assert csv_data.decode().splitlines()[1:] == [f"{exports._cell(v)},x" for v in column]
     assert jsonl.splitlines() == [orjson.dumps({"a": v, "b": "x"}) for v in column]
+
+
+@pytest.mark.parametrize("text", ["plain", 'say "hi", twice', "a\nb", "ünï", "back\\slash", ""])
+def test_the_small_partitions_are_the_row_models_bytes_for_any_text(
+    exported: Layout, text: str
+) -> None:
+    """Notes and counters of any text: the lines made one at a time are the models' bytes."""
+    from toyfoundry.telemetry import artefacts
+
+    arts = artefacts.load(exported, "2025-10-27-014")
+    assert arts.rituals is not None
+    alfas = [alfa.model_copy(update={"reasons": [text, "x"]}) for alfa in arts.mint.alfas[:2]]
+    rituals = {
+        **arts.rituals,
+        "rituals": {
+            name: {**done, "counts": {text: 3, "z": 1}}
+            for name, done in arts.rituals["rituals"].items()
+        },
+    }
+    arts = artefacts.OrderArtefacts(
+        arts.order_id, arts.mint.model_copy(update={"alfas": alfas}), rituals, arts.source
+    )
+    for files, model, values in (
+        (exports._note_files, AlfaNoteRow, exports.note_values(arts)),
+        (exports._count_files, RitualCountRow, exports.count_values(arts)),
+        (exports._ritual_files, RitualEventRow, exports.ritual_values(arts)),
+    ):
+        rows = [model(**dict(zip(model.model_fields, v, strict=True))) for v in values]
+        assert files(arts) == (exports.csv_bytes(model, rows), exports.jsonl_bytes(rows))
