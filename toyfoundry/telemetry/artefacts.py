@@ -63,6 +63,19 @@ class ResultColumns(NamedTuple):
 _RESULT_FIELDS = operator.itemgetter(*ResultColumns._fields)
 
 
+class AlfaColumns(NamedTuple):
+    """The mint's Alfas a field at a time (those the summary and the partitions read)."""
+
+    slot: tuple[int, ...]
+    share: tuple[str, ...]
+    parent_id: tuple[str | None, ...]
+    outcome: tuple[str, ...]
+    reasons: tuple[list[str], ...]
+
+
+_ALFA_FIELDS = operator.attrgetter(*AlfaColumns._fields)
+
+
 @dataclass(frozen=True)
 class OrderArtefacts:
     """mint.json and (when the forge got that far) rituals.json of one order."""
@@ -80,6 +93,13 @@ class OrderArtefacts:
     def alfa_ids(self) -> list[str]:
         """The mint's Alfas' ids, in slot order."""
         return list(map(_ALFA_ID, self.mint.alfas))
+
+    @cached_property
+    def alfa_columns(self) -> AlfaColumns:
+        """The mint's Alfas a field at a time: one step an Alfa for all the fields."""
+        if not self.mint.alfas:
+            return AlfaColumns((), (), (), (), ())
+        return AlfaColumns(*zip(*map(_ALFA_FIELDS, self.mint.alfas), strict=True))
 
     @cached_property
     def results(self) -> list[dict[str, Any]]:

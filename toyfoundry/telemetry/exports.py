@@ -145,11 +145,13 @@ def note_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
     Most Alfas have neither: those that have one are found by builtins over the two
     columns, and only they take a step in Python."""
     oid, ids = arts.order_id, arts.alfa_ids
-    reasons = list(map(_REASONS, arts.mint.alfas))
-    defects = arts.columns.defects
-    noted = map(operator.or_, map(bool, reasons), map(bool, defects))
+    reasons, defects = arts.alfa_columns.reasons, arts.columns.defects
+    # the positions of the non-empty lists of each column (`compress` tests them itself)
+    places = range(len(ids))
+    noted = set(compress(places, reasons))
+    noted.update(compress(places, defects))
     rows: list[tuple[Any, ...]] = []
-    for i in compress(range(len(ids)), noted):
+    for i in sorted(noted):
         rows += [(oid, ids[i], "validator", reason) for reason in reasons[i]]
         rows += [(oid, ids[i], "drill", defect) for defect in defects[i]]
     return rows
@@ -444,14 +446,6 @@ ALFA_TABLE, PARAM_TABLE, NOTE_TABLE, RITUAL_TABLE, COUNT_TABLE, BATCH_TABLE = ma
     table, (ALFA_COLUMNS, PARAM_COLUMNS, NOTE_COLUMNS, RITUAL_COLUMNS, COUNT_COLUMNS, BATCH_COLUMNS)
 )
 
-_SLOT, _SHARE, _PARENT, _OUTCOME, _REASONS = map(
-    operator.attrgetter, ("slot", "share", "parent_id", "outcome", "reasons")
-)
-_SCORE, _PASSED, _DEFECTS, _RANK, _PURGED, _PURGE_REASON, _PROMOTED, _DOCTRINE = map(
-    operator.itemgetter,
-    ("score", "passed", "defects", "rank", "purged", "purge_reason", "promoted", "doctrine"),
-)
-
 
 def _texts(values: Sequence[str | None]) -> list[str]:
     """Nulls as empty texts (a lookup a cell: a text is its own default)."""
@@ -459,7 +453,6 @@ def _texts(values: Sequence[str | None]) -> list[str]:
 
 
 _EMPTY: dict[str | None, str | None] = {None: ""}
-_ALFA_FIELDS = operator.attrgetter("slot", "share", "parent_id", "outcome", "reasons")
 
 
 #: The texts of null, false, true and small non-negative integers: CSV's, then JSON's
@@ -515,7 +508,7 @@ def _alfa_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
     if mint.phase is None:
         raise FoundryError(f"mint.json of {arts.order_id}: has Alfas but no phase")
     # each object's fields at once, then the columns: one step an Alfa, not one a field
-    slots, shares, parents, verdicts, reasons = zip(*map(_ALFA_FIELDS, alfas), strict=True)
+    slots, shares, parents, verdicts, reasons = arts.alfa_columns
     scores, passed, defects, ranks, purged, purge_reasons, promoted, doctrines = arts.columns
     columns = (
         arts.order_id,

@@ -36,7 +36,7 @@ def _outcomes(arts: OrderArtefacts) -> Outcomes:
     # each count is a column of the results counted by builtins, not a Python step per
     # result (a batch has up to 96); the flags are booleans or null, as the model has them.
     # An Alfa without a result has `NO_RESULT`, which counts nowhere.
-    verdicts = list(map(_VERDICT, arts.mint.alfas))
+    verdicts = arts.alfa_columns.outcome
     c = arts.columns
     return Outcomes(
         minted=len(verdicts),
@@ -49,9 +49,6 @@ def _outcomes(arts: OrderArtefacts) -> Outcomes:
         quarantined=verdicts.count("quarantined"),
         waived=verdicts.count("waived"),
     )
-
-
-_VERDICT = operator.attrgetter("outcome")
 
 
 def defects(arts: OrderArtefacts) -> dict[str, int]:
