@@ -642,9 +642,8 @@ def _param_columns(arts: OrderArtefacts) -> tuple[bytes, bytes] | None:
 
 
 _PARAMS = operator.attrgetter("params")
-#: The texts of small non-negative integers as floats (`repr(float(i))`), and as themselves
+#: The texts of small non-negative integers as floats (`repr(float(i))`)
 _FLOAT_INTS = tuple(f"{i}.0" for i in range(1024))
-_INTS = tuple(map(str, range(1024)))
 #: The JSON keys of an alfa_params row as text: '{"order_id":', ',"alfa_id":', ...
 _J_OID, _J_ALFA, _J_PARAM, _J_NUMBER, _J_TEXT = (
     k.decode() for k in (_K_OID, _K_ALFA, _K_PARAM, _K_NUMBER, _K_TEXT)
