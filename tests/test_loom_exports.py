@@ -305,7 +305,8 @@ _CELLS = [
 def test_table_files_are_the_csv_and_json_modules_bytes(kinds: list[Any], data: Any) -> None:
     """Any rows, each column of one kind or mixed: the bytes the csv module and orjson give."""
     columns = [f"c{i}%" for i in range(len(kinds))]
-    n = data.draw(st.integers(min_value=0, max_value=5))
+    # a few rows are made a row at a time, more a column at a time
+    n = data.draw(st.sampled_from([0, 1, 2, 5, exports.FEW_ROWS + 1, exports.FEW_ROWS + 6]))
     mixed = data.draw(st.booleans())
     rows = [
         tuple(data.draw(st.one_of(*_CELLS) if mixed else kind) for kind in kinds) for _ in range(n)
@@ -330,3 +331,32 @@ def test_equal_cells_of_other_types_are_not_one_value(column: list[Any]) -> None
     csv_data, jsonl = exports.table_files(exports.table(["a", "b"]), rows)
     assert csv_data.decode().splitlines()[1:] == [f"{exports._cell(v)},x" for v in column]
     assert jsonl.splitlines() == [orjson.dumps({"a": v, "b": "x"}) for v in column]
+
+
+@pytest.mark.parametrize("text", ["plain", 'say "hi", twice', "a\nb", "ünï", "back\\slash", ""])
+def test_the_small_partitions_are_the_row_models_bytes_for_any_text(
+    exported: Layout, text: str
+) -> None:
+    """Notes and counters of any text: the lines made one at a time are the models' bytes."""
+    from toyfoundry.telemetry import artefacts
+
+    arts = artefacts.load(exported, "2025-10-27-014")
+    assert arts.rituals is not None
+    alfas = [alfa.model_copy(update={"reasons": [text, "x"]}) for alfa in arts.mint.alfas[:2]]
+    rituals = {
+        **arts.rituals,
+        "rituals": {
+            name: {**done, "counts": {text: 3, "z": 1}}
+            for name, done in arts.rituals["rituals"].items()
+        },
+    }
+    arts = artefacts.OrderArtefacts(
+        arts.order_id, arts.mint.model_copy(update={"alfas": alfas}), rituals, arts.source
+    )
+    for files, model, values in (
+        (exports._note_files, AlfaNoteRow, exports.note_values(arts)),
+        (exports._count_files, RitualCountRow, exports.count_values(arts)),
+        (exports._ritual_files, RitualEventRow, exports.ritual_values(arts)),
+    ):
+        rows = [model(**dict(zip(model.model_fields, v, strict=True))) for v in values]
+        assert files(arts) == (exports.csv_bytes(model, rows), exports.jsonl_bytes(rows))

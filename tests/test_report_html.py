@@ -119,3 +119,49 @@ _MD_LINE = st.one_of(
 def test_escaping_the_whole_page_once_is_escaping_each_piece(lines: list[str]) -> None:
     markdown = "\n".join(lines) + "\n"
     assert md_to_html(markdown, "t") == _escaped_piece_by_piece(markdown, "t")
+
+
+_REPORT_TEXT = st.text(
+    alphabet=st.sampled_from(list("ab |\\`<>&\"'-#\t\n\r\x0b\u2028")), max_size=8
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    reason=_REPORT_TEXT,
+    defect=_REPORT_TEXT,
+    counter=_REPORT_TEXT,
+    why=_REPORT_TEXT,
+    problem=_REPORT_TEXT,
+    recipe=_REPORT_TEXT,
+)
+def test_the_page_made_from_blocks_is_the_page_made_from_the_markdown(
+    reason: str, defect: str, counter: str, why: str, problem: str, recipe: str
+) -> None:
+    """`report_html` of a report's blocks is `md_to_html` of its Markdown, whatever its texts."""
+    from toyfoundry.formats.models import ProblemModel
+    from toyfoundry.telemetry import render
+    from toyfoundry.telemetry.report_html import report_html
+
+    shares = {"novel": 3, "carryover": 1, "baseline": 0}
+    report = {
+        "order_id": "2025-10-27-014",
+        "recipe": recipe,
+        "phase": "pilot",
+        "status": "blocked",
+        "reason": reason,
+        "dry_run": False,
+        "target": shares,
+        "achieved": shares,
+        "rituals": {"drill": {"ran": True, "stub": False, "counts": {counter: 2}}},
+        "outcomes": {name: 1 for name in render.OUTCOME_COLUMNS},
+        "defects": {defect: 1},
+        "awaiting_review": [{"alfa_id": "2025-10-27-014.a001", "reasons": [why]}],
+        "promoted": ["2025-10-27-014.a002"],
+        "next_steps": [f"resolve the block ({reason})"],
+    }
+    problems = [ProblemModel(path=problem, field=why, reason=reason)]
+    blocks = render.report_blocks(report, problems)
+    markdown = render.blocks_md(blocks)
+    assert markdown == render.report_md(report, problems)
+    assert report_html(blocks, markdown, "Order x") == md_to_html(markdown, "Order x")

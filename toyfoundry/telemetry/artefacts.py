@@ -12,9 +12,12 @@ instructions to parse and 1.34M to check, against 1.60M for the model's validati
 from __future__ import annotations
 
 import hashlib
+import operator
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import repeat
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from pydantic import ValidationError
 
@@ -28,6 +31,49 @@ from toyfoundry.store.layout import Layout, UnsafeIdError, check_order_id
 #: rituals.json as plain data, the values of a `RitualsArtefact`'s fields: shared by every
 #: reader in the process (`parsed.recall_plain`), so read it, never change it.
 RitualsData = dict[str, Any]
+#: An Alfa's result with no ritual's verdict (`AlfaResult`'s defaults): what an Alfa the
+#: rituals did not take (a quarantined one, or every one before they ran) has. Shared.
+NO_RESULT: dict[str, Any] = {
+    "score": None,
+    "passed": None,
+    "defects": [],
+    "rank": None,
+    "purged": False,
+    "purge_reason": None,
+    "promoted": False,
+    "doctrine": None,
+}
+_ALFA_ID = operator.attrgetter("alfa_id")
+_RESULT_ID = operator.itemgetter("alfa_id")
+
+
+class ResultColumns(NamedTuple):
+    """The results of the mint's Alfas (`OrderArtefacts.results`) a field at a time."""
+
+    score: tuple[float | None, ...]
+    passed: tuple[bool | None, ...]
+    defects: tuple[list[str], ...]
+    rank: tuple[int | None, ...]
+    purged: tuple[bool, ...]
+    purge_reason: tuple[str | None, ...]
+    promoted: tuple[bool, ...]
+    doctrine: tuple[str | None, ...]
+
+
+_RESULT_FIELDS = operator.itemgetter(*ResultColumns._fields)
+
+
+class AlfaColumns(NamedTuple):
+    """The mint's Alfas a field at a time (those the summary and the partitions read)."""
+
+    slot: tuple[int, ...]
+    share: tuple[str, ...]
+    parent_id: tuple[str | None, ...]
+    outcome: tuple[str, ...]
+    reasons: tuple[list[str], ...]
+
+
+_ALFA_FIELDS = operator.attrgetter(*AlfaColumns._fields)
 
 
 @dataclass(frozen=True)
@@ -42,6 +88,38 @@ class OrderArtefacts:
     @property
     def day(self) -> str:
         return order_day(self.order_id)
+
+    @cached_property
+    def alfa_ids(self) -> list[str]:
+        """The mint's Alfas' ids, in slot order."""
+        return list(map(_ALFA_ID, self.mint.alfas))
+
+    @cached_property
+    def alfa_columns(self) -> AlfaColumns:
+        """The mint's Alfas a field at a time: one step an Alfa for all the fields."""
+        if not self.mint.alfas:
+            return AlfaColumns((), (), (), (), ())
+        return AlfaColumns(*zip(*map(_ALFA_FIELDS, self.mint.alfas), strict=True))
+
+    @cached_property
+    def results(self) -> list[dict[str, Any]]:
+        """The rituals' result of each of the mint's Alfas, in slot order (`NO_RESULT` for an
+        Alfa without one); results of other Alfas are left out. Made once for the summary,
+        the report and the partitions, which read it as columns; shared, never changed."""
+        ids = self.alfa_ids
+        results = self.rituals["results"] if self.rituals else []
+        if len(results) == len(ids) and list(map(_RESULT_ID, results)) == ids:
+            return list(results)
+        by_id = dict(zip(map(_RESULT_ID, results), results, strict=True))
+        return list(map(by_id.get, ids, repeat(NO_RESULT)))
+
+    @cached_property
+    def columns(self) -> ResultColumns:
+        """`results` a field at a time, for the summary's counts and the partitions' columns:
+        one step an Alfa for all the fields."""
+        if not self.results:
+            return ResultColumns((), (), (), (), (), (), (), ())
+        return ResultColumns(*zip(*map(_RESULT_FIELDS, self.results), strict=True))
 
 
 def order_day(order_id: str) -> str:

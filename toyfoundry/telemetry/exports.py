@@ -21,9 +21,9 @@ import operator
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, repeat
+from itertools import compress, repeat
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -50,7 +50,6 @@ from toyfoundry.store.layout import (
 from toyfoundry.telemetry import render
 from toyfoundry.telemetry.artefacts import OrderArtefacts, display
 from toyfoundry.telemetry.parts import load_rollup
-from toyfoundry.telemetry.summary import results_by_alfa
 
 DATASETS = EXPORT_DATASETS
 FORMATS = EXPORT_FORMATS
@@ -83,11 +82,10 @@ def alfa_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
     mint = arts.mint
     if mint.alfas and mint.phase is None:
         raise FoundryError(f"mint.json of {arts.order_id}: has Alfas but no phase")
-    results = results_by_alfa(arts)
     order_id, day, dry_run = arts.order_id, arts.day, mint.dry_run
     recipe, version, phase = mint.recipe or "", mint.recipe_version or "", mint.phase or "pilot"
     rows: list[tuple[Any, ...]] = []
-    for alfa in mint.alfas:
+    for alfa, result in zip(mint.alfas, arts.results, strict=True):
         head = (
             order_id,
             alfa.alfa_id,
@@ -102,23 +100,19 @@ def alfa_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
             len(alfa.reasons),
             dry_run,
         )
-        result = results.get(alfa.alfa_id)
-        if result is None:
-            rows.append((*head, None, None, 0, None, False, "", False, ""))
-        else:
-            rows.append(
-                (
-                    *head,
-                    result["score"],
-                    result["passed"],
-                    len(result["defects"]),
-                    result["rank"],
-                    result["purged"],
-                    result["purge_reason"] or "",
-                    result["promoted"],
-                    result["doctrine"] or "",
-                )
+        rows.append(
+            (
+                *head,
+                result["score"],
+                result["passed"],
+                len(result["defects"]),
+                result["rank"],
+                result["purged"],
+                result["purge_reason"] or "",
+                result["promoted"],
+                result["doctrine"] or "",
             )
+        )
     return rows
 
 
@@ -146,16 +140,20 @@ def param_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
 
 
 def note_values(arts: OrderArtefacts) -> list[tuple[Any, ...]]:
-    """One row per validator reason, then per Drill defect, of each Alfa in slot order."""
-    oid = arts.order_id
-    results = results_by_alfa(arts)
+    """One row per validator reason, then per Drill defect, of each Alfa in slot order.
+
+    Most Alfas have neither: those that have one are found by builtins over the two
+    columns, and only they take a step in Python."""
+    oid, ids = arts.order_id, arts.alfa_ids
+    reasons, defects = arts.alfa_columns.reasons, arts.columns.defects
+    # the positions of the non-empty lists of each column (`compress` tests them itself)
+    places = range(len(ids))
+    noted = set(compress(places, reasons))
+    noted.update(compress(places, defects))
     rows: list[tuple[Any, ...]] = []
-    for alfa in arts.mint.alfas:  # most Alfas have neither
-        if alfa.reasons:
-            rows += [(oid, alfa.alfa_id, "validator", reason) for reason in alfa.reasons]
-        result = results.get(alfa.alfa_id)
-        if result is not None and result["defects"]:
-            rows += [(oid, alfa.alfa_id, "drill", defect) for defect in result["defects"]]
+    for i in sorted(noted):
+        rows += [(oid, ids[i], "validator", reason) for reason in reasons[i]]
+        rows += [(oid, ids[i], "drill", defect) for defect in defects[i]]
     return rows
 
 
@@ -280,7 +278,20 @@ def _json_texts(column: Sequence[Any]) -> list[str]:
 Piece = str | Sequence[str]
 
 
-def _column_pieces(column: Sequence[Any]) -> tuple[list[Piece], list[Piece]]:
+class Plain(list[str]):
+    """A column of texts that need neither CSV quotes nor JSON escapes, taken as they are:
+    ids and values a model holds to a pattern or a few literals (an Alfa's id, its share)."""
+
+
+class Texts(NamedTuple):
+    """A column already turned into text, for each file: numbers and flags whose type the
+    model fixes, made by a lookup per cell (`_small`, `_flags`)."""
+
+    csv: list[str]
+    json: list[str]
+
+
+def _column_pieces(column: Sequence[Any]) -> tuple[Piece, list[Piece]]:
     """One column's part of each line, CSV and JSON.
 
     A column holding one value in every row (an order's id, its recipe, its day) is one
@@ -291,7 +302,7 @@ def _column_pieces(column: Sequence[Any]) -> tuple[list[Piece], list[Piece]]:
     kinds = set(map(type, column))
     first = column[0]
     if len(kinds) == 1 and first.__class__ in _PLAIN and column.count(first) == len(column):
-        return [_csv_text(first)], [orjson.dumps(first).decode()]
+        return _csv_text(first), [orjson.dumps(first).decode()]
     if kinds == {str}:
         joined = "".join(column)
         csv_cells = column
@@ -301,8 +312,8 @@ def _column_pieces(column: Sequence[Any]) -> tuple[list[Piece], list[Piece]]:
         # their UTF-8 exactly when none of them needs an escape
         size = len(joined) if joined.isascii() else len(joined.encode("utf-8"))
         if len(orjson.dumps(joined)) != size + 2:
-            return [csv_cells], [_json_texts(column)]
-        return [csv_cells], ['"', column, '"']
+            return csv_cells, [_json_texts(column)]
+        return csv_cells, ['"', column, '"']
     if kinds <= _SCALARS:
         # numbers, flags and nulls: orjson's texts of the whole column at once, which are
         # the CSV's too (a null's is empty) unless a float's repr differs (an exponent, a
@@ -312,41 +323,68 @@ def _column_pieces(column: Sequence[Any]) -> tuple[list[Piece], list[Piece]]:
         if float in kinds and (
             "e" in texts or "0.0000" in texts or texts.count("null") != column.count(None)
         ):
-            return [list(map(_csv_text, column))], [cells]
+            return list(map(_csv_text, column)), [cells]
         if _NONE in kinds:
-            return [texts.replace("null", "").split(",")], [cells]
-        return [cells], [cells]
-    return [list(map(_csv_text, column))], [_json_texts(column)]
+            return texts.replace("null", "").split(","), [cells]
+        return cells, [cells]
+    return list(map(_csv_text, column)), [_json_texts(column)]
 
 
-class _Lines:
-    """`n` lines (or blocks of lines) of a file, built left to right from pieces: texts the
-    same in every line (neighbours kept as one) and columns of each line's own text."""
+def _pieces(column: object) -> tuple[Piece, list[Piece]]:
+    """`_column_pieces` of a column given as a list or tuple of cells; a `Plain` column's
+    texts as they are; any other value is the value of every row."""
+    cls = column.__class__
+    if cls is Texts:
+        texts = cast(Texts, column)
+        return texts.csv, [texts.json]
+    if cls is Plain:
+        plain = cast(Plain, column)
+        if plain.count(plain[0]) == len(plain):
+            return plain[0], [f'"{plain[0]}"']
+        return plain, ['"', plain, '"']
+    if cls is list or cls is tuple:
+        return _column_pieces(cast(Sequence[Any], column))
+    return _csv_text(column), [orjson.dumps(column).decode()]
 
-    __slots__ = ("n", "parts", "text")
 
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.parts: list[Iterable[str]] = []
-        self.text = ""
+def _csv_lines(cells: Iterable[Piece], n: int) -> str:
+    """`n` CSV lines from their cells, left to right: a text the same in every line
+    (neighbours kept as one, with the comma between them) or a column of each line's own
+    text. A line is its cells joined by commas: a tuple from `zip`, joined as it is."""
+    columns: list[Iterable[str]] = []
+    text: str | None = None
+    for cell in cells:
+        if cell.__class__ is str:
+            text = cell if text is None else f"{text},{cell}"
+            continue
+        if text is not None:
+            columns.append(repeat(text, n))
+            text = None
+        columns.append(cell)
+    if text is not None:
+        columns.append(repeat(text, n))
+    return "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
 
-    def add(self, pieces: list[Piece]) -> None:
-        for piece in pieces:
-            if isinstance(piece, str):
-                self.text += piece
-                continue
-            if self.text:
-                self.parts.append(repeat(self.text, self.n))
-                self.text = ""
-            self.parts.append(piece)
 
-    def joined(self) -> str:
-        """The lines as one text: one join of every line's pieces in order, no string
-        made per line."""
-        if not self.parts:  # every column the same in every line
-            return self.text * self.n
-        parts = [*self.parts, repeat(self.text, self.n)] if self.text else self.parts
-        return "".join(chain.from_iterable(zip(*parts, strict=True)))
+def _lines(pieces: Iterable[Piece], n: int) -> str:
+    """`n` lines (or blocks of lines) of a file from their pieces, left to right: texts the
+    same in every line (neighbours kept as one) and columns of each line's own text. Each
+    line's pieces are joined (a tuple from `zip`, joined as it is), then the lines."""
+    parts: list[Iterable[str]] = []
+    text = ""
+    for piece in pieces:
+        if piece.__class__ is str:
+            text += piece
+            continue
+        if text:
+            parts.append(repeat(text, n))
+            text = ""
+        parts.append(piece)
+    if not parts:  # every column the same in every line
+        return text * n
+    if text:
+        parts.append(repeat(text, n))
+    return "".join(map("".join, zip(*parts, strict=True)))
 
 
 @dataclass(frozen=True)
@@ -368,28 +406,133 @@ def table(columns: Sequence[str]) -> Table:
     )
 
 
+#: Tables of up to this many rows are made a row at a time: each column's checks and
+#: pieces cost more than a few rows' cells.
+FEW_ROWS = 12
+
+
 def table_files(form: Table, rows: Sequence[Sequence[Any]]) -> tuple[bytes, bytes]:
     """`csv_bytes` and `jsonl_bytes` of the row models, from plain rows in column order
     (two or more columns), made together.
 
+    A few rows are made a row at a time (each line its cells' texts joined by commas,
+    and orjson's text of its dict). More are made a column at a time (`columns_files`)."""
+    if len(rows) > FEW_ROWS:
+        return columns_files(form, len(rows), list(zip(*rows, strict=True)))
+    names = form.columns
+    csv_text = form.header + "".join([",".join(map(_csv_text, row)) + "\n" for row in rows])
+    jsonl = b"".join([orjson.dumps(dict(zip(names, row, strict=True))) + b"\n" for row in rows])
+    return csv_text.encode("utf-8"), jsonl
+
+
+def columns_files(form: Table, n: int, columns: Sequence[object]) -> tuple[bytes, bytes]:
+    """`table_files` of `n` rows (one or more) given as columns (see `_pieces`).
+
     Each column's cells are turned into text once for both files (`_column_pieces`),
-    and each file is one join of its lines' pieces (`_Lines`), the column names and
-    separators among them: a line costs no dict, no tuple of texts, no string of its own."""
-    if not rows:
-        return form.header.encode("utf-8"), b""
-    csv, json = _Lines(len(rows)), _Lines(len(rows))
-    for i, column in enumerate(zip(*rows, strict=True)):
-        csv_part, json_part = _column_pieces(column)
-        csv.add([",", *csv_part] if i else csv_part)
-        json.add([form.keys[i], *json_part])
-    csv.add(["\n"])
-    json.add(["}\n"])
-    return (form.header + csv.joined()).encode("utf-8"), json.joined().encode()
+    and each file is one join of its lines' pieces, the column names and separators
+    among them: a line costs no dict and no string but its own."""
+    cells: list[Piece] = []
+    pieces: list[Piece] = []
+    for key, column in zip(form.keys, columns, strict=True):
+        csv_piece, json_pieces = _pieces(column)
+        cells.append(csv_piece)
+        pieces.append(key)
+        pieces += json_pieces
+    pieces.append("}\n")
+    return (form.header + _csv_lines(cells, n)).encode("utf-8"), _lines(pieces, n).encode()
 
 
 ALFA_TABLE, PARAM_TABLE, NOTE_TABLE, RITUAL_TABLE, COUNT_TABLE, BATCH_TABLE = map(
     table, (ALFA_COLUMNS, PARAM_COLUMNS, NOTE_COLUMNS, RITUAL_COLUMNS, COUNT_COLUMNS, BATCH_COLUMNS)
 )
+
+
+def _texts(values: Sequence[str | None]) -> list[str]:
+    """Nulls as empty texts (a lookup a cell: a text is its own default)."""
+    return cast(list[str], list(map(_EMPTY.get, values, values)))
+
+
+_EMPTY: dict[str | None, str | None] = {None: ""}
+
+
+#: The texts of null, false, true and small non-negative integers: CSV's, then JSON's
+_CSV_OF: dict[object, str] = {None: "", False: "false", True: "true"}
+_JSON_OF: dict[object, str] = {None: "null", False: "false", True: "true"}
+#: ...and of integers, kept apart from the flags (0 == False, 1 == True as keys)
+_CSV_INT: dict[object, str] = {None: "", **{i: str(i) for i in range(1024)}}
+_JSON_INT: dict[object, str] = {None: "null", **{i: str(i) for i in range(1024)}}
+
+
+_NULL: dict[str, str] = {"null": ""}
+
+
+def _floats(column: Sequence[float | None]) -> Texts | Sequence[float | None]:
+    """A column of floats or nulls (as the model has them): orjson's texts of the whole
+    column, the CSV's too but for nulls; as it is (for `_column_pieces`) when a float's
+    repr may differ from orjson's (see there) or a float is nan or inf."""
+    raw = orjson.dumps(column)
+    if b"e" in raw or b"0.0000" in raw or raw.count(b"null") != column.count(None):
+        return column
+    texts = raw[1:-1].decode().split(",")
+    return Texts(cast(list[str], list(map(_NULL.get, texts, texts))), texts)
+
+
+def _flags(column: Sequence[bool | None]) -> Texts:
+    """A column of flags (booleans or nulls, as the model has them), a lookup a cell."""
+    csv_texts = list(map(_CSV_OF.__getitem__, column))
+    return Texts(
+        csv_texts, list(map(_JSON_OF.__getitem__, column)) if None in column else csv_texts
+    )
+
+
+def _small(column: Sequence[int | None]) -> Texts | Sequence[int | None]:
+    """A column of integers or nulls, a lookup a cell while they are small and not
+    negative; as it is (for `_column_pieces`) otherwise."""
+    try:
+        csv_texts = list(map(_CSV_INT.__getitem__, column))
+    except KeyError:
+        return column
+    return Texts(
+        csv_texts, list(map(_JSON_INT.__getitem__, column)) if None in column else csv_texts
+    )
+
+
+def _alfa_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
+    """The alfas partition: `table_files` of `alfa_values`, made a column at a time from the
+    mint's Alfas and their results (`OrderArtefacts.results`), with no row an Alfa. The
+    order's values are one text for every line; ids and literals go in as they are."""
+    mint = arts.mint
+    alfas = mint.alfas
+    if not alfas:
+        return ALFA_TABLE.header.encode("utf-8"), b""
+    if mint.phase is None:
+        raise FoundryError(f"mint.json of {arts.order_id}: has Alfas but no phase")
+    # each object's fields at once, then the columns: one step an Alfa, not one a field
+    slots, shares, parents, verdicts, reasons = arts.alfa_columns
+    scores, passed, defects, ranks, purged, purge_reasons, promoted, doctrines = arts.columns
+    columns = (
+        arts.order_id,
+        Plain(arts.alfa_ids),
+        mint.recipe or "",
+        mint.recipe_version or "",
+        mint.phase,
+        arts.day,
+        _small(slots),
+        Plain(shares),
+        Plain(_texts(parents)),
+        Plain(verdicts),
+        _small(list(map(len, reasons))),
+        mint.dry_run,
+        _floats(scores),
+        _flags(passed),
+        _small(list(map(len, defects))),
+        _small(ranks),
+        _flags(purged),
+        _texts(purge_reasons),
+        _flags(promoted),
+        Plain(_texts(doctrines)),
+    )
+    return columns_files(ALFA_TABLE, len(alfas), columns)
 
 
 #: The JSON keys of an alfa_params row, as orjson writes its dict: b'{"order_id":',
@@ -453,57 +596,115 @@ def _param_columns(arts: OrderArtefacts) -> tuple[bytes, bytes] | None:
     alfas = arts.mint.alfas
     if not alfas:
         return None
-    params = [a.params for a in alfas]
-    names = params[0].keys()
-    if any(p.keys() != names for p in params):
+    params = list(map(_PARAMS, alfas))
+    if len(set(map(len, params))) != 1:
+        return None
+    names = sorted(params[0])
+    try:  # every Alfa has as many parameters as the first, so the same names
+        columns = [list(map(operator.itemgetter(name), params)) for name in names]
+    except KeyError:
         return None
     oid_csv = _csv_text(arts.order_id) + ","
     oid_json = _J_OID + orjson.dumps(arts.order_id).decode() + _J_ALFA
-    id_csv, id_json = _column_pieces([a.alfa_id for a in alfas])
-    csv, json = _Lines(len(alfas)), _Lines(len(alfas))
-    csv_number: list[Piece]
+    ids = Plain(arts.alfa_ids)
+    id_csv, id_json = _pieces(ids)
+    csv: list[Piece] = []
+    json: list[Piece] = []
+    csv_number: Piece
     json_number: list[Piece]
-    csv_text: list[Piece]
+    csv_text: Piece
     json_text: list[Piece]
-    for name in sorted(names):
-        values = list(map(operator.itemgetter(name), params))
+    for name, values in zip(names, columns, strict=True):
         kinds = set(map(type, values))
         if kinds == {str}:
             csv_text, json_text = _column_pieces(values)
-            csv_number, json_number = [""], ["null"]
+            csv_number, json_number = "", ["null"]
+        elif kinds == {int} and min(values) >= 0 and max(values) < len(_FLOAT_INTS):
+            # a small integer's float text, without the float: "7.0"
+            if values.count(values[0]) == len(values):
+                csv_number = _FLOAT_INTS[values[0]]
+                json_number = [csv_number]
+            else:
+                csv_number = list(map(_FLOAT_INTS.__getitem__, values))
+                json_number = [csv_number]
+            csv_text, json_text = "", ['""']
         elif kinds <= {int, float}:
-            csv_number, json_number = _column_pieces(list(map(float, values)))
-            csv_text, json_text = [""], ['""']
+            csv_number, json_number = _pieces(_floats(list(map(float, values))))
+            csv_text, json_text = "", ['""']
         else:
             return None
         csv_name = "," + _csv_text(name) + ","
         json_name = _J_PARAM + orjson.dumps(name).decode() + _J_NUMBER
-        csv.add([oid_csv, *id_csv, csv_name, *csv_number, ",", *csv_text, "\n"])
-        json.add([oid_json, *id_json, json_name, *json_number, _J_TEXT, *json_text, "}\n"])
-    return (PARAM_TABLE.header + csv.joined()).encode("utf-8"), json.joined().encode()
+        csv += (oid_csv, id_csv, csv_name, csv_number, ",", csv_text, "\n")
+        json += (oid_json, *id_json, json_name, *json_number, _J_TEXT, *json_text, "}\n")
+    n = len(alfas)
+    return (PARAM_TABLE.header + _lines(csv, n)).encode("utf-8"), _lines(json, n).encode()
 
 
+_PARAMS = operator.attrgetter("params")
+#: The texts of small non-negative integers as floats (`repr(float(i))`)
+_FLOAT_INTS = tuple(f"{i}.0" for i in range(1024))
 #: The JSON keys of an alfa_params row as text: '{"order_id":', ',"alfa_id":', ...
 _J_OID, _J_ALFA, _J_PARAM, _J_NUMBER, _J_TEXT = (
     k.decode() for k in (_K_OID, _K_ALFA, _K_PARAM, _K_NUMBER, _K_TEXT)
 )
 
 
+_BOOL = {False: "false", True: "true"}
+
+
+def _ritual_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
+    """The rituals partition (`table_files` of `ritual_values`): a line of text a ritual,
+    the order's id and the rituals' names as they are (a pattern and literals)."""
+    oid = arts.order_id
+    csv_lines, json_lines = [RITUAL_TABLE.header], []
+    for _, name, ran, stub in ritual_values(arts):
+        done, stubbed = _BOOL[ran], _BOOL[stub]
+        csv_lines.append(f"{oid},{name},{done},{stubbed}\n")
+        json_lines.append(
+            f'{{"order_id":"{oid}","ritual":"{name}","ran":{done},"stub":{stubbed}}}\n'
+        )
+    return "".join(csv_lines).encode("utf-8"), "".join(json_lines).encode("utf-8")
+
+
+def _count_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
+    """The ritual_counts partition (`table_files` of `count_values`): a line of text a
+    count, the counter's name quoted or escaped as each file needs."""
+    oid = arts.order_id
+    csv_lines, json_lines = [COUNT_TABLE.header], []
+    for _, name, counter, count in count_values(arts):
+        csv_lines.append(f"{oid},{name},{_csv_text(counter)},{count}\n")
+        json_lines.append(
+            f'{{"order_id":"{oid}","ritual":"{name}","counter":'
+            f'{orjson.dumps(counter).decode()},"count":{count}}}\n'
+        )
+    return "".join(csv_lines).encode("utf-8"), "".join(json_lines).encode("utf-8")
+
+
+def _note_files(arts: OrderArtefacts) -> tuple[bytes, bytes]:
+    """The alfa_notes partition (`table_files` of `note_values`): a line of text a note,
+    the note quoted or escaped as each file needs."""
+    csv_lines, json_lines = [NOTE_TABLE.header], []
+    for oid, alfa, source, note in note_values(arts):
+        csv_lines.append(f"{oid},{alfa},{source},{_csv_text(note)}\n")
+        json_lines.append(
+            f'{{"order_id":"{oid}","alfa_id":"{alfa}","source":"{source}","note":'
+            f"{orjson.dumps(note).decode()}}}\n"
+        )
+    return "".join(csv_lines).encode("utf-8"), "".join(json_lines).encode("utf-8")
+
+
 def partition_files(layout: Layout, arts: OrderArtefacts) -> list[tuple[Path, bytes]]:
     """The order's partition files, a CSV and a JSON Lines file per dataset, and their bytes
     (as `csv_bytes` and `jsonl_bytes` of the row models would give them)."""
     out = []
-    for dataset, form, rows in (
-        ("alfas", ALFA_TABLE, alfa_values(arts)),
-        ("alfa_params", PARAM_TABLE, None),
-        ("alfa_notes", NOTE_TABLE, note_values(arts)),
-        ("rituals", RITUAL_TABLE, ritual_values(arts)),
-        ("ritual_counts", COUNT_TABLE, count_values(arts)),
+    for dataset, (csv_data, jsonl_data) in (
+        ("alfas", _alfa_files(arts)),
+        ("alfa_params", _param_files(arts)),
+        ("alfa_notes", _note_files(arts)),
+        ("rituals", _ritual_files(arts)),
+        ("ritual_counts", _count_files(arts)),
     ):
-        if rows is None:
-            csv_data, jsonl_data = _param_files(arts)
-        else:
-            csv_data, jsonl_data = table_files(form, rows)
         out.append((partition(layout, dataset, arts.order_id, "csv"), csv_data))
         out.append((partition(layout, dataset, arts.order_id, "jsonl"), jsonl_data))
     return out

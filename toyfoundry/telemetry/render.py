@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from toyfoundry.formats.models import (
-    RITUALS,
-    Outcomes,
-    ProblemModel,
-    Report,
-    ShareCounts,
-)
+from toyfoundry.formats.models import RITUALS, Outcomes, ProblemModel
 
 SHARES = ("novel", "carryover", "baseline")
 OUTCOME_COLUMNS = tuple(Outcomes.model_fields)
@@ -35,64 +29,134 @@ def percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.0f}%" if whole else "-"
 
 
-def shares_table(target: ShareCounts, achieved: ShareCounts) -> list[str]:
-    t_all = sum(getattr(target, s) for s in SHARES)
-    a_all = sum(getattr(achieved, s) for s in SHARES)
+def shares_table(target: Mapping[str, int], achieved: Mapping[str, int]) -> list[str]:
+    """The planned and achieved shares (`ShareCounts` as plain data) side by side."""
+    return _table_lines(_shares(target, achieved))
+
+
+def _shares(target: Mapping[str, int], achieved: Mapping[str, int]) -> Table:
+    t_all = sum(map(target.__getitem__, SHARES))
+    a_all = sum(map(achieved.__getitem__, SHARES))
     rows = [
         (
             s,
-            getattr(target, s),
-            percent(getattr(target, s), t_all),
-            getattr(achieved, s),
-            percent(getattr(achieved, s), a_all),
+            str(target[s]),
+            percent(target[s], t_all),
+            str(achieved[s]),
+            percent(achieved[s], a_all),
         )
         for s in SHARES
     ]
-    return table(("share", "planned", "planned %", "achieved", "achieved %"), rows)
+    return Table(("share", "planned", "planned %", "achieved", "achieved %"), rows)
 
 
-def report_md(report: Report, problems: Sequence[ProblemModel] = ()) -> str:
-    """The human form of `exchange/reports/<order>.json`."""
+class Table(NamedTuple):
+    """A Markdown table's header and rows, every cell's text already safe (`cell`)."""
+
+    header: Sequence[str]
+    rows: Sequence[Sequence[str]]
+
+
+class Items(NamedTuple):
+    """A list: each item's text, and a second line (indented under it) or None."""
+
+    items: Sequence[tuple[str, str | None]]
+
+
+#: A block of the report's page: a heading (level, text), a paragraph, a list or a table.
+Block = tuple[int, str] | str | Items | Table
+
+
+def _table_lines(t: Table) -> list[str]:
+    out = ["| " + " | ".join(t.header) + " |", "|" + "---|" * len(t.header)]
+    out += ["| " + " | ".join(row) + " |" for row in t.rows]
+    return out
+
+
+def report_blocks(report: Mapping[str, Any], problems: Sequence[ProblemModel] = ()) -> list[Block]:
+    """The report's page as blocks, from its plain data (`Report(...).model_dump(mode="json")`,
+    as `reports.report_data` makes it): what `report_md` writes and `report_html` shows."""
     r = report
-    lines = [f"# Order {r.order_id}: {r.status}", ""]
-    dry = "yes" if r.dry_run else "no"
-    lines.append(f"- recipe: {r.recipe or '-'}; phase: {r.phase or '-'}; dry run: {dry}")
-    if r.reason:
-        lines.append(f"- {'reason' if r.status in ('blocked', 'rejected') else 'note'}: {r.reason}")
-    lines += ["", "## Quotas (planned against achieved)", "", *shares_table(r.target, r.achieved)]
-    o = r.outcomes
-    lines += ["", "## Outcomes", ""]
-    lines += table(OUTCOME_COLUMNS, [[getattr(o, c) for c in OUTCOME_COLUMNS]])
-    if r.rituals:
-        lines += ["", "## Rituals", ""]
-        rows = []
+    oid, status = r["order_id"], r["status"]
+    dry = "yes" if r["dry_run"] else "no"
+    about = f"recipe: {r['recipe'] or '-'}; phase: {r['phase'] or '-'}; dry run: {dry}"
+    head: list[tuple[str, str | None]] = [(about, None)]
+    if r["reason"]:
+        label = "reason" if status in ("blocked", "rejected") else "note"
+        head.append((f"{label}: {r['reason']}", None))
+    outcomes = r["outcomes"]
+    blocks: list[Block] = [
+        (1, f"Order {oid}: {status}"),
+        Items(head),
+        (2, "Quotas (planned against achieved)"),
+        _shares(r["target"], r["achieved"]),
+        (2, "Outcomes"),
+        Table(OUTCOME_COLUMNS, [[str(outcomes[c]) for c in OUTCOME_COLUMNS]]),
+    ]
+    rituals = r["rituals"]
+    if rituals:
+        rows: list[Sequence[str]] = []
         for name in RITUALS:
-            if name in r.rituals:
-                got = r.rituals[name]
-                counts = ", ".join(f"{k} {v}" for k, v in sorted(got.counts.items()))
-                state = "stub" if got.stub else ("ran" if got.ran else "not run")
-                rows.append((name, state, counts or "-"))
-        lines += table(("ritual", "state", "counts"), rows)
-    if r.defects:
-        lines += ["", "## Defects", ""]
-        lines += table(("defect", "Alfas"), sorted(r.defects.items()))
+            if name in rituals:
+                got = rituals[name]
+                counts = ", ".join(f"{k} {v}" for k, v in sorted(got["counts"].items()))
+                state = "stub" if got["stub"] else ("ran" if got["ran"] else "not run")
+                rows.append((name, state, cell(counts) or "-"))
+        blocks += [(2, "Rituals"), Table(("ritual", "state", "counts"), rows)]
+    if r["defects"]:
+        rows = [(cell(name), str(n)) for name, n in sorted(r["defects"].items())]
+        blocks += [(2, "Defects"), Table(("defect", "Alfas"), rows)]
     if problems:
-        lines += ["", "## Problems", ""]
-        lines += [f"- `{cell(p.path)}`: {cell(p.field)}: {cell(p.reason)}" for p in problems]
-    if r.awaiting_review:
-        lines += ["", f"## Awaiting review ({len(r.awaiting_review)})", ""]
-        lines += ["Decide each quarantined Alfa (the review file re-mints exactly these):", ""]
-        for item in r.awaiting_review:
-            why = "; ".join(item.reasons) or "no reason recorded"
-            lines.append(f"- {item.alfa_id}: {cell(why)}")
-            lines.append(f"  `{REVIEW_COMMAND.format(order=r.order_id, alfa=item.alfa_id)}`")
-    if r.promoted:
-        lines += ["", f"## Promoted ({len(r.promoted)})", ""]
-        lines += [f"- {alfa}" for alfa in r.promoted]
-    if r.next_steps:
-        lines += ["", "## Next steps", ""]
-        lines += [f"- {step}" for step in r.next_steps]
-    return "\n".join(lines) + "\n"
+        listed = [(f"`{cell(p.path)}`: {cell(p.field)}: {cell(p.reason)}", None) for p in problems]
+        blocks += [(2, "Problems"), Items(listed)]
+    waiting = r["awaiting_review"]
+    if waiting:
+        items: list[tuple[str, str | None]] = []
+        for item in waiting:
+            why = "; ".join(item["reasons"]) or "no reason recorded"
+            alfa = item["alfa_id"]
+            items.append(
+                (f"{alfa}: {cell(why)}", f"`{REVIEW_COMMAND.format(order=oid, alfa=alfa)}`")
+            )
+        blocks += [
+            (2, f"Awaiting review ({len(waiting)})"),
+            "Decide each quarantined Alfa (the review file re-mints exactly these):",
+            Items(items),
+        ]
+    if r["promoted"]:
+        blocks += [
+            (2, f"Promoted ({len(r['promoted'])})"),
+            Items([(a, None) for a in r["promoted"]]),
+        ]
+    if r["next_steps"]:
+        blocks += [(2, "Next steps"), Items([(step, None) for step in r["next_steps"]])]
+    return blocks
+
+
+def blocks_md(blocks: Sequence[Block]) -> str:
+    """The blocks as Markdown, a blank line between two."""
+    out = []
+    for block in blocks:
+        if isinstance(block, str):
+            out.append(block)
+        elif isinstance(block, Table):
+            out.append("\n".join(_table_lines(block)))
+        elif isinstance(block, Items):
+            lines = []
+            for text, more in block.items:
+                lines.append(f"- {text}")
+                if more is not None:
+                    lines.append(f"  {more}")
+            out.append("\n".join(lines))
+        else:
+            level, text = block
+            out.append(f"{'#' * level} {text}")
+    return "\n\n".join(out) + "\n"
+
+
+def report_md(report: Mapping[str, Any], problems: Sequence[ProblemModel] = ()) -> str:
+    """The human form of `exchange/reports/<order>.json`, from its plain data."""
+    return blocks_md(report_blocks(report, problems))
 
 
 def summary_md(batches: Sequence[Mapping[str, Any]]) -> str:

@@ -9,14 +9,15 @@ same artefacts give the same bytes, and doit's early cutoff stops there.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from toyfoundry.formats.models import AwaitingReview, BatchSummary, Report, RitualOutcome
+from toyfoundry.formats.models import BatchSummary, Report
 from toyfoundry.store.atomic import dumps_canonical, write_many_atomic
 from toyfoundry.store.layout import Layout
 from toyfoundry.telemetry import artefacts, exports, render
 from toyfoundry.telemetry.artefacts import OrderArtefacts
 from toyfoundry.telemetry.parts import part_path, read_part
-from toyfoundry.telemetry.report_html import md_to_html
+from toyfoundry.telemetry.report_html import report_html as page
 from toyfoundry.telemetry.summary import summarize
 
 
@@ -43,47 +44,60 @@ def next_steps(arts: OrderArtefacts, summary: BatchSummary, waiting: int) -> lis
     return steps
 
 
-def build_report(arts: OrderArtefacts, summary: BatchSummary | None = None) -> Report:
-    summary = summary or summarize(arts)
+def report_data(
+    arts: OrderArtefacts, summary: BatchSummary, part: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The report as plain data: what `Report(...).model_dump(mode="json")` gives.
+
+    Every value comes from the summary (`part` is its plain data, when the caller has it)
+    and the artefacts, valid already: no model is made or validated for it."""
+    part = part if part is not None else summary.model_dump(mode="json")
     waiting = [
-        AwaitingReview(alfa_id=a.alfa_id, reasons=list(a.reasons))
+        {"alfa_id": a.alfa_id, "reasons": list(a.reasons)}
         for a in arts.mint.alfas
         if a.outcome == "quarantined"
     ]
-    return Report(
-        schema_version=1,
-        order_id=arts.order_id,
-        recipe=summary.recipe,
-        phase=summary.phase,
-        status=summary.status,
-        reason=summary.reason,
-        dry_run=summary.dry_run,
-        target=summary.target,
-        achieved=summary.achieved,
-        rituals={str(k): RitualOutcome(**v) for k, v in arts.rituals["rituals"].items()}
-        if arts.rituals
-        else {},
-        outcomes=summary.outcomes,
-        defects=summary.defects,
-        awaiting_review=waiting,
-        promoted=list(arts.rituals["promoted"]) if arts.rituals else [],
-        next_steps=next_steps(arts, summary, len(waiting)),
-    )
+    rituals = arts.rituals
+    return {
+        "schema_version": 1,
+        "order_id": arts.order_id,
+        "recipe": summary.recipe,
+        "phase": summary.phase,
+        "status": summary.status,
+        "reason": summary.reason,
+        "dry_run": summary.dry_run,
+        "target": part["target"],
+        "achieved": part["achieved"],
+        # each ritual's plain data is `RitualOutcome`'s fields, as the report holds them
+        "rituals": rituals["rituals"] if rituals else {},
+        "outcomes": part["outcomes"],
+        "defects": part["defects"],
+        "awaiting_review": waiting,
+        "promoted": list(rituals["promoted"]) if rituals else [],
+        "next_steps": next_steps(arts, summary, len(waiting)),
+    }
+
+
+def build_report(arts: OrderArtefacts, summary: BatchSummary | None = None) -> Report:
+    """The report as its model (for callers that want one; the graph writes `report_data`)."""
+    return Report.model_validate(report_data(arts, summary or summarize(arts)))
 
 
 def write_order_outputs(layout: Layout, arts: OrderArtefacts) -> tuple[BatchSummary, list[Path]]:
     """Write the report (.json, .md, .html), the quilt part and the partitions; returns what changed."""
     summary = summarize(arts)
-    report = build_report(arts, summary)
+    part = summary.model_dump(mode="json")
+    report = report_data(arts, summary, part)
     oid = arts.order_id
-    markdown = render.report_md(report, arts.mint.problems)
-    # one flush for the order's eight files (see `write_many_atomic`)
+    blocks = render.report_blocks(report, arts.mint.problems)
+    markdown = render.blocks_md(blocks)
+    # one flush for the order's files (see `write_many_atomic`)
     written = write_many_atomic(
         [
             (layout.report_json(oid), dumps_canonical(report)),
             (layout.report_md(oid), markdown.encode("utf-8")),
-            (layout.report_html(oid), md_to_html(markdown, f"Order {oid}").encode("utf-8")),
-            (part_path(layout, oid), dumps_canonical(summary)),
+            (layout.report_html(oid), page(blocks, markdown, f"Order {oid}").encode("utf-8")),
+            (part_path(layout, oid), dumps_canonical(part)),
             *exports.partition_files(layout, arts),
         ]
     )

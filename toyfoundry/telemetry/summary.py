@@ -21,10 +21,6 @@ _UNKNOWN = "unknown"
 Result = dict[str, Any]
 
 
-def results_by_alfa(arts: OrderArtefacts) -> dict[str, Result]:
-    return {r["alfa_id"]: r for r in arts.rituals["results"]} if arts.rituals else {}
-
-
 def outcomes(arts: OrderArtefacts) -> Outcomes:
     """What happened to the batch's Alfas.
 
@@ -33,46 +29,34 @@ def outcomes(arts: OrderArtefacts) -> Outcomes:
     (only for Alfas of this batch): drilled = has a score, paraded = has a rank,
     passed/failed = Drill's verdict, purged and promoted as flagged.
     """
-    return _outcomes(arts, _batch_results(arts))
+    return _outcomes(arts)
 
 
-def _batch_results(arts: OrderArtefacts) -> list[Result]:
-    """The rituals' results for Alfas of this batch."""
-    ids = {a.alfa_id for a in arts.mint.alfas}
-    return [r for r in results_by_alfa(arts).values() if r["alfa_id"] in ids]
-
-
-def _outcomes(arts: OrderArtefacts, results: list[Result]) -> Outcomes:
+def _outcomes(arts: OrderArtefacts) -> Outcomes:
     # each count is a column of the results counted by builtins, not a Python step per
-    # result (a batch has up to 96); the flags are booleans or null, as the model has them
-    verdicts = [a.outcome for a in arts.mint.alfas]
-    scores = list(map(_SCORE, results))
-    ranks = list(map(_RANK, results))
-    passed = list(map(_PASSED, results))
+    # result (a batch has up to 96); the flags are booleans or null, as the model has them.
+    # An Alfa without a result has `NO_RESULT`, which counts nowhere.
+    verdicts = arts.alfa_columns.outcome
+    c = arts.columns
     return Outcomes(
         minted=len(verdicts),
-        drilled=len(scores) - scores.count(None),
-        paraded=len(ranks) - ranks.count(None),
-        passed=passed.count(True),
-        failed=passed.count(False),
-        purged=sum(map(_PURGED, results)),
-        promoted=sum(map(_PROMOTED, results)),
+        drilled=len(c.score) - c.score.count(None),
+        paraded=len(c.rank) - c.rank.count(None),
+        passed=c.passed.count(True),
+        failed=c.passed.count(False),
+        purged=c.purged.count(True),
+        promoted=c.promoted.count(True),
         quarantined=verdicts.count("quarantined"),
         waived=verdicts.count("waived"),
     )
 
 
-_SCORE, _RANK, _PASSED, _PURGED, _PROMOTED, _DEFECTS = map(
-    operator.itemgetter, ("score", "rank", "passed", "purged", "promoted", "defects")
-)
-
-
 def defects(arts: OrderArtefacts) -> dict[str, int]:
-    return _defects(_batch_results(arts))
+    return _defects(arts)
 
 
-def _defects(results: list[Result]) -> dict[str, int]:
-    found = Counter(chain.from_iterable(map(_DEFECTS, results)))
+def _defects(arts: OrderArtefacts) -> dict[str, int]:
+    found = Counter(chain.from_iterable(arts.columns.defects))
     return dict(sorted(found.items()))
 
 
@@ -85,9 +69,10 @@ def score_histogram(scores: Iterable[float | None]) -> dict[str, int]:
     given = list(scores)
     present = cast(Iterator[float], compress(given, map(operator.is_not, given, repeat(None))))
     finite = filter(math.isfinite, present)
-    # a bin's lower bound as `score_bin` makes it: floor(score / SCORE_BIN) * SCORE_BIN
-    found = Counter(map(math.floor, map(operator.truediv, finite, repeat(SCORE_BIN))))
-    return {str(low * SCORE_BIN): n for low, n in sorted(found.items())}
+    # a bin's lower bound as `score_bin` makes it: floor(score / SCORE_BIN) * SCORE_BIN;
+    # a batch's scores fall in a few bins, each counted by `list.count`
+    lows = list(map(math.floor, map(operator.truediv, finite, repeat(SCORE_BIN))))
+    return {str(low * SCORE_BIN): lows.count(low) for low in sorted(set(lows))}
 
 
 def summarize(arts: OrderArtefacts) -> BatchSummary:
@@ -98,7 +83,6 @@ def summarize(arts: OrderArtefacts) -> BatchSummary:
     `telemetry` is left empty here; the rollup fills it from the ledgers.
     """
     mint = arts.mint
-    results = _batch_results(arts)
     return BatchSummary(
         order_id=arts.order_id,
         recipe=mint.recipe,
@@ -107,11 +91,11 @@ def summarize(arts: OrderArtefacts) -> BatchSummary:
         status=mint.status,
         reason=mint.reason,
         dry_run=mint.dry_run,
-        outcomes=_outcomes(arts, results),
-        defects=_defects(results),
+        outcomes=_outcomes(arts),
+        defects=_defects(arts),
         target=mint.target,
         achieved=mint.achieved,
-        score_histogram=score_histogram(r["score"] for r in results),
+        score_histogram=score_histogram(arts.columns.score),
         source=arts.source,
     )
 
