@@ -78,11 +78,13 @@ from toyfoundry.errors import FoundryError, os_error_line, say
 from toyfoundry.graph import stale, workers
 from toyfoundry.graph.implicit import linear_implicit_deps
 from toyfoundry.graph.reporter import counted
-from toyfoundry.graph.tasks import UNRECORDED, slim_targets
+from toyfoundry.graph.tasks import UNRECORDED, reported, reports_noted, slim_targets
 from toyfoundry.graph.workers import WorkerLost
 from toyfoundry.store import atomic
 from toyfoundry.store.lock import LockTimeout, lock_timeout, parse_timeout
 
+#: The name of an order's report task, before its order id.
+REPORT_PREFIX = "report:"
 #: Tasks without a record in the DB from which a build runs on every core.
 PARALLEL_AT = 24
 #: Graphs up to this size get one worker more than there are cores (memory grows with
@@ -189,9 +191,13 @@ class _CausedResult:
     def process_task_result(self, node: Any, base_fail: Any) -> None:
         try:
             super().process_task_result(node, base_fail)  # type: ignore[misc]
-            if node.run_status == "successful" and node.task.values.get(UNRECORDED):
-                # done, but on bytes that changed under it (forge.snapshot): run it next time
-                self.dep_manager.remove_success(node.task)
+            if node.run_status == "successful":
+                name = node.task.name
+                if name.startswith(REPORT_PREFIX):  # the quilt takes its part as current
+                    reported(name[len(REPORT_PREFIX) :])
+                if node.task.values.get(UNRECORDED):
+                    # done, but on bytes that changed under it (forge.snapshot): run it next time
+                    self.dep_manager.remove_success(node.task)
         except OSError as exc:
             self._storage_failed(node, exc)
 
@@ -466,6 +472,11 @@ class PoolRunner(_CausedResult, MRunner):  # type: ignore[misc]
         """doit's, but the output reaches the task's actions only when the reporter shows
         it (a failure): an action object per task would cost the build memory."""
         base_fail = result.get("failure")
+        digests = result.get("digests")
+        if digests:
+            offer = getattr(self.dep_manager.backend, "offer_hashes", None)
+            if offer is not None:
+                offer(digests)
         folders, data = result["flush"]
         if folders or data:
             written = getattr(self.dep_manager.backend, "written", None)
@@ -670,6 +681,23 @@ def our_runners(*, drop_targets: bool = False, keep_tasks: bool = False) -> Iter
         ) = before
 
 
+def read_by_others(tasks: list[Any]) -> frozenset[str]:
+    """The targets that some task lists as a file dep: a worker that writes one reports its
+    hash, which the build process would otherwise read back (see `workers`)."""
+    deps: set[str] = set()
+    for task in tasks:
+        deps.update(task.file_dep)
+    return frozenset(t for task in tasks for t in task.targets if t in deps)
+
+
+@contextlib.contextmanager
+def _forgetting_readers() -> Iterator[None]:
+    try:
+        yield
+    finally:
+        workers.read_by_others = frozenset()
+
+
 def never_ran(dep_manager: Any, task_list: list[Any]) -> int:
     """Tasks with actions that have no record in the DB (never built, or forgotten)."""
     backend = dep_manager.backend
@@ -716,6 +744,7 @@ class FoundryRun(Run):  # type: ignore[misc]
                 with contextlib.ExitStack() as stack:
                     # doit's backend and reporter lookups share the build's one scan
                     stack.enter_context(installed.for_doit())
+                    stack.enter_context(reports_noted())
                     if bound is not None:
                         stack.enter_context(lock_timeout(bound))
                     # a plain run hands doit only what may be stale (`stale`)
@@ -788,7 +817,9 @@ class FoundryRun(Run):  # type: ignore[misc]
             workers.trim()
         if not getattr(self, "_jobs_chosen", True) and not pdb:
             num_process = self._auto_jobs(always)
-        with our_runners(drop_targets=whole_process()):
+        if num_process:
+            workers.read_by_others = read_by_others(self.task_list)
+        with our_runners(drop_targets=whole_process()), _forgetting_readers():
             return super()._execute(
                 outfile,
                 verbosity=verbosity,
