@@ -61,6 +61,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -81,10 +82,16 @@ from toyfoundry.graph.reporter import counted
 from toyfoundry.graph.tasks import UNRECORDED, reported, reports_noted, slim_targets
 from toyfoundry.graph.workers import WorkerLost
 from toyfoundry.store import atomic
+from toyfoundry.store.layout import Layout
 from toyfoundry.store.lock import LockTimeout, lock_timeout, parse_timeout
 
 #: The name of an order's report task, before its order id.
 REPORT_PREFIX = "report:"
+#: The dodo file doit looks for in the working folder, where a first build starts its
+#: workers' fork server early (`FoundryRun._start_server_early`).
+DODO_NAME = "dodo.py"
+#: Each order's tasks: mint, rituals, report.
+TASKS_PER_ORDER = 3
 #: Tasks without a record in the DB from which a build runs on every core.
 PARALLEL_AT = 24
 #: Graphs up to this size get one worker more than there are cores (memory grows with
@@ -523,7 +530,7 @@ class PoolRunner(_CausedResult, MRunner):  # type: ignore[misc]
                     crew.put(job)
             failed = False
         finally:
-            crew.close(kill=failed)
+            crew.close(kill=failed, server=not whole_process())
 
 
 class SlimNode(ExecNode):  # type: ignore[misc]
@@ -737,6 +744,7 @@ class FoundryRun(Run):  # type: ignore[misc]
         self._jobs_chosen = "num_process" in params._non_default_keys or bool(
             params.get("num_process")
         )
+        early = self._start_server_early(params, args)
         with quiet_collector():
             try:
                 raw = str(params.get("lock_timeout") or "").strip()
@@ -782,7 +790,34 @@ class FoundryRun(Run):  # type: ignore[misc]
                 code = 3
             if isinstance(code, int) and whole_process():
                 end_process(code)  # before the collector's settings return and it runs once more
+            if early:
+                workers.stop_server()  # the build ran serially after all, or it is done
         return code
+
+    def _start_server_early(self, params: Any, args: list[str]) -> bool:
+        """Start the workers' fork server now, before the graph is loaded, when the build is
+        sure to be parallel: a first build (no dependency DB yet) of a project with enough
+        orders, all stale, and no tasks or job count named. The server's imports (0.7 s of
+        one core) then overlap the loading of the graph instead of following it; the first
+        worker would otherwise wait for them. Whether the build is parallel is still
+        decided as always (`_auto_jobs`); a server it does not use is stopped."""
+        if args or self._jobs_chosen or params.get("pdb") or not can_start_workers():
+            return False
+        if cores() < 2 or not os.path.isfile(DODO_NAME):
+            return False
+        layout = Layout(Path.cwd())
+        if layout.dep_db.exists():
+            return False
+        try:
+            with os.scandir(layout.orders_dir) as found:
+                orders = sum(1 for entry in itertools.islice(found, PARALLEL_AT))
+        except OSError:
+            return False
+        if orders * TASKS_PER_ORDER < PARALLEL_AT:
+            return False
+        workers.context()
+        workers.server_pid()
+        return True
 
     def _close_quietly(self) -> None:
         """Release the DB (and with it the foundry lock) after a failure while loading;

@@ -229,6 +229,8 @@ def serve(
     gc.freeze()
     _die_with(parent)
     sys.path[:] = path  # the dodo's folder, for the dodo's own functions
+    if cwd and os.getcwd() != cwd:  # a server started before doit moved to the dodo's folder
+        os.chdir(cwd)
     try:
         while True:
             payload = jobs.recv_bytes()
@@ -474,12 +476,16 @@ class Crew:
             self.free.append(self.jobs[conn])
             return message
 
-    def close(self, *, kill: bool = False) -> None:
-        """Wait for the workers (end them first when the build failed), then the server."""
+    def close(self, *, kill: bool = False, server: bool = True) -> None:
+        """Wait for the workers (end them first when the build failed), then the server.
+        `server` False leaves the server to end with the process, which is about to: it
+        ends when the build's end of its "alive" pipe closes, and waiting for its exit
+        (the teardown of every module it imported) cost the build's tail a tenth of a
+        second or more."""
         for process in self.processes:
             with contextlib.suppress(Exception):
                 if kill:
                     process.terminate()
                 process.join(5)
-        if self.server is not None:
+        if self.server is not None and server:
             stop_server()
