@@ -312,3 +312,35 @@ def test_a_worker_reports_the_hash_of_a_target_another_task_reads(
         assert file_hash("unread.json") == whole_hash("unread.json") != "not the bytes"
     finally:
         db.dump()
+
+
+def test_the_quilt_takes_as_current_the_parts_of_the_reports_that_succeeded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The runner notes each report task that succeeds in the build; the quilt action hands
+    those orders to `build_quilt` as current, and nothing once the build is over."""
+    from types import SimpleNamespace
+
+    from doit.runner import Runner
+
+    from toyfoundry.graph.run import FoundryRunner
+    from toyfoundry.telemetry import quilt
+
+    given: list[frozenset[str]] = []
+    monkeypatch.setattr(
+        quilt, "build_quilt", lambda layout, ids, changed, current: given.append(current)
+    )
+    monkeypatch.setattr(foundry_tasks, "_plan", lambda root: SimpleNamespace(orders=[]))
+    monkeypatch.setattr(Runner, "process_task_result", lambda *args: None)  # doit's part
+    runner = object.__new__(FoundryRunner)
+    with foundry_tasks.reports_noted():
+        for name, status in [
+            ("report:a", "successful"),
+            ("report:b", "failure"),
+            ("mint:c", "successful"),
+        ]:
+            task = Task(name, [(plain, ["x"])])
+            runner.process_task_result(SimpleNamespace(task=task, run_status=status), None)
+        foundry_tasks.quilt_action(".", [])
+    foundry_tasks.quilt_action(".", [])
+    assert given == [frozenset({"a"}), frozenset()]
