@@ -14,9 +14,10 @@ artefacts are the same as with doit's own `run`.
   machine, three workers built 1,000 orders 5-10% faster than two; on a RAM-backed
   filesystem, where nothing waits, 2-3% slower). For a few tasks starting workers costs
   more than it saves, so the build stays serial. `-n`/`--process` on the command line or
-  `num_process` in the config always wins. The workers come from a fork server started after the graph is
-  loaded and never hold the graph: each gets one small pickled job per task (see
-  `workers`), and the build records each result in the DB as it arrives (committed a
+  `num_process` in the config always wins. The workers come from a fork server started
+  once the graph is loaded (before, for a first build sure to be parallel, so that its
+  imports overlap the load) and never hold the graph: each gets one small pickled job
+  per task (see `workers`), and the build records each result in the DB as it arrives (committed a
   few at a time, see `backend`). They run only on Linux, automatically only from a
   single-threaded process (the graph watcher's in-process builds stay serial), and die
   with the build (a parent-death `SIGKILL`), so a killed build never leaves a worker
