@@ -816,8 +816,11 @@ class FoundryRun(Run):  # type: ignore[misc]
             return False
         if orders * TASKS_PER_ORDER < PARALLEL_AT:
             return False
-        workers.context()
-        workers.server_pid()
+        try:
+            workers.context()
+            workers.server_pid()
+        except OSError:  # no process to spare: the build starts it when it needs it, or not
+            return False
         return True
 
     def _close_quietly(self) -> None:
