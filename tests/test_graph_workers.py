@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 from doit.control import ExecNode
-from doit.task import Task
+from doit.task import Stream, Task
 
 from tests.conftest import make_project
 from tests.test_run_command import PYPROJECT, _doit, two_cores
@@ -268,3 +269,78 @@ def test_records_wait_for_a_few_more_and_their_folders_are_flushed_first(
         assert again.recorded("late") and again.recorded("t0")
     finally:
         again.dump()
+
+
+def writes(target: str, other: str) -> None:
+    from toyfoundry.store.atomic import write_atomic
+
+    write_atomic(Path(target), b"read by another task\n")
+    write_atomic(Path(other), b"read by nobody\n")
+
+
+def test_a_worker_reports_the_hash_of_a_target_another_task_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hash, from the bytes written, and the stat once in place: what the checker would
+    find reading the file back; for the targets another task lists as a file dep only."""
+    import hashlib
+
+    from toyfoundry.graph.backend import FoundryDB
+    from toyfoundry.graph.checker import file_hash, whole_hash
+
+    monkeypatch.chdir(tmp_path)
+    task = Task("t", [(writes, ["read.json", "unread.json"])], targets=["read.json", "unread.json"])
+    monkeypatch.setattr(workers, "read_by_others", frozenset({"read.json", "x"}))
+    job: workers.Job = pickle.loads(workers.job_of(task) or b"")
+    assert job.digest == ["read.json"]
+    got: dict[str, Any] = {}
+    with workers.atomic.noting_writes(workers._noter({"read.json"}, str(tmp_path), got)):
+        workers.run_plain(job, Stream(0))
+    st = os.stat("read.json")
+    want = hashlib.sha256(Path("read.json").read_bytes()).hexdigest()
+    assert got == {"read.json": ("read.json", st.st_mtime_ns, st.st_size, st.st_ino, want)}
+    assert want == whole_hash("read.json")
+
+    db = FoundryDB(str(tmp_path / "doit.sqlite"), None)
+    try:
+        db.offer_hashes(got.values())
+        # taken at the stat the worker saw, and remembered as if hashed here
+        assert file_hash("read.json", st) == want
+        assert db.cached_hash("read.json", st) == want
+        stale = ("unread.json", 1, 2, 3, "not the bytes")
+        db.offer_hashes([stale])  # another stat than the file's: never taken
+        assert file_hash("unread.json") == whole_hash("unread.json") != "not the bytes"
+    finally:
+        db.dump()
+
+
+def test_the_quilt_takes_as_current_the_parts_of_the_reports_that_succeeded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The runner notes each report task that succeeds in the build; the quilt action hands
+    those orders to `build_quilt` as current, and nothing once the build is over."""
+    from types import SimpleNamespace
+
+    from doit.runner import Runner
+
+    from toyfoundry.graph.run import FoundryRunner
+    from toyfoundry.telemetry import quilt
+
+    given: list[frozenset[str]] = []
+    monkeypatch.setattr(
+        quilt, "build_quilt", lambda layout, ids, changed, current: given.append(current)
+    )
+    monkeypatch.setattr(foundry_tasks, "_plan", lambda root: SimpleNamespace(orders=[]))
+    monkeypatch.setattr(Runner, "process_task_result", lambda *args: None)  # doit's part
+    runner = object.__new__(FoundryRunner)
+    with foundry_tasks.reports_noted():
+        for name, status in [
+            ("report:a", "successful"),
+            ("report:b", "failure"),
+            ("mint:c", "successful"),
+        ]:
+            task = Task(name, [(plain, ["x"])])
+            runner.process_task_result(SimpleNamespace(task=task, run_status=status), None)
+        foundry_tasks.quilt_action(".", [])
+    foundry_tasks.quilt_action(".", [])
+    assert given == [frozenset({"a"}), frozenset()]

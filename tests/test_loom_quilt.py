@@ -616,3 +616,28 @@ def test_the_score_histogram_counts_each_finite_score_in_its_bin(scores: list[An
     found = Counter(score_bin(s) for s in scores if s is not None and math.isfinite(s))
     expected = dict(sorted(found.items(), key=lambda kv: int(kv[0])))
     assert list(score_histogram(scores).items()) == list(expected.items())
+
+
+def test_the_quilt_takes_the_parts_the_graph_just_made_as_current(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Orders given as `current` (their report task succeeded in this build) are not checked
+    against their artefacts again; the others are, and the rollup is the same."""
+    layout = sample(tmp_path / "p")
+    ids = sorted(ORDERS)
+    for oid in ids:
+        reports.build_order_outputs(layout, oid)
+    checked: list[str] = []
+    real = reports.is_current
+
+    def counting(layout: Layout, oid: str) -> bool:
+        checked.append(oid)
+        return real(layout, oid)
+
+    monkeypatch.setattr(reports, "is_current", counting)
+    quilt.build_quilt(layout, ids, current=frozenset(ids[1:]))
+    assert checked == ids[:1]
+    trusted = layout.rollup.read_bytes()
+    quilt.build_quilt(layout, ids)
+    assert checked == ids[:1] + ids
+    assert layout.rollup.read_bytes() == trusted

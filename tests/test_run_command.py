@@ -292,3 +292,38 @@ def test_a_doit_auto_cycle_keeps_the_tasks_it_reads_after_the_run(
     assert runmod.releases()
     source = Path(runmod.__file__).parent.parent / "watch" / "doit_auto.py"
     assert "our_runners(keep_tasks=True)" in source.read_text()
+
+
+def test_a_first_build_of_many_orders_starts_the_fork_server_before_loading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only when the build is sure to be parallel: no DB yet, enough orders, nothing named."""
+    started: list[str] = []
+    monkeypatch.setattr(run_command.workers, "server_pid", lambda: started.append("server"))
+    monkeypatch.setattr(run_command, "cores", lambda: 2)
+    monkeypatch.setattr(run_command, "can_start_workers", lambda: True)
+    orders = tmp_path / "exchange" / "orders"
+    orders.mkdir(parents=True)
+    (tmp_path / "dodo.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    command = run_command.FoundryRun.__new__(run_command.FoundryRun)
+    command._jobs_chosen = False
+
+    def early(*args: str) -> bool:
+        started.clear()
+        chose = command._start_server_early({}, list(args))
+        assert chose == bool(started)
+        return chose
+
+    for number in range(run_command.PARALLEL_AT // run_command.TASKS_PER_ORDER - 1):
+        (orders / f"2025-10-01-{number:03}.json").write_text("{}")
+    assert not early()  # too few orders: the build may well be serial
+    (orders / "2025-10-02-001.json").write_text("{}")
+    assert early()
+    assert not early("mint")  # tasks named: only those may run
+    command._jobs_chosen = True
+    assert not early()  # -n given
+    command._jobs_chosen = False
+    (tmp_path / ".toyfoundry").mkdir()
+    (tmp_path / ".toyfoundry" / "doit.sqlite").write_bytes(b"")
+    assert not early()  # built before: how much is stale is the DB's to say

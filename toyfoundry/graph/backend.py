@@ -230,6 +230,8 @@ class FoundryDB:
         self._gone: set[str] = set()
         self._hashes: dict[str, tuple[int, int, int, str]] | None = None
         self._new_hashes: dict[str, tuple[int, int, int, str]] = {}
+        #: hashes build workers made of what they wrote (`offer_hashes`), not taken yet
+        self._offered: dict[str, tuple[int, int, int, str]] = {}
         self._lookups = 0
         self._task_lookups = 0
         #: saved records not committed yet, as written: task -> (JSON text, stamp or None)
@@ -450,7 +452,20 @@ class FoundryDB:
         self._write("delete from doit")  # and, by its trigger, every stamp
 
     # --- the file-hash cache shared with FoundryChecker ---
+    def offer_hashes(self, rows: Iterable[tuple[str, int, int, int, str]]) -> None:
+        """Hashes a build worker made of files it has just written, from the bytes it wrote:
+        (path, mtime_ns, size, inode, digest). Each is taken, and remembered as if hashed
+        here, when the checker first asks for that path at that (mtime, size, inode); the
+        file's bytes are then never read back (see `workers`)."""
+        for path, mtime_ns, size, inode, digest in rows:
+            self._offered[path] = (mtime_ns, size, inode, digest)
+
     def cached_hash(self, path: str, st: os.stat_result) -> str | None:
+        if self._offered:
+            offered = self._offered.pop(path, None)
+            if offered is not None and offered[:3] == (st.st_mtime_ns, st.st_size, st.st_ino):
+                self.remember_hash(path, st, offered[3])
+                return offered[3]
         if self._hashes is None and self._lookups < _POINT_LOOKUPS:
             # a few files (one new order): ask for each; many (a fresh copy): load them all
             self._lookups += 1

@@ -14,9 +14,10 @@ artefacts are the same as with doit's own `run`.
   machine, three workers built 1,000 orders 5-10% faster than two; on a RAM-backed
   filesystem, where nothing waits, 2-3% slower). For a few tasks starting workers costs
   more than it saves, so the build stays serial. `-n`/`--process` on the command line or
-  `num_process` in the config always wins. The workers come from a fork server started after the graph is
-  loaded and never hold the graph: each gets one small pickled job per task (see
-  `workers`), and the build records each result in the DB as it arrives (committed a
+  `num_process` in the config always wins. The workers come from a fork server started
+  once the graph is loaded (before, for a first build sure to be parallel, so that its
+  imports overlap the load) and never hold the graph: each gets one small pickled job
+  per task (see `workers`), and the build records each result in the DB as it arrives (committed a
   few at a time, see `backend`). They run only on Linux, automatically only from a
   single-threaded process (the graph watcher's in-process builds stay serial), and die
   with the build (a parent-death `SIGKILL`), so a killed build never leaves a worker
@@ -61,6 +62,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -78,11 +80,19 @@ from toyfoundry.errors import FoundryError, os_error_line, say
 from toyfoundry.graph import stale, workers
 from toyfoundry.graph.implicit import linear_implicit_deps
 from toyfoundry.graph.reporter import counted
-from toyfoundry.graph.tasks import UNRECORDED, slim_targets
+from toyfoundry.graph.tasks import UNRECORDED, reported, reports_noted, slim_targets
 from toyfoundry.graph.workers import WorkerLost
 from toyfoundry.store import atomic
+from toyfoundry.store.layout import Layout
 from toyfoundry.store.lock import LockTimeout, lock_timeout, parse_timeout
 
+#: The name of an order's report task, before its order id.
+REPORT_PREFIX = "report:"
+#: The dodo file doit looks for in the working folder, where a first build starts its
+#: workers' fork server early (`FoundryRun._start_server_early`).
+DODO_NAME = "dodo.py"
+#: Each order's tasks: mint, rituals, report.
+TASKS_PER_ORDER = 3
 #: Tasks without a record in the DB from which a build runs on every core.
 PARALLEL_AT = 24
 #: Graphs up to this size get one worker more than there are cores (memory grows with
@@ -189,9 +199,13 @@ class _CausedResult:
     def process_task_result(self, node: Any, base_fail: Any) -> None:
         try:
             super().process_task_result(node, base_fail)  # type: ignore[misc]
-            if node.run_status == "successful" and node.task.values.get(UNRECORDED):
-                # done, but on bytes that changed under it (forge.snapshot): run it next time
-                self.dep_manager.remove_success(node.task)
+            if node.run_status == "successful":
+                name = node.task.name
+                if name.startswith(REPORT_PREFIX):  # the quilt takes its part as current
+                    reported(name[len(REPORT_PREFIX) :])
+                if node.task.values.get(UNRECORDED):
+                    # done, but on bytes that changed under it (forge.snapshot): run it next time
+                    self.dep_manager.remove_success(node.task)
         except OSError as exc:
             self._storage_failed(node, exc)
 
@@ -466,6 +480,11 @@ class PoolRunner(_CausedResult, MRunner):  # type: ignore[misc]
         """doit's, but the output reaches the task's actions only when the reporter shows
         it (a failure): an action object per task would cost the build memory."""
         base_fail = result.get("failure")
+        digests = result.get("digests")
+        if digests:
+            offer = getattr(self.dep_manager.backend, "offer_hashes", None)
+            if offer is not None:
+                offer(digests)
         folders, data = result["flush"]
         if folders or data:
             written = getattr(self.dep_manager.backend, "written", None)
@@ -512,7 +531,7 @@ class PoolRunner(_CausedResult, MRunner):  # type: ignore[misc]
                     crew.put(job)
             failed = False
         finally:
-            crew.close(kill=failed)
+            crew.close(kill=failed, server=not whole_process())
 
 
 class SlimNode(ExecNode):  # type: ignore[misc]
@@ -670,6 +689,23 @@ def our_runners(*, drop_targets: bool = False, keep_tasks: bool = False) -> Iter
         ) = before
 
 
+def read_by_others(tasks: list[Any]) -> frozenset[str]:
+    """The targets that some task lists as a file dep: a worker that writes one reports its
+    hash, which the build process would otherwise read back (see `workers`)."""
+    deps: set[str] = set()
+    for task in tasks:
+        deps.update(task.file_dep)
+    return frozenset(t for task in tasks for t in task.targets if t in deps)
+
+
+@contextlib.contextmanager
+def _forgetting_readers() -> Iterator[None]:
+    try:
+        yield
+    finally:
+        workers.read_by_others = frozenset()
+
+
 def never_ran(dep_manager: Any, task_list: list[Any]) -> int:
     """Tasks with actions that have no record in the DB (never built, or forgotten)."""
     backend = dep_manager.backend
@@ -709,6 +745,7 @@ class FoundryRun(Run):  # type: ignore[misc]
         self._jobs_chosen = "num_process" in params._non_default_keys or bool(
             params.get("num_process")
         )
+        early = self._start_server_early(params, args)
         with quiet_collector():
             try:
                 raw = str(params.get("lock_timeout") or "").strip()
@@ -716,6 +753,7 @@ class FoundryRun(Run):  # type: ignore[misc]
                 with contextlib.ExitStack() as stack:
                     # doit's backend and reporter lookups share the build's one scan
                     stack.enter_context(installed.for_doit())
+                    stack.enter_context(reports_noted())
                     if bound is not None:
                         stack.enter_context(lock_timeout(bound))
                     # a plain run hands doit only what may be stale (`stale`)
@@ -753,7 +791,37 @@ class FoundryRun(Run):  # type: ignore[misc]
                 code = 3
             if isinstance(code, int) and whole_process():
                 end_process(code)  # before the collector's settings return and it runs once more
+            if early:
+                workers.stop_server()  # the build ran serially after all, or it is done
         return code
+
+    def _start_server_early(self, params: Any, args: list[str]) -> bool:
+        """Start the workers' fork server now, before the graph is loaded, when the build is
+        sure to be parallel: a first build (no dependency DB yet) of a project with enough
+        orders, all stale, and no tasks or job count named. The server's imports (0.7 s of
+        one core) then overlap the loading of the graph instead of following it; the first
+        worker would otherwise wait for them. Whether the build is parallel is still
+        decided as always (`_auto_jobs`); a server it does not use is stopped."""
+        if args or self._jobs_chosen or params.get("pdb") or not can_start_workers():
+            return False
+        if cores() < 2 or not os.path.isfile(DODO_NAME):
+            return False
+        layout = Layout(Path.cwd())
+        if layout.dep_db.exists():
+            return False
+        try:
+            with os.scandir(layout.orders_dir) as found:
+                orders = sum(1 for entry in itertools.islice(found, PARALLEL_AT))
+        except OSError:
+            return False
+        if orders * TASKS_PER_ORDER < PARALLEL_AT:
+            return False
+        try:
+            workers.context()
+            workers.server_pid()
+        except OSError:  # no process to spare: the build starts it when it needs it, or not
+            return False
+        return True
 
     def _close_quietly(self) -> None:
         """Release the DB (and with it the foundry lock) after a failure while loading;
@@ -788,7 +856,9 @@ class FoundryRun(Run):  # type: ignore[misc]
             workers.trim()
         if not getattr(self, "_jobs_chosen", True) and not pdb:
             num_process = self._auto_jobs(always)
-        with our_runners(drop_targets=whole_process()):
+        if num_process:
+            workers.read_by_others = read_by_others(self.task_list)
+        with our_runners(drop_targets=whole_process()), _forgetting_readers():
             return super()._execute(
                 outfile,
                 verbosity=verbosity,

@@ -256,12 +256,38 @@ def report_action(root: str, order_id: str) -> TaskFailed | None:
     return None
 
 
+#: Orders whose report task this build ran to success (`reported`): see `quilt_action`.
+_reported: set[str] = set()
+
+
+def reported(order_id: str) -> None:
+    """The runner's note that the order's report task has just succeeded in this build."""
+    _reported.add(order_id)
+
+
+@contextlib.contextmanager
+def reports_noted() -> Iterator[None]:
+    """Note the reports that succeed while the block runs (a build); forget them after."""
+    _reported.clear()
+    try:
+        yield
+    finally:
+        _reported.clear()
+
+
 def quilt_action(root: str, changed: list[str]) -> TaskFailed | None:
+    """The quilt of the plan's orders. An order whose report task succeeded in this build
+    has its part made from its artefacts as they are (they are the report's file deps,
+    and the quilt's, whose changes the graph ran it for): the quilt takes it as current
+    instead of reading the part and both artefacts again to check (`reports.is_current`,
+    for the other orders: a report that failed, or runs still, or a part made outside)."""
     from toyfoundry.telemetry.quilt import build_quilt
 
     layout = Layout(Path(root))
     orders = [n.order_id for n in _plan(root).orders]
-    return _guard(build_quilt, layout, orders, changed_orders(layout, changed))
+    return _guard(
+        build_quilt, layout, orders, changed_orders(layout, changed), frozenset(_reported)
+    )
 
 
 def export_action(root: str) -> TaskFailed | None:

@@ -19,6 +19,15 @@ doit's own workers; it flushes those folders, several tasks' at once, before it 
 their records (see `backend`). A job whose actions ask for nothing by name runs without
 a doit `Task` (`run_plain`).
 
+A result also carries the content hash and stat of each target that another task reads
+(`Job.digest`: the mint's artefact, read by the order's rituals, report and the quilt),
+made from the bytes the worker wrote while it had them (`atomic.noting_writes`). The
+build process records each dep's hash when it saves a task that reads it, and would
+otherwise read back and hash every artefact the workers have just written: it offers
+these to the DB's hash cache (`backend.FoundryDB.offer_hashes`), which takes one only
+while the file's (mtime, size, inode) are still those the worker saw after its rename,
+so the recorded state is the one a read would give.
+
 A task whose job does not pickle (an action that is a closure or a lambda, or that asks
 for the `task` object itself), that has a teardown, or whose action reads what the build
 process holds already (the whole plan, the rollup the quilt parsed: `IN_BUILD`) runs in
@@ -31,6 +40,7 @@ import contextlib
 import ctypes
 import functools
 import gc
+import hashlib
 import inspect
 import math
 import multiprocessing
@@ -39,9 +49,11 @@ import pickle
 import select
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
+from pathlib import Path
 from typing import Any
 
 from doit.action import PythonAction
@@ -77,6 +89,9 @@ IN_BUILD = frozenset(
 _PR_SET_PDEATHSIG = 1
 #: No job yet for a free worker (doit's "hold on"): it stays free.
 HOLD = b"hold"
+#: The targets that some task of the build lists as a file dep: a worker reports the hash
+#: of those it writes (`Job.digest`). Set by the runner for a parallel build.
+read_by_others: frozenset[str] = frozenset()
 
 
 def context() -> BaseContext:
@@ -122,6 +137,8 @@ class Job:
     #: every action is a Python callable that asks for nothing by name, and the task has
     #: no options and captures its output: the worker runs the actions without a `Task`
     plain: bool = False
+    #: targets another task reads: their hashes come back with the result (module docstring)
+    digest: list[str] = field(default_factory=list)
 
 
 @functools.cache
@@ -159,6 +176,7 @@ def job_of(task: Any) -> bytes | None:
         and task.io.capture
         and all(isinstance(a, tuple) or callable(a) for a in task._actions)
     )
+    targets = list(task.targets)
     job = Job(
         name=task.name,
         actions=task._actions,
@@ -166,10 +184,11 @@ def job_of(task: Any) -> bytes | None:
         capture=task.io.capture,
         options=task.options,
         pos_arg_val=task.pos_arg_val,
-        targets=list(task.targets),
+        targets=targets,
         file_dep=sorted(task.file_dep) if "dependencies" in asked else [],
         changed=list(task.dep_changed or ()) if "changed" in asked else [],
         plain=plain,
+        digest=[t for t in targets if t in read_by_others] if read_by_others else [],
     )
     try:
         return pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
@@ -198,22 +217,33 @@ def _die_with(parent: int | None) -> None:
         os._exit(1)
 
 
-def serve(jobs: Any, results: Any, path: list[str], stream: Stream, parent: int | None) -> None:
+def serve(
+    jobs: Any, results: Any, path: list[str], stream: Stream, parent: int | None, cwd: str = ""
+) -> None:
     """A worker's life: run each job and send its result, until an empty job. The build
     process told the reporter of the task when it handed the job over: the worker starts
-    it at once, and a message of its own would cost both processes a wake-up per task."""
+    it at once, and a message of its own would cost both processes a wake-up per task.
+    `cwd`: the build's folder, which the targets' names are relative to."""
     # what the server imported stays shared only while nothing writes to its pages: the
     # collector would, walking (and so touching) every object the worker inherited
     gc.freeze()
     _die_with(parent)
     sys.path[:] = path  # the dodo's folder, for the dodo's own functions
+    if cwd and os.getcwd() != cwd:  # a server started before doit moved to the dodo's folder
+        os.chdir(cwd)
     try:
         while True:
             payload = jobs.recv_bytes()
             if not payload:
                 return
             job: Job = pickle.loads(payload)
-            with atomic.deferred_folder_syncs() as block:
+            digests: dict[str, tuple[str, int, int, int, str]] = {}
+            noting = (
+                atomic.noting_writes(_noter(set(job.digest), cwd, digests))
+                if job.digest
+                else contextlib.nullcontext()
+            )
+            with atomic.deferred_folder_syncs() as block, noting:
                 try:
                     result = run_plain(job, stream) if job.plain else run_task(job, stream)
                 except BaseException:
@@ -222,12 +252,39 @@ def serve(jobs: Any, results: Any, path: list[str], stream: Stream, parent: int 
             # the folders its renames went to are flushed by the build process, with
             # those of the other tasks it records in the same commit (see `backend`)
             result["flush"] = (sorted(map(str, block.folders)), block.data)
+            if digests:
+                result["digests"] = list(digests.values())
             # no `trim` here: a worker's next job reuses the pages this one freed, and
             # handing them back after every task cost a worker 7% more CPU in page faults
             # for 2-3 MB less memory each
             results.send(result)
     except (SystemExit, KeyboardInterrupt, Exception) as exc:
         results.send({"exit": exc.__class__, "exception": str(exc)})
+
+
+def _noter(
+    wanted: set[str], cwd: str, into: dict[str, tuple[str, int, int, int, str]]
+) -> Callable[[Path, bytes], None]:
+    """What `atomic.noting_writes` calls for each file a job writes: for a wanted target,
+    its name, its (mtime, size, inode) once in place, and the sha256 of the bytes written
+    (the checker's `whole_hash` of the file), the last write of a path winning."""
+    prefix = cwd.rstrip("/") + "/" if cwd else ""
+
+    def note(path: Path, data: bytes) -> None:
+        name = str(path)
+        if prefix and name.startswith(prefix):
+            name = name[len(prefix) :]
+        if name not in wanted:
+            return
+        try:
+            st = os.stat(name if not prefix else prefix + name)
+        except OSError:
+            into.pop(name, None)
+            return
+        digest = hashlib.sha256(data).hexdigest()
+        into[name] = (name, st.st_mtime_ns, st.st_size, st.st_ino, digest)
+
+    return note
 
 
 def run_task(job: Job, stream: Stream) -> dict[str, Any]:
@@ -353,7 +410,8 @@ class Crew:
         job_r, job_w = self.ctx.Pipe(duplex=False)
         result_r, result_w = self.ctx.Pipe(duplex=False)
         process = self.ctx.Process(
-            target=serve, args=(job_r, result_w, list(sys.path), self.stream, self.server)
+            target=serve,
+            args=(job_r, result_w, list(sys.path), self.stream, self.server, os.getcwd()),
         )
         process.start()
         job_r.close()
@@ -420,12 +478,16 @@ class Crew:
             self.free.append(self.jobs[conn])
             return message
 
-    def close(self, *, kill: bool = False) -> None:
-        """Wait for the workers (end them first when the build failed), then the server."""
+    def close(self, *, kill: bool = False, server: bool = True) -> None:
+        """Wait for the workers (end them first when the build failed), then the server.
+        `server` False leaves the server to end with the process, which is about to: it
+        ends when the build's end of its "alive" pipe closes, and waiting for its exit
+        (the teardown of every module it imported) cost the build's tail a tenth of a
+        second or more."""
         for process in self.processes:
             with contextlib.suppress(Exception):
                 if kill:
                     process.terminate()
                 process.join(5)
-        if self.server is not None:
+        if self.server is not None and server:
             stop_server()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import stat
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -30,6 +30,21 @@ class _Block:
 
 
 _pending: ContextVar[_Block | None] = ContextVar("toyfoundry_pending_syncs", default=None)
+_noting: ContextVar[Callable[[Path, bytes], None] | None] = ContextVar(
+    "toyfoundry_noting_writes", default=None
+)
+
+
+@contextmanager
+def noting_writes(note: Callable[[Path, bytes], None]) -> Iterator[None]:
+    """Call `note(path, data)` for each file `write_many_atomic` leaves holding `data` (written
+    or already equal) in the block, once it is in place: a build worker tells the build
+    process the content hash of what it wrote, which would otherwise read it back."""
+    token = _noting.set(note)
+    try:
+        yield
+    finally:
+        _noting.reset(token)
 
 
 @contextmanager
@@ -237,6 +252,9 @@ def write_many_atomic(
     `absent`: files the caller has just found missing (the doctrine's `lstat`), written
     without the open that would find them missing again.
     """
+    note = _noting.get()
+    if note is not None:
+        items = list(items)
     todo = [(path, data) for path, data in items if path in absent or not _same_bytes(path, data)]
     temps: list[Path] = []
     open_fds: list[int] = []
@@ -259,6 +277,9 @@ def write_many_atomic(
         for temp in temps:
             temp.unlink(missing_ok=True)
         raise
+    if note is not None:
+        for path, data in items:
+            note(path, data)
     return [path for path, _ in todo]
 
 

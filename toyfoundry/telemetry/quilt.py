@@ -32,7 +32,7 @@ import operator
 import os
 import pickle
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -313,7 +313,10 @@ class Stitched:
 
 
 def build_quilt(
-    layout: Layout, order_ids: Iterable[str], changed: Iterable[str] | None = None
+    layout: Layout,
+    order_ids: Iterable[str],
+    changed: Iterable[str] | None = None,
+    current: Collection[str] = frozenset(),
 ) -> Stitched:
     """Bring the parts of `changed` orders (None: all) up to date, then stitch the rollup.
 
@@ -322,17 +325,20 @@ def build_quilt(
     An order whose artefacts cannot be read loses its part and is listed as
     skipped, and the rest still builds. With `changed` given, the previous
     rollup is the base (see `stitch`); None rebuilds it from every part.
+    `current`: orders whose part the caller knows was just made from their
+    artefacts as they are (the graph's reports that succeeded): not checked.
     """
     ids = list(order_ids)
     fresh = None if changed is None else set(changed)
     wanted = set(ids) if fresh is None else fresh
     # many new orders are many new ledger lines: read them beside the parts (see `aside`)
     ledger_index = aside(update_index, layout) if len(wanted) >= ASIDE_AT else None
+    check = wanted - set(current) if current else wanted
     have = _part_ids(layout)
     problems = []
     try:
         for oid in ids:
-            if oid not in wanted and oid in have:
+            if oid not in check and oid in have:
                 continue
             if not artefacts.is_built(layout, oid):
                 continue
