@@ -39,6 +39,8 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import compress, repeat
+from operator import add, ge, itemgetter, not_
 from typing import Any, cast
 
 from toyfoundry.errors import FoundryError, Problem
@@ -151,45 +153,88 @@ class _Scorer:
         return weight
 
     def score(self, seed: int, alfa: Alfa) -> tuple[float, list[str]]:
+        score = self._sum(alfa.params) + noise(seed, alfa.alfa_id, self.amplitude)
+        defects = [defect for defect, when in self.rules if when.matches(alfa.params)]
+        return round(score, 6), sorted(set(defects)) if defects else defects
+
+    def scores(self, seed: int, alfas: Sequence[Alfa]) -> list[tuple[float, list[str]]]:
+        """`score` of each Alfa of a batch (`columns`, as pairs)."""
+        ids = [a.alfa_id for a in alfas]
+        scores, defects = self.columns(seed, ids, [a.params for a in alfas])
+        return [(score, defects.get(i, [])) for i, score in enumerate(scores)]
+
+    def columns(
+        self, seed: int, ids: Sequence[str], batch: Sequence[Mapping[str, ParamValue]]
+    ) -> tuple[list[float], dict[int, list[str]]]:
+        """`score` of each Alfa of a batch (ids and parameters), as a column of scores and
+        the defects by place (of the Alfas with some): each defect rule matched over the
+        batch at once (`Partial.matching`), the weights a parameter at a time (`_sums`),
+        the noise's text made once but for the Alfa's id."""
+        found: dict[int, list[str]] = {}
+        for defect, when in self.rules:
+            for i in when.matching(batch):
+                found.setdefault(i, []).append(defect)
+        amplitude, from_bytes = self.amplitude, int.from_bytes
+        prefix, sha256 = f"{seed}\ndrill\n".encode(), hashlib.sha256
+        # `noise`, its bytes the same, added to each sum as `score` adds it
+        scores = [
+            round(
+                total
+                + amplitude
+                * (
+                    2.0 * (from_bytes(sha256(prefix + i.encode()).digest()[:8], "big") / 2**64)
+                    - 1.0
+                ),
+                6,
+            )
+            for total, i in zip(self._sums(batch), ids, strict=True)
+        ]
+        return scores, {i: sorted(set(d)) for i, d in found.items()}
+
+    def _sums(self, batch: Sequence[Mapping[str, ParamValue]]) -> list[float]:
+        """The base plus each parameter's weight, for each Alfa, added in its parameters'
+        order, as `score` adds them (a float sum depends on it): a parameter at a time when
+        every Alfa has the same parameters in the same order (a batch as the mint makes
+        it), else an Alfa at a time."""
+        if not batch:
+            return []
+        names = tuple(batch[0])
+        if len(set(map(tuple, batch))) != 1:
+            return [self._sum(params) for params in batch]
+        totals = [self.base] * len(batch)
+        zero = False
+        for name in names:
+            if name in self.unweighted:
+                zero = True
+                continue
+            totals = list(map(add, totals, self._terms(name, list(map(itemgetter(name), batch)))))
+        if zero and 0.0 in totals:
+            # a parameter without weights adds 0.0, which changes -0.0 alone (to 0.0), and a
+            # sum past -0.0 never comes back to it: wherever it is added, the sum is the same
+            totals = [total + 0.0 for total in totals]
+        return totals
+
+    def _terms(self, name: str, column: list[ParamValue]) -> Iterable[float]:
+        """The weight of each value of a parameter's column."""
+        classes = set(map(type, column))
+        if len(classes) == 1 and not (float in classes and 0.0 in column):
+            # one class and no float zero (0.0 and -0.0 are one key of a dict, two steps
+            # of a weight table): a weight for each distinct value
+            weights = {value: self._weight(name, value) for value in set(column)}
+            return map(weights.__getitem__, column)
+        return [self._weight(name, value) for value in column]
+
+    def _sum(self, params: Mapping[str, ParamValue]) -> float:
+        """`_sums` of one Alfa."""
         score = self.base
-        weights, unweighted = self._weights, self.unweighted
-        params = alfa.params
+        weights, unweighted, weight_of = self._weights, self.unweighted, self._weight
         for name, value in params.items():
             if name in unweighted:
                 score += 0.0  # as the weight it has (-0.0 + 0.0 is 0.0)
                 continue
             weight = weights.get((name, value.__class__, value))
-            score += self._weight(name, value) if weight is None else weight
-        score += noise(seed, alfa.alfa_id, self.amplitude)
-        defects = [defect for defect, when in self.rules if when.matches(params)]
-        return round(score, 6), sorted(set(defects)) if defects else defects
-
-    def scores(self, seed: int, alfas: Sequence[Alfa]) -> list[tuple[float, list[str]]]:
-        """`score` of each Alfa of a batch: each defect rule matched over the batch at once
-        (`Partial.matching`), the noise's text made once but for the Alfa's id."""
-        found: dict[int, list[str]] = {}
-        batch = [a.params for a in alfas]
-        for defect, when in self.rules:
-            for i in when.matching(batch):
-                found.setdefault(i, []).append(defect)
-        base, amplitude = self.base, self.amplitude
-        weights, unweighted, weight_of = self._weights, self.unweighted, self._weight
-        prefix, sha256, from_bytes = f"{seed}\ndrill\n".encode(), hashlib.sha256, int.from_bytes
-        out: list[tuple[float, list[str]]] = []
-        for i, alfa in enumerate(alfas):
-            score = base
-            for name, value in batch[i].items():
-                if name in unweighted:
-                    score += 0.0  # as the weight it has (-0.0 + 0.0 is 0.0)
-                    continue
-                weight = weights.get((name, value.__class__, value))
-                score += weight_of(name, value) if weight is None else weight
-            # `noise`, its bytes the same
-            unit = from_bytes(sha256(prefix + alfa.alfa_id.encode()).digest()[:8], "big") / 2**64
-            score += amplitude * (2.0 * unit - 1.0)
-            defects = found.get(i)
-            out.append((round(score, 6), sorted(set(defects)) if defects else []))
-        return out
+            score += weight_of(name, value) if weight is None else weight
+        return score
 
 
 def drill_score(recipe: Recipe, seed: int, alfa: Alfa) -> tuple[float, list[str]]:
@@ -210,6 +255,8 @@ class Computed:
     pool: list[PoolEntry] = field(default_factory=list)
     #: each promoted entry's object bytes (`doctrine.encode`), made once for its digest
     encoded: list[bytes] = field(default_factory=list)
+    #: the promoted Alfas' rows of the document's results, by Alfa id (the manifest's)
+    promoted_results: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @cached_property
     def artefact(self) -> RitualsArtefact:
@@ -231,61 +278,75 @@ def compute(
 
     Plain data throughout: every value comes from the validated batch and recipe, so the
     document and the doctrine entries are valid by construction (`Computed.artefact` and
-    the tests check them against the models)."""
-    seed = mint.seed or 0
+    the tests check them against the models). Each field of the results is made as a
+    column, by place in the roster, and the rows once, at the end."""
     roster_alfas = [a for a in mint.alfas if a.outcome in ROSTER_OUTCOMES]
-    results = [{**_RESULT_DEFAULTS, "alfa_id": a.alfa_id} for a in roster_alfas]
+    ids = [a.alfa_id for a in roster_alfas]
+    n = len(ids)
     outcomes: dict[str, dict[str, Any]] = {}
-    if "drill" in ran:
-        scored = _Scorer(recipe).scores(seed, roster_alfas)
-        pass_score = recipe.pass_score
-        passed_count = defective = 0
-        for row, (score, defects) in zip(results, scored, strict=True):
-            passed = score >= pass_score and not defects
-            row["score"], row["passed"], row["defects"] = score, passed, defects
-            passed_count += passed
-            defective += bool(defects)
+    scores: list[Any] = [None] * n
+    passed: list[Any] = [None] * n
+    found: dict[int, list[str]] = {}
+    # the places in the roster by id; Parade's line-up (by score, best first, ties by id:
+    # a stable sort by score of the places sorted by id)
+    order = sorted(range(n), key=ids.__getitem__)
+    drilled = "drill" in ran
+    if drilled:
+        scores, found = _Scorer(recipe).columns(
+            mint.seed or 0, ids, [a.params for a in roster_alfas]
+        )
+        passed = list(map(ge, scores, repeat(recipe.pass_score)))
+        for i in found:
+            passed[i] = False
+        passed_count = passed.count(True)
         outcomes["drill"] = _outcome(
             {
-                "drilled": len(results),
+                "drilled": n,
                 "passed": passed_count,
-                "failed": len(results) - passed_count,
-                "defective": defective,
+                "failed": n - passed_count,
+                "defective": len(found),
             }
         )
-        # by score, best first, ties by id (the ids are unique: no two rows compare equal)
-        ranked = sorted(results, key=lambda r: (-r["score"], r["alfa_id"]))
-    else:
-        ranked = sorted(results, key=lambda r: r["alfa_id"])
+        order.sort(key=scores.__getitem__, reverse=True)  # stable: equal scores stay by id
+    ranks: list[int | None] = [None] * n
     if "parade" in ran:
-        for rank, row in enumerate(ranked, start=1):
-            row["rank"] = rank
-        outcomes["parade"] = _outcome({"ranked": len(ranked)})
+        for rank, i in enumerate(order, start=1):
+            ranks[i] = rank
+        outcomes["parade"] = _outcome({"ranked": n})
+    purged = [False] * n
+    reasons: list[str | None] = [None] * n
     if "purge" in ran:
-        purged = 0
-        for row in results:
-            if row["defects"]:
-                row["purged"] = True
-                row["purge_reason"] = "defect: " + ", ".join(row["defects"])
-                purged += 1
-            elif not row["passed"]:
-                row["purged"] = True
-                row["purge_reason"] = f"score {row['score']} below pass_score {recipe.pass_score}"
-                purged += 1
-        outcomes["purge"] = _outcome({"purged": purged, "kept": len(results) - purged})
-    roster = [row["alfa_id"] for row in results if not row["purged"]]
+        # an Alfa with a defect never passed; one that did not pass (or was not drilled)
+        # failed its score
+        for i in [i for i, p in enumerate(passed) if not p]:
+            purged[i] = True
+            defects = found.get(i)
+            reasons[i] = (
+                "defect: " + ", ".join(defects)
+                if defects
+                else f"score {scores[i]} below pass_score {recipe.pass_score}"
+            )
+        purge_count = purged.count(True)
+        outcomes["purge"] = _outcome({"purged": purge_count, "kept": n - purge_count})
+    promoted_flags = [False] * n
+    digests: list[str | None] = [None] * n
     promoted: list[dict[str, Any]] = []
     encoded: list[bytes] = []
     pool = list(previous_pool)
+    top: list[int] = []  # the promoted Alfas' places, best first
     if "promote" in ran:
-        by_id = {a.alfa_id: a for a in roster_alfas}
-        promote_score = recipe.promote_score
-        eligible = [
-            r for r in ranked if r["passed"] and r["score"] >= promote_score and not r["purged"]
-        ]
+        eligible: list[int] = []
+        if drilled:  # an Alfa not drilled never passed
+            promote_score = recipe.promote_score
+            for i in order:  # best first: the rest score lower
+                if scores[i] < promote_score:
+                    break
+                if passed[i] and not purged[i]:
+                    eligible.append(i)
         limit = recipe.promotion.max_per_order
-        for row in eligible[:limit]:
-            alfa = by_id[row["alfa_id"]]
+        top = eligible[:limit]
+        for i in top:
+            alfa = roster_alfas[i]
             entry = {
                 "schema_version": SCHEMA_VERSION,
                 "alfa_id": alfa.alfa_id,
@@ -295,27 +356,56 @@ def compute(
                 "params": alfa.params,
                 "share": alfa.share,
                 "parent_id": alfa.parent_id,
-                "score": row["score"],
+                "score": scores[i],
             }
             data = dumps_canonical(entry)  # `doctrine.encode` of its model: the same bytes
             promoted.append(entry)
             encoded.append(data)
-            row["promoted"] = True
-            row["doctrine"] = hashlib.sha256(data).hexdigest()
+            promoted_flags[i] = True
+            digests[i] = hashlib.sha256(data).hexdigest()
         # the pool takes the best Alfas that passed the validators unaided, the ones it took
         # before any review: a decision never changes a later order's carryover parents
-        clean = [r for r in eligible if not reviewed(by_id[r["alfa_id"]])][:limit]
+        clean = [i for i in eligible if not reviewed(roster_alfas[i])][:limit]
         new_entries = [
             PoolEntry(
-                alfa_id=r["alfa_id"],
+                alfa_id=ids[i],
                 order_id=mint.order_id,
-                params=by_id[r["alfa_id"]].params,
-                score=r["score"],
+                params=roster_alfas[i].params,
+                score=scores[i],
             )
-            for r in clean
+            for i in clean
         ]
         pool = chains.merge_pool(pool, new_entries, recipe)
         outcomes["promote"] = _outcome({"promoted": len(promoted), "pool": len(pool)})
+    defects_of: list[list[str]] = [[] for _ in range(n)]
+    for i, defects in found.items():
+        defects_of[i] = defects
+    # `AlfaResult`'s plain data, every field present
+    results = [
+        {
+            "score": score,
+            "passed": passed_i,
+            "defects": defects,
+            "rank": rank,
+            "purged": purged_i,
+            "purge_reason": reason,
+            "promoted": promoted_i,
+            "doctrine": digest,
+            "alfa_id": alfa_id,
+        }
+        for score, passed_i, defects, rank, purged_i, reason, promoted_i, digest, alfa_id in zip(
+            scores,
+            passed,
+            defects_of,
+            ranks,
+            purged,
+            reasons,
+            promoted_flags,
+            digests,
+            ids,
+            strict=True,
+        )
+    ]
     # every field present, so the same data is what the file holds
     document = {
         "schema_version": SCHEMA_VERSION,
@@ -327,10 +417,10 @@ def compute(
             for name in sorted(RITUALS)
         },
         "results": results,
-        "roster": roster,
+        "roster": list(compress(ids, map(not_, purged))),
         "promoted": [e["alfa_id"] for e in promoted],
     }
-    return Computed(document, promoted, pool, encoded)
+    return Computed(document, promoted, pool, encoded, {ids[i]: results[i] for i in top})
 
 
 # --------------------------------------------------------------------------- running them
@@ -587,20 +677,18 @@ def run_rituals(
         if before is None
         else ChainParent(order=before, sha256=start.digest or chains.digest_of(start.data))
     )
-    advanced = chains.advance(
-        start.chain, space_of(recipe), order_id, mint.alfas, parent, mint.hand_on
+    chain = chains.advance(
+        start.chain, space_of(recipe), order_id, mint.alfas, parent, mint.hand_on, computed.pool
     )
     promoted = computed.promoted
-    # the results of the promoted Alfas, the only ones the manifest reads
-    results = {r["alfa_id"]: r for r in document["results"] if r["promoted"]}
+    results = computed.promoted_results  # the only rows the manifest reads
     outbox = layout.outbox_file(order_id)
     # the doctrine objects, the artefact, the chain handed on and the outbox manifest: one
     # flush for the set (see `write_many_atomic`), the objects renamed first
     rituals_path = layout.rituals_artefact(order_id)
     rituals_data = dumps_canonical(document)
     modes = staged.modes  # the new doctrine packs, named by their bytes: created read-only
-    chain = advanced.model_copy(update={"pool": computed.pool})
-    chain_path, chain_data = layout.chain_file(order_id), dumps_canonical(chain)
+    chain_path, chain_data = layout.chain_file(order_id), chains.encode(chain)
     write_many_atomic(
         [
             *staged.objects,
