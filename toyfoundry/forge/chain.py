@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 from typing import Literal
 
 import orjson
@@ -246,5 +247,7 @@ def merge_pool(
     """The pool after a promotion: best first by (-score, alfa id), at most the recipe's limit."""
     merged = {e.alfa_id: e for e in pool}
     merged.update((e.alfa_id, e) for e in promoted)
-    ranked = sorted(merged.values(), key=lambda e: (-e.score, e.alfa_id))
+    # by score, best first, ties by id: a stable sort by score of the entries sorted by id
+    ranked = sorted(merged.values(), key=attrgetter("alfa_id"))
+    ranked.sort(key=attrgetter("score"), reverse=True)
     return ranked[: recipe.promotion.pool_limit]

@@ -279,11 +279,13 @@ def stage(
     layout: Layout,
     entries: Sequence[Mapping[str, Any]],
     encoded: Sequence[bytes] | None = None,
+    digests: Sequence[str] | None = None,
 ) -> Staged:
     """What `archive` writes, without writing it: for a caller that flushes the packs together
     with files of its own (the rituals), then calls `index`. `entries`: each entry's plain
     data (a `DoctrineEntry`'s dump, every field present); `encoded`: each entry's
-    `encode`, when the caller has made it already (the rituals, for the digest).
+    `encode`, when the caller has made it already (the rituals, for the digest);
+    `digests`: the sha256 of each of those bytes, when the caller has them too.
 
     An object is stored when its order's packs hold it (or, in an older archive, its
     loose file exists). The index is read only when an object is already stored: its
@@ -292,15 +294,16 @@ def stage(
     pack deleted by hand is stored again and indexed again; a second line for a digest
     is harmless.)
     """
-    digests: list[str] = []
+    found: list[str] = []
     new: dict[str, dict[str, bytes]] = {}  # order -> digest -> object not stored yet
     stored_by_order: dict[str, dict[str, bytes]] = {}
     first: dict[str, tuple[Mapping[str, Any], bool]] = {}  # digest -> (entry, stored before)
     datas = encoded if encoded is not None else [dumps_canonical(entry) for entry in entries]
     loose = None  # whether the archive has loose objects: asked once, when needed
-    for entry, data in zip(entries, datas, strict=True):
-        digest = hashlib.sha256(data).hexdigest()
-        digests.append(digest)
+    if digests is None:
+        digests = [hashlib.sha256(data).hexdigest() for data in datas]
+    for entry, data, digest in zip(entries, datas, digests, strict=True):
+        found.append(digest)
         if digest in first:
             continue
         order_id = entry["order_id"]
@@ -336,7 +339,7 @@ def stage(
         for digest, (entry, stored) in first.items()
         if not stored or digest not in indexed
     ]
-    return Staged(digests, packs, lines)
+    return Staged(found, packs, lines)
 
 
 def index(layout: Layout, staged: Staged) -> None:

@@ -1,10 +1,11 @@
 """The four rituals on a minted batch: Drill, Parade, Purge, Promote; and the chain it hands on.
 
 - Drill scores each Alfa in the roster (passed or waived by the validators):
-  the recipe's `scoring.base`, plus the weight of each parameter value, plus
-  noise uniform in [-noise, +noise] from sha256 of the order's seed and the Alfa
-  id; each defect rule the parameters match gives a defect. An Alfa passes when
-  its score >= `pass_score` and it has no defect.
+  the recipe's `scoring.base`, plus the weight of each parameter value (added in
+  the parameters' name order, the order a batch holds them in), plus noise uniform
+  in [-noise, +noise] from sha256 of the order's seed and the Alfa id; each
+  defect rule the parameters match gives a defect. An Alfa passes when its
+  score >= `pass_score` and it has no defect.
 - Parade ranks the drilled Alfas by score (ties by id) and records the line-up.
 - Purge removes failed and defective Alfas from the roster, each with its reason.
 - Promote: an Alfa is promoted when it passed Drill, its score >= the recipe's
@@ -137,6 +138,8 @@ class _Scorer:
         #: parameters without weights (often the numeric ones): each adds 0.0, whatever its
         #: value, with no key made or looked up for each new value
         self.unweighted = frozenset(n for n in recipe.parameters if not self.table.get(n))
+        #: the parameters with weights, in name order: every other one adds 0.0
+        self.weighted = sorted(n for n, row in self.table.items() if row)
         self.rules = [(rule.defect, Partial(rule.when)) for rule in recipe.scoring.defects]
         # by name, type and value, since 1 == 1.0 (zero floats are never kept: 0.0 == -0.0)
         self._weights: dict[tuple[str, type, ParamValue], float] = {}
@@ -192,26 +195,23 @@ class _Scorer:
         return scores, {i: sorted(set(d)) for i, d in found.items()}
 
     def _sums(self, batch: Sequence[Mapping[str, ParamValue]]) -> list[float]:
-        """The base plus each parameter's weight, for each Alfa, added in its parameters'
-        order, as `score` adds them (a float sum depends on it): a parameter at a time when
-        every Alfa has the same parameters in the same order (a batch as the mint makes
-        it), else an Alfa at a time."""
-        if not batch:
-            return []
-        names = tuple(batch[0])
-        if len(set(map(tuple, batch))) != 1:
-            return [self._sum(params) for params in batch]
+        """`_sum` of each Alfa: a weighted parameter at a time when every Alfa has each
+        (a batch as the mint makes it), else an Alfa at a time."""
         totals = [self.base] * len(batch)
-        zero = False
-        for name in names:
-            if name in self.unweighted:
-                zero = True
-                continue
-            totals = list(map(add, totals, self._terms(name, list(map(itemgetter(name), batch)))))
-        if zero and 0.0 in totals:
-            # a parameter without weights adds 0.0, which changes -0.0 alone (to 0.0), and a
-            # sum past -0.0 never comes back to it: wherever it is added, the sum is the same
-            totals = [total + 0.0 for total in totals]
+        try:
+            for name in self.weighted:
+                column = list(map(itemgetter(name), batch))
+                totals = list(map(add, totals, self._terms(name, column)))
+        except KeyError:  # an Alfa without a parameter (one waived by a review can lack it)
+            return [self._sum(params) for params in batch]
+        if 0.0 in totals:
+            # the other parameters add 0.0, which changes -0.0 alone (to 0.0), and a sum
+            # past -0.0 never comes back to it: only a zero sum may differ, so each is made
+            # again an Alfa at a time
+            totals = [
+                self._sum(params) if total == 0.0 else total
+                for total, params in zip(totals, batch, strict=True)
+            ]
         return totals
 
     def _terms(self, name: str, column: list[ParamValue]) -> Iterable[float]:
@@ -225,10 +225,12 @@ class _Scorer:
         return [self._weight(name, value) for value in column]
 
     def _sum(self, params: Mapping[str, ParamValue]) -> float:
-        """`_sums` of one Alfa."""
+        """The base plus the weight of each parameter, added in the parameters' name order
+        (a float sum depends on its order; a batch holds them in that order, from the
+        mint's sorted drafts or mint.json's sorted keys)."""
         score = self.base
         weights, unweighted, weight_of = self._weights, self.unweighted, self._weight
-        for name, value in params.items():
+        for name, value in sorted(params.items()):
             if name in unweighted:
                 score += 0.0  # as the weight it has (-0.0 + 0.0 is 0.0)
                 continue
@@ -255,6 +257,8 @@ class Computed:
     pool: list[PoolEntry] = field(default_factory=list)
     #: each promoted entry's object bytes (`doctrine.encode`), made once for its digest
     encoded: list[bytes] = field(default_factory=list)
+    #: each promoted entry's digest (the sha256 of its `encoded` bytes)
+    digests: list[str] = field(default_factory=list)
     #: the promoted Alfas' rows of the document's results, by Alfa id (the manifest's)
     promoted_results: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -318,20 +322,18 @@ def compute(
     if "purge" in ran:
         # an Alfa with a defect never passed; one that did not pass (or was not drilled)
         # failed its score
+        below = f" below pass_score {recipe.pass_score}"
         for i in [i for i, p in enumerate(passed) if not p]:
             purged[i] = True
             defects = found.get(i)
-            reasons[i] = (
-                "defect: " + ", ".join(defects)
-                if defects
-                else f"score {scores[i]} below pass_score {recipe.pass_score}"
-            )
+            reasons[i] = "defect: " + ", ".join(defects) if defects else f"score {scores[i]}{below}"
         purge_count = purged.count(True)
         outcomes["purge"] = _outcome({"purged": purge_count, "kept": n - purge_count})
     promoted_flags = [False] * n
     digests: list[str | None] = [None] * n
     promoted: list[dict[str, Any]] = []
     encoded: list[bytes] = []
+    entry_digests: list[str] = []
     pool = list(previous_pool)
     top: list[int] = []  # the promoted Alfas' places, best first
     if "promote" in ran:
@@ -362,12 +364,15 @@ def compute(
             promoted.append(entry)
             encoded.append(data)
             promoted_flags[i] = True
-            digests[i] = hashlib.sha256(data).hexdigest()
+            digests[i] = digest = hashlib.sha256(data).hexdigest()
+            entry_digests.append(digest)
         # the pool takes the best Alfas that passed the validators unaided, the ones it took
         # before any review: a decision never changes a later order's carryover parents
         clean = [i for i in eligible if not reviewed(roster_alfas[i])][:limit]
+        # built from the validated batch: not validated again (the pattern of each id and
+        # parameter name cost as much as the rest of an entry's promotion)
         new_entries = [
-            PoolEntry(
+            PoolEntry.model_construct(
                 alfa_id=ids[i],
                 order_id=mint.order_id,
                 params=roster_alfas[i].params,
@@ -420,7 +425,8 @@ def compute(
         "roster": list(compress(ids, map(not_, purged))),
         "promoted": [e["alfa_id"] for e in promoted],
     }
-    return Computed(document, promoted, pool, encoded, {ids[i]: results[i] for i in top})
+    rows = {ids[i]: results[i] for i in top}
+    return Computed(document, promoted, pool, encoded, entry_digests, rows)
 
 
 # --------------------------------------------------------------------------- running them
@@ -671,7 +677,7 @@ def run_rituals(
         ran.add(only)
     computed = compute(mint, recipe, start.chain.pool, ran)
     document = computed.document
-    staged = doctrine.stage(layout, computed.promoted, computed.encoded)
+    staged = doctrine.stage(layout, computed.promoted, computed.encoded, computed.digests)
     parent = (
         None
         if before is None
