@@ -178,16 +178,14 @@ class _Scorer:
             for i in when.matching(batch):
                 found.setdefault(i, []).append(defect)
         amplitude, from_bytes = self.amplitude, int.from_bytes
-        prefix, sha256 = f"{seed}\ndrill\n".encode(), hashlib.sha256
-        # `noise`, its bytes the same, added to each sum as `score` adds it
+        prefix, sha256 = f"{seed}\ndrill\n", hashlib.sha256
+        # `noise`, its bytes the same, added to each sum as `score` adds it: 2.0 * (n / 2**64)
+        # is n * 2**-63, the same float (n's nearest float scaled by a power of two, twice)
         scores = [
             round(
                 total
                 + amplitude
-                * (
-                    2.0 * (from_bytes(sha256(prefix + i.encode()).digest()[:8], "big") / 2**64)
-                    - 1.0
-                ),
+                * (from_bytes(sha256((prefix + i).encode()).digest()[:8], "big") * 2**-63 - 1.0),
                 6,
             )
             for total, i in zip(self._sums(batch), ids, strict=True)
