@@ -24,7 +24,7 @@ import enum
 import hashlib
 from collections.abc import Iterable, Sequence
 from operator import attrgetter
-from typing import Literal
+from typing import Literal, Protocol
 
 import orjson
 from pydantic import ValidationError
@@ -241,9 +241,17 @@ def digest_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def merge_pool(
-    pool: Iterable[PoolEntry], promoted: Iterable[PoolEntry], recipe: Recipe
-) -> list[PoolEntry]:
+class Ranked(Protocol):
+    """What the pool is ranked by: a `PoolEntry`, or a promotion not made one yet."""
+
+    @property
+    def alfa_id(self) -> str: ...
+
+    @property
+    def score(self) -> float: ...
+
+
+def merge_pool(pool: Iterable[Ranked], promoted: Iterable[Ranked], recipe: Recipe) -> list[Ranked]:
     """The pool after a promotion: best first by (-score, alfa id), at most the recipe's limit."""
     merged = {e.alfa_id: e for e in pool}
     merged.update((e.alfa_id, e) for e in promoted)

@@ -143,11 +143,12 @@ def _read_pack(path: Path) -> bytes:
         os.close(fd)
 
 
-def order_objects(layout: Layout, order_id: str) -> dict[str, bytes]:
+def order_objects(layout: Layout, order_id: str, folder: Path | None = None) -> dict[str, bytes]:
     """The objects stored in an order's packs, by digest: what its rituals archived before
-    (a new order's: none, for the one failing `listdir` of its folder)."""
+    (a new order's: none, for the one failing `listdir` of its folder). `folder`: its
+    `pack_folder`, when the caller has it."""
     found: dict[str, bytes] = {}
-    for pack in _packs(pack_folder(layout, order_id)):
+    for pack in _packs(pack_folder(layout, order_id) if folder is None else folder):
         try:
             data = _read_pack(pack)
         except OSError:
@@ -297,6 +298,7 @@ def stage(
     found: list[str] = []
     new: dict[str, dict[str, bytes]] = {}  # order -> digest -> object not stored yet
     stored_by_order: dict[str, dict[str, bytes]] = {}
+    folders: dict[str, Path] = {}  # order -> its pack folder, joined once
     first: dict[str, tuple[Mapping[str, Any], bool]] = {}  # digest -> (entry, stored before)
     datas = encoded if encoded is not None else [dumps_canonical(entry) for entry in entries]
     loose = None  # whether the archive has loose objects: asked once, when needed
@@ -309,7 +311,8 @@ def stage(
         order_id = entry["order_id"]
         stored_here = stored_by_order.get(order_id)
         if stored_here is None:
-            stored_here = stored_by_order[order_id] = order_objects(layout, order_id)
+            folder = folders[order_id] = pack_folder(layout, order_id)
+            stored_here = stored_by_order[order_id] = order_objects(layout, order_id, folder)
         stored = digest in stored_here
         if not stored:
             if loose is None:
@@ -322,7 +325,7 @@ def stage(
     for order_id, objects in sorted(new.items()):
         data = b"".join(objects[d] for d in sorted(objects))
         name = hashlib.sha256(data).hexdigest() + PACK_SUFFIX
-        packs.append((pack_folder(layout, order_id) / name, data))
+        packs.append((folders[order_id] / name, data))
     indexed = indexed_digests(layout) if any(s for _, s in first.values()) else set()
     now = utc_now()
     # `IndexLine`s' plain data: every value from a valid entry, its digest and the clock

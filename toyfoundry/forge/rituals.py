@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import compress, repeat
 from operator import add, ge, itemgetter, not_
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from toyfoundry.errors import FoundryError, Problem
 from toyfoundry.exchange.loader import Exchange, display
@@ -268,6 +268,15 @@ class Computed:
         return RitualsArtefact.model_validate(self.document)
 
 
+class _Promotion(NamedTuple):
+    """A promoted Alfa the pool may take, ranked before its entry is made."""
+
+    alfa_id: str
+    score: float
+    #: its place in the roster
+    place: int
+
+
 def _outcome(counts: dict[str, int]) -> dict[str, Any]:
     """A ritual that ran, as rituals.json holds it (`RitualOutcome`'s plain data)."""
     return {"ran": True, "stub": False, "counts": dict(sorted(counts.items()))}
@@ -367,18 +376,22 @@ def compute(
         # the pool takes the best Alfas that passed the validators unaided, the ones it took
         # before any review: a decision never changes a later order's carryover parents
         clean = [i for i in eligible if not reviewed(roster_alfas[i])][:limit]
-        # built from the validated batch: not validated again (the pattern of each id and
-        # parameter name cost as much as the rest of an entry's promotion)
-        new_entries = [
+        kept = chains.merge_pool(pool, [_Promotion(ids[i], scores[i], i) for i in clean], recipe)
+        # an entry is made only for a promotion the pool keeps (most score below a pool's
+        # last entry once the recipe has run a while), from the validated batch: not
+        # validated again (the patterns of its ids and parameter names cost as much as the
+        # rest of its promotion)
+        pool = [
             PoolEntry.model_construct(
-                alfa_id=ids[i],
+                alfa_id=e.alfa_id,
                 order_id=mint.order_id,
-                params=roster_alfas[i].params,
-                score=scores[i],
+                params=roster_alfas[e.place].params,
+                score=e.score,
             )
-            for i in clean
+            if isinstance(e, _Promotion)
+            else cast(PoolEntry, e)
+            for e in kept
         ]
-        pool = chains.merge_pool(pool, new_entries, recipe)
         outcomes["promote"] = _outcome({"promoted": len(promoted), "pool": len(pool)})
     defects_of: list[list[str]] = [[] for _ in range(n)]
     for i, defects in found.items():
