@@ -325,7 +325,7 @@ def compute(
             ranks[i] = rank
         outcomes["parade"] = _outcome({"ranked": n})
     purged = [False] * n
-    reasons: list[str | None] = [None] * n
+    reasons: dict[int, str] = {}  # the purged Alfas' reasons, by place
     if "purge" in ran:
         # an Alfa with a defect never passed; one that did not pass (or was not drilled)
         # failed its score
@@ -334,10 +334,8 @@ def compute(
             purged[i] = True
             defects = found.get(i)
             reasons[i] = "defect: " + ", ".join(defects) if defects else f"score {scores[i]}{below}"
-        purge_count = purged.count(True)
+        purge_count = len(reasons)
         outcomes["purge"] = _outcome({"purged": purge_count, "kept": n - purge_count})
-    promoted_flags = [False] * n
-    digests: list[str | None] = [None] * n
     promoted: list[dict[str, Any]] = []
     encoded: list[bytes] = []
     entry_digests: list[str] = []
@@ -370,9 +368,7 @@ def compute(
             data = dumps_canonical(entry)  # `doctrine.encode` of its model: the same bytes
             promoted.append(entry)
             encoded.append(data)
-            promoted_flags[i] = True
-            digests[i] = digest = hashlib.sha256(data).hexdigest()
-            entry_digests.append(digest)
+            entry_digests.append(hashlib.sha256(data).hexdigest())
         # the pool takes the best Alfas that passed the validators unaided, the ones it took
         # before any review: a decision never changes a later order's carryover parents
         clean = [i for i in eligible if not reviewed(roster_alfas[i])][:limit]
@@ -393,35 +389,30 @@ def compute(
             for e in kept
         ]
         outcomes["promote"] = _outcome({"promoted": len(promoted), "pool": len(pool)})
-    defects_of: list[list[str]] = [[] for _ in range(n)]
-    for i, defects in found.items():
-        defects_of[i] = defects
-    # `AlfaResult`'s plain data, every field present
+    # `AlfaResult`'s plain data, every field present: the fields most Alfas share as
+    # constants, then those of the few that differ set in place
     results = [
         {
             "score": score,
             "passed": passed_i,
-            "defects": defects,
+            "defects": [],
             "rank": rank,
-            "purged": purged_i,
-            "purge_reason": reason,
-            "promoted": promoted_i,
-            "doctrine": digest,
+            "purged": False,
+            "purge_reason": None,
+            "promoted": False,
+            "doctrine": None,
             "alfa_id": alfa_id,
         }
-        for score, passed_i, defects, rank, purged_i, reason, promoted_i, digest, alfa_id in zip(
-            scores,
-            passed,
-            defects_of,
-            ranks,
-            purged,
-            reasons,
-            promoted_flags,
-            digests,
-            ids,
-            strict=True,
-        )
+        for score, passed_i, rank, alfa_id in zip(scores, passed, ranks, ids, strict=True)
     ]
+    for i, defects in found.items():
+        results[i]["defects"] = defects
+    for i, reason in reasons.items():
+        row = results[i]
+        row["purged"], row["purge_reason"] = True, reason
+    for i, digest in zip(top, entry_digests, strict=True):
+        row = results[i]
+        row["promoted"], row["doctrine"] = True, digest
     # every field present, so the same data is what the file holds
     document = {
         "schema_version": SCHEMA_VERSION,
