@@ -223,3 +223,59 @@ def test_workers_that_each_get_some_of_a_chain_mint_what_one_process_mints(
             (layout.mint_artefact(i).read_bytes(), layout.chain_file(i).read_bytes()) for i in ids
         ]
     assert built["0"] == built["3"]
+
+
+def test_a_chain_file_is_its_models_canonical_dump(long_chain: tuple[Layout, list[str]]) -> None:
+    """`chain.encode` (orjson from the models' fields) writes what `dumps_canonical` does."""
+    from toyfoundry.forge import chain as chains
+    from toyfoundry.formats.models import Chain
+    from toyfoundry.store.atomic import dumps_canonical
+
+    layout, ids = long_chain
+    for order_id in [*ids[:3], *ids[::29]]:
+        data = layout.chain_file(order_id).read_bytes()
+        model = Chain.model_validate_json(data)
+        assert chains.encode(model) == dumps_canonical(model) == data
+
+
+def test_the_pool_ranks_by_score_then_id_whatever_its_entries_are() -> None:
+    """Best first, ties by id (-0.0 ties 0.0), a promotion replacing an entry of its id,
+    at most the recipe's pool_limit; promotions ranked before their entries are made."""
+    from typing import NamedTuple
+
+    from toyfoundry.forge.chain import merge_pool
+    from toyfoundry.formats.models import PoolEntry
+
+    class Promotion(NamedTuple):
+        alfa_id: str
+        score: float
+
+    recipe = Recipe.model_validate(SMALL)  # pool_limit 8
+    pool = [
+        PoolEntry(
+            alfa_id=f"2025-11-03-001.a{i:03d}",
+            order_id="2025-11-03-001",
+            params={"mane": i},
+            score=score,
+        )
+        for i, score in enumerate([3.0, 1.0, 2.0, 2.0, -0.0, 0.0, 5.5, 1.0])
+    ]
+    promoted = [
+        Promotion(f"2025-11-03-001.a{i:03d}", score)
+        for i, score in [(9, 2.0), (1, 4.0), (10, 0.0), (11, -1.0)]
+    ]
+    by_id: dict[str, Any] = {e.alfa_id: e for e in pool}
+    by_id.update((e.alfa_id, e) for e in promoted)
+    want = sorted(by_id.values(), key=lambda e: (-e.score, e.alfa_id))[:8]
+    got = merge_pool(pool, promoted, recipe)
+    assert got == want
+    assert [e.alfa_id[-4:] for e in got] == [
+        "a006",
+        "a001",
+        "a000",
+        "a002",
+        "a003",
+        "a009",
+        "a007",
+        "a004",
+    ]

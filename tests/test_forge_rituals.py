@@ -322,7 +322,7 @@ def test_ritual_all_prints_the_rituals_in_the_order_they_run(tmp_path: Path, run
 def test_batch_scores_add_the_weights_as_one_alfa_at_a_time(base: float) -> None:
     """Drill's batch scores equal an Alfa's own, bit for bit: mixed types in a column,
     signed zeros, a -0.0 base (where a parameter without weights adds 0.0 that counts),
-    parameters in another order."""
+    parameters in another order, a weighted parameter missing."""
     import random
 
     from toyfoundry.forge.rituals import _Scorer
@@ -367,6 +367,8 @@ def test_batch_scores_add_the_weights_as_one_alfa_at_a_time(base: float) -> None
                 params["x"] = draw.choice([1, 0, params["x"]])  # ints among the floats
             if round_ % 4 == 2 and slot == 7:
                 params = dict(reversed(list(params.items())))  # another order
+            if round_ % 4 == 3 and slot == 4:
+                del params["c"]  # a weighted parameter missing (a waived Alfa's, say)
             alfas.append(
                 Alfa(
                     alfa_id=f"2025-01-01-001.a{slot:03d}",

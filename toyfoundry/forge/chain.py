@@ -23,7 +23,8 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from operator import attrgetter
+from typing import Literal, Protocol
 
 import orjson
 from pydantic import ValidationError
@@ -53,6 +54,8 @@ class Auto(enum.Enum):
 
 
 AUTO = Auto.AUTO
+#: `atomic.dumps_canonical`'s options: sorted keys, two-space indent
+_CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2
 #: A previous order id as the graph's plan knows it, None for a recipe's first order, or AUTO.
 Previous = str | None | Literal[Auto.AUTO]
 
@@ -153,6 +156,7 @@ def advance(
     alfas: Sequence[Alfa],
     parent: ChainParent | None,
     hand_on: HandOn | None = None,
+    pool: list[PoolEntry] | None = None,
 ) -> Chain:
     """The chain after an order that minted for real: cursor, carried and history move on.
 
@@ -169,12 +173,19 @@ def advance(
     review either. Baselines move nothing: novel draws skip them by value. `parent`:
     the file `prev` was read from, None for a recipe's genesis chain. The link is kept
     only within one parameter space: the first chain of a new space has none, since
-    nothing before it counts for novelty.
+    nothing before it counts for novelty. `pool`: the pool handed on (the rituals'
+    promotions merged in), by default `prev`'s.
     """
     cursor = start_cursor(prev, space.key)
     if prev.space != space.key:
         parent = None
-    composed = [a for a in alfas if not is_replacement(a.alfa_id)]
+    ids = [a.alfa_id for a in alfas]
+    composed: Sequence[Alfa] = alfas
+    replacements: list[Alfa] = []
+    if "r" in "".join(ids):  # only a replacement's id has an "r" (most batches have none)
+        composed = [a for a in alfas if not is_replacement(a.alfa_id)]
+        replacements = [a for a in alfas if is_replacement(a.alfa_id)]
+        ids = [a.alfa_id for a in composed]
     carried: set[int] = set()
     if hand_on is not None:
         new_cursor = max(cursor, hand_on.cursor)
@@ -188,14 +199,15 @@ def advance(
                 position = space.position(alfa.params)
                 if position is not None and position >= new_cursor:
                     carried.add(position)
-    for alfa in alfas:
-        if is_replacement(alfa.alfa_id) and alfa.share != "baseline":
+    for alfa in replacements:
+        if alfa.share != "baseline":
             position = space.position(alfa.params)
             if position is not None and position >= new_cursor:
                 carried.add(position)
     digest = hashlib.sha256()
     digest.update(prev.history.encode() + b"\n" + order_id.encode() + b"\n")
-    digest.update(canonical_params([[a.alfa_id, a.params] for a in composed]))
+    # [[alfa id, params], ...]: orjson writes a pair as the list it stands for
+    digest.update(canonical_params(list(zip(ids, [a.params for a in composed], strict=True))))
     return Chain(
         schema_version=SCHEMA_VERSION,
         recipe=prev.recipe,
@@ -206,8 +218,15 @@ def advance(
         history=digest.hexdigest(),
         orders=prev.orders + 1,
         last_order=order_id,
-        pool=list(prev.pool),
+        pool=list(prev.pool) if pool is None else pool,
     )
+
+
+def encode(chain: Chain) -> bytes:
+    """A chain file's bytes: `atomic.dumps_canonical(chain)`, made by orjson from the
+    models' fields (`vars`), without a dump of the model first (which cost four times the
+    serialisation: the pool's parameters are a union of types, tried in turn)."""
+    return orjson.dumps(chain, default=vars, option=_CANONICAL) + b"\n"
 
 
 def parent_of(previous: str | None, data: bytes) -> ChainParent | None:
@@ -222,11 +241,21 @@ def digest_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def merge_pool(
-    pool: Iterable[PoolEntry], promoted: Iterable[PoolEntry], recipe: Recipe
-) -> list[PoolEntry]:
+class Ranked(Protocol):
+    """What the pool is ranked by: a `PoolEntry`, or a promotion not made one yet."""
+
+    @property
+    def alfa_id(self) -> str: ...
+
+    @property
+    def score(self) -> float: ...
+
+
+def merge_pool(pool: Iterable[Ranked], promoted: Iterable[Ranked], recipe: Recipe) -> list[Ranked]:
     """The pool after a promotion: best first by (-score, alfa id), at most the recipe's limit."""
     merged = {e.alfa_id: e for e in pool}
     merged.update((e.alfa_id, e) for e in promoted)
-    ranked = sorted(merged.values(), key=lambda e: (-e.score, e.alfa_id))
+    # by score, best first, ties by id: a stable sort by score of the entries sorted by id
+    ranked = sorted(merged.values(), key=attrgetter("alfa_id"))
+    ranked.sort(key=attrgetter("score"), reverse=True)
     return ranked[: recipe.promotion.pool_limit]

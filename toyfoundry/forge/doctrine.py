@@ -143,11 +143,12 @@ def _read_pack(path: Path) -> bytes:
         os.close(fd)
 
 
-def order_objects(layout: Layout, order_id: str) -> dict[str, bytes]:
+def order_objects(layout: Layout, order_id: str, folder: Path | None = None) -> dict[str, bytes]:
     """The objects stored in an order's packs, by digest: what its rituals archived before
-    (a new order's: none, for the one failing `listdir` of its folder)."""
+    (a new order's: none, for the one failing `listdir` of its folder). `folder`: its
+    `pack_folder`, when the caller has it."""
     found: dict[str, bytes] = {}
-    for pack in _packs(pack_folder(layout, order_id)):
+    for pack in _packs(pack_folder(layout, order_id) if folder is None else folder):
         try:
             data = _read_pack(pack)
         except OSError:
@@ -279,11 +280,13 @@ def stage(
     layout: Layout,
     entries: Sequence[Mapping[str, Any]],
     encoded: Sequence[bytes] | None = None,
+    digests: Sequence[str] | None = None,
 ) -> Staged:
     """What `archive` writes, without writing it: for a caller that flushes the packs together
     with files of its own (the rituals), then calls `index`. `entries`: each entry's plain
     data (a `DoctrineEntry`'s dump, every field present); `encoded`: each entry's
-    `encode`, when the caller has made it already (the rituals, for the digest).
+    `encode`, when the caller has made it already (the rituals, for the digest);
+    `digests`: the sha256 of each of those bytes, when the caller has them too.
 
     An object is stored when its order's packs hold it (or, in an older archive, its
     loose file exists). The index is read only when an object is already stored: its
@@ -292,21 +295,24 @@ def stage(
     pack deleted by hand is stored again and indexed again; a second line for a digest
     is harmless.)
     """
-    digests: list[str] = []
+    found: list[str] = []
     new: dict[str, dict[str, bytes]] = {}  # order -> digest -> object not stored yet
     stored_by_order: dict[str, dict[str, bytes]] = {}
+    folders: dict[str, Path] = {}  # order -> its pack folder, joined once
     first: dict[str, tuple[Mapping[str, Any], bool]] = {}  # digest -> (entry, stored before)
     datas = encoded if encoded is not None else [dumps_canonical(entry) for entry in entries]
     loose = None  # whether the archive has loose objects: asked once, when needed
-    for entry, data in zip(entries, datas, strict=True):
-        digest = hashlib.sha256(data).hexdigest()
-        digests.append(digest)
+    if digests is None:
+        digests = [hashlib.sha256(data).hexdigest() for data in datas]
+    for entry, data, digest in zip(entries, datas, digests, strict=True):
+        found.append(digest)
         if digest in first:
             continue
         order_id = entry["order_id"]
         stored_here = stored_by_order.get(order_id)
         if stored_here is None:
-            stored_here = stored_by_order[order_id] = order_objects(layout, order_id)
+            folder = folders[order_id] = pack_folder(layout, order_id)
+            stored_here = stored_by_order[order_id] = order_objects(layout, order_id, folder)
         stored = digest in stored_here
         if not stored:
             if loose is None:
@@ -319,7 +325,7 @@ def stage(
     for order_id, objects in sorted(new.items()):
         data = b"".join(objects[d] for d in sorted(objects))
         name = hashlib.sha256(data).hexdigest() + PACK_SUFFIX
-        packs.append((pack_folder(layout, order_id) / name, data))
+        packs.append((folders[order_id] / name, data))
     indexed = indexed_digests(layout) if any(s for _, s in first.values()) else set()
     now = utc_now()
     # `IndexLine`s' plain data: every value from a valid entry, its digest and the clock
@@ -336,7 +342,7 @@ def stage(
         for digest, (entry, stored) in first.items()
         if not stored or digest not in indexed
     ]
-    return Staged(digests, packs, lines)
+    return Staged(found, packs, lines)
 
 
 def index(layout: Layout, staged: Staged) -> None:

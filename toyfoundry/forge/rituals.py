@@ -1,10 +1,11 @@
 """The four rituals on a minted batch: Drill, Parade, Purge, Promote; and the chain it hands on.
 
 - Drill scores each Alfa in the roster (passed or waived by the validators):
-  the recipe's `scoring.base`, plus the weight of each parameter value, plus
-  noise uniform in [-noise, +noise] from sha256 of the order's seed and the Alfa
-  id; each defect rule the parameters match gives a defect. An Alfa passes when
-  its score >= `pass_score` and it has no defect.
+  the recipe's `scoring.base`, plus the weight of each parameter value (added in
+  the parameters' name order, the order a batch holds them in), plus noise uniform
+  in [-noise, +noise] from sha256 of the order's seed and the Alfa id; each
+  defect rule the parameters match gives a defect. An Alfa passes when its
+  score >= `pass_score` and it has no defect.
 - Parade ranks the drilled Alfas by score (ties by id) and records the line-up.
 - Purge removes failed and defective Alfas from the roster, each with its reason.
 - Promote: an Alfa is promoted when it passed Drill, its score >= the recipe's
@@ -39,7 +40,9 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, cast
+from itertools import compress, repeat
+from operator import add, ge, itemgetter, not_
+from typing import Any, NamedTuple, cast
 
 from toyfoundry.errors import FoundryError, Problem
 from toyfoundry.exchange.loader import Exchange, display
@@ -135,6 +138,8 @@ class _Scorer:
         #: parameters without weights (often the numeric ones): each adds 0.0, whatever its
         #: value, with no key made or looked up for each new value
         self.unweighted = frozenset(n for n in recipe.parameters if not self.table.get(n))
+        #: the parameters with weights, in name order: every other one adds 0.0
+        self.weighted = sorted(n for n, row in self.table.items() if row)
         self.rules = [(rule.defect, Partial(rule.when)) for rule in recipe.scoring.defects]
         # by name, type and value, since 1 == 1.0 (zero floats are never kept: 0.0 == -0.0)
         self._weights: dict[tuple[str, type, ParamValue], float] = {}
@@ -151,45 +156,85 @@ class _Scorer:
         return weight
 
     def score(self, seed: int, alfa: Alfa) -> tuple[float, list[str]]:
+        score = self._sum(alfa.params) + noise(seed, alfa.alfa_id, self.amplitude)
+        defects = [defect for defect, when in self.rules if when.matches(alfa.params)]
+        return round(score, 6), sorted(set(defects)) if defects else defects
+
+    def scores(self, seed: int, alfas: Sequence[Alfa]) -> list[tuple[float, list[str]]]:
+        """`score` of each Alfa of a batch (`columns`, as pairs)."""
+        ids = [a.alfa_id for a in alfas]
+        scores, defects = self.columns(seed, ids, [a.params for a in alfas])
+        return [(score, defects.get(i, [])) for i, score in enumerate(scores)]
+
+    def columns(
+        self, seed: int, ids: Sequence[str], batch: Sequence[Mapping[str, ParamValue]]
+    ) -> tuple[list[float], dict[int, list[str]]]:
+        """`score` of each Alfa of a batch (ids and parameters), as a column of scores and
+        the defects by place (of the Alfas with some): each defect rule matched over the
+        batch at once (`Partial.matching`), the weights a parameter at a time (`_sums`),
+        the noise's text made once but for the Alfa's id."""
+        found: dict[int, list[str]] = {}
+        for defect, when in self.rules:
+            for i in when.matching(batch):
+                found.setdefault(i, []).append(defect)
+        amplitude, from_bytes = self.amplitude, int.from_bytes
+        prefix, sha256 = f"{seed}\ndrill\n", hashlib.sha256
+        # `noise`, its bytes the same, added to each sum as `score` adds it: 2.0 * (n / 2**64)
+        # is n * 2**-63, the same float (n's nearest float scaled by a power of two, twice)
+        scores = [
+            round(
+                total
+                + amplitude
+                * (from_bytes(sha256((prefix + i).encode()).digest()[:8], "big") * 2**-63 - 1.0),
+                6,
+            )
+            for total, i in zip(self._sums(batch), ids, strict=True)
+        ]
+        return scores, {i: sorted(set(d)) for i, d in found.items()}
+
+    def _sums(self, batch: Sequence[Mapping[str, ParamValue]]) -> list[float]:
+        """`_sum` of each Alfa: a weighted parameter at a time when every Alfa has each
+        (a batch as the mint makes it), else an Alfa at a time."""
+        totals = [self.base] * len(batch)
+        try:
+            for name in self.weighted:
+                column = list(map(itemgetter(name), batch))
+                totals = list(map(add, totals, self._terms(name, column)))
+        except KeyError:  # an Alfa without a parameter (one waived by a review can lack it)
+            return [self._sum(params) for params in batch]
+        if 0.0 in totals:
+            # the other parameters add 0.0, which changes -0.0 alone (to 0.0), and a sum
+            # past -0.0 never comes back to it: only a zero sum may differ, so each is made
+            # again an Alfa at a time
+            totals = [
+                self._sum(params) if total == 0.0 else total
+                for total, params in zip(totals, batch, strict=True)
+            ]
+        return totals
+
+    def _terms(self, name: str, column: list[ParamValue]) -> Iterable[float]:
+        """The weight of each value of a parameter's column."""
+        classes = set(map(type, column))
+        if len(classes) == 1 and not (float in classes and 0.0 in column):
+            # one class and no float zero (0.0 and -0.0 are one key of a dict, two steps
+            # of a weight table): a weight for each distinct value
+            weights = {value: self._weight(name, value) for value in set(column)}
+            return map(weights.__getitem__, column)
+        return [self._weight(name, value) for value in column]
+
+    def _sum(self, params: Mapping[str, ParamValue]) -> float:
+        """The base plus the weight of each parameter, added in the parameters' name order
+        (a float sum depends on its order; a batch holds them in that order, from the
+        mint's sorted drafts or mint.json's sorted keys)."""
         score = self.base
-        weights, unweighted = self._weights, self.unweighted
-        params = alfa.params
-        for name, value in params.items():
+        weights, unweighted, weight_of = self._weights, self.unweighted, self._weight
+        for name, value in sorted(params.items()):
             if name in unweighted:
                 score += 0.0  # as the weight it has (-0.0 + 0.0 is 0.0)
                 continue
             weight = weights.get((name, value.__class__, value))
-            score += self._weight(name, value) if weight is None else weight
-        score += noise(seed, alfa.alfa_id, self.amplitude)
-        defects = [defect for defect, when in self.rules if when.matches(params)]
-        return round(score, 6), sorted(set(defects)) if defects else defects
-
-    def scores(self, seed: int, alfas: Sequence[Alfa]) -> list[tuple[float, list[str]]]:
-        """`score` of each Alfa of a batch: each defect rule matched over the batch at once
-        (`Partial.matching`), the noise's text made once but for the Alfa's id."""
-        found: dict[int, list[str]] = {}
-        batch = [a.params for a in alfas]
-        for defect, when in self.rules:
-            for i in when.matching(batch):
-                found.setdefault(i, []).append(defect)
-        base, amplitude = self.base, self.amplitude
-        weights, unweighted, weight_of = self._weights, self.unweighted, self._weight
-        prefix, sha256, from_bytes = f"{seed}\ndrill\n".encode(), hashlib.sha256, int.from_bytes
-        out: list[tuple[float, list[str]]] = []
-        for i, alfa in enumerate(alfas):
-            score = base
-            for name, value in batch[i].items():
-                if name in unweighted:
-                    score += 0.0  # as the weight it has (-0.0 + 0.0 is 0.0)
-                    continue
-                weight = weights.get((name, value.__class__, value))
-                score += weight_of(name, value) if weight is None else weight
-            # `noise`, its bytes the same
-            unit = from_bytes(sha256(prefix + alfa.alfa_id.encode()).digest()[:8], "big") / 2**64
-            score += amplitude * (2.0 * unit - 1.0)
-            defects = found.get(i)
-            out.append((round(score, 6), sorted(set(defects)) if defects else []))
-        return out
+            score += weight_of(name, value) if weight is None else weight
+        return score
 
 
 def drill_score(recipe: Recipe, seed: int, alfa: Alfa) -> tuple[float, list[str]]:
@@ -210,6 +255,10 @@ class Computed:
     pool: list[PoolEntry] = field(default_factory=list)
     #: each promoted entry's object bytes (`doctrine.encode`), made once for its digest
     encoded: list[bytes] = field(default_factory=list)
+    #: each promoted entry's digest (the sha256 of its `encoded` bytes)
+    digests: list[str] = field(default_factory=list)
+    #: the promoted Alfas' rows of the document's results, by Alfa id (the manifest's)
+    promoted_results: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @cached_property
     def artefact(self) -> RitualsArtefact:
@@ -217,6 +266,15 @@ class Computed:
         validation of a batch's results cost a tenth of the rituals), one ritual at a
         time compares it with the recorded one."""
         return RitualsArtefact.model_validate(self.document)
+
+
+class _Promotion(NamedTuple):
+    """A promoted Alfa the pool may take, ranked before its entry is made."""
+
+    alfa_id: str
+    score: float
+    #: its place in the roster
+    place: int
 
 
 def _outcome(counts: dict[str, int]) -> dict[str, Any]:
@@ -231,61 +289,71 @@ def compute(
 
     Plain data throughout: every value comes from the validated batch and recipe, so the
     document and the doctrine entries are valid by construction (`Computed.artefact` and
-    the tests check them against the models)."""
-    seed = mint.seed or 0
+    the tests check them against the models). Each field of the results is made as a
+    column, by place in the roster, and the rows once, at the end."""
     roster_alfas = [a for a in mint.alfas if a.outcome in ROSTER_OUTCOMES]
-    results = [{**_RESULT_DEFAULTS, "alfa_id": a.alfa_id} for a in roster_alfas]
+    ids = [a.alfa_id for a in roster_alfas]
+    n = len(ids)
     outcomes: dict[str, dict[str, Any]] = {}
-    if "drill" in ran:
-        scored = _Scorer(recipe).scores(seed, roster_alfas)
-        pass_score = recipe.pass_score
-        passed_count = defective = 0
-        for row, (score, defects) in zip(results, scored, strict=True):
-            passed = score >= pass_score and not defects
-            row["score"], row["passed"], row["defects"] = score, passed, defects
-            passed_count += passed
-            defective += bool(defects)
+    scores: list[Any] = [None] * n
+    passed: list[Any] = [None] * n
+    found: dict[int, list[str]] = {}
+    # the places in the roster by id; Parade's line-up (by score, best first, ties by id:
+    # a stable sort by score of the places sorted by id)
+    order = sorted(range(n), key=ids.__getitem__)
+    drilled = "drill" in ran
+    if drilled:
+        scores, found = _Scorer(recipe).columns(
+            mint.seed or 0, ids, [a.params for a in roster_alfas]
+        )
+        passed = list(map(ge, scores, repeat(recipe.pass_score)))
+        for i in found:
+            passed[i] = False
+        passed_count = passed.count(True)
         outcomes["drill"] = _outcome(
             {
-                "drilled": len(results),
+                "drilled": n,
                 "passed": passed_count,
-                "failed": len(results) - passed_count,
-                "defective": defective,
+                "failed": n - passed_count,
+                "defective": len(found),
             }
         )
-        # by score, best first, ties by id (the ids are unique: no two rows compare equal)
-        ranked = sorted(results, key=lambda r: (-r["score"], r["alfa_id"]))
-    else:
-        ranked = sorted(results, key=lambda r: r["alfa_id"])
+        order.sort(key=scores.__getitem__, reverse=True)  # stable: equal scores stay by id
+    ranks: list[int | None] = [None] * n
     if "parade" in ran:
-        for rank, row in enumerate(ranked, start=1):
-            row["rank"] = rank
-        outcomes["parade"] = _outcome({"ranked": len(ranked)})
+        for rank, i in enumerate(order, start=1):
+            ranks[i] = rank
+        outcomes["parade"] = _outcome({"ranked": n})
+    purged = [False] * n
+    reasons: dict[int, str] = {}  # the purged Alfas' reasons, by place
     if "purge" in ran:
-        purged = 0
-        for row in results:
-            if row["defects"]:
-                row["purged"] = True
-                row["purge_reason"] = "defect: " + ", ".join(row["defects"])
-                purged += 1
-            elif not row["passed"]:
-                row["purged"] = True
-                row["purge_reason"] = f"score {row['score']} below pass_score {recipe.pass_score}"
-                purged += 1
-        outcomes["purge"] = _outcome({"purged": purged, "kept": len(results) - purged})
-    roster = [row["alfa_id"] for row in results if not row["purged"]]
+        # an Alfa with a defect never passed; one that did not pass (or was not drilled)
+        # failed its score
+        below = f" below pass_score {recipe.pass_score}"
+        for i in [i for i, p in enumerate(passed) if not p]:
+            purged[i] = True
+            defects = found.get(i)
+            reasons[i] = "defect: " + ", ".join(defects) if defects else f"score {scores[i]}{below}"
+        purge_count = len(reasons)
+        outcomes["purge"] = _outcome({"purged": purge_count, "kept": n - purge_count})
     promoted: list[dict[str, Any]] = []
     encoded: list[bytes] = []
+    entry_digests: list[str] = []
     pool = list(previous_pool)
+    top: list[int] = []  # the promoted Alfas' places, best first
     if "promote" in ran:
-        by_id = {a.alfa_id: a for a in roster_alfas}
-        promote_score = recipe.promote_score
-        eligible = [
-            r for r in ranked if r["passed"] and r["score"] >= promote_score and not r["purged"]
-        ]
+        eligible: list[int] = []
+        if drilled:  # an Alfa not drilled never passed
+            promote_score = recipe.promote_score
+            for i in order:  # best first: the rest score lower
+                if scores[i] < promote_score:
+                    break
+                if passed[i] and not purged[i]:
+                    eligible.append(i)
         limit = recipe.promotion.max_per_order
-        for row in eligible[:limit]:
-            alfa = by_id[row["alfa_id"]]
+        top = eligible[:limit]
+        for i in top:
+            alfa = roster_alfas[i]
             entry = {
                 "schema_version": SCHEMA_VERSION,
                 "alfa_id": alfa.alfa_id,
@@ -295,27 +363,56 @@ def compute(
                 "params": alfa.params,
                 "share": alfa.share,
                 "parent_id": alfa.parent_id,
-                "score": row["score"],
+                "score": scores[i],
             }
             data = dumps_canonical(entry)  # `doctrine.encode` of its model: the same bytes
             promoted.append(entry)
             encoded.append(data)
-            row["promoted"] = True
-            row["doctrine"] = hashlib.sha256(data).hexdigest()
+            entry_digests.append(hashlib.sha256(data).hexdigest())
         # the pool takes the best Alfas that passed the validators unaided, the ones it took
         # before any review: a decision never changes a later order's carryover parents
-        clean = [r for r in eligible if not reviewed(by_id[r["alfa_id"]])][:limit]
-        new_entries = [
-            PoolEntry(
-                alfa_id=r["alfa_id"],
+        clean = [i for i in eligible if not reviewed(roster_alfas[i])][:limit]
+        kept = chains.merge_pool(pool, [_Promotion(ids[i], scores[i], i) for i in clean], recipe)
+        # an entry is made only for a promotion the pool keeps (most score below a pool's
+        # last entry once the recipe has run a while), from the validated batch: not
+        # validated again (the patterns of its ids and parameter names cost as much as the
+        # rest of its promotion)
+        pool = [
+            PoolEntry.model_construct(
+                alfa_id=e.alfa_id,
                 order_id=mint.order_id,
-                params=by_id[r["alfa_id"]].params,
-                score=r["score"],
+                params=roster_alfas[e.place].params,
+                score=e.score,
             )
-            for r in clean
+            if isinstance(e, _Promotion)
+            else cast(PoolEntry, e)
+            for e in kept
         ]
-        pool = chains.merge_pool(pool, new_entries, recipe)
         outcomes["promote"] = _outcome({"promoted": len(promoted), "pool": len(pool)})
+    # `AlfaResult`'s plain data, every field present: the fields most Alfas share as
+    # constants, then those of the few that differ set in place
+    results = [
+        {
+            "score": score,
+            "passed": passed_i,
+            "defects": [],
+            "rank": rank,
+            "purged": False,
+            "purge_reason": None,
+            "promoted": False,
+            "doctrine": None,
+            "alfa_id": alfa_id,
+        }
+        for score, passed_i, rank, alfa_id in zip(scores, passed, ranks, ids, strict=True)
+    ]
+    for i, defects in found.items():
+        results[i]["defects"] = defects
+    for i, reason in reasons.items():
+        row = results[i]
+        row["purged"], row["purge_reason"] = True, reason
+    for i, digest in zip(top, entry_digests, strict=True):
+        row = results[i]
+        row["promoted"], row["doctrine"] = True, digest
     # every field present, so the same data is what the file holds
     document = {
         "schema_version": SCHEMA_VERSION,
@@ -327,10 +424,11 @@ def compute(
             for name in sorted(RITUALS)
         },
         "results": results,
-        "roster": roster,
+        "roster": list(compress(ids, map(not_, purged))),
         "promoted": [e["alfa_id"] for e in promoted],
     }
-    return Computed(document, promoted, pool, encoded)
+    rows = {ids[i]: results[i] for i in top}
+    return Computed(document, promoted, pool, encoded, entry_digests, rows)
 
 
 # --------------------------------------------------------------------------- running them
@@ -581,26 +679,24 @@ def run_rituals(
         ran.add(only)
     computed = compute(mint, recipe, start.chain.pool, ran)
     document = computed.document
-    staged = doctrine.stage(layout, computed.promoted, computed.encoded)
+    staged = doctrine.stage(layout, computed.promoted, computed.encoded, computed.digests)
     parent = (
         None
         if before is None
         else ChainParent(order=before, sha256=start.digest or chains.digest_of(start.data))
     )
-    advanced = chains.advance(
-        start.chain, space_of(recipe), order_id, mint.alfas, parent, mint.hand_on
+    chain = chains.advance(
+        start.chain, space_of(recipe), order_id, mint.alfas, parent, mint.hand_on, computed.pool
     )
     promoted = computed.promoted
-    # the results of the promoted Alfas, the only ones the manifest reads
-    results = {r["alfa_id"]: r for r in document["results"] if r["promoted"]}
+    results = computed.promoted_results  # the only rows the manifest reads
     outbox = layout.outbox_file(order_id)
     # the doctrine objects, the artefact, the chain handed on and the outbox manifest: one
     # flush for the set (see `write_many_atomic`), the objects renamed first
     rituals_path = layout.rituals_artefact(order_id)
     rituals_data = dumps_canonical(document)
     modes = staged.modes  # the new doctrine packs, named by their bytes: created read-only
-    chain = advanced.model_copy(update={"pool": computed.pool})
-    chain_path, chain_data = layout.chain_file(order_id), dumps_canonical(chain)
+    chain_path, chain_data = layout.chain_file(order_id), chains.encode(chain)
     write_many_atomic(
         [
             *staged.objects,

@@ -90,7 +90,11 @@ class Ledger:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.torn_path = path.with_name(path.name + ".torn")
+
+    @property
+    def torn_path(self) -> Path:
+        """Where torn tails are set aside: made only for a repair (most ledgers are whole)."""
+        return self.path.with_name(self.path.name + ".torn")
 
     def append(self, records: Sequence[Mapping[str, object] | BaseModel]) -> None:
         """Append `records` as one write and one fsync; repair a torn tail first."""
