@@ -344,3 +344,67 @@ def test_the_quilt_takes_as_current_the_parts_of_the_reports_that_succeeded(
         foundry_tasks.quilt_action(".", [])
     foundry_tasks.quilt_action(".", [])
     assert given == [frozenset({"a"}), frozenset()]
+
+
+TAIL = """\
+import os
+import time
+from pathlib import Path
+
+
+def slow(target):
+    Path(target).write_text(str(os.getpid()))
+    time.sleep(0.5)
+
+
+def task_work():
+    for i in range(4):
+        yield {
+            "name": str(i),
+            "actions": [(slow, [f"out/{i}.pid"])],
+            "targets": [f"out/{i}.pid"],
+            "uptodate": [True],
+        }
+
+
+def task_quilt():
+    def here():  # a closure: it runs in the build process, while the workers still sleep
+        pids = set()
+        for _ in range(200):
+            pids = {p.read_text() for p in Path("out").glob("*.pid")}
+            if len(pids) >= 2:
+                break
+            time.sleep(0.05)
+        for _ in range(200):
+            alive = {pid for pid in pids if _alive(int(pid))}
+            if not alive:
+                break
+            time.sleep(0.05)
+        Path("out/alive").write_text(" ".join(sorted(alive)))
+
+    return {"actions": [here], "targets": ["out/alive"], "uptodate": [True]}
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+"""
+
+
+@two_cores
+def test_the_tail_ends_every_worker_once_its_job_is_done(tmp_path: Path) -> None:
+    """A task of the build's tail (`run.TAIL`) that runs in the build process while
+    workers still run jobs: they end as soon as their results are sent, instead of
+    holding their memory through the tail; their results are still recorded."""
+    root = tmp_path / "p"
+    (root / "out").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(PYPROJECT)
+    (root / "dodo.py").write_text(TAIL)
+    done = _doit(root, "-n", "2", "work:0", "work:1", "quilt", "work:2", "work:3")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (root / "out" / "alive").read_text() == ""  # every worker it saw had ended
+    again = _doit(root, "-n", "2")
+    assert ".  " not in again.stdout, again.stdout  # every task was recorded

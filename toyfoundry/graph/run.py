@@ -411,6 +411,11 @@ def compact(tasks: list[Any]) -> None:
         task.__dict__ = slim
 
 
+#: The global tasks that run last, in the build process: every worker retires at the
+#: first of them (`workers.Crew.retire_all`).
+TAIL = frozenset({"quilt", "export", "dashboard"})
+
+
 #: True while a caller that reads the tasks once the run is over (a `doit auto` cycle,
 #: which watches their file deps) runs them: nothing is released.
 _keep_tasks = False
@@ -454,10 +459,14 @@ class PoolRunner(_CausedResult, MRunner):  # type: ignore[misc]
                     # the caller hands it to a free worker, which starts it at once
                     self.reporter.execute_task(node.task)
                     return job
-                if self._crew is not None and not self._crew.busy():
-                    # the build's tail: the workers would idle through the global tasks;
-                    # mid-build (`validate` needs no order) they wait for this one task
-                    # with what their orders left in memory, which a new worker would lack
+                if self._crew is not None and node.task.name in TAIL:
+                    # the build's tail: the workers would idle through the global tasks,
+                    # those still on a report as soon as it is done
+                    self._crew.retire_all()
+                elif self._crew is not None and not self._crew.busy():
+                    # mid-build (`validate` needs no order) the workers wait for this
+                    # one task with what their orders left in memory, which a new worker
+                    # would lack; retired only when none has a job
                     self._crew.retire()
                 self._commit_records()  # what finished waits no longer than this task
                 self.process_task_result(node, self.execute_task(node.task))
