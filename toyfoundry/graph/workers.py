@@ -462,8 +462,10 @@ class Crew:
         self.retire()
         for pipe in self.jobs.values():
             if pipe not in self.told:
-                pipe.send_bytes(b"")
                 self.told.add(pipe)
+                # one that died meanwhile is reported by `get` when its result pipe ends
+                with contextlib.suppress(OSError):
+                    pipe.send_bytes(b"")
 
     def get(self, within: float | None = None) -> dict[str, Any] | None:
         """The next result of any worker, which frees it; None when `within` seconds pass
