@@ -89,17 +89,6 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "promote": ("drill",),
 }
 ROSTER_OUTCOMES = ("passed", "waived")
-#: An `AlfaResult`'s fields a ritual that did not run leaves at their defaults.
-_RESULT_DEFAULTS: dict[str, Any] = {
-    "score": None,
-    "passed": None,
-    "defects": [],
-    "rank": None,
-    "purged": False,
-    "purge_reason": None,
-    "promoted": False,
-    "doctrine": None,
-}
 
 
 # --------------------------------------------------------------------------- pure scoring
