@@ -29,11 +29,6 @@ def percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.0f}%" if whole else "-"
 
 
-def shares_table(target: Mapping[str, int], achieved: Mapping[str, int]) -> list[str]:
-    """The planned and achieved shares (`ShareCounts` as plain data) side by side."""
-    return _table_lines(_shares(target, achieved))
-
-
 def _shares(target: Mapping[str, int], achieved: Mapping[str, int]) -> Table:
     t_all = sum(map(target.__getitem__, SHARES))
     a_all = sum(map(achieved.__getitem__, SHARES))
