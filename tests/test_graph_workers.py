@@ -408,3 +408,101 @@ def test_the_tail_ends_every_worker_once_its_job_is_done(tmp_path: Path) -> None
     assert (root / "out" / "alive").read_text() == ""  # every worker it saw had ended
     again = _doit(root, "-n", "2")
     assert ".  " not in again.stdout, again.stdout  # every task was recorded
+
+
+QUEUE = """\
+import time
+from pathlib import Path
+
+DOIT_CONFIG = {"continue": CONTINUE}
+
+
+def slow(target, fail=False):
+    time.sleep(1.0)
+    if fail:
+        return False
+    Path(target).write_text("x")
+
+
+def task_work():
+    for i in range(3):
+        yield {
+            "name": str(i),
+            "actions": [(slow, [f"out/{i}"], {"fail": i == 0 and not CONTINUE})],
+            "targets": [f"out/{i}"],
+            "uptodate": [True],
+        }
+
+
+def task_hold():
+    def here():  # a closure: it runs in the build process, between two results
+        seen = "before" if Path("out/1").exists() else "never"
+        for _ in range(400):
+            if seen != "never":
+                break
+            time.sleep(0.05)
+            if Path("out/1").exists():
+                seen = "while"
+        Path("out/seen").write_text(seen)
+
+    return {"actions": [here], "targets": ["out/seen"], "uptodate": [True]}
+"""
+
+
+@two_cores
+def test_a_worker_runs_the_job_waiting_in_its_pipe_while_the_build_is_busy(
+    tmp_path: Path,
+) -> None:
+    """One worker holds the job it runs and the next (`workers.QUEUED`): it starts the next
+    as soon as it has sent a result, while the build process records that result and
+    goes on (here with a task of its own)."""
+    root = tmp_path / "p"
+    (root / "out").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(PYPROJECT)
+    (root / "dodo.py").write_text(QUEUE.replace("CONTINUE", "True"))
+    done = _doit(root, "-n", "1", "work:0", "work:1", "hold", "work:2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    # work:1 waited in the worker's pipe and ran while `hold` ran, started right after
+    # work:0's result; it used to be handed over once that result was recorded, and to
+    # be done before `hold` started
+    assert (root / "out" / "seen").read_text() == "while"
+    assert (root / "out" / "2").exists()
+    again = _doit(root, "-n", "1")
+    assert ".  " not in again.stdout, again.stdout  # every task was recorded
+
+
+@two_cores
+def test_without_continue_a_failure_starts_nothing_more(tmp_path: Path) -> None:
+    """Without `continue`, a failure stops the build: no job waits in a worker's pipe
+    (it would start before the build saw the failure), so nothing more runs."""
+    root = tmp_path / "p"
+    (root / "out").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(PYPROJECT)
+    (root / "dodo.py").write_text(QUEUE.replace("CONTINUE", "False"))
+    done = _doit(root, "-n", "1", "work:0", "work:1", "work:2")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "work:0" in done.stdout + done.stderr
+    assert not (root / "out" / "1").exists()
+    assert not (root / "out" / "2").exists()
+
+
+def test_a_crew_that_was_cancelled_answers_a_waiting_job_without_running_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build that stops (a record it could not write) cancels what waits in the workers'
+    pipes: a worker answers such a job `CANCELLED` and writes nothing."""
+    monkeypatch.chdir(tmp_path)
+    job = workers.job_of(Task("work:0", [(plain, ["made"])]))
+    assert job is not None
+    crew = workers.Crew(Stream(0), 1, 2)
+    try:
+        crew.put(job)
+        assert crew.get(30)["name"] == "work:0"
+        (tmp_path / "made").unlink()
+        crew.cancel()
+        crew.put(job)
+        assert crew.get(30) == workers.CANCELLED
+        assert not (tmp_path / "made").exists()
+        crew.retire_all()
+    finally:
+        crew.close(kill=True)

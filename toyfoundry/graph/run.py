@@ -17,7 +17,8 @@ artefacts are the same as with doit's own `run`.
   `num_process` in the config always wins. The workers come from a fork server started
   once the graph is loaded (before, for a first build sure to be parallel, so that its
   imports overlap the load) and never hold the graph: each gets one small pickled job
-  per task (see `workers`), and the build records each result in the DB as it arrives (committed a
+  per task (see `workers`), holds the next one in its pipe while it runs one (with
+  `continue` on, see `workers.Crew`), and the build records each result in the DB as it arrives (committed a
   few at a time, see `backend`). They run only on Linux, automatically only from a
   single-threaded process (the graph watcher's in-process builds stay serial), and die
   with the build (a parent-death `SIGKILL`), so a killed build never leaves a worker
@@ -508,30 +509,39 @@ class PoolRunner(_CausedResult, MRunner):  # type: ignore[misc]
         self.process_task_result(node, base_fail)
 
     def run_tasks(self, task_dispatcher: Any) -> None:
-        """doit's loop: a job for each free worker, a result recorded as it arrives."""
+        """doit's loop: a job for each free slot (`workers.QUEUED` + 1 per worker, see
+        `workers.Crew`), a result recorded as it arrives."""
         self._run_tasks_init(task_dispatcher)
         self.releasing = releases()
-        crew = self._crew = workers.Crew(self.stream)
+        # without `continue` a failure starts nothing more: a job waiting in a worker's
+        # pipe would start before the build has seen it
+        depth = workers.QUEUED + 1 if self.continue_ else 1
+        crew = self._crew = workers.Crew(self.stream, self.num_process, depth)
         failed = True
         try:
-            for _ in range(self.num_process):
+            running = 0  # slots not ended
+            for _ in range(self.num_process * depth):
                 job = self.get_next_job(None)
                 if job is None:
-                    break  # no more workers than tasks
-                crew.start(job)
-            running = len(crew)
+                    break  # no more slots than tasks
+                crew.put(job)
+                running += 1
             due = getattr(self.dep_manager.backend, "commit_due", lambda: None)
             while running:
+                if self._stop_running:
+                    crew.cancel()
                 result = crew.get(due())
                 if result is None:  # no result before the records waiting were due
                     self._commit_records()
                     continue
                 if "exit" in result:
                     raise result["exit"](result["exception"])
-                node = task_dispatcher.nodes[result["name"]]
-                self._process_result(node, node.task, result)
+                completed = None
+                if "cancelled" not in result:
+                    node = task_dispatcher.nodes[result["name"]]
+                    self._process_result(node, node.task, result)
+                    completed = node
                 free, self.free_proc = self.free_proc + 1, 0
-                completed = node
                 for _ in range(free):
                     job = self.get_next_job(completed)
                     completed = None
