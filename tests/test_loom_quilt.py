@@ -585,6 +585,29 @@ def test_ledgers_read_aside_give_the_same_rollup(
     assert quilt.aside(unpicklable)() == "here"
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="a fork server needs fork")
+def test_ledgers_read_aside_come_from_the_fork_server_when_one_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a parallel build the ledger reader is a child of the workers' fork server, not a
+    fork of the build process and its graph: same index, same rollup."""
+    from toyfoundry.graph import workers
+
+    layout = sample(tmp_path / "p")
+    expected = from_scratch(layout, list(ORDERS), tmp_path / "serial")
+    index = ledger_index(Layout(tmp_path / "serial"))
+    monkeypatch.setattr(quilt, "ASIDE_AT", 0)
+    server = workers.server_pid()
+    try:
+        assert quilt.aside(os.getppid)() == server != os.getpid()
+        assert from_scratch(layout, list(ORDERS), tmp_path / "aside") == expected
+        assert ledger_index(Layout(tmp_path / "aside")) == index
+        with pytest.raises(ValueError):  # the child's error surfaces as the caller's own
+            quilt.aside(int, "not a number")()
+    finally:
+        workers.stop_server()
+
+
 def test_a_failed_quilt_reaps_the_ledger_child(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
