@@ -23,10 +23,6 @@ def plain(target: str) -> None:
     Path(target).write_text("x")
 
 
-def pid_to(target: str) -> None:
-    Path(target).write_text(str(os.getpid()))
-
-
 def wants_changed(changed: list[str]) -> None:
     del changed
 
@@ -507,29 +503,6 @@ def test_a_crew_that_was_cancelled_answers_a_waiting_job_without_running_it(
         crew.put(job)
         assert crew.get(30) == workers.CANCELLED
         assert not (tmp_path / "made").exists()
-        crew.retire_all()
-    finally:
-        crew.close(kill=True)
-
-
-def test_a_worker_sent_its_share_of_jobs_makes_way_for_a_fresh_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """After `RENEW_AFTER` jobs a worker ends and the next job starts a fresh worker (the
-    heap a long build leaves in a worker goes with it); every result still arrives."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(workers, "RENEW_AFTER", 2)
-    crew = workers.Crew(Stream(0), 1, 2)
-    try:
-        pids = []
-        for i in range(3):
-            job = workers.job_of(Task(f"work:{i}", [(pid_to, [f"{i}.pid"])]))
-            assert job is not None
-            crew.put(job)
-            assert crew.get(30)["name"] == f"work:{i}"
-            pids.append((tmp_path / f"{i}.pid").read_text())
-        assert pids[0] == pids[1] != pids[2]
-        assert len(crew) == 2
         crew.retire_all()
     finally:
         crew.close(kill=True)

@@ -93,11 +93,6 @@ HOLD = b"hold"
 CANCELLED: dict[str, Any] = {"cancelled": True}
 #: Jobs a worker holds beyond the one it runs (see `Crew`).
 QUEUED = 1
-#: Jobs after which a worker ends and a fresh one from the server takes its place (as
-#: gunicorn's `max_requests`): a worker's heap grew from 31 to 41 MB over the 15,000 jobs
-#: of a 10,000-order build (fragments the allocator keeps, no live objects), and the two
-#: workers' growth was most of the margin under the 300 MB the build may hold.
-RENEW_AFTER = 2_000
 #: The targets that some task of the build lists as a file dep: a worker reports the hash
 #: of those it writes (`Job.digest`). Set by the runner for a parallel build.
 read_by_others: frozenset[str] = frozenset()
@@ -393,9 +388,7 @@ class Crew:
     on a tie, to keep an order's stages together, see `run._Ready`); while fewer workers
     run than the runner asked for (`limit`), one with a job already starts a new one.
     A build that stops (a record it could not write) cancels the jobs that wait
-    (`cancel`): a worker then answers each with `CANCELLED` instead of running it. A
-    worker that was sent `RENEW_AFTER` jobs ends after them, and a fresh one takes its
-    place.
+    (`cancel`): a worker then answers each with `CANCELLED` instead of running it.
     """
 
     def __init__(self, stream: Stream, limit: int = 1, depth: int = 1) -> None:
@@ -409,7 +402,6 @@ class Crew:
         self.owner: dict[Connection, Any] = {}  # result pipe -> its worker's process
         self.load: dict[Connection, int] = {}  # job pipe -> jobs sent, no result yet
         self.room: dict[Connection, int] = {}  # job pipe -> jobs it may hold (0: told to end)
-        self.sent: dict[Connection, int] = {}  # job pipe -> jobs sent in all (`RENEW_AFTER`)
         self.told: set[Connection] = set()  # job pipes sent the end (`retire`, `retire_all`)
         self.last: Connection | None = None  # the job pipe of the worker that answered last
         self.ready: list[Any] = []
@@ -456,7 +448,6 @@ class Crew:
         self.owner[result_r] = process
         self.load[pipe] = 0
         self.room[pipe] = self.depth
-        self.sent[pipe] = 0
         return pipe
 
     def _open(self) -> list[Connection]:
@@ -490,9 +481,6 @@ class Crew:
         except OSError:  # its worker died: `get` reports it when its result pipe ends
             self.room[pipe] = 0
         self.load[pipe] += 1
-        self.sent[pipe] += 1
-        if self.sent[pipe] >= RENEW_AFTER:  # its next jobs go to a fresh worker
-            self._tell(pipe)
 
     def _tell(self, pipe: Connection) -> None:
         """End the worker once it has answered the jobs it holds."""
@@ -551,7 +539,6 @@ class Crew:
                 self.told.discard(pipe)
                 held = self.load.pop(pipe, 0)
                 self.room.pop(pipe, None)
-                self.sent.pop(pipe, None)
                 if self.last is pipe:
                     self.last = None
                 self.poller.unregister(conn.fileno())
