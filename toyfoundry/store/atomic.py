@@ -97,7 +97,7 @@ def fsync_dir(folder: str | os.PathLike[str]) -> None:
     if block is not None:
         block.folders.add(os.fspath(folder))
         return
-    _fsync_folders([folder])
+    _fsync_folders([os.fspath(folder)])
 
 
 def defer_data_flush(path: Path) -> bool:
