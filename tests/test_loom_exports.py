@@ -360,3 +360,22 @@ def test_the_small_partitions_are_the_row_models_bytes_for_any_text(
     ):
         rows = [model(**dict(zip(model.model_fields, v, strict=True))) for v in values]
         assert files(arts) == (exports.csv_bytes(model, rows), exports.jsonl_bytes(rows))
+
+
+@pytest.mark.parametrize(
+    ("column", "texts"),
+    [
+        ([1.5, None, 2.0], (["1.5", "", "2.0"], ["1.5", "null", "2.0"])),
+        ([1.5, 2.0], (["1.5", "2.0"], ["1.5", "2.0"])),
+        ([1.5, float("nan")], None),
+        ([None, float("inf"), 2.0], None),
+        ([1e-7, None], None),
+    ],
+)
+def test_float_columns_texts_or_cells_when_orjson_and_repr_differ(
+    column: list[float | None], texts: tuple[list[str], list[str]] | None
+) -> None:
+    """A nan or an inf (orjson's null) beside the column's own nulls, or a float whose repr
+    differs, leaves the column to be written a cell at a time."""
+    made = exports._floats(column)
+    assert (made == column and made.__class__ is list) if texts is None else made == texts

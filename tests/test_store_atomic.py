@@ -229,3 +229,23 @@ def test_fsync_many_flushes_files_on_several_folders(tmp_path: Path) -> None:
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def test_write_many_names_temps_and_folders_from_the_paths_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A path in the working folder (no folder in its text) and one in a folder not made yet:
+    each written whole, and a block flushes each file's folder, named as text."""
+    from toyfoundry.store import atomic
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    with atomic.deferred_folder_syncs() as block:
+        written = write_many_atomic([(Path("top.txt"), b"a"), (Path("deep/er/x.txt"), b"b")])
+    assert written == [Path("top.txt"), Path("deep/er/x.txt")]
+    assert (work / "top.txt").read_bytes() == b"a"
+    assert (work / "deep" / "er" / "x.txt").read_bytes() == b"b"
+    assert block.folders == {".", os.path.join("deep", "er")}
+    assert sorted(os.listdir(work)) == ["deep", "top.txt"]
+    assert os.listdir(work / "deep" / "er") == ["x.txt"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import stat
@@ -25,7 +26,7 @@ class _Block:
     """What waits for the end of a `grouped_folder_syncs` block: folders to flush, and
     whether file data (a ledger append) waits for the same flush."""
 
-    folders: set[Path] = field(default_factory=set)
+    folders: set[str] = field(default_factory=set)  # as text: a Path each costs more
     data: bool = False
 
 
@@ -90,13 +91,13 @@ def flush_deferred(folders: Iterable[str], *, data: bool) -> None:
     _fsync_folders(sorted(set(folders)), whole=data)  # as strings: a Path each costs more
 
 
-def fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: str | os.PathLike[str]) -> None:
     """Make a rename or unlink in `folder` durable: the entry lives in the folder, not the file."""
     block = _pending.get()
     if block is not None:
-        block.folders.add(folder)
+        block.folders.add(os.fspath(folder))
         return
-    _fsync_folders([folder])
+    _fsync_folders([os.fspath(folder)])
 
 
 def defer_data_flush(path: Path) -> bool:
@@ -110,7 +111,7 @@ def defer_data_flush(path: Path) -> bool:
     block = _pending.get()
     if block is None or not fsio.HAS_SYNCFS:
         return False
-    block.folders.add(path.parent)
+    block.folders.add(os.fspath(path.parent))
     block.data = True
     return True
 
@@ -211,17 +212,22 @@ _own_pid: int | None = None
 os.register_at_fork(after_in_child=_forget_pid)
 
 
-def _open_temp(path: Path, mode: int) -> tuple[Path, int]:
-    """A fresh temp file next to `path`; its folder is made only when the open says it is
-    missing (a mkdir per write costs a syscall on every artefact of every build)."""
-    folder = path.parent
-    temp = folder / f".{path.name}.{_pid()}.{next(_temp_serial)}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+
+
+def _open_temp(path: Path, mode: int) -> tuple[str, str, int]:
+    """A fresh temp file next to `path`: its folder's and its own name (as text, made from
+    the path's text: a `Path` join and `parent` cost more than the open), and its fd. The
+    folder is made only when the open says it is missing (a mkdir per write costs a
+    syscall on every artefact of every build)."""
+    head, sep, name = os.fspath(path).rpartition(os.sep)
+    temp = f"{head}{sep}.{name}.{_pid()}.{next(_temp_serial)}.tmp"
+    folder = head or sep or os.curdir  # what `path.parent` names
     try:
-        return temp, os.open(temp, flags, mode)
+        return folder, temp, os.open(temp, _TEMP_FLAGS, mode)
     except FileNotFoundError:
-        folder.mkdir(parents=True, exist_ok=True)
-        return temp, os.open(temp, flags, mode)
+        os.makedirs(folder, exist_ok=True)
+        return folder, temp, os.open(temp, _TEMP_FLAGS, mode)
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o666) -> bool:
@@ -256,26 +262,29 @@ def write_many_atomic(
     if note is not None:
         items = list(items)
     todo = [(path, data) for path, data in items if path in absent or not _same_bytes(path, data)]
-    temps: list[Path] = []
+    temps: list[str] = []
+    folders: list[str] = []
     open_fds: list[int] = []
     try:
         for path, data in todo:
-            temp, fd = _open_temp(path, modes.get(path, mode) if modes else mode)
+            folder, temp, fd = _open_temp(path, modes.get(path, mode) if modes else mode)
             temps.append(temp)
+            folders.append(folder)
             open_fds.append(fd)
             fsio.write_all(fd, data)
         fsio.fsync_many(open_fds)
         while open_fds:
             os.close(open_fds.pop())
         with grouped_folder_syncs():  # each folder once, here or at the caller's block end
-            for (path, _), temp in zip(todo, temps, strict=True):
+            for (path, _), temp, folder in zip(todo, temps, folders, strict=True):
                 fsio.replace(temp, path)
-                fsync_dir(path.parent)
+                fsync_dir(folder)
     except BaseException:
         for fd in open_fds:
             os.close(fd)
         for temp in temps:
-            temp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
         raise
     if note is not None:
         for path, data in items:

@@ -321,7 +321,7 @@ def _column_pieces(column: Sequence[Any]) -> tuple[Piece, list[Piece]]:
         texts = orjson.dumps(column)[1:-1].decode()
         cells = texts.split(",")
         if float in kinds and (
-            "e" in texts or "0.0000" in texts or texts.count("null") != column.count(None)
+            "e" in texts or "0.0000" in texts or _nan_or_inf(texts.count("null"), column)
         ):
             return list(map(_csv_text, column)), [cells]
         if _NONE in kinds:
@@ -466,12 +466,19 @@ _JSON_INT: dict[object, str] = {None: "null", **{i: str(i) for i in range(1024)}
 _NULL: dict[str, str] = {"null": ""}
 
 
+def _nan_or_inf(nulls: int, column: Sequence[object]) -> bool:
+    """Whether orjson's texts of a column of floats and nulls, holding `nulls` nulls, hold
+    one for a nan or an inf: more than the column has. The column's nulls are counted only
+    when the texts have one (a float compared with None is a slow comparison a cell)."""
+    return bool(nulls) and nulls != column.count(None)
+
+
 def _floats(column: Sequence[float | None]) -> Texts | Sequence[float | None]:
     """A column of floats or nulls (as the model has them): orjson's texts of the whole
     column, the CSV's too but for nulls; as it is (for `_column_pieces`) when a float's
     repr may differ from orjson's (see there) or a float is nan or inf."""
     raw = orjson.dumps(column)
-    if b"e" in raw or b"0.0000" in raw or raw.count(b"null") != column.count(None):
+    if b"e" in raw or b"0.0000" in raw or _nan_or_inf(raw.count(b"null"), column):
         return column
     texts = raw[1:-1].decode().split(",")
     return Texts(cast(list[str], list(map(_NULL.get, texts, texts))), texts)
@@ -480,8 +487,10 @@ def _floats(column: Sequence[float | None]) -> Texts | Sequence[float | None]:
 def _flags(column: Sequence[bool | None]) -> Texts:
     """A column of flags (booleans or nulls, as the model has them), a lookup a cell."""
     csv_texts = list(map(_CSV_OF.__getitem__, column))
+    # a null's CSV text is the only empty one: looked for among the texts, each compared
+    # by its length, not among the flags, each a slow comparison of a bool with None
     return Texts(
-        csv_texts, list(map(_JSON_OF.__getitem__, column)) if None in column else csv_texts
+        csv_texts, list(map(_JSON_OF.__getitem__, column)) if "" in csv_texts else csv_texts
     )
 
 
@@ -492,8 +501,8 @@ def _small(column: Sequence[int | None]) -> Texts | Sequence[int | None]:
         csv_texts = list(map(_CSV_INT.__getitem__, column))
     except KeyError:
         return column
-    return Texts(
-        csv_texts, list(map(_JSON_INT.__getitem__, column)) if None in column else csv_texts
+    return Texts(  # a null's CSV text is the only empty one (see `_flags`)
+        csv_texts, list(map(_JSON_INT.__getitem__, column)) if "" in csv_texts else csv_texts
     )
 
 
