@@ -148,24 +148,36 @@ def plan_shares(
 
 class _Mutator:
     """A carryover child of a recipe's parameters: 1..max_changes parameters moved to another
-    value of their domain, its parameters in sorted order (as the artefact holds them)."""
+    value of their domain, its parameters in sorted order (as the artefact holds them).
+
+    `index`: the child's index in the recipe's space after each call, when its parent's is
+    known (None: work it out from the parameters, `Space.index`): a mutation moves digits
+    of the parent's index, so its carryover's position needs no look-up per parameter."""
 
     def __init__(self, recipe: Recipe, space: Space) -> None:
+        self.space = space
         self.order = list(recipe.parameters)
         self.known = set(self.order)
         self.in_order = sorted(self.order)
-        # the parameters a mutation may move, in the recipe's order: (name, size, domain)
+        # the parameters a mutation may move, in the recipe's order: (name, size, domain,
+        # its values as `Space` lists them, its place value in an index)
         self.movable = [
-            (name, size, domain)
-            for name, size, domain in zip(self.order, space.radices, space.domains, strict=True)
+            (name, size, domain, values, place)
+            for (name, place, size, values), domain in zip(space.digits, space.domains, strict=True)
             if size > 1
         ]
+        #: each parent's index, by the identity of its parameters (kept alive by the pool)
+        self._parents: dict[int, int | None] = {}
+        self.index: int | None = None
 
     def __call__(
         self, params: Mapping[str, ParamValue], mutation: Mutation, gen: Generator
     ) -> Params:
         out = dict(params)
-        movable = list(self.movable)
+        index = self._parents.get(id(params), -1)
+        if index == -1:
+            index = self._parents[id(params)] = self.space.index(params)
+        movable = self.movable
         if movable:
             # each draw from [0, n) is `min(int(random() * n), n - 1)`: built on `random()`
             # alone, the one method Python keeps stable across versions for a given seed
@@ -175,16 +187,25 @@ class _Mutator:
             most, rate = min(mutation.max_changes, len(movable)), mutation.rate
             while changes < most and random() < rate:
                 changes += 1
+            if changes > 1:
+                movable = list(movable)
             for _ in range(changes):
                 n = len(movable)
-                name, size, domain = movable.pop(min(int(random() * n), n - 1))
+                pick = min(int(random() * n), n - 1)
+                name, size, domain, values, place = (
+                    movable.pop(pick) if changes > 1 else movable[pick]
+                )
                 current = domain.index_of(out[name]) if name in out else None
                 if current is None:
                     choice = min(int(random() * size), size - 1)
+                    index = None
                 else:
                     choice = min(int(random() * (size - 1)), size - 2)
                     choice += choice >= current
-                out[name] = domain.value_at(choice)
+                    if index is not None:
+                        index += (choice - current) * place
+                out[name] = values[choice]
+        self.index = index
         if out.keys() == self.known:  # the recipe's parameters, as a pool entry has them
             return {n: out[n] for n in self.in_order}
         return dict(sorted(out.items()))
@@ -337,9 +358,10 @@ class _Sequence:
             return self.space.sorted_params(index)
         return None
 
-    def note_carryover(self, params: Params) -> int | None:
-        """Skip a carryover's position in later draws; its position (None: not in the space)."""
-        position = self.space.position(params)
+    def note_carryover(self, params: Params, index: int | None = None) -> int | None:
+        """Skip a carryover's position in later draws; its position (None: not in the space).
+        `index`: the parameters' index in the space, when known (`_Mutator.index`)."""
+        position = self.space.position(params, index)
         if position is not None and position >= self.cursor:
             self.own.add(position)
         return position
@@ -452,12 +474,14 @@ class _Batch:
         self.reserve = list(
             map(self.space.sorted_params, self.sequence.draw(waiting * RESERVE_FACTOR))
         )
-        pool, mutate, mutation, note = (
+        pool, mutator, mutation, note = (
             self.chain.pool,
             self.mutate,
             self.mutation,
             self.sequence.note_carryover,
         )
+        # its method called bound: calling the instance goes through its type's slot
+        mutate = mutator.__call__
         # `rng(seed, "carryover", alfa)`: the seed's text up to the Alfa's id hashed once
         head = one_block_sha256(f"{seed}\ncarryover\n".encode())
         for j in range(self.target.carryover):
@@ -466,7 +490,7 @@ class _Batch:
             h = head.copy()
             h.update(alfa.encode())
             params = mutate(parent.params, mutation, Generator(int.from_bytes(h.digest(), "big")))
-            position = self.positions[slot] = note(params)
+            position = self.positions[slot] = note(params, mutator.index)
             # a position says the parameters are the recipe's, each in its domain
             if position is not None:
                 reasons = fitting(alfa, params, canonical(params))
@@ -500,7 +524,7 @@ class _Batch:
                 gen = rng(self.order.seed, rerolled, "reroll")
                 for _ in range(_KEPT_TRIES):
                     params = self.mutate(parent.params, self.mutation, gen)
-                    positions.append(self.space.position(params))
+                    positions.append(self.space.position(params, self.mutate.index))
                 rerolled = alfa_id(self.order_id, slot, k)
         carried = sorted({p for p in positions if p is not None and p >= cursor})
         return HandOn(cursor=cursor, carried=carried)
@@ -554,7 +578,7 @@ class _Batch:
                 if not self.validators.refuses(params, _canonical(params)):
                     break
                 params = self.mutate(parent.params, self.mutation, gen)
-            self.sequence.note_carryover(params)
+            self.sequence.note_carryover(params, self.mutate.index)
         else:
             first_baseline = self.target.novel + self.target.carryover
             which = (slot - first_baseline + k) % len(self.baselines)
