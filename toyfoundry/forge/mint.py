@@ -215,6 +215,15 @@ def alfa_id(order_id: str, slot: int, reroll: int = 0) -> str:
     return f"{order_id}.a{slot:03d}" + (f"r{reroll}" if reroll else "")
 
 
+def _slots_text(count: int) -> tuple[str, ...]:
+    return tuple(f"{slot:03d}" for slot in range(count))
+
+
+#: A batch's slots as its Alfa ids write them (`{slot:03d}`; a batch has at most 96): a
+#: format spec costs a `format` call an Alfa, an item of this tuple a subscript.
+_SLOT_TEXT = _slots_text(1000)
+
+
 def experimental_block(exchange: Exchange, order: Order, order_id: str) -> str | None:
     """Why an experimental order is over its sprint's quota, or None when it fits.
 
@@ -440,6 +449,11 @@ class _Batch:
             self.validators.check,
         )
         prefix = f"{order_id}.a"
+        slots_text = (
+            _SLOT_TEXT
+            if self.order.batch_size <= len(_SLOT_TEXT)
+            else _slots_text(self.order.batch_size)
+        )
         canonical = chains.canonical_params
         novel = self.sequence.draw(needed)
         if len(novel) < needed:  # unseen() said there were enough; a bug if not
@@ -449,7 +463,7 @@ class _Batch:
         fitting, keyed = self.validators.check_fitting, self.space.keyed_params
         if self.space.values_fit:
             for slot, index in enumerate(novel):
-                alfa = f"{prefix}{slot:03d}"
+                alfa = prefix + slots_text[slot]
                 params, key = keyed(index)
                 reasons = fitting(alfa, params, key)
                 # `_draft`, written out: a call less an Alfa
@@ -465,7 +479,7 @@ class _Batch:
                 slots.append([draft])
         else:
             for slot, index in enumerate(novel):
-                alfa = f"{prefix}{slot:03d}"
+                alfa = prefix + slots_text[slot]
                 params, key = keyed(index)
                 reasons = check(alfa, "novel", params, key, drawn=True)
                 slots.append([_draft(alfa, slot, params, "novel", None, reasons)])
@@ -486,7 +500,7 @@ class _Batch:
         head = one_block_sha256(f"{seed}\ncarryover\n".encode())
         for j in range(self.target.carryover):
             parent = pool[j % len(pool)]
-            alfa = f"{prefix}{slot:03d}"
+            alfa = prefix + slots_text[slot]
             h = head.copy()
             h.update(alfa.encode())
             params = mutate(parent.params, mutation, Generator(int.from_bytes(h.digest(), "big")))
@@ -500,7 +514,7 @@ class _Batch:
             slot += 1
         baselines, shown = self.sorted_baselines, self.baselines
         for j in range(self.target.baseline):
-            alfa = f"{prefix}{slot:03d}"
+            alfa = prefix + slots_text[slot]
             original = shown[j % len(shown)]
             reasons = check(alfa, "baseline", original, canonical(original))
             params = dict(baselines[j % len(baselines)])
