@@ -513,10 +513,12 @@ class _Batch:
             slots.append([_draft(alfa, slot, params, "carryover", parent.alfa_id, reasons)])
             slot += 1
         baselines, shown = self.sorted_baselines, self.baselines
+        # a batch repeats its recipe's few baselines: each one's canonical bytes made once
+        keys = [canonical(original) for original in shown] if self.target.baseline else []
         for j in range(self.target.baseline):
             alfa = prefix + slots_text[slot]
             original = shown[j % len(shown)]
-            reasons = check(alfa, "baseline", original, canonical(original))
+            reasons = check(alfa, "baseline", original, keys[j % len(shown)])
             params = dict(baselines[j % len(baselines)])
             slots.append([_draft(alfa, slot, params, "baseline", None, reasons)])
             slot += 1
