@@ -148,24 +148,36 @@ def plan_shares(
 
 class _Mutator:
     """A carryover child of a recipe's parameters: 1..max_changes parameters moved to another
-    value of their domain, its parameters in sorted order (as the artefact holds them)."""
+    value of their domain, its parameters in sorted order (as the artefact holds them).
+
+    `index`: the child's index in the recipe's space after each call, when its parent's is
+    known (None: work it out from the parameters, `Space.index`): a mutation moves digits
+    of the parent's index, so its carryover's position needs no look-up per parameter."""
 
     def __init__(self, recipe: Recipe, space: Space) -> None:
+        self.space = space
         self.order = list(recipe.parameters)
         self.known = set(self.order)
         self.in_order = sorted(self.order)
-        # the parameters a mutation may move, in the recipe's order: (name, size, domain)
+        # the parameters a mutation may move, in the recipe's order: (name, size, domain,
+        # its values as `Space` lists them, its place value in an index)
         self.movable = [
-            (name, size, domain)
-            for name, size, domain in zip(self.order, space.radices, space.domains, strict=True)
+            (name, size, domain, values, place)
+            for (name, place, size, values), domain in zip(space.digits, space.domains, strict=True)
             if size > 1
         ]
+        #: each parent's index, by the identity of its parameters (kept alive by the pool)
+        self._parents: dict[int, int | None] = {}
+        self.index: int | None = None
 
     def __call__(
         self, params: Mapping[str, ParamValue], mutation: Mutation, gen: Generator
     ) -> Params:
         out = dict(params)
-        movable = list(self.movable)
+        index = self._parents.get(id(params), -1)
+        if index == -1:
+            index = self._parents[id(params)] = self.space.index(params)
+        movable = self.movable
         if movable:
             # each draw from [0, n) is `min(int(random() * n), n - 1)`: built on `random()`
             # alone, the one method Python keeps stable across versions for a given seed
@@ -175,16 +187,25 @@ class _Mutator:
             most, rate = min(mutation.max_changes, len(movable)), mutation.rate
             while changes < most and random() < rate:
                 changes += 1
+            if changes > 1:
+                movable = list(movable)
             for _ in range(changes):
                 n = len(movable)
-                name, size, domain = movable.pop(min(int(random() * n), n - 1))
+                pick = min(int(random() * n), n - 1)
+                name, size, domain, values, place = (
+                    movable.pop(pick) if changes > 1 else movable[pick]
+                )
                 current = domain.index_of(out[name]) if name in out else None
                 if current is None:
                     choice = min(int(random() * size), size - 1)
+                    index = None
                 else:
                     choice = min(int(random() * (size - 1)), size - 2)
                     choice += choice >= current
-                out[name] = domain.value_at(choice)
+                    if index is not None:
+                        index += (choice - current) * place
+                out[name] = values[choice]
+        self.index = index
         if out.keys() == self.known:  # the recipe's parameters, as a pool entry has them
             return {n: out[n] for n in self.in_order}
         return dict(sorted(out.items()))
@@ -192,6 +213,15 @@ class _Mutator:
 
 def alfa_id(order_id: str, slot: int, reroll: int = 0) -> str:
     return f"{order_id}.a{slot:03d}" + (f"r{reroll}" if reroll else "")
+
+
+def _slots_text(count: int) -> tuple[str, ...]:
+    return tuple(f"{slot:03d}" for slot in range(count))
+
+
+#: A batch's slots as its Alfa ids write them (`{slot:03d}`; a batch has at most 96): a
+#: format spec costs a `format` call an Alfa, an item of this tuple a subscript.
+_SLOT_TEXT = _slots_text(1000)
 
 
 def experimental_block(exchange: Exchange, order: Order, order_id: str) -> str | None:
@@ -337,9 +367,10 @@ class _Sequence:
             return self.space.sorted_params(index)
         return None
 
-    def note_carryover(self, params: Params) -> int | None:
-        """Skip a carryover's position in later draws; its position (None: not in the space)."""
-        position = self.space.position(params)
+    def note_carryover(self, params: Params, index: int | None = None) -> int | None:
+        """Skip a carryover's position in later draws; its position (None: not in the space).
+        `index`: the parameters' index in the space, when known (`_Mutator.index`)."""
+        position = self.space.position(params, index)
         if position is not None and position >= self.cursor:
             self.own.add(position)
         return position
@@ -418,6 +449,11 @@ class _Batch:
             self.validators.check,
         )
         prefix = f"{order_id}.a"
+        slots_text = (
+            _SLOT_TEXT
+            if self.order.batch_size <= len(_SLOT_TEXT)
+            else _slots_text(self.order.batch_size)
+        )
         canonical = chains.canonical_params
         novel = self.sequence.draw(needed)
         if len(novel) < needed:  # unseen() said there were enough; a bug if not
@@ -427,7 +463,7 @@ class _Batch:
         fitting, keyed = self.validators.check_fitting, self.space.keyed_params
         if self.space.values_fit:
             for slot, index in enumerate(novel):
-                alfa = f"{prefix}{slot:03d}"
+                alfa = prefix + slots_text[slot]
                 params, key = keyed(index)
                 reasons = fitting(alfa, params, key)
                 # `_draft`, written out: a call less an Alfa
@@ -443,7 +479,7 @@ class _Batch:
                 slots.append([draft])
         else:
             for slot, index in enumerate(novel):
-                alfa = f"{prefix}{slot:03d}"
+                alfa = prefix + slots_text[slot]
                 params, key = keyed(index)
                 reasons = check(alfa, "novel", params, key, drawn=True)
                 slots.append([_draft(alfa, slot, params, "novel", None, reasons)])
@@ -452,21 +488,23 @@ class _Batch:
         self.reserve = list(
             map(self.space.sorted_params, self.sequence.draw(waiting * RESERVE_FACTOR))
         )
-        pool, mutate, mutation, note = (
+        pool, mutator, mutation, note = (
             self.chain.pool,
             self.mutate,
             self.mutation,
             self.sequence.note_carryover,
         )
+        # its method called bound: calling the instance goes through its type's slot
+        mutate = mutator.__call__
         # `rng(seed, "carryover", alfa)`: the seed's text up to the Alfa's id hashed once
         head = one_block_sha256(f"{seed}\ncarryover\n".encode())
         for j in range(self.target.carryover):
             parent = pool[j % len(pool)]
-            alfa = f"{prefix}{slot:03d}"
+            alfa = prefix + slots_text[slot]
             h = head.copy()
             h.update(alfa.encode())
             params = mutate(parent.params, mutation, Generator(int.from_bytes(h.digest(), "big")))
-            position = self.positions[slot] = note(params)
+            position = self.positions[slot] = note(params, mutator.index)
             # a position says the parameters are the recipe's, each in its domain
             if position is not None:
                 reasons = fitting(alfa, params, canonical(params))
@@ -475,10 +513,12 @@ class _Batch:
             slots.append([_draft(alfa, slot, params, "carryover", parent.alfa_id, reasons)])
             slot += 1
         baselines, shown = self.sorted_baselines, self.baselines
+        # a batch repeats its recipe's few baselines: each one's canonical bytes made once
+        keys = [canonical(original) for original in shown] if self.target.baseline else []
         for j in range(self.target.baseline):
-            alfa = f"{prefix}{slot:03d}"
+            alfa = prefix + slots_text[slot]
             original = shown[j % len(shown)]
-            reasons = check(alfa, "baseline", original, canonical(original))
+            reasons = check(alfa, "baseline", original, keys[j % len(shown)])
             params = dict(baselines[j % len(baselines)])
             slots.append([_draft(alfa, slot, params, "baseline", None, reasons)])
             slot += 1
@@ -500,7 +540,7 @@ class _Batch:
                 gen = rng(self.order.seed, rerolled, "reroll")
                 for _ in range(_KEPT_TRIES):
                     params = self.mutate(parent.params, self.mutation, gen)
-                    positions.append(self.space.position(params))
+                    positions.append(self.space.position(params, self.mutate.index))
                 rerolled = alfa_id(self.order_id, slot, k)
         carried = sorted({p for p in positions if p is not None and p >= cursor})
         return HandOn(cursor=cursor, carried=carried)
@@ -554,7 +594,7 @@ class _Batch:
                 if not self.validators.refuses(params, _canonical(params)):
                     break
                 params = self.mutate(parent.params, self.mutation, gen)
-            self.sequence.note_carryover(params)
+            self.sequence.note_carryover(params, self.mutate.index)
         else:
             first_baseline = self.target.novel + self.target.carryover
             which = (slot - first_baseline + k) % len(self.baselines)

@@ -313,6 +313,8 @@ class Space:
                 self.names, places, self.radices, self.domains, strict=True
             )
         ]
+        #: each digit as (name, place value, radix, its values), in the recipe's order
+        self.digits = self._ordered
         self._digits = list(zip(self.names, self.domains, self.radices, strict=True))
         # the same digits by name: a parameter set in the sorted order JSON gives it
         self._by_name = sorted(self._ordered, key=lambda digit: digit[0])
@@ -391,7 +393,9 @@ class Space:
     def at(self, position: int) -> int:
         return self.permutation.at(position)
 
-    def position(self, params: Mapping[str, ParamValue]) -> int | None:
-        """The sequence position of a parameter set; None when it is not in the space."""
-        index = self.index(params)
+    def position(self, params: Mapping[str, ParamValue], index: int | None = None) -> int | None:
+        """The sequence position of a parameter set; None when it is not in the space.
+        `index`: its index, when the caller knows it (a mutation's, `mint._Mutator.index`)."""
+        if index is None:
+            index = self.index(params)
         return None if index is None else self.permutation.position(index)
