@@ -92,7 +92,7 @@ def diagnose(kind: str, line: bytes, exc: ValidationError) -> str:
     if not isinstance(data, dict):
         return "not a JSON object"
     found = data.get("kind")
-    if found not in MODELS:
+    if not isinstance(found, str) or found not in MODELS:  # a list or an object is no kind
         return "record has no kind" if found is None else f"unknown record type {_show(found)}"
     if found != kind:
         return f"a {found} record in the {kind} ledger"
