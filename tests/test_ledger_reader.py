@@ -237,6 +237,10 @@ def test_mutated_lines_are_judged_as_pydantic_judges_them(kind: str, data: st.Da
     line = encode(data.draw(records(kind)), "canonical")
     mutants = [line]
     for _ in range(data.draw(st.integers(1, 3))):
+        if data.draw(st.integers(0, 5)) == 0:  # cut short
+            line = line[: data.draw(st.integers(0, len(line)))]
+            mutants.append(line)
+            continue
         at = data.draw(st.integers(0, len(line)))
         cut = data.draw(st.integers(0, 3))
         line = line[:at] + data.draw(st.sampled_from(MUTANT_BYTES)) + line[at + cut :]
@@ -270,6 +274,15 @@ def test_edge_lines(kind: str, old: bytes, new: bytes) -> None:
     good = encode(RECORDS[kind], "canonical")
     assert old in good
     same(kind, [good, good.replace(old, new, 1), good])
+
+
+@pytest.mark.parametrize("kind", ["mint", "ritual"])
+def test_every_prefix_of_a_good_line_is_judged_as_pydantic_judges_it(kind: str) -> None:
+    """Down to a head without its tail: the reader cuts lines in two (`ledgers._Shape`)."""
+    good = encode(RECORDS[kind], "canonical")
+    for end in range(len(good) + 1):
+        same(kind, [good[:end]])
+        same(kind, [good, good[:end], good[:end] + b"}"])
 
 
 def test_a_bad_time_after_a_good_one_is_still_refused() -> None:

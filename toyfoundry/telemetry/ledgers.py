@@ -328,7 +328,13 @@ class Reader:
         self._time_checks = shape.time_checks
         #: tail -> (time, run id), or None when pydantic must say what is wrong with it
         self._tails: dict[bytes, tuple[str, str] | None] = {}
-        self._last: tuple[bytes, tuple[str, str] | None, Facts | None] = (b"", None, None)
+        #: the last tail and what it is
+        self._tail_seen = b""
+        self._known: tuple[str, str] | None = None  # b"" is no valid tail
+        #: the last `Facts` made, of which order and tail
+        self._order = b""
+        self._facts_of: tuple[str, str] | None = _UNSEEN
+        self._facts = Facts("", "", "")
 
     def read(self, line: bytes) -> tuple[Facts | None, str | None]:
         """The line's `Facts`, or why it is not a valid record (`check_line`'s words).
@@ -338,16 +344,19 @@ class Reader:
         head = self._head(line)
         if head is not None:
             tail = line[head.end() :]
-            known = self._tails.get(tail, _UNSEEN)
-            if known is _UNSEEN:
-                known = self._checked(tail)
+            if tail == self._tail_seen:  # cheaper than hashing it for `_tails`
+                known = self._known
+            else:
+                known = self._tails.get(tail, _UNSEEN)
+                if known is _UNSEEN:
+                    known = self._checked(tail)
+                self._tail_seen, self._known = tail, known
             if known is not None:
                 order = head.group(1)
-                last_order, last_known, facts = self._last
-                if order != last_order or known is not last_known or facts is None:
-                    facts = Facts(order.decode(), *known)
-                    self._last = (order, known, facts)
-                return facts, None
+                if order != self._order or known is not self._facts_of:
+                    self._order, self._facts_of = order, known
+                    self._facts = Facts(order.decode(), *known)
+                return self._facts, None
         record, problem = check_line(self.kind, line)
         if record is None:
             return None, problem
