@@ -9,6 +9,7 @@ spellings of the same JSON, and on byte-level mutations of good lines.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,8 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.test_loom_support import append_raw, sample
 from toyfoundry.formats.models import BatchMeta, MintRecord, RitualRecord
-from toyfoundry.telemetry import ledgers
+from toyfoundry.telemetry import ledgers, quilt
+from toyfoundry.telemetry.lint import lint_paths
 
 RUN = "20261207T053929Z-6728-1d0440"
 TIME = "2026-12-07T05:39:29.813444Z"
@@ -337,3 +340,32 @@ def test_the_shape_follows_the_models() -> None:
     assert [repr(m) for m in BatchMeta.model_fields["size"].metadata] == ["Ge(ge=0)"]
     for model in (MintRecord, RitualRecord, BatchMeta):
         assert model.model_config.get("strict") and model.model_config.get("extra") == "forbid"
+
+
+def test_the_quilt_and_the_lint_read_the_same_with_and_without_the_shape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ledger of good lines, planted bad ones, a withdrawn order's and a torn tail."""
+    layout = sample(tmp_path / "p")
+    good = encode(MINT, "canonical")
+    for path, planted in [
+        (
+            layout.mint_ledger,
+            [good.replace(b"mint", b"ritual", 1), good.replace(b"}", b" }")],
+        ),  # 2nd: good
+        (layout.mint_ledger, [good, good.replace(TIME.encode(), b"2025-02-29T10:00:00Z")]),
+        (layout.ritual_ledger, [encode(RITUAL, "canonical"), good, b"", b"[1]"]),
+    ]:
+        append_raw(path, b"\n".join(planted) + b"\n")
+    append_raw(layout.mint_ledger, good[:40])
+
+    def both() -> tuple[bytes, list[str], list[str], int]:
+        index, notes = quilt.update_index(layout)
+        lint = lint_paths(layout)
+        return quilt.index_bytes(index), notes, [str(f) for f in lint.findings], lint.lines
+
+    monkeypatch.setattr(ledgers, "FAST_FROM", 1 << 40)
+    slow = both()
+    monkeypatch.setattr(ledgers, "FAST_FROM", 0)
+    assert both() == slow
+    assert len(slow[2]) == 6 and len(slow[1]) == 1  # five bad lines, a torn tail; its note

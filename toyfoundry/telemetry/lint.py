@@ -93,7 +93,7 @@ def lint_paths(layout: Layout) -> LintResult:
             continue
         result.files += 1
         result.bytes += extent.size
-        read = ledgers.Reader(kind).read
+        read = ledgers.Reader(kind, extent.end).read
         number = 0
         for number, line in ledgers.lines(path, 0, extent.end):
             facts, problem = read(line)

@@ -150,7 +150,7 @@ def _consume(
     orders: dict[str, dict[str, Any]] = state["orders"]
     skipped: list[str] = state["skipped"]
     mint = kind == "mint"
-    read = ledgers.Reader(kind).read
+    read = ledgers.Reader(kind, extent.end - state["offset"]).read
     last: ledgers.Facts | None = None
     stats: dict[str, Any] = {}
     number = state["lines"]
