@@ -191,18 +191,25 @@ def _one_of(model: type[BaseModel], name: str) -> bytes:
     return _or_null(b"(?:" + quoted + b")", nullable)
 
 
+#: The pattern syntax that means the same to Python's `re` and to pydantic's Rust regex
+#: on the ASCII the shape admits: ASCII literals, classes, groups, repeats; `\.` only.
+_EMBEDDABLE = re.compile(r"(?:[0-9A-Za-z_:+,|?{}()\[\]-]|\\\.)*")
+
+
 def _pattern(model: type[BaseModel], name: str, group: str = "") -> bytes:
     """The field's own string pattern, quoted; captured as `group` when one is named."""
     _, constraints, nullable = _hints(model, name)
     (pattern,) = {c.pattern for c in constraints if getattr(c, "pattern", None)}
-    if not (pattern[0] == "^" and pattern[-1] == "$") or "(?" in pattern:
+    inner = pattern[1:-1]
+    if not (pattern[0] == "^" and pattern[-1] == "$" and _EMBEDDABLE.fullmatch(inner)) or any(
+        rust in inner
+        for rust in ("[[", "&&", "--", "~~")  # class operations of Rust's regex
+    ):
         raise ValueError(f"{model.__name__}.{name}: a pattern the fast shape cannot embed")
-    if "\\" in pattern.replace("\\.", ""):  # only `\.`: the same in Python and in Rust
-        raise ValueError(f"{model.__name__}.{name}: a pattern the fast shape cannot embed")
-    inner = pattern[1:-1].replace("(", "(?:").encode()  # no numbered groups of its own
+    embedded = inner.encode()
     if group:
-        inner = b"(?P<" + group.encode() + b">" + inner + b")"
-    return _or_null(b'"' + inner + b'"', nullable)
+        embedded = b"(?P<" + group.encode() + b">" + embedded + b")"
+    return _or_null(b'"' + embedded + b'"', nullable)
 
 
 def _run_id(model: type[BaseModel]) -> bytes:
@@ -242,6 +249,8 @@ class _Shape:
 
     head: re.Pattern[bytes]
     tail: re.Pattern[bytes]
+    #: the order id's group in `head` (the models' patterns have groups of their own)
+    order: int
     #: the model's own checks of a time that has the pattern (its calendar check)
     time_checks: tuple[Callable[[str], str], ...]
 
@@ -299,10 +308,8 @@ def _shape(kind: str) -> _Shape:
     head = rb"\{" + b",".join(items[:cut])
     tail = b"," + b",".join(items[cut:]) + rb"\}"
     _time_checks(BatchMeta)
-    shape = _Shape(re.compile(head), re.compile(tail), _time_checks(model))
-    if shape.head.groupindex != {"order": 1}:  # `Reader.read` takes group 1
-        raise ValueError(f"the head of the {kind} shape captures more than the order id")
-    return shape
+    compiled = re.compile(head)
+    return _Shape(compiled, re.compile(tail), compiled.groupindex["order"], _time_checks(model))
 
 
 #: Tails remembered per reader: one task's lines share theirs, a few tasks' interleave.
@@ -335,6 +342,7 @@ class Reader:
         if size >= FAST_FROM:
             shape = _shape(kind)
             self._head, self._tail = shape.head.match, shape.tail.fullmatch
+            self._order_group = shape.order
             self._time_checks = shape.time_checks
         #: tail -> (time, run id), or None when pydantic must say what is wrong with it
         self._tails: dict[bytes, tuple[str, str] | None] = {}
@@ -362,7 +370,7 @@ class Reader:
                     known = self._checked(tail)
                 self._tail_seen, self._known = tail, known
             if known is not None:
-                order = head.group(1)
+                order = head.group(self._order_group)
                 if order != self._order or known is not self._facts_of:
                     self._order, self._facts_of = order, known
                     self._facts = Facts(order.decode(), *known)
