@@ -348,11 +348,9 @@ def test_the_quilt_and_the_lint_read_the_same_with_and_without_the_shape(
     """A ledger of good lines, planted bad ones, a withdrawn order's and a torn tail."""
     layout = sample(tmp_path / "p")
     good = encode(MINT, "canonical")
+    spaced = good.replace(b"}", b" }")  # good, in another spelling
     for path, planted in [
-        (
-            layout.mint_ledger,
-            [good.replace(b"mint", b"ritual", 1), good.replace(b"}", b" }")],
-        ),  # 2nd: good
+        (layout.mint_ledger, [good.replace(b"mint", b"ritual", 1), spaced]),
         (layout.mint_ledger, [good, good.replace(TIME.encode(), b"2025-02-29T10:00:00Z")]),
         (layout.ritual_ledger, [encode(RITUAL, "canonical"), good, b"", b"[1]"]),
     ]:

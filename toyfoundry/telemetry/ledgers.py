@@ -3,6 +3,11 @@
 Shared by the loom (which reads only what was appended since its last run) and
 the lint (which reads everything). Both stop at the last newline: bytes after it
 are a torn write from a killed process, or one still being written.
+
+`check_line` is pydantic's verdict on one line. `Reader` gives the same verdict on
+many lines for a quarter of the instructions, for readers that need only the order,
+time and run of each record (the quilt's ledger index, the lint): a full build's
+quilt reads every line, 100,000 at 1,000 orders.
 """
 
 from __future__ import annotations
@@ -70,9 +75,9 @@ def read_prefix(path: Path, size: int) -> bytes:
 def check_line(kind: str, line: bytes) -> tuple[Record | None, str | None]:
     """The record on `line`, or why it is not a valid `kind` record.
 
-    Valid lines take the fast path: pydantic parses and validates the bytes in
-    one call (measured ~40% faster than orjson then model_validate). Only a line
-    that fails is parsed again with orjson, to say what is wrong in plain words.
+    pydantic parses and validates the bytes in one call (measured ~40% faster than
+    orjson then model_validate). Only a line that fails is parsed again with orjson,
+    to say what is wrong in plain words.
     """
     model = MODELS[kind]
     try:
@@ -201,10 +206,10 @@ def _pattern(model: type[BaseModel], name: str, group: str = "") -> bytes:
     _, constraints, nullable = _hints(model, name)
     (pattern,) = {c.pattern for c in constraints if getattr(c, "pattern", None)}
     inner = pattern[1:-1]
-    if not (pattern[0] == "^" and pattern[-1] == "$" and _EMBEDDABLE.fullmatch(inner)) or any(
-        rust in inner
-        for rust in ("[[", "&&", "--", "~~")  # class operations of Rust's regex
-    ):
+    rust_only = ("[[", "&&", "--", "~~")  # class operations of Rust's regex
+    if not (pattern[0] == "^" and pattern[-1] == "$" and _EMBEDDABLE.fullmatch(inner)):
+        raise ValueError(f"{model.__name__}.{name}: a pattern the fast shape cannot embed")
+    if any(token in inner for token in rust_only):
         raise ValueError(f"{model.__name__}.{name}: a pattern the fast shape cannot embed")
     embedded = inner.encode()
     if group:
@@ -392,7 +397,7 @@ class Reader:
                 for check in self._time_checks:
                     time = check(time)
                 known = (time, run)
-            except (ValueError, AssertionError):
-                pass  # pydantic says why
+            except Exception:  # pydantic says why, or raises as it would have
+                pass
         self._tails[tail] = known
         return known
