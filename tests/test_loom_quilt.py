@@ -228,13 +228,13 @@ def test_ledgers_are_read_incrementally(tmp_path: Path, monkeypatch: pytest.Monk
     index = orjson.loads(quilt.index_path(layout).read_bytes())["ledgers"]
     assert index["forge_mint_alfa.jsonl"]["offset"] == layout.mint_ledger.stat().st_size
     checked: list[bytes] = []
-    real = ledgers.check_line
+    real = ledgers.Reader.read
 
-    def counting(kind: str, line: bytes) -> Any:
+    def counting(self: ledgers.Reader, line: bytes) -> Any:
         checked.append(line)
-        return real(kind, line)
+        return real(self, line)
 
-    monkeypatch.setattr(ledgers, "check_line", counting)
+    monkeypatch.setattr(ledgers.Reader, "read", counting)
     run_loom(layout)
     assert checked == []
     build(

@@ -45,7 +45,6 @@ from toyfoundry.errors import FoundryError
 from toyfoundry.formats.models import (
     AttemptStats,
     BatchSummary,
-    MintRecord,
     Outcomes,
     QuiltRollup,
     WatcherState,
@@ -143,31 +142,43 @@ def _same_file(path: Path, kind: str, state: dict[str, Any], extent: ledgers.Ext
 def _consume(
     layout: Layout, path: Path, kind: str, state: dict[str, Any], extent: ledgers.Extent
 ) -> None:
-    """Fold the lines appended since `state["offset"]` into `state`."""
+    """Fold the lines appended since `state["offset"]` into `state`.
+
+    One task's lines are one append, so most lines repeat the line before's order,
+    time and run: the reader then returns the same `Facts`, and only the count moves.
+    """
     shown = display(layout, path)
     orders: dict[str, dict[str, Any]] = state["orders"]
     skipped: list[str] = state["skipped"]
+    mint = kind == "mint"
+    read = ledgers.Reader(kind, extent.end - state["offset"]).read
+    last: ledgers.Facts | None = None
+    stats: dict[str, Any] = {}
     number = state["lines"]
     for number, line in ledgers.lines(path, state["offset"], extent.end, state["lines"] + 1):
-        record, problem = ledgers.check_line(kind, line)
-        if record is None:
+        facts, problem = read(line)
+        if facts is None:
             if len(skipped) < MAX_SKIPPED:
                 skipped.append(f"{shown}:{number}: {problem}")
             else:
                 state["skipped_more"] += 1
             continue
-        stats = orders.get(record.order_id)
+        if facts is last:  # the reader's same order, time and run as the line before
+            stats["records"] += 1
+            continue
+        last = facts
+        stats = orders.get(facts.order_id)  # type: ignore[assignment]
         if stats is None:
-            stats = orders[record.order_id] = {
+            stats = orders[facts.order_id] = {
                 "first_line": number,
                 "records": 0,
                 "runs": [],
                 "last_attempt": None,
             }
         stats["records"] += 1
-        stats["last_attempt"] = later(stats["last_attempt"], record.time)
-        if isinstance(record, MintRecord) and record.run_id not in stats["runs"]:
-            stats["runs"].append(record.run_id)
+        stats["last_attempt"] = later(stats["last_attempt"], facts.time)
+        if mint and facts.run_id not in stats["runs"]:
+            stats["runs"].append(facts.run_id)
     state["lines"] = number
     state["offset"] = extent.end
     if state["head_size"] < HEAD_BYTES:
