@@ -33,6 +33,7 @@ NAMES: dict[str, str] = {
     "permutations": "forge/space.py: a space's permutation by key and size",
     "spaces": "forge/space.py: a recipe model's Space (key, domains, values listed)",
     "domains": "formats/params.py: a parameter's Domain by its definition",
+    "scorers": "forge/rituals.py: a recipe model's Drill scoring data and the weights seen",
     "number_keys": "formats/params.py: the weight key of a number",
     "doctrine_index": "forge/doctrine.py: digests in the doctrine index, read by its tail",
     "rollup": "telemetry/parts.py: the rollup last written or trusted, by its bytes",

@@ -44,6 +44,7 @@ from itertools import compress, repeat
 from operator import add, ge, itemgetter, not_
 from typing import Any, NamedTuple, cast
 
+from toyfoundry import caches
 from toyfoundry.errors import FoundryError, Problem
 from toyfoundry.exchange.loader import Exchange, display
 from toyfoundry.forge import adapter, doctrine
@@ -120,6 +121,9 @@ class _Scorer:
     """Drill's scoring data of one recipe, prepared once for every Alfa of a batch."""
 
     def __init__(self, recipe: Recipe) -> None:
+        self.recipe = recipe
+        #: the Alfas scored by `columns` (see `_scorer`)
+        self.scored = 0
         self.base = recipe.scoring.base
         self.amplitude = recipe.scoring.noise
         self.table = _weight_table(recipe)
@@ -162,6 +166,7 @@ class _Scorer:
         the defects by place (of the Alfas with some): each defect rule matched over the
         batch at once (`Partial.matching`), the weights a parameter at a time (`_sums`),
         the noise's text made once but for the Alfa's id."""
+        self.scored += len(ids)
         found: dict[int, list[str]] = {}
         for defect, when in self.rules:
             for i in when.matching(batch):
@@ -207,7 +212,11 @@ class _Scorer:
         if len(classes) == 1 and not (float in classes and 0.0 in column):
             # one class and no float zero (0.0 and -0.0 are one key of a dict, two steps
             # of a weight table): a weight for each distinct value
-            weights = {value: self._weight(name, value) for value in set(column)}
+            known, weight_of = self._weights, self._weight
+            weights = {}
+            for value in set(column):
+                weight = known.get((name, value.__class__, value))
+                weights[value] = weight_of(name, value) if weight is None else weight
             return map(weights.__getitem__, column)
         return [self._weight(name, value) for value in column]
 
@@ -224,6 +233,24 @@ class _Scorer:
             weight = weights.get((name, value.__class__, value))
             score += weight_of(name, value) if weight is None else weight
         return score
+
+
+#: Alfas a recipe's `_Scorer` scores before it is made again: the weights and keys it
+#: learns grow with the distinct numbers seen, which a float parameter need not bound
+_SCORER_ALFAS = 10_000
+
+
+def _scorer(recipe: Recipe) -> _Scorer:
+    """The `_Scorer` of a recipe model, made once for this model while the `scorers` cache
+    keeps it: the exchange gives the same model for the same recipe bytes, so the orders
+    of a recipe share its weight table, its defect rules and the keys of the values seen."""
+    scorers: dict[int, _Scorer] = caches.current().table("scorers")
+    found = scorers.get(id(recipe))
+    if found is None or found.recipe is not recipe or found.scored > _SCORER_ALFAS:
+        if len(scorers) >= 64:
+            scorers.clear()
+        found = scorers[id(recipe)] = _Scorer(recipe)  # an id is only unique while alive
+    return found
 
 
 def drill_score(recipe: Recipe, seed: int, alfa: Alfa) -> tuple[float, list[str]]:
@@ -292,7 +319,7 @@ def compute(
     order = sorted(range(n), key=ids.__getitem__)
     drilled = "drill" in ran
     if drilled:
-        scores, found = _Scorer(recipe).columns(
+        scores, found = _scorer(recipe).columns(
             mint.seed or 0, ids, [a.params for a in roster_alfas]
         )
         passed = list(map(ge, scores, repeat(recipe.pass_score)))
