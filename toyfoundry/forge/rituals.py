@@ -530,7 +530,7 @@ def _read_previous(layout: Layout, previous: str | None) -> _Previous | None:
         chain, data = chains.read_chain_data(layout, previous)
     except FoundryError:
         return None
-    return _Previous(chain, data, chains.digest_of(data))
+    return _Previous(chain, data, chains.digest_of(data, layout.chain_file(previous)))
 
 
 def _previous(
