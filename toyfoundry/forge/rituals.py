@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import compress, repeat
 from operator import add, ge, itemgetter, not_
+from pathlib import Path
 from typing import Any, NamedTuple, cast
 
 from toyfoundry import caches
@@ -593,6 +594,18 @@ class Ran:
         return self._model
 
 
+def _shared_layout(layout: Layout) -> Layout:
+    """The first `Layout` of this root in the build, equal to `layout`: each task makes its
+    own, and a new one joins its folders' paths again, then hashes each to look up the
+    order's files (`layout.child`), about 2,800 instructions an Alfa of the rituals."""
+    layouts: dict[tuple[str, Path], Layout] = caches.current().table("paths")
+    key = ("layout", layout.root)
+    found = layouts.get(key)
+    if found is None:
+        found = layouts[key] = layout
+    return found
+
+
 def run_rituals(
     layout: Layout,
     order_id: str,
@@ -621,6 +634,7 @@ def run_rituals(
     snapshots, and the chain handed on is the planned recipe's, so an order deleted
     or rewritten mid-build passes on the chain it was given.
     """
+    layout = _shared_layout(layout)
     ex = exchange or Exchange(layout)
     try:
         check_order_id(order_id)
