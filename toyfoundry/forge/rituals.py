@@ -610,6 +610,8 @@ def _shared_layout(layout: Layout) -> Layout:
     key = ("layout", layout.root)
     found = layouts.get(key)
     if found is None:
+        if len(layouts) >= 64:  # a process that works on many projects (tests) keeps few
+            layouts.clear()
         found = layouts[key] = layout
     return found
 
