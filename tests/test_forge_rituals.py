@@ -325,7 +325,7 @@ def test_batch_scores_add_the_weights_as_one_alfa_at_a_time(base: float) -> None
     parameters in another order, a weighted parameter missing."""
     import random
 
-    from toyfoundry.forge.rituals import _Scorer
+    from toyfoundry.forge.rituals import _Scorer, _scorer
     from toyfoundry.formats.models import Alfa
 
     recipe = Recipe.model_validate(
@@ -382,6 +382,11 @@ def test_batch_scores_add_the_weights_as_one_alfa_at_a_time(base: float) -> None
         one = [_Scorer(recipe).score(round_, a) for a in alfas]
         assert [orjson.dumps(s) for s, _ in batch] == [orjson.dumps(s) for s, _ in one]
         assert batch == one
+        # the recipe's orders share one scorer (`_scorer`), with the weights it has seen
+        again = _scorer(recipe).scores(round_, alfas)
+        assert [orjson.dumps(s) for s, _ in again] == [orjson.dumps(s) for s, _ in one]
+        assert again == one
+    assert _scorer(recipe) is _scorer(recipe)
 
 
 def test_a_fifo_among_an_orders_packs_is_never_waited_on(built: Layout) -> None:

@@ -72,3 +72,14 @@ def test_what_the_forge_leaves_is_what_a_parse_of_its_bytes_gives(tmp_path: Path
             assert orjson.dumps(left[1].model_dump()) == orjson.dumps(fresh.model_dump())
             checked += 1
     assert checked >= 9
+
+
+def test_a_digest_is_remembered_for_the_very_bytes_it_was_taken_of(tmp_path: Path) -> None:
+    import hashlib
+
+    path = tmp_path / "chain.json"
+    for data in (b"{}\n", b'{"a": 1}\n', b"{}\n"):
+        assert parsed.sha256_of(path, data) == hashlib.sha256(data).hexdigest()
+    # a model and a digest of the same file are two entries
+    parsed.parse(Mutation, path, b'{"rate": 0.25}')
+    assert parsed.sha256_of(path, b"{}\n") == hashlib.sha256(b"{}\n").hexdigest()

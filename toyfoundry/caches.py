@@ -28,11 +28,12 @@ ENV = "TOYFOUNDRY_NO_CACHE"
 NAMES: dict[str, str] = {
     "settings": "exchange/loader.py: `[tool.toyfoundry]` parsed, by the file's bytes",
     "exchange_files": "exchange/loader.py: a recipe's or checkpoint's model and findings, by its bytes",
-    "parsed": "formats/parsed.py: models of mint/rituals/chain files by their bytes",
+    "parsed": "formats/parsed.py: models of mint/rituals/chain files (a chain's sha256) by their bytes",
     "frontiers": "forge/carried.py: a recipe's carried-over positions by chain digest",
     "permutations": "forge/space.py: a space's permutation by key and size",
     "spaces": "forge/space.py: a recipe model's Space (key, domains, values listed)",
     "domains": "formats/params.py: a parameter's Domain by its definition",
+    "scorers": "forge/rituals.py: a recipe model's Drill scoring data and the weights seen",
     "number_keys": "formats/params.py: the weight key of a number",
     "doctrine_index": "forge/doctrine.py: digests in the doctrine index, read by its tail",
     "rollup": "telemetry/parts.py: the rollup last written or trusted, by its bytes",

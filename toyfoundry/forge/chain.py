@@ -24,6 +24,7 @@ import enum
 import hashlib
 from collections.abc import Iterable, Sequence
 from operator import attrgetter
+from pathlib import Path
 from typing import Literal, Protocol
 
 import orjson
@@ -136,7 +137,8 @@ def start_chain(
         return genesis(recipe_id, space), None
     chain, data = read_chain_data(layout, previous)
     # the bytes the mint used, as the exchange's reads are: its inputs' digests take them
-    exchange.digests[layout.chain_file(previous)] = digest_of(data)
+    path = layout.chain_file(previous)
+    exchange.digests[path] = digest_of(data, path)
     return chain, data
 
 
@@ -236,9 +238,11 @@ def parent_of(previous: str | None, data: bytes) -> ChainParent | None:
     return ChainParent(order=previous, sha256=digest_of(data))
 
 
-def digest_of(data: bytes) -> str:
-    """sha256 of a chain file's bytes: its link, and its digest among the mint's inputs."""
-    return hashlib.sha256(data).hexdigest()
+def digest_of(data: bytes, path: Path | None = None) -> str:
+    """sha256 of a chain file's bytes: its link, and its digest among the mint's inputs.
+    With the `path` they were read from, remembered (`parsed.sha256_of`): the next order's
+    mint and rituals both take it."""
+    return hashlib.sha256(data).hexdigest() if path is None else parsed.sha256_of(path, data)
 
 
 class Ranked(Protocol):

@@ -42,8 +42,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import compress, repeat
 from operator import add, ge, itemgetter, not_
+from pathlib import Path
 from typing import Any, NamedTuple, cast
 
+from toyfoundry import caches
 from toyfoundry.errors import FoundryError, Problem
 from toyfoundry.exchange.loader import Exchange, display
 from toyfoundry.forge import adapter, doctrine
@@ -120,6 +122,9 @@ class _Scorer:
     """Drill's scoring data of one recipe, prepared once for every Alfa of a batch."""
 
     def __init__(self, recipe: Recipe) -> None:
+        self.recipe = recipe
+        #: the Alfas scored by `columns` (see `_scorer`)
+        self.scored = 0
         self.base = recipe.scoring.base
         self.amplitude = recipe.scoring.noise
         self.table = _weight_table(recipe)
@@ -162,6 +167,7 @@ class _Scorer:
         the defects by place (of the Alfas with some): each defect rule matched over the
         batch at once (`Partial.matching`), the weights a parameter at a time (`_sums`),
         the noise's text made once but for the Alfa's id."""
+        self.scored += len(ids)
         found: dict[int, list[str]] = {}
         for defect, when in self.rules:
             for i in when.matching(batch):
@@ -207,7 +213,11 @@ class _Scorer:
         if len(classes) == 1 and not (float in classes and 0.0 in column):
             # one class and no float zero (0.0 and -0.0 are one key of a dict, two steps
             # of a weight table): a weight for each distinct value
-            weights = {value: self._weight(name, value) for value in set(column)}
+            known, weight_of = self._weights, self._weight
+            weights = {}
+            for value in set(column):
+                weight = known.get((name, value.__class__, value))
+                weights[value] = weight_of(name, value) if weight is None else weight
             return map(weights.__getitem__, column)
         return [self._weight(name, value) for value in column]
 
@@ -224,6 +234,24 @@ class _Scorer:
             weight = weights.get((name, value.__class__, value))
             score += weight_of(name, value) if weight is None else weight
         return score
+
+
+#: Alfas a recipe's `_Scorer` scores before it is made again: the weights and keys it
+#: learns grow with the distinct numbers seen, which a float parameter need not bound
+_SCORER_ALFAS = 10_000
+
+
+def _scorer(recipe: Recipe) -> _Scorer:
+    """The `_Scorer` of a recipe model, made once for this model while the `scorers` cache
+    keeps it: the exchange gives the same model for the same recipe bytes, so the orders
+    of a recipe share its weight table, its defect rules and the keys of the values seen."""
+    scorers: dict[int, _Scorer] = caches.current().table("scorers")
+    found = scorers.get(id(recipe))
+    if found is None or found.recipe is not recipe or found.scored > _SCORER_ALFAS:
+        if len(scorers) >= 64:
+            scorers.clear()
+        found = scorers[id(recipe)] = _Scorer(recipe)  # an id is only unique while alive
+    return found
 
 
 def drill_score(recipe: Recipe, seed: int, alfa: Alfa) -> tuple[float, list[str]]:
@@ -271,6 +299,20 @@ def _outcome(counts: dict[str, int]) -> dict[str, Any]:
     return {"ran": True, "stub": False, "counts": dict(sorted(counts.items()))}
 
 
+#: The fields of a result most Alfas share (`compute`), in `AlfaResult`'s order.
+_RESULT_ROW: dict[str, Any] = {
+    "score": None,
+    "passed": None,
+    "defects": [],
+    "rank": None,
+    "purged": False,
+    "purge_reason": None,
+    "promoted": False,
+    "doctrine": None,
+    "alfa_id": None,
+}
+
+
 def compute(
     mint: MintArtefact, recipe: Recipe, previous_pool: Iterable[PoolEntry], ran: set[str]
 ) -> Computed:
@@ -292,7 +334,7 @@ def compute(
     order = sorted(range(n), key=ids.__getitem__)
     drilled = "drill" in ran
     if drilled:
-        scores, found = _Scorer(recipe).columns(
+        scores, found = _scorer(recipe).columns(
             mint.seed or 0, ids, [a.params for a in roster_alfas]
         )
         passed = list(map(ge, scores, repeat(recipe.pass_score)))
@@ -378,22 +420,16 @@ def compute(
             for e in kept
         ]
         outcomes["promote"] = _outcome({"promoted": len(promoted), "pool": len(pool)})
-    # `AlfaResult`'s plain data, every field present: the fields most Alfas share as
-    # constants, then those of the few that differ set in place
-    results = [
-        {
-            "score": score,
-            "passed": passed_i,
-            "defects": [],
-            "rank": rank,
-            "purged": False,
-            "purge_reason": None,
-            "promoted": False,
-            "doctrine": None,
-            "alfa_id": alfa_id,
-        }
-        for score, passed_i, rank, alfa_id in zip(scores, passed, ranks, ids, strict=True)
-    ]
+    # `AlfaResult`'s plain data, every field present: a copy of the row of the fields most
+    # Alfas share (a third cheaper than a dict made whole), the four each has its own set,
+    # then those of the few that differ set in place. The rows share one empty list of
+    # defects: the document is read, never changed (`parsed.recall_plain`)
+    results = []
+    new_row = _RESULT_ROW.copy
+    for score, passed_i, rank_i, alfa_id in zip(scores, passed, ranks, ids, strict=True):
+        row = new_row()
+        row["score"], row["passed"], row["rank"], row["alfa_id"] = score, passed_i, rank_i, alfa_id
+        results.append(row)
     for i, defects in found.items():
         results[i]["defects"] = defects
     for i, reason in reasons.items():
@@ -503,7 +539,7 @@ def _read_previous(layout: Layout, previous: str | None) -> _Previous | None:
         chain, data = chains.read_chain_data(layout, previous)
     except FoundryError:
         return None
-    return _Previous(chain, data, chains.digest_of(data))
+    return _Previous(chain, data, chains.digest_of(data, layout.chain_file(previous)))
 
 
 def _previous(
@@ -566,6 +602,20 @@ class Ran:
         return self._model
 
 
+def _shared_layout(layout: Layout) -> Layout:
+    """The first `Layout` of this root in the build, equal to `layout`: each task makes its
+    own, and a new one joins its folders' paths again, then hashes each to look up the
+    order's files (`layout.child`), about 2,800 instructions an Alfa of the rituals."""
+    layouts: dict[tuple[str, Path], Layout] = caches.current().table("paths")
+    key = ("layout", layout.root)
+    found = layouts.get(key)
+    if found is None:
+        if len(layouts) >= 64:  # a process that works on many projects (tests) keeps few
+            layouts.clear()
+        found = layouts[key] = layout
+    return found
+
+
 def run_rituals(
     layout: Layout,
     order_id: str,
@@ -594,6 +644,7 @@ def run_rituals(
     snapshots, and the chain handed on is the planned recipe's, so an order deleted
     or rewritten mid-build passes on the chain it was given.
     """
+    layout = _shared_layout(layout)
     ex = exchange or Exchange(layout)
     try:
         check_order_id(order_id)

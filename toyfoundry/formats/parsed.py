@@ -12,11 +12,14 @@ process parses none of the three that it wrote itself.
 
 Plain data is kept the same way (`remember_plain`, `recall_plain`), for a reader that
 wants no model: the rituals leave rituals.json's data here as they wrote it, and the
-report reads it back.
+report reads it back. So is a file's sha256 (`sha256_of`): the next order's mint and
+rituals both hash the chain.json they start from, its link and its digest among the
+mint's inputs.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,15 +28,17 @@ from pydantic import BaseModel
 from toyfoundry import caches
 
 M = TypeVar("M", bound=BaseModel)
-#: What stands for the model in the key of a file's plain data.
+#: What stands for the model in the key of a file's plain data, and of its sha256.
 _PLAIN = "plain"
+_SHA256 = "sha256"
 
 #: The `parsed` cache (`toyfoundry.caches`), of at most this many entries: (model, file)
 #: -> (bytes, the model validated from them). Three files an order, read
 #: again soon after: by the order's next task, and chain.json by the next order of its
 #: recipe, a few orders later. Each entry holds a batch's models (about 100 KB), so a
-#: few orders' worth, not more: memory, not hits, grows past that
-_KEPT = 24
+#: few orders' worth, not more: memory, not hits, grows past that (a chain.json's
+#: digest is a fourth entry an order, of its bytes alone)
+_KEPT = 32
 
 
 def parse(model: type[M], path: Path, data: bytes) -> M:
@@ -74,6 +79,20 @@ def remember_plain(path: Path, data: bytes, document: Any) -> None:
     (`document` equal to `orjson.loads(data)`, whatever the order of its dicts), or a
     reader that made it from the model of these bytes."""
     _keep((_PLAIN, path), data, document)
+
+
+def sha256_of(path: Path, data: bytes) -> str:
+    """The sha256 (hex) of `data`, the bytes just read from `path`: from memory when `path`
+    last held these bytes (comparing them costs a tenth of hashing them)."""
+    recent: dict[tuple[object, Path], tuple[bytes, Any]] = caches.current().table("parsed")
+    key = (_SHA256, path)
+    known = recent.get(key)
+    if known is not None and known[0] == data:
+        digest: str = known[1]
+        return digest
+    digest = hashlib.sha256(data).hexdigest()
+    _keep(key, data, digest)
+    return digest
 
 
 def _keep(key: tuple[object, Path], data: bytes, value: Any) -> None:
