@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import compress, repeat
 from operator import add, ge, itemgetter, not_
-from pathlib import Path
 from typing import Any, NamedTuple, cast
 
 from toyfoundry import caches
@@ -79,7 +78,7 @@ from toyfoundry.store.atomic import (
     write_json_atomic,
     write_many_atomic,
 )
-from toyfoundry.store.layout import Layout, UnsafeIdError, check_order_id
+from toyfoundry.store.layout import Layout, UnsafeIdError, check_order_id, shared
 from toyfoundry.store.ledger import Ledger
 from toyfoundry.store.runid import run_id, utc_now
 
@@ -602,20 +601,6 @@ class Ran:
         return self._model
 
 
-def _shared_layout(layout: Layout) -> Layout:
-    """The first `Layout` of this root in the build, equal to `layout`: each task makes its
-    own, and a new one joins its folders' paths again, then hashes each to look up the
-    order's files (`layout.child`), about 2,800 instructions an Alfa of the rituals."""
-    layouts: dict[tuple[str, Path], Layout] = caches.current().table("paths")
-    key = ("layout", layout.root)
-    found = layouts.get(key)
-    if found is None:
-        if len(layouts) >= 64:  # a process that works on many projects (tests) keeps few
-            layouts.clear()
-        found = layouts[key] = layout
-    return found
-
-
 def run_rituals(
     layout: Layout,
     order_id: str,
@@ -644,7 +629,7 @@ def run_rituals(
     snapshots, and the chain handed on is the planned recipe's, so an order deleted
     or rewritten mid-build passes on the chain it was given.
     """
-    layout = _shared_layout(layout)
+    layout = shared(layout)
     ex = exchange or Exchange(layout)
     try:
         check_order_id(order_id)

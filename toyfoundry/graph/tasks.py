@@ -26,7 +26,7 @@ from toyfoundry.graph import stale
 from toyfoundry.graph.plan import rel
 from toyfoundry.graph.stages import fingerprint
 from toyfoundry.store.atomic import grouped_folder_syncs, write_atomic
-from toyfoundry.store.layout import INPUT_FOLDERS, Layout
+from toyfoundry.store.layout import INPUT_FOLDERS, Layout, shared
 
 if TYPE_CHECKING:
     from toyfoundry.graph.backend import FoundryDB
@@ -186,7 +186,7 @@ def mint_action(
     from toyfoundry.forge.mint import mint_order
 
     made: list[Any] = []
-    layout = Layout(Path(root))
+    layout = shared(Layout(Path(root)))
     failed = _guard(
         lambda: made.append(mint_order(layout, order_id, previous=previous, planned=planned))
     )
@@ -233,7 +233,7 @@ def report_action(root: str, order_id: str) -> TaskFailed | None:
     """Write the order's report; a rejected order fails here, after its report is written."""
     from toyfoundry.telemetry.reports import build_order_outputs
 
-    layout = Layout(Path(root))
+    layout = shared(Layout(Path(root)))
     summaries: list[Any] = []
     failed = _guard(lambda: summaries.append(build_order_outputs(layout, order_id)))
     if failed is not None:
