@@ -415,12 +415,8 @@ class Crew:
     def __len__(self) -> int:
         return len(self.processes)
 
-    def start(self, first: bytes | None) -> None:
-        """Fork one more worker from the server and give it its first job."""
-        self._fork()
-        self.put(first)
-
     def _fork(self) -> Connection:
+        """Fork one more worker from the server; its job pipe."""
         if self.server is None:
             self.server = server_pid()
         job_r, job_w = self.ctx.Pipe(duplex=False)
