@@ -54,6 +54,7 @@ from toyfoundry.forge.space import space_key, space_of
 from toyfoundry.forge.validators import Partial
 from toyfoundry.formats import parsed
 from toyfoundry.formats.models import (
+    NO_RESULT,
     RITUALS,
     SCHEMA_VERSION,
     Alfa,
@@ -298,18 +299,8 @@ def _outcome(counts: dict[str, int]) -> dict[str, Any]:
     return {"ran": True, "stub": False, "counts": dict(sorted(counts.items()))}
 
 
-#: The fields of a result most Alfas share (`compute`), in `AlfaResult`'s order.
-_RESULT_ROW: dict[str, Any] = {
-    "score": None,
-    "passed": None,
-    "defects": [],
-    "rank": None,
-    "purged": False,
-    "purge_reason": None,
-    "promoted": False,
-    "doctrine": None,
-    "alfa_id": None,
-}
+#: The fields of a result most Alfas share (`compute`): the defaults, then the id.
+_RESULT_ROW: dict[str, Any] = {**NO_RESULT, "alfa_id": None}
 
 
 def compute(

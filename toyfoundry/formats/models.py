@@ -344,6 +344,15 @@ class AlfaResult(Strict):
     doctrine: Sha256 | None = None
 
 
+#: An Alfa's result with no ritual's verdict, `AlfaResult`'s defaults as plain data: what
+#: an Alfa the rituals did not take has (a quarantined one, or every one before they ran),
+#: and with its id the template of each result row the rituals make. Shared: read it,
+#: never change it.
+NO_RESULT: dict[str, Any] = {
+    name: field.default for name, field in AlfaResult.model_fields.items() if name != "alfa_id"
+}
+
+
 class RitualOutcome(Strict):
     ran: bool
     stub: bool

@@ -24,25 +24,13 @@ from pydantic import ValidationError
 from toyfoundry.errors import FoundryError
 from toyfoundry.forge.inputs import display_path
 from toyfoundry.formats import parsed
-from toyfoundry.formats.models import MintArtefact, RitualsArtefact
+from toyfoundry.formats.models import NO_RESULT, MintArtefact, RitualsArtefact
 from toyfoundry.store import safe_read
 from toyfoundry.store.layout import Layout, UnsafeIdError, check_order_id
 
 #: rituals.json as plain data, the values of a `RitualsArtefact`'s fields: shared by every
 #: reader in the process (`parsed.recall_plain`), so read it, never change it.
 RitualsData = dict[str, Any]
-#: An Alfa's result with no ritual's verdict (`AlfaResult`'s defaults): what an Alfa the
-#: rituals did not take (a quarantined one, or every one before they ran) has. Shared.
-NO_RESULT: dict[str, Any] = {
-    "score": None,
-    "passed": None,
-    "defects": [],
-    "rank": None,
-    "purged": False,
-    "purge_reason": None,
-    "promoted": False,
-    "doctrine": None,
-}
 _ALFA_ID = operator.attrgetter("alfa_id")
 _RESULT_ID = operator.itemgetter("alfa_id")
 
