@@ -506,3 +506,65 @@ def test_a_crew_that_was_cancelled_answers_a_waiting_job_without_running_it(
         crew.retire_all()
     finally:
         crew.close(kill=True)
+
+
+def test_a_jobs_targets_are_in_place_when_its_result_is_sent_and_results_keep_their_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's flusher renames a job's staged targets, then sends its result with their
+    folders (for the build process's flush) and the hash of the one another task reads;
+    a message sent after it (`CANCELLED`) comes after it."""
+    import multiprocessing
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(workers, "read_by_others", frozenset({"read.json"}))
+    task = Task("t", [(writes, ["read.json", "unread.json"])], targets=["read.json"])
+    job: workers.Job = pickle.loads(workers.job_of(task) or b"")
+    got, sent = multiprocessing.Pipe(duplex=False)
+    flusher = workers.Flusher(sent)
+    done = workers.run_staged(job, Stream(0), str(tmp_path), flusher)
+    assert not Path("read.json").exists()  # staged: a target of the job
+    assert Path("unread.json").read_bytes() == b"read by nobody\n"  # not one: in place
+    flusher.put(done)
+    flusher.put(workers.CANCELLED)
+    flusher.close()
+    result = got.recv()
+    assert Path("read.json").read_bytes() == b"read by another task\n"
+    assert result["name"] == "t" and "failure" not in result
+    assert result["flush"] == (["."], False)  # the folder as the writer named it
+    assert [name for name, *_ in result["digests"]] == ["read.json"]
+    assert got.recv() == workers.CANCELLED
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+
+
+def test_a_job_whose_targets_cannot_be_put_in_place_fails_as_a_storage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+
+    from toyfoundry.store import fsio
+
+    monkeypatch.chdir(tmp_path)
+    task = Task("t", [(plain_write, ["out.json"])], targets=["out.json"])
+    job: workers.Job = pickle.loads(workers.job_of(task) or b"")
+    got, sent = multiprocessing.Pipe(duplex=False)
+    flusher = workers.Flusher(sent)
+    done = workers.run_staged(job, Stream(0), str(tmp_path), flusher)
+    monkeypatch.setenv(fsio.FAULT_ENV, "enospc:fsync:1")
+    fsio.reset_faults()
+    try:
+        flusher.put(done)
+        flusher.close()
+    finally:
+        monkeypatch.delenv(fsio.FAULT_ENV)
+        fsio.reset_faults()
+    failure = got.recv()["failure"]
+    assert failure.storage_error.startswith("toyfoundry: error: ENOSPC: No space left")
+    assert not Path("out.json").exists()
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+
+
+def plain_write(target: str) -> None:
+    from toyfoundry.store.atomic import write_atomic
+
+    write_atomic(Path(target), b"{}\n")

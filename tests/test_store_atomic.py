@@ -249,3 +249,76 @@ def test_write_many_names_temps_and_folders_from_the_paths_text(
     assert block.folders == {".", os.path.join("deep", "er")}
     assert sorted(os.listdir(work)) == ["deep", "top.txt"]
     assert os.listdir(work / "deep" / "er") == ["x.txt"]
+
+
+def _temps(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_a_staged_write_is_read_back_but_in_place_only_once_published(tmp_path: Path) -> None:
+    """Inside `staging`, a target's bytes wait in a temp file: the task reads them back, a
+    second write replaces them, a removal drops them, and `publish` renames in order."""
+    from toyfoundry.store.atomic import Stage, publish, staging
+
+    kept, dropped, other = tmp_path / "kept.json", tmp_path / "dropped.json", tmp_path / "o"
+    kept.write_bytes(b"old")
+    noted: list[tuple[Path, bytes]] = []
+    stage = Stage(frozenset({str(kept), str(dropped)}), lambda p, d: noted.append((p, d)))
+    with staging(stage):
+        assert write_many_atomic([(kept, b"first"), (dropped, b"gone")]) == [kept, dropped]
+        assert kept.read_bytes() == b"old" and not dropped.exists()
+        assert read_whole(kept) == b"first"
+        assert write_atomic(kept, b"first") is False  # equal to what is staged
+        assert write_atomic(kept, b"second") is True
+        remove_file(dropped)
+        write_atomic(other, b"not a target: in place at once")
+        assert other.read_bytes() == b"not a target: in place at once"
+        assert len(_temps(tmp_path)) == 1
+    assert kept.read_bytes() == b"old"
+    [(folders, error)] = publish([stage])
+    assert (folders, error) == ({str(tmp_path)}, None)
+    assert kept.read_bytes() == b"second" and not dropped.exists()
+    assert noted == [(kept, b"second")] and not stage.pending
+    assert _temps(tmp_path) == []
+
+
+def test_a_staged_write_equal_to_the_file_is_noted_at_once(tmp_path: Path) -> None:
+    from toyfoundry.store.atomic import Stage, staging
+
+    same = tmp_path / "same.json"
+    same.write_bytes(b"same")
+    noted: list[Path] = []
+    stage = Stage(frozenset({str(same)}), lambda p, d: noted.append(p))
+    with staging(stage):
+        assert write_atomic(same, b"same") is False
+    assert noted == [same] and not stage.pending
+
+
+@pytest.mark.parametrize("op", ["fsync", "replace"])
+def test_a_failed_publish_fails_its_stage_and_leaves_old_bytes_and_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, op: str
+) -> None:
+    """A failed flush fails every stage of the batch and renames nothing; a failed rename
+    fails its own stage, whose files after it stay old; no temp file is left."""
+    from toyfoundry.store.atomic import Stage, publish, staging
+
+    first, second, third = (tmp_path / f"{n}.json" for n in ("a", "b", "c"))
+    for path in (first, second, third):
+        path.write_bytes(b"old")
+    one = Stage(frozenset({str(first), str(second)}))
+    two = Stage(frozenset({str(third)}))
+    with staging(one):
+        write_many_atomic([(first, b"new"), (second, b"new")])
+    with staging(two):
+        write_atomic(third, b"new")
+    monkeypatch.setenv(fsio.FAULT_ENV, f"eio:{op}:{2 if op == 'replace' else 1}")
+    fsio.reset_faults()
+    (_, err_one), (_, err_two) = publish([one, two])
+    assert err_one is not None and err_one.errno == errno.EIO
+    if op == "fsync":
+        assert err_two is not None
+        assert [p.read_bytes() for p in (first, second, third)] == [b"old"] * 3
+    else:
+        assert err_two is None
+        assert [p.read_bytes() for p in (first, second, third)] == [b"new", b"old", b"new"]
+    assert _temps(tmp_path) == []

@@ -36,6 +36,102 @@ _noting: ContextVar[Callable[[Path, bytes], None] | None] = ContextVar(
 )
 
 
+@dataclass
+class Stage:
+    """A build worker's task's writes of its own targets, left as flushed-later temp files.
+
+    Inside `staging`, `write_many_atomic` writes each of the task's targets to a temp
+    file next to it and goes on: no flush, no rename. The worker's flusher thread then
+    flushes the temp files of every task that finished meanwhile with one `syncfs` and
+    renames them in place (`publish`), while the worker runs its next task; a worker
+    used to wait for that flush itself, a third of its time at 1,000 orders. Every file
+    is still durable before its rename, and every rename before the build records the
+    task, so a crash leaves each target old or new, as before.
+
+    What the task reads back of a staged write, it reads from here (`read_whole`, the
+    equality check of a second write), and a removal drops the staged write first. Only
+    the task's declared targets are staged (`wanted`, as the writers name them): no
+    other task reads them before this one is recorded, which needs its result.
+    """
+
+    wanted: frozenset[str]
+    #: `noting_writes`'s callback, called for each staged file once it is in place
+    note: Callable[[Path, bytes], None] | None = None
+    #: path as text -> (path, its temp file, its folder, the bytes), in the order of the
+    #: last write of each
+    pending: dict[str, tuple[Path, str, str, bytes]] = field(default_factory=dict)
+
+    def drop(self, key: str) -> None:
+        """Forget the staged write of `key` (written again, or removed), and its temp file."""
+        entry = self.pending.pop(key, None)
+        if entry is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry[1])
+
+
+_staged: ContextVar[Stage | None] = ContextVar("toyfoundry_staged_writes", default=None)
+
+
+@contextmanager
+def staging(stage: Stage) -> Iterator[Stage]:
+    """Stage the block's writes of `stage.wanted` (see `Stage`); `publish` puts them in place."""
+    token = _staged.set(stage)
+    try:
+        yield stage
+    finally:
+        _staged.reset(token)
+
+
+def publish(stages: Sequence[Stage]) -> list[tuple[set[str], OSError | None]]:
+    """Put the staged writes of several tasks in place: one flush of every temp file, then
+    each renamed over its target in order. For each stage, the folders its renames went
+    to (to flush before the task is recorded, see `deferred_folder_syncs`) and the error
+    that failed it, if any: a failed flush fails them all and renames nothing (a failed
+    fsync is never retried, see `fsio`); a failed rename fails its own stage, whose
+    remaining temp files are removed. Each stage is left empty."""
+    entries = [entry for stage in stages for entry in stage.pending.values()]
+    failed: OSError | None = None
+    if entries:
+        try:
+            _flush_files(sorted({folder for _, _, folder, _ in entries}), [e[1] for e in entries])
+        except OSError as exc:
+            failed = exc
+    published: list[tuple[set[str], OSError | None]] = []
+    for stage in stages:
+        folders: set[str] = set()
+        error = failed
+        staged, stage.pending = list(stage.pending.values()), {}
+        for path, temp, folder, data in staged:
+            if error is None:
+                try:
+                    fsio.replace(temp, path)
+                except OSError as exc:
+                    error = exc
+                else:
+                    folders.add(folder)
+                    if stage.note is not None:
+                        stage.note(path, data)
+                    continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+        published.append((folders, error))
+    return published
+
+
+def _flush_files(folders: Sequence[str], temps: Sequence[str]) -> None:
+    """Make the data of closed files durable: one `syncfs` per filesystem of their folders
+    where Linux has it, otherwise an fsync of each file."""
+    if fsio.HAS_SYNCFS:
+        _fsync_folders(folders, whole=True)
+        return
+    for temp in temps:
+        fd = os.open(temp, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fsio.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 @contextmanager
 def noting_writes(note: Callable[[Path, bytes], None]) -> Iterator[None]:
     """Call `note(path, data)` for each file `write_many_atomic` leaves holding `data` (written
@@ -154,6 +250,11 @@ def read_whole(path: str | os.PathLike[str]) -> bytes:
     and a second read to every file; the actions read several of their own files an order.
     A short read of a regular file is its end, so one read of size + 1 bytes takes it whole.
     """
+    stage = _staged.get()
+    if stage is not None and stage.pending:
+        entry = stage.pending.get(os.fspath(path))
+        if entry is not None:
+            return entry[3]
     fd = os.open(path, _READ_FLAGS)
     try:
         return _read_rest(fd, os.fstat(fd).st_size)
@@ -259,7 +360,14 @@ def write_many_atomic(
     without the open that would find them missing again.
     """
     note = _noting.get()
-    if note is not None:
+    stage = _staged.get()
+    if stage is not None:
+        items = list(items)
+        if all(os.fspath(path) in stage.wanted for path, _ in items):
+            return _stage_writes(stage, items, mode, modes, absent)
+        for path, _ in items:  # written here: a staged write of it would come after
+            stage.drop(os.fspath(path))
+    elif note is not None:
         items = list(items)
     todo = [(path, data) for path, data in items if path in absent or not _same_bytes(path, data)]
     temps: list[str] = []
@@ -292,6 +400,47 @@ def write_many_atomic(
     return [path for path, _ in todo]
 
 
+def _stage_writes(
+    stage: Stage,
+    items: list[tuple[Path, bytes]],
+    mode: int,
+    modes: Mapping[Path, int] | None,
+    absent: Container[Path],
+) -> list[Path]:
+    """`write_many_atomic` inside `staging`: temp files, written and closed, left for
+    `publish`. A file that already holds its bytes is left alone and noted at once; a
+    write that fails leaves none of the call's files staged, as a failed call renames none."""
+    changed: list[tuple[str, tuple[Path, str, str, bytes]]] = []
+    superseded: list[str] = []  # staged earlier with other bytes
+    try:
+        for path, data in items:
+            key = os.fspath(path)
+            entry = stage.pending.get(key)
+            if entry is not None:
+                if entry[3] == data:
+                    continue
+                superseded.append(key)
+            if path not in absent and _same_bytes(path, data):
+                if stage.note is not None:
+                    stage.note(path, data)
+                continue
+            folder, temp, fd = _open_temp(path, modes.get(path, mode) if modes else mode)
+            changed.append((key, (path, temp, folder, data)))
+            try:
+                fsio.write_all(fd, data)
+            finally:
+                os.close(fd)
+    except BaseException:
+        for _, (_, temp, _, _) in changed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+        raise
+    for key in superseded:
+        stage.drop(key)
+    stage.pending.update(changed)
+    return [entry[0] for _, entry in changed]
+
+
 def dumps_canonical(obj: object) -> bytes:
     """Sorted keys, two-space indent, trailing newline: equal data gives equal bytes."""
     if hasattr(obj, "model_dump"):
@@ -306,6 +455,9 @@ def write_json_atomic(path: Path, obj: object) -> bool:
 
 def remove_file(path: Path) -> bool:
     """Remove `path` durably; a missing file is fine. True if this call removed it."""
+    stage = _staged.get()
+    if stage is not None:
+        stage.drop(os.fspath(path))
     try:
         path.unlink()
         removed = True
