@@ -235,6 +235,7 @@ def serve(
             flusher.check()
             if not payload:
                 flusher.close()
+                flusher.check()
                 return
             if stopped is not None and stopped.value:
                 flusher.put(CANCELLED)
@@ -329,11 +330,10 @@ class Flusher:
             raise self.error
 
     def close(self) -> None:
-        """Send what waits, then end the thread."""
+        """Send what waits, then end the thread (`check` says whether it could)."""
         if self.thread.is_alive():
             self.queue.put(None)
             self.thread.join()
-        self.check()
 
     def _run(self) -> None:
         try:
