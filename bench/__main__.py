@@ -2,7 +2,7 @@
 
 python -m bench                      # N = 100 and 1,000 (about 15 minutes on 2 cores)
 python -m bench --n 100,1000 --big   # and the full build, no-op, floor and watch at N = 5,000
-python -m bench --n 1000 --huge      # and the same at N = 10,000 (about an hour on 2 cores)
+python -m bench --n 1000 --huge      # and the same at N = 10,000 (about 20 minutes on 2 cores)
 python -m bench --n 1000 --huge --full-only   # the full builds alone: the scale ratios
 python -m bench --quick --n 6 --out /tmp/b --md /tmp/b/BENCHMARKS.md   # proves it works
 """

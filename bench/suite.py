@@ -256,7 +256,7 @@ class Measure:
 
     def all(self, big: bool = False, full_only: bool = False) -> list[Figure]:
         """Every figure; `big`: the full build, the no-op, the floor and the watch only (N >= 5,000);
-        `full_only`: the full build's figures alone (the scale ratios in minutes, not an hour)."""
+        `full_only`: the full build's figures alone (the scale ratios in minutes)."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.probes.append(host_probe())
         built = self.full_build()
