@@ -62,7 +62,7 @@ from doit.action import PythonAction
 from doit.exceptions import BaseFail, InvalidTask, TaskFailed
 from doit.task import Stream, Task
 
-from toyfoundry.children import die_with
+from toyfoundry.children import die_with, running_server
 from toyfoundry.errors import os_error_line
 from toyfoundry.store import atomic
 
@@ -113,8 +113,8 @@ def server_pid() -> int | None:
     from multiprocessing import forkserver
 
     forkserver.ensure_running()
-    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
-    return pid if isinstance(pid, int) else None
+    running = running_server()
+    return None if running is None else running[1]
 
 
 def stop_server() -> None:
