@@ -283,7 +283,8 @@ class Done:
         note = _noter(set(job.digest), cwd, self.digests) if job.digest else None
         wanted = {os.path.join(cwd, t) for t in job.targets} | set(job.targets)
         self.stage = atomic.Stage(frozenset(wanted), note)
-        self.block = atomic._Block()
+        #: what its ledger appends and its writes of other files left to flush
+        self.block = atomic.Block()
         self.result: dict[str, Any] = {}
 
     def finish(self, folders: set[str], error: OSError | None) -> dict[str, Any]:
@@ -292,7 +293,7 @@ class Done:
         result = self.result
         # the folders its renames went to are flushed by the build process, with those
         # of the other tasks it records in the same commit (see `backend`)
-        result["flush"] = (sorted(folders | set(map(str, self.block.folders))), self.block.data)
+        result["flush"] = (sorted(folders | self.block.folders), self.block.data)
         if error is not None:
             line = os_error_line(error)
             failure = TaskFailed(line)

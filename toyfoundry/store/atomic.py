@@ -22,7 +22,7 @@ _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC
 
 
 @dataclass
-class _Block:
+class Block:
     """What waits for the end of a `grouped_folder_syncs` block: folders to flush, and
     whether file data (a ledger append) waits for the same flush."""
 
@@ -30,7 +30,7 @@ class _Block:
     data: bool = False
 
 
-_pending: ContextVar[_Block | None] = ContextVar("toyfoundry_pending_syncs", default=None)
+_pending: ContextVar[Block | None] = ContextVar("toyfoundry_pending_syncs", default=None)
 _noting: ContextVar[Callable[[Path, bytes], None] | None] = ContextVar(
     "toyfoundry_noting_writes", default=None
 )
@@ -157,7 +157,7 @@ def grouped_folder_syncs() -> Iterator[None]:
     if _pending.get() is not None:
         yield
         return
-    block = _Block()
+    block = Block()
     token = _pending.set(block)
     try:
         yield
@@ -167,13 +167,13 @@ def grouped_folder_syncs() -> Iterator[None]:
 
 
 @contextmanager
-def deferred_folder_syncs() -> Iterator[_Block]:
+def deferred_folder_syncs() -> Iterator[Block]:
     """Collect what `grouped_folder_syncs` blocks inside would flush, and flush none of it:
     the caller makes it durable later with `flush_deferred`, before anything relies on it
     (a build worker's task: the build process flushes several tasks' folders at once,
     before it records them; see `graph.backend`). File data is still durable before
     each rename."""
-    block = _Block()
+    block = Block()
     token = _pending.set(block)
     try:
         yield block
