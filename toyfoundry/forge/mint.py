@@ -215,13 +215,9 @@ def alfa_id(order_id: str, slot: int, reroll: int = 0) -> str:
     return f"{order_id}.a{slot:03d}" + (f"r{reroll}" if reroll else "")
 
 
-def _slots_text(count: int) -> tuple[str, ...]:
-    return tuple(f"{slot:03d}" for slot in range(count))
-
-
-#: A batch's slots as its Alfa ids write them (`{slot:03d}`; a batch has at most 96): a
-#: format spec costs a `format` call an Alfa, an item of this tuple a subscript.
-_SLOT_TEXT = _slots_text(1000)
+#: A batch's slots as its Alfa ids write them (`{slot:03d}`; `Order.batch_size` is at most
+#: 96): a format spec costs a `format` call an Alfa, an item of this tuple a subscript.
+_SLOT_TEXT = tuple(f"{slot:03d}" for slot in range(96))
 
 
 def experimental_block(exchange: Exchange, order: Order, order_id: str) -> str | None:
@@ -449,11 +445,7 @@ class _Batch:
             self.validators.check,
         )
         prefix = f"{order_id}.a"
-        slots_text = (
-            _SLOT_TEXT
-            if self.order.batch_size <= len(_SLOT_TEXT)
-            else _slots_text(self.order.batch_size)
-        )
+        slots_text = _SLOT_TEXT
         canonical = chains.canonical_params
         novel = self.sequence.draw(needed)
         if len(novel) < needed:  # unseen() said there were enough; a bug if not
