@@ -167,14 +167,15 @@ def _consume(
             stats["records"] += 1
             continue
         last = facts
-        stats = orders.get(facts.order_id)  # type: ignore[assignment]
-        if stats is None:
-            stats = orders[facts.order_id] = {
+        found = orders.get(facts.order_id)
+        if found is None:
+            found = orders[facts.order_id] = {
                 "first_line": number,
                 "records": 0,
                 "runs": [],
                 "last_attempt": None,
             }
+        stats = found
         stats["records"] += 1
         stats["last_attempt"] = later(stats["last_attempt"], facts.time)
         if mint and facts.run_id not in stats["runs"]:
