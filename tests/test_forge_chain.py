@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import REPO, doit
 from tests.support import build, load, write_json
 from toyfoundry import caches
 from toyfoundry.errors import FoundryError
-from toyfoundry.forge import mint
+from toyfoundry.forge import carried, mint
 from toyfoundry.forge.mint import mint_order
 from toyfoundry.forge.space import Space
 from toyfoundry.formats.models import Recipe
@@ -279,3 +281,39 @@ def test_the_pool_ranks_by_score_then_id_whatever_its_entries_are() -> None:
         "a007",
         "a004",
     ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["add", "drop"]),
+            st.lists(st.integers(min_value=0, max_value=400), max_size=40),
+        ),
+        max_size=30,
+    ),
+    st.integers(min_value=1, max_value=16),
+)
+def test_carried_positions_read_as_the_set_they_replace(
+    steps: list[tuple[str, list[int]]], merge_at: int
+) -> None:
+    """`carried.Positions`, the sorted array a worker keeps per recipe, answers membership,
+    size, order from a cursor and counts below it as a plain set of the same positions,
+    whichever positions wait unmerged."""
+    held = carried.Positions()
+    held.MERGE_AT = merge_at
+    plain: set[int] = set()
+    for action, values in steps:
+        if action == "add":
+            held.add_all(values)
+            plain.update(values)
+        elif values:
+            held.drop_below(values[0])
+            plain = {p for p in plain if p >= values[0]}
+        assert len(held) == len(plain)
+        assert all((p in held) == (p in plain) for p in range(-1, 402))
+        assert "1" not in held
+        for cursor in (0, 7, 200, 401):
+            assert list(held.upcoming(cursor)) == sorted(p for p in plain if p >= cursor)
+            assert held.count_below(cursor) == sum(1 for p in plain if p < cursor)
+    assert sorted(held) == sorted(plain)

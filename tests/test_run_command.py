@@ -226,7 +226,8 @@ def test_a_worker_killed_mid_task_ends_the_build_instead_of_hanging(tmp_path: Pa
 def test_a_very_large_graph_builds_on_every_core(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The workers hold no graph, so a graph of 30,000 tasks builds on every core too."""
+    """The workers hold no graph, so a graph of 30,000 tasks builds on every core too, with
+    one worker more than there are cores, as a smaller one does."""
 
     size = 30_001
 
@@ -239,9 +240,8 @@ def test_a_very_large_graph_builds_on_every_core(
     command.dep_manager = None
     monkeypatch.setattr(run_command, "cores", lambda: 8)
     monkeypatch.setattr(run_command, "can_start_workers", lambda: True)
-    assert command._auto_jobs(always=True) == 8
-    # a smaller graph gets one worker more than there are cores
-    size = run_command.EXTRA_WORKER_UP_TO
+    assert command._auto_jobs(always=True) == 9
+    size = 3_001
     assert command._auto_jobs(always=True) == 9
 
 

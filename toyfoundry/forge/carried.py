@@ -21,7 +21,10 @@ chain files, a small fixed-size file per order.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Set
+import itertools
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Set
 from dataclasses import dataclass
 
 import orjson
@@ -35,6 +38,72 @@ from toyfoundry.store.atomic import read_whole
 from toyfoundry.store.layout import Layout
 
 
+class Positions(Set[int]):
+    """A set of carried positions, held as a sorted array of 8-byte integers.
+
+    A worker keeps one per recipe (`ahead`): at 10,000 orders some 43,000 positions each,
+    3.4 MB as a Python set of int objects and 0.35 MB here, which is what lets a third
+    worker fit in the build's memory. New positions wait in a small set until there are
+    `MERGE_AT` of them. The mint reads it in order from the cursor (`upcoming`), a step
+    per position, not a search per position.
+    """
+
+    #: Positions added before they are merged into the sorted array.
+    MERGE_AT = 2048
+
+    def __init__(self, positions: Iterable[int] = ()) -> None:
+        self._sorted = array("q", sorted(set(positions)))
+        self._recent: set[int] = set()
+
+    def __contains__(self, position: object) -> bool:
+        if not isinstance(position, int):
+            return False
+        if position in self._recent:
+            return True
+        held = self._sorted
+        at = bisect_left(held, position)
+        return at < len(held) and held[at] == position
+
+    def __iter__(self) -> Iterator[int]:
+        self._merge()
+        return iter(self._sorted)
+
+    def __len__(self) -> int:
+        return len(self._sorted) + len(self._recent)
+
+    def add_all(self, positions: Iterable[int]) -> None:
+        recent = self._recent
+        for position in positions:
+            if position not in self:
+                recent.add(position)
+        if len(recent) >= self.MERGE_AT:
+            self._merge()
+
+    def drop_below(self, cursor: int) -> None:
+        """Forget the positions the cursor has passed."""
+        del self._sorted[: bisect_left(self._sorted, cursor)]
+        self._recent = {p for p in self._recent if p >= cursor}
+
+    def count_below(self, cursor: int) -> int:
+        self._merge()
+        return bisect_left(self._sorted, cursor)
+
+    def upcoming(self, cursor: int) -> Iterator[int]:
+        """The positions at or beyond `cursor`, in order."""
+        self._merge()
+        held = self._sorted
+        return itertools.islice(held, bisect_left(held, cursor), None)
+
+    def _merge(self) -> None:
+        if self._recent:
+            self._sorted = array("q", sorted(itertools.chain(self._sorted, self._recent)))
+            self._recent = set()
+
+
+#: An empty set of positions, for a chain that starts a parameter space (never changed).
+NONE = Positions()
+
+
 @dataclass
 class _Frontier:
     """The carried positions at or beyond `cursor` of the chain whose bytes hash to `sha256`."""
@@ -42,7 +111,7 @@ class _Frontier:
     sha256: str
     space: str
     cursor: int
-    positions: set[int]
+    positions: Positions
 
 
 @dataclass
@@ -59,7 +128,7 @@ class _Ancestor:
 _RECIPES_KEPT = 64
 
 
-def ahead(layout: Layout, chain: Chain, data: bytes, digest: str | None = None) -> Set[int]:
+def ahead(layout: Layout, chain: Chain, data: bytes, digest: str | None = None) -> Positions:
     """Every position at or beyond `chain.cursor` minted as carryover by the chain's orders.
 
     `data` are the bytes `chain` was read from, `digest` their sha256 if at hand. The set
@@ -87,17 +156,13 @@ def ahead(layout: Layout, chain: Chain, data: bytes, digest: str | None = None) 
         parent = ancestor.parent
     cursor = chain.cursor
     if base is None:
-        positions: set[int] = set()
+        positions = Positions()
     else:
         # the cursor moves by about a batch an order: drop what it passed, in place
         positions = base.positions
-        if (cursor - base.cursor) * 4 < len(positions):
-            for p in range(base.cursor, cursor):
-                positions.discard(p)
-        else:
-            positions = {p for p in positions if p >= cursor}
+        positions.drop_below(cursor)
     for carried in links:
-        positions.update(p for p in carried if p >= cursor)
+        positions.add_all(p for p in carried if p >= cursor)
     if len(frontiers) >= _RECIPES_KEPT and chain.recipe not in frontiers:
         frontiers.clear()
     frontiers[chain.recipe] = _Frontier(digest, chain.space, cursor, positions)

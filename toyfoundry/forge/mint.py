@@ -45,7 +45,6 @@ from __future__ import annotations
 import math
 from _random import Random as Generator
 from collections.abc import Mapping, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
@@ -55,6 +54,7 @@ from toyfoundry.errors import FoundryError, Problem
 from toyfoundry.exchange.loader import Exchange, display
 from toyfoundry.forge import carried
 from toyfoundry.forge import chain as chains
+from toyfoundry.forge.carried import Positions
 from toyfoundry.forge.inputs import (
     MintInputs,
     display_path,
@@ -311,7 +311,7 @@ class _Sequence:
     """
 
     def __init__(
-        self, space: Space, cursor: int, carried: AbstractSet[int], baselines: list[Params]
+        self, space: Space, cursor: int, carried: Positions, baselines: list[Params]
     ) -> None:
         self.space = space
         self.start = cursor
@@ -325,21 +325,27 @@ class _Sequence:
     def unseen(self) -> int:
         cursor, carried = self.cursor, self.carried
         # every carried position is at or beyond the start, so before any draw all count
-        behind = 0 if cursor == self.start else sum(1 for p in carried if p < cursor)
+        behind = 0 if cursor == self.start else carried.count_below(cursor)
         extra = {p for p in self.own | self.baseline_position if p >= cursor and p not in carried}
         return self.space.size - cursor - (len(carried) - behind) - len(extra)
 
     def draw(self, count: int) -> list[int]:
         """The indexes of the next `count` unseen parameter sets (fewer when the sequence
         runs out)."""
-        carried, own, size, skip = self.carried, self.own, self.space.size, self.baseline_index
+        own, size, skip = self.own, self.space.size, self.baseline_index
         at = self.space.permutation.at
         out: list[int] = []
         cursor = self.cursor
+        # the carried positions ahead, met in order: one step each, not a search a position
+        upcoming = self.carried.upcoming(cursor)
+        carried = next(upcoming, size)
         while len(out) < count and cursor < size:
             position = cursor
             cursor += 1
-            if position in carried or position in own:
+            if position == carried:
+                carried = next(upcoming, size)
+                continue
+            if position in own:
                 continue
             index = at(position)
             if index not in skip:
@@ -400,7 +406,7 @@ class _Batch:
         recipe: Recipe,
         chain: Chain,
         space: Space,
-        carried_ahead: AbstractSet[int],
+        carried_ahead: Positions,
     ) -> None:
         self.order = order
         self.order_id = order_id
@@ -663,8 +669,8 @@ def _compose(
     chain, data = chains.start_chain(
         layout, exchange, order_id, recipe.recipe_id, space.key, previous
     )
-    ahead: AbstractSet[int] = (
-        frozenset()
+    ahead = (
+        carried.NONE
         if data is None or previous is None or chain.space != space.key
         # the chain's digest as `start_chain` took it for the inputs: hashed once
         else carried.ahead(layout, chain, data, exchange.digests.get(layout.chain_file(previous)))

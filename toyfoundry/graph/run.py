@@ -8,11 +8,11 @@ artefacts are the same as with doit's own `run`.
 
 - **Parallel when there is a lot to build.** A fresh clone, a first build or a large
   drop of orders leaves many tasks that never ran. When at least `PARALLEL_AT` of the
-  graph's tasks have no record in the DB, the build runs one worker per core (as `-n`
-  does), and one more for a graph of up to `EXTRA_WORKER_UP_TO` tasks: a worker waiting
-  for its task's files to reach the disk leaves its core idle (on this project's 2-core
-  machine, three workers built 1,000 orders 5-10% faster than two; on a RAM-backed
-  filesystem, where nothing waits, 2-3% slower). For a few tasks starting workers costs
+  graph's tasks have no record in the DB, the build runs one worker more than there are
+  cores: a worker that waits for the next task of a recipe's chain, or for its files to
+  reach the disk, leaves its core idle (on this project's 2-core machine, three workers
+  built 1,000 orders 5-10% faster than two, and 10,000 orders 5-7% faster; on a
+  RAM-backed filesystem, where nothing waits, 2-3% slower). For a few tasks starting workers costs
   more than it saves, so the build stays serial. `-n`/`--process` on the command line or
   `num_process` in the config always wins. The workers come from a fork server started
   once the graph is loaded (before, for a first build sure to be parallel, so that its
@@ -96,9 +96,6 @@ DODO_NAME = "dodo.py"
 TASKS_PER_ORDER = 3
 #: Tasks without a record in the DB from which a build runs on every core.
 PARALLEL_AT = 24
-#: Graphs up to this size get one worker more than there are cores (memory grows with
-#: each: at 1,500 orders, 4,500 tasks, four processes held 230 MB against 200 MB for three).
-EXTRA_WORKER_UP_TO = 4_500
 #: Tasks handed to doit from which the heap is trimmed once they are loaded (a no-op or a
 #: new order hands it none or a few, and would pay the trim's walk of the heap for nothing).
 TRIM_AT = 1_000
@@ -904,4 +901,7 @@ class FoundryRun(Run):  # type: ignore[misc]
         todo = size if always else never_ran(self.dep_manager, self.task_list)
         if todo < PARALLEL_AT:
             return 0
-        return jobs + 1 if size <= EXTRA_WORKER_UP_TO else jobs
+        # one more than the cores at every size: at 10,000 orders a third worker (on two
+        # cores) held 32 MB of the build's peak, once each recipe's carried positions were
+        # an array (`forge.carried.Positions`) and no longer a set of int objects
+        return jobs + 1
