@@ -42,10 +42,10 @@ class Positions(Set[int]):
     """A set of carried positions, held as a sorted array of 8-byte integers.
 
     A worker keeps one per recipe (`ahead`): at 10,000 orders some 43,000 positions each,
-    3.4 MB as a Python set of int objects and 0.35 MB here, which is what lets a third
-    worker fit in the build's memory. New positions wait in a small set until there are
-    `MERGE_AT` of them. The mint reads it in order from the cursor (`upcoming`), a step
-    per position, not a search per position.
+    about 3.4 MB as a Python set of int objects and 0.35 MB here, room for the build's
+    third worker. New positions wait in a small set until there are `MERGE_AT` of them.
+    The mint reads it in order from the cursor (`upcoming`), a step per position, not a
+    search per position.
     """
 
     #: Positions added before they are merged into the sorted array.

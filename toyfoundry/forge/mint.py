@@ -338,12 +338,12 @@ class _Sequence:
         cursor = self.cursor
         # the carried positions ahead, met in order: one step each, not a search a position
         upcoming = self.carried.upcoming(cursor)
-        carried = next(upcoming, size)
+        taken = next(upcoming, size)
         while len(out) < count and cursor < size:
             position = cursor
             cursor += 1
-            if position == carried:
-                carried = next(upcoming, size)
+            if position == taken:
+                taken = next(upcoming, size)
                 continue
             if position in own:
                 continue
