@@ -161,8 +161,8 @@ def ahead(layout: Layout, chain: Chain, data: bytes, digest: str | None = None) 
         # the cursor moves by about a batch an order: drop what it passed, in place
         positions = base.positions
         positions.drop_below(cursor)
-    for carried in links:
-        positions.add_all(p for p in carried if p >= cursor)
+    # one call: a cold walk's thousands of links then merge into the array once
+    positions.add_all(p for carried in links for p in carried if p >= cursor)
     if len(frontiers) >= _RECIPES_KEPT and chain.recipe not in frontiers:
         frontiers.clear()
     frontiers[chain.recipe] = _Frontier(digest, chain.space, cursor, positions)
