@@ -51,8 +51,8 @@ class Positions(Set[int]):
     #: Positions added before they are merged into the sorted array.
     MERGE_AT = 2048
 
-    def __init__(self, positions: Iterable[int] = ()) -> None:
-        self._sorted = array("q", sorted(set(positions)))
+    def __init__(self) -> None:
+        self._sorted = array("q")
         self._recent: set[int] = set()
 
     def __contains__(self, position: object) -> bool:

@@ -15,8 +15,8 @@ artefacts are the same as with doit's own `run`.
   RAM-backed filesystem, where nothing waits, 2-3% slower). For a few tasks starting
   workers costs more than it saves, so the build stays serial. `-n`/`--process` on the
   command line or `num_process` in the config always wins. The workers come from a
-  fork server started once the graph is loaded (before, for a first build sure to be parallel, so that its
-  imports overlap the load) and never hold the graph: each gets one small pickled job
+  fork server started once the graph is loaded (before, for a first build sure to be
+  parallel, so that its imports overlap the load) and never hold the graph: each gets one small pickled job
   per task (see `workers`), holds the next one in its pipe while it runs one (with
   `continue` on, see `workers.Crew`), and the build records each result in the DB as it arrives (committed a
   few at a time, see `backend`). They run only on Linux, automatically only from a
