@@ -30,6 +30,10 @@ class Run:
     seen: list[str] = field(default_factory=list)
     #: the peak of the summed PSS of the child and its descendants (its workers), when sampled
     tree_pss_mb: float | None = None
+    #: the machine's busy core-seconds (user + system, every process) while the child ran,
+    #: and its idle ones (idle + I/O wait), from /proc/stat (None without it)
+    busy_s: float | None = None
+    idle_s: float | None = None
 
     @property
     def executed(self) -> list[str]:
@@ -82,6 +86,7 @@ def run(
     `tree_memory`: also sample the memory of the child's whole process tree (see `TreeMemory`).
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        cpu_before = machine_cpu()
         started = time.perf_counter()
         proc = subprocess.Popen(
             list(cmd), cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=child_env(env)
@@ -95,6 +100,12 @@ def run(
             if sampler is not None:
                 sampler.stop()
         wall = time.perf_counter() - started
+        cpu_after = machine_cpu()
+        busy = idle = None
+        if cpu_before is not None and cpu_after is not None:
+            busy, idle = (
+                after - before for after, before in zip(cpu_after, cpu_before, strict=True)
+            )
         out.seek(0)
         err.seek(0)
         return Run(
@@ -105,7 +116,27 @@ def run(
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
             tree_pss_mb=sampler.peak_mb if sampler is not None else None,
+            busy_s=busy,
+            idle_s=idle,
         )
+
+
+def machine_cpu() -> tuple[float, float] | None:
+    """The machine's busy and idle core-seconds since boot, from /proc/stat's `cpu` line
+    (Linux; None elsewhere). Busy is user, nice, system, irq and softirq time: a build's
+    workers are the fork server's children, which `wait4`'s rusage of doit misses, and the
+    kernel's writeback of the build's files runs in threads of its own; idle counts I/O wait.
+    Every process on the machine counts, so read it on a host that runs nothing else."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != b"cpu" or len(fields) < 8:
+        return None
+    user, nice, system, idle, iowait, irq, softirq = (int(v) for v in fields[1:8])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, (idle + iowait) / tick
 
 
 class TreeMemory(threading.Thread):

@@ -38,6 +38,8 @@ FIGURES = (
     "full_build_alfas_per_s",
     "full_build_peak_mb",
     "full_build_tree_pss_mb",
+    "full_build_cpu_per_order",
+    "full_build_cpu_bound_wall",
     "full_build_serial_wall",
     "full_build_ram_fs_alfas_per_s",
     "bytes_per_order",
@@ -379,6 +381,7 @@ class Measure:
             met=(ours.tree_pss_mb <= 300) if self.n >= 10_000 and ours.tree_pss_mb else None,
             note="peak of the PSS summed over doit and its workers, sampled every 0.1 s from /proc",
         )
+        self._cpu_figures(ours, ref)
         total, chains = written_bytes(self.ours)
         self.add(
             figure="bytes_per_order",
@@ -390,6 +393,40 @@ class Measure:
             f" the build, {chains} of them in chain.json files",
         )
         return True
+
+    def _cpu_figures(self, ours: Run, ref: Run) -> None:
+        """What the full build's CPU allows: the machine's busy core-seconds per order, ours
+        and the bare graph's, and the wall a perfect schedule of ours would take on this
+        machine's cores. That wall over the bare graph's is the lowest full-build ratio any
+        scheduling of this much CPU can reach; under it only less CPU helps."""
+        if ours.busy_s is None or ref.busy_s is None:
+            note = "needs Linux's /proc/stat"
+            for name in ("full_build_cpu_per_order", "full_build_cpu_bound_wall"):
+                self.add(
+                    figure=name, value=None, unit="", reference="", reference_value=None, note=note
+                )
+            return
+        cores = os.cpu_count() or 1
+        self.add(
+            figure="full_build_cpu_per_order",
+            value=ours.busy_s / self.n * 1000,
+            unit="ms",
+            reference="bare doit graph (dbm), full build, busy CPU per order",
+            reference_value=ref.busy_s / self.n * 1000,
+            note=f"diagnostic: the machine's busy core-seconds (user + system, /proc/stat)"
+            f" during the build, over the orders: {ours.busy_s:.1f} s busy and"
+            f" {ours.idle_s or 0:.1f} s idle or in I/O wait on {cores} cores",
+        )
+        self.add(
+            figure="full_build_cpu_bound_wall",
+            value=ours.busy_s / cores,
+            unit="s",
+            reference="bare doit graph (dbm), full build",
+            reference_value=ref.wall,
+            note=f"diagnostic: our build's busy CPU spread over {cores} cores with no wait,"
+            f" the least wall it can take; 4x the bare graph needs at most"
+            f" {4 * ref.wall * cores:.1f} core-seconds",
+        )
 
     def full_build_serial(self) -> None:
         """The same build with `-n 0`: what the workers of a big build buy."""

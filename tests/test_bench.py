@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench import bare, workload
-from bench.runner import TreeMemory, run
+from bench.runner import TreeMemory, machine_cpu, run
 from bench.suite import Figure, make_project, scale_figures
 from tests.conftest import REPO, doit
 
@@ -24,6 +24,8 @@ FIGURES = {
     "full_build_alfas_per_s",
     "full_build_peak_mb",
     "full_build_tree_pss_mb",
+    "full_build_cpu_per_order",
+    "full_build_cpu_bound_wall",
     "full_build_serial_wall",
     "full_build_ram_fs_alfas_per_s",
     "bytes_per_order",
@@ -114,6 +116,8 @@ def test_quick_suite_publishes_every_figure(tmp_path: Path) -> None:
             continue  # a diagnostic that needs a RAM-backed filesystem
         if name == "full_build_tree_pss_mb" and not TreeMemory.available():
             continue  # a diagnostic that needs Linux's /proc
+        if name.startswith("full_build_cpu_") and machine_cpu() is None:
+            continue  # a diagnostic that needs Linux's /proc/stat
         assert row["value"] is not None, f"{name}: {row['note']}"
         assert row["reference_value"] is not None, name
     # facts, not timings: a fresh copy is checked, not rebuilt; a resumed build keeps its work
@@ -182,3 +186,25 @@ def test_the_big_sizes_time_the_watcher_on_the_built_project(tmp_path: Path) -> 
     assert median.met is (median.value <= 0.25)
     # the warm-up and the measured drop are the project's own orders now, with their reports
     assert len(list((measure.ours / "exchange" / "reports").glob("*.json"))) == 6 + 2
+
+
+@pytest.mark.skipif(machine_cpu() is None, reason="needs Linux's /proc/stat")
+def test_busy_cpu_counts_what_the_child_spent(tmp_path: Path) -> None:
+    """The machine's busy time over a run covers the child's own CPU (and, unlike `wait4`'s
+    rusage of doit, that of workers it does not reap itself)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = run(
+        [
+            sys.executable,
+            "-c",
+            "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass",
+        ],
+        tmp_path,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    spent = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    assert done.code == 0 and done.busy_s is not None and done.idle_s is not None
+    assert spent >= 0.3
+    assert done.busy_s >= spent - 0.05  # /proc/stat counts in ticks of 10 ms
