@@ -208,3 +208,21 @@ def test_busy_cpu_counts_what_the_child_spent(tmp_path: Path) -> None:
     assert done.code == 0 and done.busy_s is not None and done.idle_s is not None
     assert spent >= 0.3
     assert done.busy_s >= spent - 0.05  # /proc/stat counts in ticks of 10 ms
+
+
+def test_cache_runs_set_projects_aside_until_the_end(tmp_path: Path) -> None:
+    """`bench.caches` measures each setting on a fresh project and deletes none of them
+    between settings (a deletion slows the next build's file creation on some disks)."""
+    from bench import caches
+
+    work = tmp_path / "work"
+    work.mkdir()
+    samples = caches.measure(4, 1, ["", "paths"], work, full_only=True)
+    for setting in ("", "paths"):
+        [(cpu, wall)] = samples[setting]["full"]
+        assert cpu > 0 and wall > 0
+    assert sorted(p.name for p in work.iterdir()) == ["trash"]
+    assert sorted(p.name.split("-", 1)[1] for p in (work / "trash").iterdir()) == [
+        "p-0-on",
+        "p-0-paths",
+    ]
