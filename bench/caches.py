@@ -29,11 +29,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench import workload
-from bench.runner import REPO, child_env, doit_cmd, machine_cpu
+from bench.runner import REPO, child_env, doit_cmd, run
 from bench.suite import make_project
 
 FIGURES = ("full", "noop", "new_order", "fresh_copy")
@@ -54,32 +53,16 @@ def _names() -> list[str]:
 def _timed(cwd: Path, off: str) -> tuple[float, float]:
     """(cpu seconds, wall seconds) of one `doit` in `cwd` with the caches `off` turned off.
 
-    The CPU is the machine's busy time while it runs (`runner.machine_cpu`), so a quiet
-    host is needed: `wait4`'s rusage of doit leaves out its workers, which are the fork
-    server's children and never its own, and with them the actions of a parallel build.
-    Without /proc/stat, that rusage."""
-    env = child_env({"TOYFOUNDRY_NO_CACHE": off} if off else None)
-    before = machine_cpu()
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        doit_cmd(),
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    _, status, rusage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    after = machine_cpu()
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.stderr:
-        proc.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"doit failed with {off or 'all caches on'}:\n{err[-2000:]}")
-    if before is not None and after is not None:
-        return after[0] - before[0], wall
-    return rusage.ru_utime + rusage.ru_stime, wall
+    The CPU is the machine's busy time while it runs (`Run.busy_s`), so a quiet host is
+    needed: `wait4`'s rusage of doit leaves out its workers, which are the fork server's
+    children and never its own, and with them the actions of a parallel build. Without
+    /proc/stat, that rusage."""
+    done = run(doit_cmd(), cwd, env={"TOYFOUNDRY_NO_CACHE": off} if off else None)
+    if done.code != 0:
+        raise RuntimeError(f"doit failed with {off or 'all caches on'}:\n{done.err[-2000:]}")
+    cpu = done.busy_s if done.busy_s is not None else done.cpu_s
+    assert cpu is not None
+    return cpu, done.wall
 
 
 def measure(

@@ -34,6 +34,8 @@ class Run:
     #: and its idle ones (idle + I/O wait), from /proc/stat (None without it)
     busy_s: float | None = None
     idle_s: float | None = None
+    #: the child's own CPU time (user + system, from `wait4`: not its workers', see `busy_s`)
+    cpu_s: float | None = None
 
     @property
     def executed(self) -> list[str]:
@@ -118,6 +120,7 @@ def run(
             tree_pss_mb=sampler.peak_mb if sampler is not None else None,
             busy_s=busy,
             idle_s=idle,
+            cpu_s=rusage.ru_utime + rusage.ru_stime,  # type: ignore[attr-defined]
         )
 
 
